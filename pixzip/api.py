@@ -1,0 +1,94 @@
+"""Compress and decompress whole images: planes, models, container. The CLI's only entry point."""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass
+from typing import Callable
+
+from . import codec, container, zoo
+from .container import FormatError, Header, ModelRef
+from .errors import PixzipError
+from .images import ImageData
+from .modelfile import LoadedModel
+
+DEFAULT_TILE = 256
+
+
+@dataclass
+class Stats:
+    bytes: int
+    subpixels: int
+    model_bits: float
+
+    @property
+    def bits_per_subpixel(self) -> float:
+        return 8 * self.bytes / self.subpixels
+
+    @property
+    def model_bits_per_subpixel(self) -> float:
+        return self.model_bits / self.subpixels
+
+
+def choose_models(image: ImageData, model: LoadedModel | None) -> list[LoadedModel]:
+    """One model per plane: the user's model where its channel count fits, else the default."""
+    chosen = []
+    for plane in image.planes:
+        c = plane.shape[2]
+        chosen.append(model if model is not None and model.channels == c else zoo.default_model(c))
+    if model is not None and model not in chosen:
+        raise PixzipError(f"model {model.name!r} codes {model.channels}-channel planes; this {image.mode} "
+                          f"image has none")
+    return chosen
+
+
+def compress(image: ImageData, model: LoadedModel | None = None, tile: int = DEFAULT_TILE,
+             progress: Callable[[int], None] | None = None) -> tuple[bytes, Stats]:
+    models = choose_models(image, model)
+    refs: list[LoadedModel] = []
+    for m in models:
+        if m not in refs:
+            refs.append(m)
+    streams, model_bits = [], 0.0
+    for plane, m in zip(image.planes, models):
+        s, bits = codec.encode_plane(m.net, plane, tile, progress)
+        streams += s
+        model_bits += bits
+    header = Header(image.mode, image.width, image.height, tile,
+                    [ModelRef(m.id, m.name) for m in refs],
+                    [(refs.index(m), p.shape[2]) for p, m in zip(image.planes, models)],
+                    pixel_crc=zlib.crc32(image.pixel_bytes()), model_bits=model_bits, icc=image.icc,
+                    palette_mode=image.palette_mode, palette=image.palette, transparency=image.transparency)
+    data = container.write(header, streams)
+    return data, Stats(len(data), header.subpixels, model_bits)
+
+
+def read_header(data: bytes) -> Header:
+    return container.read_header(data)[0]
+
+
+def decompress(data: bytes, extra_models: list[LoadedModel] = (), max_pixels: int | None = None,
+               progress: Callable[[int], None] | None = None) -> tuple[ImageData, Header]:
+    header, offset = container.read_header(data)
+    if max_pixels is not None and header.width * header.height > max_pixels:
+        raise PixzipError(f"image is {header.width}x{header.height}, over the limit of {max_pixels} pixels")
+    models = [zoo.find_by_id(r.name, r.id, extra_models) for r in header.models]
+    for model_index, channels in header.planes:
+        if models[model_index].channels != channels:
+            raise FormatError("header is corrupted (model and plane disagree)")
+    streams = container.read_streams(data, header, offset)
+    per_plane = len(codec.tile_grid(header.height, header.width, header.tile))
+    if len(streams) != per_plane * len(header.planes):
+        raise FormatError("header is corrupted (stream count)")
+    planes = []
+    for p, (model_index, _) in enumerate(header.planes):
+        try:
+            planes.append(codec.decode_plane(models[model_index].net, header.height, header.width, header.tile,
+                                             streams[p * per_plane:(p + 1) * per_plane], progress))
+        except (ValueError, RuntimeError, OverflowError):
+            raise FormatError("compressed data is corrupted (undecodable stream)") from None
+    image = ImageData(header.mode, header.width, header.height, planes, icc=header.icc,
+                      palette_mode=header.palette_mode, palette=header.palette, transparency=header.transparency)
+    if zlib.crc32(image.pixel_bytes()) != header.pixel_crc:
+        raise FormatError("decoded pixels fail the checksum: the file is corrupted")
+    return image, header

@@ -1,0 +1,350 @@
+"""Command line: parse, dispatch, report. All work is done by pixzip.api and pixzip.train.
+
+Conventions follow gzip/zstd: FILE -> FILE.pxz, sources kept, outputs never overwritten without -f,
+written atomically, '-' for stdin/stdout, exit 0 on success and 1 on any error (2 for usage errors).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import click
+
+from . import api, images, zoo
+from .errors import PixzipError
+
+SUFFIX = ".pxz"
+
+
+# -- helpers ------------------------------------------------------------------------------------------
+class Reporter:
+    def __init__(self, verbose: int, quiet: bool):
+        self.verbose, self.quiet = verbose, quiet
+
+    def say(self, msg: str):
+        if not self.quiet:
+            click.echo(msg, err=True)
+
+    def detail(self, msg: str):
+        if self.verbose and not self.quiet:
+            click.echo(msg, err=True)
+
+    def error(self, msg: str):
+        click.echo(f"pixzip: {msg}", err=True)
+
+
+@contextmanager
+def progress_bar(total: int, desc: str, quiet: bool):
+    """A bar on stderr, shown only for work that lasts more than two seconds."""
+    try:
+        from tqdm import tqdm
+    except ImportError:  # pragma: no cover
+        yield None
+        return
+    disable = quiet or not sys.stderr.isatty()
+    with tqdm(total=total, desc=desc, unit="px", unit_scale=True, delay=2.0, leave=False,
+              disable=disable, file=sys.stderr) as bar:
+        yield bar.update
+
+
+def set_device(device: str, threads: int):
+    if threads:
+        import torch
+        torch.set_num_threads(threads)
+    if device == "cuda":
+        raise PixzipError("--device cuda: GPU coding is not available yet; use --device cpu")
+
+
+def read_input(path: str) -> bytes:
+    if path == "-":
+        return sys.stdin.buffer.read()
+    try:
+        return Path(path).read_bytes()
+    except FileNotFoundError:
+        raise PixzipError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise PixzipError(f"{path}: is a directory") from None
+    except OSError as e:
+        raise PixzipError(f"{path}: {e.strerror}") from None
+
+
+def write_output(dest: str, data: bytes, force: bool):
+    """Write atomically: a temporary file in the same folder, then a rename (a link when not forcing,
+    so that a file created meanwhile by someone else is never clobbered)."""
+    if dest == "-":
+        if sys.stdout.isatty():
+            raise PixzipError("refusing to write binary data to a terminal (use -o FILE or redirect)")
+        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.flush()
+        return
+    path = Path(dest)
+    if path.exists() and not force:
+        raise PixzipError(f"{dest}: already exists (use -f to overwrite)")
+    if path.is_dir():
+        raise PixzipError(f"{dest}: is a directory")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        if force:
+            os.replace(tmp, path)
+        else:
+            try:
+                os.link(tmp, path)
+            except FileExistsError:
+                raise PixzipError(f"{dest}: already exists (use -f to overwrite)") from None
+            os.unlink(tmp)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def check_outputs(files, output, stdout):
+    if output and len(files) > 1:
+        raise click.UsageError("-o/--output takes a single input")
+    if stdout and len(files) > 1:
+        raise click.UsageError("-c/--stdout takes a single input")
+
+
+def run_each(files, rep: Reporter, work) -> None:
+    """Apply `work` to every input; report failures one line each and keep going; exit 1 if any."""
+    failed = 0
+    for f in files:
+        try:
+            work(f)
+        except PixzipError as e:
+            rep.error(str(e))
+            failed += 1
+        except KeyboardInterrupt:
+            rep.error("interrupted")
+            sys.exit(130)
+        except MemoryError:
+            rep.error(f"{f}: out of memory")
+            failed += 1
+    if failed:
+        sys.exit(1)
+
+
+def model_option(f):
+    return click.option("-m", "--model", "model", metavar="NAME|PATH",
+                        help="Model for the image's colour (or grey) planes: an installed name or a .pxm file. "
+                             "Default: pcnn-rgb-v1 for colour, pcnn-gray-v1 for grey, alpha and palette.")(f)
+
+
+def common_options(f):
+    f = click.option("-q", "--quiet", is_flag=True, help="Print nothing but errors.")(f)
+    f = click.option("-v", "--verbose", count=True, help="More detail (model, ideal bits, timings).")(f)
+    f = click.option("-T", "--threads", type=click.IntRange(0), default=0, metavar="N",
+                     help="CPU threads for the model (0: torch's default).")(f)
+    f = click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
+                     help="Where the integer model runs. Files are identical whichever is used.")(f)
+    return f
+
+
+# -- commands -----------------------------------------------------------------------------------------
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="pixzip")
+def main():
+    """pixzip: lossless image compression with an integer-exact PixelCNN.
+
+    \b
+      pixzip compress photo.png           -> photo.png.pxz (source kept)
+      pixzip decompress photo.png.pxz     -> photo.png
+      pixzip test photo.png.pxz           check a file decodes to its checksum
+      pixzip info photo.png.pxz           show the header
+      pixzip train DATA... --out m.pxm    train and export a model
+
+    Every file decodes bit-exactly on any machine: the model runs in integers only.
+    """
+
+
+@main.command()
+@click.argument("files", nargs=-1, required=True)
+@click.option("-o", "--output", metavar="FILE", help="Output file for a single input ('-' for stdout).")
+@click.option("-c", "--stdout", "to_stdout", is_flag=True, help="Write to standard output.")
+@click.option("-f", "--force", is_flag=True, help="Overwrite existing output files.")
+@model_option
+@click.option("--tile", type=click.IntRange(0, 65535), default=api.DEFAULT_TILE, show_default=True,
+              help="Tile size in pixels (0: whole image). Tiles are coded independently: smaller tiles "
+                   "decode faster, larger ones compress slightly better.")
+@click.option("--max-pixels", type=click.IntRange(1), default=images.DEFAULT_MAX_PIXELS, show_default=True,
+              help="Refuse inputs with more pixels than this.")
+@common_options
+def compress(files, output, to_stdout, force, model, tile, max_pixels, device, threads, verbose, quiet):
+    """Compress images (PNG, BMP, TIFF, PNM, lossless WebP...) to FILE.pxz.
+
+    Modes L, LA, RGB, RGBA, P and 1 are supported and restored exactly, with the ICC profile.
+    Use '-' to read from standard input (the result then goes to standard output).
+
+    \b
+    Examples:
+      pixzip compress photo.png                 # writes photo.png.pxz
+      pixzip compress a.png b.bmp -v            # several files; a failing one does not stop the rest
+      pixzip compress photo.png -o out.pxz
+      cat photo.png | pixzip compress - > photo.pxz
+    """
+    rep = Reporter(verbose, quiet)
+    check_outputs(files, output, to_stdout)
+
+    def work(f):
+        set_device(device, threads)
+        dest = output or ("-" if to_stdout or f == "-" else f + SUFFIX)
+        if dest != "-" and Path(dest).exists() and not force:
+            raise PixzipError(f"{dest}: already exists (use -f to overwrite)")
+        name = "<stdin>" if f == "-" else f
+        image = images.read_image(read_input(f) if f == "-" else f, name, max_pixels)
+        m = zoo.load_model(model) if model else None
+        t0 = time.perf_counter()
+        total = image.width * image.height * len(image.planes)
+        with progress_bar(total, f"compress {name}", quiet) as bar:
+            data, stats = api.compress(image, m, tile, bar)
+        write_output(dest, data, force)
+        rep.say(f"{name}: {stats.bytes} bytes, {stats.bits_per_subpixel:.3f} bits/sub-pixel")
+        rep.detail(f"  model ideal {stats.model_bits_per_subpixel:.3f} bits/sub-pixel "
+                   f"(file {100 * (stats.bits_per_subpixel / stats.model_bits_per_subpixel - 1):+.2f}%), "
+                   f"{image.width}x{image.height} {image.mode}, {time.perf_counter() - t0:.2f} s")
+
+    run_each(files, rep, work)
+
+
+def decompressed_name(f: str) -> str:
+    if not f.endswith(SUFFIX) or len(f) == len(SUFFIX):
+        raise PixzipError(f"{f}: unknown suffix, expected {SUFFIX} (use -o to name the output)")
+    stripped = f[:-len(SUFFIX)]
+    return stripped if images.output_format(stripped) else stripped + ".png"
+
+
+def _decode(f, model, max_pixels, quiet):
+    data = read_input(f)
+    extra = [zoo.load_model(model)] if model else []
+    header = api.read_header(data)
+    with progress_bar(header.width * header.height * len(header.planes), f"decode {f}", quiet) as bar:
+        return api.decompress(data, extra, max_pixels, bar)
+
+
+@main.command()
+@click.argument("files", nargs=-1, required=True)
+@click.option("-o", "--output", metavar="FILE",
+              help="Output image for a single input; its suffix picks a lossless format "
+                   "(.png .bmp .tif .webp .ppm/.pgm/.pbm). '-' for stdout (PNG).")
+@click.option("-c", "--stdout", "to_stdout", is_flag=True, help="Write the image (PNG) to standard output.")
+@click.option("-f", "--force", is_flag=True, help="Overwrite existing output files.")
+@click.option("-m", "--model", metavar="PATH", help="A model file to use if the file's model is not installed.")
+@click.option("--max-pixels", type=click.IntRange(1), default=images.DEFAULT_MAX_PIXELS, show_default=True,
+              help="Refuse files that claim more pixels than this.")
+@common_options
+def decompress(files, output, to_stdout, force, model, max_pixels, device, threads, verbose, quiet):
+    """Decompress FILE.pxz to FILE (PNG unless the name or -o asks for another lossless format)."""
+    rep = Reporter(verbose, quiet)
+    check_outputs(files, output, to_stdout)
+
+    def work(f):
+        set_device(device, threads)
+        dest = output or ("-" if to_stdout or f == "-" else decompressed_name(f))
+        if dest != "-" and Path(dest).exists() and not force:
+            raise PixzipError(f"{dest}: already exists (use -f to overwrite)")
+        fmt = "PNG" if dest == "-" else images.output_format(dest)
+        if fmt is None:
+            raise PixzipError(f"{dest}: unknown or lossy output format (use .png, .bmp, .tif, .webp, .ppm)")
+        t0 = time.perf_counter()
+        image, _ = _decode(f, model, max_pixels, quiet)
+        write_output(dest, images.encode_image_file(images.merge(image), fmt), force)
+        rep.detail(f"{f}: {image.width}x{image.height} {image.mode} -> {dest}, {time.perf_counter() - t0:.2f} s")
+
+    run_each(files, rep, work)
+
+
+@main.command()
+@click.argument("files", nargs=-1, required=True)
+@click.option("-m", "--model", metavar="PATH", help="A model file to use if the file's model is not installed.")
+@common_options
+def test(files, model, device, threads, verbose, quiet):
+    """Decode each file and check it against its checksum; write nothing. Exit 1 if any fails."""
+    rep = Reporter(verbose, quiet)
+
+    def work(f):
+        set_device(device, threads)
+        _decode(f, model, None, quiet)
+        rep.say(f"{f}: OK")
+
+    run_each(files, rep, work)
+
+
+@main.command()
+@click.argument("files", nargs=-1, required=True)
+def info(files):
+    """Show a file's header: format version, image, model, size and rate."""
+    rep = Reporter(0, False)
+
+    def work(f):
+        data = read_input(f)
+        h = api.read_header(data)
+        subpixels = h.subpixels
+        lines = [
+            f"file:            {f}",
+            f"format version:  {api.container.VERSION}",
+            f"image:           {h.width}x{h.height} {h.mode}" + (", ICC profile" if h.icc else ""),
+            "models:          " + ", ".join(f"{m.name} ({m.id[:16]})" for m in h.models),
+            f"tile:            {h.tile or 'whole image'}",
+            f"bytes:           {len(data)}",
+            f"bits/sub-pixel:  {8 * len(data) / subpixels:.4f}",
+            f"model ideal:     {h.model_bits / subpixels:.4f} bits/sub-pixel "
+            f"(file {100 * (8 * len(data) / max(h.model_bits, 1e-9) - 1):+.2f}%)",
+        ]
+        click.echo("\n".join(lines))
+
+    run_each(files, rep, work)
+
+
+@main.command()
+@click.argument("data", nargs=-1, required=True)
+@click.option("--out", "out", required=True, type=click.Path(dir_okay=False), help="Exported model (.pxm).")
+@click.option("--checkpoint", type=click.Path(dir_okay=False), help="Checkpoint path (default: OUT.ckpt).")
+@click.option("--resume", is_flag=True, help="Continue from the checkpoint.")
+@click.option("--channels", type=click.Choice(["1", "3"]), default="3", show_default=True)
+@click.option("--steps", type=click.IntRange(1), default=10000, show_default=True)
+@click.option("--batch", type=click.IntRange(1), default=16, show_default=True)
+@click.option("--crop", type=click.IntRange(4), default=32, show_default=True)
+@click.option("--hidden", type=click.IntRange(3), default=48, show_default=True)
+@click.option("--blocks", type=click.IntRange(0), default=4, show_default=True)
+@click.option("--head", type=click.Choice(["laplace", "softmax"]), default="laplace", show_default=True)
+@click.option("--lr", type=float, default=3e-3, show_default=True)
+@click.option("--val", multiple=True, help="Validation data (folders or .npy); default: 10% of DATA.")
+@click.option("--jpeg-downsample", type=click.IntRange(1), default=3, show_default=True,
+              help="Box-downsample JPEG sources by this factor to wash out their artefacts.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("-T", "--threads", type=click.IntRange(0), default=0)
+@click.option("-q", "--quiet", is_flag=True)
+def train(data, out, checkpoint, resume, channels, steps, batch, crop, hidden, blocks, head, lr, val,
+          jpeg_downsample, seed, threads, quiet):
+    """Train a PixelCNN on image folders / .npy stacks and export it for coding.
+
+    Quantisation-aware training runs for the last 30% of the steps; the export reports the float and
+    the integer model's bits/dim on the validation crops. Ctrl-C saves a checkpoint (--resume continues).
+    """
+    from .train import TrainConfig, export_checkpoint, run_training
+    from .model import ModelConfig
+    try:
+        cfg = ModelConfig(channels=int(channels), hidden=hidden, head_hidden=hidden, blocks=blocks, head=head)
+        tc = TrainConfig(data=list(data), val=list(val), steps=steps, batch=batch, crop=crop, lr=lr,
+                         jpeg_downsample=jpeg_downsample, seed=seed, threads=threads)
+        ckpt = Path(checkpoint or out + ".ckpt")
+        run_training(cfg, tc, ckpt, resume, quiet)
+        report = export_checkpoint(ckpt, Path(out))
+    except (PixzipError, ValueError, FileNotFoundError) as e:
+        click.echo(f"pixzip: {e}", err=True)
+        sys.exit(1)
+    click.echo(f"exported {out}: float {report['float_bpd']:.4f}, integer {report['int_bpd']:.4f} bits/dim "
+               f"on validation crops (id {report['id'][:16]})", err=True)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,222 @@
+"""Integer-exact inference engine: the single probability path of encoder and decoder.
+
+Everything that decides a probability here is integer arithmetic: int8 activations and weights, int32
+accumulation with `torch._int_mm`, requantisation by an integer multiply and an arithmetic shift, and
+lookup tables (stored in the model file) for exp() and the Laplace slopes. Integer addition is
+associative, so any device, thread count, kernel or batch composition gives the same integers.
+
+The network is evaluated on a *canvas*: a batch of equally sized, zero-padded tiles. Each layer writes
+its int8 output into a padded buffer; a convolution gathers its taps from the buffer below at a set of
+positions. The encoder calls `IntPixelCNN.forward` once with every position and every channel group;
+the decoder calls it wavefront by wavefront and group by group. Both run the same code, so they compute
+the same integers (tests/test_engine.py proves it).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from .model import LS_FRAC, LS_MIN, ModelConfig
+
+INVB_SHIFT = 14         # Laplace slope table is 2^14 / scale
+PROB_BITS = 16          # exp table: 2^16 * exp(-k / 16), floor 1
+
+
+def conv_taps(k: int) -> list[tuple[int, int]]:
+    """(dy, dx) offsets a causal kxk convolution reads: rows above, left in the row, the centre."""
+    p = k // 2
+    return [(dy, dx) for dy in range(-p, 1) for dx in range(-p, p + 1) if dy < 0 or dx <= 0]
+
+
+@dataclass
+class QConv:
+    """A masked convolution in integers: out = requant(sum_taps x * w + bias)."""
+    k: int
+    weight: torch.Tensor          # int8 (taps * cin, cout), tap-major
+    bias: torch.Tensor            # int32 (cout,)
+    mult: torch.Tensor            # int64 (cout,)  requant multiplier
+    shift: torch.Tensor           # int64 (cout,)
+    relu_in: bool = False         # clamp the gathered input at 0 (a ReLU before the conv)
+    lo: int = -128                # clamp of the requantised output (0 for a ReLU after the conv)
+    hi: int = 127
+    groups: int = 1
+    _split: dict = field(default_factory=dict, repr=False)
+
+    @property
+    def cin(self) -> int:
+        return self.weight.shape[0] // len(conv_taps(self.k))
+
+    @property
+    def cout(self) -> int:
+        return self.weight.shape[1]
+
+    def cols(self, group: int | None) -> slice:
+        """Output channels of one group (R, G or B), or all of them."""
+        if group is None:
+            return slice(0, self.cout)
+        n = self.cout // self.groups
+        return slice(group * n, (group + 1) * n)
+
+    def weight_for(self, group: int | None) -> torch.Tensor:
+        if group not in self._split:
+            self._split[group] = self.weight[:, self.cols(group)].contiguous()
+        return self._split[group]
+
+    def accumulate(self, buf: torch.Tensor, pos: torch.Tensor, offsets: torch.Tensor,
+                   group: int | None) -> torch.Tensor:
+        """int32 (n, cout_group) accumulators at flat positions `pos` of the padded buffer."""
+        x = buf[pos[:, None] + offsets[None, :]]          # (n, taps, cin) int8
+        if self.relu_in:
+            x = x.clamp_min(0)
+        acc = torch._int_mm(x.reshape(len(pos), -1), self.weight_for(group))
+        return acc + self.bias[self.cols(group)]
+
+    def requant(self, acc: torch.Tensor, group: int | None) -> torch.Tensor:
+        c = self.cols(group)
+        return requantize(acc, self.mult[c], self.shift[c], self.lo, self.hi).to(torch.int8)
+
+
+def requantize(acc: torch.Tensor, mult: torch.Tensor, shift: torch.Tensor, lo: int, hi: int) -> torch.Tensor:
+    """round(acc * mult / 2^shift), clamped; exact integer arithmetic (int64, arithmetic shift)."""
+    y = (acc.to(torch.int64) * mult + (torch.ones_like(shift) << (shift - 1))) >> shift
+    return y.clamp(lo, hi)
+
+
+class Canvas:
+    """Padded int8 buffers for a batch of tiles, each at most (H, W), plus the schedule helpers."""
+
+    def __init__(self, sizes: list[tuple[int, int]], pad: int, channels: dict[str, int]):
+        self.sizes = sizes
+        self.H = max(h for h, _ in sizes)
+        self.W = max(w for _, w in sizes)
+        self.pad = pad
+        self.Hp, self.Wp = self.H + pad, self.W + 2 * pad
+        n = len(sizes) * self.Hp * self.Wp
+        self.buf = {name: torch.zeros(n, c, dtype=torch.int8) for name, c in channels.items()}
+
+    def flat(self, tile: np.ndarray, i: np.ndarray, j: np.ndarray) -> torch.Tensor:
+        f = tile * (self.Hp * self.Wp) + (i + self.pad) * self.Wp + (j + self.pad)
+        return torch.from_numpy(np.ascontiguousarray(f, dtype=np.int64))
+
+    def offsets(self, k: int) -> torch.Tensor:
+        return torch.tensor([dy * self.Wp + dx for dy, dx in conv_taps(k)], dtype=torch.int64)
+
+    def pixels(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(tile, i, j) of every real pixel, tile by tile in raster order."""
+        t, ii, jj = [], [], []
+        for n, (h, w) in enumerate(self.sizes):
+            i, j = np.divmod(np.arange(h * w), w)
+            t.append(np.full(h * w, n)), ii.append(i), jj.append(j)
+        return np.concatenate(t), np.concatenate(ii), np.concatenate(jj)
+
+
+class IntPixelCNN:
+    """The integer PixelCNN. Built by `pixzip.export` or loaded from a model file."""
+
+    def __init__(self, cfg: ModelConfig, layers: dict, head: dict, tables: dict):
+        self.cfg = cfg
+        self.first: QConv = layers["first"]
+        self.conv_a: list[QConv] = layers["conv_a"]
+        self.conv_b: list[QConv] = layers["conv_b"]
+        self.head1: QConv = layers["head1"]
+        self.out: QConv = layers["out"]
+        self.head = head            # mult/shift per output channel for mu, log-scale or logits
+        self.exp_table = tables["exp"].to(torch.int64)
+        self.invb_table = tables["invb"].to(torch.int64)
+        self._offsets: dict = {}
+
+    # -- scheduling -----------------------------------------------------------------------------------
+    @property
+    def pad(self) -> int:
+        return max(self.cfg.first_kernel, self.cfg.block_kernel) // 2
+
+    @property
+    def slope(self) -> int:
+        """Wavefront slope s: pixel (i, j) only needs pixels of smaller t = j + s*i."""
+        return self.pad + 1
+
+    def new_canvas(self, sizes: list[tuple[int, int]]) -> Canvas:
+        C, h = self.cfg.channels, self.cfg.hidden
+        channels = {"img": C, "s0": h, "h": self.cfg.head_hidden}
+        for b in range(self.cfg.blocks):
+            channels[f"mid{b}"] = h
+            channels[f"s{b + 1}"] = h
+        return Canvas(sizes, self.pad, channels)
+
+    def _offs(self, canvas: Canvas, k: int) -> torch.Tensor:
+        key = (canvas.Wp, k)
+        if key not in self._offsets:
+            self._offsets[key] = canvas.offsets(k)
+        return self._offsets[key]
+
+    # -- the network ----------------------------------------------------------------------------------
+    def _layer(self, conv: QConv, canvas: Canvas, src: str, dst: str, pos, group, residual: str | None = None):
+        acc = conv.accumulate(canvas.buf[src], pos, self._offs(canvas, conv.k), group)
+        y = conv.requant(acc, group)
+        if residual is not None:
+            base = canvas.buf[residual][pos, conv.cols(group)]
+            y = (base.to(torch.int16) + y.to(torch.int16)).clamp(-128, 127).to(torch.int8)
+        canvas.buf[dst][pos, conv.cols(group)] = y
+
+    def forward(self, canvas: Canvas, pos: torch.Tensor, group: int | None = None) -> torch.Tensor:
+        """Evaluate every layer at flat positions `pos` for one channel group (None: all groups).
+
+        The image buffer must already hold every pixel these positions may see. Returns the head's
+        integer outputs, (n, groups, D): (mu16, log-scale index) for the Laplace head, logits in 1/16
+        nat for the softmax head.
+        """
+        self._layer(self.first, canvas, "img", "s0", pos, group)
+        for b, (ca, cb) in enumerate(zip(self.conv_a, self.conv_b)):
+            self._layer(ca, canvas, f"s{b}", f"mid{b}", pos, group)
+            self._layer(cb, canvas, f"mid{b}", f"s{b + 1}", pos, group, residual=f"s{b}")
+        self._layer(self.head1, canvas, f"s{self.cfg.blocks}", "h", pos, group)
+        acc = self.out.accumulate(canvas.buf["h"], pos, self._offs(canvas, 1), group)
+        return self._head_params(acc, group)
+
+    def _head_params(self, acc: torch.Tensor, group: int | None) -> torch.Tensor:
+        c = self.out.cols(group)
+        D = self.cfg.head_dim
+        mult, shift = self.head["mult"][c], self.head["shift"][c]
+        if self.cfg.head == "softmax":
+            q = requantize(acc, mult, shift, -(2 ** 30), 2 ** 30)
+            return q.view(len(acc), -1, D)
+        q = acc.view(len(acc), -1, 2)
+        mult, shift = mult.view(-1, 2), shift.view(-1, 2)
+        mu = requantize(q[..., 0], mult[:, 0], shift[:, 0], -(2 ** 30), 2 ** 30) + 128 * 16
+        ls = requantize(q[..., 1], mult[:, 1], shift[:, 1], int(LS_MIN * LS_FRAC), len(self.invb_table) - 1 + int(LS_MIN * LS_FRAC))
+        return torch.stack([mu.clamp(0, 255 * 16), ls - int(LS_MIN * LS_FRAC)], dim=-1)
+
+    def frequencies(self, params: torch.Tensor) -> torch.Tensor:
+        """Head outputs (n, D) of n sub-pixels -> integer frequency tables (n, 256), every entry >= 1."""
+        if self.cfg.head == "softmax":
+            excess = params.max(dim=1, keepdim=True).values - params
+        else:
+            mu16, idx = params[:, 0:1], params[:, 1:2]
+            x16 = torch.arange(0, 256 * 16, 16, dtype=torch.int64)[None, :]
+            steep = ((x16 - mu16).abs() * self.invb_table[idx]) >> INVB_SHIFT
+            excess = steep - steep.min(dim=1, keepdim=True).values
+        return self.exp_table[excess.clamp(max=len(self.exp_table) - 1)]
+
+
+def exp_table() -> torch.Tensor:
+    """2^16 * exp(-k/16) rounded, floor 1, until it reaches 1. Built once at export, stored in the model
+    file, so the coding path never evaluates exp()."""
+    vals = []
+    k = 0
+    while True:
+        v = max(1, int(round((1 << PROB_BITS) * np.exp(-k / 16))))
+        vals.append(v)
+        if v == 1:
+            return torch.tensor(vals, dtype=torch.int32)
+        k += 1
+
+
+def invb_table() -> torch.Tensor:
+    """2^14 / exp(ls) for every log-scale step ls = LS_MIN + i / LS_FRAC."""
+    from .model import LS_MAX
+    n = int((LS_MAX - LS_MIN) * LS_FRAC) + 1
+    return torch.tensor([int(round((1 << INVB_SHIFT) * np.exp(-(LS_MIN + i / LS_FRAC)))) for i in range(n)],
+                        dtype=torch.int32)

@@ -1,0 +1,62 @@
+"""Float model -> integer model. The only place where float scales become integer multipliers."""
+
+from __future__ import annotations
+
+import torch
+
+from .engine import IntPixelCNN, QConv, conv_taps, exp_table, invb_table
+from .model import LOGIT_FRAC, LS_FRAC, MU_FRAC, MaskedConv, PixelCNN
+
+
+def multiplier(real: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Represent positive reals as mult / 2^shift with mult in [2^30, 2^31)."""
+    real = real.double().clamp_min(1e-30)
+    exp = torch.floor(torch.log2(real)).long()
+    shift = (30 - exp).clamp(1, 62)
+    mult = torch.round(real * torch.pow(2.0, shift.double())).long()
+    return mult, shift
+
+
+def quantize_conv(conv: MaskedConv, s_in: float, s_out: float | None, groups: int,
+                  relu_in: bool = False, relu_out: bool = False) -> QConv:
+    """Int8 weights per output channel, int32 bias, and the requantisation to scale s_out."""
+    k = conv.kernel_size[0]
+    p = k // 2
+    w = (conv.weight * conv.mask).detach().double()
+    s_w = conv.weight_scale().double()
+    wq = torch.round(w / s_w[:, None, None, None]).clamp(-127, 127)
+    taps = conv_taps(k)
+    # (cout, cin, k, k) -> (taps * cin, cout), tap-major, as the engine gathers its input
+    mat = torch.stack([wq[:, :, dy + p, dx + p] for dy, dx in taps], dim=0)   # (taps, cout, cin)
+    mat = mat.permute(0, 2, 1).reshape(len(taps) * conv.in_channels, conv.out_channels)
+    acc_scale = s_in * s_w
+    bias = torch.round(conv.bias.detach().double() / acc_scale)
+    if s_out is None:
+        mult = shift = torch.zeros(conv.out_channels, dtype=torch.int64)
+    else:
+        mult, shift = multiplier(acc_scale / s_out)
+    return QConv(k=k, weight=mat.to(torch.int8).contiguous(), bias=bias.to(torch.int32),
+                 mult=mult, shift=shift, relu_in=relu_in, lo=0 if relu_out else -128, groups=groups)
+
+
+@torch.no_grad()
+def export_pixelcnn(model: PixelCNN) -> IntPixelCNN:
+    cfg = model.cfg
+    C = cfg.channels
+    s_img, s_stream, s_head = 1 / 128, model.q_stream.scale, model.q_head.scale
+    layers = {"first": quantize_conv(model.first, s_img, s_stream, C), "conv_a": [], "conv_b": []}
+    for ca, cb, qm in zip(model.conv_a, model.conv_b, model.q_mid):
+        layers["conv_a"].append(quantize_conv(ca, s_stream, qm.scale, C, relu_in=True, relu_out=True))
+        layers["conv_b"].append(quantize_conv(cb, qm.scale, s_stream, C))
+    layers["head1"] = quantize_conv(model.head1, s_stream, s_head, C, relu_in=True, relu_out=True)
+    layers["out"] = quantize_conv(model.out, s_head, None, C)
+    acc_scale = s_head * model.out.weight_scale().double()
+    if cfg.head == "softmax":
+        real = acc_scale * LOGIT_FRAC
+    else:  # per channel: (mu, log-scale); mu = 128 + 128 * o in 1/16 grey levels
+        real = acc_scale.view(C, 2) * torch.tensor([128.0 * MU_FRAC, LS_FRAC], dtype=torch.float64)
+        real = real.reshape(-1)
+    mult, shift = multiplier(real)
+    return IntPixelCNN(cfg, layers, {"mult": mult, "shift": shift},
+                       {"exp": exp_table(), "invb": invb_table()})
+

@@ -1,0 +1,235 @@
+"""Float PixelCNN for training, with quantisation-aware training (QAT).
+
+This module knows nothing about entropy coding. It defines the network of the PixelRNN paper's PixelCNN
+(a 7x7 mask-A convolution, residual blocks of mask-B convolutions, masked 1x1 output layers, R->G->B
+channel groups) and fake-quantises it exactly where the integer engine (`pixzip.engine`) rounds, so that
+`pixzip.export` can turn it into an integer model that loses almost nothing.
+
+Quantisation points (mirrored one for one by the integer engine):
+  * input pixels v in 0..255 enter as the int8 value v-128 (scale 1/128, exact);
+  * weights are int8 with one scale per output channel; biases int32;
+  * the residual stream has one int8 scale shared by all blocks, so adds are plain integer adds;
+  * every other activation is int8 with its own scale, observed during training;
+  * the head outputs a location `mu` in 1/16 of a grey level and a log-scale in 1/8 steps (Laplace
+    head), or free logits in 1/16 nat (softmax head, the paper's choice).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+# Head constants shared with the integer engine (they are written into exported models).
+MU_FRAC = 16          # mu is coded in 1/16 grey level
+LS_FRAC = 8           # log-scale (natural log of the Laplace scale) in steps of 1/8
+LS_MIN, LS_MAX = -3.0, 6.0
+LOGIT_FRAC = 16       # logits in 1/16 nat
+
+
+@dataclass
+class ModelConfig:
+    """Everything needed to rebuild a model; stored inside checkpoints and exported model files."""
+    arch: str = "pixelcnn"
+    channels: int = 3          # image channels: 3 (RGB) or 1 (grey)
+    levels: int = 256
+    hidden: int = 48           # width of the residual stream; divisible by `channels`
+    first_kernel: int = 7      # the mask-A layer
+    blocks: int = 4            # residual blocks: relu -> kxk mask B -> relu -> 1x1 mask B
+    block_kernel: int = 3
+    head_hidden: int = 48      # width of the masked 1x1 layer before the output
+    head: str = "laplace"      # "laplace" (mu, log-scale) or "softmax" (free logits)
+
+    def __post_init__(self):
+        if self.channels not in (1, 3):
+            raise ValueError("channels must be 1 or 3")
+        for name in ("hidden", "head_hidden"):
+            if getattr(self, name) % self.channels:
+                raise ValueError(f"{name} must be divisible by channels")
+        if self.first_kernel % 2 == 0 or self.block_kernel % 2 == 0:
+            raise ValueError("kernel sizes must be odd")
+        if self.head not in ("laplace", "softmax"):
+            raise ValueError(f"unknown head {self.head!r}")
+        if self.levels != 256:
+            raise ValueError("only 256 levels are supported by this model")
+
+    @property
+    def head_dim(self) -> int:
+        """Outputs per image channel."""
+        return 2 if self.head == "laplace" else self.levels
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ModelConfig":
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+
+def causal_mask(k: int, in_ch: int, out_ch: int, groups: int, mask_type: str) -> torch.Tensor:
+    """Mask of shape (out, in, k, k): rows above, left of centre, and the centre by channel group.
+
+    Channels are split into `groups` contiguous groups (R, G, B). At the centre, output group g sees
+    input groups < g (mask A) or <= g (mask B).
+    """
+    m = torch.zeros(out_ch, in_ch, k, k)
+    c = k // 2
+    m[:, :, :c, :] = 1
+    m[:, :, c, :c] = 1
+    gin = torch.arange(in_ch) * groups // in_ch
+    gout = torch.arange(out_ch) * groups // out_ch
+    allowed = gin[None, :] < gout[:, None] if mask_type == "A" else gin[None, :] <= gout[:, None]
+    m[:, :, c, c] = allowed.float()
+    return m
+
+
+def round_ste(x: torch.Tensor) -> torch.Tensor:
+    return x + (torch.round(x) - x).detach()
+
+
+class ActQuant(nn.Module):
+    """Int8 fake quantisation with a scale observed as a running maximum of |x|."""
+
+    def __init__(self, momentum: float = 0.01):
+        super().__init__()
+        self.register_buffer("max_abs", torch.tensor(0.0))
+        self.momentum = momentum
+        self.enabled = False
+
+    @property
+    def scale(self) -> float:
+        return max(float(self.max_abs), 1e-8) / 127.0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training:
+            m = x.detach().abs().amax()
+            if self.max_abs == 0:
+                self.max_abs.copy_(m)
+            else:
+                self.max_abs.lerp_(m, self.momentum)
+        if not self.enabled:
+            return x
+        s = self.max_abs.clamp_min(1e-8) / 127.0
+        y = torch.maximum(torch.minimum(x, 127 * s), -128 * s)
+        return y + (torch.round(y / s) * s - y).detach()
+
+
+class MaskedConv(nn.Conv2d):
+    """Convolution whose weight is masked for causality and fake-quantised per output channel."""
+
+    def __init__(self, in_ch, out_ch, k, groups, mask_type):
+        super().__init__(in_ch, out_ch, k, padding=k // 2)
+        self.register_buffer("mask", causal_mask(k, in_ch, out_ch, groups, mask_type))
+        self.quantize = False
+        with torch.no_grad():  # rescale init to the unmasked fan-in
+            fan = self.mask.sum(dim=(1, 2, 3)).clamp_min(1)
+            self.weight.normal_(0, 1).mul_((2.0 / fan).sqrt()[:, None, None, None] * 0.7)
+            self.weight.mul_(self.mask)
+            self.bias.zero_()
+
+    def weight_scale(self) -> torch.Tensor:
+        w = self.weight * self.mask
+        return w.detach().abs().amax(dim=(1, 2, 3)).clamp_min(1e-8) / 127.0
+
+    def masked_weight(self) -> torch.Tensor:
+        w = self.weight * self.mask
+        if self.quantize:
+            s = self.weight_scale()[:, None, None, None]
+            w = round_ste(w / s).clamp(-127, 127) * s
+        return w
+
+    def forward(self, x):
+        return F.conv2d(x, self.masked_weight(), self.bias, padding=self.padding)
+
+
+class PixelCNN(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.cfg = cfg
+        C, h = cfg.channels, cfg.hidden
+        self.first = MaskedConv(C, h, cfg.first_kernel, C, "A")
+        self.conv_a = nn.ModuleList(MaskedConv(h, h, cfg.block_kernel, C, "B") for _ in range(cfg.blocks))
+        self.conv_b = nn.ModuleList(MaskedConv(h, h, 1, C, "B") for _ in range(cfg.blocks))
+        self.head1 = MaskedConv(h, cfg.head_hidden, 1, C, "B")
+        self.out = MaskedConv(cfg.head_hidden, C * cfg.head_dim, 1, C, "B")
+        self.q_stream = ActQuant()
+        self.q_mid = nn.ModuleList(ActQuant() for _ in range(cfg.blocks))
+        self.q_head = ActQuant()
+        if cfg.head == "laplace":
+            with torch.no_grad():  # start wide: Laplace scale e^2 ~ 7 grey levels
+                self.out.bias.view(C, 2)[:, 1] = 2.0
+
+    def set_quantize(self, on: bool):
+        for m in self.modules():
+            if isinstance(m, MaskedConv):
+                m.quantize = on
+            if isinstance(m, ActQuant):
+                m.enabled = on
+
+    def forward(self, img: torch.Tensor) -> torch.Tensor:
+        """img: uint8/long (B, C, H, W) in 0..255 -> logits (B, C, 256, H, W) (unnormalised)."""
+        x = (img.float() - 128.0) / 128.0
+        x = self.q_stream(self.first(x))
+        for conv_a, conv_b, q_mid in zip(self.conv_a, self.conv_b, self.q_mid):
+            y = q_mid(F.relu(conv_a(F.relu(x))))
+            y = self.q_stream(conv_b(y))
+            x = self.q_stream(x + y)
+        h = self.q_head(F.relu(self.head1(F.relu(x))))
+        o = self.out(h)
+        B, _, H, W = o.shape
+        return quantize_head(o.view(B, self.cfg.channels, self.cfg.head_dim, H, W), self.cfg.head)
+
+
+def quantize_head(o: torch.Tensor, head: str) -> torch.Tensor:
+    """Round raw head outputs (B, C, D, H, W) to the grid the integer engine codes with.
+
+    Laplace: channel 0 is mu in grey levels (1/16 steps, clamped to 0..255), channel 1 the natural log
+    of the scale (1/8 steps). Softmax: free logits in nats (1/16 steps).
+    """
+    if head == "softmax":
+        return round_ste(o * LOGIT_FRAC) / LOGIT_FRAC
+    mu = round_ste((128.0 + 128.0 * o[:, :, 0:1]) * MU_FRAC).clamp(0, 255 * MU_FRAC) / MU_FRAC
+    ls = round_ste(o[:, :, 1:2] * LS_FRAC).clamp(LS_MIN * LS_FRAC, LS_MAX * LS_FRAC) / LS_FRAC
+    return torch.cat([mu, ls], dim=2)
+
+
+def head_logits(q: torch.Tensor, head: str, levels: int = 256) -> torch.Tensor:
+    """Quantised head outputs (B, C, D, H, W) -> unnormalised logits (B, C, levels, H, W) in nats."""
+    if head == "softmax":
+        return q
+    mu, ls = q[:, :, 0:1], q[:, :, 1:2]
+    x = torch.arange(levels, device=q.device, dtype=q.dtype).view(1, 1, levels, 1, 1)
+    return -(x - mu).abs() * torch.exp(-ls)
+
+
+def nll_bits(q: torch.Tensor, img: torch.Tensor, head: str, levels: int = 256) -> torch.Tensor:
+    """Per-sub-pixel code length in bits, (B, C, H, W), of img under the quantised head outputs q."""
+    if head == "softmax":
+        logp = F.log_softmax(q, dim=2).gather(2, img.long().unsqueeze(2)).squeeze(2)
+        return -logp / math.log(2)
+    # Laplace over the integers 0..levels-1: the normaliser is two geometric series, summed in
+    # closed form so training never materialises the 256-way table.
+    mu, ls = q[:, :, 0], q[:, :, 1]
+    inv_b = torch.exp(-ls)
+    k0 = torch.floor(mu).clamp(max=levels - 1).detach()
+    r = torch.exp(-inv_b)
+    one_minus_r = -torch.expm1(-inv_b)
+    left = torch.exp(-(mu - k0) * inv_b) * (1 - r ** (k0 + 1)) / one_minus_r
+    right = torch.exp(-(k0 + 1 - mu) * inv_b) * (1 - r ** (levels - 1 - k0)) / one_minus_r
+    logp = -(img.float() - mu).abs() * inv_b - torch.log(left + right)
+    return -logp / math.log(2)
+
+
+def bits_per_dim(q: torch.Tensor, img: torch.Tensor, head: str) -> torch.Tensor:
+    """Mean code length in bits per sub-pixel."""
+    return nll_bits(q, img, head).mean()
+
+
+def build_model(cfg: ModelConfig) -> nn.Module:
+    if cfg.arch == "pixelcnn":
+        return PixelCNN(cfg)
+    raise ValueError(f"unknown architecture {cfg.arch!r}")

@@ -1,0 +1,171 @@
+"""Flat training loop (nanoGPT style): config and optimizer state live in the checkpoint.
+
+    python -m pixzip.train DATA... --out ckpt.pt [--steps N] ...   (or `pixzip train`)
+
+Float training with quantisation-aware training switched on for the last part of the run, so that the
+exported integer model (`pixzip.export`) codes at nearly the float model's bits/dim.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .data import CropSampler, fixed_crops, load_arrays
+from .model import ModelConfig, bits_per_dim, build_model
+
+
+@dataclass
+class TrainConfig:
+    data: list = field(default_factory=list)
+    val: list = field(default_factory=list)
+    steps: int = 10000
+    batch: int = 16
+    crop: int = 32
+    lr: float = 3e-3
+    warmup: int = 200
+    min_lr_frac: float = 0.05
+    qat_start: float = 0.7      # fraction of steps after which fake quantisation is on
+    clip: float = 1.0
+    seed: int = 0
+    downsample: int = 1
+    jpeg_downsample: int = 3
+    val_every: int = 250
+    val_crops: int = 128
+    threads: int = 0
+
+
+def lr_at(step: int, tc: TrainConfig) -> float:
+    if step < tc.warmup:
+        return tc.lr * (step + 1) / tc.warmup
+    progress = min(1.0, (step - tc.warmup) / max(1, tc.steps - tc.warmup))
+    return tc.lr * (tc.min_lr_frac + (1 - tc.min_lr_frac) * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+@torch.no_grad()
+def evaluate(model, crops: np.ndarray, batch: int = 32) -> float:
+    model.eval()
+    total = 0.0
+    for i in range(0, len(crops), batch):
+        x = torch.from_numpy(crops[i:i + batch])
+        total += float(bits_per_dim(model(x), x, model.cfg.head)) * len(x)
+    model.train()
+    return total / len(crops)
+
+
+def save_checkpoint(path: Path, model, opt, step: int, cfg: ModelConfig, tc: TrainConfig, log: list):
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "step": step,
+                "model_config": cfg.to_dict(), "train_config": asdict(tc), "log": log,
+                "rng": torch.get_rng_state()}, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: Path):
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def train(cfg: ModelConfig, tc: TrainConfig, out: Path, resume: bool = False, progress=None) -> dict:
+    """Train (or resume) and return the checkpoint dict written to `out`."""
+    if tc.threads:
+        torch.set_num_threads(tc.threads)
+    torch.manual_seed(tc.seed)
+    state = None
+    if resume and out.exists():
+        state = load_checkpoint(out)
+        cfg = ModelConfig.from_dict(state["model_config"])
+        saved = state["train_config"]
+        saved.update({k: v for k, v in asdict(tc).items() if k in ("steps",)})
+        tc = TrainConfig(**saved)
+    model = build_model(cfg)
+    opt = torch.optim.Adam(model.parameters(), lr=tc.lr, betas=(0.9, 0.99))
+    step, log = 0, []
+    if state is not None:
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["opt"])
+        step, log = state["step"], state["log"]
+        torch.set_rng_state(state["rng"])
+
+    arrays = load_arrays(tc.data, cfg.channels, tc.downsample, tc.jpeg_downsample)
+    sampler = CropSampler(arrays, tc.crop, seed=tc.seed + step)
+    val_arrays = load_arrays(tc.val, cfg.channels, 1, tc.jpeg_downsample) if tc.val else arrays[-max(1, len(arrays) // 10):]
+    val = fixed_crops(val_arrays, tc.crop, tc.val_crops)
+
+    interrupted = []
+    old_handler = signal.signal(signal.SIGINT, lambda *_: interrupted.append(1))
+    t0, train_bpd = time.time(), float("nan")
+    try:
+        while step < tc.steps and not interrupted:
+            model.set_quantize(step >= tc.qat_start * tc.steps)
+            for g in opt.param_groups:
+                g["lr"] = lr_at(step, tc)
+            x = torch.from_numpy(sampler.batch(tc.batch))
+            loss = bits_per_dim(model(x), x, model.cfg.head)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), tc.clip)
+            opt.step()
+            step += 1
+            train_bpd = float(loss) if math.isnan(train_bpd) else 0.98 * train_bpd + 0.02 * float(loss)
+            if step % tc.val_every == 0 or step == tc.steps:
+                v = evaluate(model, val)
+                log.append({"step": step, "train_bpd": train_bpd, "val_bpd": v, "time": time.time() - t0})
+                save_checkpoint(out, model, opt, step, cfg, tc, log)
+            if progress:
+                progress(step, tc.steps, train_bpd, log[-1]["val_bpd"] if log else float("nan"), time.time() - t0)
+    finally:
+        signal.signal(signal.SIGINT, old_handler)
+        save_checkpoint(out, model, opt, step, cfg, tc, log)
+    return load_checkpoint(out)
+
+
+def _print_progress(step, steps, train_bpd, val_bpd, elapsed):
+    if step % 50 and step != steps:
+        return
+    rate = step / max(elapsed, 1e-9)
+    eta = (steps - step) / max(rate, 1e-9)
+    print(f"step {step}/{steps}  {rate:.2f} steps/s  train {train_bpd:.3f}  val {val_bpd:.3f} bits/dim  "
+          f"eta {eta / 60:.1f} min", file=sys.stderr, flush=True)
+
+
+def run_training(cfg: ModelConfig, tc: TrainConfig, ckpt: Path, resume: bool, quiet: bool = False) -> dict:
+    progress = None if quiet else _print_progress
+    return train(cfg, tc, ckpt, resume=resume, progress=progress)
+
+
+def export_checkpoint(ckpt: Path, out: Path, val_crops: int = 128) -> dict:
+    """Export a checkpoint to an integer model file, measuring float and integer bits/dim on the
+    validation crops; both figures and the training provenance go into the file."""
+    from . import modelfile
+    from .codec import encode_plane
+    from .export import export_pixelcnn
+
+    state = load_checkpoint(ckpt)
+    cfg = ModelConfig.from_dict(state["model_config"])
+    tc = TrainConfig(**state["train_config"])
+    model = build_model(cfg)
+    model.load_state_dict(state["model"])
+    model.set_quantize(True)
+    arrays = load_arrays(tc.val, cfg.channels, 1, tc.jpeg_downsample) if tc.val else \
+        load_arrays(tc.data, cfg.channels, tc.downsample, tc.jpeg_downsample)[-1:]
+    crops = fixed_crops(arrays, tc.crop, val_crops)
+    float_bpd = evaluate(model, crops)
+    net = export_pixelcnn(model)
+    # stack the crops into one tall plane whose tiles are exactly the crops
+    plane = np.ascontiguousarray(crops.transpose(0, 2, 3, 1).reshape(-1, tc.crop, cfg.channels))
+    _, bits = encode_plane(net, plane, tc.crop)
+    int_bpd = bits / plane.size
+    provenance = {"data": [str(d) for d in tc.data], "val": [str(v) for v in tc.val], "steps": state["step"],
+                  "train_seconds": round(state["log"][-1]["time"], 1) if state["log"] else 0,
+                  "train_config": state["train_config"], "float_bpd": round(float_bpd, 4),
+                  "int_bpd": round(int_bpd, 4), "torch": torch.__version__}
+    model_id = modelfile.save(net, out, provenance)
+    return {"float_bpd": float_bpd, "int_bpd": int_bpd, "id": model_id}

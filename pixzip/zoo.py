@@ -1,0 +1,68 @@
+"""Finding models by name or path. Names are stable: a file names the model it was coded with."""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+
+from .errors import PixzipError
+from .modelfile import LoadedModel, load
+
+# Default model per plane channel count. Changing a default never breaks old files: they name theirs.
+DEFAULTS = {3: "pcnn-rgb-v1", 1: "pcnn-gray-v1"}
+SUFFIX = ".pxm"
+
+
+def search_dirs() -> list[Path]:
+    dirs = [Path(p) for p in os.environ.get("PIXZIP_MODELS", "").split(os.pathsep) if p]
+    dirs.append(Path(__file__).resolve().parent.parent / "models")     # the repository's models/
+    return dirs
+
+
+def available() -> dict[str, Path]:
+    found = {}
+    for d in search_dirs():
+        if d.is_dir():
+            for f in sorted(d.glob("*" + SUFFIX)):
+                found.setdefault(f.stem, f)
+    return found
+
+
+@lru_cache(maxsize=16)
+def _load_cached(path: str, mtime: float) -> LoadedModel:
+    return load(Path(path))
+
+
+def load_model(spec: str) -> LoadedModel:
+    """`spec` is a path to a .pxm file or the name of an installed model."""
+    p = Path(spec)
+    if p.suffix == SUFFIX or os.sep in spec or p.is_file():
+        if not p.is_file():
+            raise PixzipError(f"model file not found: {spec}")
+    else:
+        p = available().get(spec)
+        if p is None:
+            names = ", ".join(available()) or "none installed"
+            raise PixzipError(f"unknown model {spec!r} (available: {names})")
+    return _load_cached(str(p.resolve()), p.stat().st_mtime)
+
+
+def default_model(channels: int) -> LoadedModel:
+    return load_model(DEFAULTS[channels])
+
+
+def find_by_id(name: str, model_id: str, extra: list[LoadedModel] = ()) -> LoadedModel:
+    """The model a file was coded with, checked by identity before any decoding."""
+    for m in extra:
+        if m.id == model_id:
+            return m
+    try:
+        m = load_model(name)
+    except PixzipError:
+        raise PixzipError(f"this file needs model {name!r} (id {model_id[:16]}), which is not installed; "
+                          "pass it with -m PATH") from None
+    if m.id != model_id:
+        raise PixzipError(f"this file needs model {name!r} with id {model_id[:16]}, but the installed "
+                          f"{name!r} has id {m.id[:16]}; pass the right one with -m PATH")
+    return m
