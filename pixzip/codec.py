@@ -64,62 +64,77 @@ def _coding_order(canvas, slope: int, channels: int, tile: int):
     return i[pix], j[pix], chan
 
 
-def encode_plane(model: IntPixelCNN, plane: np.ndarray, tile: int,
-                 progress: Callable[[int], None] | None = None,
-                 max_pixels: int = MAX_BATCH_PIXELS) -> tuple[list[np.ndarray], float]:
-    """Code a uint8 plane (H, W, C) into one uint32 word array per tile.
-
-    Also returns the model's ideal code length in bits (for reporting; never used for coding)."""
-    H, W, C = plane.shape
-    assert C == model.cfg.channels
-    streams, ideal_bits = [], 0.0
-    for batch in _batches(tile_grid(H, W, tile), max_pixels):
-        canvas = model.new_canvas([(h, w) for _, _, h, w in batch])
-        tiles, ii, jj = canvas.pixels()
+def _load_batch(model: IntPixelCNN, batch, plane: np.ndarray | None):
+    """A canvas for a batch of tiles, its pixels (tile, i, j) and their flat positions; with `plane`,
+    the image buffer is filled from it."""
+    canvas = model.new_canvas([(h, w) for _, _, h, w in batch])
+    tiles, ii, jj = canvas.pixels()
+    flat = canvas.flat(tiles, ii, jj)
+    if plane is not None:
         ys = np.array([b[0] for b in batch])[tiles] + ii
         xs = np.array([b[1] for b in batch])[tiles] + jj
-        flat = canvas.flat(tiles, ii, jj)
         canvas.buf["img"][flat] = (torch.from_numpy(plane[ys, xs].astype(np.int16)) - 128).to(torch.int8)
+    return canvas, flat
+
+
+def encoder_tables(model: IntPixelCNN, plane: np.ndarray, tile: int, max_pixels: int = MAX_BATCH_PIXELS):
+    """Yield (tile number, symbols, frequency tables) chunk by chunk, in coding order.
+
+    The model runs once over every pixel of a batch of tiles (all channel groups at once)."""
+    H, W, C = plane.shape
+    if C != model.cfg.channels:
+        raise ValueError(f"plane has {C} channels, the model codes {model.cfg.channels}")
+    number = 0
+    for batch in _batches(tile_grid(H, W, tile), max_pixels):
+        canvas, flat = _load_batch(model, batch, plane)
         params = model.forward(canvas, flat, None)            # (n_pixels, C, D) for every pixel
         first = 0
         for n, (y0, x0, h, w) in enumerate(batch):
             i, j, c = _coding_order(canvas, model.slope, C, n)
             rows = first + i * w + j                           # canvas.pixels() is raster per tile
             symbols = plane[y0 + i, x0 + j, c].astype(np.int32)
-            enc = constriction.stream.queue.RangeEncoder()
             for s in range(0, len(symbols), CHUNK_SYMBOLS):
                 sl = slice(s, s + CHUNK_SYMBOLS)
                 p = params[torch.from_numpy(rows[sl]), torch.from_numpy(c[sl])]
-                freq = model.frequencies(p).numpy().astype(np.float64)
-                enc.encode(symbols[sl], FAMILY, freq)
-                hit = np.take_along_axis(freq, symbols[sl, None].astype(np.int64), axis=1)
-                ideal_bits += float(np.sum(np.log2(freq.sum(axis=1)) - np.log2(hit[:, 0])))
-            streams.append(enc.get_compressed())
+                yield number, symbols[sl], model.frequencies(p)
             first += h * w
-            if progress:
-                progress(h * w)
-    return streams, ideal_bits
+            number += 1
 
 
-def decode_plane(model: IntPixelCNN, height: int, width: int, tile: int, streams: list[np.ndarray],
+def encode_plane(model: IntPixelCNN, plane: np.ndarray, tile: int,
                  progress: Callable[[int], None] | None = None,
-                 max_pixels: int = MAX_BATCH_PIXELS) -> np.ndarray:
-    """Inverse of encode_plane. Raises ValueError if the streams do not match the tile grid."""
+                 max_pixels: int = MAX_BATCH_PIXELS) -> tuple[list[np.ndarray], float]:
+    """Code a uint8 plane (H, W, C) into one uint32 word array per tile.
+
+    Also returns the model's ideal code length in bits (for reporting; never used for coding)."""
+    encoders, ideal_bits = {}, 0.0
+    for number, symbols, freq in encoder_tables(model, plane, tile, max_pixels):
+        enc = encoders.setdefault(number, constriction.stream.queue.RangeEncoder())
+        freq = freq.numpy().astype(np.float64)
+        enc.encode(symbols, FAMILY, freq)
+        hit = np.take_along_axis(freq, symbols[:, None].astype(np.int64), axis=1)[:, 0]
+        ideal_bits += float(np.sum(np.log2(freq.sum(axis=1)) - np.log2(hit)))
+        if progress:
+            progress(len(symbols) // plane.shape[2])
+    return [encoders[n].get_compressed() for n in sorted(encoders)], ideal_bits
+
+
+def wavefront_decode(model: IntPixelCNN, height: int, width: int, tile: int,
+                     choose: Callable[[int, torch.Tensor], np.ndarray],
+                     progress: Callable[[int], None] | None = None,
+                     max_pixels: int = MAX_BATCH_PIXELS) -> np.ndarray:
+    """Decode a plane wavefront by wavefront; `choose(tile number, freq)` returns the symbols of one
+    tile's sub-pixels at the current step given their integer frequency tables (the entropy decoder,
+    or in tests a recorder)."""
     C = model.cfg.channels
-    grid = tile_grid(height, width, tile)
-    if len(streams) != len(grid):
-        raise ValueError("stream count does not match the tile grid")
     out = np.zeros((height, width, C), dtype=np.uint8)
-    k = 0
-    for batch in _batches(grid, max_pixels):
-        decoders = [constriction.stream.queue.RangeDecoder(streams[k + n]) for n in range(len(batch))]
-        k += len(batch)
-        canvas = model.new_canvas([(h, w) for _, _, h, w in batch])
+    number = 0
+    for batch in _batches(tile_grid(height, width, tile), max_pixels):
+        canvas, flat = _load_batch(model, batch, None)
         tiles, ii, jj = canvas.pixels()
         t = jj + model.slope * ii
         order = np.lexsort((ii, tiles, t))                    # by t, then tile, then i
-        tiles, ii, jj, t = tiles[order], ii[order], jj[order], t[order]
-        flat = canvas.flat(tiles, ii, jj)
+        tiles, ii, jj, t, flat = tiles[order], ii[order], jj[order], t[order], flat[order]
         ys = np.array([b[0] for b in batch])[tiles] + ii
         xs = np.array([b[1] for b in batch])[tiles] + jj
         bounds = np.flatnonzero(np.r_[True, t[1:] != t[:-1], True])
@@ -127,14 +142,27 @@ def decode_plane(model: IntPixelCNN, height: int, width: int, tile: int, streams
             pos = flat[s:e]
             seg = np.flatnonzero(np.r_[True, tiles[s + 1:e] != tiles[s:e - 1], True])
             for c in range(C):
-                params = model.forward(canvas, pos, c)[:, 0]
-                freq = model.frequencies(params).numpy().astype(np.float64)
+                freq = model.frequencies(model.forward(canvas, pos, c)[:, 0])
                 vals = np.empty(e - s, dtype=np.int64)
                 for a, b in zip(seg[:-1], seg[1:]):
-                    vals[a:b] = decoders[tiles[s + a]].decode(FAMILY, freq[a:b])
+                    vals[a:b] = choose(number + int(tiles[s + a]), freq[a:b])
                 canvas.buf["img"][pos, c] = torch.from_numpy(vals - 128).to(torch.int8)
                 out[ys[s:e], xs[s:e], c] = vals
             if progress:
                 progress(e - s)
+        number += len(batch)
     return out
 
+
+def decode_plane(model: IntPixelCNN, height: int, width: int, tile: int, streams: list[np.ndarray],
+                 progress: Callable[[int], None] | None = None,
+                 max_pixels: int = MAX_BATCH_PIXELS) -> np.ndarray:
+    """Inverse of encode_plane. Raises ValueError if the streams do not match the tile grid."""
+    if len(streams) != len(tile_grid(height, width, tile)):
+        raise ValueError("stream count does not match the tile grid")
+    decoders = [constriction.stream.queue.RangeDecoder(s) for s in streams]
+
+    def choose(number, freq):
+        return decoders[number].decode(FAMILY, freq.numpy().astype(np.float64))
+
+    return wavefront_decode(model, height, width, tile, choose, progress, max_pixels)

@@ -1,0 +1,164 @@
+"""The user's commands end to end: click's CliRunner, and one real subprocess."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from pixzip.cli import main
+
+
+@pytest.fixture
+def workdir(tmp_path, tiny_models, monkeypatch, rng):
+    monkeypatch.chdir(tmp_path)
+    Image.fromarray(rng.integers(0, 256, (12, 15, 3), dtype=np.uint8)).save("a.png")
+    Image.fromarray(rng.integers(0, 256, (9, 7), dtype=np.uint8)).save("b.bmp")
+    Image.fromarray(rng.integers(0, 256, (5, 6, 3), dtype=np.uint8)).save("c.tif")
+    Path("bad.png").write_bytes(b"this is not an image")
+    return tmp_path
+
+
+def run(*args, input=None):
+    return CliRunner().invoke(main, list(args), input=input, catch_exceptions=False)
+
+
+def pixels(path):
+    with Image.open(path) as im:
+        return im.mode, np.asarray(im).copy()
+
+
+def same_image(a, b):
+    ma, pa = pixels(a)
+    mb, pb = pixels(b)
+    return ma == mb and np.array_equal(pa, pb)
+
+
+def test_compress_then_decompress_names_and_keeps_source(workdir):
+    r = run("compress", "a.png")
+    assert r.exit_code == 0, r.stderr
+    assert "bytes" in r.stderr and "bits/sub-pixel" in r.stderr
+    assert Path("a.png.pxz").exists() and Path("a.png").exists()
+    os.rename("a.png", "orig.png")
+    r = run("decompress", "a.png.pxz")
+    assert r.exit_code == 0, r.stderr
+    assert same_image("a.png", "orig.png")
+    assert Path("a.png.pxz").exists()
+
+
+def test_several_inputs_one_bad(workdir):
+    r = run("compress", "a.png", "bad.png", "b.bmp", "c.tif", "missing.png")
+    assert r.exit_code == 1
+    assert Path("a.png.pxz").exists() and Path("b.bmp.pxz").exists() and Path("c.tif.pxz").exists()
+    assert not Path("bad.png.pxz").exists()
+    errors = [line for line in r.stderr.splitlines() if line.startswith("pixzip:")]
+    assert len(errors) == 2 and "bad.png" in errors[0] and "missing.png" in errors[1]
+    assert "Traceback" not in r.stderr
+    r = run("decompress", "b.bmp.pxz", "-o", "b2.bmp")
+    assert r.exit_code == 0 and same_image("b.bmp", "b2.bmp")
+
+
+def test_output_option_and_format_by_suffix(workdir):
+    assert run("compress", "a.png", "-o", "x.pxz").exit_code == 0
+    assert Path("x.pxz").exists()
+    for out in ("y.png", "y.tif", "y.bmp", "y.webp", "y.ppm"):
+        r = run("decompress", "x.pxz", "-o", out)
+        assert r.exit_code == 0, r.stderr
+        assert same_image("a.png", out)
+    r = run("decompress", "x.pxz", "-o", "y.jpg")
+    assert r.exit_code == 1 and "lossy" in r.stderr and not Path("y.jpg").exists()
+
+
+def test_decompress_without_image_suffix_appends_png(workdir):
+    run("compress", "a.png", "-o", "pic.pxz")
+    assert run("decompress", "pic.pxz").exit_code == 0
+    assert same_image("a.png", "pic.png")
+
+
+def test_multiple_inputs_with_output_is_a_usage_error(workdir):
+    r = run("compress", "a.png", "c.tif", "-o", "x.pxz")
+    assert r.exit_code == 2 and not Path("x.pxz").exists()
+
+
+def test_stdout_and_stdin(workdir):
+    r = run("compress", "a.png", "-c")
+    assert r.exit_code == 0
+    data = r.stdout_bytes
+    assert data[:4] == b"\x89PXZ" and not Path("a.png.pxz").exists()
+    r = run("decompress", "-", "-c", input=data)
+    assert r.exit_code == 0
+    Path("out.png").write_bytes(r.stdout_bytes)
+    assert same_image("a.png", "out.png")
+    r = run("compress", "-", input=Path("a.png").read_bytes())
+    assert r.exit_code == 0 and r.stdout_bytes == data
+    r = run("compress", "-", "-o", "s.pxz", input=Path("a.png").read_bytes())
+    assert r.exit_code == 0 and Path("s.pxz").read_bytes() == data
+    r = run("decompress", "s.pxz", "-o", "-")
+    assert r.exit_code == 0 and r.stdout_bytes[:4] == b"\x89PNG"
+
+
+def test_refuses_to_overwrite_without_force(workdir):
+    Path("a.png.pxz").write_bytes(b"precious")
+    r = run("compress", "a.png")
+    assert r.exit_code == 1 and "already exists" in r.stderr
+    assert Path("a.png.pxz").read_bytes() == b"precious"
+    r = run("compress", "a.png", "-f")
+    assert r.exit_code == 0 and Path("a.png.pxz").read_bytes()[:4] == b"\x89PXZ"
+    r = run("decompress", "a.png.pxz")
+    assert r.exit_code == 1 and "already exists" in r.stderr
+    r = run("decompress", "a.png.pxz", "-f")
+    assert r.exit_code == 0
+
+
+def test_test_and_info(workdir):
+    run("compress", "a.png")
+    r = run("test", "a.png.pxz")
+    assert r.exit_code == 0 and "OK" in r.stderr
+    assert not Path("a.png.pxz.png").exists()
+    r = run("info", "a.png.pxz")
+    assert r.exit_code == 0
+    for key in ("format version:  1", "15x12 RGB", "pcnn-rgb-v1", "bits/sub-pixel", "model ideal"):
+        assert key in r.stdout
+    data = bytearray(Path("a.png.pxz").read_bytes())
+    data[-3] ^= 0x40
+    Path("broken.pxz").write_bytes(bytes(data))
+    r = run("test", "broken.pxz", "a.png.pxz")
+    assert r.exit_code == 1 and "corrupted" in r.stderr and "a.png.pxz: OK" in r.stderr
+
+
+def test_quiet_and_verbose(workdir):
+    r = run("compress", "a.png", "-q")
+    assert r.exit_code == 0 and r.stderr == ""
+    r = run("compress", "c.tif", "-v")
+    assert "model ideal" in r.stderr
+
+
+def test_help_teaches():
+    r = run("--help")
+    assert r.exit_code == 0 and "compress" in r.stdout and "decompress" in r.stdout
+    r = run("compress", "--help")
+    assert "Examples" in r.stdout and "--force" in r.stdout and "--model" in r.stdout
+
+
+def test_cuda_request_is_a_clear_error(workdir):
+    r = run("compress", "a.png", "--device", "cuda")
+    assert r.exit_code == 1 and "GPU" in r.stderr and not Path("a.png.pxz").exists()
+
+
+def test_real_subprocess_round_trip(workdir):
+    env = dict(os.environ)
+    cmd = [sys.executable, "-m", "pixzip", "compress", "a.png", "-o", "sub.pxz"]
+    p = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    assert p.returncode == 0, p.stderr
+    p = subprocess.run([sys.executable, "-m", "pixzip", "decompress", "sub.pxz", "-o", "sub.png"],
+                       capture_output=True, text=True, env=env)
+    assert p.returncode == 0, p.stderr
+    assert same_image("a.png", "sub.png")
+    p = subprocess.run([sys.executable, "-m", "pixzip", "decompress", "a.png"], capture_output=True, text=True)
+    assert p.returncode == 1 and "Traceback" not in p.stderr and p.stderr.count("\n") == 1
