@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import zlib
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Sequence
 
 from . import codec, container, zoo
 from .container import FormatError, Header, ModelRef
@@ -30,21 +30,23 @@ class Stats:
         return self.model_bits / self.subpixels
 
 
-def choose_models(image: ImageData, model: LoadedModel | None) -> list[LoadedModel]:
-    """One model per plane: the user's model where its channel count fits, else the default."""
+def choose_models(image: ImageData, preferred: Sequence[LoadedModel]) -> list[LoadedModel]:
+    """One model per plane: the first preferred model with the plane's channel count, else the default."""
     chosen = []
     for plane in image.planes:
         c = plane.shape[2]
-        chosen.append(model if model is not None and model.channels == c else zoo.default_model(c))
-    if model is not None and model not in chosen:
-        raise PixzipError(f"model {model.name!r} codes {model.channels}-channel planes; this {image.mode} "
-                          f"image has none")
+        chosen.append(next((m for m in preferred if m.channels == c), None) or zoo.default_model(c))
+    for m in preferred:
+        if m not in chosen:
+            raise PixzipError(f"model {m.name!r} codes {m.channels}-channel planes; this {image.mode} "
+                              f"image has none")
     return chosen
 
 
-def compress(image: ImageData, model: LoadedModel | None = None, tile: int = DEFAULT_TILE,
+def compress(image: ImageData, models: Sequence[LoadedModel] = (), tile: int = DEFAULT_TILE,
              progress: Callable[[int], None] | None = None) -> tuple[bytes, Stats]:
-    models = choose_models(image, model)
+    """Code an image; `models` are preferred over the defaults for planes of their channel count."""
+    models = choose_models(image, models)
     refs: list[LoadedModel] = []
     for m in models:
         if m not in refs:

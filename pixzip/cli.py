@@ -7,6 +7,7 @@ written atomically, '-' for stdin/stdout, exit 0 on success and 1 on any error (
 from __future__ import annotations
 
 import os
+import signal
 import sys
 import tempfile
 import time
@@ -149,6 +150,11 @@ def common_options(f):
     return f
 
 
+def _terminate(signum, frame):
+    """SIGTERM behaves like Ctrl-C: the file in progress is abandoned and its temporary output removed."""
+    raise KeyboardInterrupt
+
+
 # -- commands -----------------------------------------------------------------------------------------
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="pixzip")
@@ -164,6 +170,7 @@ def main():
 
     Every file decodes bit-exactly on any machine: the model runs in integers only.
     """
+    signal.signal(signal.SIGTERM, _terminate)
 
 
 @main.command()
@@ -177,8 +184,12 @@ def main():
                    "decode faster, larger ones compress slightly better.")
 @click.option("--max-pixels", type=click.IntRange(1), default=images.DEFAULT_MAX_PIXELS, show_default=True,
               help="Refuse inputs with more pixels than this.")
+@click.option("--verify", is_flag=True, help="Decode the result and compare before reporting success.")
+@click.option("--rm", "remove_source", is_flag=True,
+              help="Delete each source once its output is written and verified (implies --verify).")
 @common_options
-def compress(files, output, to_stdout, force, model, tile, max_pixels, device, threads, verbose, quiet):
+def compress(files, output, to_stdout, force, model, tile, max_pixels, verify, remove_source, device, threads,
+             verbose, quiet):
     """Compress images (PNG, BMP, TIFF, PNM, lossless WebP...) to FILE.pxz.
 
     Modes L, LA, RGB, RGBA, P and 1 are supported and restored exactly, with the ICC profile.
@@ -201,12 +212,18 @@ def compress(files, output, to_stdout, force, model, tile, max_pixels, device, t
             raise PixzipError(f"{dest}: already exists (use -f to overwrite)")
         name = "<stdin>" if f == "-" else f
         image = images.read_image(read_input(f) if f == "-" else f, name, max_pixels)
-        m = zoo.load_model(model) if model else None
+        preferred = [zoo.load_model(model)] if model else []
         t0 = time.perf_counter()
         total = image.width * image.height * len(image.planes)
         with progress_bar(total, f"compress {name}", quiet) as bar:
-            data, stats = api.compress(image, m, tile, bar)
+            data, stats = api.compress(image, preferred, tile, bar)
+        if verify or remove_source:
+            decoded, _ = api.decompress(data, preferred)
+            if decoded.pixel_bytes() != image.pixel_bytes():  # pragma: no cover - would be a pixzip bug
+                raise PixzipError(f"{name}: verification failed, nothing written (please report this)")
         write_output(dest, data, force)
+        if remove_source and f != "-":
+            os.unlink(f)
         rep.say(f"{name}: {stats.bytes} bytes, {stats.bits_per_subpixel:.3f} bits/sub-pixel")
         rep.detail(f"  model ideal {stats.model_bits_per_subpixel:.3f} bits/sub-pixel "
                    f"(file {100 * (stats.bits_per_subpixel / stats.model_bits_per_subpixel - 1):+.2f}%), "

@@ -65,14 +65,13 @@ class QConv:
             self._split[group] = self.weight[:, self.cols(group)].contiguous()
         return self._split[group]
 
-    def accumulate(self, buf: torch.Tensor, pos: torch.Tensor, offsets: torch.Tensor,
-                   group: int | None) -> torch.Tensor:
-        """int32 (n, cout_group) accumulators at flat positions `pos` of the padded buffer."""
-        x = buf[pos[:, None] + offsets[None, :]]          # (n, taps, cin) int8
+    def accumulate(self, buf: torch.Tensor, index: torch.Tensor, group: int | None) -> torch.Tensor:
+        """int32 (n, cout_group) accumulators; `index` (n, taps) holds the flat buffer rows to gather."""
+        x = buf.index_select(0, index.view(-1)).view(len(index), -1)   # (n, taps * cin) int8
         if self.relu_in:
-            x = x.clamp_min(0)
-        acc = torch._int_mm(x.reshape(len(pos), -1), self.weight_for(group))
-        return acc + self.bias[self.cols(group)]
+            x.clamp_(min=0)
+        acc = torch._int_mm(x, self.weight_for(group))
+        return acc.add_(self.bias[self.cols(group)])
 
     def requant(self, acc: torch.Tensor, group: int | None) -> torch.Tensor:
         c = self.cols(group)
@@ -81,8 +80,8 @@ class QConv:
 
 def requantize(acc: torch.Tensor, mult: torch.Tensor, shift: torch.Tensor, lo: int, hi: int) -> torch.Tensor:
     """round(acc * mult / 2^shift), clamped; exact integer arithmetic (int64, arithmetic shift)."""
-    y = (acc.to(torch.int64) * mult + (torch.ones_like(shift) << (shift - 1))) >> shift
-    return y.clamp(lo, hi)
+    y = acc.to(torch.int64).mul_(mult).add_(1 << (shift - 1)).bitwise_right_shift_(shift)
+    return y.clamp_(lo, hi)
 
 
 class Canvas:
@@ -124,8 +123,9 @@ class IntPixelCNN:
         self.head1: QConv = layers["head1"]
         self.out: QConv = layers["out"]
         self.head = head            # mult/shift per output channel for mu, log-scale or logits
-        self.exp_table = tables["exp"].to(torch.int64)
-        self.invb_table = tables["invb"].to(torch.int64)
+        self.exp_table = tables["exp"].to(torch.int32)
+        self.invb_table = tables["invb"].to(torch.int32)
+        self._x16 = torch.arange(0, 256 * 16, 16, dtype=torch.int32)[None, :]
         self._offsets: dict = {}
 
     # -- scheduling -----------------------------------------------------------------------------------
@@ -153,13 +153,14 @@ class IntPixelCNN:
         return self._offsets[key]
 
     # -- the network ----------------------------------------------------------------------------------
-    def _layer(self, conv: QConv, canvas: Canvas, src: str, dst: str, pos, group, residual: str | None = None):
-        acc = conv.accumulate(canvas.buf[src], pos, self._offs(canvas, conv.k), group)
-        y = conv.requant(acc, group)
+    def _layer(self, conv: QConv, canvas: Canvas, src: str, dst: str, index, group, residual=None):
+        pos = index[1][:, -1]                               # the last tap of every kernel is the centre
+        y = conv.requant(conv.accumulate(canvas.buf[src], index[conv.k], group), group)
+        cols = conv.cols(group)
         if residual is not None:
-            base = canvas.buf[residual][pos, conv.cols(group)]
-            y = (base.to(torch.int16) + y.to(torch.int16)).clamp(-128, 127).to(torch.int8)
-        canvas.buf[dst][pos, conv.cols(group)] = y
+            base = canvas.buf[residual].index_select(0, pos)[:, cols]
+            y = base.to(torch.int16).add_(y).clamp_(-128, 127).to(torch.int8)
+        canvas.buf[dst][:, cols].index_copy_(0, pos, y)
 
     def forward(self, canvas: Canvas, pos: torch.Tensor, group: int | None = None) -> torch.Tensor:
         """Evaluate every layer at flat positions `pos` for one channel group (None: all groups).
@@ -168,12 +169,15 @@ class IntPixelCNN:
         integer outputs, (n, groups, D): (mu16, log-scale index) for the Laplace head, logits in 1/16
         nat for the softmax head.
         """
-        self._layer(self.first, canvas, "img", "s0", pos, group)
+        # gather indices, built once per call for each kernel size
+        index = {k: pos[:, None] + self._offs(canvas, k)[None, :]
+                 for k in {1, self.cfg.first_kernel, self.cfg.block_kernel}}
+        self._layer(self.first, canvas, "img", "s0", index, group)
         for b, (ca, cb) in enumerate(zip(self.conv_a, self.conv_b)):
-            self._layer(ca, canvas, f"s{b}", f"mid{b}", pos, group)
-            self._layer(cb, canvas, f"mid{b}", f"s{b + 1}", pos, group, residual=f"s{b}")
-        self._layer(self.head1, canvas, f"s{self.cfg.blocks}", "h", pos, group)
-        acc = self.out.accumulate(canvas.buf["h"], pos, self._offs(canvas, 1), group)
+            self._layer(ca, canvas, f"s{b}", f"mid{b}", index, group)
+            self._layer(cb, canvas, f"mid{b}", f"s{b + 1}", index, group, residual=f"s{b}")
+        self._layer(self.head1, canvas, f"s{self.cfg.blocks}", "h", index, group)
+        acc = self.out.accumulate(canvas.buf["h"], index[1], group)
         return self._head_params(acc, group)
 
     def _head_params(self, acc: torch.Tensor, group: int | None) -> torch.Tensor:
@@ -192,13 +196,13 @@ class IntPixelCNN:
     def frequencies(self, params: torch.Tensor) -> torch.Tensor:
         """Head outputs (n, D) of n sub-pixels -> integer frequency tables (n, 256), every entry >= 1."""
         if self.cfg.head == "softmax":
-            excess = params.max(dim=1, keepdim=True).values - params
+            excess = params.amax(dim=1, keepdim=True) - params
         else:
-            mu16, idx = params[:, 0:1], params[:, 1:2]
-            x16 = torch.arange(0, 256 * 16, 16, dtype=torch.int64)[None, :]
-            steep = ((x16 - mu16).abs() * self.invb_table[idx]) >> INVB_SHIFT
-            excess = steep - steep.min(dim=1, keepdim=True).values
-        return self.exp_table[excess.clamp(max=len(self.exp_table) - 1)]
+            mu16, idx = params[:, 0:1].to(torch.int32), params[:, 1:2]
+            # |16x - mu16| <= 4080 and the slope table < 2^19, so int32 cannot overflow
+            steep = (self._x16 - mu16).abs_().mul_(self.invb_table[idx]).bitwise_right_shift_(INVB_SHIFT)
+            excess = steep.sub_(steep.amin(dim=1, keepdim=True))
+        return torch.take(self.exp_table, excess.clamp_(max=len(self.exp_table) - 1).long())
 
 
 def exp_table() -> torch.Tensor:

@@ -162,3 +162,30 @@ def test_real_subprocess_round_trip(workdir):
     assert same_image("a.png", "sub.png")
     p = subprocess.run([sys.executable, "-m", "pixzip", "decompress", "a.png"], capture_output=True, text=True)
     assert p.returncode == 1 and "Traceback" not in p.stderr and p.stderr.count("\n") == 1
+
+
+def test_verify_and_rm(workdir):
+    r = run("compress", "a.png", "--verify")
+    assert r.exit_code == 0 and Path("a.png").exists()
+    r = run("compress", "c.tif", "--rm")
+    assert r.exit_code == 0 and not Path("c.tif").exists() and Path("c.tif.pxz").exists()
+    r = run("decompress", "c.tif.pxz")
+    assert r.exit_code == 0 and Path("c.tif").exists()
+
+
+def test_interrupted_decompress_leaves_nothing(workdir, rng):
+    """SIGTERM in the middle of a (slow, whole-image) decode: no output, no temporary file, exit 130."""
+    import signal
+    import time
+    Image.fromarray(rng.integers(0, 256, (300, 300, 3), dtype=np.uint8)).save("big.png")
+    assert run("compress", "big.png", "--tile", "0", "-o", "big.pxz").exit_code == 0
+    os.unlink("big.png")
+    before = set(os.listdir("."))
+    p = subprocess.Popen([sys.executable, "-m", "pixzip", "decompress", "big.pxz"],
+                         stderr=subprocess.PIPE, text=True)
+    time.sleep(3)
+    p.send_signal(signal.SIGTERM)
+    _, err = p.communicate(timeout=60)
+    assert p.returncode == 130, err
+    assert "interrupted" in err and "Traceback" not in err
+    assert set(os.listdir(".")) == before

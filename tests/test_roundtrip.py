@@ -13,7 +13,7 @@ from pixzip import api, images, zoo
 
 
 def roundtrip(im: Image.Image, tile: int = api.DEFAULT_TILE, model=None) -> Image.Image:
-    data, stats = api.compress(images.split(im), model, tile)
+    data, stats = api.compress(images.split(im), [model] if model else [], tile)
     assert stats.bytes == len(data)
     decoded, _ = api.decompress(data)
     return images.merge(decoded)
@@ -93,7 +93,7 @@ def test_tile_sizes_give_same_pixels(tiny_models, rng):
 def test_user_model_is_recorded_and_used(tiny_models, rng):
     other = zoo.load_model(str(tiny_models / "other-rgb.pxm"))
     im = Image.fromarray(rng.integers(0, 256, (8, 8, 3), dtype=np.uint8))
-    data, _ = api.compress(images.split(im), other)
+    data, _ = api.compress(images.split(im), [other])
     header = api.read_header(data)
     assert [m.id for m in header.models] == [other.id]
     decoded, _ = api.decompress(data)         # found by name in the installed models
