@@ -60,22 +60,34 @@ class QConv:
         n = self.cout // self.groups
         return slice(group * n, (group + 1) * n)
 
-    def weight_for(self, group: int | None) -> torch.Tensor:
+    def _params(self, group: int | None) -> tuple:
+        """Per-group weight slice and requantisation constants, built once.
+
+        The bias is folded into the rounding offset: (acc + b) * m + 2^(sh-1) = acc * m + (b * m + 2^(sh-1)),
+        the same integers (|acc + b| < 2^31 and m < 2^31, so nothing overflows int64)."""
         if group not in self._split:
-            self._split[group] = self.weight[:, self.cols(group)].contiguous()
+            c = self.cols(group)
+            bias, mult, shift = self.bias[c].to(torch.int64), self.mult[c], self.shift[c]
+            offset = bias * mult + (1 << (shift - 1))
+            self._split[group] = (self.weight[:, c].contiguous(), bias.to(torch.int32), mult, offset, shift)
         return self._split[group]
 
     def accumulate(self, buf: torch.Tensor, index: torch.Tensor, group: int | None) -> torch.Tensor:
-        """int32 (n, cout_group) accumulators; `index` (n, taps) holds the flat buffer rows to gather."""
+        """int32 (n, cout_group) accumulators without bias; `index` (n, taps) holds the buffer rows."""
         x = buf.index_select(0, index.view(-1)).view(len(index), -1)   # (n, taps * cin) int8
         if self.relu_in:
             x.clamp_(min=0)
-        acc = torch._int_mm(x, self.weight_for(group))
-        return acc.add_(self.bias[self.cols(group)])
+        return torch._int_mm(x, self._params(group)[0])
+
+    def biased(self, acc: torch.Tensor, group: int | None) -> torch.Tensor:
+        """Accumulators plus bias (for the output layer, which is not requantised here)."""
+        return acc.add_(self._params(group)[1])
 
     def requant(self, acc: torch.Tensor, group: int | None) -> torch.Tensor:
-        c = self.cols(group)
-        return requantize(acc, self.mult[c], self.shift[c], self.lo, self.hi).to(torch.int8)
+        """round((acc + bias) * mult / 2^shift), clamped to [lo, hi], as int8."""
+        _, _, mult, offset, shift = self._params(group)
+        y = acc.to(torch.int64).mul_(mult).add_(offset).bitwise_right_shift_(shift)
+        return y.clamp_(self.lo, self.hi).to(torch.int8)
 
 
 def requantize(acc: torch.Tensor, mult: torch.Tensor, shift: torch.Tensor, lo: int, hi: int) -> torch.Tensor:
@@ -177,7 +189,7 @@ class IntPixelCNN:
             self._layer(ca, canvas, f"s{b}", f"mid{b}", index, group)
             self._layer(cb, canvas, f"mid{b}", f"s{b + 1}", index, group, residual=f"s{b}")
         self._layer(self.head1, canvas, f"s{self.cfg.blocks}", "h", index, group)
-        acc = self.out.accumulate(canvas.buf["h"], index[1], group)
+        acc = self.out.biased(self.out.accumulate(canvas.buf["h"], index[1], group), group)
         return self._head_params(acc, group)
 
     def _head_params(self, acc: torch.Tensor, group: int | None) -> torch.Tensor:
