@@ -363,5 +363,50 @@ def train(data, out, checkpoint, resume, channels, steps, batch, crop, hidden, b
                f"on validation crops (id {report['id'][:16]})", err=True)
 
 
+@main.command()
+@click.argument("data", nargs=-1, required=True)
+@click.option("--codecs", default="pixzip,png,webp,jxl7,jxl9", show_default=True,
+              help="Comma-separated: pixzip, png, webp, jxl7, jxl9.")
+@click.option("-m", "--model", "models", multiple=True, metavar="NAME|PATH", help="Model(s) for pixzip.")
+@click.option("--tile", type=click.IntRange(0, 65535), default=api.DEFAULT_TILE, show_default=True)
+@click.option("--grey", "--gray", "grey", is_flag=True, help="Convert every image to grey (L) first.")
+@click.option("--limit", type=click.IntRange(0), default=0, help="Use only the first N images.")
+@click.option("--json", "json_out", type=click.Path(dir_okay=False), help="Write all figures as JSON.")
+@click.option("-T", "--threads", type=click.IntRange(0), default=0, metavar="N")
+@click.option("-q", "--quiet", is_flag=True)
+def bench(data, codecs, models, tile, grey, limit, json_out, threads, quiet):
+    """Rates and speeds against PNG, WebP and JPEG XL, all measured in this run on the same images.
+
+    DATA are image folders and .npy stacks (each array item is coded as its own file). Every round trip
+    is checked. Prints a Markdown table; --json keeps everything, per image too.
+
+    \b
+    Example:
+      pixzip bench ../shared/data/cbsd68 --json cbsd68.json
+    """
+    import platform
+
+    from . import bench as benchmod
+    try:
+        set_device("cpu", threads)
+        loaded = [zoo.load_model(m) for m in models]
+        imgs = benchmod.load_images(data, grey, limit)
+        if not imgs:
+            raise PixzipError("no images found")
+        names = [c.strip() for c in codecs.split(",") if c.strip()]
+        progress = None if quiet else (lambda c, n: click.echo(f"  {c}: {n}", err=True))
+        results = benchmod.run(imgs, names, loaded, tile, progress)
+    except (PixzipError, FileNotFoundError) as e:
+        click.echo(f"pixzip: {e}", err=True)
+        sys.exit(1)
+    click.echo(benchmod.markdown(results))
+    if json_out:
+        import torch
+        meta = {"data": list(data), "images": len(imgs), "grey": grey, "tile": tile, "models": list(models),
+                "machine": platform.machine(), "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+                "date": time.strftime("%Y-%m-%d %H:%M:%S")}
+        benchmod.write_json(results, Path(json_out), meta)
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

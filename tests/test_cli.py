@@ -189,3 +189,14 @@ def test_interrupted_decompress_leaves_nothing(workdir, rng):
     assert p.returncode == 130, err
     assert "interrupted" in err and "Traceback" not in err
     assert set(os.listdir(".")) == before
+
+
+def test_concurrent_writers_never_clobber(workdir):
+    """Several processes racing to write the same output: one wins, the rest refuse; the file is whole."""
+    procs = [subprocess.Popen([sys.executable, "-m", "pixzip", "compress", "a.png", "-o", "race.pxz"],
+                              stderr=subprocess.PIPE, text=True) for _ in range(4)]
+    results = [(p.wait(timeout=120), p.stderr.read()) for p in procs]
+    assert sorted(code for code, _ in results) == [0, 1, 1, 1], results
+    assert all("already exists" in err for code, err in results if code == 1)
+    assert run("test", "race.pxz").exit_code == 0
+    assert not [f for f in os.listdir(".") if f.endswith(".tmp")]

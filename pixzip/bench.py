@@ -1,0 +1,184 @@
+"""Rates and speeds of pixzip against PNG, WebP and JPEG XL, measured in one run on the same images.
+
+Every codec's round trip is checked, not assumed. Rates come from real encoded bytes.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+from PIL import Image
+
+from . import api, images
+from .data import list_sources
+from .errors import PixzipError
+
+
+@dataclass
+class Result:
+    codec: str
+    images: int = 0
+    subpixels: int = 0
+    pixels: int = 0
+    bytes: int = 0
+    encode_s: float = 0.0
+    decode_s: float = 0.0
+    exact: bool = True
+    model_bits: float = 0.0            # pixzip only: the model's ideal code length
+    per_image: list = field(default_factory=list)
+
+    @property
+    def bpsp(self) -> float:
+        return 8 * self.bytes / max(self.subpixels, 1)
+
+    def row(self) -> dict:
+        d = {k: v for k, v in asdict(self).items() if k != "per_image"}
+        d.update(bits_per_subpixel=self.bpsp, encode_mp_s=self.pixels / 1e6 / max(self.encode_s, 1e-9),
+                 decode_mp_s=self.pixels / 1e6 / max(self.decode_s, 1e-9))
+        if self.model_bits:
+            d.update(model_bits_per_subpixel=self.model_bits / self.subpixels,
+                     overhead_pct=100 * (8 * self.bytes / self.model_bits - 1))
+        d["per_image"] = self.per_image
+        return d
+
+
+# -- codecs: encode(array) -> (bytes, extra) and decode(bytes) -> array --------------------------------
+def _png_encode(a):
+    buf = io.BytesIO()
+    Image.fromarray(a.squeeze(-1) if a.shape[-1] == 1 else a).save(buf, "PNG", optimize=True)
+    return buf.getvalue()
+
+
+def _pil_decode(b):
+    a = np.asarray(Image.open(io.BytesIO(b)))
+    return a[..., None] if a.ndim == 2 else a
+
+
+def _imagecodecs():
+    try:
+        import imagecodecs
+    except ImportError:
+        raise PixzipError("this codec needs imagecodecs (pip install -e '.[bench]')") from None
+    return imagecodecs
+
+
+def _squeeze(a):
+    return a[..., 0] if a.shape[-1] == 1 else a
+
+
+def _expand(a):
+    return a[..., None] if a.ndim == 2 else a
+
+
+def _webp():
+    ic = _imagecodecs()
+
+    def enc(a):
+        if a.shape[-1] == 1:   # WebP has no grey mode: code grey as RGB, as a user would have to
+            a = np.repeat(a, 3, axis=-1)
+        return ic.webp_encode(a, level=100, lossless=True, method=6)
+
+    def dec(b):
+        return ic.webp_decode(b)
+    return enc, dec
+
+
+def _jxl(effort):
+    ic = _imagecodecs()
+    return (lambda a: ic.jpegxl_encode(_squeeze(a), lossless=True, effort=effort),
+            lambda b: _expand(ic.jpegxl_decode(b)))
+
+
+def _pixzip(models, tile):
+    def enc(a):
+        im = Image.fromarray(_squeeze(a))
+        data, stats = api.compress(images.split(im), models, tile)
+        return data, stats.model_bits
+
+    def dec(b):
+        image, _ = api.decompress(b, models)
+        return np.concatenate(image.planes, axis=2)
+    return enc, dec
+
+
+def codec_table(models=(), tile: int = api.DEFAULT_TILE) -> dict[str, Callable]:
+    return {"pixzip": lambda: _pixzip(models, tile), "png": lambda: (_png_encode, _pil_decode),
+            "webp": _webp, "jxl7": lambda: _jxl(7), "jxl9": lambda: _jxl(9)}
+
+
+# -- data ---------------------------------------------------------------------------------------------
+def load_images(paths, grey: bool = False, limit: int = 0):
+    """(name, uint8 (H, W, C)) for every image file and every item of every .npy stack."""
+    out = []
+    for f in list_sources(paths):
+        if f.suffix.lower() == ".npy":
+            stack = np.load(f, allow_pickle=False)
+            for k, a in enumerate(stack):
+                out.append((f"{f.name}[{k}]", _expand(np.asarray(a, dtype=np.uint8))))
+        else:
+            with Image.open(f) as im:
+                out.append((f.name, _expand(np.asarray(im.convert("RGB")))))
+        if limit and len(out) >= limit:
+            out = out[:limit]
+            break
+    if grey:
+        out = [(n, _expand(np.asarray(Image.fromarray(_squeeze(a)).convert("L")))) for n, a in out]
+    return out
+
+
+def run(data, codecs: list[str], models=(), tile: int = api.DEFAULT_TILE, progress=None) -> list[Result]:
+    table = codec_table(models, tile)
+    unknown = [c for c in codecs if c not in table]
+    if unknown:
+        raise PixzipError(f"unknown codec(s): {', '.join(unknown)} (known: {', '.join(table)})")
+    results = []
+    for name in codecs:
+        enc, dec = table[name]()
+        r = Result(name)
+        for img_name, a in data:
+            t0 = time.perf_counter()
+            out = enc(a)
+            t1 = time.perf_counter()
+            blob, model_bits = out if isinstance(out, tuple) else (out, 0.0)
+            back = dec(blob)
+            t2 = time.perf_counter()
+            exact = back.shape == a.shape and np.array_equal(back, a)
+            r.images += 1
+            r.pixels += a.shape[0] * a.shape[1]
+            r.subpixels += a.size
+            r.bytes += len(blob)
+            r.encode_s += t1 - t0
+            r.decode_s += t2 - t1
+            r.exact &= exact
+            r.model_bits += model_bits
+            r.per_image.append({"image": img_name, "bytes": len(blob), "bpsp": 8 * len(blob) / a.size,
+                                "encode_s": t1 - t0, "decode_s": t2 - t1, "exact": exact})
+            if progress:
+                progress(name, img_name)
+        results.append(r)
+    return results
+
+
+def markdown(results: list[Result]) -> str:
+    ref = next((r for r in results if r.codec == "jxl9"), None) or next((r for r in results if r.codec == "jxl7"), None)
+    lines = ["| codec | bits/sub-pixel | vs " + (ref.codec if ref else "-") +
+             " | exact | encode MP/s | decode MP/s | model bits/sub-pixel | file overhead |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in results:
+        d = r.row()
+        rel = f"{r.bpsp / ref.bpsp:.3f}" if ref else "-"
+        model = f"{d['model_bits_per_subpixel']:.4f}" if r.model_bits else ""
+        over = f"{d['overhead_pct']:+.2f}%" if r.model_bits else ""
+        lines.append(f"| {r.codec} | {r.bpsp:.4f} | {rel} | {'yes' if r.exact else 'NO'} | "
+                     f"{d['encode_mp_s']:.3f} | {d['decode_mp_s']:.3f} | {model} | {over} |")
+    return "\n".join(lines)
+
+
+def write_json(results: list[Result], path: Path, meta: dict):
+    Path(path).write_text(json.dumps({"meta": meta, "results": [r.row() for r in results]}, indent=1))
