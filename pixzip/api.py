@@ -12,7 +12,7 @@ from .errors import PixzipError
 from .images import ImageData
 from .modelfile import LoadedModel
 
-DEFAULT_TILE = 256
+DEFAULT_TILE = 128
 
 
 @dataclass

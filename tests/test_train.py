@@ -1,0 +1,61 @@
+"""`pixzip train` end to end on a tiny config: trains, checkpoints, resumes, exports, and the exported
+model codes images exactly through the same CLI."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from pixzip import modelfile
+from pixzip.cli import main
+
+
+@pytest.fixture
+def data_dir(tmp_path, rng):
+    d = tmp_path / "data"
+    (d / "sub").mkdir(parents=True)
+    yy, xx = np.mgrid[0:24, 0:30]
+    for k in range(3):
+        a = np.stack([(xx * (k + 2) + yy) % 256, (yy * 3 + k * 40) % 256, (xx + yy * 2) % 256], -1)
+        Image.fromarray((a + rng.integers(0, 6, a.shape)).astype(np.uint8)).save(d / "sub" / f"{k}.png")
+    np.save(d / "stack.npy", rng.integers(0, 256, (4, 16, 16, 3), dtype=np.uint8))
+    return d
+
+
+TINY = ["--steps", "6", "--crop", "12", "--batch", "2", "--hidden", "6", "--blocks", "1", "-q"]
+
+
+def test_train_export_and_code(tmp_path, data_dir, tiny_models, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    r = CliRunner().invoke(main, ["train", str(data_dir), "--out", "m.pxm", *TINY])
+    assert r.exit_code == 0, r.stderr
+    assert "float" in r.stderr and "integer" in r.stderr
+    model = modelfile.load(Path("m.pxm"))
+    prov = model.provenance
+    assert prov["steps"] == 6 and "float_bpd" in prov and "int_bpd" in prov
+    assert prov["int_bpd"] > 0 and prov["float_bpd"] > 0   # (closeness: tests/test_engine.py)
+    img = data_dir / "sub" / "1.png"
+    assert CliRunner().invoke(main, ["compress", str(img), "-o", "x.pxz", "-m", "m.pxm"]).exit_code == 0
+    assert CliRunner().invoke(main, ["decompress", "x.pxz", "-o", "x.png", "-m", "m.pxm"]).exit_code == 0
+    assert np.array_equal(np.asarray(Image.open(img)), np.asarray(Image.open("x.png")))
+
+
+def test_resume_continues_from_checkpoint(tmp_path, data_dir, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    args = ["train", str(data_dir), "--out", "g.pxm", "--channels", "1"]
+    r = CliRunner().invoke(main, args + TINY)
+    assert r.exit_code == 0, r.stderr
+    more = [a if a != "6" else "9" for a in TINY]
+    r = CliRunner().invoke(main, args + more + ["--resume"])
+    assert r.exit_code == 0, r.stderr
+    assert modelfile.load(Path("g.pxm")).provenance["steps"] == 9
+
+
+def test_train_bad_data_is_one_line(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    r = CliRunner().invoke(main, ["train", "nowhere", "--out", "m.pxm", *TINY])
+    assert r.exit_code == 1 and r.stderr.count("\n") == 1 and "nowhere" in r.stderr
