@@ -332,7 +332,12 @@ def info(files):
 @click.option("--crop", type=click.IntRange(4), default=32, show_default=True)
 @click.option("--hidden", type=click.IntRange(3), default=48, show_default=True)
 @click.option("--blocks", type=click.IntRange(0), default=4, show_default=True)
-@click.option("--head", type=click.Choice(["laplace", "softmax"]), default="laplace", show_default=True)
+@click.option("--head", type=click.Choice(["laplace", "softmax"]), default="laplace", show_default=True,
+              help="laplace: mu and scale over the 256 values (learns fast); softmax: the paper's free logits.")
+@click.option("--skip-kernel", type=click.IntRange(0), default=5, show_default=True,
+              help="Laplace head: size of the full-precision linear predictor from the image to mu (0: none).")
+@click.option("--qat-start", type=click.FloatRange(0, 1), default=0.6, show_default=True,
+              help="Fraction of the steps after which quantisation-aware training is on.")
 @click.option("--lr", type=float, default=3e-3, show_default=True)
 @click.option("--val", multiple=True, help="Validation data (folders or .npy); default: 10% of DATA.")
 @click.option("--jpeg-downsample", type=click.IntRange(1), default=3, show_default=True,
@@ -340,19 +345,20 @@ def info(files):
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("-T", "--threads", type=click.IntRange(0), default=0)
 @click.option("-q", "--quiet", is_flag=True)
-def train(data, out, checkpoint, resume, channels, steps, batch, crop, hidden, blocks, head, lr, val,
-          jpeg_downsample, seed, threads, quiet):
+def train(data, out, checkpoint, resume, channels, steps, batch, crop, hidden, blocks, head, skip_kernel,
+          qat_start, lr, val, jpeg_downsample, seed, threads, quiet):
     """Train a PixelCNN on image folders / .npy stacks and export it for coding.
 
-    Quantisation-aware training runs for the last 30% of the steps; the export reports the float and
+    Quantisation-aware training runs for the last 40% of the steps; the export reports the float and
     the integer model's bits/dim on the validation crops. Ctrl-C saves a checkpoint (--resume continues).
     """
     from .train import TrainConfig, export_checkpoint, run_training
     from .model import ModelConfig
     try:
-        cfg = ModelConfig(channels=int(channels), hidden=hidden, head_hidden=hidden, blocks=blocks, head=head)
+        cfg = ModelConfig(channels=int(channels), hidden=hidden, head_hidden=hidden, blocks=blocks, head=head,
+                          skip_kernel=skip_kernel if head == "laplace" else 0)
         tc = TrainConfig(data=list(data), val=list(val), steps=steps, batch=batch, crop=crop, lr=lr,
-                         jpeg_downsample=jpeg_downsample, seed=seed, threads=threads)
+                         jpeg_downsample=jpeg_downsample, seed=seed, threads=threads, qat_start=qat_start)
         ckpt = Path(checkpoint or out + ".ckpt")
         run_training(cfg, tc, ckpt, resume, quiet)
         report = export_checkpoint(ckpt, Path(out))

@@ -134,6 +134,7 @@ class IntPixelCNN:
         self.conv_b: list[QConv] = layers["conv_b"]
         self.head1: QConv = layers["head1"]
         self.out: QConv = layers["out"]
+        self.skip: QConv | None = layers.get("skip")      # image -> mu linear predictor, or None
         self.head = head            # mult/shift per output channel for mu, log-scale or logits
         self.exp_table = tables["exp"].to(torch.int32)
         self.invb_table = tables["invb"].to(torch.int32)
@@ -183,16 +184,19 @@ class IntPixelCNN:
         """
         # gather indices, built once per call for each kernel size
         index = {k: pos[:, None] + self._offs(canvas, k)[None, :]
-                 for k in {1, self.cfg.first_kernel, self.cfg.block_kernel}}
+                 for k in {1, self.cfg.first_kernel, self.cfg.block_kernel, self.cfg.skip_kernel} if k}
         self._layer(self.first, canvas, "img", "s0", index, group)
         for b, (ca, cb) in enumerate(zip(self.conv_a, self.conv_b)):
             self._layer(ca, canvas, f"s{b}", f"mid{b}", index, group)
             self._layer(cb, canvas, f"mid{b}", f"s{b + 1}", index, group, residual=f"s{b}")
         self._layer(self.head1, canvas, f"s{self.cfg.blocks}", "h", index, group)
         acc = self.out.biased(self.out.accumulate(canvas.buf["h"], index[1], group), group)
-        return self._head_params(acc, group)
+        skip = None
+        if self.skip is not None:
+            skip = self.skip.biased(self.skip.accumulate(canvas.buf["img"], index[self.skip.k], group), group)
+        return self._head_params(acc, group, skip)
 
-    def _head_params(self, acc: torch.Tensor, group: int | None) -> torch.Tensor:
+    def _head_params(self, acc: torch.Tensor, group: int | None, skip: torch.Tensor | None) -> torch.Tensor:
         c = self.out.cols(group)
         D = self.cfg.head_dim
         mult, shift = self.head["mult"][c], self.head["shift"][c]
@@ -202,6 +206,9 @@ class IntPixelCNN:
         q = acc.view(len(acc), -1, 2)
         mult, shift = mult.view(-1, 2), shift.view(-1, 2)
         mu = requantize(q[..., 0], mult[:, 0], shift[:, 0], -(2 ** 30), 2 ** 30) + 128 * 16
+        if skip is not None:
+            c = self.skip.cols(group)
+            mu += requantize(skip, self.head["skip_mult"][c], self.head["skip_shift"][c], -(2 ** 30), 2 ** 30)
         ls = requantize(q[..., 1], mult[:, 1], shift[:, 1], int(LS_MIN * LS_FRAC), len(self.invb_table) - 1 + int(LS_MIN * LS_FRAC))
         return torch.stack([mu.clamp(0, 255 * 16), ls - int(LS_MIN * LS_FRAC)], dim=-1)
 

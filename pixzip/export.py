@@ -57,6 +57,11 @@ def export_pixelcnn(model: PixelCNN) -> IntPixelCNN:
         real = acc_scale.view(C, 2) * torch.tensor([128.0 * MU_FRAC, LS_FRAC], dtype=torch.float64)
         real = real.reshape(-1)
     mult, shift = multiplier(real)
-    return IntPixelCNN(cfg, layers, {"mult": mult, "shift": shift},
+    head = {"mult": mult, "shift": shift}
+    if model.skip is not None:
+        layers["skip"] = quantize_conv(model.skip, s_img, None, C)
+        head["skip_mult"], head["skip_shift"] = multiplier(
+            s_img * model.skip.weight_scale().double() * 128.0 * MU_FRAC)
+    return IntPixelCNN(cfg, layers, head,
                        {"exp": exp_table(), "invb": invb_table()})
 

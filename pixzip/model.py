@@ -42,6 +42,7 @@ class ModelConfig:
     block_kernel: int = 3
     head_hidden: int = 48      # width of the masked 1x1 layer before the output
     head: str = "laplace"      # "laplace" (mu, log-scale) or "softmax" (free logits)
+    skip_kernel: int = 0       # Laplace head: a masked kxk linear predictor from the image straight to mu
 
     def __post_init__(self):
         if self.channels not in (1, 3):
@@ -53,6 +54,10 @@ class ModelConfig:
             raise ValueError("kernel sizes must be odd")
         if self.head not in ("laplace", "softmax"):
             raise ValueError(f"unknown head {self.head!r}")
+        if self.skip_kernel and (self.skip_kernel % 2 == 0 or self.head != "laplace"):
+            raise ValueError("skip_kernel must be odd and needs the laplace head")
+        if self.skip_kernel > self.first_kernel:
+            raise ValueError("skip_kernel cannot exceed first_kernel")
         if self.levels != 256:
             raise ValueError("only 256 levels are supported by this model")
 
@@ -162,6 +167,18 @@ class PixelCNN(nn.Module):
         if cfg.head == "laplace":
             with torch.no_grad():  # start wide: Laplace scale e^2 ~ 7 grey levels
                 self.out.bias.view(C, 2)[:, 1] = 2.0
+        self.skip = None
+        if cfg.skip_kernel:
+            # The int8 trunk cannot carry pixel values to 1/16 of a grey level; this linear predictor
+            # reads the image at full precision (int8 x int8 -> int32, no requantisation before mu).
+            # It starts as the mean of the left and upper neighbours (same channel), the net corrects it.
+            self.skip = MaskedConv(C, C, cfg.skip_kernel, C, "A")
+            with torch.no_grad():
+                self.skip.weight.zero_()
+                p = cfg.skip_kernel // 2
+                for c in range(C):
+                    self.skip.weight[c, c, p, p - 1] = 0.5
+                    self.skip.weight[c, c, p - 1, p] = 0.5
 
     def set_quantize(self, on: bool):
         for m in self.modules():
@@ -172,8 +189,8 @@ class PixelCNN(nn.Module):
 
     def forward(self, img: torch.Tensor) -> torch.Tensor:
         """img: uint8/long (B, C, H, W) in 0..255 -> logits (B, C, 256, H, W) (unnormalised)."""
-        x = (img.float() - 128.0) / 128.0
-        x = self.q_stream(self.first(x))
+        x_in = (img.float() - 128.0) / 128.0
+        x = self.q_stream(self.first(x_in))
         for conv_a, conv_b, q_mid in zip(self.conv_a, self.conv_b, self.q_mid):
             y = q_mid(F.relu(conv_a(F.relu(x))))
             y = self.q_stream(conv_b(y))
@@ -181,10 +198,11 @@ class PixelCNN(nn.Module):
         h = self.q_head(F.relu(self.head1(F.relu(x))))
         o = self.out(h)
         B, _, H, W = o.shape
-        return quantize_head(o.view(B, self.cfg.channels, self.cfg.head_dim, H, W), self.cfg.head)
+        skip = self.skip(x_in) if self.skip is not None else None
+        return quantize_head(o.view(B, self.cfg.channels, self.cfg.head_dim, H, W), self.cfg.head, skip)
 
 
-def quantize_head(o: torch.Tensor, head: str) -> torch.Tensor:
+def quantize_head(o: torch.Tensor, head: str, skip: torch.Tensor | None = None) -> torch.Tensor:
     """Round raw head outputs (B, C, D, H, W) to the grid the integer engine codes with.
 
     Laplace: channel 0 is mu in grey levels (1/16 steps, clamped to 0..255), channel 1 the natural log
@@ -192,7 +210,10 @@ def quantize_head(o: torch.Tensor, head: str) -> torch.Tensor:
     """
     if head == "softmax":
         return round_ste(o * LOGIT_FRAC) / LOGIT_FRAC
-    mu = round_ste((128.0 + 128.0 * o[:, :, 0:1]) * MU_FRAC).clamp(0, 255 * MU_FRAC) / MU_FRAC
+    mu16 = 128.0 * MU_FRAC + round_ste(128.0 * MU_FRAC * o[:, :, 0:1])
+    if skip is not None:   # rounded separately, as the integer engine adds two requantised terms
+        mu16 = mu16 + round_ste(128.0 * MU_FRAC * skip.unsqueeze(2))
+    mu = mu16.clamp(0, 255 * MU_FRAC) / MU_FRAC
     ls = round_ste(o[:, :, 1:2] * LS_FRAC).clamp(LS_MIN * LS_FRAC, LS_MAX * LS_FRAC) / LS_FRAC
     return torch.cat([mu, ls], dim=2)
 

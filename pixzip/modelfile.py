@@ -46,6 +46,8 @@ def _named_convs(model: IntPixelCNN):
         yield f"conv_b{b}", cb
     yield "head1", model.head1
     yield "out", model.out
+    if model.skip is not None:
+        yield "skip", model.skip
 
 
 def _identity(body: dict, raw: bytes) -> str:
@@ -59,8 +61,8 @@ def serialize(model: IntPixelCNN, provenance: dict | None = None) -> bytes:
     for name, conv in _named_convs(model):
         layers[name], t = _conv_entries(name, conv)
         tensors.update(t)
-    tensors.update({"head.mult": model.head["mult"], "head.shift": model.head["shift"],
-                    "table.exp": model.exp_table, "table.invb": model.invb_table})
+    tensors.update({f"head.{k}": v for k, v in model.head.items()})
+    tensors.update({"table.exp": model.exp_table, "table.invb": model.invb_table})
     table, chunks, offset = [], [], 0
     for name, t in tensors.items():
         a = t.contiguous().numpy()
@@ -132,7 +134,10 @@ def parse(data: bytes, name: str = "model") -> LoadedModel:
         layers = {"first": conv("first"), "conv_a": [conv(f"conv_a{b}") for b in range(cfg.blocks)],
                   "conv_b": [conv(f"conv_b{b}") for b in range(cfg.blocks)], "head1": conv("head1"),
                   "out": conv("out")}
-        net = IntPixelCNN(cfg, layers, {"mult": tensors["head.mult"], "shift": tensors["head.shift"]},
+        if cfg.skip_kernel:
+            layers["skip"] = conv("skip")
+        head = {k[5:]: v for k, v in tensors.items() if k.startswith("head.")}
+        net = IntPixelCNN(cfg, layers, head,
                           {"exp": tensors["table.exp"], "invb": tensors["table.invb"]})
     except PixzipError:
         raise

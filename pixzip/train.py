@@ -33,7 +33,7 @@ class TrainConfig:
     lr: float = 3e-3
     warmup: int = 200
     min_lr_frac: float = 0.05
-    qat_start: float = 0.7      # fraction of steps after which fake quantisation is on
+    qat_start: float = 0.6      # fraction of steps after which fake quantisation is on
     clip: float = 1.0
     seed: int = 0
     downsample: int = 1

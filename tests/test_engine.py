@@ -57,10 +57,11 @@ def assert_same_tables(enc, dec):
 SIZES = [(1, 1), (1, 9), (9, 1), (7, 13), (12, 5)]
 
 
-@pytest.mark.parametrize("channels,head", [(3, "laplace"), (1, "laplace"), (3, "softmax")])
-def test_encoder_and_decoder_tables_are_identical(channels, head, rng):
+@pytest.mark.parametrize("channels,head,skip", [(3, "laplace", 0), (1, "laplace", 0), (3, "softmax", 0),
+                                               (3, "laplace", 3), (1, "laplace", 5)])
+def test_encoder_and_decoder_tables_are_identical(channels, head, skip, rng):
     for seed, (h, w) in enumerate(SIZES):
-        _, net = make_tiny_model(channels, head, seed=seed)
+        _, net = make_tiny_model(channels, head, seed=seed, skip_kernel=skip)
         plane = rng.integers(0, 256, (h, w, channels), dtype=np.uint8)
         for tile in (0, 4):
             assert_same_tables(encoder_stream(net, plane, tile), decoder_stream(net, plane, tile))
@@ -101,13 +102,15 @@ def test_batch_composition_does_not_change_streams(rng):
         assert np.array_equal(out, plane)
 
 
-def test_integer_model_matches_float_model():
+@pytest.mark.parametrize("skip", [0, 3])
+def test_integer_model_matches_float_model(skip):
     """After a little training (peaked distributions, as in real use) the exported integer model
     codes within 1% of the float fake-quantised model's bits."""
     from pixzip.export import export_pixelcnn
     from pixzip.model import bits_per_dim, nll_bits
     torch.manual_seed(0)
-    model = build_model(ModelConfig(channels=3, hidden=12, head_hidden=12, blocks=1, first_kernel=5))
+    model = build_model(ModelConfig(channels=3, hidden=12, head_hidden=12, blocks=1, first_kernel=5,
+                                    skip_kernel=skip))
     yy, xx = np.mgrid[0:24, 0:24]
     plane = np.stack([(yy * 3 + xx * 2) % 256, (yy * 2 + 40) % 256, (xx * 3 + 90) % 256], -1).astype(np.uint8)
     x = torch.from_numpy(plane.transpose(2, 0, 1)[None].copy())
@@ -131,7 +134,8 @@ def test_receptive_field_is_exactly_the_causal_past(k_first, blocks):
     """d output(i, j, c) / d input is nonzero only on earlier pixels and earlier channels of (i, j),
     and on every pixel the stacked masks can reach (nothing missing)."""
     torch.manual_seed(0)
-    cfg = ModelConfig(channels=3, hidden=12, head_hidden=12, blocks=blocks, first_kernel=k_first, head="softmax")
+    cfg = ModelConfig(channels=3, hidden=12, head_hidden=12, blocks=blocks, first_kernel=k_first,
+                      skip_kernel=3)
     model = build_model(cfg).double()
     H = W = 9
     i0, j0 = 6, 4
@@ -143,8 +147,9 @@ def test_receptive_field_is_exactly_the_causal_past(k_first, blocks):
         y = model.first(x)
         for ca, cb in zip(model.conv_a, model.conv_b):
             y = y + cb(torch.relu(ca(torch.relu(y))))
-        out = model.out(torch.relu(model.head1(torch.relu(y))))
-        out.view(32, 3, -1, H, W)[:, c, :, i0, j0].sum().backward()
+        out = model.out(torch.relu(model.head1(torch.relu(y)))).view(32, 3, -1, H, W)
+        out = out + model.skip(x).unsqueeze(2)          # the linear predictor adds to mu
+        out[:, c, :, i0, j0].sum().backward()
         g = x.grad.abs().sum(0)
         for cc in range(3):
             for i in range(H):
