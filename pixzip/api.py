@@ -70,7 +70,8 @@ def read_header(data: bytes) -> Header:
 
 
 def decompress(data: bytes, extra_models: list[LoadedModel] = (), max_pixels: int | None = None,
-               progress: Callable[[int], None] | None = None) -> tuple[ImageData, Header]:
+               progress: Callable[[int], None] | None = None, workers: int = 1) -> tuple[ImageData, Header]:
+    """Decode a .pxz file; `workers` > 1 decodes groups of tiles in parallel processes."""
     header, offset = container.read_header(data)
     if max_pixels is not None and header.width * header.height > max_pixels:
         raise PixzipError(f"image is {header.width}x{header.height}, over the limit of {max_pixels} pixels")
@@ -86,7 +87,8 @@ def decompress(data: bytes, extra_models: list[LoadedModel] = (), max_pixels: in
     for p, (model_index, _) in enumerate(header.planes):
         try:
             planes.append(codec.decode_plane(models[model_index].net, header.height, header.width, header.tile,
-                                             streams[p * per_plane:(p + 1) * per_plane], progress))
+                                             streams[p * per_plane:(p + 1) * per_plane], progress,
+                                             workers=workers))
         except (ValueError, RuntimeError, OverflowError):
             raise FormatError("compressed data is corrupted (undecodable stream)") from None
     image = ImageData(header.mode, header.width, header.height, planes, icc=header.icc,

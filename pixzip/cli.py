@@ -144,7 +144,7 @@ def common_options(f):
     f = click.option("-q", "--quiet", is_flag=True, help="Print nothing but errors.")(f)
     f = click.option("-v", "--verbose", count=True, help="More detail (model, ideal bits, timings).")(f)
     f = click.option("-T", "--threads", type=click.IntRange(0), default=0, metavar="N",
-                     help="CPU threads for the model (0: torch's default).")(f)
+                     help="CPU threads (encoding) and worker processes (decoding large images); 0: all cores.")(f)
     f = click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
                      help="Where the integer model runs. Files are identical whichever is used.")(f)
     return f
@@ -239,12 +239,13 @@ def decompressed_name(f: str) -> str:
     return stripped if images.output_format(stripped) else stripped + ".png"
 
 
-def _decode(f, model, max_pixels, quiet):
+def _decode(f, model, max_pixels, quiet, threads):
     data = read_input(f)
     extra = [zoo.load_model(model)] if model else []
     header = api.read_header(data)
+    workers = threads or os.cpu_count() or 1
     with progress_bar(header.width * header.height * len(header.planes), f"decode {f}", quiet) as bar:
-        return api.decompress(data, extra, max_pixels, bar)
+        return api.decompress(data, extra, max_pixels, bar, workers)
 
 
 @main.command()
@@ -272,7 +273,7 @@ def decompress(files, output, to_stdout, force, model, max_pixels, device, threa
         if fmt is None:
             raise PixzipError(f"{dest}: unknown or lossy output format (use .png, .bmp, .tif, .webp, .ppm)")
         t0 = time.perf_counter()
-        image, _ = _decode(f, model, max_pixels, quiet)
+        image, _ = _decode(f, model, max_pixels, quiet, threads)
         write_output(dest, images.encode_image_file(images.merge(image), fmt), force)
         rep.detail(f"{f}: {image.width}x{image.height} {image.mode} -> {dest}, {time.perf_counter() - t0:.2f} s")
 
@@ -289,7 +290,7 @@ def test(files, model, device, threads, verbose, quiet):
 
     def work(f):
         set_device(device, threads)
-        _decode(f, model, None, quiet)
+        _decode(f, model, None, quiet, threads)
         rep.say(f"{f}: OK")
 
     run_each(files, rep, work)

@@ -9,6 +9,8 @@ together. Both call the same `IntPixelCNN.forward` and `frequencies`.
 
 from __future__ import annotations
 
+import multiprocessing
+import signal
 from contextlib import contextmanager
 from typing import Callable
 
@@ -33,12 +35,13 @@ def tile_grid(height: int, width: int, tile: int) -> list[tuple[int, int, int, i
             for y in range(0, height, th) for x in range(0, width, tw)]
 
 
-def _batches(tiles, max_pixels: int):
-    """Group consecutive tiles so that a canvas (max size x count) stays under max_pixels."""
+def _batches(tiles, max_pixels: int, first: int = 0):
+    """Group consecutive tiles so that a canvas (max size x count) stays under max_pixels.
+    Tiles are tuples whose (y, x, h, w) start at index `first`."""
     batch = []
     for t in tiles:
-        h = max([b[2] for b in batch] + [t[2]])
-        w = max([b[3] for b in batch] + [t[3]])
+        h = max([b[first + 2] for b in batch] + [t[first + 2]])
+        w = max([b[first + 3] for b in batch] + [t[first + 3]])
         if batch and h * w * (len(batch) + 1) > max_pixels:
             yield batch
             batch = []
@@ -88,7 +91,7 @@ def encoder_tables(model: IntPixelCNN, plane: np.ndarray, tile: int, max_pixels:
     number = 0
     for batch in _batches(tile_grid(H, W, tile), max_pixels):
         canvas, flat = _load_batch(model, batch, plane)
-        params = model.forward(canvas, flat, None)            # (n_pixels, C, D) for every pixel
+        params = model.forward(canvas, model.gather_index(canvas, flat), None)   # (n_pixels, C, D)
         first = 0
         for n, (y0, x0, h, w) in enumerate(batch):
             i, j, c = _coding_order(canvas, model.slope, C, n)
@@ -135,22 +138,21 @@ def one_thread():
 def wavefront_decode(model: IntPixelCNN, height: int, width: int, tile: int,
                      choose: Callable[[int, torch.Tensor], np.ndarray],
                      progress: Callable[[int], None] | None = None,
-                     max_pixels: int = MAX_BATCH_PIXELS) -> np.ndarray:
+                     max_pixels: int = MAX_BATCH_PIXELS, only: list[int] | None = None) -> np.ndarray:
     """Decode a plane wavefront by wavefront; `choose(tile number, freq)` returns the symbols of one
     tile's sub-pixels at the current step given their integer frequency tables (the entropy decoder,
-    or in tests a recorder)."""
-    C = model.cfg.channels
-    out = np.zeros((height, width, C), dtype=np.uint8)
-    number = 0
+    or in tests a recorder). `only` restricts decoding to some tiles of the grid (by number)."""
+    grid = tile_grid(height, width, tile)
+    numbers = range(len(grid)) if only is None else only
+    out = np.zeros((height, width, model.cfg.channels), dtype=np.uint8)
     with one_thread():
-        for batch in _batches(tile_grid(height, width, tile), max_pixels):
-            _decode_batch(model, batch, number, out, choose, progress)
-            number += len(batch)
+        for batch in _batches([(n, *grid[n]) for n in numbers], max_pixels, first=1):
+            _decode_batch(model, [b[1:] for b in batch], [b[0] for b in batch], out, choose, progress)
     return out
 
 
-def _decode_batch(model: IntPixelCNN, batch, number: int, out: np.ndarray, choose, progress):
-    """Decode one canvas of tiles (numbered from `number`) into `out`."""
+def _decode_batch(model: IntPixelCNN, batch, numbers: list[int], out: np.ndarray, choose, progress):
+    """Decode one canvas of tiles (grid numbers `numbers`) into `out`."""
     C = model.cfg.channels
     canvas, flat = _load_batch(model, batch, None)
     tiles, ii, jj = canvas.pixels()
@@ -160,15 +162,20 @@ def _decode_batch(model: IntPixelCNN, batch, number: int, out: np.ndarray, choos
     ys = np.array([b[0] for b in batch])[tiles] + ii
     xs = np.array([b[1] for b in batch])[tiles] + jj
     bounds = np.flatnonzero(np.r_[True, t[1:] != t[:-1], True])
+    tile_change = np.flatnonzero(np.r_[True, tiles[1:] != tiles[:-1], True])
+    img = canvas.buf["img"]
     for s, e in zip(bounds[:-1], bounds[1:]):
         pos = flat[s:e]
-        seg = np.flatnonzero(np.r_[True, tiles[s + 1:e] != tiles[s:e - 1], True])
+        index = model.gather_index(canvas, pos)
+        cuts = tile_change[(tile_change >= s) & (tile_change <= e)]
+        cuts = np.unique(np.r_[s, cuts, e]) - s              # this wavefront's per-tile segments
         for c in range(C):
-            freq = model.frequencies(model.forward(canvas, pos, c)[:, 0])
+            freq = model.frequencies(model.forward(canvas, index, c)[:, 0])
             vals = np.empty(e - s, dtype=np.int64)
-            for a, b in zip(seg[:-1], seg[1:]):
-                vals[a:b] = choose(number + int(tiles[s + a]), freq[a:b])
-            canvas.buf["img"][pos, c] = torch.from_numpy(vals - 128).to(torch.int8)
+            for a, b in zip(cuts[:-1], cuts[1:]):
+                vals[a:b] = choose(numbers[tiles[s + a]], freq[a:b])
+            v = torch.from_numpy(vals)
+            img[:, c:c + 1].index_copy_(0, pos, (v - 128).to(torch.int8)[:, None])
             out[ys[s:e], xs[s:e], c] = vals
         if progress:
             progress(e - s)
@@ -176,13 +183,55 @@ def _decode_batch(model: IntPixelCNN, batch, number: int, out: np.ndarray, choos
 
 def decode_plane(model: IntPixelCNN, height: int, width: int, tile: int, streams: list[np.ndarray],
                  progress: Callable[[int], None] | None = None,
-                 max_pixels: int = MAX_BATCH_PIXELS) -> np.ndarray:
-    """Inverse of encode_plane. Raises ValueError if the streams do not match the tile grid."""
-    if len(streams) != len(tile_grid(height, width, tile)):
+                 max_pixels: int = MAX_BATCH_PIXELS, workers: int = 1) -> np.ndarray:
+    """Inverse of encode_plane. Raises ValueError if the streams do not match the tile grid.
+
+    With workers > 1, groups of tiles decode in parallel processes (tiles are independent streams, so
+    the grouping never changes the pixels)."""
+    grid = tile_grid(height, width, tile)
+    if len(streams) != len(grid):
         raise ValueError("stream count does not match the tile grid")
-    decoders = [constriction.stream.queue.RangeDecoder(s) for s in streams]
+    workers = min(workers, len(grid))
+    if workers <= 1 or height * width < PARALLEL_MIN_PIXELS:
+        return _decode_tiles(model, height, width, tile, streams, list(range(len(grid))), max_pixels, progress)
+    groups = [list(g) for g in np.array_split(np.arange(len(grid)), workers)]
+    out = np.zeros((height, width, model.cfg.channels), dtype=np.uint8)
+    pool = _pool(workers)
+    try:
+        jobs = [pool.apply_async(_decode_tiles, (model, height, width, tile, [streams[n] for n in g], g, max_pixels))
+                for g in groups]
+        for g, job in zip(groups, jobs):
+            part = job.get()
+            for n in g:
+                y, x, h, w = grid[n]
+                out[y:y + h, x:x + w] = part[y:y + h, x:x + w]
+                if progress:
+                    progress(h * w)
+    finally:
+        pool.terminate()
+    return out
+
+
+PARALLEL_MIN_PIXELS = 1 << 17
+
+
+def _decode_tiles(model, height, width, tile, streams, numbers, max_pixels, progress=None) -> np.ndarray:
+    """Decode the tiles `numbers` (with their streams, in the same order) into a full-size plane."""
+    decoders = {n: constriction.stream.queue.RangeDecoder(s) for n, s in zip(numbers, streams)}
 
     def choose(number, freq):
         return decoders[number].decode(FAMILY, freq.numpy().astype(np.float64))
 
-    return wavefront_decode(model, height, width, tile, choose, progress, max_pixels)
+    return wavefront_decode(model, height, width, tile, choose, progress, max_pixels, only=numbers)
+
+
+def _ignore_sigint():
+    signal.signal(signal.SIGINT, signal.SIG_IGN)     # the parent handles Ctrl-C and stops the workers
+
+
+def _pool(workers: int):
+    """Worker processes from a fork server (torch's OpenMP state is not fork-safe; spawn would re-import
+    torch in every worker). The server preloads this module once."""
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(["pixzip.codec"])
+    return ctx.Pool(workers, initializer=_ignore_sigint)

@@ -175,16 +175,20 @@ class IntPixelCNN:
             y = base.to(torch.int16).add_(y).clamp_(-128, 127).to(torch.int8)
         canvas.buf[dst][:, cols].index_copy_(0, pos, y)
 
-    def forward(self, canvas: Canvas, pos: torch.Tensor, group: int | None = None) -> torch.Tensor:
-        """Evaluate every layer at flat positions `pos` for one channel group (None: all groups).
+    def gather_index(self, canvas: Canvas, pos: torch.Tensor) -> dict[int, torch.Tensor]:
+        """For each kernel size, the (n, taps) buffer rows a convolution at flat positions `pos` reads.
+        The decoder builds it once per wavefront and reuses it for the R, G and B steps."""
+        return {k: pos[:, None] + self._offs(canvas, k)[None, :]
+                for k in {1, self.cfg.first_kernel, self.cfg.block_kernel, self.cfg.skip_kernel} if k}
+
+    def forward(self, canvas: Canvas, index: dict[int, torch.Tensor], group: int | None = None) -> torch.Tensor:
+        """Evaluate every layer at the positions of `index` (from gather_index) for one channel group
+        (None: all groups).
 
         The image buffer must already hold every pixel these positions may see. Returns the head's
         integer outputs, (n, groups, D): (mu16, log-scale index) for the Laplace head, logits in 1/16
         nat for the softmax head.
         """
-        # gather indices, built once per call for each kernel size
-        index = {k: pos[:, None] + self._offs(canvas, k)[None, :]
-                 for k in {1, self.cfg.first_kernel, self.cfg.block_kernel, self.cfg.skip_kernel} if k}
         self._layer(self.first, canvas, "img", "s0", index, group)
         for b, (ca, cb) in enumerate(zip(self.conv_a, self.conv_b)):
             self._layer(ca, canvas, f"s{b}", f"mid{b}", index, group)

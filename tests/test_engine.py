@@ -164,3 +164,13 @@ def test_receptive_field_is_exactly_the_causal_past(k_first, blocks):
             assert g[:, i0, j0 - dj].sum() > 0, f"missing left pixel {(i0, j0 - dj)}"
         for cc in range(c):
             assert g[cc, i0, j0] > 0, "missing an earlier channel of the same pixel"
+
+
+def test_parallel_decode_equals_serial(rng, monkeypatch):
+    """Tiles decoded in worker processes give the same pixels as one process."""
+    monkeypatch.setattr(codec, "PARALLEL_MIN_PIXELS", 0)
+    _, net = make_tiny_model(3, seed=8, skip_kernel=3)
+    plane = rng.integers(0, 256, (37, 29, 3), dtype=np.uint8)
+    streams, _ = codec.encode_plane(net, plane, 16)
+    assert np.array_equal(codec.decode_plane(net, 37, 29, 16, streams, workers=2), plane)
+    assert np.array_equal(codec.decode_plane(net, 37, 29, 16, streams, workers=3), plane)
