@@ -122,8 +122,11 @@ def load_images(paths, grey: bool = False, limit: int = 0):
             for k, a in enumerate(stack):
                 out.append((f"{f.name}[{k}]", _expand(np.asarray(a, dtype=np.uint8))))
         else:
-            with Image.open(f) as im:
-                out.append((f.name, _expand(np.asarray(im.convert("RGB")))))
+            try:
+                with Image.open(f) as im:
+                    out.append((f.name, _expand(np.asarray(im.convert("RGB")))))
+            except (OSError, SyntaxError, ValueError) as e:
+                raise PixzipError(f"{f}: not an image Pillow can read ({type(e).__name__})") from None
         if limit and len(out) >= limit:
             out = out[:limit]
             break

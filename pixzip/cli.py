@@ -308,7 +308,7 @@ def info(files):
         subpixels = h.subpixels
         lines = [
             f"file:            {f}",
-            f"format version:  {api.container.VERSION}",
+            f"format version:  {h.version}",
             f"image:           {h.width}x{h.height} {h.mode}" + (", ICC profile" if h.icc else ""),
             "models:          " + ", ".join(f"{m.name} ({m.id[:16]})" for m in h.models),
             f"tile:            {h.tile or 'whole image'}",
@@ -368,6 +368,39 @@ def train(data, out, checkpoint, resume, channels, steps, batch, crop, hidden, b
         sys.exit(1)
     click.echo(f"exported {out}: float {report['float_bpd']:.4f}, integer {report['int_bpd']:.4f} bits/dim "
                f"on validation crops (id {report['id'][:16]})", err=True)
+
+
+@main.command(name="eval")
+@click.argument("model")
+@click.argument("data", nargs=-1, required=True)
+@click.option("--tile", type=click.IntRange(0, 65535), default=api.DEFAULT_TILE, show_default=True)
+@click.option("--limit", type=click.IntRange(0), default=0, help="Use only the first N images.")
+@click.option("-T", "--threads", type=click.IntRange(0), default=0, metavar="N")
+def evaluate(model, data, tile, limit, threads):
+    """Bits/dim of MODEL (name or .pxm) on DATA: the integer model's ideal code length and the real
+    coded size (each image, or each .npy item, as its own tiled plane; no file header counted)."""
+    from . import bench as benchmod
+    from .codec import encode_plane
+    try:
+        set_device("cpu", threads)
+        m = zoo.load_model(model)
+        imgs = benchmod.load_images(data, grey=m.channels == 1, limit=limit)
+        if not imgs:
+            raise PixzipError("no images found")
+        ideal = coded = dims = 0
+        for _, a in imgs:
+            streams, bits = encode_plane(m.net, a, tile)
+            ideal += bits
+            coded += 32 * sum(s.size for s in streams)
+            dims += a.size
+    except (PixzipError, FileNotFoundError) as e:
+        click.echo(f"pixzip: {e}", err=True)
+        sys.exit(1)
+    prov = m.provenance
+    click.echo(f"{m.name}: {len(imgs)} images, integer model {ideal / dims:.4f} bits/dim, "
+               f"coded streams {coded / dims:.4f} bits/dim"
+               + (f" (export: float {prov['float_bpd']}, integer {prov['int_bpd']} on validation crops)"
+                  if "float_bpd" in prov else ""))
 
 
 @main.command()

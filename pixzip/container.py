@@ -44,6 +44,7 @@ class Header:
     palette_mode: str = ""
     palette: bytes = b""
     transparency: bytes = b""
+    version: int = VERSION
 
     @property
     def subpixels(self) -> int:
@@ -119,7 +120,7 @@ def read_header(data: bytes) -> tuple[Header, int]:
     models = [ModelRef(r.take(32).hex(), r.blob("B").decode("utf-8", "replace")) for _ in range(n_models)]
     (n_planes,) = r.unpack("B")
     planes = [r.unpack("BB") for _ in range(n_planes)]
-    h = Header(MODE_NAMES[code], width, height, tile, models, planes)
+    h = Header(MODE_NAMES[code], width, height, tile, models, planes, version=version)
     h.icc = r.blob()
     h.palette_mode = r.blob("B").decode("ascii", "replace")
     h.palette, h.transparency = r.blob(), r.blob()

@@ -200,3 +200,14 @@ def test_concurrent_writers_never_clobber(workdir):
     assert all("already exists" in err for code, err in results if code == 1)
     assert run("test", "race.pxz").exit_code == 0
     assert not [f for f in os.listdir(".") if f.endswith(".tmp")]
+
+
+def test_eval_reports_bits(workdir, tiny_models):
+    r = run("eval", str(tiny_models / "other-rgb.pxm"), ".")
+    assert r.exit_code == 1 and "bad.png" in r.stderr          # one unreadable file is named
+    os.mkdir("set")
+    for f in ("a.png", "c.tif"):
+        os.rename(f, os.path.join("set", f))
+    r = run("eval", str(tiny_models / "other-rgb.pxm"), "set")
+    assert r.exit_code == 0, r.stderr
+    assert "integer model" in r.stdout and "bits/dim" in r.stdout and "2 images" in r.stdout
