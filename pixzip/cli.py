@@ -344,10 +344,12 @@ def info(files):
 @click.option("--jpeg-downsample", type=click.IntRange(1), default=3, show_default=True,
               help="Box-downsample JPEG sources by this factor to wash out their artefacts.")
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--val-every", type=click.IntRange(1), default=250, show_default=True,
+              help="Validate and checkpoint every N steps.")
 @click.option("-T", "--threads", type=click.IntRange(0), default=0)
 @click.option("-q", "--quiet", is_flag=True)
 def train(data, out, checkpoint, resume, channels, steps, batch, crop, hidden, blocks, head, skip_kernel,
-          qat_start, lr, val, jpeg_downsample, seed, threads, quiet):
+          qat_start, lr, val, jpeg_downsample, seed, val_every, threads, quiet):
     """Train a PixelCNN on image folders / .npy stacks and export it for coding.
 
     Quantisation-aware training runs for the last 40% of the steps; the export reports the float and
@@ -359,7 +361,8 @@ def train(data, out, checkpoint, resume, channels, steps, batch, crop, hidden, b
         cfg = ModelConfig(channels=int(channels), hidden=hidden, head_hidden=hidden, blocks=blocks, head=head,
                           skip_kernel=skip_kernel if head == "laplace" else 0)
         tc = TrainConfig(data=list(data), val=list(val), steps=steps, batch=batch, crop=crop, lr=lr,
-                         jpeg_downsample=jpeg_downsample, seed=seed, threads=threads, qat_start=qat_start)
+                         jpeg_downsample=jpeg_downsample, seed=seed, threads=threads, qat_start=qat_start,
+                         val_every=val_every)
         ckpt = Path(checkpoint or out + ".ckpt")
         run_training(cfg, tc, ckpt, resume, quiet)
         report = export_checkpoint(ckpt, Path(out))

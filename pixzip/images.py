@@ -22,7 +22,7 @@ MODES = ("L", "LA", "RGB", "RGBA", "P", "1")
 # Output formats Pillow writes losslessly for every supported mode (by file suffix).
 LOSSLESS_SUFFIXES = {".png": "PNG", ".bmp": "BMP", ".tif": "TIFF", ".tiff": "TIFF", ".webp": "WEBP",
                      ".ppm": "PPM", ".pgm": "PPM", ".pbm": "PPM", ".pnm": "PPM"}
-DEFAULT_MAX_PIXELS = 1 << 30
+DEFAULT_MAX_PIXELS = 1 << 28        # 268 megapixels; --max-pixels raises it
 
 
 @dataclass

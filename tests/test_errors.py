@@ -163,3 +163,15 @@ def test_tampered_model_file_is_rejected(good, tiny_models, tmp_path):
 def test_model_file_is_not_pickle(tiny_models):
     data = (tiny_models / "other-rgb.pxm").read_bytes()
     assert data[:8] == modelfile.MAGIC and b"pickle" not in data[:2000]
+
+
+def test_decompression_bomb_input_is_refused(good):
+    """A PNG whose header claims 10^10 pixels is refused by the pixel limit, before any allocation."""
+    def chunk(kind, body):
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+    png = (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 100000, 100000, 8, 2, 0, 0, 0))
+           + chunk(b"IDAT", zlib.compress(b"\x00" * 10)) + chunk(b"IEND", b""))
+    Path("bomb.png").write_bytes(png)
+    fails(["compress", "bomb.png"], "larger than the limit")
+    Image.fromarray(np.zeros((20, 20, 3), dtype=np.uint8)).save("small.png")
+    fails(["compress", "small.png", "--max-pixels", "100"], "larger than the limit")
