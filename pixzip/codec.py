@@ -167,10 +167,11 @@ def _decode_batch(model: IntPixelCNN, batch, numbers: list[int], out: np.ndarray
     for s, e in zip(bounds[:-1], bounds[1:]):
         pos = flat[s:e]
         index = model.gather_index(canvas, pos)
+        cache: dict = {}
         cuts = tile_change[(tile_change >= s) & (tile_change <= e)]
         cuts = np.unique(np.r_[s, cuts, e]) - s              # this wavefront's per-tile segments
         for c in range(C):
-            freq = model.frequencies(model.forward(canvas, index, c)[:, 0])
+            freq = model.frequencies(model.step_params(canvas, index, c, cache))
             vals = np.empty(e - s, dtype=np.int64)
             for a, b in zip(cuts[:-1], cuts[1:]):
                 vals[a:b] = choose(numbers[tiles[s + a]], freq[a:b])

@@ -183,25 +183,49 @@ class IntPixelCNN:
 
     def forward(self, canvas: Canvas, index: dict[int, torch.Tensor], group: int | None = None) -> torch.Tensor:
         """Evaluate every layer at the positions of `index` (from gather_index) for one channel group
-        (None: all groups).
+        (None: all groups; a spatial trunk, channel_deps="skip", always runs for all).
 
         The image buffer must already hold every pixel these positions may see. Returns the head's
-        integer outputs, (n, groups, D): (mu16, log-scale index) for the Laplace head, logits in 1/16
+        integer outputs, (n, channels, D): (mu16, log-scale index) for the Laplace head, logits in 1/16
         nat for the softmax head.
         """
+        trunk_group = group if self.cfg.channel_deps == "masks" else None
+        acc = self._trunk(canvas, index, trunk_group)
+        if group is not None and trunk_group is None:
+            acc = acc[:, self._channel_cols(group)]
+        return self._head_params(acc, group, self._skip(canvas, index, group))
+
+    def step_params(self, canvas: Canvas, index: dict[int, torch.Tensor], channel: int, cache: dict) -> torch.Tensor:
+        """The decoder's step: head outputs (n, D) of one channel at one wavefront. With a spatial trunk
+        the trunk runs once per wavefront (cached for the next channels); only the skip predictor, which
+        sees the channels decoded so far, runs per channel."""
+        if self.cfg.channel_deps == "masks":
+            return self.forward(canvas, index, channel)[:, 0]
+        if channel == 0:
+            cache["acc"] = self._trunk(canvas, index, None)
+        acc = cache["acc"][:, self._channel_cols(channel)]
+        return self._head_params(acc, channel, self._skip(canvas, index, channel))[:, 0]
+
+    def _trunk(self, canvas: Canvas, index: dict[int, torch.Tensor], group: int | None) -> torch.Tensor:
+        """All trunk layers, then the output layer's biased int32 accumulators."""
         self._layer(self.first, canvas, "img", "s0", index, group)
         for b, (ca, cb) in enumerate(zip(self.conv_a, self.conv_b)):
             self._layer(ca, canvas, f"s{b}", f"mid{b}", index, group)
             self._layer(cb, canvas, f"mid{b}", f"s{b + 1}", index, group, residual=f"s{b}")
         self._layer(self.head1, canvas, f"s{self.cfg.blocks}", "h", index, group)
-        acc = self.out.biased(self.out.accumulate(canvas.buf["h"], index[1], group), group)
-        skip = None
-        if self.skip is not None:
-            skip = self.skip.biased(self.skip.accumulate(canvas.buf["img"], index[self.skip.k], group), group)
-        return self._head_params(acc, group, skip)
+        return self.out.biased(self.out.accumulate(canvas.buf["h"], index[1], group), group)
+
+    def _skip(self, canvas: Canvas, index: dict[int, torch.Tensor], group: int | None) -> torch.Tensor | None:
+        if self.skip is None:
+            return None
+        return self.skip.biased(self.skip.accumulate(canvas.buf["img"], index[self.skip.k], group), group)
+
+    def _channel_cols(self, channel: int | None) -> slice:
+        D = self.cfg.head_dim
+        return slice(0, self.cfg.channels * D) if channel is None else slice(channel * D, (channel + 1) * D)
 
     def _head_params(self, acc: torch.Tensor, group: int | None, skip: torch.Tensor | None) -> torch.Tensor:
-        c = self.out.cols(group)
+        c = self._channel_cols(group)
         D = self.cfg.head_dim
         mult, shift = self.head["mult"][c], self.head["shift"][c]
         if self.cfg.head == "softmax":

@@ -42,14 +42,14 @@ def quantize_conv(conv: MaskedConv, s_in: float, s_out: float | None, groups: in
 @torch.no_grad()
 def export_pixelcnn(model: PixelCNN) -> IntPixelCNN:
     cfg = model.cfg
-    C = cfg.channels
+    C, G = cfg.channels, cfg.trunk_groups
     s_img, s_stream, s_head = 1 / 128, model.q_stream.scale, model.q_head.scale
-    layers = {"first": quantize_conv(model.first, s_img, s_stream, C), "conv_a": [], "conv_b": []}
+    layers = {"first": quantize_conv(model.first, s_img, s_stream, G), "conv_a": [], "conv_b": []}
     for ca, cb, qm in zip(model.conv_a, model.conv_b, model.q_mid):
-        layers["conv_a"].append(quantize_conv(ca, s_stream, qm.scale, C, relu_in=True, relu_out=True))
-        layers["conv_b"].append(quantize_conv(cb, qm.scale, s_stream, C))
-    layers["head1"] = quantize_conv(model.head1, s_stream, s_head, C, relu_in=True, relu_out=True)
-    layers["out"] = quantize_conv(model.out, s_head, None, C)
+        layers["conv_a"].append(quantize_conv(ca, s_stream, qm.scale, G, relu_in=True, relu_out=True))
+        layers["conv_b"].append(quantize_conv(cb, qm.scale, s_stream, G))
+    layers["head1"] = quantize_conv(model.head1, s_stream, s_head, G, relu_in=True, relu_out=True)
+    layers["out"] = quantize_conv(model.out, s_head, None, G)
     acc_scale = s_head * model.out.weight_scale().double()
     if cfg.head == "softmax":
         real = acc_scale * LOGIT_FRAC

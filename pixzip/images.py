@@ -44,7 +44,9 @@ class ImageData:
 
 def read_image(source, name: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> ImageData:
     """Open a file path or bytes with Pillow and split it into planes; PixzipError if unsupported."""
+    saved = Image.MAX_IMAGE_PIXELS
     try:
+        # Pillow's own bomb check (on the header, before decoding) with our limit, then restored
         Image.MAX_IMAGE_PIXELS = max_pixels
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -58,6 +60,8 @@ def read_image(source, name: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image
         raise PixzipError(f"{name}: is a directory") from None
     except (OSError, SyntaxError, ValueError) as e:
         raise PixzipError(f"{name}: not an image Pillow can read ({e.__class__.__name__})") from None
+    finally:
+        Image.MAX_IMAGE_PIXELS = saved
     if im.width * im.height > max_pixels:
         raise PixzipError(f"{name}: image is larger than the limit of {max_pixels} pixels")
     if im.mode not in MODES:

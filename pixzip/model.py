@@ -43,6 +43,9 @@ class ModelConfig:
     head_hidden: int = 48      # width of the masked 1x1 layer before the output
     head: str = "laplace"      # "laplace" (mu, log-scale) or "softmax" (free logits)
     skip_kernel: int = 0       # Laplace head: a masked kxk linear predictor from the image straight to mu
+    channel_deps: str = "masks"  # "masks": the paper's R/G/B mask-B groups through the whole net;
+                                 # "skip": a spatial trunk shared by R, G, B (computed once per pixel);
+                                 # a channel sees the earlier ones only through the linear skip to mu
 
     def __post_init__(self):
         if self.channels not in (1, 3):
@@ -58,8 +61,17 @@ class ModelConfig:
             raise ValueError("skip_kernel must be odd and needs the laplace head")
         if self.skip_kernel > self.first_kernel:
             raise ValueError("skip_kernel cannot exceed first_kernel")
+        if self.channel_deps not in ("masks", "skip"):
+            raise ValueError(f"unknown channel_deps {self.channel_deps!r}")
+        if self.channel_deps == "skip" and not self.skip_kernel:
+            raise ValueError('channel_deps="skip" needs skip_kernel')
         if self.levels != 256:
             raise ValueError("only 256 levels are supported by this model")
+
+    @property
+    def trunk_groups(self) -> int:
+        """Channel groups of the trunk's masks: R/G/B groups, or one group (a purely spatial trunk)."""
+        return self.channels if self.channel_deps == "masks" else 1
 
     @property
     def head_dim(self) -> int:
@@ -155,12 +167,12 @@ class PixelCNN(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         self.cfg = cfg
-        C, h = cfg.channels, cfg.hidden
-        self.first = MaskedConv(C, h, cfg.first_kernel, C, "A")
-        self.conv_a = nn.ModuleList(MaskedConv(h, h, cfg.block_kernel, C, "B") for _ in range(cfg.blocks))
-        self.conv_b = nn.ModuleList(MaskedConv(h, h, 1, C, "B") for _ in range(cfg.blocks))
-        self.head1 = MaskedConv(h, cfg.head_hidden, 1, C, "B")
-        self.out = MaskedConv(cfg.head_hidden, C * cfg.head_dim, 1, C, "B")
+        C, h, G = cfg.channels, cfg.hidden, cfg.trunk_groups
+        self.first = MaskedConv(C, h, cfg.first_kernel, G, "A")
+        self.conv_a = nn.ModuleList(MaskedConv(h, h, cfg.block_kernel, G, "B") for _ in range(cfg.blocks))
+        self.conv_b = nn.ModuleList(MaskedConv(h, h, 1, G, "B") for _ in range(cfg.blocks))
+        self.head1 = MaskedConv(h, cfg.head_hidden, 1, G, "B")
+        self.out = MaskedConv(cfg.head_hidden, C * cfg.head_dim, 1, G, "B")
         self.q_stream = ActQuant()
         self.q_mid = nn.ModuleList(ActQuant() for _ in range(cfg.blocks))
         self.q_head = ActQuant()

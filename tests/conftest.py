@@ -17,11 +17,11 @@ REPO_MODELS = Path(__file__).resolve().parents[1] / "models"
 
 
 def make_tiny_model(channels: int, head: str = "laplace", seed: int = 0, hidden: int = 6, blocks: int = 1,
-                    first_kernel: int = 5, skip_kernel: int = 0):
+                    first_kernel: int = 5, skip_kernel: int = 0, channel_deps: str = "masks"):
     """A random float model, calibrated on random crops, exported to integers."""
     torch.manual_seed(seed)
     cfg = ModelConfig(channels=channels, hidden=hidden, head_hidden=hidden, blocks=blocks, head=head,
-                      first_kernel=first_kernel, skip_kernel=skip_kernel)
+                      first_kernel=first_kernel, skip_kernel=skip_kernel, channel_deps=channel_deps)
     model = build_model(cfg)
     model.set_quantize(True)
     model.train()

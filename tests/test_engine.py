@@ -57,11 +57,13 @@ def assert_same_tables(enc, dec):
 SIZES = [(1, 1), (1, 9), (9, 1), (7, 13), (12, 5)]
 
 
-@pytest.mark.parametrize("channels,head,skip", [(3, "laplace", 0), (1, "laplace", 0), (3, "softmax", 0),
-                                               (3, "laplace", 3), (1, "laplace", 5)])
-def test_encoder_and_decoder_tables_are_identical(channels, head, skip, rng):
+@pytest.mark.parametrize("channels,head,skip,deps", [(3, "laplace", 0, "masks"), (1, "laplace", 0, "masks"),
+                                                    (3, "softmax", 0, "masks"), (3, "laplace", 3, "masks"),
+                                                    (1, "laplace", 5, "masks"), (3, "laplace", 3, "skip"),
+                                                    (1, "laplace", 3, "skip")])
+def test_encoder_and_decoder_tables_are_identical(channels, head, skip, deps, rng):
     for seed, (h, w) in enumerate(SIZES):
-        _, net = make_tiny_model(channels, head, seed=seed, skip_kernel=skip)
+        _, net = make_tiny_model(channels, head, seed=seed, skip_kernel=skip, channel_deps=deps)
         plane = rng.integers(0, 256, (h, w, channels), dtype=np.uint8)
         for tile in (0, 4):
             assert_same_tables(encoder_stream(net, plane, tile), decoder_stream(net, plane, tile))
@@ -102,15 +104,15 @@ def test_batch_composition_does_not_change_streams(rng):
         assert np.array_equal(out, plane)
 
 
-@pytest.mark.parametrize("skip", [0, 3])
-def test_integer_model_matches_float_model(skip):
+@pytest.mark.parametrize("skip,deps", [(0, "masks"), (3, "masks"), (3, "skip")])
+def test_integer_model_matches_float_model(skip, deps):
     """After a little training (peaked distributions, as in real use) the exported integer model
     codes within 1% of the float fake-quantised model's bits."""
     from pixzip.export import export_pixelcnn
     from pixzip.model import bits_per_dim, nll_bits
     torch.manual_seed(0)
     model = build_model(ModelConfig(channels=3, hidden=12, head_hidden=12, blocks=1, first_kernel=5,
-                                    skip_kernel=skip))
+                                    skip_kernel=skip, channel_deps=deps))
     yy, xx = np.mgrid[0:24, 0:24]
     plane = np.stack([(yy * 3 + xx * 2) % 256, (yy * 2 + 40) % 256, (xx * 3 + 90) % 256], -1).astype(np.uint8)
     x = torch.from_numpy(plane.transpose(2, 0, 1)[None].copy())
@@ -129,14 +131,17 @@ def test_integer_model_matches_float_model(skip):
     assert abs(int_bits / float_bits - 1) < 0.01
 
 
-@pytest.mark.parametrize("k_first,blocks", [(7, 2), (5, 1), (3, 3)])
-def test_receptive_field_is_exactly_the_causal_past(k_first, blocks):
+@pytest.mark.parametrize("k_first,blocks,deps", [(7, 2, "masks"), (5, 1, "masks"), (3, 3, "masks"),
+                                                 (7, 2, "skip")])
+def test_receptive_field_is_exactly_the_causal_past(k_first, blocks, deps):
     """d output(i, j, c) / d input is nonzero only on earlier pixels and earlier channels of (i, j),
     and on every pixel the stacked masks can reach (nothing missing)."""
     torch.manual_seed(0)
     cfg = ModelConfig(channels=3, hidden=12, head_hidden=12, blocks=blocks, first_kernel=k_first,
-                      skip_kernel=3)
+                      skip_kernel=3, channel_deps=deps)
     model = build_model(cfg).double()
+    with torch.no_grad():
+        model.skip.weight.normal_()          # its initial predictor reads only two neighbours
     H = W = 9
     i0, j0 = 6, 4
     p1, pb = k_first // 2, cfg.block_kernel // 2
