@@ -95,20 +95,20 @@ def _jxl(effort):
             lambda b: _expand(ic.jpegxl_decode(b)))
 
 
-def _pixzip(models, tile):
+def _pixzip(models, tile, workers):
     def enc(a):
         im = Image.fromarray(_squeeze(a))
         data, stats = api.compress(images.split(im), models, tile)
         return data, stats.model_bits
 
     def dec(b):
-        image, _ = api.decompress(b, models)
+        image, _ = api.decompress(b, models, workers=workers)
         return np.concatenate(image.planes, axis=2)
     return enc, dec
 
 
-def codec_table(models=(), tile: int = api.DEFAULT_TILE) -> dict[str, Callable]:
-    return {"pixzip": lambda: _pixzip(models, tile), "png": lambda: (_png_encode, _pil_decode),
+def codec_table(models=(), tile: int = api.DEFAULT_TILE, workers: int = 1) -> dict[str, Callable]:
+    return {"pixzip": lambda: _pixzip(models, tile, workers), "png": lambda: (_png_encode, _pil_decode),
             "webp": _webp, "jxl7": lambda: _jxl(7), "jxl9": lambda: _jxl(9)}
 
 
@@ -135,8 +135,9 @@ def load_images(paths, grey: bool = False, limit: int = 0):
     return out
 
 
-def run(data, codecs: list[str], models=(), tile: int = api.DEFAULT_TILE, progress=None) -> list[Result]:
-    table = codec_table(models, tile)
+def run(data, codecs: list[str], models=(), tile: int = api.DEFAULT_TILE, progress=None,
+        workers: int = 1) -> list[Result]:
+    table = codec_table(models, tile, workers)
     unknown = [c for c in codecs if c not in table]
     if unknown:
         raise PixzipError(f"unknown codec(s): {', '.join(unknown)} (known: {', '.join(table)})")
@@ -185,3 +186,26 @@ def markdown(results: list[Result]) -> str:
 
 def write_json(results: list[Result], path: Path, meta: dict):
     Path(path).write_text(json.dumps({"meta": meta, "results": [r.row() for r in results]}, indent=1))
+
+
+def plot(results: list[Result], path: Path, title: str):
+    """Rate against decode speed, one point per codec (needs matplotlib: pip install -e '.[bench]')."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise PixzipError("--plot needs matplotlib (pip install -e '.[bench]')") from None
+    fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=120)
+    for r in results:
+        d = r.row()
+        ax.scatter(d["decode_mp_s"], r.bpsp, s=40)
+        ax.annotate(r.codec, (d["decode_mp_s"], r.bpsp), textcoords="offset points", xytext=(6, 4))
+    ax.set_xscale("log")
+    ax.set_xlabel("decode speed (megapixels/s, log scale)")
+    ax.set_ylabel("bits per sub-pixel (lower is better)")
+    ax.set_title(title)
+    ax.grid(True, which="both", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)

@@ -415,9 +415,11 @@ def evaluate(model, data, tile, limit, threads):
 @click.option("--grey", "--gray", "grey", is_flag=True, help="Convert every image to grey (L) first.")
 @click.option("--limit", type=click.IntRange(0), default=0, help="Use only the first N images.")
 @click.option("--json", "json_out", type=click.Path(dir_okay=False), help="Write all figures as JSON.")
+@click.option("--plot", "plot_out", type=click.Path(dir_okay=False),
+              help="Write a PNG plot of rate against decode speed (needs matplotlib).")
 @click.option("-T", "--threads", type=click.IntRange(0), default=0, metavar="N")
 @click.option("-q", "--quiet", is_flag=True)
-def bench(data, codecs, models, tile, grey, limit, json_out, threads, quiet):
+def bench(data, codecs, models, tile, grey, limit, json_out, plot_out, threads, quiet):
     """Rates and speeds against PNG, WebP and JPEG XL, all measured in this run on the same images.
 
     DATA are image folders and .npy stacks (each array item is coded as its own file). Every round trip
@@ -438,7 +440,9 @@ def bench(data, codecs, models, tile, grey, limit, json_out, threads, quiet):
             raise PixzipError("no images found")
         names = [c.strip() for c in codecs.split(",") if c.strip()]
         progress = None if quiet else (lambda c, n: click.echo(f"  {c}: {n}", err=True))
-        results = benchmod.run(imgs, names, loaded, tile, progress)
+        results = benchmod.run(imgs, names, loaded, tile, progress, workers=threads or os.cpu_count() or 1)
+        if plot_out:
+            benchmod.plot(results, Path(plot_out), f"{', '.join(data)}: {len(imgs)} images")
     except (PixzipError, FileNotFoundError) as e:
         click.echo(f"pixzip: {e}", err=True)
         sys.exit(1)

@@ -211,3 +211,20 @@ def test_eval_reports_bits(workdir, tiny_models):
     r = run("eval", str(tiny_models / "other-rgb.pxm"), "set")
     assert r.exit_code == 0, r.stderr
     assert "integer model" in r.stdout and "bits/dim" in r.stdout and "2 images" in r.stdout
+
+
+def test_bench_measures_every_codec_on_the_same_images(workdir, tiny_models):
+    import json
+    os.mkdir("set")
+    os.rename("a.png", "set/a.png")
+    np.save("set/stack.npy", np.random.default_rng(0).integers(0, 256, (2, 8, 8, 3), dtype=np.uint8))
+    r = run("bench", "set", "--codecs", "pixzip,png", "--json", "b.json", "-q")
+    assert r.exit_code == 0, r.stderr
+    assert "| pixzip |" in r.stdout and "| png |" in r.stdout
+    rows = {row["codec"]: row for row in json.loads(Path("b.json").read_text())["results"]}
+    assert rows["pixzip"]["images"] == rows["png"]["images"] == 3
+    assert rows["pixzip"]["exact"] and rows["png"]["exact"]
+    assert rows["pixzip"]["subpixels"] == 12 * 15 * 3 + 2 * 8 * 8 * 3
+    assert "model_bits_per_subpixel" in rows["pixzip"]
+    r = run("bench", "set", "--codecs", "nope")
+    assert r.exit_code == 1 and "unknown codec" in r.stderr
