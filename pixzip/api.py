@@ -13,6 +13,10 @@ from .images import ImageData
 from .modelfile import LoadedModel
 
 DEFAULT_TILE = 128
+# No symbol costs less than this: the integer tables give every one of the 256 values a frequency of at
+# least 1 against at most 2^16 for the likeliest, so -log2(65536 / 65791) = 0.0056 bits. A stream shorter
+# than its tile's symbols allow is corrupt; refusing it keeps work proportional to the file's real size.
+MIN_BITS_PER_SYMBOL = 0.005
 
 
 @dataclass
@@ -79,10 +83,15 @@ def decompress(data: bytes, extra_models: list[LoadedModel] = (), max_pixels: in
     for model_index, channels in header.planes:
         if models[model_index].channels != channels:
             raise FormatError("header is corrupted (model and plane disagree)")
-    streams = container.read_streams(data, header, offset)
-    per_plane = len(codec.tile_grid(header.height, header.width, header.tile))
-    if len(streams) != per_plane * len(header.planes):
+    grid = codec.tile_grid(header.height, header.width, header.tile)
+    per_plane = len(grid)
+    if len(header.stream_sizes) != per_plane * len(header.planes):
         raise FormatError("header is corrupted (stream count)")
+    for p, (_, channels) in enumerate(header.planes):
+        for n, (_, _, h, w) in enumerate(grid):
+            if 8 * header.stream_sizes[p * per_plane + n] + 64 < h * w * channels * MIN_BITS_PER_SYMBOL:
+                raise FormatError("compressed data is corrupted (a stream is too short for its tile)")
+    streams = container.read_streams(data, header, offset)
     planes = []
     for p, (model_index, _) in enumerate(header.planes):
         try:

@@ -175,3 +175,13 @@ def test_decompression_bomb_input_is_refused(good):
     fails(["compress", "bomb.png"], "larger than the limit")
     Image.fromarray(np.zeros((20, 20, 3), dtype=np.uint8)).save("small.png")
     fails(["compress", "small.png", "--max-pixels", "100"], "larger than the limit")
+
+
+def test_dimensions_out_of_proportion_to_the_payload_are_refused(good):
+    """Under the pixel limit but far beyond what the payload could code: refused before decoding, so
+    work stays proportional to the file's real size."""
+    def grow(h, streams):
+        h.width, h.height, h.tile = 12000, 12000, 0
+        h.stream_sizes = h.stream_sizes[:1]
+        return streams[:1]
+    write_and_fail("inflated.pxz", rebuild(good, grow), "too short")
