@@ -81,7 +81,8 @@ def _load_batch(model: IntPixelCNN, batch, plane: np.ndarray | None):
     return canvas, flat
 
 
-def encoder_tables(model: IntPixelCNN, plane: np.ndarray, tile: int, max_pixels: int = MAX_BATCH_PIXELS):
+def encoder_tables(model: IntPixelCNN, plane: np.ndarray, tile: int, max_pixels: int = MAX_BATCH_PIXELS,
+                   dtype: torch.dtype = torch.int32):
     """Yield (tile number, symbols, frequency tables) chunk by chunk, in coding order.
 
     The model runs once over every pixel of a batch of tiles (all channel groups at once)."""
@@ -100,7 +101,7 @@ def encoder_tables(model: IntPixelCNN, plane: np.ndarray, tile: int, max_pixels:
             for s in range(0, len(symbols), CHUNK_SYMBOLS):
                 sl = slice(s, s + CHUNK_SYMBOLS)
                 p = params[torch.from_numpy(rows[sl]), torch.from_numpy(c[sl])]
-                yield number, symbols[sl], model.frequencies(p)
+                yield number, symbols[sl], model.frequencies(p, dtype)
             first += h * w
             number += 1
 
@@ -112,9 +113,9 @@ def encode_plane(model: IntPixelCNN, plane: np.ndarray, tile: int,
 
     Also returns the model's ideal code length in bits (for reporting; never used for coding)."""
     encoders, ideal_bits = {}, 0.0
-    for number, symbols, freq in encoder_tables(model, plane, tile, max_pixels):
+    for number, symbols, freq in encoder_tables(model, plane, tile, max_pixels, torch.float64):
         enc = encoders.setdefault(number, constriction.stream.queue.RangeEncoder())
-        freq = freq.numpy().astype(np.float64)
+        freq = freq.numpy()
         enc.encode(symbols, FAMILY, freq)
         hit = np.take_along_axis(freq, symbols[:, None].astype(np.int64), axis=1)[:, 0]
         ideal_bits += float(np.sum(np.log2(freq.sum(axis=1)) - np.log2(hit)))
@@ -138,20 +139,22 @@ def one_thread():
 def wavefront_decode(model: IntPixelCNN, height: int, width: int, tile: int,
                      choose: Callable[[int, torch.Tensor], np.ndarray],
                      progress: Callable[[int], None] | None = None,
-                     max_pixels: int = MAX_BATCH_PIXELS, only: list[int] | None = None) -> np.ndarray:
+                     max_pixels: int = MAX_BATCH_PIXELS, only: list[int] | None = None,
+                     dtype: torch.dtype = torch.int32) -> np.ndarray:
     """Decode a plane wavefront by wavefront; `choose(tile number, freq)` returns the symbols of one
     tile's sub-pixels at the current step given their integer frequency tables (the entropy decoder,
-    or in tests a recorder). `only` restricts decoding to some tiles of the grid (by number)."""
+    or in tests a recorder). `only` restricts decoding to some tiles of the grid (by number); `dtype` is
+    the frequency tables' (float64 for constriction, int32 for tests)."""
     grid = tile_grid(height, width, tile)
     numbers = range(len(grid)) if only is None else only
     out = np.zeros((height, width, model.cfg.channels), dtype=np.uint8)
     with one_thread():
         for batch in _batches([(n, *grid[n]) for n in numbers], max_pixels, first=1):
-            _decode_batch(model, [b[1:] for b in batch], [b[0] for b in batch], out, choose, progress)
+            _decode_batch(model, [b[1:] for b in batch], [b[0] for b in batch], out, choose, progress, dtype)
     return out
 
 
-def _decode_batch(model: IntPixelCNN, batch, numbers: list[int], out: np.ndarray, choose, progress):
+def _decode_batch(model: IntPixelCNN, batch, numbers: list[int], out: np.ndarray, choose, progress, dtype):
     """Decode one canvas of tiles (grid numbers `numbers`) into `out`."""
     C = model.cfg.channels
     canvas, flat = _load_batch(model, batch, None)
@@ -171,7 +174,7 @@ def _decode_batch(model: IntPixelCNN, batch, numbers: list[int], out: np.ndarray
         cuts = tile_change[(tile_change >= s) & (tile_change <= e)]
         cuts = np.unique(np.r_[s, cuts, e]) - s              # this wavefront's per-tile segments
         for c in range(C):
-            freq = model.frequencies(model.step_params(canvas, index, c, cache))
+            freq = model.frequencies(model.step_params(canvas, index, c, cache), dtype)
             vals = np.empty(e - s, dtype=np.int64)
             for a, b in zip(cuts[:-1], cuts[1:]):
                 vals[a:b] = choose(numbers[tiles[s + a]], freq[a:b])
@@ -221,9 +224,10 @@ def _decode_tiles(model, height, width, tile, streams, numbers, max_pixels, prog
     decoders = {n: constriction.stream.queue.RangeDecoder(s) for n, s in zip(numbers, streams)}
 
     def choose(number, freq):
-        return decoders[number].decode(FAMILY, freq.numpy().astype(np.float64))
+        return decoders[number].decode(FAMILY, freq.numpy())
 
-    return wavefront_decode(model, height, width, tile, choose, progress, max_pixels, only=numbers)
+    return wavefront_decode(model, height, width, tile, choose, progress, max_pixels, only=numbers,
+                            dtype=torch.float64)
 
 
 def _ignore_sigint():

@@ -137,6 +137,7 @@ class IntPixelCNN:
         self.skip: QConv | None = layers.get("skip")      # image -> mu linear predictor, or None
         self.head = head            # mult/shift per output channel for mu, log-scale or logits
         self.exp_table = tables["exp"].to(torch.int32)
+        self._exp_f64 = self.exp_table.to(torch.float64)
         self.invb_table = tables["invb"].to(torch.int32)
         self._x16 = torch.arange(0, 256 * 16, 16, dtype=torch.int32)[None, :]
         self._offsets: dict = {}
@@ -240,8 +241,11 @@ class IntPixelCNN:
         ls = requantize(q[..., 1], mult[:, 1], shift[:, 1], int(LS_MIN * LS_FRAC), len(self.invb_table) - 1 + int(LS_MIN * LS_FRAC))
         return torch.stack([mu.clamp(0, 255 * 16), ls - int(LS_MIN * LS_FRAC)], dim=-1)
 
-    def frequencies(self, params: torch.Tensor) -> torch.Tensor:
-        """Head outputs (n, D) of n sub-pixels -> integer frequency tables (n, 256), every entry >= 1."""
+    def frequencies(self, params: torch.Tensor, dtype: torch.dtype = torch.int32) -> torch.Tensor:
+        """Head outputs (n, D) of n sub-pixels -> integer frequency tables (n, 256), every entry >= 1.
+
+        dtype=torch.float64 returns the same integers as float64 (exact: they are below 2^17), the form
+        constriction takes, without a conversion pass."""
         if self.cfg.head == "softmax":
             excess = params.amax(dim=1, keepdim=True) - params
         else:
@@ -249,7 +253,9 @@ class IntPixelCNN:
             # |16x - mu16| <= 4080 and the slope table < 2^19, so int32 cannot overflow
             steep = (self._x16 - mu16).abs_().mul_(self.invb_table[idx]).bitwise_right_shift_(INVB_SHIFT)
             excess = steep.sub_(steep.amin(dim=1, keepdim=True))
-        return torch.take(self.exp_table, excess.clamp_(max=len(self.exp_table) - 1).long())
+        table = self.exp_table if dtype == torch.int32 else self._exp_f64
+        excess = excess.clamp_(max=len(self.exp_table) - 1)
+        return table.index_select(0, excess.view(-1).to(torch.int32)).view(excess.shape)
 
 
 def exp_table() -> torch.Tensor:
