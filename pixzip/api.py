@@ -13,10 +13,6 @@ from .images import ImageData
 from .modelfile import LoadedModel
 
 DEFAULT_TILE = 128
-# No symbol costs less than this: the integer tables give every one of the 256 values a frequency of at
-# least 1 against at most 2^16 for the likeliest, so -log2(65536 / 65791) = 0.0056 bits. A stream shorter
-# than its tile's symbols allow is corrupt; refusing it keeps work proportional to the file's real size.
-MIN_BITS_PER_SYMBOL = 0.005
 
 
 @dataclass
@@ -87,9 +83,12 @@ def decompress(data: bytes, extra_models: list[LoadedModel] = (), max_pixels: in
     per_plane = len(grid)
     if len(header.stream_sizes) != per_plane * len(header.planes):
         raise FormatError("header is corrupted (stream count)")
-    for p, (_, channels) in enumerate(header.planes):
+    # A stream shorter than its tile's symbols could possibly code to is corrupt: refusing it before
+    # decoding keeps work and memory proportional to the file's real size.
+    for p, (model_index, channels) in enumerate(header.planes):
+        floor = 0.9 * models[model_index].net.min_bits_per_symbol()
         for n, (_, _, h, w) in enumerate(grid):
-            if 8 * header.stream_sizes[p * per_plane + n] + 64 < h * w * channels * MIN_BITS_PER_SYMBOL:
+            if 8 * header.stream_sizes[p * per_plane + n] + 64 < h * w * channels * floor:
                 raise FormatError("compressed data is corrupted (a stream is too short for its tile)")
     streams = container.read_streams(data, header, offset)
     planes = []

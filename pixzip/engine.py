@@ -241,6 +241,12 @@ class IntPixelCNN:
         ls = requantize(q[..., 1], mult[:, 1], shift[:, 1], int(LS_MIN * LS_FRAC), len(self.invb_table) - 1 + int(LS_MIN * LS_FRAC))
         return torch.stack([mu.clamp(0, 255 * 16), ls - int(LS_MIN * LS_FRAC)], dim=-1)
 
+    def min_bits_per_symbol(self) -> float:
+        """No symbol costs less: the likeliest value gets at most exp_table[0] against at least
+        exp_table[-1] for each of the other 255 (for reporting and sanity bounds, not for coding)."""
+        top, floor = int(self.exp_table[0]), int(self.exp_table[-1])
+        return float(np.log2((top + 255 * floor) / top))
+
     def frequencies(self, params: torch.Tensor, dtype: torch.dtype = torch.int32) -> torch.Tensor:
         """Head outputs (n, D) of n sub-pixels -> integer frequency tables (n, 256), every entry >= 1.
 
