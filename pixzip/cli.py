@@ -88,7 +88,10 @@ def write_output(dest: str, data: bytes, force: bool):
         raise PixzipError(f"{dest}: already exists (use -f to overwrite)")
     if path.is_dir():
         raise PixzipError(f"{dest}: is a directory")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
+    except OSError as e:
+        raise PixzipError(f"{dest}: cannot write ({e.strerror})") from None
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
@@ -97,15 +100,25 @@ def write_output(dest: str, data: bytes, force: bool):
         if force:
             os.replace(tmp, path)
         else:
-            try:
-                os.link(tmp, path)
-            except FileExistsError:
-                raise PixzipError(f"{dest}: already exists (use -f to overwrite)") from None
+            _link_no_clobber(tmp, path, dest)
             os.unlink(tmp)
-    except BaseException:
+    except OSError as e:
+        raise PixzipError(f"{dest}: cannot write ({e.strerror})") from None
+    finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
-        raise
+
+
+def _link_no_clobber(tmp: str, path: Path, dest: str):
+    """Publish tmp under path unless path exists, atomically where the filesystem has hard links."""
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        raise PixzipError(f"{dest}: already exists (use -f to overwrite)") from None
+    except OSError:  # no hard links here (some network or FUSE filesystems): check, then rename
+        if path.exists():
+            raise PixzipError(f"{dest}: already exists (use -f to overwrite)") from None
+        os.replace(tmp, path)
 
 
 def check_outputs(files, output, stdout):
@@ -129,6 +142,9 @@ def run_each(files, rep: Reporter, work) -> None:
             sys.exit(130)
         except MemoryError:
             rep.error(f"{f}: out of memory")
+            failed += 1
+        except OSError as e:     # e.g. a disk that fills up or a file vanishing mid-run
+            rep.error(f"{f}: {e.strerror or e}")
             failed += 1
     if failed:
         sys.exit(1)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import struct
 import zlib
 from pathlib import Path
@@ -185,3 +186,16 @@ def test_dimensions_out_of_proportion_to_the_payload_are_refused(good):
         h.stream_sizes = h.stream_sizes[:1]
         return streams[:1]
     write_and_fail("inflated.pxz", rebuild(good, grow), "too short")
+
+
+def test_unwritable_destination_is_one_line(good, tmp_path):
+    fails(["compress", "img.png", "-o", "no/such/dir/x.pxz"], "cannot write")
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o500)
+    try:
+        if os.access(ro, os.W_OK):
+            pytest.skip("running as a user that can write anywhere")
+        fails(["compress", "img.png", "-o", str(ro / "x.pxz")], "cannot write")
+    finally:
+        ro.chmod(0o700)
