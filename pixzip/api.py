@@ -46,16 +46,34 @@ def choose_models(image: ImageData, preferred: Sequence[LoadedModel]) -> list[Lo
 def compress(image: ImageData, models: Sequence[LoadedModel] = (), tile: int = DEFAULT_TILE,
              progress: Callable[[int], None] | None = None) -> tuple[bytes, Stats]:
     """Code an image; `models` are preferred over the defaults for planes of their channel count."""
-    models = choose_models(image, models)
+    return compress_many([image], models, tile, progress)[0]
+
+
+def compress_many(images: Sequence[ImageData], models: Sequence[LoadedModel] = (), tile: int = DEFAULT_TILE,
+                  progress: Callable[[int], None] | None = None) -> list[tuple[bytes, Stats]]:
+    """Code several images in one batched pass per model (tiles of all of them share the canvases);
+    each image's file is byte for byte what it would be alone."""
+    chosen = [choose_models(im, models) for im in images]
+    jobs: dict[str, tuple[LoadedModel, list]] = {}          # model id -> (model, [(image, plane)])
+    for i, (im, ms) in enumerate(zip(images, chosen)):
+        for p, m in enumerate(ms):
+            jobs.setdefault(m.id, (m, []))[1].append((i, p))
+    coded = {}
+    for m, where in jobs.values():
+        planes = [images[i].planes[p] for i, p in where]
+        for key, result in zip(where, codec.encode_planes(m.net, planes, tile, progress)):
+            coded[key] = result
+    return [_container(im, ms, [coded[(i, p)] for p in range(len(im.planes))], tile)
+            for i, (im, ms) in enumerate(zip(images, chosen))]
+
+
+def _container(image: ImageData, models: list[LoadedModel], coded: list, tile: int) -> tuple[bytes, Stats]:
     refs: list[LoadedModel] = []
     for m in models:
         if m not in refs:
             refs.append(m)
-    streams, model_bits = [], 0.0
-    for plane, m in zip(image.planes, models):
-        s, bits = codec.encode_plane(m.net, plane, tile, progress)
-        streams += s
-        model_bits += bits
+    streams = [s for plane_streams, _ in coded for s in plane_streams]
+    model_bits = sum(bits for _, bits in coded)
     header = Header(image.mode, image.width, image.height, tile,
                     [ModelRef(m.id, m.name) for m in refs],
                     [(refs.index(m), p.shape[2]) for p, m in zip(image.planes, models)],

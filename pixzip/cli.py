@@ -128,12 +128,15 @@ def check_outputs(files, output, stdout):
         raise click.UsageError("-c/--stdout takes a single input")
 
 
-def run_each(files, rep: Reporter, work) -> None:
-    """Apply `work` to every input; report failures one line each and keep going; exit 1 if any."""
+def run_each(items, rep: Reporter, work, finally_=None, exit_on_failure: bool = True) -> int:
+    """Apply `work` to every item; report failures one line each and keep going; then `finally_`.
+    Exit 1 if any failed (unless told not to: then return the number of failures)."""
     failed = 0
-    for f in files:
+
+    def attempt(fn, *args):
+        nonlocal failed
         try:
-            work(f)
+            fn(*args)
         except PixzipError as e:
             rep.error(str(e))
             failed += 1
@@ -141,13 +144,19 @@ def run_each(files, rep: Reporter, work) -> None:
             rep.error("interrupted")
             sys.exit(130)
         except MemoryError:
-            rep.error(f"{f}: out of memory")
+            rep.error(f"{args[0] if args else ''}: out of memory")
             failed += 1
         except OSError as e:     # e.g. a disk that fills up or a file vanishing mid-run
-            rep.error(f"{f}: {e.strerror or e}")
+            rep.error(f"{args[0] if args else ''}: {e.strerror or e}")
             failed += 1
-    if failed:
+
+    for item in items:
+        attempt(work, item)
+    if finally_ is not None:
+        attempt(finally_)
+    if failed and exit_on_failure:
         sys.exit(1)
+    return failed
 
 
 def model_option(f):
@@ -220,19 +229,38 @@ def compress(files, output, to_stdout, force, model, tile, max_pixels, verify, r
     """
     rep = Reporter(verbose, quiet)
     check_outputs(files, output, to_stdout)
+    pending = []       # images read and checked, waiting to be coded together: (file, name, dest, image)
+    write_failures = []
 
-    def work(f):
+    def read(f):
         set_device(device, threads)
         dest = output or ("-" if to_stdout or f == "-" else f + SUFFIX)
         if dest != "-" and Path(dest).exists() and not force:
             raise PixzipError(f"{dest}: already exists (use -f to overwrite)")
         name = "<stdin>" if f == "-" else f
         image = images.read_image(read_input(f) if f == "-" else f, name, max_pixels)
+        pending.append((f, name, dest, image))
+        if sum(im.width * im.height for *_, im in pending) >= BATCH_PIXELS:
+            flush()
+
+    def flush():
+        """Code the pending images in one batched pass, then verify, write and report each."""
+        batch = pending[:]
+        pending.clear()
+        if not batch:
+            return
         preferred = [zoo.load_model(model)] if model else []
         t0 = time.perf_counter()
-        total = image.width * image.height * len(image.planes)
-        with progress_bar(total, f"compress {name}", quiet) as bar:
-            data, stats = api.compress(image, preferred, tile, bar)
+        total = sum(im.width * im.height * len(im.planes) for *_, im in batch)
+        label = batch[0][1] if len(batch) == 1 else f"{len(batch)} images"
+        with progress_bar(total, f"compress {label}", quiet) as bar:
+            results = api.compress_many([im for *_, im in batch], preferred, tile, bar)
+        seconds = (time.perf_counter() - t0) / len(batch)
+        write_failures.append(run_each(list(zip(batch, results)), rep,
+                                       lambda item: finish(*item[0], *item[1], seconds, preferred),
+                                       exit_on_failure=False))
+
+    def finish(f, name, dest, image, data, stats, seconds, preferred):
         if verify or remove_source:
             decoded, _ = api.decompress(data, preferred)
             if decoded.pixel_bytes() != image.pixel_bytes():  # pragma: no cover - would be a pixzip bug
@@ -243,9 +271,14 @@ def compress(files, output, to_stdout, force, model, tile, max_pixels, verify, r
         rep.say(f"{name}: {stats.bytes} bytes, {stats.bits_per_subpixel:.3f} bits/sub-pixel")
         rep.detail(f"  model ideal {stats.model_bits_per_subpixel:.3f} bits/sub-pixel "
                    f"(file {100 * (stats.bits_per_subpixel / stats.model_bits_per_subpixel - 1):+.2f}%), "
-                   f"{image.width}x{image.height} {image.mode}, {time.perf_counter() - t0:.2f} s")
+                   f"{image.width}x{image.height} {image.mode}, {seconds:.2f} s")
 
-    run_each(files, rep, work)
+    if run_each(files, rep, read, finally_=flush, exit_on_failure=False) + sum(write_failures):
+        sys.exit(1)
+
+
+# Inputs are coded together until their pixels reach this: small images share one batched pass.
+BATCH_PIXELS = 1 << 20
 
 
 def decompressed_name(f: str) -> str:

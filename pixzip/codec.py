@@ -68,60 +68,69 @@ def _coding_order(canvas, slope: int, channels: int, tile: int):
     return i[pix], j[pix], chan
 
 
-def _load_batch(model: IntPixelCNN, batch, plane: np.ndarray | None):
-    """A canvas for a batch of tiles, its pixels (tile, i, j) and their flat positions; with `plane`,
-    the image buffer is filled from it."""
-    canvas = model.new_canvas([(h, w) for _, _, h, w in batch])
+def _load_batch(model: IntPixelCNN, batch, planes: list[np.ndarray] | None):
+    """A canvas for a batch of tiles (plane, y, x, h, w), its pixels (tile, i, j) and their flat
+    positions; with `planes`, the image buffer is filled from them."""
+    canvas = model.new_canvas([(h, w) for _, _, _, h, w in batch])
     tiles, ii, jj = canvas.pixels()
     flat = canvas.flat(tiles, ii, jj)
-    if plane is not None:
-        ys = np.array([b[0] for b in batch])[tiles] + ii
-        xs = np.array([b[1] for b in batch])[tiles] + jj
-        canvas.buf["img"][flat] = (torch.from_numpy(plane[ys, xs].astype(np.int16)) - 128).to(torch.int8)
+    if planes is not None:
+        for n, (k, y0, x0, h, w) in enumerate(batch):
+            sel = tiles == n
+            values = planes[k][y0 + ii[sel], x0 + jj[sel]].astype(np.int16) - 128
+            canvas.buf["img"][flat[sel]] = torch.from_numpy(values).to(torch.int8)
     return canvas, flat
 
 
-def encoder_tables(model: IntPixelCNN, plane: np.ndarray, tile: int, max_pixels: int = MAX_BATCH_PIXELS,
-                   dtype: torch.dtype = torch.int32):
-    """Yield (tile number, symbols, frequency tables) chunk by chunk, in coding order.
+def encoder_tables(model: IntPixelCNN, planes: list[np.ndarray], tile: int,
+                   max_pixels: int = MAX_BATCH_PIXELS, dtype: torch.dtype = torch.int32):
+    """Yield ((plane, tile number), symbols, frequency tables) chunk by chunk, in coding order.
 
-    The model runs once over every pixel of a batch of tiles (all channel groups at once)."""
-    H, W, C = plane.shape
-    if C != model.cfg.channels:
-        raise ValueError(f"plane has {C} channels, the model codes {model.cfg.channels}")
-    number = 0
-    for batch in _batches(tile_grid(H, W, tile), max_pixels):
-        canvas, flat = _load_batch(model, batch, plane)
+    The model runs once over every pixel of a batch of tiles, which may come from several planes
+    (images), all channel groups at once."""
+    for p in planes:
+        if p.shape[2] != model.cfg.channels:
+            raise ValueError(f"plane has {p.shape[2]} channels, the model codes {model.cfg.channels}")
+    tiles = [(k, n, *t) for k, p in enumerate(planes) for n, t in enumerate(tile_grid(p.shape[0], p.shape[1], tile))]
+    for batch in _batches(tiles, max_pixels, first=2):
+        canvas, flat = _load_batch(model, [t[:1] + t[2:] for t in batch], planes)
         params = model.forward(canvas, model.gather_index(canvas, flat), None)   # (n_pixels, C, D)
         first = 0
-        for n, (y0, x0, h, w) in enumerate(batch):
-            i, j, c = _coding_order(canvas, model.slope, C, n)
+        for n, (k, number, y0, x0, h, w) in enumerate(batch):
+            i, j, c = _coding_order(canvas, model.slope, model.cfg.channels, n)
             rows = first + i * w + j                           # canvas.pixels() is raster per tile
-            symbols = plane[y0 + i, x0 + j, c].astype(np.int32)
+            symbols = planes[k][y0 + i, x0 + j, c].astype(np.int32)
             for s in range(0, len(symbols), CHUNK_SYMBOLS):
                 sl = slice(s, s + CHUNK_SYMBOLS)
                 p = params[torch.from_numpy(rows[sl]), torch.from_numpy(c[sl])]
-                yield number, symbols[sl], model.frequencies(p, dtype)
+                yield (k, number), symbols[sl], model.frequencies(p, dtype)
             first += h * w
-            number += 1
+
+
+def encode_planes(model: IntPixelCNN, planes: list[np.ndarray], tile: int,
+                  progress: Callable[[int], None] | None = None,
+                  max_pixels: int = MAX_BATCH_PIXELS) -> list[tuple[list[np.ndarray], float]]:
+    """Code uint8 planes (H, W, C), in one batched pass, into one uint32 word array per tile each.
+
+    Also returns each plane's ideal code length in bits (for reporting; never used for coding)."""
+    encoders, ideal_bits = {}, [0.0] * len(planes)
+    for key, symbols, freq in encoder_tables(model, planes, tile, max_pixels, torch.float64):
+        enc = encoders.setdefault(key, constriction.stream.queue.RangeEncoder())
+        freq = freq.numpy()
+        enc.encode(symbols, FAMILY, freq)
+        hit = np.take_along_axis(freq, symbols[:, None].astype(np.int64), axis=1)[:, 0]
+        ideal_bits[key[0]] += float(np.sum(np.log2(freq.sum(axis=1)) - np.log2(hit)))
+        if progress:
+            progress(len(symbols) // model.cfg.channels)
+    return [([encoders[key].get_compressed() for key in sorted(encoders) if key[0] == k], ideal_bits[k])
+            for k in range(len(planes))]
 
 
 def encode_plane(model: IntPixelCNN, plane: np.ndarray, tile: int,
                  progress: Callable[[int], None] | None = None,
                  max_pixels: int = MAX_BATCH_PIXELS) -> tuple[list[np.ndarray], float]:
-    """Code a uint8 plane (H, W, C) into one uint32 word array per tile.
-
-    Also returns the model's ideal code length in bits (for reporting; never used for coding)."""
-    encoders, ideal_bits = {}, 0.0
-    for number, symbols, freq in encoder_tables(model, plane, tile, max_pixels, torch.float64):
-        enc = encoders.setdefault(number, constriction.stream.queue.RangeEncoder())
-        freq = freq.numpy()
-        enc.encode(symbols, FAMILY, freq)
-        hit = np.take_along_axis(freq, symbols[:, None].astype(np.int64), axis=1)[:, 0]
-        ideal_bits += float(np.sum(np.log2(freq.sum(axis=1)) - np.log2(hit)))
-        if progress:
-            progress(len(symbols) // plane.shape[2])
-    return [encoders[n].get_compressed() for n in sorted(encoders)], ideal_bits
+    """encode_planes for one plane."""
+    return encode_planes(model, [plane], tile, progress, max_pixels)[0]
 
 
 @contextmanager
@@ -150,7 +159,8 @@ def wavefront_decode(model: IntPixelCNN, height: int, width: int, tile: int,
     out = np.zeros((height, width, model.cfg.channels), dtype=np.uint8)
     with one_thread():
         for batch in _batches([(n, *grid[n]) for n in numbers], max_pixels, first=1):
-            _decode_batch(model, [b[1:] for b in batch], [b[0] for b in batch], out, choose, progress, dtype)
+            _decode_batch(model, [(0, *b[1:]) for b in batch], [b[0] for b in batch], out, choose, progress,
+                          dtype)
     return out
 
 
@@ -162,8 +172,8 @@ def _decode_batch(model: IntPixelCNN, batch, numbers: list[int], out: np.ndarray
     t = jj + model.slope * ii
     order = np.lexsort((ii, tiles, t))                    # by t, then tile, then i
     tiles, ii, jj, t, flat = tiles[order], ii[order], jj[order], t[order], flat[order]
-    ys = np.array([b[0] for b in batch])[tiles] + ii
-    xs = np.array([b[1] for b in batch])[tiles] + jj
+    ys = np.array([b[1] for b in batch])[tiles] + ii
+    xs = np.array([b[2] for b in batch])[tiles] + jj
     bounds = np.flatnonzero(np.r_[True, t[1:] != t[:-1], True])
     tile_change = np.flatnonzero(np.r_[True, tiles[1:] != tiles[:-1], True])
     img = canvas.buf["img"]

@@ -228,3 +228,11 @@ def test_bench_measures_every_codec_on_the_same_images(workdir, tiny_models):
     assert "model_bits_per_subpixel" in rows["pixzip"]
     r = run("bench", "set", "--codecs", "nope")
     assert r.exit_code == 1 and "unknown codec" in r.stderr
+
+
+def test_files_compressed_together_equal_files_compressed_alone(workdir):
+    """Several inputs share one batched pass; each file is byte for byte what it is alone."""
+    assert run("compress", "a.png", "b.bmp", "c.tif").exit_code == 0
+    together = {f: Path(f + ".pxz").read_bytes() for f in ("a.png", "b.bmp", "c.tif")}
+    for f, data in together.items():
+        assert run("compress", f, "-c").stdout_bytes == data

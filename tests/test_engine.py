@@ -15,7 +15,7 @@ from pixzip.model import ModelConfig, build_model
 def encoder_stream(net, plane, tile, max_pixels=codec.MAX_BATCH_PIXELS):
     """Every (tile, symbol, frequency table) the encoder codes, in order."""
     out = []
-    for number, symbols, freq in codec.encoder_tables(net, plane, tile, max_pixels):
+    for (_, number), symbols, freq in codec.encoder_tables(net, [plane], tile, max_pixels):
         for s, f in zip(symbols, freq):
             out.append((number, int(s), f))
     return out
@@ -89,6 +89,19 @@ def test_threads_do_not_change_tables(rng):
     finally:
         torch.set_num_threads(old)
     assert_same_tables(one, two)
+
+
+def test_images_batched_together_code_as_alone(rng):
+    """One pass over tiles of several images (mixed sizes) gives each image the bytes it gets alone."""
+    _, net = make_tiny_model(3, seed=9, skip_kernel=3)
+    planes = [rng.integers(0, 256, s, dtype=np.uint8) for s in [(13, 11, 3), (5, 17, 3), (1, 1, 3)]]
+    together = codec.encode_planes(net, planes, 8)
+    for plane, (streams, bits) in zip(planes, together):
+        alone, alone_bits = codec.encode_plane(net, plane, 8)
+        assert len(streams) == len(alone) and all(np.array_equal(a, b) for a, b in zip(streams, alone))
+        assert bits == pytest.approx(alone_bits)
+        h, w, _ = plane.shape
+        assert np.array_equal(codec.decode_plane(net, h, w, 8, streams), plane)
 
 
 def test_batch_composition_does_not_change_streams(rng):
