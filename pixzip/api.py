@@ -87,9 +87,15 @@ def read_header(data: bytes) -> Header:
     return container.read_header(data)[0]
 
 
-def decompress(data: bytes, extra_models: list[LoadedModel] = (), max_pixels: int | None = None,
-               progress: Callable[[int], None] | None = None, workers: int = 1) -> tuple[ImageData, Header]:
-    """Decode a .pxz file; `workers` > 1 decodes groups of tiles in parallel processes."""
+@dataclass
+class _Parsed:
+    """A file whose header, models and streams passed every check, ready to decode."""
+    header: Header
+    models: list[LoadedModel]
+    streams: list[list]           # per plane, per tile
+
+
+def _parse(data: bytes, extra_models, max_pixels: int | None) -> _Parsed:
     header, offset = container.read_header(data)
     if max_pixels is not None and header.width * header.height > max_pixels:
         raise PixzipError(f"image is {header.width}x{header.height}, over the limit of {max_pixels} pixels")
@@ -109,16 +115,73 @@ def decompress(data: bytes, extra_models: list[LoadedModel] = (), max_pixels: in
             if 8 * header.stream_sizes[p * per_plane + n] + 64 < h * w * channels * floor:
                 raise FormatError("compressed data is corrupted (a stream is too short for its tile)")
     streams = container.read_streams(data, header, offset)
-    planes = []
-    for p, (model_index, _) in enumerate(header.planes):
+    return _Parsed(header, [models[m] for m, _ in header.planes],
+                   [streams[p * per_plane:(p + 1) * per_plane] for p in range(len(header.planes))])
+
+
+def decompress(data: bytes, extra_models: Sequence[LoadedModel] = (), max_pixels: int | None = None,
+               progress: Callable[[int], None] | None = None, workers: int = 1) -> tuple[ImageData, Header]:
+    """Decode a .pxz file; `workers` > 1 decodes groups of tiles in parallel processes."""
+    result = decompress_many([data], extra_models, max_pixels, progress, workers)[0]
+    if isinstance(result, PixzipError):
+        raise result
+    return result
+
+
+def decompress_many(datas: Sequence[bytes], extra_models: Sequence[LoadedModel] = (),
+                    max_pixels: int | None = None, progress: Callable[[int], None] | None = None,
+                    workers: int = 1) -> list:
+    """Decode several files, the tiles of all planes that share a model and tile size on shared canvases.
+
+    Returns, per file, (ImageData, Header) or the PixzipError that file raised: one bad file never
+    spoils the others (a batch that fails to decode is retried file by file to find the culprit)."""
+    results: list = [None] * len(datas)
+    parsed: dict[int, _Parsed] = {}
+    for i, data in enumerate(datas):
         try:
-            planes.append(codec.decode_plane(models[model_index].net, header.height, header.width, header.tile,
-                                             streams[p * per_plane:(p + 1) * per_plane], progress,
-                                             workers=workers))
-        except (ValueError, RuntimeError, OverflowError):
-            raise FormatError("compressed data is corrupted (undecodable stream)") from None
-    image = ImageData(header.mode, header.width, header.height, planes, icc=header.icc,
-                      palette_mode=header.palette_mode, palette=header.palette, transparency=header.transparency)
-    if zlib.crc32(image.pixel_bytes()) != header.pixel_crc:
-        raise FormatError("decoded pixels fail the checksum: the file is corrupted")
-    return image, header
+            parsed[i] = _parse(data, extra_models, max_pixels)
+        except PixzipError as e:
+            results[i] = e
+    groups: dict[tuple, list] = {}                 # (model id, tile) -> [(file, plane)]
+    for i, f in parsed.items():
+        for p, m in enumerate(f.models):
+            groups.setdefault((m.id, f.header.tile), []).append((i, p))
+    planes: dict[tuple, object] = {}
+    for (_, tile), members in groups.items():
+        try:
+            decoded = _decode_group(parsed, members, tile, progress, workers)
+        except FormatError:
+            if len({i for i, _ in members}) == 1:
+                decoded = [FormatError("compressed data is corrupted (undecodable stream)")] * len(members)
+            else:
+                decoded = []
+                for i, p in members:
+                    try:
+                        decoded += _decode_group(parsed, [(i, p)], tile, progress, workers)
+                    except FormatError as e:
+                        decoded.append(e)
+        planes.update(zip(members, decoded))
+    for i, f in parsed.items():
+        h = f.header
+        got = [planes[(i, p)] for p in range(len(h.planes))]
+        bad = next((g for g in got if isinstance(g, PixzipError)), None)
+        if bad is not None:
+            results[i] = bad
+            continue
+        image = ImageData(h.mode, h.width, h.height, got, icc=h.icc, palette_mode=h.palette_mode,
+                          palette=h.palette, transparency=h.transparency)
+        if zlib.crc32(image.pixel_bytes()) != h.pixel_crc:
+            results[i] = FormatError("decoded pixels fail the checksum: the file is corrupted")
+        else:
+            results[i] = (image, h)
+    return results
+
+
+def _decode_group(parsed: dict, members: list, tile: int, progress, workers) -> list:
+    model = parsed[members[0][0]].models[members[0][1]]
+    shapes = [(parsed[i].header.height, parsed[i].header.width) for i, _ in members]
+    streams = [parsed[i].streams[p] for i, p in members]
+    try:
+        return codec.decode_planes(model.net, shapes, tile, streams, progress, workers=workers)
+    except (ValueError, RuntimeError, OverflowError):
+        raise FormatError("compressed data is corrupted (undecodable stream)") from None

@@ -288,13 +288,45 @@ def decompressed_name(f: str) -> str:
     return stripped if images.output_format(stripped) else stripped + ".png"
 
 
-def _decode(f, model, max_pixels, quiet, threads):
-    data = read_input(f)
-    extra = [zoo.load_model(model)] if model else []
-    header = api.read_header(data)
+def decode_files(files, rep: Reporter, prepare, finish, model, max_pixels, quiet, threads) -> None:
+    """Read each file (`prepare(f)` returns what `finish` needs, or raises), decode them in batches that
+    share canvases (small files together), then `finish(prepared, data, image)` each. A failing file
+    is reported in one line and the rest continue; exit 1 if any failed."""
+    pending = []               # (file, data, header, prepared)
+    failures = []
     workers = threads or os.cpu_count() or 1
-    with progress_bar(header.width * header.height * len(header.planes), f"decode {f}", quiet) as bar:
-        return api.decompress(data, extra, max_pixels, bar, workers)
+
+    def read(f):
+        prepared = prepare(f)
+        data = read_input(f)
+        try:
+            header = api.read_header(data)
+        except PixzipError as e:
+            raise PixzipError(f"{f}: {e}") from None
+        pending.append((f, data, header, prepared))
+        if sum(h.width * h.height for _, _, h, _ in pending) >= BATCH_PIXELS:
+            flush()
+
+    def flush():
+        batch = pending[:]
+        pending.clear()
+        if not batch:
+            return
+        extra = [zoo.load_model(model)] if model else []
+        total = sum(h.width * h.height * len(h.planes) for _, _, h, _ in batch)
+        label = batch[0][0] if len(batch) == 1 else f"{len(batch)} files"
+        with progress_bar(total, f"decode {label}", quiet) as bar:
+            results = api.decompress_many([d for _, d, _, _ in batch], extra, max_pixels, bar, workers)
+
+        def done(item):
+            (f, data, _, prepared), result = item
+            if isinstance(result, PixzipError):
+                raise PixzipError(f"{f}: {result}")
+            finish(prepared, data, result[0])
+        failures.append(run_each(list(zip(batch, results)), rep, done, exit_on_failure=False))
+
+    if run_each(files, rep, read, finally_=flush, exit_on_failure=False) + sum(failures):
+        sys.exit(1)
 
 
 @main.command()
@@ -309,11 +341,13 @@ def _decode(f, model, max_pixels, quiet, threads):
               help="Refuse files that claim more pixels than this.")
 @common_options
 def decompress(files, output, to_stdout, force, model, max_pixels, device, threads, verbose, quiet):
-    """Decompress FILE.pxz to FILE (PNG unless the name or -o asks for another lossless format)."""
+    """Decompress FILE.pxz to FILE (PNG unless the name or -o asks for another lossless format).
+
+    Several small files are decoded together (their tiles share the decoder's steps)."""
     rep = Reporter(verbose, quiet)
     check_outputs(files, output, to_stdout)
 
-    def work(f):
+    def prepare(f):
         set_device(device, threads)
         dest = output or ("-" if to_stdout or f == "-" else decompressed_name(f))
         if dest != "-" and Path(dest).exists() and not force:
@@ -321,12 +355,14 @@ def decompress(files, output, to_stdout, force, model, max_pixels, device, threa
         fmt = "PNG" if dest == "-" else images.output_format(dest)
         if fmt is None:
             raise PixzipError(f"{dest}: unknown or lossy output format (use .png, .bmp, .tif, .webp, .ppm)")
-        t0 = time.perf_counter()
-        image, _ = _decode(f, model, max_pixels, quiet, threads)
-        write_output(dest, images.encode_image_file(images.merge(image), fmt), force)
-        rep.detail(f"{f}: {image.width}x{image.height} {image.mode} -> {dest}, {time.perf_counter() - t0:.2f} s")
+        return f, dest, fmt
 
-    run_each(files, rep, work)
+    def finish(prepared, data, image):
+        f, dest, fmt = prepared
+        write_output(dest, images.encode_image_file(images.merge(image), fmt), force)
+        rep.detail(f"{f}: {image.width}x{image.height} {image.mode} -> {dest}")
+
+    decode_files(files, rep, prepare, finish, model, max_pixels, quiet, threads)
 
 
 @main.command()
@@ -337,12 +373,11 @@ def test(files, model, device, threads, verbose, quiet):
     """Decode each file and check it against its checksum; write nothing. Exit 1 if any fails."""
     rep = Reporter(verbose, quiet)
 
-    def work(f):
+    def prepare(f):
         set_device(device, threads)
-        _decode(f, model, None, quiet, threads)
-        rep.say(f"{f}: OK")
+        return f
 
-    run_each(files, rep, work)
+    decode_files(files, rep, prepare, lambda f, data, image: rep.say(f"{f}: OK"), model, None, quiet, threads)
 
 
 @main.command()

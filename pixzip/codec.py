@@ -145,35 +145,30 @@ def one_thread():
         torch.set_num_threads(old)
 
 
-def wavefront_decode(model: IntPixelCNN, height: int, width: int, tile: int,
-                     choose: Callable[[int, torch.Tensor], np.ndarray],
-                     progress: Callable[[int], None] | None = None,
-                     max_pixels: int = MAX_BATCH_PIXELS, only: list[int] | None = None,
-                     dtype: torch.dtype = torch.int32) -> np.ndarray:
-    """Decode a plane wavefront by wavefront; `choose(tile number, freq)` returns the symbols of one
-    tile's sub-pixels at the current step given their integer frequency tables (the entropy decoder,
-    or in tests a recorder). `only` restricts decoding to some tiles of the grid (by number); `dtype` is
-    the frequency tables' (float64 for constriction, int32 for tests)."""
-    grid = tile_grid(height, width, tile)
-    numbers = range(len(grid)) if only is None else only
-    out = np.zeros((height, width, model.cfg.channels), dtype=np.uint8)
+def decode_tiles(model: IntPixelCNN, jobs: list[tuple], choose: Callable[[object, torch.Tensor], np.ndarray],
+                 progress: Callable[[int], None] | None = None, max_pixels: int = MAX_BATCH_PIXELS,
+                 dtype: torch.dtype = torch.int32) -> dict:
+    """Decode tiles wavefront by wavefront, batched on shared canvases; `jobs` are (key, h, w) with any
+    hashable key (the tiles may come from several planes or images). `choose(key, freq)` returns the
+    symbols of one tile's sub-pixels at the current step given their integer frequency tables (the
+    entropy decoder, or in tests a recorder); `dtype` is the tables' (float64 for constriction, int32
+    for tests). Returns {key: uint8 (h, w, C)}."""
+    out = {}
     with one_thread():
-        for batch in _batches([(n, *grid[n]) for n in numbers], max_pixels, first=1):
-            _decode_batch(model, [(0, *b[1:]) for b in batch], [b[0] for b in batch], out, choose, progress,
-                          dtype)
+        for batch in _batches([(key, 0, 0, h, w) for key, h, w in jobs], max_pixels, first=1):
+            out.update(_decode_batch(model, batch, choose, progress, dtype))
     return out
 
 
-def _decode_batch(model: IntPixelCNN, batch, numbers: list[int], out: np.ndarray, choose, progress, dtype):
-    """Decode one canvas of tiles (grid numbers `numbers`) into `out`."""
+def _decode_batch(model: IntPixelCNN, batch, choose, progress, dtype) -> dict:
+    """Decode one canvas of tiles (key, 0, 0, h, w)."""
     C = model.cfg.channels
     canvas, flat = _load_batch(model, batch, None)
     tiles, ii, jj = canvas.pixels()
     t = jj + model.slope * ii
     order = np.lexsort((ii, tiles, t))                    # by t, then tile, then i
     tiles, ii, jj, t, flat = tiles[order], ii[order], jj[order], t[order], flat[order]
-    ys = np.array([b[1] for b in batch])[tiles] + ii
-    xs = np.array([b[2] for b in batch])[tiles] + jj
+    decoded = np.zeros((len(batch), canvas.H, canvas.W, C), dtype=np.uint8)
     bounds = np.flatnonzero(np.r_[True, t[1:] != t[:-1], True])
     tile_change = np.flatnonzero(np.r_[True, tiles[1:] != tiles[:-1], True])
     img = canvas.buf["img"]
@@ -187,57 +182,81 @@ def _decode_batch(model: IntPixelCNN, batch, numbers: list[int], out: np.ndarray
             freq = model.frequencies(model.step_params(canvas, index, c, cache), dtype)
             vals = np.empty(e - s, dtype=np.int64)
             for a, b in zip(cuts[:-1], cuts[1:]):
-                vals[a:b] = choose(numbers[tiles[s + a]], freq[a:b])
+                vals[a:b] = choose(batch[tiles[s + a]][0], freq[a:b])
             v = torch.from_numpy(vals)
             img[:, c:c + 1].index_copy_(0, pos, (v - 128).to(torch.int8)[:, None])
-            out[ys[s:e], xs[s:e], c] = vals
+            decoded[tiles[s:e], ii[s:e], jj[s:e], c] = vals
         if progress:
             progress(e - s)
+    return {key: decoded[n, :h, :w] for n, (key, _, _, h, w) in enumerate(batch)}
+
+
+def wavefront_decode(model: IntPixelCNN, height: int, width: int, tile: int, choose, progress=None,
+                     max_pixels: int = MAX_BATCH_PIXELS, dtype: torch.dtype = torch.int32) -> np.ndarray:
+    """decode_tiles for one plane; `choose` gets tile numbers."""
+    grid = tile_grid(height, width, tile)
+    parts = decode_tiles(model, [(n, h, w) for n, (_, _, h, w) in enumerate(grid)], choose, progress,
+                         max_pixels, dtype)
+    return _assemble(height, width, model.cfg.channels, grid, parts, key=lambda n: n)
+
+
+def _assemble(height, width, channels, grid, parts: dict, key) -> np.ndarray:
+    plane = np.zeros((height, width, channels), dtype=np.uint8)
+    for n, (y, x, h, w) in enumerate(grid):
+        plane[y:y + h, x:x + w] = parts[key(n)]
+    return plane
 
 
 def decode_plane(model: IntPixelCNN, height: int, width: int, tile: int, streams: list[np.ndarray],
                  progress: Callable[[int], None] | None = None,
                  max_pixels: int = MAX_BATCH_PIXELS, workers: int = 1) -> np.ndarray:
-    """Inverse of encode_plane. Raises ValueError if the streams do not match the tile grid.
+    """Inverse of encode_plane. Raises ValueError if the streams do not match the tile grid."""
+    return decode_planes(model, [(height, width)], tile, [streams], progress, max_pixels, workers)[0]
 
-    With workers > 1, groups of tiles decode in parallel processes (tiles are independent streams, so
-    the grouping never changes the pixels)."""
-    grid = tile_grid(height, width, tile)
-    if len(streams) != len(grid):
+
+def decode_planes(model: IntPixelCNN, shapes: list[tuple[int, int]], tile: int,
+                  streams: list[list[np.ndarray]], progress: Callable[[int], None] | None = None,
+                  max_pixels: int = MAX_BATCH_PIXELS, workers: int = 1) -> list[np.ndarray]:
+    """Inverse of encode_planes: the tiles of all planes decode together on shared canvases.
+
+    With workers > 1 (and enough pixels), groups of tiles decode in parallel processes; tiles are
+    independent streams, so the grouping never changes the pixels."""
+    grids = [tile_grid(h, w, tile) for h, w in shapes]
+    if any(len(s) != len(g) for s, g in zip(streams, grids)) or len(streams) != len(shapes):
         raise ValueError("stream count does not match the tile grid")
-    workers = min(workers, len(grid))
-    if workers <= 1 or height * width < PARALLEL_MIN_PIXELS:
-        return _decode_tiles(model, height, width, tile, streams, list(range(len(grid))), max_pixels, progress)
-    groups = [list(g) for g in np.array_split(np.arange(len(grid)), workers)]
-    out = np.zeros((height, width, model.cfg.channels), dtype=np.uint8)
-    pool = _pool(workers)
-    try:
-        jobs = [pool.apply_async(_decode_tiles, (model, height, width, tile, [streams[n] for n in g], g, max_pixels))
-                for g in groups]
-        for g, job in zip(groups, jobs):
-            part = job.get()
-            for n in g:
-                y, x, h, w = grid[n]
-                out[y:y + h, x:x + w] = part[y:y + h, x:x + w]
+    jobs = [((k, n), h, w) for k, g in enumerate(grids) for n, (_, _, h, w) in enumerate(g)]
+    tile_streams = {(k, n): streams[k][n] for k, g in enumerate(grids) for n in range(len(g))}
+    workers = min(workers, len(jobs))
+    if workers <= 1 or sum(h * w for h, w in shapes) < PARALLEL_MIN_PIXELS:
+        parts = _decode_streams(model, jobs, [tile_streams[key] for key, _, _ in jobs], max_pixels, progress)
+    else:
+        parts = {}
+        pool = _pool(workers)
+        try:
+            groups = [[jobs[i] for i in g] for g in np.array_split(np.arange(len(jobs)), workers)]
+            pending = [pool.apply_async(_decode_streams, (model, g, [tile_streams[key] for key, _, _ in g],
+                                                          max_pixels)) for g in groups]
+            for g, job in zip(groups, pending):
+                parts.update(job.get())
                 if progress:
-                    progress(h * w)
-    finally:
-        pool.terminate()
-    return out
+                    progress(sum(h * w for _, h, w in g))
+        finally:
+            pool.terminate()
+    C = model.cfg.channels
+    return [_assemble(h, w, C, g, parts, key=lambda n, k=k: (k, n)) for k, ((h, w), g) in enumerate(zip(shapes, grids))]
 
 
 PARALLEL_MIN_PIXELS = 1 << 17
 
 
-def _decode_tiles(model, height, width, tile, streams, numbers, max_pixels, progress=None) -> np.ndarray:
-    """Decode the tiles `numbers` (with their streams, in the same order) into a full-size plane."""
-    decoders = {n: constriction.stream.queue.RangeDecoder(s) for n, s in zip(numbers, streams)}
+def _decode_streams(model, jobs, streams, max_pixels, progress=None) -> dict:
+    """Entropy-decode the tiles `jobs` (key, h, w) from their streams (same order)."""
+    decoders = {key: constriction.stream.queue.RangeDecoder(s) for (key, _, _), s in zip(jobs, streams)}
 
-    def choose(number, freq):
-        return decoders[number].decode(FAMILY, freq.numpy())
+    def choose(key, freq):
+        return decoders[key].decode(FAMILY, freq.numpy())
 
-    return wavefront_decode(model, height, width, tile, choose, progress, max_pixels, only=numbers,
-                            dtype=torch.float64)
+    return decode_tiles(model, jobs, choose, progress, max_pixels, dtype=torch.float64)
 
 
 def _ignore_sigint():

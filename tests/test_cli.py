@@ -236,3 +236,16 @@ def test_files_compressed_together_equal_files_compressed_alone(workdir):
     together = {f: Path(f + ".pxz").read_bytes() for f in ("a.png", "b.bmp", "c.tif")}
     for f, data in together.items():
         assert run("compress", f, "-c").stdout_bytes == data
+
+
+def test_several_files_decode_together(workdir):
+    assert run("compress", "a.png", "b.bmp", "c.tif", "-q").exit_code == 0
+    os.mkdir("orig")
+    for f in ("a.png", "b.bmp", "c.tif"):
+        os.rename(f, os.path.join("orig", f))
+    Path("junk.pxz").write_bytes(b"\x89PXZ\r\n\x1a\nnot really")
+    r = run("decompress", "a.png.pxz", "junk.pxz", "b.bmp.pxz", "c.tif.pxz")
+    assert r.exit_code == 1
+    assert r.stderr.count("pixzip:") == 1 and "junk.pxz" in r.stderr
+    for f in ("a.png", "b.bmp", "c.tif"):
+        assert same_image(f, os.path.join("orig", f))
