@@ -9,7 +9,7 @@ from typing import Callable, Sequence
 from . import codec, container, zoo
 from .container import FormatError, Header, ModelRef
 from .errors import PixzipError
-from .images import ImageData
+from .images import DEFAULT_MAX_PIXELS, ImageData
 from .modelfile import LoadedModel
 
 DEFAULT_TILE = 128
@@ -97,7 +97,8 @@ class _Parsed:
 
 def _parse(data: bytes, extra_models, max_pixels: int | None) -> _Parsed:
     header, offset = container.read_header(data)
-    if max_pixels is not None and header.width * header.height > max_pixels:
+    max_pixels = max_pixels or DEFAULT_MAX_PIXELS
+    if header.width * header.height > max_pixels:
         raise PixzipError(f"image is {header.width}x{header.height}, over the limit of {max_pixels} pixels")
     models = [zoo.find_by_id(r.name, r.id, extra_models) for r in header.models]
     for model_index, channels in header.planes:
@@ -105,8 +106,6 @@ def _parse(data: bytes, extra_models, max_pixels: int | None) -> _Parsed:
             raise FormatError("header is corrupted (model and plane disagree)")
     grid = codec.tile_grid(header.height, header.width, header.tile)
     per_plane = len(grid)
-    if len(header.stream_sizes) != per_plane * len(header.planes):
-        raise FormatError("header is corrupted (stream count)")
     # A stream shorter than its tile's symbols could possibly code to is corrupt: refusing it before
     # decoding keeps work and memory proportional to the file's real size.
     for p, (model_index, channels) in enumerate(header.planes):

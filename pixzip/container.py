@@ -24,7 +24,7 @@ class FormatError(PixzipError):
 
 @dataclass
 class ModelRef:
-    id: str            # sha256 hex of the integer model
+    id: str            # hex of the first ID_BYTES of the integer model's SHA-256
     name: str
 
 
@@ -51,84 +51,130 @@ class Header:
         return self.width * self.height * sum(c for _, c in self.planes)
 
 
+ID_BYTES = 16          # model identity: the first 128 bits of the model's SHA-256
+OPT_ICC, OPT_PALETTE, OPT_TRANSPARENCY = 1, 2, 4
+
+
 class _Reader:
     def __init__(self, data: bytes):
         self.data, self.pos = data, 0
 
     def take(self, n: int) -> bytes:
         if n < 0 or self.pos + n > len(self.data):
-            raise FormatError("header is truncated or corrupted")
+            raise FormatError("header is corrupted (field beyond its end)")
         b = self.data[self.pos:self.pos + n]
         self.pos += n
         return b
 
-    def unpack(self, fmt: str):
-        return struct.unpack("<" + fmt, self.take(struct.calcsize("<" + fmt)))
+    def u8(self) -> int:
+        return self.take(1)[0]
 
-    def blob(self, lenfmt: str = "I") -> bytes:
-        (n,) = self.unpack(lenfmt)
-        return self.take(n)
+    def u32(self) -> int:
+        return struct.unpack("<I", self.take(4))[0]
+
+    def varint(self) -> int:
+        """LEB128, at most 9 bytes (63 bits)."""
+        value = 0
+        for shift in range(0, 63, 7):
+            byte = self.u8()
+            value |= (byte & 0x7F) << shift
+            if not byte & 0x80:
+                return value
+        raise FormatError("header is corrupted (varint too long)")
+
+    def blob(self) -> bytes:
+        return self.take(self.varint())
 
 
-def _blob(b: bytes, lenfmt: str = "I") -> bytes:
-    return struct.pack("<" + lenfmt, len(b)) + b
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, n = n & 0x7F, n >> 7
+        out.append(byte | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def _blob(b: bytes) -> bytes:
+    return _varint(len(b)) + b
 
 
 def write(h: Header, streams: list[np.ndarray]) -> bytes:
     payload = [s.astype("<u4").tobytes() for s in streams]
     h.stream_sizes = [len(p) for p in payload]
-    body = bytearray()
-    body += struct.pack("<BIIH", MODE_CODES[h.mode], h.width, h.height, h.tile)
-    body += struct.pack("<B", len(h.models))
+    body = bytearray([MODE_CODES[h.mode]])
+    body += _varint(h.width) + _varint(h.height) + _varint(h.tile)
+    body.append(len(h.models))
     for m in h.models:
-        body += bytes.fromhex(m.id) + _blob(m.name.encode(), "B")
-    body += struct.pack("<B", len(h.planes))
-    for model_index, channels in h.planes:
-        body += struct.pack("<BB", model_index, channels)
-    body += _blob(h.icc) + _blob(h.palette_mode.encode(), "B") + _blob(h.palette) + _blob(h.transparency)
-    body += struct.pack("<I", len(payload)) + b"".join(struct.pack("<I", n) for n in h.stream_sizes)
+        body += bytes.fromhex(m.id)[:ID_BYTES] + _blob(m.name.encode())
+    for model_index, channels in h.planes:            # as many as the mode has planes
+        body += bytes([model_index, channels])
+    optional = (OPT_ICC if h.icc else 0) | (OPT_PALETTE if h.palette else 0) | \
+        (OPT_TRANSPARENCY if h.transparency else 0)
+    body.append(optional)
+    if h.icc:
+        body += _blob(h.icc)
+    if h.palette:
+        body += _blob(h.palette_mode.encode()) + _blob(h.palette)
+    if h.transparency:
+        body += _blob(h.transparency)
+    body += _varint(len(payload)) + b"".join(_varint(n // 4) for n in h.stream_sizes)
     joined = b"".join(payload)
-    body += struct.pack("<IId", h.pixel_crc, zlib.crc32(joined), h.model_bits)
-    head = MAGIC + struct.pack("<HHI", VERSION, 0, len(body)) + bytes(body)
+    body += struct.pack("<II", h.pixel_crc, zlib.crc32(joined)) + _varint(max(0, round(h.model_bits)))
+    head = MAGIC + bytes([VERSION, 0]) + _varint(len(body)) + bytes(body)
     return head + struct.pack("<I", zlib.crc32(head)) + joined
 
 
 def read_header(data: bytes) -> tuple[Header, int]:
     """Parse and check the header; returns it and the payload offset. Checks every length against the
     actual data before anything is allocated from it."""
-    if len(data) < 16 or data[:8] != MAGIC:
-        if MAGIC.startswith(data[:8]) and len(data) < 16:
+    if len(data) < 11 or data[:8] != MAGIC:
+        if MAGIC.startswith(data[:8]) and len(data) < 11:
             raise FormatError("file is truncated")
         raise FormatError("not a pixzip file (bad magic)")
-    version, flags, body_len = struct.unpack("<HHI", data[8:16])
+    version, flags = data[8], data[9]
     if version > VERSION:
         raise FormatError(f"file uses format version {version}; this pixzip reads up to version {VERSION} "
                           "(upgrade pixzip)")
-    if version < 1 or flags != 0:
-        raise FormatError("header is corrupted (bad version or flags)")
-    end = 16 + body_len
+    pre = _Reader(data[10:20])
+    try:
+        body_len = pre.varint()
+    except FormatError:
+        raise FormatError("file is truncated" if len(data) < 20 else "header is corrupted") from None
+    start = 10 + pre.pos
+    end = start + body_len
     if body_len > MAX_HEADER or end + 4 > len(data):
         raise FormatError("file is truncated" if body_len <= MAX_HEADER else "header is corrupted")
     (crc,) = struct.unpack("<I", data[end:end + 4])
     if zlib.crc32(data[:end]) != crc:
         raise FormatError("header is corrupted (checksum mismatch)")
-    r = _Reader(data[16:end])
-    code, width, height, tile = r.unpack("BIIH")
+    if version < 1 or flags != 0:
+        raise FormatError("header is corrupted (bad version or flags)")
+    r = _Reader(data[start:end])
+    code = r.u8()
     if code not in MODE_NAMES:
         raise FormatError(f"header names an unknown image mode ({code})")
-    (n_models,) = r.unpack("B")
-    models = [ModelRef(r.take(32).hex(), r.blob("B").decode("utf-8", "replace")) for _ in range(n_models)]
-    (n_planes,) = r.unpack("B")
-    planes = [r.unpack("BB") for _ in range(n_planes)]
-    h = Header(MODE_NAMES[code], width, height, tile, models, planes, version=version)
-    h.icc = r.blob()
-    h.palette_mode = r.blob("B").decode("ascii", "replace")
-    h.palette, h.transparency = r.blob(), r.blob()
-    (n_streams,) = r.unpack("I")
-    if n_streams * 4 > len(data):
+    mode = MODE_NAMES[code]
+    width, height, tile = r.varint(), r.varint(), r.varint()
+    models = [ModelRef(r.take(ID_BYTES).hex(), r.blob().decode("utf-8", "replace")) for _ in range(r.u8())]
+    planes = [(r.u8(), r.u8()) for _ in range(PLANES_PER_MODE[mode])]
+    h = Header(mode, width, height, tile, models, planes, version=version)
+    optional = r.u8()
+    if optional & ~(OPT_ICC | OPT_PALETTE | OPT_TRANSPARENCY):
+        raise FormatError("header is corrupted (unknown optional fields)")
+    if optional & OPT_ICC:
+        h.icc = r.blob()
+    if optional & OPT_PALETTE:
+        h.palette_mode = r.blob().decode("ascii", "replace")
+        h.palette = r.blob()
+    if optional & OPT_TRANSPARENCY:
+        h.transparency = r.blob()
+    n_streams = r.varint()
+    if n_streams > len(data):
         raise FormatError("header is corrupted (stream table)")
-    h.stream_sizes = list(r.unpack(f"{n_streams}I"))
-    h.pixel_crc, h.payload_crc, h.model_bits = r.unpack("IId")
+    h.stream_sizes = [4 * r.varint() for _ in range(n_streams)]
+    h.pixel_crc, h.payload_crc = r.u32(), r.u32()
+    h.model_bits = float(r.varint())
     if r.pos != len(r.data):
         raise FormatError("header is corrupted (unexpected length)")
     _validate(h)
@@ -142,13 +188,17 @@ def read_header(data: bytes) -> tuple[Header, int]:
 
 
 def _validate(h: Header):
-    if h.width < 1 or h.height < 1:
-        raise FormatError("header is corrupted (empty image)")
-    if len(h.planes) != PLANES_PER_MODE[h.mode] or not h.models:
+    if not (1 <= h.width < 1 << 31 and 1 <= h.height < 1 << 31):
+        raise FormatError("header is corrupted (image size)")
+    if not h.models or h.tile > 0xFFFF:
         raise FormatError("header is corrupted (plane table)")
     for model_index, channels in h.planes:
         if model_index >= len(h.models) or channels not in (1, 3):
             raise FormatError("header is corrupted (plane table)")
+    t = h.tile
+    tiles = 1 if t == 0 else -(-h.width // t) * -(-h.height // t)
+    if tiles * len(h.planes) != len(h.stream_sizes):     # checked before any tile list is built
+        raise FormatError("header is corrupted (stream count)")
     if any(s % 4 for s in h.stream_sizes):
         raise FormatError("header is corrupted (stream sizes)")
 

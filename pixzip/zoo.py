@@ -53,16 +53,17 @@ def default_model(channels: int) -> LoadedModel:
 
 
 def find_by_id(name: str, model_id: str, extra: list[LoadedModel] = ()) -> LoadedModel:
-    """The model a file was coded with, checked by identity before any decoding."""
+    """The model a file was coded with, checked by identity (the file holds a prefix of the model's
+    SHA-256) before any decoding."""
     for m in extra:
-        if m.id == model_id:
+        if m.id.startswith(model_id):
             return m
     try:
         m = load_model(name)
     except PixzipError:
         raise PixzipError(f"this file needs model {name!r} (id {model_id[:16]}), which is not installed; "
                           "pass it with -m PATH") from None
-    if m.id != model_id:
+    if not m.id.startswith(model_id):
         raise PixzipError(f"this file needs model {name!r} with id {model_id[:16]}, but the installed "
                           f"{name!r} has id {m.id[:16]}; pass the right one with -m PATH")
     return m

@@ -147,6 +147,8 @@ def test_existing_output(good):
 def test_huge_dimensions_refused_before_decoding(good):
     def grow(h, streams):
         h.width = h.height = 200000
+        h.tile = 0
+        return streams[:1]
     write_and_fail("huge.pxz", rebuild(good, grow), "over the limit")
 
 

@@ -35,14 +35,14 @@ def test_golden_files_reencode_identically(golden_models):
     for name in sorted(EXPECTED):
         data = (GOLDEN / name).read_bytes()
         image, header = api.decompress(data, golden_models)
-        used = [m for m in golden_models if m.id in {r.id for r in header.models}]
+        used = [m for m in golden_models if any(m.id.startswith(r.id) for r in header.models)]
         again, _ = api.compress(image, used, tile=8)
         assert again == data, name
 
 
 def test_golden_models_are_stable():
     """The model files hash to the identities the golden files name."""
-    ids = {modelfile.load(GOLDEN / f).id for f in ("golden-rgb.pxm", "golden-gray.pxm")}
+    ids = [modelfile.load(GOLDEN / f).id for f in ("golden-rgb.pxm", "golden-gray.pxm")]
     for name in EXPECTED:
         header = api.read_header((GOLDEN / name).read_bytes())
-        assert {m.id for m in header.models} <= ids
+        assert all(any(i.startswith(m.id) for i in ids) for m in header.models)

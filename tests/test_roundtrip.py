@@ -95,7 +95,7 @@ def test_user_model_is_recorded_and_used(tiny_models, rng):
     im = Image.fromarray(rng.integers(0, 256, (8, 8, 3), dtype=np.uint8))
     data, _ = api.compress(images.split(im), [other])
     header = api.read_header(data)
-    assert [m.id for m in header.models] == [other.id]
+    assert len(header.models) == 1 and other.id.startswith(header.models[0].id)
     decoded, _ = api.decompress(data)         # found by name in the installed models
     assert_identical(im, images.merge(decoded))
 
