@@ -113,14 +113,16 @@ def codec_table(models=(), tile: int = api.DEFAULT_TILE, workers: int = 1) -> di
 
 
 # -- data ---------------------------------------------------------------------------------------------
-def load_images(paths, grey: bool = False, limit: int = 0):
-    """(name, uint8 (H, W, C)) for every image file and every item of every .npy stack."""
+def load_images(paths, grey: bool = False, limit: int = 0, items: slice = slice(None)):
+    """(name, uint8 (H, W, C)) for every image file and every item of every .npy stack (`items` selects
+    rows of the stacks, e.g. slice(-1000, None) for a held-out tail)."""
     out = []
     for f in list_sources(paths):
         if f.suffix.lower() == ".npy":
-            stack = np.load(f, allow_pickle=False)
-            for k, a in enumerate(stack):
-                out.append((f"{f.name}[{k}]", _expand(np.asarray(a, dtype=np.uint8))))
+            stack = np.load(f, mmap_mode="r", allow_pickle=False)
+            rows = range(len(stack))[items]
+            for k in rows:
+                out.append((f"{f.name}[{k}]", _expand(np.asarray(stack[k], dtype=np.uint8))))
         else:
             try:
                 with Image.open(f) as im:

@@ -462,8 +462,10 @@ def train(data, out, checkpoint, resume, channels, steps, batch, crop, hidden, b
 @click.argument("data", nargs=-1, required=True)
 @click.option("--tile", type=click.IntRange(0, 65535), default=api.DEFAULT_TILE, show_default=True)
 @click.option("--limit", type=click.IntRange(0), default=0, help="Use only the first N images.")
+@click.option("--items", default=":", show_default=True, metavar="A:B",
+              help="Rows of .npy stacks to use, Python slice style (e.g. -1000: for the last 1000).")
 @click.option("-T", "--threads", type=click.IntRange(0), default=0, metavar="N")
-def evaluate(model, data, tile, limit, threads):
+def evaluate(model, data, tile, limit, items, threads):
     """Bits/dim of MODEL (name or .pxm) on DATA: the integer model's ideal code length and the real
     coded size (each image, or each .npy item, as its own tiled plane; no file header counted)."""
     from . import bench as benchmod
@@ -471,7 +473,7 @@ def evaluate(model, data, tile, limit, threads):
     try:
         set_device("cpu", threads)
         m = zoo.load_model(model)
-        imgs = benchmod.load_images(data, grey=m.channels == 1, limit=limit)
+        imgs = benchmod.load_images(data, grey=m.channels == 1, limit=limit, items=parse_slice(items))
         if not imgs:
             raise PixzipError("no images found")
         ideal = coded = dims = 0
@@ -498,12 +500,14 @@ def evaluate(model, data, tile, limit, threads):
 @click.option("--tile", type=click.IntRange(0, 65535), default=api.DEFAULT_TILE, show_default=True)
 @click.option("--grey", "--gray", "grey", is_flag=True, help="Convert every image to grey (L) first.")
 @click.option("--limit", type=click.IntRange(0), default=0, help="Use only the first N images.")
+@click.option("--items", default=":", show_default=True, metavar="A:B",
+              help="Rows of .npy stacks to use, Python slice style (e.g. -1000: for the last 1000).")
 @click.option("--json", "json_out", type=click.Path(dir_okay=False), help="Write all figures as JSON.")
 @click.option("--plot", "plot_out", type=click.Path(dir_okay=False),
               help="Write a PNG plot of rate against decode speed (needs matplotlib).")
 @click.option("-T", "--threads", type=click.IntRange(0), default=0, metavar="N")
 @click.option("-q", "--quiet", is_flag=True)
-def bench(data, codecs, models, tile, grey, limit, json_out, plot_out, threads, quiet):
+def bench(data, codecs, models, tile, grey, limit, items, json_out, plot_out, threads, quiet):
     """Rates and speeds against PNG, WebP and JPEG XL, all measured in this run on the same images.
 
     DATA are image folders and .npy stacks (each array item is coded as its own file). Every round trip
@@ -519,7 +523,7 @@ def bench(data, codecs, models, tile, grey, limit, json_out, plot_out, threads, 
     try:
         set_device("cpu", threads)
         loaded = [zoo.load_model(m) for m in models]
-        imgs = benchmod.load_images(data, grey, limit)
+        imgs = benchmod.load_images(data, grey, limit, parse_slice(items))
         if not imgs:
             raise PixzipError("no images found")
         names = [c.strip() for c in codecs.split(",") if c.strip()]
@@ -533,10 +537,21 @@ def bench(data, codecs, models, tile, grey, limit, json_out, plot_out, threads, 
     click.echo(benchmod.markdown(results))
     if json_out:
         import torch
-        meta = {"data": list(data), "images": len(imgs), "grey": grey, "tile": tile, "models": list(models),
+        meta = {"data": list(data), "items": items, "images": len(imgs), "grey": grey, "tile": tile,
+                "models": list(models),
                 "machine": platform.machine(), "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
                 "date": time.strftime("%Y-%m-%d %H:%M:%S")}
         benchmod.write_json(results, Path(json_out), meta)
+
+
+def parse_slice(text: str) -> slice:
+    try:
+        parts = [int(p) if p.strip() else None for p in text.split(":")]
+        if len(parts) != 2:
+            raise ValueError
+    except ValueError:
+        raise PixzipError(f"--items {text!r}: expected A:B, e.g. -1000:") from None
+    return slice(*parts)
 
 
 if __name__ == "__main__":  # pragma: no cover
