@@ -43,6 +43,7 @@ class QConv:
     lo: int = -128                # clamp of the requantised output (0 for a ReLU after the conv)
     hi: int = 127
     groups: int = 1
+    weight_low: torch.Tensor | None = None   # wide weights: w = 256 * weight + weight_low (both int8)
     _split: dict = field(default_factory=dict, repr=False)
 
     @property
@@ -69,7 +70,8 @@ class QConv:
             c = self.cols(group)
             bias, mult, shift = self.bias[c].to(torch.int64), self.mult[c], self.shift[c]
             offset = bias * mult + (1 << (shift - 1))
-            self._split[group] = (self.weight[:, c].contiguous(), bias.to(torch.int32), mult, offset, shift)
+            low = None if self.weight_low is None else self.weight_low[:, c].contiguous()
+            self._split[group] = (self.weight[:, c].contiguous(), bias.to(torch.int32), mult, offset, shift, low)
         return self._split[group]
 
     def accumulate(self, buf: torch.Tensor, index: torch.Tensor, group: int | None) -> torch.Tensor:
@@ -77,7 +79,11 @@ class QConv:
         x = buf.index_select(0, index.view(-1)).view(len(index), -1)   # (n, taps * cin) int8
         if self.relu_in:
             x.clamp_(min=0)
-        return torch._int_mm(x, self._params(group)[0])
+        params = self._params(group)
+        acc = torch._int_mm(x, params[0])
+        if params[5] is not None:      # wide weights: |x| <= 128, |w| <= 127 * 256, <= 2^10 taps: no overflow
+            acc = acc.mul_(256).add_(torch._int_mm(x, params[5]))
+        return acc
 
     def biased(self, acc: torch.Tensor, group: int | None) -> torch.Tensor:
         """Accumulators plus bias (for the output layer, which is not requantised here)."""
@@ -85,7 +91,7 @@ class QConv:
 
     def requant(self, acc: torch.Tensor, group: int | None) -> torch.Tensor:
         """round((acc + bias) * mult / 2^shift), clamped to [lo, hi], as int8."""
-        _, _, mult, offset, shift = self._params(group)
+        _, _, mult, offset, shift, _ = self._params(group)
         y = acc.to(torch.int64).mul_(mult).add_(offset).bitwise_right_shift_(shift)
         return y.clamp_(self.lo, self.hi).to(torch.int8)
 

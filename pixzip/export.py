@@ -24,11 +24,17 @@ def quantize_conv(conv: MaskedConv, s_in: float, s_out: float | None, groups: in
     p = k // 2
     w = (conv.weight * conv.mask).detach().double()
     s_w = conv.weight_scale().double()
-    wq = torch.round(w / s_w[:, None, None, None]).clamp(-127, 127)
+    qmax = conv.WEIGHT_QMAX[conv.wide]
+    wq = torch.round(w / s_w[:, None, None, None]).clamp(-qmax, qmax)
     taps = conv_taps(k)
     # (cout, cin, k, k) -> (taps * cin, cout), tap-major, as the engine gathers its input
     mat = torch.stack([wq[:, :, dy + p, dx + p] for dy, dx in taps], dim=0)   # (taps, cout, cin)
     mat = mat.permute(0, 2, 1).reshape(len(taps) * conv.in_channels, conv.out_channels)
+    low = None
+    if conv.wide:   # q = 256 * high + low, both int8 (|q| <= 127 * 256 keeps high within int8)
+        low = torch.remainder(mat + 128, 256) - 128
+        mat = (mat - low) / 256
+        low = low.to(torch.int8).contiguous()
     acc_scale = s_in * s_w
     bias = torch.round(conv.bias.detach().double() / acc_scale)
     if s_out is None:
@@ -36,7 +42,8 @@ def quantize_conv(conv: MaskedConv, s_in: float, s_out: float | None, groups: in
     else:
         mult, shift = multiplier(acc_scale / s_out)
     return QConv(k=k, weight=mat.to(torch.int8).contiguous(), bias=bias.to(torch.int32),
-                 mult=mult, shift=shift, relu_in=relu_in, lo=0 if relu_out else -128, groups=groups)
+                 mult=mult, shift=shift, relu_in=relu_in, lo=0 if relu_out else -128, groups=groups,
+                 weight_low=low)
 
 
 @torch.no_grad()

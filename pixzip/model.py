@@ -148,15 +148,22 @@ class MaskedConv(nn.Conv2d):
             self.weight.mul_(self.mask)
             self.bias.zero_()
 
+    # int8 weights, or "wide" 15-bit weights (|q| <= 127 * 256) that the engine applies as two int8
+    # products (high and low byte); the linear skip predictor needs them: with int8 weights its mu was
+    # off by a fraction of a grey level (measured: +0.035 bits/dim on a grey model)
+    WEIGHT_QMAX = {False: 127, True: 127 * 256}
+    wide = False
+
     def weight_scale(self) -> torch.Tensor:
         w = self.weight * self.mask
-        return w.detach().abs().amax(dim=(1, 2, 3)).clamp_min(1e-8) / 127.0
+        return w.detach().abs().amax(dim=(1, 2, 3)).clamp_min(1e-8) / self.WEIGHT_QMAX[self.wide]
 
     def masked_weight(self) -> torch.Tensor:
         w = self.weight * self.mask
         if self.quantize:
             s = self.weight_scale()[:, None, None, None]
-            w = round_ste(w / s).clamp(-127, 127) * s
+            q = self.WEIGHT_QMAX[self.wide]
+            w = round_ste(w / s).clamp(-q, q) * s
         return w
 
     def forward(self, x):
@@ -185,6 +192,7 @@ class PixelCNN(nn.Module):
             # reads the image at full precision (int8 x int8 -> int32, no requantisation before mu).
             # It starts as the mean of the left and upper neighbours (same channel), the net corrects it.
             self.skip = MaskedConv(C, C, cfg.skip_kernel, C, "A")
+            self.skip.wide = True
             with torch.no_grad():
                 self.skip.weight.zero_()
                 p = cfg.skip_kernel // 2

@@ -36,6 +36,8 @@ def _conv_entries(name: str, conv: QConv):
     meta = {"k": conv.k, "relu_in": conv.relu_in, "lo": conv.lo, "hi": conv.hi, "groups": conv.groups}
     tensors = {f"{name}.weight": conv.weight, f"{name}.bias": conv.bias,
                f"{name}.mult": conv.mult, f"{name}.shift": conv.shift}
+    if conv.weight_low is not None:
+        tensors[f"{name}.weight_low"] = conv.weight_low
     return meta, tensors
 
 
@@ -129,7 +131,8 @@ def parse(data: bytes, name: str = "model") -> LoadedModel:
             m = body["layers"][n]
             return QConv(k=int(m["k"]), weight=tensors[f"{n}.weight"], bias=tensors[f"{n}.bias"],
                          mult=tensors[f"{n}.mult"], shift=tensors[f"{n}.shift"], relu_in=bool(m["relu_in"]),
-                         lo=int(m["lo"]), hi=int(m["hi"]), groups=int(m["groups"]))
+                         lo=int(m["lo"]), hi=int(m["hi"]), groups=int(m["groups"]),
+                         weight_low=tensors.get(f"{n}.weight_low"))
 
         layers = {"first": conv("first"), "conv_a": [conv(f"conv_a{b}") for b in range(cfg.blocks)],
                   "conv_b": [conv(f"conv_b{b}") for b in range(cfg.blocks)], "head1": conv("head1"),
