@@ -38,4 +38,4 @@ print(f"all files together: {total_bits / subpixels:.4f} bits/sub-pixel")
 for name, bpsp, same in rows:
     print(f"  {name} {bpsp:.4f} {'ok' if same else 'MISMATCH'}")
 PY
-python3 -c "import sys; s,m,e=map(float,sys.argv[1:]); n=int(sys.argv[4]); print(f'wall time: compress {m-s:.1f} s ({(m-s)/n:.2f} s/image, one process for all), decompress {e-m:.1f} s ({(e-m)/n:.2f} s/image, one process each)')" "$start" "$mid" "$end" "$(ls *.png | wc -l)"
+python3 -c "import sys; s,m,e=map(float,sys.argv[1:4]); n=int(sys.argv[4]); print(f'wall time: compress {m-s:.1f} s ({(m-s)/n:.2f} s/image, one process for all), decompress {e-m:.1f} s ({(e-m)/n:.2f} s/image, one process each)')" "$start" "$mid" "$end" "$(ls *.png | wc -l)"
