@@ -184,3 +184,25 @@ def _decode_group(parsed: dict, members: list, tile: int, progress, workers) -> 
         return codec.decode_planes(model.net, shapes, tile, streams, progress, workers=workers)
     except (ValueError, RuntimeError, OverflowError):
         raise FormatError("compressed data is corrupted (undecodable stream)") from None
+
+
+def sample(model: LoadedModel, height: int, width: int, seed: int = 0, complete=None, rows: int = 0,
+           progress: Callable[[int], None] | None = None):
+    """Draw an image from the model: the decoder driven by random draws instead of the entropy decoder.
+    With `complete` (a plane of the model's channel count), its first `rows` rows are kept and the rest
+    is drawn conditioned on them. Returns uint8 (height, width, channels)."""
+    import numpy as np
+    rng = np.random.default_rng(seed)
+
+    def choose(key, freq, where):
+        freq = freq.numpy().astype(np.int64)
+        cdf = np.cumsum(freq, axis=1)
+        draw = rng.integers(0, cdf[:, -1])
+        values = (cdf <= draw[:, None]).sum(axis=1)
+        if complete is not None:
+            i, j, c = where
+            known = i < rows
+            values[known] = complete[i[known], j[known], c]
+        return values
+
+    return codec.wavefront_decode(model.net, height, width, 0, choose, progress)

@@ -424,6 +424,8 @@ def info(files):
 @click.option("--qat-start", type=click.FloatRange(0, 1), default=0.6, show_default=True,
               help="Fraction of the steps after which quantisation-aware training is on.")
 @click.option("--lr", type=float, default=3e-3, show_default=True)
+@click.option("--optimizer", type=click.Choice(["adam", "rmsprop"]), default="adam", show_default=True,
+              help="Adam, or RMSProp as in the paper.")
 @click.option("--val", multiple=True, help="Validation data (folders or .npy); default: 10% of DATA.")
 @click.option("--jpeg-downsample", type=click.IntRange(1), default=3, show_default=True,
               help="Box-downsample JPEG sources by this factor to wash out their artefacts.")
@@ -433,7 +435,7 @@ def info(files):
 @click.option("-T", "--threads", type=click.IntRange(0), default=0)
 @click.option("-q", "--quiet", is_flag=True)
 def train(data, out, checkpoint, resume, channels, steps, batch, crop, hidden, blocks, head, skip_kernel,
-          qat_start, lr, val, jpeg_downsample, seed, val_every, threads, quiet):
+          qat_start, lr, optimizer, val, jpeg_downsample, seed, val_every, threads, quiet):
     """Train a PixelCNN on image folders / .npy stacks and export it for coding.
 
     Quantisation-aware training runs for the last 40% of the steps; the export reports the float and
@@ -446,7 +448,7 @@ def train(data, out, checkpoint, resume, channels, steps, batch, crop, hidden, b
                           skip_kernel=skip_kernel if head == "laplace" else 0)
         tc = TrainConfig(data=list(data), val=list(val), steps=steps, batch=batch, crop=crop, lr=lr,
                          jpeg_downsample=jpeg_downsample, seed=seed, threads=threads, qat_start=qat_start,
-                         val_every=val_every)
+                         val_every=val_every, optimizer=optimizer)
         ckpt = Path(checkpoint or out + ".ckpt")
         run_training(cfg, tc, ckpt, resume, quiet)
         report = export_checkpoint(ckpt, Path(out))
@@ -542,6 +544,55 @@ def bench(data, codecs, models, tile, grey, limit, items, json_out, plot_out, th
                 "machine": platform.machine(), "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
                 "date": time.strftime("%Y-%m-%d %H:%M:%S")}
         benchmod.write_json(results, Path(json_out), meta)
+
+
+@main.command()
+@click.argument("model")
+@click.option("-o", "--output", required=True, metavar="FILE", help="Output image (PNG, or by suffix).")
+@click.option("--size", default="32x32", show_default=True, metavar="HxW", help="Image size.")
+@click.option("--complete", "complete_path", metavar="IMAGE",
+              help="Keep the top --rows rows of IMAGE and draw the rest (at IMAGE's size).")
+@click.option("--rows", type=click.IntRange(0), default=0, help="Rows of --complete kept.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("-f", "--force", is_flag=True, help="Overwrite an existing output.")
+def sample(model, output, size, complete_path, rows, seed, force):
+    """Draw an image from MODEL, or complete the lower part of an image.
+
+    Sampling runs the decoder with random draws in place of the entropy decoder: the same integer
+    engine, the same wavefront schedule.
+
+    \b
+    Examples:
+      pixzip sample pcnn-rgb-v1 --size 64x64 -o draw.png
+      pixzip sample pcnn-rgb-v1 --complete photo.png --rows 100 -o completed.png
+    """
+    import numpy as np
+    from PIL import Image
+    try:
+        m = zoo.load_model(model)
+        complete = None
+        if complete_path:
+            with Image.open(complete_path) as im:
+                complete = np.asarray(im.convert("RGB" if m.channels == 3 else "L"))
+            complete = complete if complete.ndim == 3 else complete[..., None]
+            h, w = complete.shape[:2]
+        else:
+            try:
+                h, w = (int(v) for v in size.lower().split("x"))
+            except ValueError:
+                raise PixzipError(f"--size {size!r}: expected HxW, e.g. 64x64") from None
+            if not (0 < h * w <= 1 << 22):
+                raise PixzipError("--size: between 1 and 4 megapixels")
+        fmt = images.output_format(output)
+        if fmt is None:
+            raise PixzipError(f"{output}: unknown or lossy output format (use .png, .bmp, .tif, .webp, .ppm)")
+        with progress_bar(h * w, "sample", False) as bar:
+            a = api.sample(m, h, w, seed, complete, rows, bar)
+        im = Image.fromarray(a if a.shape[2] == 3 else a[..., 0])
+        write_output(output, images.encode_image_file(im, fmt), force)
+    except (PixzipError, OSError) as e:
+        click.echo(f"pixzip: {e}", err=True)
+        sys.exit(1)
 
 
 def parse_slice(text: str) -> slice:

@@ -145,13 +145,13 @@ def one_thread():
         torch.set_num_threads(old)
 
 
-def decode_tiles(model: IntPixelCNN, jobs: list[tuple], choose: Callable[[object, torch.Tensor], np.ndarray],
+def decode_tiles(model: IntPixelCNN, jobs: list[tuple], choose: Callable[[object, torch.Tensor, tuple], np.ndarray],
                  progress: Callable[[int], None] | None = None, max_pixels: int = MAX_BATCH_PIXELS,
                  dtype: torch.dtype = torch.int32) -> dict:
     """Decode tiles wavefront by wavefront, batched on shared canvases; `jobs` are (key, h, w) with any
-    hashable key (the tiles may come from several planes or images). `choose(key, freq)` returns the
-    symbols of one tile's sub-pixels at the current step given their integer frequency tables (the
-    entropy decoder, or in tests a recorder); `dtype` is the tables' (float64 for constriction, int32
+    hashable key (the tiles may come from several planes or images). `choose(key, freq, (i, j, c))`
+    returns the symbols of one tile's sub-pixels at the current step (tile rows i, columns j, channel c)
+    given their integer frequency tables: the entropy decoder, a sampler, or in tests a recorder; `dtype` is the tables' (float64 for constriction, int32
     for tests). Returns {key: uint8 (h, w, C)}."""
     out = {}
     with one_thread():
@@ -182,7 +182,7 @@ def _decode_batch(model: IntPixelCNN, batch, choose, progress, dtype) -> dict:
             freq = model.frequencies(model.step_params(canvas, index, c, cache), dtype)
             vals = np.empty(e - s, dtype=np.int64)
             for a, b in zip(cuts[:-1], cuts[1:]):
-                vals[a:b] = choose(batch[tiles[s + a]][0], freq[a:b])
+                vals[a:b] = choose(batch[tiles[s + a]][0], freq[a:b], (ii[s + a:s + b], jj[s + a:s + b], c))
             v = torch.from_numpy(vals)
             img[:, c:c + 1].index_copy_(0, pos, (v - 128).to(torch.int8)[:, None])
             decoded[tiles[s:e], ii[s:e], jj[s:e], c] = vals
@@ -253,7 +253,7 @@ def _decode_streams(model, jobs, streams, max_pixels, progress=None) -> dict:
     """Entropy-decode the tiles `jobs` (key, h, w) from their streams (same order)."""
     decoders = {key: constriction.stream.queue.RangeDecoder(s) for (key, _, _), s in zip(jobs, streams)}
 
-    def choose(key, freq):
+    def choose(key, freq, where):
         return decoders[key].decode(FAMILY, freq.numpy())
 
     return decode_tiles(model, jobs, choose, progress, max_pixels, dtype=torch.float64)

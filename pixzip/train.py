@@ -41,6 +41,7 @@ class TrainConfig:
     val_every: int = 250
     val_crops: int = 128
     threads: int = 0
+    optimizer: str = "adam"     # or "rmsprop" (the paper's choice)
 
 
 def lr_at(step: int, tc: TrainConfig) -> float:
@@ -86,7 +87,12 @@ def train(cfg: ModelConfig, tc: TrainConfig, out: Path, resume: bool = False, pr
         saved.update({k: v for k, v in asdict(tc).items() if k in ("steps",)})
         tc = TrainConfig(**saved)
     model = build_model(cfg)
-    opt = torch.optim.Adam(model.parameters(), lr=tc.lr, betas=(0.9, 0.99))
+    if tc.optimizer == "rmsprop":
+        opt = torch.optim.RMSprop(model.parameters(), lr=tc.lr, alpha=0.95, eps=1e-6)
+    elif tc.optimizer == "adam":
+        opt = torch.optim.Adam(model.parameters(), lr=tc.lr, betas=(0.9, 0.99))
+    else:
+        raise ValueError(f"unknown optimizer {tc.optimizer!r}")
     step, log = 0, []
     if state is not None:
         model.load_state_dict(state["model"])

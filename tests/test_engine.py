@@ -30,7 +30,7 @@ def decoder_stream(net, plane, tile, max_pixels=codec.MAX_BATCH_PIXELS):
         per_tile.setdefault(number, []).append(s)
     recorded = []
 
-    def choose(number, freq):
+    def choose(number, freq, where):
         k = cursor.get(number, 0)
         vals = np.array(per_tile[number][k:k + len(freq)])
         cursor[number] = k + len(freq)

@@ -46,7 +46,7 @@ def test_train_export_and_code(tmp_path, data_dir, tiny_models, monkeypatch):
 
 def test_resume_continues_from_checkpoint(tmp_path, data_dir, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    args = ["train", str(data_dir), "--out", "g.pxm", "--channels", "1"]
+    args = ["train", str(data_dir), "--out", "g.pxm", "--channels", "1", "--optimizer", "rmsprop"]
     r = CliRunner().invoke(main, args + TINY)
     assert r.exit_code == 0, r.stderr
     more = [a if a != "6" else "9" for a in TINY]
