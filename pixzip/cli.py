@@ -191,7 +191,10 @@ def main():
       pixzip decompress photo.png.pxz     -> photo.png
       pixzip test photo.png.pxz           check a file decodes to its checksum
       pixzip info photo.png.pxz           show the header
-      pixzip train DATA... --out m.pxm    train and export a model
+      pixzip bench DATA...                rates and speeds against PNG, WebP, JPEG XL
+      pixzip train DATA... --out m.pxm    train and export a model (then: compress -m m.pxm)
+      pixzip eval MODEL DATA...           a model's bits/dim on images
+      pixzip sample MODEL -o draw.png     draw (or complete) an image with a model
 
     Every file decodes bit-exactly on any machine: the model runs in integers only.
     """
