@@ -414,6 +414,9 @@ def info(files):
 @click.option("--out", "out", required=True, type=click.Path(dir_okay=False), help="Exported model (.pxm).")
 @click.option("--checkpoint", type=click.Path(dir_okay=False), help="Checkpoint path (default: OUT.ckpt).")
 @click.option("--resume", is_flag=True, help="Continue from the checkpoint.")
+@click.option("--init", "init_from", type=click.Path(dir_okay=False, exists=True),
+              help="Start from another checkpoint's weights (fine-tuning: fresh optimizer and schedule; "
+                   "its architecture options must match).")
 @click.option("--channels", type=click.Choice(["1", "3"]), default="3", show_default=True)
 @click.option("--steps", type=click.IntRange(1), default=10000, show_default=True)
 @click.option("--batch", type=click.IntRange(1), default=16, show_default=True)
@@ -437,7 +440,7 @@ def info(files):
               help="Validate and checkpoint every N steps.")
 @click.option("-T", "--threads", type=click.IntRange(0), default=0)
 @click.option("-q", "--quiet", is_flag=True)
-def train(data, out, checkpoint, resume, channels, steps, batch, crop, hidden, blocks, head, skip_kernel,
+def train(data, out, checkpoint, resume, init_from, channels, steps, batch, crop, hidden, blocks, head, skip_kernel,
           qat_start, lr, optimizer, val, jpeg_downsample, seed, val_every, threads, quiet):
     """Train a PixelCNN on image folders / .npy stacks and export it for coding.
 
@@ -451,7 +454,7 @@ def train(data, out, checkpoint, resume, channels, steps, batch, crop, hidden, b
                           skip_kernel=skip_kernel if head == "laplace" else 0)
         tc = TrainConfig(data=list(data), val=list(val), steps=steps, batch=batch, crop=crop, lr=lr,
                          jpeg_downsample=jpeg_downsample, seed=seed, threads=threads, qat_start=qat_start,
-                         val_every=val_every, optimizer=optimizer)
+                         val_every=val_every, optimizer=optimizer, init=init_from or "")
         ckpt = Path(checkpoint or out + ".ckpt")
         run_training(cfg, tc, ckpt, resume, quiet)
         report = export_checkpoint(ckpt, Path(out))

@@ -42,6 +42,7 @@ class TrainConfig:
     val_crops: int = 128
     threads: int = 0
     optimizer: str = "adam"     # or "rmsprop" (the paper's choice)
+    init: str = ""              # start from this checkpoint's weights (fine-tuning: new optimizer, schedule)
 
 
 def lr_at(step: int, tc: TrainConfig) -> float:
@@ -60,6 +61,17 @@ def evaluate(model, crops: np.ndarray, batch: int = 32) -> float:
         total += float(bits_per_dim(model(x), x, model.cfg.head)) * len(x)
     model.train()
     return total / len(crops)
+
+
+def load_weights(model, weights: dict):
+    """Load weights; only the learned quantisation scales (newer than some checkpoints) may be missing."""
+    try:
+        missing, unexpected = model.load_state_dict(weights, strict=False)
+    except RuntimeError as e:   # shape mismatches
+        raise ValueError(f"checkpoint does not fit the model ({str(e).splitlines()[1].strip()})") from None
+    bad = [k for k in missing if not k.endswith((".log_scale", ".learned"))] + list(unexpected)
+    if bad:
+        raise ValueError(f"checkpoint does not fit the model: {', '.join(bad[:5])}")
 
 
 def save_checkpoint(path: Path, model, opt, step: int, cfg: ModelConfig, tc: TrainConfig, log: list):
@@ -94,6 +106,8 @@ def train(cfg: ModelConfig, tc: TrainConfig, out: Path, resume: bool = False, pr
     else:
         raise ValueError(f"unknown optimizer {tc.optimizer!r}")
     step, log = 0, []
+    if state is None and tc.init:
+        load_weights(model, load_checkpoint(Path(tc.init))["model"])
     if state is not None:
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["opt"])
@@ -158,7 +172,7 @@ def export_checkpoint(ckpt: Path, out: Path, val_crops: int = 128) -> dict:
     cfg = ModelConfig.from_dict(state["model_config"])
     tc = TrainConfig(**state["train_config"])
     model = build_model(cfg)
-    model.load_state_dict(state["model"])
+    load_weights(model, state["model"])
     model.set_quantize(True)
     arrays = load_arrays(tc.val, cfg.channels, 1, tc.jpeg_downsample) if tc.val else \
         load_arrays(tc.data, cfg.channels, tc.downsample, tc.jpeg_downsample)[-1:]

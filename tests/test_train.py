@@ -59,3 +59,15 @@ def test_train_bad_data_is_one_line(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     r = CliRunner().invoke(main, ["train", "nowhere", "--out", "m.pxm", *TINY])
     assert r.exit_code == 1 and r.stderr.count("\n") == 1 and "nowhere" in r.stderr
+
+
+def test_init_fine_tunes_from_another_checkpoint(tmp_path, data_dir, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert CliRunner().invoke(main, ["train", str(data_dir), "--out", "a.pxm", *TINY]).exit_code == 0
+    r = CliRunner().invoke(main, ["train", str(data_dir), "--out", "b.pxm", "--init", "a.pxm.ckpt",
+                                  "--qat-start", "0", *TINY])
+    assert r.exit_code == 0, r.stderr
+    assert modelfile.load(Path("b.pxm")).provenance["train_config"]["init"] == "a.pxm.ckpt"
+    r = CliRunner().invoke(main, ["train", str(data_dir), "--out", "c.pxm", "--init", "a.pxm.ckpt",
+                                  "--hidden", "9", *TINY[:-5], "--blocks", "1", "-q"])
+    assert r.exit_code == 1 and "does not fit" in r.stderr
