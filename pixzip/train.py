@@ -134,7 +134,8 @@ def train(cfg: ModelConfig, tc: TrainConfig, out: Path, resume: bool = False, pr
             torch.nn.utils.clip_grad_norm_(model.parameters(), tc.clip)
             opt.step()
             step += 1
-            train_bpd = float(loss) if math.isnan(train_bpd) else 0.98 * train_bpd + 0.02 * float(loss)
+            value = loss.item()
+            train_bpd = value if math.isnan(train_bpd) else 0.98 * train_bpd + 0.02 * value
             if step % tc.val_every == 0 or step == tc.steps:
                 v = evaluate(model, val)
                 log.append({"step": step, "train_bpd": train_bpd, "val_bpd": v, "time": time.time() - t0})
