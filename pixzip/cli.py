@@ -159,6 +159,24 @@ def run_each(items, rep: Reporter, work, finally_=None, exit_on_failure: bool = 
     return failed
 
 
+class PixelBatch:
+    """Collects inputs until their pixels reach BATCH_PIXELS, then hands them to `process` together
+    (small images share the coder's batched passes)."""
+
+    def __init__(self, pixels, process):
+        self.pixels, self.process, self.items = pixels, process, []
+
+    def add(self, item):
+        self.items.append(item)
+        if sum(self.pixels(i) for i in self.items) >= BATCH_PIXELS:
+            self.flush()
+
+    def flush(self):
+        batch, self.items = self.items, []
+        if batch:
+            self.process(batch)
+
+
 def model_option(f):
     return click.option("-m", "--model", "model", metavar="NAME|PATH",
                         help="Model for the image's colour (or grey) planes: an installed name or a .pxm file. "
@@ -232,7 +250,6 @@ def compress(files, output, to_stdout, force, model, tile, max_pixels, verify, r
     """
     rep = Reporter(verbose, quiet)
     check_outputs(files, output, to_stdout)
-    pending = []       # images read and checked, waiting to be coded together: (file, name, dest, image)
     write_failures = []
 
     def read(f):
@@ -242,16 +259,10 @@ def compress(files, output, to_stdout, force, model, tile, max_pixels, verify, r
             raise PixzipError(f"{dest}: already exists (use -f to overwrite)")
         name = "<stdin>" if f == "-" else f
         image = images.read_image(read_input(f) if f == "-" else f, name, max_pixels)
-        pending.append((f, name, dest, image))
-        if sum(im.width * im.height for *_, im in pending) >= BATCH_PIXELS:
-            flush()
+        pending.add((f, name, dest, image))
 
-    def flush():
-        """Code the pending images in one batched pass, then verify, write and report each."""
-        batch = pending[:]
-        pending.clear()
-        if not batch:
-            return
+    def code(batch):
+        """Code the images of a batch in one pass, then verify, write and report each."""
         preferred = [zoo.load_model(model)] if model else []
         t0 = time.perf_counter()
         total = sum(im.width * im.height * len(im.planes) for *_, im in batch)
@@ -276,7 +287,8 @@ def compress(files, output, to_stdout, force, model, tile, max_pixels, verify, r
                    f"(file {100 * (stats.bits_per_subpixel / stats.model_bits_per_subpixel - 1):+.2f}%), "
                    f"{image.width}x{image.height} {image.mode}, {seconds:.2f} s")
 
-    if run_each(files, rep, read, finally_=flush, exit_on_failure=False) + sum(write_failures):
+    pending = PixelBatch(lambda item: item[3].width * item[3].height, code)
+    if run_each(files, rep, read, finally_=pending.flush, exit_on_failure=False) + sum(write_failures):
         sys.exit(1)
 
 
@@ -295,7 +307,6 @@ def decode_files(files, rep: Reporter, prepare, finish, model, max_pixels, quiet
     """Read each file (`prepare(f)` returns what `finish` needs, or raises), decode them in batches that
     share canvases (small files together), then `finish(prepared, data, image)` each. A failing file
     is reported in one line and the rest continue; exit 1 if any failed."""
-    pending = []               # (file, data, header, prepared)
     failures = []
     workers = threads or os.cpu_count() or 1
 
@@ -306,15 +317,9 @@ def decode_files(files, rep: Reporter, prepare, finish, model, max_pixels, quiet
             header = api.read_header(data)
         except PixzipError as e:
             raise PixzipError(f"{f}: {e}") from None
-        pending.append((f, data, header, prepared))
-        if sum(h.width * h.height for _, _, h, _ in pending) >= BATCH_PIXELS:
-            flush()
+        pending.add((f, data, header, prepared))
 
-    def flush():
-        batch = pending[:]
-        pending.clear()
-        if not batch:
-            return
+    def decode(batch):
         extra = [zoo.load_model(model)] if model else []
         total = sum(h.width * h.height * len(h.planes) for _, _, h, _ in batch)
         label = batch[0][0] if len(batch) == 1 else f"{len(batch)} files"
@@ -328,7 +333,8 @@ def decode_files(files, rep: Reporter, prepare, finish, model, max_pixels, quiet
             finish(prepared, data, result[0])
         failures.append(run_each(list(zip(batch, results)), rep, done, exit_on_failure=False))
 
-    if run_each(files, rep, read, finally_=flush, exit_on_failure=False) + sum(failures):
+    pending = PixelBatch(lambda item: item[2].width * item[2].height, decode)
+    if run_each(files, rep, read, finally_=pending.flush, exit_on_failure=False) + sum(failures):
         sys.exit(1)
 
 
