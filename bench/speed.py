@@ -79,7 +79,7 @@ def main():
                       "bits_per_subpixel": bits / sum(a.size for _, a in imgs), "exact": exact,
                       "encode_s_median": statistics.median(enc_t), "decode_s_median": statistics.median(dec_t)}
     ref = rows.get("jxl7")
-    print(f"| codec | bits/sub-pixel | encode MP/s | decode MP/s | encode vs jxl7 | decode vs jxl7 | exact |")
+    print("| codec | bits/sub-pixel | encode MP/s | decode MP/s | encode vs jxl7 | decode vs jxl7 | exact |")
     print("|---|---|---|---|---|---|---|")
     for name, r in rows.items():
         ratio = (lambda k: f"{r[k] / ref[k]:.3f}") if ref else (lambda k: "-")

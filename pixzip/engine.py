@@ -47,10 +47,6 @@ class QConv:
     _split: dict = field(default_factory=dict, repr=False)
 
     @property
-    def cin(self) -> int:
-        return self.weight.shape[0] // len(conv_taps(self.k))
-
-    @property
     def cout(self) -> int:
         return self.weight.shape[1]
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import io
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -35,7 +35,6 @@ class ImageData:
     palette_mode: str = ""
     palette: bytes = b""
     transparency: bytes = b""        # P mode: raw tRNS bytes, or a 2-byte index, or empty
-    extra: dict = field(default_factory=dict)
 
     def pixel_bytes(self) -> bytes:
         """The bytes the checksum covers: every plane, then the palette."""

@@ -253,15 +253,6 @@ def quantize_head(o: torch.Tensor, head: str, skip: torch.Tensor | None = None) 
     return torch.cat([mu, ls], dim=2)
 
 
-def head_logits(q: torch.Tensor, head: str, levels: int = 256) -> torch.Tensor:
-    """Quantised head outputs (B, C, D, H, W) -> unnormalised logits (B, C, levels, H, W) in nats."""
-    if head == "softmax":
-        return q
-    mu, ls = q[:, :, 0:1], q[:, :, 1:2]
-    x = torch.arange(levels, device=q.device, dtype=q.dtype).view(1, 1, levels, 1, 1)
-    return -(x - mu).abs() * torch.exp(-ls)
-
-
 def nll_bits(q: torch.Tensor, img: torch.Tensor, head: str, levels: int = 256) -> torch.Tensor:
     """Per-sub-pixel code length in bits, (B, C, H, W), of img under the quantised head outputs q."""
     if head == "softmax":

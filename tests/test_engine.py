@@ -157,7 +157,7 @@ def test_receptive_field_is_exactly_the_causal_past(k_first, blocks, deps):
         model.skip.weight.normal_()          # its initial predictor reads only two neighbours
     H = W = 9
     i0, j0 = 6, 4
-    p1, pb = k_first // 2, cfg.block_kernel // 2
+    p1 = k_first // 2
     for c in range(3):
         # several random inputs, so that no tap hides behind an inactive ReLU
         x = torch.rand(32, 3, H, W, dtype=torch.float64, requires_grad=True)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from pixzip import api, images, modelfile
+from pixzip import api, modelfile
 
 GOLDEN = Path(__file__).resolve().parent / "golden"
 EXPECTED = json.loads((GOLDEN / "expected.json").read_text())
