@@ -151,8 +151,8 @@ def decode_tiles(model: IntPixelCNN, jobs: list[tuple], choose: Callable[[object
     """Decode tiles wavefront by wavefront, batched on shared canvases; `jobs` are (key, h, w) with any
     hashable key (the tiles may come from several planes or images). `choose(key, freq, (i, j, c))`
     returns the symbols of one tile's sub-pixels at the current step (tile rows i, columns j, channel c)
-    given their integer frequency tables: the entropy decoder, a sampler, or in tests a recorder; `dtype` is the tables' (float64 for constriction, int32
-    for tests). Returns {key: uint8 (h, w, C)}."""
+    given their integer frequency tables: the entropy decoder, a sampler, or in tests a recorder.
+    `dtype` is the tables' (float64 for constriction, int32 for tests). Returns {key: uint8 (h, w, C)}."""
     out = {}
     with one_thread():
         for batch in _batches([(key, 0, 0, h, w) for key, h, w in jobs], max_pixels, first=1):

@@ -15,6 +15,7 @@ the same integers (tests/test_engine.py proves it).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -23,6 +24,16 @@ from .model import LS_FRAC, LS_MIN, ModelConfig
 
 INVB_SHIFT = 14         # Laplace slope table is 2^14 / scale
 PROB_BITS = 16          # exp table: 2^16 * exp(-k / 16), floor 1
+
+
+class GroupParams(NamedTuple):
+    """One channel group's slice of a QConv, with the bias folded into the rounding offset."""
+    weight: torch.Tensor           # int8 (taps * cin, cout_group)
+    bias: torch.Tensor             # int32
+    mult: torch.Tensor             # int64
+    offset: torch.Tensor           # int64: bias * mult + 2^(shift - 1)
+    shift: torch.Tensor            # int64
+    weight_low: torch.Tensor | None
 
 
 def conv_taps(k: int) -> list[tuple[int, int]]:
@@ -57,7 +68,7 @@ class QConv:
         n = self.cout // self.groups
         return slice(group * n, (group + 1) * n)
 
-    def _params(self, group: int | None) -> tuple:
+    def _params(self, group: int | None) -> GroupParams:
         """Per-group weight slice and requantisation constants, built once.
 
         The bias is folded into the rounding offset: (acc + b) * m + 2^(sh-1) = acc * m + (b * m + 2^(sh-1)),
@@ -67,7 +78,8 @@ class QConv:
             bias, mult, shift = self.bias[c].to(torch.int64), self.mult[c], self.shift[c]
             offset = bias * mult + (1 << (shift - 1))
             low = None if self.weight_low is None else self.weight_low[:, c].contiguous()
-            self._split[group] = (self.weight[:, c].contiguous(), bias.to(torch.int32), mult, offset, shift, low)
+            self._split[group] = GroupParams(self.weight[:, c].contiguous(), bias.to(torch.int32), mult, offset,
+                                             shift, low)
         return self._split[group]
 
     def accumulate(self, buf: torch.Tensor, index: torch.Tensor, group: int | None) -> torch.Tensor:
@@ -75,20 +87,20 @@ class QConv:
         x = buf.index_select(0, index.view(-1)).view(len(index), -1)   # (n, taps * cin) int8
         if self.relu_in:
             x.clamp_(min=0)
-        params = self._params(group)
-        acc = torch._int_mm(x, params[0])
-        if params[5] is not None:      # wide weights: |x| <= 128, |w| <= 127 * 256, <= 2^10 taps: no overflow
-            acc = acc.mul_(256).add_(torch._int_mm(x, params[5]))
+        p = self._params(group)
+        acc = torch._int_mm(x, p.weight)
+        if p.weight_low is not None:   # wide weights: |x| <= 128, |w| <= 127 * 256, <= 2^10 taps: no overflow
+            acc = acc.mul_(256).add_(torch._int_mm(x, p.weight_low))
         return acc
 
     def biased(self, acc: torch.Tensor, group: int | None) -> torch.Tensor:
         """Accumulators plus bias (for the output layer, which is not requantised here)."""
-        return acc.add_(self._params(group)[1])
+        return acc.add_(self._params(group).bias)
 
     def requant(self, acc: torch.Tensor, group: int | None) -> torch.Tensor:
         """round((acc + bias) * mult / 2^shift), clamped to [lo, hi], as int8."""
-        _, _, mult, offset, shift, _ = self._params(group)
-        y = acc.to(torch.int64).mul_(mult).add_(offset).bitwise_right_shift_(shift)
+        p = self._params(group)
+        y = acc.to(torch.int64).mul_(p.mult).add_(p.offset).bitwise_right_shift_(p.shift)
         return y.clamp_(self.lo, self.hi).to(torch.int8)
 
 
