@@ -4,7 +4,7 @@ A plane (H, W, C) is cut into tiles; each tile is coded independently into its o
 can be decoded in any grouping (and, later, on several cores). Symbols are coded in the decoder's
 order: wavefront t = j + s*i ascending, then channel (R, G, B), then row i. The encoder evaluates the
 model once over every pixel of a batch of tiles; the decoder walks the wavefronts of a batch of tiles
-together. Both call the same `IntPixelCNN.forward` and `frequencies`.
+together. Both call the same `IntModel.forward` and `frequencies`.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import constriction
 import numpy as np
 import torch
 
-from .engine import IntPixelCNN
+from .engine import IntModel
 
 # constriction quantises the (integer-valued) frequencies to its own fixed point deterministically;
 # perfect=False is the leaky quantiser whose result is documented to be platform independent.
@@ -68,7 +68,7 @@ def _coding_order(canvas, slope: int, channels: int, tile: int):
     return i[pix], j[pix], chan
 
 
-def _load_batch(model: IntPixelCNN, batch, planes: list[np.ndarray] | None):
+def _load_batch(model: IntModel, batch, planes: list[np.ndarray] | None):
     """A canvas for a batch of tiles (plane, y, x, h, w), its pixels (tile, i, j) and their flat
     positions; with `planes`, the image buffer is filled from them."""
     canvas = model.new_canvas([(h, w) for _, _, _, h, w in batch])
@@ -82,7 +82,7 @@ def _load_batch(model: IntPixelCNN, batch, planes: list[np.ndarray] | None):
     return canvas, flat
 
 
-def encoder_tables(model: IntPixelCNN, planes: list[np.ndarray], tile: int,
+def encoder_tables(model: IntModel, planes: list[np.ndarray], tile: int,
                    max_pixels: int = MAX_BATCH_PIXELS, dtype: torch.dtype = torch.int32):
     """Yield ((plane, tile number), symbols, frequency tables) chunk by chunk, in coding order.
 
@@ -94,12 +94,12 @@ def encoder_tables(model: IntPixelCNN, planes: list[np.ndarray], tile: int,
     tiles = [(k, n, *t) for k, p in enumerate(planes) for n, t in enumerate(tile_grid(p.shape[0], p.shape[1], tile))]
     for batch in _batches(tiles, max_pixels, first=2):
         canvas, flat = _load_batch(model, [t[:1] + t[2:] for t in batch], planes)
-        params = model.forward(canvas, model.gather_index(canvas, flat), None)   # (n_pixels, C, D)
+        params = model.encode_params(canvas, flat)                # (n_pixels, C, D)
         first = 0
         for n, (k, number, y0, x0, h, w) in enumerate(batch):
             i, j, c = _coding_order(canvas, model.slope, model.cfg.channels, n)
             rows = first + i * w + j                           # canvas.pixels() is raster per tile
-            symbols = planes[k][y0 + i, x0 + j, c].astype(np.int32)
+            symbols = model.cfg.symbols(planes[k][y0 + i, x0 + j, c].astype(np.int32))
             for s in range(0, len(symbols), CHUNK_SYMBOLS):
                 sl = slice(s, s + CHUNK_SYMBOLS)
                 p = params[torch.from_numpy(rows[sl]), torch.from_numpy(c[sl])]
@@ -107,7 +107,7 @@ def encoder_tables(model: IntPixelCNN, planes: list[np.ndarray], tile: int,
             first += h * w
 
 
-def encode_planes(model: IntPixelCNN, planes: list[np.ndarray], tile: int,
+def encode_planes(model: IntModel, planes: list[np.ndarray], tile: int,
                   progress: Callable[[int], None] | None = None,
                   max_pixels: int = MAX_BATCH_PIXELS) -> list[tuple[list[np.ndarray], float]]:
     """Code uint8 planes (H, W, C), in one batched pass, into one uint32 word array per tile each.
@@ -126,7 +126,7 @@ def encode_planes(model: IntPixelCNN, planes: list[np.ndarray], tile: int,
             for k in range(len(planes))]
 
 
-def encode_plane(model: IntPixelCNN, plane: np.ndarray, tile: int,
+def encode_plane(model: IntModel, plane: np.ndarray, tile: int,
                  progress: Callable[[int], None] | None = None,
                  max_pixels: int = MAX_BATCH_PIXELS) -> tuple[list[np.ndarray], float]:
     """encode_planes for one plane."""
@@ -145,7 +145,7 @@ def one_thread():
         torch.set_num_threads(old)
 
 
-def decode_tiles(model: IntPixelCNN, jobs: list[tuple], choose: Callable[[object, torch.Tensor, tuple], np.ndarray],
+def decode_tiles(model: IntModel, jobs: list[tuple], choose: Callable[[object, torch.Tensor, tuple], np.ndarray],
                  progress: Callable[[int], None] | None = None, max_pixels: int = MAX_BATCH_PIXELS,
                  dtype: torch.dtype = torch.int32) -> dict:
     """Decode tiles wavefront by wavefront, batched on shared canvases; `jobs` are (key, h, w) with any
@@ -160,7 +160,7 @@ def decode_tiles(model: IntPixelCNN, jobs: list[tuple], choose: Callable[[object
     return out
 
 
-def _decode_batch(model: IntPixelCNN, batch, choose, progress, dtype) -> dict:
+def _decode_batch(model: IntModel, batch, choose, progress, dtype) -> dict:
     """Decode one canvas of tiles (key, 0, 0, h, w)."""
     C = model.cfg.channels
     canvas, flat = _load_batch(model, batch, None)
@@ -183,6 +183,7 @@ def _decode_batch(model: IntPixelCNN, batch, choose, progress, dtype) -> dict:
             vals = np.empty(e - s, dtype=np.int64)
             for a, b in zip(cuts[:-1], cuts[1:]):
                 vals[a:b] = choose(batch[tiles[s + a]][0], freq[a:b], (ii[s + a:s + b], jj[s + a:s + b], c))
+            vals = model.symbol_values[vals]
             v = torch.from_numpy(vals)
             img[:, c:c + 1].index_copy_(0, pos, (v - 128).to(torch.int8)[:, None])
             decoded[tiles[s:e], ii[s:e], jj[s:e], c] = vals
@@ -191,7 +192,7 @@ def _decode_batch(model: IntPixelCNN, batch, choose, progress, dtype) -> dict:
     return {key: decoded[n, :h, :w] for n, (key, _, _, h, w) in enumerate(batch)}
 
 
-def wavefront_decode(model: IntPixelCNN, height: int, width: int, tile: int, choose, progress=None,
+def wavefront_decode(model: IntModel, height: int, width: int, tile: int, choose, progress=None,
                      max_pixels: int = MAX_BATCH_PIXELS, dtype: torch.dtype = torch.int32) -> np.ndarray:
     """decode_tiles for one plane; `choose` gets tile numbers."""
     grid = tile_grid(height, width, tile)
@@ -207,14 +208,14 @@ def _assemble(height, width, channels, grid, parts: dict, key) -> np.ndarray:
     return plane
 
 
-def decode_plane(model: IntPixelCNN, height: int, width: int, tile: int, streams: list[np.ndarray],
+def decode_plane(model: IntModel, height: int, width: int, tile: int, streams: list[np.ndarray],
                  progress: Callable[[int], None] | None = None,
                  max_pixels: int = MAX_BATCH_PIXELS, workers: int = 1) -> np.ndarray:
     """Inverse of encode_plane. Raises ValueError if the streams do not match the tile grid."""
     return decode_planes(model, [(height, width)], tile, [streams], progress, max_pixels, workers)[0]
 
 
-def decode_planes(model: IntPixelCNN, shapes: list[tuple[int, int]], tile: int,
+def decode_planes(model: IntModel, shapes: list[tuple[int, int]], tile: int,
                   streams: list[list[np.ndarray]], progress: Callable[[int], None] | None = None,
                   max_pixels: int = MAX_BATCH_PIXELS, workers: int = 1) -> list[np.ndarray]:
     """Inverse of encode_planes: the tiles of all planes decode together on shared canvases.

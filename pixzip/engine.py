@@ -55,11 +55,21 @@ class QConv:
     hi: int = 127
     groups: int = 1
     weight_low: torch.Tensor | None = None   # wide weights: w = 256 * weight + weight_low (both int8)
+    taps: tuple | None = None     # (dy, dx) offsets read, in weight order; None: conv_taps(k)
     _split: dict = field(default_factory=dict, repr=False)
 
     @property
     def cout(self) -> int:
         return self.weight.shape[1]
+
+    @property
+    def tap_list(self) -> list[tuple[int, int]]:
+        return list(self.taps) if self.taps is not None else conv_taps(self.k)
+
+    @property
+    def key(self):
+        """The key of this convolution's gather pattern in a gather index."""
+        return self.k if self.taps is None else tuple(self.taps)
 
     def cols(self, group: int | None) -> slice:
         """Output channels of one group (R, G or B), or all of them."""
@@ -84,7 +94,10 @@ class QConv:
 
     def accumulate(self, buf: torch.Tensor, index: torch.Tensor, group: int | None) -> torch.Tensor:
         """int32 (n, cout_group) accumulators without bias; `index` (n, taps) holds the buffer rows."""
-        x = buf.index_select(0, index.view(-1)).view(len(index), -1)   # (n, taps * cin) int8
+        return self.matmul(buf.index_select(0, index.view(-1)).view(len(index), -1), group)
+
+    def matmul(self, x: torch.Tensor, group: int | None = None) -> torch.Tensor:
+        """int32 (n, cout_group) accumulators of gathered int8 inputs x (n, taps * cin)."""
         if self.relu_in:
             x.clamp_(min=0)
         p = self._params(group)
@@ -98,10 +111,10 @@ class QConv:
         return acc.add_(self._params(group).bias)
 
     def requant(self, acc: torch.Tensor, group: int | None) -> torch.Tensor:
-        """round((acc + bias) * mult / 2^shift), clamped to [lo, hi], as int8."""
+        """round((acc + bias) * mult / 2^shift), clamped to [lo, hi], as int8 (int32 if wider)."""
         p = self._params(group)
         y = acc.to(torch.int64).mul_(p.mult).add_(p.offset).bitwise_right_shift_(p.shift)
-        return y.clamp_(self.lo, self.hi).to(torch.int8)
+        return y.clamp_(self.lo, self.hi).to(torch.int8 if self.hi <= 127 else torch.int32)
 
 
 def requantize(acc: torch.Tensor, mult: torch.Tensor, shift: torch.Tensor, lo: int, hi: int) -> torch.Tensor:
@@ -113,21 +126,30 @@ def requantize(acc: torch.Tensor, mult: torch.Tensor, shift: torch.Tensor, lo: i
 class Canvas:
     """Padded int8 buffers for a batch of tiles, each at most (H, W), plus the schedule helpers."""
 
-    def __init__(self, sizes: list[tuple[int, int]], pad: int, channels: dict[str, int]):
+    def __init__(self, sizes: list[tuple[int, int]], pad: int, channels: dict[str, int | tuple]):
+        """`channels`: buffer name -> width (int8), or (width, dtype)."""
         self.sizes = sizes
         self.H = max(h for h, _ in sizes)
         self.W = max(w for _, w in sizes)
         self.pad = pad
         self.Hp, self.Wp = self.H + pad, self.W + 2 * pad
         n = len(sizes) * self.Hp * self.Wp
-        self.buf = {name: torch.zeros(n, c, dtype=torch.int8) for name, c in channels.items()}
+        self.buf = {}
+        for name, spec in channels.items():
+            c, dtype = spec if isinstance(spec, tuple) else (spec, torch.int8)
+            self.buf[name] = torch.zeros(n, c, dtype=dtype)
 
     def flat(self, tile: np.ndarray, i: np.ndarray, j: np.ndarray) -> torch.Tensor:
         f = tile * (self.Hp * self.Wp) + (i + self.pad) * self.Wp + (j + self.pad)
         return torch.from_numpy(np.ascontiguousarray(f, dtype=np.int64))
 
-    def offsets(self, k: int) -> torch.Tensor:
-        return torch.tensor([dy * self.Wp + dx for dy, dx in conv_taps(k)], dtype=torch.int64)
+    def offsets(self, taps: list[tuple[int, int]]) -> torch.Tensor:
+        return torch.tensor([dy * self.Wp + dx for dy, dx in taps], dtype=torch.int64)
+
+    def locate(self, pos: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Flat positions -> (tile, i, j)."""
+        tile, rest = pos // (self.Hp * self.Wp), pos % (self.Hp * self.Wp)
+        return tile, rest // self.Wp - self.pad, rest % self.Wp - self.pad
 
     def pixels(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(tile, i, j) of every real pixel, tile by tile in raster order."""
@@ -138,23 +160,130 @@ class Canvas:
         return np.concatenate(t), np.concatenate(ii), np.concatenate(jj)
 
 
-class IntPixelCNN:
-    """The integer PixelCNN. Built by `pixzip.export` or loaded from a model file."""
+class IntModel:
+    """What every integer architecture shares: the head (masked 1x1 layers, optional linear skip
+    predictor), the requantisation of its outputs and the frequency tables. Subclasses define the
+    trunk, the canvas buffers, the decode schedule (`slope`) and `encode_params` / `step_params`.
+
+    The codec uses: `cfg`, `slope`, `new_canvas`, `encode_params` (the encoder's pass over all
+    pixels of a canvas), `gather_index` + `step_params` (the decoder's step: one wavefront, one
+    channel), `frequencies`, `symbol_values`."""
 
     def __init__(self, cfg: ModelConfig, layers: dict, head: dict, tables: dict):
         self.cfg = cfg
         self.first: QConv = layers["first"]
-        self.conv_a: list[QConv] = layers["conv_a"]
-        self.conv_b: list[QConv] = layers["conv_b"]
         self.head1: QConv = layers["head1"]
         self.out: QConv = layers["out"]
         self.skip: QConv | None = layers.get("skip")      # image -> mu linear predictor, or None
         self.head = head            # mult/shift per output channel for mu, log-scale or logits
+        self.tables = tables
         self.exp_table = tables["exp"].to(torch.int32)
         self._exp_f64 = self.exp_table.to(torch.float64)
         self.invb_table = tables["invb"].to(torch.int32)
         self._x16 = torch.arange(0, 256 * 16, 16, dtype=torch.int32)[None, :]
         self._offsets: dict = {}
+        # symbol -> pixel value (bilevel models code 0 and 255 as 0 and 1)
+        self.symbol_values = np.arange(256) if cfg.levels == 256 else np.array([0, 255])
+
+    def named_convs(self):
+        """(name, QConv) of every layer, as the model file stores them."""
+        raise NotImplementedError
+
+    @property
+    def pad(self) -> int:
+        raise NotImplementedError
+
+    def _offs(self, canvas: Canvas, conv_key) -> torch.Tensor:
+        key = (canvas.Wp, conv_key)
+        if key not in self._offsets:
+            self._offsets[key] = canvas.offsets(conv_taps(conv_key) if isinstance(conv_key, int) else conv_key)
+        return self._offsets[key]
+
+    def _gather(self, canvas: Canvas, conv: QConv, pos: torch.Tensor) -> torch.Tensor:
+        """(n, taps) buffer rows that `conv` reads for outputs at flat positions `pos`."""
+        return pos[:, None] + self._offs(canvas, conv.key)[None, :]
+
+    def _head_trunk(self, canvas: Canvas, src: str, pos: torch.Tensor, index: torch.Tensor | None,
+                    group: int | None) -> torch.Tensor:
+        """head1 (ReLU, masked 1x1, ReLU) into buffer "h", then the output layer's biased int32
+        accumulators, at positions `pos` (or `index`, their 1x1 gather index)."""
+        index = pos[:, None] if index is None else index
+        y = self.head1.requant(self.head1.accumulate(canvas.buf[src], index, group), group)
+        canvas.buf["h"][:, self.head1.cols(group)].index_copy_(0, pos, y)
+        return self.out.biased(self.out.accumulate(canvas.buf["h"], index, group), group)
+
+    def _skip(self, canvas: Canvas, index: dict, group: int | None) -> torch.Tensor | None:
+        if self.skip is None:
+            return None
+        return self.skip.biased(self.skip.accumulate(canvas.buf["img"], index[self.skip.k], group), group)
+
+    def _channel_cols(self, channel: int | None) -> slice:
+        D = self.cfg.head_dim
+        return slice(0, self.cfg.channels * D) if channel is None else slice(channel * D, (channel + 1) * D)
+
+    def _head_params(self, acc: torch.Tensor, group: int | None, skip: torch.Tensor | None) -> torch.Tensor:
+        c = self._channel_cols(group)
+        D = self.cfg.head_dim
+        mult, shift = self.head["mult"][c], self.head["shift"][c]
+        if self.cfg.head == "softmax":
+            q = requantize(acc, mult, shift, -(2 ** 30), 2 ** 30)
+            return q.view(len(acc), -1, D)
+        q = acc.view(len(acc), -1, 2)
+        mult, shift = mult.view(-1, 2), shift.view(-1, 2)
+        mu = requantize(q[..., 0], mult[:, 0], shift[:, 0], -(2 ** 30), 2 ** 30) + 128 * 16
+        if skip is not None:
+            c = self.skip.cols(group)
+            mu += requantize(skip, self.head["skip_mult"][c], self.head["skip_shift"][c], -(2 ** 30), 2 ** 30)
+        ls = requantize(q[..., 1], mult[:, 1], shift[:, 1], int(LS_MIN * LS_FRAC), len(self.invb_table) - 1 + int(LS_MIN * LS_FRAC))
+        return torch.stack([mu.clamp(0, 255 * 16), ls - int(LS_MIN * LS_FRAC)], dim=-1)
+
+    def min_bits_per_symbol(self) -> float:
+        """No symbol costs less: the likeliest value gets at most exp_table[0] against at least
+        exp_table[-1] for each of the other levels (for reporting and sanity bounds, not for coding)."""
+        top, floor = int(self.exp_table[0]), int(self.exp_table[-1])
+        return float(np.log2((top + (self.cfg.levels - 1) * floor) / top))
+
+    def frequencies(self, params: torch.Tensor, dtype: torch.dtype = torch.int32) -> torch.Tensor:
+        """Head outputs (n, D) of n sub-pixels -> integer frequency tables (n, levels), every entry >= 1.
+
+        dtype=torch.float64 returns the same integers as float64 (exact: they are below 2^17), the form
+        constriction takes, without a conversion pass."""
+        if self.cfg.head == "softmax":
+            excess = params.amax(dim=1, keepdim=True) - params
+        else:
+            mu16, idx = params[:, 0:1].to(torch.int32), params[:, 1:2]
+            # |16x - mu16| <= 4080 and the slope table < 2^19, so int32 cannot overflow
+            steep = (self._x16 - mu16).abs_().mul_(self.invb_table[idx]).bitwise_right_shift_(INVB_SHIFT)
+            excess = steep.sub_(steep.amin(dim=1, keepdim=True))
+        table = self.exp_table if dtype == torch.int32 else self._exp_f64
+        excess = excess.clamp_(max=len(self.exp_table) - 1)
+        return table.index_select(0, excess.view(-1).to(torch.int32)).view(excess.shape)
+
+
+class IntPixelCNN(IntModel):
+    """The integer PixelCNN. Built by `pixzip.export` or loaded from a model file."""
+
+    def __init__(self, cfg: ModelConfig, layers: dict, head: dict, tables: dict):
+        super().__init__(cfg, layers, head, tables)
+        self.conv_a: list[QConv] = layers["conv_a"]
+        self.conv_b: list[QConv] = layers["conv_b"]
+
+    @classmethod
+    def from_convs(cls, cfg: ModelConfig, convs: dict, head: dict, tables: dict) -> "IntPixelCNN":
+        layers = {k: convs[k] for k in ("first", "head1", "out", "skip") if k in convs}
+        layers["conv_a"] = [convs[f"conv_a{b}"] for b in range(cfg.blocks)]
+        layers["conv_b"] = [convs[f"conv_b{b}"] for b in range(cfg.blocks)]
+        return cls(cfg, layers, head, tables)
+
+    def named_convs(self):
+        yield "first", self.first
+        for b, (ca, cb) in enumerate(zip(self.conv_a, self.conv_b)):
+            yield f"conv_a{b}", ca
+            yield f"conv_b{b}", cb
+        yield "head1", self.head1
+        yield "out", self.out
+        if self.skip is not None:
+            yield "skip", self.skip
 
     # -- scheduling -----------------------------------------------------------------------------------
     @property
@@ -174,12 +303,6 @@ class IntPixelCNN:
             channels[f"s{b + 1}"] = h
         return Canvas(sizes, self.pad, channels)
 
-    def _offs(self, canvas: Canvas, k: int) -> torch.Tensor:
-        key = (canvas.Wp, k)
-        if key not in self._offsets:
-            self._offsets[key] = canvas.offsets(k)
-        return self._offsets[key]
-
     # -- the network ----------------------------------------------------------------------------------
     def _layer(self, conv: QConv, canvas: Canvas, src: str, dst: str, index, group, residual=None):
         pos = index[1][:, -1]                               # the last tap of every kernel is the centre
@@ -195,6 +318,10 @@ class IntPixelCNN:
         The decoder builds it once per wavefront and reuses it for the R, G and B steps."""
         return {k: pos[:, None] + self._offs(canvas, k)[None, :]
                 for k in {1, self.cfg.first_kernel, self.cfg.block_kernel, self.cfg.skip_kernel} if k}
+
+    def encode_params(self, canvas: Canvas, pos: torch.Tensor) -> torch.Tensor:
+        """The encoder's pass: head outputs (n, channels, D) at every position, all groups at once."""
+        return self.forward(canvas, self.gather_index(canvas, pos), None)
 
     def forward(self, canvas: Canvas, index: dict[int, torch.Tensor], group: int | None = None) -> torch.Tensor:
         """Evaluate every layer at the positions of `index` (from gather_index) for one channel group
@@ -227,55 +354,7 @@ class IntPixelCNN:
         for b, (ca, cb) in enumerate(zip(self.conv_a, self.conv_b)):
             self._layer(ca, canvas, f"s{b}", f"mid{b}", index, group)
             self._layer(cb, canvas, f"mid{b}", f"s{b + 1}", index, group, residual=f"s{b}")
-        self._layer(self.head1, canvas, f"s{self.cfg.blocks}", "h", index, group)
-        return self.out.biased(self.out.accumulate(canvas.buf["h"], index[1], group), group)
-
-    def _skip(self, canvas: Canvas, index: dict[int, torch.Tensor], group: int | None) -> torch.Tensor | None:
-        if self.skip is None:
-            return None
-        return self.skip.biased(self.skip.accumulate(canvas.buf["img"], index[self.skip.k], group), group)
-
-    def _channel_cols(self, channel: int | None) -> slice:
-        D = self.cfg.head_dim
-        return slice(0, self.cfg.channels * D) if channel is None else slice(channel * D, (channel + 1) * D)
-
-    def _head_params(self, acc: torch.Tensor, group: int | None, skip: torch.Tensor | None) -> torch.Tensor:
-        c = self._channel_cols(group)
-        D = self.cfg.head_dim
-        mult, shift = self.head["mult"][c], self.head["shift"][c]
-        if self.cfg.head == "softmax":
-            q = requantize(acc, mult, shift, -(2 ** 30), 2 ** 30)
-            return q.view(len(acc), -1, D)
-        q = acc.view(len(acc), -1, 2)
-        mult, shift = mult.view(-1, 2), shift.view(-1, 2)
-        mu = requantize(q[..., 0], mult[:, 0], shift[:, 0], -(2 ** 30), 2 ** 30) + 128 * 16
-        if skip is not None:
-            c = self.skip.cols(group)
-            mu += requantize(skip, self.head["skip_mult"][c], self.head["skip_shift"][c], -(2 ** 30), 2 ** 30)
-        ls = requantize(q[..., 1], mult[:, 1], shift[:, 1], int(LS_MIN * LS_FRAC), len(self.invb_table) - 1 + int(LS_MIN * LS_FRAC))
-        return torch.stack([mu.clamp(0, 255 * 16), ls - int(LS_MIN * LS_FRAC)], dim=-1)
-
-    def min_bits_per_symbol(self) -> float:
-        """No symbol costs less: the likeliest value gets at most exp_table[0] against at least
-        exp_table[-1] for each of the other 255 (for reporting and sanity bounds, not for coding)."""
-        top, floor = int(self.exp_table[0]), int(self.exp_table[-1])
-        return float(np.log2((top + 255 * floor) / top))
-
-    def frequencies(self, params: torch.Tensor, dtype: torch.dtype = torch.int32) -> torch.Tensor:
-        """Head outputs (n, D) of n sub-pixels -> integer frequency tables (n, 256), every entry >= 1.
-
-        dtype=torch.float64 returns the same integers as float64 (exact: they are below 2^17), the form
-        constriction takes, without a conversion pass."""
-        if self.cfg.head == "softmax":
-            excess = params.amax(dim=1, keepdim=True) - params
-        else:
-            mu16, idx = params[:, 0:1].to(torch.int32), params[:, 1:2]
-            # |16x - mu16| <= 4080 and the slope table < 2^19, so int32 cannot overflow
-            steep = (self._x16 - mu16).abs_().mul_(self.invb_table[idx]).bitwise_right_shift_(INVB_SHIFT)
-            excess = steep.sub_(steep.amin(dim=1, keepdim=True))
-        table = self.exp_table if dtype == torch.int32 else self._exp_f64
-        excess = excess.clamp_(max=len(self.exp_table) - 1)
-        return table.index_select(0, excess.view(-1).to(torch.int32)).view(excess.shape)
+        return self._head_trunk(canvas, f"s{self.cfg.blocks}", index[1][:, -1], index[1], group)
 
 
 def exp_table() -> torch.Tensor:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from .engine import IntPixelCNN, QConv, conv_taps, exp_table, invb_table
-from .model import LOGIT_FRAC, LS_FRAC, MU_FRAC, MaskedConv, PixelCNN
+from .engine import IntModel, IntPixelCNN, QConv, conv_taps, exp_table, invb_table
+from .model import LOGIT_FRAC, LS_FRAC, MU_FRAC, ARModel, MaskedConv, PixelCNN
 
 
 def multiplier(real: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -18,17 +18,17 @@ def multiplier(real: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def quantize_conv(conv: MaskedConv, s_in: float, s_out: float | None, groups: int,
-                  relu_in: bool = False, relu_out: bool = False) -> QConv:
-    """Int8 weights per output channel, int32 bias, and the requantisation to scale s_out."""
-    k = conv.kernel_size[0]
-    p = k // 2
+                  relu_in: bool = False, relu_out: bool = False, out_range: tuple[int, int] | None = None) -> QConv:
+    """Int8 weights per output channel, int32 bias, and the requantisation to scale s_out (into
+    int8, or `out_range`)."""
+    rows, k = conv.kernel_size
     w = (conv.weight * conv.mask).detach().double()
     s_w = conv.weight_scale().double()
     qmax = conv.WEIGHT_QMAX[conv.wide]
     wq = torch.round(w / s_w[:, None, None, None]).clamp(-qmax, qmax)
-    taps = conv_taps(k)
-    # (cout, cin, k, k) -> (taps * cin, cout), tap-major, as the engine gathers its input
-    mat = torch.stack([wq[:, :, dy + p, dx + p] for dy, dx in taps], dim=0)   # (taps, cout, cin)
+    taps = conv.taps or conv_taps(k)
+    # (cout, cin, rows, k) -> (taps * cin, cout), tap-major, as the engine gathers its input
+    mat = torch.stack([wq[:, :, dy + rows // 2, dx + k // 2] for dy, dx in taps], dim=0)   # (taps, cout, cin)
     mat = mat.permute(0, 2, 1).reshape(len(taps) * conv.in_channels, conv.out_channels)
     low = None
     if conv.wide:   # q = 256 * high + low, both int8 (|q| <= 127 * 256 keeps high within int8)
@@ -41,21 +41,39 @@ def quantize_conv(conv: MaskedConv, s_in: float, s_out: float | None, groups: in
         mult = shift = torch.zeros(conv.out_channels, dtype=torch.int64)
     else:
         mult, shift = multiplier(acc_scale / s_out)
+    lo, hi = out_range or (0 if relu_out else -128, 127)
     return QConv(k=k, weight=mat.to(torch.int8).contiguous(), bias=bias.to(torch.int32),
-                 mult=mult, shift=shift, relu_in=relu_in, lo=0 if relu_out else -128, groups=groups,
-                 weight_low=low)
+                 mult=mult, shift=shift, relu_in=relu_in, lo=lo, hi=hi, groups=groups,
+                 weight_low=low, taps=None if conv.taps is None else tuple(map(tuple, conv.taps)))
+
+
+def export(model: ARModel) -> IntModel:
+    """Any float model -> its integer model."""
+    if isinstance(model, PixelCNN):
+        return export_pixelcnn(model)
+    from .export_rnn import export_pixelrnn
+    return export_pixelrnn(model)
 
 
 @torch.no_grad()
 def export_pixelcnn(model: PixelCNN) -> IntPixelCNN:
     cfg = model.cfg
-    C, G = cfg.channels, cfg.trunk_groups
-    s_img, s_stream, s_head = 1 / 128, model.q_stream.scale, model.q_head.scale
+    G = cfg.trunk_groups
+    s_img, s_stream = 1 / 128, model.q_stream.scale
     layers = {"first": quantize_conv(model.first, s_img, s_stream, G), "conv_a": [], "conv_b": []}
     for ca, cb, qm in zip(model.conv_a, model.conv_b, model.q_mid):
         layers["conv_a"].append(quantize_conv(ca, s_stream, qm.scale, G, relu_in=True, relu_out=True))
         layers["conv_b"].append(quantize_conv(cb, qm.scale, s_stream, G))
-    layers["head1"] = quantize_conv(model.head1, s_stream, s_head, G, relu_in=True, relu_out=True)
+    head = export_head(model, s_stream, layers)
+    return IntPixelCNN(cfg, layers, head, {"exp": exp_table(), "invb": invb_table()})
+
+
+def export_head(model: ARModel, s_in: float, layers: dict) -> dict:
+    """head1, out and the skip predictor into `layers`; returns the head's requantisation constants."""
+    cfg = model.cfg
+    C, G = cfg.channels, cfg.trunk_groups
+    s_img, s_head = 1 / 128, model.q_head.scale
+    layers["head1"] = quantize_conv(model.head1, s_in, s_head, G, relu_in=True, relu_out=True)
     layers["out"] = quantize_conv(model.out, s_head, None, G)
     acc_scale = s_head * model.out.weight_scale().double()
     if cfg.head == "softmax":
@@ -69,6 +87,4 @@ def export_pixelcnn(model: PixelCNN) -> IntPixelCNN:
         layers["skip"] = quantize_conv(model.skip, s_img, None, C)
         head["skip_mult"], head["skip_shift"] = multiplier(
             s_img * model.skip.weight_scale().double() * 128.0 * MU_FRAC)
-    return IntPixelCNN(cfg, layers, head,
-                       {"exp": exp_table(), "invb": invb_table()})
-
+    return head

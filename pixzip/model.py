@@ -46,8 +46,17 @@ class ModelConfig:
     channel_deps: str = "masks"  # "masks": the paper's R/G/B mask-B groups through the whole net;
                                  # "skip": a spatial trunk shared by R, G, B (computed once per pixel);
                                  # a channel sees the earlier ones only through the linear skip to mu
+    # PixelRNN layers (arch "rowlstm" / "diagbilstm"); `hidden` is the width between layers (the
+    # paper's 2h), `state` the LSTM's h (0: hidden // 2)
+    layers: int = 0
+    state: int = 0
+    row_kernel: int = 3         # Row LSTM: k of the k x 1 input-to-state and state-to-state convolutions
+    residual: bool = True       # residual connection around every LSTM layer
+    skips: bool = False         # skip connections: every layer's output summed into the head
 
     def __post_init__(self):
+        if self.arch not in ARCHS:
+            raise ValueError(f"unknown architecture {self.arch!r} (one of {', '.join(ARCHS)})")
         if self.channels not in (1, 3):
             raise ValueError("channels must be 1 or 3")
         for name in ("hidden", "head_hidden"):
@@ -65,8 +74,28 @@ class ModelConfig:
             raise ValueError(f"unknown channel_deps {self.channel_deps!r}")
         if self.channel_deps == "skip" and not self.skip_kernel:
             raise ValueError('channel_deps="skip" needs skip_kernel')
-        if self.levels != 256:
-            raise ValueError("only 256 levels are supported by this model")
+        if self.levels not in (2, 256):
+            raise ValueError("levels must be 256 (8-bit images) or 2 (bilevel images)")
+        if self.levels != 256 and self.head != "softmax":
+            raise ValueError("a bilevel model (2 levels) needs the softmax head")
+        if self.arch != "pixelcnn":
+            if self.layers < 1:
+                raise ValueError(f"{self.arch} needs layers >= 1")
+            if self.state_width % self.channels:
+                raise ValueError("state must be divisible by channels")
+            if self.channel_deps != "masks":
+                raise ValueError('LSTM models use channel_deps="masks"')
+            if self.row_kernel % 2 == 0 or self.row_kernel < 3:
+                raise ValueError("row_kernel must be odd and >= 3")
+
+    @property
+    def state_width(self) -> int:
+        return self.state or max(self.channels, self.hidden // 2)
+
+    @property
+    def depth(self) -> int:
+        """Residual blocks (PixelCNN) or LSTM layers."""
+        return self.blocks if self.arch == "pixelcnn" else self.layers
 
     @property
     def trunk_groups(self) -> int:
@@ -78,6 +107,10 @@ class ModelConfig:
         """Outputs per image channel."""
         return 2 if self.head == "laplace" else self.levels
 
+    def symbols(self, values):
+        """Pixel values 0..255 -> the symbols coded (0..levels-1); bilevel planes hold 0 and 255."""
+        return values if self.levels == 256 else values // 128
+
     def to_dict(self) -> dict:
         return asdict(self)
 
@@ -87,20 +120,30 @@ class ModelConfig:
         return cls(**{k: v for k, v in d.items() if k in known})
 
 
-def causal_mask(k: int, in_ch: int, out_ch: int, groups: int, mask_type: str) -> torch.Tensor:
-    """Mask of shape (out, in, k, k): rows above, left of centre, and the centre by channel group.
+ARCHS = ("pixelcnn", "rowlstm", "diagbilstm")
 
-    Channels are split into `groups` contiguous groups (R, G, B). At the centre, output group g sees
-    input groups < g (mask A) or <= g (mask B).
-    """
-    m = torch.zeros(out_ch, in_ch, k, k)
-    c = k // 2
-    m[:, :, :c, :] = 1
-    m[:, :, c, :c] = 1
+
+def group_allowed(in_ch: int, out_ch: int, groups: int, mask_type: str, out_period: int = 0) -> torch.Tensor:
+    """(out, in) channel-group mask at the centre pixel. Channels are split into `groups` contiguous
+    groups (R, G, B); output group g sees input groups < g (mask A) or <= g (mask B). With
+    `out_period` the outputs are several blocks (LSTM gates), each split into the groups."""
+    period = out_period or out_ch
     gin = torch.arange(in_ch) * groups // in_ch
-    gout = torch.arange(out_ch) * groups // out_ch
+    gout = (torch.arange(out_ch) % period) * groups // period
     allowed = gin[None, :] < gout[:, None] if mask_type == "A" else gin[None, :] <= gout[:, None]
-    m[:, :, c, c] = allowed.float()
+    return allowed.float()
+
+
+def causal_mask(k: int, in_ch: int, out_ch: int, groups: int, mask_type: str, out_period: int = 0,
+                rows: int | None = None) -> torch.Tensor:
+    """Mask of shape (out, in, rows, k): rows above, left of centre, and the centre by channel group.
+    rows=1 gives the k x 1 convolution along the row (the Row LSTM's input-to-state)."""
+    rows = k if rows is None else rows
+    m = torch.zeros(out_ch, in_ch, rows, k)
+    c, r = k // 2, rows // 2
+    m[:, :, :r, :] = 1
+    m[:, :, r, :c] = 1
+    m[:, :, r, c] = group_allowed(in_ch, out_ch, groups, mask_type, out_period)
     return m
 
 
@@ -151,11 +194,22 @@ class ActQuant(nn.Module):
 
 
 class MaskedConv(nn.Conv2d):
-    """Convolution whose weight is masked for causality and fake-quantised per output channel."""
+    """Convolution whose weight is masked for causality and fake-quantised per output channel.
 
-    def __init__(self, in_ch, out_ch, k, groups, mask_type):
-        super().__init__(in_ch, out_ch, k, padding=k // 2)
-        self.register_buffer("mask", causal_mask(k, in_ch, out_ch, groups, mask_type))
+    `taps` lists the (dy, dx) offsets the integer engine gathers, in its weight order; None means the
+    square causal pattern `conv_taps(k)` of the engine."""
+    taps = None
+
+    def __init__(self, in_ch, out_ch, k, groups, mask_type, out_period: int = 0, rows: int | None = None,
+                 mask: torch.Tensor | None = None):
+        rows = k if rows is None else rows
+        super().__init__(in_ch, out_ch, (rows, k), padding=(rows // 2, k // 2))
+        if mask is None:
+            mask = causal_mask(k, in_ch, out_ch, groups, mask_type, out_period, rows)
+        if rows != k:
+            self.taps = [(dy, dx) for dy in range(-(rows // 2), 1) for dx in range(-(k // 2), k // 2 + 1)
+                         if mask[:, :, dy + rows // 2, dx + k // 2].any()]
+        self.register_buffer("mask", mask)
         self.quantize = False
         with torch.no_grad():  # rescale init to the unmasked fan-in
             fan = self.mask.sum(dim=(1, 2, 3)).clamp_min(1)
@@ -185,19 +239,21 @@ class MaskedConv(nn.Conv2d):
         return F.conv2d(x, self.masked_weight(), self.bias, padding=self.padding)
 
 
-class PixelCNN(nn.Module):
+class ARModel(nn.Module):
+    """What every architecture shares: the mask-A first layer, the masked 1x1 head, the optional
+    linear skip predictor (Laplace head) and the fake quantisers of the stream and the head."""
+
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         self.cfg = cfg
         C, h, G = cfg.channels, cfg.hidden, cfg.trunk_groups
         self.first = MaskedConv(C, h, cfg.first_kernel, G, "A")
-        self.conv_a = nn.ModuleList(MaskedConv(h, h, cfg.block_kernel, G, "B") for _ in range(cfg.blocks))
-        self.conv_b = nn.ModuleList(MaskedConv(h, h, 1, G, "B") for _ in range(cfg.blocks))
+        self.q_stream = ActQuant()
+        self.build_trunk(cfg)
         self.head1 = MaskedConv(h, cfg.head_hidden, 1, G, "B")
         self.out = MaskedConv(cfg.head_hidden, C * cfg.head_dim, 1, G, "B")
-        self.q_stream = ActQuant()
-        self.q_mid = nn.ModuleList(ActQuant() for _ in range(cfg.blocks))
         self.q_head = ActQuant()
+        self.quantized = False
         if cfg.head == "laplace":
             with torch.no_grad():  # start wide: Laplace scale e^2 ~ 7 grey levels
                 self.out.bias.view(C, 2)[:, 1] = 2.0
@@ -216,25 +272,50 @@ class PixelCNN(nn.Module):
                     self.skip.weight[c, c, p - 1, p] = 0.5
 
     def set_quantize(self, on: bool):
+        self.quantized = on
         for m in self.modules():
-            if isinstance(m, MaskedConv):
+            if hasattr(m, "quantize") and m is not self:
                 m.quantize = on
             if isinstance(m, ActQuant):
                 m.enabled = on
 
     def forward(self, img: torch.Tensor) -> torch.Tensor:
-        """img: uint8/long (B, C, H, W) in 0..255 -> logits (B, C, 256, H, W) (unnormalised)."""
+        """img: uint8/long (B, C, H, W) in 0..255 -> head outputs (B, C, D, H, W) on the coding grid."""
         x_in = (img.float() - 128.0) / 128.0
-        x = self.q_stream(self.first(x_in))
+        o = self.raw_head(x_in)
+        skip = self.skip(x_in) if self.skip is not None else None
+        return quantize_head(o, self.cfg.head, skip)
+
+    def raw_head(self, x_in: torch.Tensor) -> torch.Tensor:
+        """Normalised image (B, C, H, W) -> unrounded head outputs (B, C, D, H, W), without the skip
+        predictor (tests take gradients through it)."""
+        x = self.head_input(self.q_stream(self.first(x_in)))
+        o = self.out(self.q_head(F.relu(self.head1(F.relu(x)))))
+        B, _, H, W = o.shape
+        return o.view(B, self.cfg.channels, self.cfg.head_dim, H, W)
+
+    def build_trunk(self, cfg: ModelConfig):
+        """Create the layers between the first layer and the head."""
+        raise NotImplementedError
+
+    def head_input(self, x: torch.Tensor) -> torch.Tensor:
+        """The trunk: the first layer's (quantised) output -> the head's input."""
+        raise NotImplementedError
+
+
+class PixelCNN(ARModel):
+    def build_trunk(self, cfg: ModelConfig):
+        h, G = cfg.hidden, cfg.trunk_groups
+        self.conv_a = nn.ModuleList(MaskedConv(h, h, cfg.block_kernel, G, "B") for _ in range(cfg.blocks))
+        self.conv_b = nn.ModuleList(MaskedConv(h, h, 1, G, "B") for _ in range(cfg.blocks))
+        self.q_mid = nn.ModuleList(ActQuant() for _ in range(cfg.blocks))
+
+    def head_input(self, x: torch.Tensor) -> torch.Tensor:
         for conv_a, conv_b, q_mid in zip(self.conv_a, self.conv_b, self.q_mid):
             y = q_mid(F.relu(conv_a(F.relu(x))))
             y = self.q_stream(conv_b(y))
             x = self.q_stream(x + y)
-        h = self.q_head(F.relu(self.head1(F.relu(x))))
-        o = self.out(h)
-        B, _, H, W = o.shape
-        skip = self.skip(x_in) if self.skip is not None else None
-        return quantize_head(o.view(B, self.cfg.channels, self.cfg.head_dim, H, W), self.cfg.head, skip)
+        return x
 
 
 def quantize_head(o: torch.Tensor, head: str, skip: torch.Tensor | None = None) -> torch.Tensor:
@@ -254,9 +335,11 @@ def quantize_head(o: torch.Tensor, head: str, skip: torch.Tensor | None = None) 
 
 
 def nll_bits(q: torch.Tensor, img: torch.Tensor, head: str, levels: int = 256) -> torch.Tensor:
-    """Per-sub-pixel code length in bits, (B, C, H, W), of img under the quantised head outputs q."""
+    """Per-sub-pixel code length in bits, (B, C, H, W), of img (pixel values 0..255) under the
+    quantised head outputs q."""
     if head == "softmax":
-        logp = F.log_softmax(q, dim=2).gather(2, img.long().unsqueeze(2)).squeeze(2)
+        symbols = img.long() if levels == 256 else img.long() // 128
+        logp = F.log_softmax(q, dim=2).gather(2, symbols.unsqueeze(2)).squeeze(2)
         return -logp / math.log(2)
     # Laplace over the integers 0..levels-1: the normaliser is two geometric series, summed in
     # closed form so training never materialises the 256-way table.
@@ -271,12 +354,13 @@ def nll_bits(q: torch.Tensor, img: torch.Tensor, head: str, levels: int = 256) -
     return -logp / math.log(2)
 
 
-def bits_per_dim(q: torch.Tensor, img: torch.Tensor, head: str) -> torch.Tensor:
+def bits_per_dim(q: torch.Tensor, img: torch.Tensor, head: str, levels: int = 256) -> torch.Tensor:
     """Mean code length in bits per sub-pixel."""
-    return nll_bits(q, img, head).mean()
+    return nll_bits(q, img, head, levels).mean()
 
 
 def build_model(cfg: ModelConfig) -> nn.Module:
     if cfg.arch == "pixelcnn":
         return PixelCNN(cfg)
-    raise ValueError(f"unknown architecture {cfg.arch!r}")
+    from .rnn import PixelRNN
+    return PixelRNN(cfg)

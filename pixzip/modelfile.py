@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .engine import IntPixelCNN, QConv
+from .engine import IntModel, IntPixelCNN, QConv
 from .errors import PixzipError
 from .model import ModelConfig
 
@@ -34,6 +34,8 @@ MAX_HEADER = 1 << 20
 
 def _conv_entries(name: str, conv: QConv):
     meta = {"k": conv.k, "relu_in": conv.relu_in, "lo": conv.lo, "hi": conv.hi, "groups": conv.groups}
+    if conv.taps is not None:
+        meta["taps"] = [list(t) for t in conv.taps]
     tensors = {f"{name}.weight": conv.weight, f"{name}.bias": conv.bias,
                f"{name}.mult": conv.mult, f"{name}.shift": conv.shift}
     if conv.weight_low is not None:
@@ -41,15 +43,11 @@ def _conv_entries(name: str, conv: QConv):
     return meta, tensors
 
 
-def _named_convs(model: IntPixelCNN):
-    yield "first", model.first
-    for b, (ca, cb) in enumerate(zip(model.conv_a, model.conv_b)):
-        yield f"conv_a{b}", ca
-        yield f"conv_b{b}", cb
-    yield "head1", model.head1
-    yield "out", model.out
-    if model.skip is not None:
-        yield "skip", model.skip
+def _int_model_class(arch: str):
+    if arch == "pixelcnn":
+        return IntPixelCNN
+    from .engine_rnn import IntDiagBiLSTM, IntRowLSTM
+    return {"rowlstm": IntRowLSTM, "diagbilstm": IntDiagBiLSTM}[arch]
 
 
 def _identity(body: dict, raw: bytes) -> str:
@@ -58,13 +56,13 @@ def _identity(body: dict, raw: bytes) -> str:
     return hashlib.sha256(canon + raw).hexdigest()
 
 
-def serialize(model: IntPixelCNN, provenance: dict | None = None) -> bytes:
+def serialize(model: IntModel, provenance: dict | None = None) -> bytes:
     layers, tensors = {}, {}
-    for name, conv in _named_convs(model):
+    for name, conv in model.named_convs():
         layers[name], t = _conv_entries(name, conv)
         tensors.update(t)
     tensors.update({f"head.{k}": v for k, v in model.head.items()})
-    tensors.update({"table.exp": model.exp_table, "table.invb": model.invb_table})
+    tensors.update({f"table.{k}": v for k, v in model.tables.items()})
     table, chunks, offset = [], [], 0
     for name, t in tensors.items():
         a = t.contiguous().numpy()
@@ -81,7 +79,7 @@ def serialize(model: IntPixelCNN, provenance: dict | None = None) -> bytes:
     return MAGIC + struct.pack("<I", len(header)) + header + raw
 
 
-def save(model: IntPixelCNN, path: Path, provenance: dict | None = None) -> str:
+def save(model: IntModel, path: Path, provenance: dict | None = None) -> str:
     data = serialize(model, provenance)
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
@@ -93,7 +91,7 @@ def save(model: IntPixelCNN, path: Path, provenance: dict | None = None) -> str:
 class LoadedModel:
     """An integer model with its identity, name and provenance."""
 
-    def __init__(self, net: IntPixelCNN, model_id: str, name: str, provenance: dict):
+    def __init__(self, net: IntModel, model_id: str, name: str, provenance: dict):
         self.net, self.id, self.name, self.provenance = net, model_id, name, provenance
 
     @property
@@ -129,19 +127,17 @@ def parse(data: bytes, name: str = "model") -> LoadedModel:
 
         def conv(n):
             m = body["layers"][n]
+            taps = m.get("taps")
             return QConv(k=int(m["k"]), weight=tensors[f"{n}.weight"], bias=tensors[f"{n}.bias"],
                          mult=tensors[f"{n}.mult"], shift=tensors[f"{n}.shift"], relu_in=bool(m["relu_in"]),
                          lo=int(m["lo"]), hi=int(m["hi"]), groups=int(m["groups"]),
-                         weight_low=tensors.get(f"{n}.weight_low"))
+                         weight_low=tensors.get(f"{n}.weight_low"),
+                         taps=None if taps is None else tuple((int(dy), int(dx)) for dy, dx in taps))
 
-        layers = {"first": conv("first"), "conv_a": [conv(f"conv_a{b}") for b in range(cfg.blocks)],
-                  "conv_b": [conv(f"conv_b{b}") for b in range(cfg.blocks)], "head1": conv("head1"),
-                  "out": conv("out")}
-        if cfg.skip_kernel:
-            layers["skip"] = conv("skip")
+        convs = {n: conv(n) for n in body["layers"]}
         head = {k[5:]: v for k, v in tensors.items() if k.startswith("head.")}
-        net = IntPixelCNN(cfg, layers, head,
-                          {"exp": tensors["table.exp"], "invb": tensors["table.invb"]})
+        tables = {k[6:]: v for k, v in tensors.items() if k.startswith("table.")}
+        net = _int_model_class(cfg.arch).from_convs(cfg, convs, head, tables)
     except PixzipError:
         raise
     except (KeyError, TypeError, ValueError, json.JSONDecodeError) as e:
