@@ -30,16 +30,23 @@ class Stats:
         return self.model_bits / self.subpixels
 
 
+def _fits(model: LoadedModel, image: ImageData, plane) -> bool:
+    """A model codes planes of its channel count; a bilevel (2-level) model only bilevel images."""
+    return model.channels == plane.shape[2] and (model.net.cfg.levels == 256 or image.mode == "1")
+
+
 def choose_models(image: ImageData, preferred: Sequence[LoadedModel]) -> list[LoadedModel]:
-    """One model per plane: the first preferred model with the plane's channel count, else the default."""
+    """One model per plane: the first preferred model that fits the plane (a bilevel model first for a
+    bilevel image), else the default."""
     chosen = []
     for plane in image.planes:
         c = plane.shape[2]
-        chosen.append(next((m for m in preferred if m.channels == c), None) or zoo.default_model(c))
+        fitting = sorted((m for m in preferred if _fits(m, image, plane)), key=lambda m: m.net.cfg.levels)
+        chosen.append(fitting[0] if fitting else zoo.default_model(c))
     for m in preferred:
         if m not in chosen:
-            raise PixzipError(f"model {m.name!r} codes {m.channels}-channel planes; this {image.mode} "
-                              f"image has none")
+            what = "bilevel (mode 1) images" if m.net.cfg.levels == 2 else f"{m.channels}-channel planes"
+            raise PixzipError(f"model {m.name!r} codes {what}; this {image.mode} image has none")
     return chosen
 
 
@@ -102,7 +109,8 @@ def _parse(data: bytes, extra_models, max_pixels: int | None) -> _Parsed:
         raise PixzipError(f"image is {header.width}x{header.height}, over the limit of {max_pixels} pixels")
     models = [zoo.find_by_id(r.name, r.id, extra_models) for r in header.models]
     for model_index, channels in header.planes:
-        if models[model_index].channels != channels:
+        if models[model_index].channels != channels or (models[model_index].net.cfg.levels != 256
+                                                         and header.mode != "1"):
             raise FormatError("header is corrupted (model and plane disagree)")
     grid = codec.tile_grid(header.height, header.width, header.tile)
     per_plane = len(grid)

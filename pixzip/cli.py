@@ -16,7 +16,21 @@ from pathlib import Path
 
 import click
 
-from . import api, images, zoo
+
+def _terminate_at_startup(signum, frame):
+    """SIGTERM while torch is still importing: nothing has been written yet, so leave at once."""
+    sys.stderr.write("pixzip: interrupted\n")
+    os._exit(130)
+
+
+_argv0 = sys.argv[0] if sys.argv else ""
+if os.path.basename(_argv0) == "pixzip" or _argv0.endswith(os.path.join("pixzip", "__main__.py")):
+    try:
+        signal.signal(signal.SIGTERM, _terminate_at_startup)    # main() installs the real handler
+    except ValueError:    # not the main thread: leave signals alone
+        pass
+
+from . import api, images, zoo  # noqa: E402
 from .errors import PixzipError
 
 SUFFIX = ".pxz"
@@ -423,12 +437,28 @@ def info(files):
 @click.option("--init", "init_from", type=click.Path(dir_okay=False, exists=True),
               help="Start from another checkpoint's weights (fine-tuning: fresh optimizer and schedule; "
                    "its architecture options must match).")
+@click.option("--arch", type=click.Choice(["pixelcnn", "rowlstm", "diagbilstm"]), default="pixelcnn",
+              show_default=True, help="PixelCNN (masked convolutions), Row LSTM or Diagonal BiLSTM.")
 @click.option("--channels", type=click.Choice(["1", "3"]), default="3", show_default=True)
+@click.option("--levels", type=click.Choice(["256", "2"]), default="256", show_default=True,
+              help="256 for 8-bit images, 2 for bilevel images (mode 1; needs --head softmax).")
 @click.option("--steps", type=click.IntRange(1), default=10000, show_default=True)
 @click.option("--batch", type=click.IntRange(1), default=16, show_default=True)
 @click.option("--crop", type=click.IntRange(4), default=32, show_default=True)
-@click.option("--hidden", type=click.IntRange(3), default=48, show_default=True)
-@click.option("--blocks", type=click.IntRange(0), default=4, show_default=True)
+@click.option("--hidden", type=click.IntRange(3), default=48, show_default=True,
+              help="Width of the residual stream between layers (the paper's 2h).")
+@click.option("--blocks", "--layers", "blocks", type=click.IntRange(0), default=4, show_default=True,
+              help="Residual blocks (PixelCNN) or LSTM layers.")
+@click.option("--state", type=click.IntRange(0), default=0,
+              help="LSTM state width h (default: hidden / 2).")
+@click.option("--first-kernel", type=click.IntRange(1), default=7, show_default=True,
+              help="Size of the mask-A first convolution.")
+@click.option("--row-kernel", type=click.IntRange(3), default=3, show_default=True,
+              help="Row LSTM: k of the k x 1 input-to-state and state-to-state convolutions.")
+@click.option("--residual/--no-residual", default=True, show_default=True,
+              help="Residual connections around LSTM layers.")
+@click.option("--skips/--no-skips", default=False, show_default=True,
+              help="Skip connections from every LSTM layer to the output.")
 @click.option("--head", type=click.Choice(["laplace", "softmax"]), default="laplace", show_default=True,
               help="laplace: mu and scale over the 256 values (learns fast); softmax: the paper's free logits.")
 @click.option("--skip-kernel", type=click.IntRange(0), default=5, show_default=True,
@@ -441,14 +471,22 @@ def info(files):
 @click.option("--val", multiple=True, help="Validation data (folders or .npy); default: 10% of DATA.")
 @click.option("--jpeg-downsample", type=click.IntRange(1), default=3, show_default=True,
               help="Box-downsample JPEG sources by this factor to wash out their artefacts.")
+@click.option("--flip/--no-flip", default=True, show_default=True,
+              help="Random horizontal flips of the training crops (off for e.g. digits).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--val-every", type=click.IntRange(1), default=250, show_default=True,
               help="Validate and checkpoint every N steps.")
 @click.option("-T", "--threads", type=click.IntRange(0), default=0)
 @click.option("-q", "--quiet", is_flag=True)
-def train(data, out, checkpoint, resume, init_from, channels, steps, batch, crop, hidden, blocks, head, skip_kernel,
-          qat_start, lr, optimizer, val, jpeg_downsample, seed, val_every, threads, quiet):
-    """Train a PixelCNN on image folders / .npy stacks and export it for coding.
+def train(data, out, checkpoint, resume, init_from, arch, channels, levels, steps, batch, crop, hidden, blocks,
+          state, first_kernel, row_kernel, residual, skips, head, skip_kernel, qat_start, lr, optimizer, val,
+          jpeg_downsample, flip, seed, val_every, threads, quiet):
+    """Train a model on image folders / .npy stacks and export it for coding.
+
+    \b
+      pixzip train photos/ --out models/mine.pxm --steps 20000
+      pixzip train cifar.npy --arch diagbilstm --layers 4 --hidden 32 --out diag.pxm
+      pixzip compress img.png -m models/mine.pxm
 
     Quantisation-aware training runs for the last 40% of the steps; the export reports the float and
     the integer model's bits/dim on the validation crops. Ctrl-C saves a checkpoint (--resume continues).
@@ -456,11 +494,14 @@ def train(data, out, checkpoint, resume, init_from, channels, steps, batch, crop
     from .train import TrainConfig, export_checkpoint, run_training
     from .model import ModelConfig
     try:
-        cfg = ModelConfig(channels=int(channels), hidden=hidden, head_hidden=hidden, blocks=blocks, head=head,
-                          skip_kernel=skip_kernel if head == "laplace" else 0)
+        lstm = arch != "pixelcnn"
+        cfg = ModelConfig(arch=arch, channels=int(channels), levels=int(levels), hidden=hidden, head_hidden=hidden,
+                          blocks=0 if lstm else blocks, layers=blocks if lstm else 0, state=state,
+                          first_kernel=first_kernel, row_kernel=row_kernel, residual=residual, skips=skips,
+                          head=head, skip_kernel=min(skip_kernel, first_kernel) if head == "laplace" else 0)
         tc = TrainConfig(data=list(data), val=list(val), steps=steps, batch=batch, crop=crop, lr=lr,
                          jpeg_downsample=jpeg_downsample, seed=seed, threads=threads, qat_start=qat_start,
-                         val_every=val_every, optimizer=optimizer, init=init_from or "")
+                         val_every=val_every, optimizer=optimizer, init=init_from or "", flip=flip)
         ckpt = Path(checkpoint or out + ".ckpt")
         run_training(cfg, tc, ckpt, resume, quiet)
         report = export_checkpoint(ckpt, Path(out))

@@ -58,9 +58,10 @@ def _to_channels(a: np.ndarray, channels: int) -> np.ndarray:
 
 
 class CropSampler:
-    """Random crops (with horizontal flips), images drawn in proportion to their area."""
+    """Random crops (with horizontal flips unless flip=False), images drawn in proportion to their area."""
 
-    def __init__(self, arrays: list[np.ndarray], crop: int, seed: int = 0):
+    def __init__(self, arrays: list[np.ndarray], crop: int, seed: int = 0, flip: bool = True):
+        self.flip = flip
         self.arrays = [a for a in arrays if a.shape[0] >= crop and a.shape[1] >= crop]
         if not self.arrays:
             raise ValueError(f"no image is at least {crop}x{crop}")
@@ -77,12 +78,12 @@ class CropSampler:
             y = self.rng.integers(0, a.shape[0] - self.crop + 1)
             x = self.rng.integers(0, a.shape[1] - self.crop + 1)
             c = a[y:y + self.crop, x:x + self.crop]
-            if self.rng.random() < 0.5:
+            if self.rng.random() < 0.5 and self.flip:
                 c = c[:, ::-1]
             out.append(c.transpose(2, 0, 1))
         return np.ascontiguousarray(np.stack(out))
 
 
-def fixed_crops(arrays: list[np.ndarray], crop: int, n: int, seed: int = 1234) -> np.ndarray:
+def fixed_crops(arrays: list[np.ndarray], crop: int, n: int, seed: int = 1234, flip: bool = True) -> np.ndarray:
     """A deterministic validation set of crops."""
-    return CropSampler(arrays, crop, seed).batch(n)
+    return CropSampler(arrays, crop, seed, flip).batch(n)

@@ -110,20 +110,25 @@ class RowLSTMLayer(nn.Module):
         w = self.state.quantized_weight()
         h = c = z_in.new_zeros(B, w.shape[1], W)
         rows = []
-        for r in range(H):
-            h, c = lstm_cell(z_in[:, :, r], F.conv1d(h, w, padding=w.shape[2] // 2), c, quant)
+        for z_row in z_in.unbind(2):     # (unbind: one cheap backward, not a zero-filled tensor per row)
+            h, c = lstm_cell(z_row, F.conv1d(h, w, padding=w.shape[2] // 2), c, quant)
             rows.append(h)
         return torch.stack(rows, dim=2)
 
 
 def skew(x: torch.Tensor) -> torch.Tensor:
-    """(B, C, H, W) -> (B, C, H, W + H - 1), row r shifted right by r."""
-    H = x.shape[2]
-    return torch.stack([F.pad(x[:, :, r], (r, H - 1 - r)) for r in range(H)], dim=2)
+    """(B, C, H, W) -> (B, C, H, W + H - 1), row r shifted right by r (a reshape, cheap to backprop:
+    rows of length W + H read with stride W + H - 1 move one column right per row)."""
+    B, C, H, W = x.shape
+    flat = F.pad(x, (0, H)).reshape(B, C, H * (W + H))
+    return flat[:, :, :H * (W + H - 1)].reshape(B, C, H, W + H - 1)
 
 
 def unskew(x: torch.Tensor, W: int) -> torch.Tensor:
-    return torch.stack([x[:, :, r, r:r + W] for r in range(x.shape[2])], dim=2)
+    """Inverse of skew."""
+    B, C, H, _ = x.shape
+    flat = F.pad(x.reshape(B, C, -1), (0, H))
+    return flat.reshape(B, C, H, W + H)[..., :W]
 
 
 class DiagBiLSTMLayer(nn.Module):
@@ -142,25 +147,35 @@ class DiagBiLSTMLayer(nn.Module):
         self.out = MaskedConv(2 * S, h, 1, G, "B", mask=mask)
 
     def forward(self, x: torch.Tensor, quant: bool) -> torch.Tensor:
-        """Stream (B, hidden, H, W) -> [h_l, h_r shifted down one row] (B, 2S, H, W)."""
-        h_l = self.scan(self.input_l(x), self.state_l, quant)
-        h_r = self.scan(self.input_r(x).flip(3), self.state_r, quant).flip(3)
+        """Stream (B, hidden, H, W) -> [h_l, h_r shifted down one row] (B, 2S, H, W).
+
+        Both directions scan together (right-to-left on the mirrored map), stacked in the batch."""
+        B = x.shape[0]
+        z = torch.cat([self.input_l(x), self.input_r(x).flip(3)], dim=0)
+        w = torch.stack([self.state_l.quantized_weight(), self.state_r.quantized_weight()])
+        h = self.scan(z, w, quant)
+        h_l, h_r = h[:B], h[B:].flip(3)
         h_r = F.pad(h_r, (0, 0, 1, 0))[:, :, :-1]
         return torch.cat([h_l, h_r], dim=1)
 
     @staticmethod
-    def scan(z_in: torch.Tensor, state: StateConv, quant: bool) -> torch.Tensor:
-        """Left-to-right diagonal LSTM over gate inputs (B, 4S, H, W)."""
-        B, _, H, W = z_in.shape
+    def scan(z_in: torch.Tensor, w: torch.Tensor, quant: bool) -> torch.Tensor:
+        """Left-to-right diagonal LSTMs over gate inputs (D*B, 4S, H, W), D directions stacked in the
+        batch, with state weights w (D, 4S, S, 2) whose taps are the row above and the same row of
+        the previous skewed column."""
+        DB, _, H, W = z_in.shape
+        D, S = w.shape[0], w.shape[2]
         z = skew(z_in)
-        valid = skew(z_in.new_ones(1, 1, H, W))[:, 0]           # (1, H, W + H - 1)
-        w = state.quantized_weight()                             # taps: row above, same row
-        h = c = z_in.new_zeros(B, w.shape[1], H)
+        valid = skew(z_in.new_ones(1, 1, H, W))[:, 0].unbind(2)     # (1, H) per skewed column
+        h = c = z_in.new_zeros(DB, S, H)
         cols = []
-        for t in range(z.shape[3]):
-            h, c = lstm_cell(z[:, :, :, t], F.conv1d(F.pad(h, (1, 0)), w), c, quant)
+        for t, z_col in enumerate(z.unbind(3)):
+            hd = h.view(D, DB // D, S, H)
+            up = F.pad(hd, (1, 0))[..., :-1]                      # h of the row above
+            z_state = torch.einsum("dos,dbsh->dboh", w[..., 0], up) + torch.einsum("dos,dbsh->dboh", w[..., 1], hd)
+            h, c = lstm_cell(z_col, z_state.reshape(DB, 4 * S, H), c, quant)
             # outside the image (the skew's padding) states stay zero, as in the integer engine
-            h, c = h * valid[:, :, t], c * valid[:, :, t]
+            h, c = h * valid[t], c * valid[t]
             cols.append(h)
         return unskew(torch.stack(cols, dim=3), W)
 

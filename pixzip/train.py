@@ -43,6 +43,7 @@ class TrainConfig:
     threads: int = 0
     optimizer: str = "adam"     # or "rmsprop" (the paper's choice)
     init: str = ""              # start from this checkpoint's weights (fine-tuning: new optimizer, schedule)
+    flip: bool = True           # random horizontal flips (off for data that is not mirror-symmetric)
 
 
 def lr_at(step: int, tc: TrainConfig) -> float:
@@ -58,7 +59,7 @@ def evaluate(model, crops: np.ndarray, batch: int = 32) -> float:
     total = 0.0
     for i in range(0, len(crops), batch):
         x = torch.from_numpy(crops[i:i + batch])
-        total += float(bits_per_dim(model(x), x, model.cfg.head)) * len(x)
+        total += float(bits_per_dim(model(x), x, model.cfg.head, model.cfg.levels)) * len(x)
     model.train()
     return total / len(crops)
 
@@ -115,9 +116,9 @@ def train(cfg: ModelConfig, tc: TrainConfig, out: Path, resume: bool = False, pr
         torch.set_rng_state(state["rng"])
 
     arrays = load_arrays(tc.data, cfg.channels, tc.downsample, tc.jpeg_downsample)
-    sampler = CropSampler(arrays, tc.crop, seed=tc.seed + step)
+    sampler = CropSampler(arrays, tc.crop, seed=tc.seed + step, flip=tc.flip)
     val_arrays = load_arrays(tc.val, cfg.channels, 1, tc.jpeg_downsample) if tc.val else arrays[-max(1, len(arrays) // 10):]
-    val = fixed_crops(val_arrays, tc.crop, tc.val_crops)
+    val = fixed_crops(val_arrays, tc.crop, tc.val_crops, flip=tc.flip)
 
     interrupted = []
     old_handler = signal.signal(signal.SIGINT, lambda *_: interrupted.append(1))
@@ -128,7 +129,7 @@ def train(cfg: ModelConfig, tc: TrainConfig, out: Path, resume: bool = False, pr
             for g in opt.param_groups:
                 g["lr"] = lr_at(step, tc)
             x = torch.from_numpy(sampler.batch(tc.batch))
-            loss = bits_per_dim(model(x), x, model.cfg.head)
+            loss = bits_per_dim(model(x), x, model.cfg.head, model.cfg.levels)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), tc.clip)
@@ -167,7 +168,7 @@ def export_checkpoint(ckpt: Path, out: Path, val_crops: int = 128) -> dict:
     validation crops; both figures and the training provenance go into the file."""
     from . import modelfile
     from .codec import encode_plane
-    from .export import export_pixelcnn
+    from .export import export
 
     state = load_checkpoint(ckpt)
     cfg = ModelConfig.from_dict(state["model_config"])
@@ -177,9 +178,9 @@ def export_checkpoint(ckpt: Path, out: Path, val_crops: int = 128) -> dict:
     model.set_quantize(True)
     arrays = load_arrays(tc.val, cfg.channels, 1, tc.jpeg_downsample) if tc.val else \
         load_arrays(tc.data, cfg.channels, tc.downsample, tc.jpeg_downsample)[-1:]
-    crops = fixed_crops(arrays, tc.crop, val_crops)
+    crops = fixed_crops(arrays, tc.crop, val_crops, flip=tc.flip)
     float_bpd = evaluate(model, crops)
-    net = export_pixelcnn(model)
+    net = export(model)
     # stack the crops into one tall plane whose tiles are exactly the crops
     plane = np.ascontiguousarray(crops.transpose(0, 2, 3, 1).reshape(-1, tc.crop, cfg.channels))
     _, bits = encode_plane(net, plane, tc.crop)

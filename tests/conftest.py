@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from pixzip import modelfile, zoo
-from pixzip.export import export_pixelcnn
+from pixzip.export import export
 from pixzip.model import ModelConfig, build_model
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -17,11 +17,12 @@ REPO_MODELS = Path(__file__).resolve().parents[1] / "models"
 
 
 def make_tiny_model(channels: int, head: str = "laplace", seed: int = 0, hidden: int = 6, blocks: int = 1,
-                    first_kernel: int = 5, skip_kernel: int = 0, channel_deps: str = "masks"):
-    """A random float model, calibrated on random crops, exported to integers."""
+                    first_kernel: int = 5, skip_kernel: int = 0, channel_deps: str = "masks", **extra):
+    """A random float model, calibrated on random crops, exported to integers. `extra` goes to
+    ModelConfig (e.g. arch="rowlstm", layers=2)."""
     torch.manual_seed(seed)
     cfg = ModelConfig(channels=channels, hidden=hidden, head_hidden=hidden, blocks=blocks, head=head,
-                      first_kernel=first_kernel, skip_kernel=skip_kernel, channel_deps=channel_deps)
+                      first_kernel=first_kernel, skip_kernel=skip_kernel, channel_deps=channel_deps, **extra)
     model = build_model(cfg)
     model.set_quantize(True)
     model.train()
@@ -29,7 +30,7 @@ def make_tiny_model(channels: int, head: str = "laplace", seed: int = 0, hidden:
         for _ in range(3):
             model(torch.randint(0, 256, (2, channels, 12, 12)))
     model.eval()
-    return model, export_pixelcnn(model)
+    return model, export(model)
 
 
 @pytest.fixture(scope="session")

@@ -71,3 +71,37 @@ def test_init_fine_tunes_from_another_checkpoint(tmp_path, data_dir, monkeypatch
     r = CliRunner().invoke(main, ["train", str(data_dir), "--out", "c.pxm", "--init", "a.pxm.ckpt",
                                   "--hidden", "9", *TINY[:-5], "--blocks", "1", "-q"])
     assert r.exit_code == 1 and "does not fit" in r.stderr
+
+
+@pytest.mark.parametrize("arch", ["rowlstm", "diagbilstm"])
+def test_lstm_trains_exports_and_codes(arch, tmp_path, data_dir, tiny_models, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    r = CliRunner().invoke(main, ["train", str(data_dir), "--out", "r.pxm", "--arch", arch, "--layers", "2",
+                                  "--first-kernel", "3", "--skips", *TINY[:-5], "-q"])
+    assert r.exit_code == 0, r.stderr
+    model = modelfile.load(Path("r.pxm"))
+    assert model.net.cfg.arch == arch and model.net.cfg.layers == 2 and model.net.cfg.skips
+    img = data_dir / "sub" / "2.png"
+    assert CliRunner().invoke(main, ["compress", str(img), "-o", "x.pxz", "-m", "r.pxm"]).exit_code == 0
+    assert CliRunner().invoke(main, ["decompress", "x.pxz", "-o", "x.png", "-m", "r.pxm"]).exit_code == 0
+    assert np.array_equal(np.asarray(Image.open(img)), np.asarray(Image.open("x.png")))
+
+
+def test_bilevel_model_trains_and_codes_mode_1(tmp_path, rng, tiny_models, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    digits = (rng.random((20, 14, 14)) < 0.2).astype(np.uint8) * 255
+    np.save("bits.npy", digits)
+    r = CliRunner().invoke(main, ["train", "bits.npy", "--out", "b.pxm", "--arch", "diagbilstm", "--channels", "1",
+                                  "--levels", "2", "--head", "softmax", "--layers", "1", "--first-kernel", "3",
+                                  *TINY[:-5], "-q"])
+    assert r.exit_code == 0, r.stderr
+    Image.fromarray(digits[0] > 0).convert("1").save("d.png")
+    assert CliRunner().invoke(main, ["compress", "d.png", "-m", "b.pxm"]).exit_code == 0
+    assert CliRunner().invoke(main, ["decompress", "d.png.pxz", "-o", "e.png", "-m", "b.pxm"]).exit_code == 0
+    a, b = Image.open("d.png"), Image.open("e.png")
+    assert a.mode == b.mode == "1" and np.array_equal(np.asarray(a), np.asarray(b))
+    assert Path("d.png.pxz").stat().st_size < 60 + 14 * 14 / 8 * 1.5     # about a bit per pixel at most
+    # a bilevel model refuses a grey image with a clear message
+    Image.fromarray(digits[1]).save("g.png")
+    r = CliRunner().invoke(main, ["compress", "g.png", "-m", "b.pxm"])
+    assert r.exit_code == 1 and "bilevel" in r.stderr
