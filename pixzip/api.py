@@ -6,6 +6,8 @@ import zlib
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
+import numpy as np
+
 from . import codec, container, zoo
 from .container import FormatError, Header, ModelRef
 from .errors import PixzipError
@@ -67,6 +69,10 @@ def compress_many(images: Sequence[ImageData], models: Sequence[LoadedModel] = (
             jobs.setdefault(m.id, (m, []))[1].append((i, p))
     coded = {}
     for m, where in jobs.values():
+        try:
+            codec.check_tile(m.net, tile)
+        except ValueError as e:
+            raise PixzipError(f"model {m.name!r}: {e}") from None
         planes = [images[i].planes[p] for i, p in where]
         for key, result in zip(where, codec.encode_planes(m.net, planes, tile, progress)):
             coded[key] = result
@@ -112,18 +118,25 @@ def _parse(data: bytes, extra_models, max_pixels: int | None) -> _Parsed:
         if models[model_index].channels != channels or (models[model_index].net.cfg.levels != 256
                                                          and header.mode != "1"):
             raise FormatError("header is corrupted (model and plane disagree)")
-    grid = codec.tile_grid(header.height, header.width, header.tile)
-    per_plane = len(grid)
+    counts = [codec.stream_count(models[m].net, header.height, header.width, header.tile) for m, _ in header.planes]
+    if sum(counts) != len(header.stream_sizes):
+        raise FormatError("header is corrupted (stream count)")
+    if any(isinstance(models[m].net, codec.IntMultiScale) and header.tile % models[m].net.cfg.scale
+           for m, _ in header.planes):
+        raise FormatError("header is corrupted (tile size)")
     # A stream shorter than its tile's symbols could possibly code to is corrupt: refusing it before
     # decoding keeps work and memory proportional to the file's real size.
-    for p, (model_index, channels) in enumerate(header.planes):
-        floor = 0.9 * models[model_index].net.min_bits_per_symbol()
-        for n, (_, _, h, w) in enumerate(grid):
-            if 8 * header.stream_sizes[p * per_plane + n] + 64 < h * w * channels * floor:
+    sizes = iter(header.stream_sizes)
+    for model_index, channels in header.planes:
+        net = models[model_index].net
+        floor = 0.9 * net.min_bits_per_symbol()
+        for h, w in codec.stream_shapes(net, header.height, header.width, header.tile):
+            if 8 * next(sizes) + 64 < h * w * channels * floor:
                 raise FormatError("compressed data is corrupted (a stream is too short for its tile)")
     streams = container.read_streams(data, header, offset)
+    starts = np.cumsum([0] + counts)
     return _Parsed(header, [models[m] for m, _ in header.planes],
-                   [streams[p * per_plane:(p + 1) * per_plane] for p in range(len(header.planes))])
+                   [streams[a:b] for a, b in zip(starts[:-1], starts[1:])])
 
 
 def decompress(data: bytes, extra_models: Sequence[LoadedModel] = (), max_pixels: int | None = None,

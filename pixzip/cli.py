@@ -437,8 +437,13 @@ def info(files):
 @click.option("--init", "init_from", type=click.Path(dir_okay=False, exists=True),
               help="Start from another checkpoint's weights (fine-tuning: fresh optimizer and schedule; "
                    "its architecture options must match).")
-@click.option("--arch", type=click.Choice(["pixelcnn", "rowlstm", "diagbilstm"]), default="pixelcnn",
-              show_default=True, help="PixelCNN (masked convolutions), Row LSTM or Diagonal BiLSTM.")
+@click.option("--arch", type=click.Choice(["pixelcnn", "rowlstm", "diagbilstm", "multiscale"]), default="pixelcnn",
+              show_default=True, help="PixelCNN (masked convolutions), Row LSTM, Diagonal BiLSTM, or multi-scale "
+                                      "(a --small-arch model for the subsampled image, then a conditional PixelCNN).")
+@click.option("--small-arch", type=click.Choice(["pixelcnn", "rowlstm", "diagbilstm"]), default="pixelcnn",
+              show_default=True, help="Multi-scale: the model of the subsampled image.")
+@click.option("--scale", type=click.IntRange(2), default=2, show_default=True,
+              help="Multi-scale: subsampling factor (every scale-th pixel of every scale-th row).")
 @click.option("--channels", type=click.Choice(["1", "3"]), default="3", show_default=True)
 @click.option("--levels", type=click.Choice(["256", "2"]), default="256", show_default=True,
               help="256 for 8-bit images, 2 for bilevel images (mode 1; needs --head softmax).")
@@ -478,7 +483,7 @@ def info(files):
               help="Validate and checkpoint every N steps.")
 @click.option("-T", "--threads", type=click.IntRange(0), default=0)
 @click.option("-q", "--quiet", is_flag=True)
-def train(data, out, checkpoint, resume, init_from, arch, channels, levels, steps, batch, crop, hidden, blocks,
+def train(data, out, checkpoint, resume, init_from, arch, small_arch, scale, channels, levels, steps, batch, crop, hidden, blocks,
           state, first_kernel, row_kernel, residual, skips, head, skip_kernel, qat_start, lr, optimizer, val,
           jpeg_downsample, flip, seed, val_every, threads, quiet):
     """Train a model on image folders / .npy stacks and export it for coding.
@@ -498,7 +503,8 @@ def train(data, out, checkpoint, resume, init_from, arch, channels, levels, step
         cfg = ModelConfig(arch=arch, channels=int(channels), levels=int(levels), hidden=hidden, head_hidden=hidden,
                           blocks=0 if lstm else blocks, layers=blocks if lstm else 0, state=state,
                           first_kernel=first_kernel, row_kernel=row_kernel, residual=residual, skips=skips,
-                          head=head, skip_kernel=min(skip_kernel, first_kernel) if head == "laplace" else 0)
+                          head=head, skip_kernel=min(skip_kernel, first_kernel) if head == "laplace" else 0,
+                          small_arch=small_arch, scale=scale)
         tc = TrainConfig(data=list(data), val=list(val), steps=steps, batch=batch, crop=crop, lr=lr,
                          jpeg_downsample=jpeg_downsample, seed=seed, threads=threads, qat_start=qat_start,
                          val_every=val_every, optimizer=optimizer, init=init_from or "", flip=flip)

@@ -18,7 +18,7 @@ import constriction
 import numpy as np
 import torch
 
-from .engine import IntModel
+from .engine import IntModel, IntMultiScale
 
 # constriction quantises the (integer-valued) frequencies to its own fixed point deterministically;
 # perfect=False is the leaky quantiser whose result is documented to be platform independent.
@@ -68,32 +68,38 @@ def _coding_order(canvas, slope: int, channels: int, tile: int):
     return i[pix], j[pix], chan
 
 
-def _load_batch(model: IntModel, batch, planes: list[np.ndarray] | None):
+def _load_batch(model: IntModel, batch, planes: list[np.ndarray] | None, conds: dict | None = None):
     """A canvas for a batch of tiles (plane, y, x, h, w), its pixels (tile, i, j) and their flat
-    positions; with `planes`, the image buffer is filled from them."""
+    positions; with `planes`, the image buffer is filled from them; with `conds` ({plane: subsampled
+    plane}, conditional models), each tile's conditioning map."""
     canvas = model.new_canvas([(h, w) for _, _, _, h, w in batch])
     tiles, ii, jj = canvas.pixels()
     flat = canvas.flat(tiles, ii, jj)
-    if planes is not None:
-        for n, (k, y0, x0, h, w) in enumerate(batch):
+    for n, (k, y0, x0, h, w) in enumerate(batch):
+        if planes is not None:
             sel = tiles == n
             values = planes[k][y0 + ii[sel], x0 + jj[sel]].astype(np.int16) - 128
             canvas.buf["img"][flat[sel]] = torch.from_numpy(values).to(torch.int8)
+        if conds is not None:
+            model.condition(canvas, n, _small_part(conds[k], y0, x0, h, w, model.cfg.scale))
     return canvas, flat
 
 
 def encoder_tables(model: IntModel, planes: list[np.ndarray], tile: int,
-                   max_pixels: int = MAX_BATCH_PIXELS, dtype: torch.dtype = torch.int32):
+                   max_pixels: int = MAX_BATCH_PIXELS, dtype: torch.dtype = torch.int32,
+                   conds: list[np.ndarray] | None = None):
     """Yield ((plane, tile number), symbols, frequency tables) chunk by chunk, in coding order.
 
     The model runs once over every pixel of a batch of tiles, which may come from several planes
-    (images), all channel groups at once."""
+    (images), all channel groups at once. A conditional model also takes each plane's subsampled
+    plane (`conds`)."""
+    conds = None if conds is None else dict(enumerate(conds))
     for p in planes:
         if p.shape[2] != model.cfg.channels:
             raise ValueError(f"plane has {p.shape[2]} channels, the model codes {model.cfg.channels}")
     tiles = [(k, n, *t) for k, p in enumerate(planes) for n, t in enumerate(tile_grid(p.shape[0], p.shape[1], tile))]
     for batch in _batches(tiles, max_pixels, first=2):
-        canvas, flat = _load_batch(model, [t[:1] + t[2:] for t in batch], planes)
+        canvas, flat = _load_batch(model, [t[:1] + t[2:] for t in batch], planes, conds)
         params = model.encode_params(canvas, flat)                # (n_pixels, C, D)
         first = 0
         for n, (k, number, y0, x0, h, w) in enumerate(batch):
@@ -107,14 +113,47 @@ def encoder_tables(model: IntModel, planes: list[np.ndarray], tile: int,
             first += h * w
 
 
-def encode_planes(model: IntModel, planes: list[np.ndarray], tile: int,
+def check_tile(model, tile: int):
+    """A multi-scale model's tiles must start on its subsampling grid."""
+    if isinstance(model, IntMultiScale) and tile % model.cfg.scale:
+        raise ValueError(f"the tile size must be a multiple of the model's scale ({model.cfg.scale})")
+
+
+def stream_count(model, height: int, width: int, tile: int) -> int:
+    """How many streams a plane has, by arithmetic (no tile list is built)."""
+    n = 1 if tile == 0 else -(-height // tile) * -(-width // tile)
+    if isinstance(model, IntMultiScale):
+        n += stream_count(model.small, *model.small_shape(height, width), tile)
+    return n
+
+
+def stream_shapes(model, height: int, width: int, tile: int) -> list[tuple[int, int]]:
+    """(h, w) of the pixels each of a plane's streams codes, in stream order."""
+    grid = [(h, w) for _, _, h, w in tile_grid(height, width, tile)]
+    if isinstance(model, IntMultiScale):
+        return stream_shapes(model.small, *model.small_shape(height, width), tile) + grid
+    return grid
+
+
+def encode_planes(model: IntModel | IntMultiScale, planes: list[np.ndarray], tile: int,
                   progress: Callable[[int], None] | None = None,
                   max_pixels: int = MAX_BATCH_PIXELS) -> list[tuple[list[np.ndarray], float]]:
-    """Code uint8 planes (H, W, C), in one batched pass, into one uint32 word array per tile each.
+    """Code uint8 planes (H, W, C), in one batched pass, into one uint32 word array per tile each
+    (a multi-scale model: the small image's tiles, then the full image's).
 
     Also returns each plane's ideal code length in bits (for reporting; never used for coding)."""
+    if isinstance(model, IntMultiScale):
+        check_tile(model, tile)
+        smalls = [model.subsample(p) for p in planes]
+        first = encode_planes(model.small, smalls, tile, None, max_pixels)
+        second = _encode_planes(model.big, planes, tile, progress, max_pixels, smalls)
+        return [(s1 + s2, b1 + b2) for (s1, b1), (s2, b2) in zip(first, second)]
+    return _encode_planes(model, planes, tile, progress, max_pixels)
+
+
+def _encode_planes(model, planes, tile, progress, max_pixels, conds=None):
     encoders, ideal_bits = {}, [0.0] * len(planes)
-    for key, symbols, freq in encoder_tables(model, planes, tile, max_pixels, torch.float64):
+    for key, symbols, freq in encoder_tables(model, planes, tile, max_pixels, torch.float64, conds):
         enc = encoders.setdefault(key, constriction.stream.queue.RangeEncoder())
         freq = freq.numpy()
         enc.encode(symbols, FAMILY, freq)
@@ -147,23 +186,24 @@ def one_thread():
 
 def decode_tiles(model: IntModel, jobs: list[tuple], choose: Callable[[object, torch.Tensor, tuple], np.ndarray],
                  progress: Callable[[int], None] | None = None, max_pixels: int = MAX_BATCH_PIXELS,
-                 dtype: torch.dtype = torch.int32) -> dict:
+                 dtype: torch.dtype = torch.int32, conds: dict | None = None) -> dict:
     """Decode tiles wavefront by wavefront, batched on shared canvases; `jobs` are (key, h, w) with any
     hashable key (the tiles may come from several planes or images). `choose(key, freq, (i, j, c))`
     returns the symbols of one tile's sub-pixels at the current step (tile rows i, columns j, channel c)
     given their integer frequency tables: the entropy decoder, a sampler, or in tests a recorder.
-    `dtype` is the tables' (float64 for constriction, int32 for tests). Returns {key: uint8 (h, w, C)}."""
+    `dtype` is the tables' (float64 for constriction, int32 for tests). A conditional model takes each
+    tile's part of the subsampled plane, `conds` {key: uint8 array}. Returns {key: uint8 (h, w, C)}."""
     out = {}
     with one_thread():
         for batch in _batches([(key, 0, 0, h, w) for key, h, w in jobs], max_pixels, first=1):
-            out.update(_decode_batch(model, batch, choose, progress, dtype))
+            out.update(_decode_batch(model, batch, choose, progress, dtype, conds))
     return out
 
 
-def _decode_batch(model: IntModel, batch, choose, progress, dtype) -> dict:
+def _decode_batch(model: IntModel, batch, choose, progress, dtype, conds=None) -> dict:
     """Decode one canvas of tiles (key, 0, 0, h, w)."""
     C = model.cfg.channels
-    canvas, flat = _load_batch(model, batch, None)
+    canvas, flat = _load_batch(model, batch, None, conds)
     tiles, ii, jj = canvas.pixels()
     t = jj + model.slope * ii
     order = np.lexsort((ii, tiles, t))                    # by t, then tile, then i
@@ -192,13 +232,27 @@ def _decode_batch(model: IntModel, batch, choose, progress, dtype) -> dict:
     return {key: decoded[n, :h, :w] for n, (key, _, _, h, w) in enumerate(batch)}
 
 
-def wavefront_decode(model: IntModel, height: int, width: int, tile: int, choose, progress=None,
+def wavefront_decode(model, height: int, width: int, tile: int, choose, progress=None,
                      max_pixels: int = MAX_BATCH_PIXELS, dtype: torch.dtype = torch.int32) -> np.ndarray:
-    """decode_tiles for one plane; `choose` gets tile numbers."""
+    """decode_tiles for one plane; `choose` gets tile numbers (a multi-scale model: the small
+    image's stage first, its tiles numbered from -1 down)."""
+    conds = None
+    if isinstance(model, IntMultiScale):
+        check_tile(model, tile)
+        small = wavefront_decode(model.small, *model.small_shape(height, width), tile,
+                                 lambda n, f, w: choose(-1 - n, f, w), None, max_pixels, dtype)
+        model, conds = model.big, {}
     grid = tile_grid(height, width, tile)
+    if conds is not None:
+        conds = {n: _small_part(small, y, x, h, w, model.cfg.scale) for n, (y, x, h, w) in enumerate(grid)}
     parts = decode_tiles(model, [(n, h, w) for n, (_, _, h, w) in enumerate(grid)], choose, progress,
-                         max_pixels, dtype)
+                         max_pixels, dtype, conds)
     return _assemble(height, width, model.cfg.channels, grid, parts, key=lambda n: n)
+
+
+def _small_part(small: np.ndarray, y: int, x: int, h: int, w: int, s: int) -> np.ndarray:
+    """The subsampled pixels of the full-resolution region (y, x, h, w); y and x are multiples of s."""
+    return small[y // s:-(-(y + h) // s), x // s:-(-(x + w) // s)]
 
 
 def _assemble(height, width, channels, grid, parts: dict, key) -> np.ndarray:
@@ -215,28 +269,43 @@ def decode_plane(model: IntModel, height: int, width: int, tile: int, streams: l
     return decode_planes(model, [(height, width)], tile, [streams], progress, max_pixels, workers)[0]
 
 
-def decode_planes(model: IntModel, shapes: list[tuple[int, int]], tile: int,
+def decode_planes(model, shapes: list[tuple[int, int]], tile: int,
                   streams: list[list[np.ndarray]], progress: Callable[[int], None] | None = None,
                   max_pixels: int = MAX_BATCH_PIXELS, workers: int = 1) -> list[np.ndarray]:
     """Inverse of encode_planes: the tiles of all planes decode together on shared canvases.
 
     With workers > 1 (and enough pixels), groups of tiles decode in parallel processes; tiles are
-    independent streams, so the grouping never changes the pixels."""
-    grids = [tile_grid(h, w, tile) for h, w in shapes]
-    if any(len(s) != len(g) for s, g in zip(streams, grids)) or len(streams) != len(shapes):
+    independent streams, so the grouping never changes the pixels. A multi-scale model decodes the
+    small images first, then the full ones conditioned on them."""
+    if len(streams) != len(shapes) or any(len(s) != len(stream_shapes(model, h, w, tile))
+                                          for s, (h, w) in zip(streams, shapes)):
         raise ValueError("stream count does not match the tile grid")
+    smalls = None
+    if isinstance(model, IntMultiScale):
+        check_tile(model, tile)
+        small_shapes = [model.small_shape(h, w) for h, w in shapes]
+        counts = [len(stream_shapes(model.small, h, w, tile)) for h, w in small_shapes]
+        smalls = decode_planes(model.small, small_shapes, tile, [s[:n] for s, n in zip(streams, counts)],
+                               None, max_pixels, workers)
+        streams = [s[n:] for s, n in zip(streams, counts)]
+        model = model.big
+    grids = [tile_grid(h, w, tile) for h, w in shapes]
     jobs = [((k, n), h, w) for k, g in enumerate(grids) for n, (_, _, h, w) in enumerate(g)]
     tile_streams = {(k, n): streams[k][n] for k, g in enumerate(grids) for n in range(len(g))}
+    conds = None if smalls is None else {(k, n): _small_part(smalls[k], y, x, h, w, model.cfg.scale)
+                                          for k, g in enumerate(grids) for n, (y, x, h, w) in enumerate(g)}
     workers = min(workers, len(jobs))
     if workers <= 1 or sum(h * w for h, w in shapes) < PARALLEL_MIN_PIXELS:
-        parts = _decode_streams(model, jobs, [tile_streams[key] for key, _, _ in jobs], max_pixels, progress)
+        parts = _decode_streams(model, jobs, [tile_streams[key] for key, _, _ in jobs], max_pixels, progress, conds)
     else:
         parts = {}
         pool = _pool(workers)
         try:
             groups = [[jobs[i] for i in g] for g in np.array_split(np.arange(len(jobs)), workers)]
             pending = [pool.apply_async(_decode_streams, (model, g, [tile_streams[key] for key, _, _ in g],
-                                                          max_pixels)) for g in groups]
+                                                          max_pixels, None,
+                                                          None if conds is None else {key: conds[key] for key, _, _ in g}))
+                       for g in groups]
             for g, job in zip(groups, pending):
                 parts.update(job.get())
                 if progress:
@@ -250,14 +319,14 @@ def decode_planes(model: IntModel, shapes: list[tuple[int, int]], tile: int,
 PARALLEL_MIN_PIXELS = 1 << 17
 
 
-def _decode_streams(model, jobs, streams, max_pixels, progress=None) -> dict:
+def _decode_streams(model, jobs, streams, max_pixels, progress=None, conds=None) -> dict:
     """Entropy-decode the tiles `jobs` (key, h, w) from their streams (same order)."""
     decoders = {key: constriction.stream.queue.RangeDecoder(s) for (key, _, _), s in zip(jobs, streams)}
 
     def choose(key, freq, where):
         return decoders[key].decode(FAMILY, freq.numpy())
 
-    return decode_tiles(model, jobs, choose, progress, max_pixels, dtype=torch.float64)
+    return decode_tiles(model, jobs, choose, progress, max_pixels, dtype=torch.float64, conds=conds)
 
 
 def _ignore_sigint():

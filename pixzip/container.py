@@ -197,7 +197,9 @@ def _validate(h: Header):
             raise FormatError("header is corrupted (plane table)")
     t = h.tile
     tiles = 1 if t == 0 else -(-h.width // t) * -(-h.height // t)
-    if tiles * len(h.planes) != len(h.stream_sizes):     # checked before any tile list is built
+    # at least one stream per tile and plane (a multi-scale model adds its small image's tiles; the
+    # exact count, which depends on the models, is checked by the caller), before any tile list is built
+    if tiles * len(h.planes) > len(h.stream_sizes):
         raise FormatError("header is corrupted (stream count)")
     if any(s % 4 for s in h.stream_sizes):
         raise FormatError("header is corrupted (stream sizes)")

@@ -110,10 +110,17 @@ class QConv:
         """Accumulators plus bias (for the output layer, which is not requantised here)."""
         return acc.add_(self._params(group).bias)
 
-    def requant(self, acc: torch.Tensor, group: int | None) -> torch.Tensor:
-        """round((acc + bias) * mult / 2^shift), clamped to [lo, hi], as int8 (int32 if wider)."""
+    def requant(self, acc: torch.Tensor, group: int | None, cond: tuple | None = None) -> torch.Tensor:
+        """round((acc + bias) * mult / 2^shift), clamped to [lo, hi], as int8 (int32 if wider).
+
+        `cond` = (accumulators, QConv) of a conditional bias, whose `mult` is at this layer's shift:
+        both terms are summed before the one rounding, as in the float model."""
         p = self._params(group)
-        y = acc.to(torch.int64).mul_(p.mult).add_(p.offset).bitwise_right_shift_(p.shift)
+        y = acc.to(torch.int64).mul_(p.mult).add_(p.offset)
+        if cond is not None:
+            c_acc, c_conv = cond
+            y.add_(c_acc.to(torch.int64).mul_(c_conv.mult[self.cols(group)]))
+        y.bitwise_right_shift_(p.shift)
         return y.clamp_(self.lo, self.hi).to(torch.int8 if self.hi <= 127 else torch.int32)
 
 
@@ -176,6 +183,9 @@ class IntModel:
         self.out: QConv = layers["out"]
         self.skip: QConv | None = layers.get("skip")      # image -> mu linear predictor, or None
         self.head = head            # mult/shift per output channel for mu, log-scale or logits
+        # conditional models (cfg.cond): the deconvolution of the small image and per-layer 1x1 biases
+        self.upsample: QConv | None = layers.get("upsample")
+        self.cond: dict[str, QConv] = layers.get("cond", {})
         self.tables = tables
         self.exp_table = tables["exp"].to(torch.int32)
         self._exp_f64 = self.exp_table.to(torch.float64)
@@ -208,9 +218,27 @@ class IntModel:
         """head1 (ReLU, masked 1x1, ReLU) into buffer "h", then the output layer's biased int32
         accumulators, at positions `pos` (or `index`, their 1x1 gather index)."""
         index = pos[:, None] if index is None else index
-        y = self.head1.requant(self.head1.accumulate(canvas.buf[src], index, group), group)
+        y = self.head1.requant(self.head1.accumulate(canvas.buf[src], index, group), group,
+                               self._cond(canvas, "head1", index, group))
         canvas.buf["h"][:, self.head1.cols(group)].index_copy_(0, pos, y)
         return self.out.biased(self.out.accumulate(canvas.buf["h"], index, group), group)
+
+    def _cond(self, canvas: Canvas, layer: str, index1: torch.Tensor, group: int | None):
+        """(accumulators, QConv) of a layer's conditional bias at the positions of a 1x1 index."""
+        conv = self.cond.get(layer)
+        return None if conv is None else (conv.accumulate(canvas.buf["u"], index1, group), conv)
+
+    def condition(self, canvas: Canvas, tile: int, small: np.ndarray):
+        """Fill the conditioning map of one tile from its part of the subsampled image (uint8
+        (ceil(h/s), ceil(w/s), C)): the deconvolution, one int8 vector per full-resolution pixel."""
+        s = self.cfg.scale
+        h, w = canvas.sizes[tile]
+        x = torch.from_numpy(small.reshape(-1, small.shape[2]).astype(np.int16) - 128).to(torch.int8)
+        y = self.upsample.requant(self.upsample.matmul(x.contiguous()), None)      # (n, s*s*cond) phase-major
+        hs, ws = small.shape[:2]
+        y = y.view(hs, ws, s, s, -1).permute(0, 2, 1, 3, 4).reshape(hs * s, ws * s, -1)[:h, :w]
+        i, j = np.divmod(np.arange(h * w), w)
+        canvas.buf["u"].index_copy_(0, canvas.flat(np.full(h * w, tile), i, j), y.reshape(h * w, -1).contiguous())
 
     def _skip(self, canvas: Canvas, index: dict, group: int | None) -> torch.Tensor | None:
         if self.skip is None:
@@ -273,6 +301,9 @@ class IntPixelCNN(IntModel):
         layers = {k: convs[k] for k in ("first", "head1", "out", "skip") if k in convs}
         layers["conv_a"] = [convs[f"conv_a{b}"] for b in range(cfg.blocks)]
         layers["conv_b"] = [convs[f"conv_b{b}"] for b in range(cfg.blocks)]
+        if "upsample" in convs:
+            layers["upsample"] = convs["upsample"]
+            layers["cond"] = {k[5:]: v for k, v in convs.items() if k.startswith("cond.")}
         return cls(cfg, layers, head, tables)
 
     def named_convs(self):
@@ -284,6 +315,10 @@ class IntPixelCNN(IntModel):
         yield "out", self.out
         if self.skip is not None:
             yield "skip", self.skip
+        if self.upsample is not None:
+            yield "upsample", self.upsample
+            for k, v in self.cond.items():
+                yield f"cond.{k}", v
 
     # -- scheduling -----------------------------------------------------------------------------------
     @property
@@ -298,15 +333,18 @@ class IntPixelCNN(IntModel):
     def new_canvas(self, sizes: list[tuple[int, int]]) -> Canvas:
         C, h = self.cfg.channels, self.cfg.hidden
         channels = {"img": C, "s0": h, "h": self.cfg.head_hidden}
+        if self.cfg.cond:
+            channels["u"] = self.cfg.cond
         for b in range(self.cfg.blocks):
             channels[f"mid{b}"] = h
             channels[f"s{b + 1}"] = h
         return Canvas(sizes, self.pad, channels)
 
     # -- the network ----------------------------------------------------------------------------------
-    def _layer(self, conv: QConv, canvas: Canvas, src: str, dst: str, index, group, residual=None):
+    def _layer(self, conv: QConv, canvas: Canvas, src: str, dst: str, index, group, residual=None, name=""):
         pos = index[1][:, -1]                               # the last tap of every kernel is the centre
-        y = conv.requant(conv.accumulate(canvas.buf[src], index[conv.k], group), group)
+        y = conv.requant(conv.accumulate(canvas.buf[src], index[conv.k], group), group,
+                         self._cond(canvas, name, index[1], group))
         cols = conv.cols(group)
         if residual is not None:
             base = canvas.buf[residual].index_select(0, pos)[:, cols]
@@ -350,10 +388,10 @@ class IntPixelCNN(IntModel):
 
     def _trunk(self, canvas: Canvas, index: dict[int, torch.Tensor], group: int | None) -> torch.Tensor:
         """All trunk layers, then the output layer's biased int32 accumulators."""
-        self._layer(self.first, canvas, "img", "s0", index, group)
+        self._layer(self.first, canvas, "img", "s0", index, group, name="first")
         for b, (ca, cb) in enumerate(zip(self.conv_a, self.conv_b)):
-            self._layer(ca, canvas, f"s{b}", f"mid{b}", index, group)
-            self._layer(cb, canvas, f"mid{b}", f"s{b + 1}", index, group, residual=f"s{b}")
+            self._layer(ca, canvas, f"s{b}", f"mid{b}", index, group, name=f"conv_a{b}")
+            self._layer(cb, canvas, f"mid{b}", f"s{b + 1}", index, group, residual=f"s{b}", name=f"conv_b{b}")
         return self._head_trunk(canvas, f"s{self.cfg.blocks}", index[1][:, -1], index[1], group)
 
 
@@ -376,3 +414,40 @@ def invb_table() -> torch.Tensor:
     n = int((LS_MAX - LS_MIN) * LS_FRAC) + 1
     return torch.tensor([int(round((1 << INVB_SHIFT) * np.exp(-(LS_MIN + i / LS_FRAC)))) for i in range(n)],
                         dtype=torch.int32)
+
+
+class IntMultiScale:
+    """A multi-scale model: `small` codes the subsampled image (every scale-th pixel), `big` (a
+    conditional IntPixelCNN) the full image given it. The codec runs the two stages one after the other;
+    a plane's streams are the small image's tiles, then the full image's."""
+
+    def __init__(self, cfg: ModelConfig, small: IntModel, big: IntPixelCNN):
+        self.cfg, self.small, self.big = cfg, small, big
+        self.head = {**{f"small.{k}": v for k, v in small.head.items()}, **{f"big.{k}": v for k, v in big.head.items()}}
+        self.tables = {**big.tables, **small.tables}
+        self.symbol_values = big.symbol_values
+
+    @classmethod
+    def from_convs(cls, cfg: ModelConfig, convs: dict, head: dict, tables: dict) -> "IntMultiScale":
+        from .modelfile import int_model_class
+        parts = []
+        for prefix, part in zip(("small.", "big."), cfg.parts()):
+            sub = {k[len(prefix):]: v for k, v in convs.items() if k.startswith(prefix)}
+            sub_head = {k[len(prefix):]: v for k, v in head.items() if k.startswith(prefix)}
+            parts.append(int_model_class(part.arch).from_convs(part, sub, sub_head, tables))
+        return cls(cfg, *parts)
+
+    def named_convs(self):
+        for prefix, part in (("small", self.small), ("big", self.big)):
+            for name, conv in part.named_convs():
+                yield f"{prefix}.{name}", conv
+
+    def subsample(self, plane: np.ndarray) -> np.ndarray:
+        return np.ascontiguousarray(plane[::self.cfg.scale, ::self.cfg.scale])
+
+    def small_shape(self, height: int, width: int) -> tuple[int, int]:
+        s = self.cfg.scale
+        return -(-height // s), -(-width // s)
+
+    def min_bits_per_symbol(self) -> float:
+        return min(self.small.min_bits_per_symbol(), self.big.min_bits_per_symbol())

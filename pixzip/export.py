@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from .engine import IntModel, IntPixelCNN, QConv, conv_taps, exp_table, invb_table
-from .model import LOGIT_FRAC, LS_FRAC, MU_FRAC, ARModel, MaskedConv, PixelCNN
+from .engine import IntModel, IntMultiScale, IntPixelCNN, QConv, conv_taps, exp_table, invb_table
+from .model import LOGIT_FRAC, LS_FRAC, MU_FRAC, ARModel, MaskedConv, MultiScale, PixelCNN
 
 
 def multiplier(real: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -36,7 +36,8 @@ def quantize_conv(conv: MaskedConv, s_in: float, s_out: float | None, groups: in
         mat = (mat - low) / 256
         low = low.to(torch.int8).contiguous()
     acc_scale = s_in * s_w
-    bias = torch.round(conv.bias.detach().double() / acc_scale)
+    bias = torch.zeros(conv.out_channels, dtype=torch.float64) if conv.bias is None else \
+        torch.round(conv.bias.detach().double() / acc_scale)
     if s_out is None:
         mult = shift = torch.zeros(conv.out_channels, dtype=torch.int64)
     else:
@@ -47,10 +48,12 @@ def quantize_conv(conv: MaskedConv, s_in: float, s_out: float | None, groups: in
                  weight_low=low, taps=None if conv.taps is None else tuple(map(tuple, conv.taps)))
 
 
-def export(model: ARModel) -> IntModel:
+def export(model) -> IntModel | IntMultiScale:
     """Any float model -> its integer model."""
     if isinstance(model, PixelCNN):
         return export_pixelcnn(model)
+    if isinstance(model, MultiScale):
+        return IntMultiScale(model.cfg, export(model.small), export_pixelcnn(model.big))
     from .export_rnn import export_pixelrnn
     return export_pixelrnn(model)
 
@@ -65,7 +68,41 @@ def export_pixelcnn(model: PixelCNN) -> IntPixelCNN:
         layers["conv_a"].append(quantize_conv(ca, s_stream, qm.scale, G, relu_in=True, relu_out=True))
         layers["conv_b"].append(quantize_conv(cb, qm.scale, s_stream, G))
     head = export_head(model, s_stream, layers)
+    if cfg.cond:
+        export_condition(model, layers)
     return IntPixelCNN(cfg, layers, head, {"exp": exp_table(), "invb": invb_table()})
+
+
+def export_condition(model: PixelCNN, layers: dict):
+    """The deconvolution (small image -> int8 map u) and each layer's 1x1 bias from u. A biased layer
+    rounds once: (acc * m1 + acc_u * m2 + offset) >> shift, both multipliers at one shift."""
+    s_u = model.q_cond.scale
+    up = model.upsample                      # ConvTranspose2d weight (C, cond, s, s)
+    w = up.weight.detach().double()
+    s_w = w.abs().amax(dim=(0, 2, 3)).clamp_min(1e-8) / 127               # per output channel
+    wq = torch.round(w / s_w[None, :, None, None]).clamp(-127, 127)
+    mat = wq.permute(0, 2, 3, 1).reshape(w.shape[0], -1)                   # (C, s*s*cond), phase-major
+    n = w.shape[2] * w.shape[3]
+    acc_scale = (1 / 128) * s_w
+    mult, shift = multiplier((acc_scale / s_u).repeat(n))
+    layers["upsample"] = QConv(k=1, weight=mat.to(torch.int8).contiguous(),
+                               bias=torch.round(up.bias.detach().double() / acc_scale).repeat(n).to(torch.int32),
+                               mult=mult, shift=shift)
+    targets = {"first": (layers["first"], model.q_stream.scale), "head1": (layers["head1"], model.q_head.scale)}
+    for b in range(model.cfg.blocks):
+        targets[f"conv_a{b}"] = (layers["conv_a"][b], model.q_mid[b].scale)
+        targets[f"conv_b{b}"] = (layers["conv_b"][b], model.q_stream.scale)
+    layers["cond"] = {}
+    for name, (parent, s_out) in targets.items():
+        cq = quantize_conv(model.cond_convs[name], s_u, None, parent.groups)
+        real_u = s_u * model.cond_convs[name].weight_scale().double() / s_out
+        real_x = parent.mult.double() / torch.pow(2.0, parent.shift.double())
+        _, shift_u = multiplier(real_u)
+        shift = torch.minimum(parent.shift, shift_u)
+        scale = torch.pow(2.0, shift.double())
+        parent.mult, parent.shift = torch.round(real_x * scale).long(), shift
+        cq.mult, cq.shift = torch.round(real_u * scale).long(), shift
+        layers["cond"][name] = cq
 
 
 def export_head(model: ARModel, s_in: float, layers: dict) -> dict:

@@ -17,7 +17,7 @@ Quantisation points (mirrored one for one by the integer engine):
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 
 import torch
 import torch.nn as nn
@@ -53,6 +53,13 @@ class ModelConfig:
     row_kernel: int = 3         # Row LSTM: k of the k x 1 input-to-state and state-to-state convolutions
     residual: bool = True       # residual connection around every LSTM layer
     skips: bool = False         # skip connections: every layer's output summed into the head
+    # Multi-scale (arch "multiscale"): a `small_arch` model codes the image subsampled by `scale`
+    # (every scale-th pixel), then a PixelCNN codes the full image with every layer biased by an
+    # unmasked 1x1 convolution of a learned upsampling (deconvolution) of the small image, `cond` wide.
+    # A PixelCNN with cond > 0 is that conditional second stage.
+    scale: int = 2
+    cond: int = 0
+    small_arch: str = "pixelcnn"
 
     def __post_init__(self):
         if self.arch not in ARCHS:
@@ -78,7 +85,11 @@ class ModelConfig:
             raise ValueError("levels must be 256 (8-bit images) or 2 (bilevel images)")
         if self.levels != 256 and self.head != "softmax":
             raise ValueError("a bilevel model (2 levels) needs the softmax head")
-        if self.arch != "pixelcnn":
+        if self.arch == "multiscale":
+            if self.scale < 2 or self.small_arch not in ARCHS[:3]:
+                raise ValueError("multiscale needs scale >= 2 and small_arch pixelcnn, rowlstm or diagbilstm")
+            self.parts()          # validates both stages
+        elif self.arch != "pixelcnn":
             if self.layers < 1:
                 raise ValueError(f"{self.arch} needs layers >= 1")
             if self.state_width % self.channels:
@@ -87,6 +98,14 @@ class ModelConfig:
                 raise ValueError('LSTM models use channel_deps="masks"')
             if self.row_kernel % 2 == 0 or self.row_kernel < 3:
                 raise ValueError("row_kernel must be odd and >= 3")
+
+    def parts(self) -> tuple["ModelConfig", "ModelConfig"]:
+        """A multiscale model's two stages: (the small image's model, the conditional PixelCNN)."""
+        depth = self.layers or self.blocks
+        cnn = self.small_arch == "pixelcnn"
+        small = replace(self, arch=self.small_arch, cond=0, blocks=depth if cnn else 0, layers=0 if cnn else depth)
+        big = replace(self, arch="pixelcnn", cond=self.cond or max(4, self.hidden // 2), blocks=depth, layers=0)
+        return small, big
 
     @property
     def state_width(self) -> int:
@@ -120,7 +139,7 @@ class ModelConfig:
         return cls(**{k: v for k, v in d.items() if k in known})
 
 
-ARCHS = ("pixelcnn", "rowlstm", "diagbilstm")
+ARCHS = ("pixelcnn", "rowlstm", "diagbilstm", "multiscale")
 
 
 def group_allowed(in_ch: int, out_ch: int, groups: int, mask_type: str, out_period: int = 0) -> torch.Tensor:
@@ -279,20 +298,38 @@ class ARModel(nn.Module):
             if isinstance(m, ActQuant):
                 m.enabled = on
 
-    def forward(self, img: torch.Tensor) -> torch.Tensor:
-        """img: uint8/long (B, C, H, W) in 0..255 -> head outputs (B, C, D, H, W) on the coding grid."""
+    def forward(self, img: torch.Tensor, small: torch.Tensor | None = None) -> torch.Tensor:
+        """img: uint8/long (B, C, H, W) in 0..255 -> head outputs (B, C, D, H, W) on the coding grid.
+        A conditional model (cfg.cond) also takes the subsampled image `small`."""
         x_in = (img.float() - 128.0) / 128.0
-        o = self.raw_head(x_in)
+        o = self.raw_head(x_in, None if small is None else (small.float() - 128.0) / 128.0)
         skip = self.skip(x_in) if self.skip is not None else None
         return quantize_head(o, self.cfg.head, skip)
 
-    def raw_head(self, x_in: torch.Tensor) -> torch.Tensor:
+    def bits(self, img: torch.Tensor) -> torch.Tensor:
+        """Mean code length of img in bits per sub-pixel (the training loss)."""
+        return bits_per_dim(self(img), img, self.cfg.head, self.cfg.levels)
+
+    def raw_head(self, x_in: torch.Tensor, small: torch.Tensor | None = None) -> torch.Tensor:
         """Normalised image (B, C, H, W) -> unrounded head outputs (B, C, D, H, W), without the skip
         predictor (tests take gradients through it)."""
-        x = self.head_input(self.q_stream(self.first(x_in)))
-        o = self.out(self.q_head(F.relu(self.head1(F.relu(x)))))
+        u = self.condition(small, x_in.shape[-2:])
+        x = self.head_input(self.q_stream(self.first(x_in) + self.bias("first", u)), u)
+        o = self.out(self.q_head(F.relu(self.head1(F.relu(x)) + self.bias("head1", u))))
         B, _, H, W = o.shape
         return o.view(B, self.cfg.channels, self.cfg.head_dim, H, W)
+
+    def condition(self, small: torch.Tensor | None, size) -> torch.Tensor | None:
+        """The conditioning map: the small image upsampled by a learned deconvolution (int8)."""
+        if not self.cfg.cond:
+            return None
+        if small is None:
+            raise ValueError("a conditional model needs the subsampled image")
+        return self.q_cond(self.upsample(small))[..., :size[0], :size[1]]
+
+    def bias(self, layer: str, u: torch.Tensor | None):
+        """A layer's conditional bias: an unmasked 1x1 convolution of the conditioning map."""
+        return 0 if u is None else self.cond_convs[layer](u)
 
     def build_trunk(self, cfg: ModelConfig):
         """Create the layers between the first layer and the head."""
@@ -303,17 +340,34 @@ class ARModel(nn.Module):
         raise NotImplementedError
 
 
+class CondConv(MaskedConv):
+    """Unmasked 1x1 convolution without bias (the conditioned layer has one), int8 fake-quantised."""
+
+    def __init__(self, in_ch: int, out_ch: int):
+        super().__init__(in_ch, out_ch, 1, 1, "B", mask=torch.ones(out_ch, in_ch, 1, 1))
+        self.register_parameter("bias", None)
+        with torch.no_grad():
+            self.weight.mul_(0.5)
+
+
 class PixelCNN(ARModel):
     def build_trunk(self, cfg: ModelConfig):
         h, G = cfg.hidden, cfg.trunk_groups
         self.conv_a = nn.ModuleList(MaskedConv(h, h, cfg.block_kernel, G, "B") for _ in range(cfg.blocks))
         self.conv_b = nn.ModuleList(MaskedConv(h, h, 1, G, "B") for _ in range(cfg.blocks))
         self.q_mid = nn.ModuleList(ActQuant() for _ in range(cfg.blocks))
+        if cfg.cond:
+            self.upsample = nn.ConvTranspose2d(cfg.channels, cfg.cond, cfg.scale, stride=cfg.scale)
+            self.q_cond = ActQuant()
+            widths = {"first": h, "head1": cfg.head_hidden}
+            widths.update({f"conv_a{b}": h for b in range(cfg.blocks)})
+            widths.update({f"conv_b{b}": h for b in range(cfg.blocks)})
+            self.cond_convs = nn.ModuleDict({k: CondConv(cfg.cond, w) for k, w in widths.items()})
 
-    def head_input(self, x: torch.Tensor) -> torch.Tensor:
-        for conv_a, conv_b, q_mid in zip(self.conv_a, self.conv_b, self.q_mid):
-            y = q_mid(F.relu(conv_a(F.relu(x))))
-            y = self.q_stream(conv_b(y))
+    def head_input(self, x: torch.Tensor, u: torch.Tensor | None = None) -> torch.Tensor:
+        for b, (conv_a, conv_b, q_mid) in enumerate(zip(self.conv_a, self.conv_b, self.q_mid)):
+            y = q_mid(F.relu(conv_a(F.relu(x)) + self.bias(f"conv_a{b}", u)))
+            y = self.q_stream(conv_b(y) + self.bias(f"conv_b{b}", u))
             x = self.q_stream(x + y)
         return x
 
@@ -362,5 +416,34 @@ def bits_per_dim(q: torch.Tensor, img: torch.Tensor, head: str, levels: int = 25
 def build_model(cfg: ModelConfig) -> nn.Module:
     if cfg.arch == "pixelcnn":
         return PixelCNN(cfg)
+    if cfg.arch == "multiscale":
+        return MultiScale(cfg)
     from .rnn import PixelRNN
     return PixelRNN(cfg)
+
+
+def subsample(img: torch.Tensor, scale: int) -> torch.Tensor:
+    """Every scale-th pixel of every scale-th row: (..., H, W) -> (..., ceil(H/s), ceil(W/s))."""
+    return img[..., ::scale, ::scale]
+
+
+class MultiScale(nn.Module):
+    """Two stages trained together: the small image's model and the conditional PixelCNN. The loss
+    is the code length of both per sub-pixel of the full image, as the file carries both."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.cfg = cfg
+        small, big = cfg.parts()
+        self.small = build_model(small)
+        self.big = PixelCNN(big)
+
+    def set_quantize(self, on: bool):
+        self.small.set_quantize(on)
+        self.big.set_quantize(on)
+
+    def bits(self, img: torch.Tensor) -> torch.Tensor:
+        s = subsample(img, self.cfg.scale)
+        total = nll_bits(self.small(s), s, self.cfg.head, self.cfg.levels).sum()
+        total = total + nll_bits(self.big(img, s), img, self.cfg.head, self.cfg.levels).sum()
+        return total / img.numel()

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .engine import IntModel, IntPixelCNN, QConv
+from .engine import IntModel, IntMultiScale, IntPixelCNN, QConv
 from .errors import PixzipError
 from .model import ModelConfig
 
@@ -43,9 +43,12 @@ def _conv_entries(name: str, conv: QConv):
     return meta, tensors
 
 
-def _int_model_class(arch: str):
+def int_model_class(arch: str):
+    """The integer class of an architecture (all have `from_convs`)."""
     if arch == "pixelcnn":
         return IntPixelCNN
+    if arch == "multiscale":
+        return IntMultiScale
     from .engine_rnn import IntDiagBiLSTM, IntRowLSTM
     return {"rowlstm": IntRowLSTM, "diagbilstm": IntDiagBiLSTM}[arch]
 
@@ -137,7 +140,7 @@ def parse(data: bytes, name: str = "model") -> LoadedModel:
         convs = {n: conv(n) for n in body["layers"]}
         head = {k[5:]: v for k, v in tensors.items() if k.startswith("head.")}
         tables = {k[6:]: v for k, v in tensors.items() if k.startswith("table.")}
-        net = _int_model_class(cfg.arch).from_convs(cfg, convs, head, tables)
+        net = int_model_class(cfg.arch).from_convs(cfg, convs, head, tables)
     except PixzipError:
         raise
     except (KeyError, TypeError, ValueError, json.JSONDecodeError) as e:

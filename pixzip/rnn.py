@@ -188,7 +188,7 @@ class PixelRNN(ARModel):
         self.layers = nn.ModuleList(layer(cfg) for _ in range(cfg.layers))
         self.q_skips = ActQuant() if cfg.skips else None
 
-    def head_input(self, x: torch.Tensor) -> torch.Tensor:
+    def head_input(self, x: torch.Tensor, u: torch.Tensor | None = None) -> torch.Tensor:
         total = 0
         for layer in self.layers:
             y = self.q_stream(layer.out(layer(x, self.quantized)))

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from .data import CropSampler, fixed_crops, load_arrays
-from .model import ModelConfig, bits_per_dim, build_model
+from .model import ModelConfig, build_model
 
 
 @dataclass
@@ -59,7 +59,7 @@ def evaluate(model, crops: np.ndarray, batch: int = 32) -> float:
     total = 0.0
     for i in range(0, len(crops), batch):
         x = torch.from_numpy(crops[i:i + batch])
-        total += float(bits_per_dim(model(x), x, model.cfg.head, model.cfg.levels)) * len(x)
+        total += float(model.bits(x)) * len(x)
     model.train()
     return total / len(crops)
 
@@ -129,7 +129,7 @@ def train(cfg: ModelConfig, tc: TrainConfig, out: Path, resume: bool = False, pr
             for g in opt.param_groups:
                 g["lr"] = lr_at(step, tc)
             x = torch.from_numpy(sampler.batch(tc.batch))
-            loss = bits_per_dim(model(x), x, model.cfg.head, model.cfg.levels)
+            loss = model.bits(x)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), tc.clip)

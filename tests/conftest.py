@@ -28,7 +28,7 @@ def make_tiny_model(channels: int, head: str = "laplace", seed: int = 0, hidden:
     model.train()
     with torch.no_grad():
         for _ in range(3):
-            model(torch.randint(0, 256, (2, channels, 12, 12)))
+            model.bits(torch.randint(0, 256, (2, channels, 12, 12)))
     model.eval()
     return model, export(model)
 

@@ -105,3 +105,18 @@ def test_bilevel_model_trains_and_codes_mode_1(tmp_path, rng, tiny_models, monke
     Image.fromarray(digits[1]).save("g.png")
     r = CliRunner().invoke(main, ["compress", "g.png", "-m", "b.pxm"])
     assert r.exit_code == 1 and "bilevel" in r.stderr
+
+
+def test_multiscale_trains_exports_and_codes(tmp_path, data_dir, tiny_models, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    r = CliRunner().invoke(main, ["train", str(data_dir), "--out", "ms.pxm", "--arch", "multiscale",
+                                  "--small-arch", "rowlstm", "--layers", "1", "--first-kernel", "3", *TINY[:-5], "-q"])
+    assert r.exit_code == 0, r.stderr
+    model = modelfile.load(Path("ms.pxm"))
+    assert model.net.cfg.arch == "multiscale" and model.net.small.cfg.arch == "rowlstm"
+    img = data_dir / "sub" / "0.png"
+    assert CliRunner().invoke(main, ["compress", str(img), "-o", "x.pxz", "-m", "ms.pxm"]).exit_code == 0
+    assert CliRunner().invoke(main, ["decompress", "x.pxz", "-o", "x.png", "-m", "ms.pxm"]).exit_code == 0
+    assert np.array_equal(np.asarray(Image.open(img)), np.asarray(Image.open("x.png")))
+    r = CliRunner().invoke(main, ["compress", str(img), "-o", "y.pxz", "-m", "ms.pxm", "--tile", "5"])
+    assert r.exit_code == 1 and "multiple" in r.stderr

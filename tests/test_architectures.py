@@ -1,5 +1,5 @@
-"""Row LSTM and Diagonal BiLSTM: the same properties the PixelCNN must have (tests/test_engine.py),
-plus the receptive fields of the paper's figure 2."""
+"""Row LSTM, Diagonal BiLSTM and multi-scale models: the same properties the PixelCNN must have
+(tests/test_engine.py), plus the receptive fields of the paper's figure 2."""
 
 from __future__ import annotations
 
@@ -153,3 +153,100 @@ def test_bilevel_model_codes_mode_1_images(rng):
     assert bits / plane.size < 1.5                      # two symbols: about a bit each, not eight
     freq = next(codec.encoder_tables(net, [plane], 0))[2]
     assert freq.shape[1] == 2
+
+
+def tiny_multiscale(seed=0, channels=3, **kw):
+    kw = {"arch": "multiscale", "blocks": 1, "layers": 1, "first_kernel": 3, **kw}
+    model, net = make_tiny_model(channels, seed=seed, **kw)
+    return model, modelfile.parse(modelfile.serialize(net)).net
+
+
+def multiscale_streams(net, plane, tile):
+    """Encoder and decoder (symbol, table) sequences of both stages; small-stage tiles keyed -1-n."""
+    small = net.subsample(plane)
+    enc = []
+    for (_, n), symbols, freq in codec.encoder_tables(net.small, [small], tile):
+        enc += [(-1 - n, int(s), f) for s, f in zip(symbols, freq)]
+    for (_, n), symbols, freq in codec.encoder_tables(net.big, [plane], tile, conds=[small]):
+        enc += [(n, int(s), f) for s, f in zip(symbols, freq)]
+    per_tile, cursor, dec = {}, {}, []
+    for n, s, _ in enc:
+        per_tile.setdefault(n, []).append(s)
+
+    def choose(n, freq, where):
+        k = cursor.get(n, 0)
+        vals = np.array(per_tile[n][k:k + len(freq)])
+        cursor[n] = k + len(freq)
+        dec.extend((n, int(v), f.clone()) for v, f in zip(vals, freq))
+        return vals
+
+    out = codec.wavefront_decode(net, plane.shape[0], plane.shape[1], tile, choose)
+    assert np.array_equal(out, plane)
+    return enc, dec
+
+
+@pytest.mark.parametrize("small_arch,channels,head", [("pixelcnn", 3, "laplace"), ("pixelcnn", 1, "softmax"),
+                                                      ("rowlstm", 3, "laplace"), ("diagbilstm", 1, "laplace")])
+def test_multiscale_tables_are_identical(small_arch, channels, head, rng):
+    """Both stages: the conditional model's tables agree between encoder and decoder too."""
+    for seed, (h, w) in enumerate([(1, 1), (1, 9), (9, 1), (7, 13)]):
+        _, net = tiny_multiscale(seed, channels, small_arch=small_arch, head=head, skip_kernel=3 if head == "laplace" else 0)
+        plane = rng.integers(0, 256, (h, w, channels), dtype=np.uint8)
+        for tile in (0, 4):
+            enc, dec = multiscale_streams(net, plane, tile)
+            assert_same_tables(enc, dec)
+
+
+def test_multiscale_file_carries_both_stages(rng):
+    _, net = tiny_multiscale(5, scale=3)
+    plane = rng.integers(0, 256, (10, 8, 3), dtype=np.uint8)
+    streams, _ = codec.encode_plane(net, plane, 6)
+    assert len(streams) == len(codec.tile_grid(4, 3, 6)) + len(codec.tile_grid(10, 8, 6)) == 1 + 4
+    assert np.array_equal(codec.decode_plane(net, 10, 8, 6, streams), plane)
+    with pytest.raises(ValueError, match="multiple"):
+        codec.encode_plane(net, plane, 4)
+
+
+def test_conditional_model_is_causal_in_the_full_image():
+    """The full-resolution stage sees the whole small image but only the causal past of the full one."""
+    torch.manual_seed(2)
+    cfg = ModelConfig(channels=3, hidden=12, head_hidden=12, blocks=2, first_kernel=3, head="softmax", cond=6)
+    model = build_model(cfg).double()
+    H, W, i0, j0 = 8, 9, 5, 4
+    for c in range(3):
+        x = torch.rand(8, 3, H, W, dtype=torch.float64, requires_grad=True)
+        small = torch.rand(8, 3, 4, 5, dtype=torch.float64, requires_grad=True)
+        model.raw_head(x, small)[:, c, :, i0, j0].sum().backward()
+        g = x.grad.abs().sum(0)
+        for cc in range(3):
+            for i in range(H):
+                for j in range(W):
+                    past = i < i0 or (i == i0 and j < j0) or (i == i0 and j == j0 and cc < c)
+                    assert past or g[cc, i, j] == 0
+        # the small image reaches (i0, j0) through its own block and the blocks of the causal past:
+        # blocks wholly in the future (rows below i0's) are not seen
+        gs = small.grad.abs().sum((0, 1))
+        assert gs[i0 // 2, j0 // 2] > 0
+        assert gs[i0 // 2 + 1:].sum() == 0
+
+
+def test_multiscale_integer_model_matches_float_model():
+    from pixzip.export import export
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(arch="multiscale", channels=3, hidden=12, head_hidden=12, blocks=1,
+                                    first_kernel=3, skip_kernel=3))
+    yy, xx = np.mgrid[0:16, 0:16]
+    plane = np.stack([(yy * 3 + xx * 2) % 256, (yy * 2 + 40) % 256, (xx * 3 + 90) % 256], -1).astype(np.uint8)
+    x = torch.from_numpy(plane.transpose(2, 0, 1)[None].copy())
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    for step in range(120):
+        model.set_quantize(step >= 80)
+        loss = model.bits(x)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    with torch.no_grad():
+        float_bits = float(model.bits(x)) * plane.size
+    _, int_bits = codec.encode_plane(export(model), plane, 0)
+    assert float_bits / plane.size < 6.0          # (random: ~8; both stages counted)
+    assert abs(int_bits / float_bits - 1) < 0.01
