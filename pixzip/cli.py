@@ -481,11 +481,14 @@ def info(files):
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--val-every", type=click.IntRange(1), default=250, show_default=True,
               help="Validate and checkpoint every N steps.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
+              help="Where to train: auto takes CUDA (bf16 autocast until QAT) when present. Several GPUs or "
+                   "processes: launch with torchrun --nproc_per_node N -m pixzip train ...")
 @click.option("-T", "--threads", type=click.IntRange(0), default=0)
 @click.option("-q", "--quiet", is_flag=True)
 def train(data, out, checkpoint, resume, init_from, arch, small_arch, scale, channels, levels, steps, batch, crop, hidden, blocks,
           state, first_kernel, row_kernel, residual, skips, head, skip_kernel, qat_start, lr, optimizer, val,
-          jpeg_downsample, flip, seed, val_every, threads, quiet):
+          jpeg_downsample, flip, seed, val_every, device, threads, quiet):
     """Train a model on image folders / .npy stacks and export it for coding.
 
     \b
@@ -507,9 +510,11 @@ def train(data, out, checkpoint, resume, init_from, arch, small_arch, scale, cha
                           small_arch=small_arch, scale=scale)
         tc = TrainConfig(data=list(data), val=list(val), steps=steps, batch=batch, crop=crop, lr=lr,
                          jpeg_downsample=jpeg_downsample, seed=seed, threads=threads, qat_start=qat_start,
-                         val_every=val_every, optimizer=optimizer, init=init_from or "", flip=flip)
+                         val_every=val_every, optimizer=optimizer, init=init_from or "", flip=flip, device=device)
         ckpt = Path(checkpoint or out + ".ckpt")
         run_training(cfg, tc, ckpt, resume, quiet)
+        if int(os.environ.get("RANK", "0")) != 0:      # torchrun: rank 0 exports
+            return
         report = export_checkpoint(ckpt, Path(out))
     except (PixzipError, ValueError, FileNotFoundError) as e:
         click.echo(f"pixzip: {e}", err=True)

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
 
 from .data import CropSampler, fixed_crops, load_arrays
 from .model import ModelConfig, build_model
@@ -44,6 +46,7 @@ class TrainConfig:
     optimizer: str = "adam"     # or "rmsprop" (the paper's choice)
     init: str = ""              # start from this checkpoint's weights (fine-tuning: new optimizer, schedule)
     flip: bool = True           # random horizontal flips (off for data that is not mirror-symmetric)
+    device: str = "auto"        # auto: CUDA (bf16 autocast before QAT) when present, else the CPU
 
 
 def lr_at(step: int, tc: TrainConfig) -> float:
@@ -54,11 +57,11 @@ def lr_at(step: int, tc: TrainConfig) -> float:
 
 
 @torch.no_grad()
-def evaluate(model, crops: np.ndarray, batch: int = 32) -> float:
+def evaluate(model, crops: np.ndarray, batch: int = 32, device: torch.device | None = None) -> float:
     model.eval()
     total = 0.0
     for i in range(0, len(crops), batch):
-        x = torch.from_numpy(crops[i:i + batch])
+        x = torch.from_numpy(crops[i:i + batch]).to(device or "cpu")
         total += float(model.bits(x)) * len(x)
     model.train()
     return total / len(crops)
@@ -87,10 +90,40 @@ def load_checkpoint(path: Path):
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
+class _Loss(torch.nn.Module):
+    """The training loss as a module's forward, so DistributedDataParallel sees the computation."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x):
+        return self.model.bits(x)
+
+
+def setup_device(device: str) -> tuple[torch.device, int, int]:
+    """(device, rank, world size). Under torchrun (WORLD_SIZE > 1) joins the process group: NCCL on
+    GPUs, gloo on CPUs; each process takes the GPU of its LOCAL_RANK."""
+    world, rank = int(os.environ.get("WORLD_SIZE", "1")), int(os.environ.get("RANK", "0"))
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda: no CUDA device is available")
+    cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if cuda else "gloo")
+    if not cuda:
+        return torch.device("cpu"), rank, world
+    dev = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    torch.cuda.set_device(dev)
+    return dev, rank, world
+
+
 def train(cfg: ModelConfig, tc: TrainConfig, out: Path, resume: bool = False, progress=None) -> dict:
-    """Train (or resume) and return the checkpoint dict written to `out`."""
+    """Train (or resume) and return the checkpoint dict written to `out`. Under torchrun every process
+    trains on its own crops, gradients are averaged by DistributedDataParallel, rank 0 validates and
+    writes the checkpoints."""
     if tc.threads:
         torch.set_num_threads(tc.threads)
+    device, rank, world = setup_device(tc.device)
     torch.manual_seed(tc.seed)
     state = None
     if resume and out.exists():
@@ -99,7 +132,7 @@ def train(cfg: ModelConfig, tc: TrainConfig, out: Path, resume: bool = False, pr
         saved = state["train_config"]
         saved.update({k: v for k, v in asdict(tc).items() if k in ("steps",)})
         tc = TrainConfig(**saved)
-    model = build_model(cfg)
+    model = build_model(cfg).to(device)       # before the optimizer, whose state follows the parameters
     if tc.optimizer == "rmsprop":
         opt = torch.optim.RMSprop(model.parameters(), lr=tc.lr, alpha=0.95, eps=1e-6)
     elif tc.optimizer == "adam":
@@ -115,8 +148,13 @@ def train(cfg: ModelConfig, tc: TrainConfig, out: Path, resume: bool = False, pr
         step, log = state["step"], state["log"]
         torch.set_rng_state(state["rng"])
 
+    runner = _Loss(model)
+    if world > 1:
+        # ActQuant's learned scales join the graph only once QAT starts: unused parameters are expected
+        runner = DistributedDataParallel(runner, find_unused_parameters=True)
+    amp = device.type == "cuda"
     arrays = load_arrays(tc.data, cfg.channels, tc.downsample, tc.jpeg_downsample)
-    sampler = CropSampler(arrays, tc.crop, seed=tc.seed + step, flip=tc.flip)
+    sampler = CropSampler(arrays, tc.crop, seed=tc.seed + step + 7919 * rank, flip=tc.flip)
     val_arrays = load_arrays(tc.val, cfg.channels, 1, tc.jpeg_downsample) if tc.val else arrays[-max(1, len(arrays) // 10):]
     val = fixed_crops(val_arrays, tc.crop, tc.val_crops, flip=tc.flip)
 
@@ -125,11 +163,14 @@ def train(cfg: ModelConfig, tc: TrainConfig, out: Path, resume: bool = False, pr
     t0, train_bpd = time.time(), float("nan")
     try:
         while step < tc.steps and not interrupted:
-            model.set_quantize(step >= tc.qat_start * tc.steps)
+            quantized = step >= tc.qat_start * tc.steps
+            model.set_quantize(quantized)
             for g in opt.param_groups:
                 g["lr"] = lr_at(step, tc)
-            x = torch.from_numpy(sampler.batch(tc.batch))
-            loss = model.bits(x)
+            x = torch.from_numpy(sampler.batch(tc.batch)).to(device)
+            # bf16 autocast on GPUs while the model is float; fake quantisation needs float32 steps
+            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp and not quantized):
+                loss = runner(x)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), tc.clip)
@@ -137,15 +178,19 @@ def train(cfg: ModelConfig, tc: TrainConfig, out: Path, resume: bool = False, pr
             step += 1
             value = loss.item()
             train_bpd = value if math.isnan(train_bpd) else 0.98 * train_bpd + 0.02 * value
-            if step % tc.val_every == 0 or step == tc.steps:
-                v = evaluate(model, val)
-                log.append({"step": step, "train_bpd": train_bpd, "val_bpd": v, "time": time.time() - t0})
+            if rank == 0 and (step % tc.val_every == 0 or step == tc.steps):
+                v = evaluate(model, val, device=device)
+                log.append({"step": step, "train_bpd": train_bpd, "val_bpd": v, "time": time.time() - t0,
+                            "processes": world, "device": device.type})
                 save_checkpoint(out, model, opt, step, cfg, tc, log)
-            if progress:
+            if progress and rank == 0:
                 progress(step, tc.steps, train_bpd, log[-1]["val_bpd"] if log else float("nan"), time.time() - t0)
     finally:
         signal.signal(signal.SIGINT, old_handler)
-        save_checkpoint(out, model, opt, step, cfg, tc, log)
+        if rank == 0:
+            save_checkpoint(out, model, opt, step, cfg, tc, log)
+    if world > 1:
+        dist.barrier()
     return load_checkpoint(out)
 
 

@@ -120,3 +120,29 @@ def test_multiscale_trains_exports_and_codes(tmp_path, data_dir, tiny_models, mo
     assert np.array_equal(np.asarray(Image.open(img)), np.asarray(Image.open("x.png")))
     r = CliRunner().invoke(main, ["compress", str(img), "-o", "y.pxz", "-m", "ms.pxm", "--tile", "5"])
     assert r.exit_code == 1 and "multiple" in r.stderr
+
+
+def test_distributed_training_with_torchrun(tmp_path, data_dir):
+    """Two processes through PyTorch's own launcher (gloo on CPUs, as NCCL would be on GPUs): rank 0
+    validates, checkpoints and exports."""
+    import subprocess
+    import sys
+    import torch
+    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                        "-m", "pixzip", "train", str(data_dir), "--out", "d.pxm", "--device", "cpu", "-T", "1",
+                        *TINY[:-1]], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    state = torch.load(tmp_path / "d.pxm.ckpt", weights_only=True)
+    assert state["step"] == 6 and state["log"][-1]["processes"] == 2
+    assert modelfile.load(tmp_path / "d.pxm").provenance["steps"] == 6
+
+
+@pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="needs CUDA")
+def test_train_on_cuda_exports_a_model_that_codes_on_the_cpu(tmp_path, data_dir, tiny_models, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    r = CliRunner().invoke(main, ["train", str(data_dir), "--out", "c.pxm", "--device", "cuda", *TINY])
+    assert r.exit_code == 0, r.stderr
+    img = data_dir / "sub" / "1.png"
+    assert CliRunner().invoke(main, ["compress", str(img), "-o", "x.pxz", "-m", "c.pxm"]).exit_code == 0
+    assert CliRunner().invoke(main, ["decompress", "x.pxz", "-o", "x.png", "-m", "c.pxm"]).exit_code == 0
+    assert np.array_equal(np.asarray(Image.open(img)), np.asarray(Image.open("x.png")))
