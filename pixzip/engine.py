@@ -23,6 +23,7 @@ import torch
 from .model import LS_FRAC, LS_MIN, ModelConfig
 
 INVB_SHIFT = 14         # Laplace slope table is 2^14 / scale
+ROW = 511               # Laplace rows: x - floor(mu) in -255..255
 PROB_BITS = 16          # exp table: 2^16 * exp(-k / 16), floor 1
 
 
@@ -190,7 +191,7 @@ class IntModel:
         self.exp_table = tables["exp"].to(torch.int32)
         self._exp_f64 = self.exp_table.to(torch.float64)
         self.invb_table = tables["invb"].to(torch.int32)
-        self._x16 = torch.arange(0, 256 * 16, 16, dtype=torch.int32)[None, :]
+        self._x = torch.arange(256, dtype=torch.int32)[None, :]
         self._offsets: dict = {}
         # symbol -> pixel value (bilevel models code 0 and 255 as 0 and 1)
         self.symbol_values = np.arange(256) if cfg.levels == 256 else np.array([0, 255])
@@ -276,16 +277,33 @@ class IntModel:
 
         dtype=torch.float64 returns the same integers as float64 (exact: they are below 2^17), the form
         constriction takes, without a conversion pass."""
-        if self.cfg.head == "softmax":
-            excess = params.amax(dim=1, keepdim=True) - params
-        else:
-            mu16, idx = params[:, 0:1].to(torch.int32), params[:, 1:2]
-            # |16x - mu16| <= 4080 and the slope table < 2^19, so int32 cannot overflow
-            steep = (self._x16 - mu16).abs_().mul_(self.invb_table[idx]).bitwise_right_shift_(INVB_SHIFT)
-            excess = steep.sub_(steep.amin(dim=1, keepdim=True))
         table = self.exp_table if dtype == torch.int32 else self._exp_f64
-        excess = excess.clamp_(max=len(self.exp_table) - 1)
-        return table.index_select(0, excess.view(-1).to(torch.int32)).view(excess.shape)
+        if self.cfg.head == "softmax":
+            excess = (params.amax(dim=1, keepdim=True) - params).clamp_(max=len(self.exp_table) - 1)
+            return table.index_select(0, excess.view(-1).to(torch.int32)).view(excess.shape)
+        # Laplace: one contiguous gather from the precomputed rows (the same integers as the formula)
+        mu16, idx = params[:, 0].to(torch.int32), params[:, 1].to(torch.int32)
+        q, r = mu16 // 16, mu16 % 16
+        start = (idx * 16 + r) * ROW + (255 - q)
+        where = start[:, None] + self._x
+        return self.laplace_rows(dtype).view(-1).index_select(0, where.view(-1)).view(where.shape)
+
+    def laplace_rows(self, dtype: torch.dtype) -> torch.Tensor:
+        """The Laplace head's frequency tables, precomputed once: with mu16 = 16q + r, the frequency of
+        value x depends only on (log-scale index, r, x - q), so row (idx, r) holds it for x - q in
+        -255..255: EXP[min(len - 1, (|16(x - q) - r| * INVB[idx] >> 14) - (n_r * INVB[idx] >> 14))],
+        n_r = min(r, 16 - r) being the distance from mu16 to the likeliest value. (|d| <= 4080 and
+        INVB < 2^19: no overflow.)"""
+        key = ("laplace", dtype)
+        if key not in self._offsets:
+            k = torch.arange(-255, 256, dtype=torch.int64)[None, None, :]
+            r = torch.arange(16, dtype=torch.int64)[None, :, None]
+            invb = self.invb_table.to(torch.int64)[:, None, None]
+            near = torch.minimum(r, 16 - r)
+            excess = (((16 * k - r).abs() * invb) >> INVB_SHIFT) - ((near * invb) >> INVB_SHIFT)
+            table = self.exp_table if dtype == torch.int32 else self._exp_f64
+            self._offsets[key] = table[excess.clamp_(0, len(self.exp_table) - 1)].reshape(-1, ROW).contiguous()
+        return self._offsets[key]
 
 
 class IntPixelCNN(IntModel):
