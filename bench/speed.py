@@ -50,18 +50,28 @@ def main():
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--codecs", default="pixzip,jxl7,webp,png")
     ap.add_argument("--workers", type=int, default=0, help="pixzip decode processes (0: all cores)")
+    ap.add_argument("-m", "--model", action="append", default=[], metavar="NAME|PATH",
+                    help="Also time pixzip with this model (e.g. another architecture); repeatable.")
+    ap.add_argument("--model-images", type=int, default=0,
+                    help="Images (and one repeat) for the extra models, which may be slow (0: as the others).")
     ap.add_argument("--json")
     args = ap.parse_args()
     import os
+    from pixzip import zoo
     workers = args.workers or os.cpu_count() or 1
     imgs = crops(Path(args.data), args.images)
     table = bench.codec_table(workers=workers)
+    for spec in args.model:
+        m = zoo.load_model(spec)
+        table[f"pixzip:{m.name}"] = lambda m=m: bench.codec_table([m], workers=workers)["pixzip"]()
     rows = {}
-    for name in args.codecs.split(","):
+    for name in args.codecs.split(",") + [n for n in table if n.startswith("pixzip:")]:
         enc, dec = table[name]()
         enc_t, dec_t, bits, exact = [], [], 0, True
-        for img_name, a in imgs:
-            for _ in range(args.repeats):
+        extra = name.startswith("pixzip:") and args.model_images
+        subset = imgs[:args.model_images] if extra else imgs
+        for img_name, a in subset:
+            for _ in range(1 if extra else args.repeats):
                 t0 = time.perf_counter()
                 out = enc(a)
                 t1 = time.perf_counter()
@@ -76,7 +86,7 @@ def main():
                   file=sys.stderr)
         mp = W * H / 1e6
         rows[name] = {"encode_mp_s": mp / statistics.median(enc_t), "decode_mp_s": mp / statistics.median(dec_t),
-                      "bits_per_subpixel": bits / sum(a.size for _, a in imgs), "exact": exact,
+                      "bits_per_subpixel": bits / sum(a.size for _, a in subset), "exact": exact, "images": len(subset),
                       "encode_s_median": statistics.median(enc_t), "decode_s_median": statistics.median(dec_t)}
     ref = rows.get("jxl7")
     print("| codec | bits/sub-pixel | encode MP/s | decode MP/s | encode vs jxl7 | decode vs jxl7 | exact |")

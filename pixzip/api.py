@@ -44,7 +44,7 @@ def choose_models(image: ImageData, preferred: Sequence[LoadedModel]) -> list[Lo
     for plane in image.planes:
         c = plane.shape[2]
         fitting = sorted((m for m in preferred if _fits(m, image, plane)), key=lambda m: m.net.cfg.levels)
-        chosen.append(fitting[0] if fitting else zoo.default_model(c))
+        chosen.append(fitting[0] if fitting else zoo.default_model(c, image.width * image.height))
     for m in preferred:
         if m not in chosen:
             what = "bilevel (mode 1) images" if m.net.cfg.levels == 2 else f"{m.channels}-channel planes"

@@ -11,6 +11,9 @@ from .modelfile import LoadedModel, load
 
 # Default model per plane channel count. Changing a default never breaks old files: they name theirs.
 DEFAULTS = {3: "pcnn-rgb-v1", 1: "pcnn-gray-v1"}
+# Images of at most SMALL_MAX_PIXELS pixels (icons, thumbnails, CIFAR-size images) use these when installed.
+SMALL_DEFAULTS = {3: "pcnn-rgb-small-v1"}
+SMALL_MAX_PIXELS = 64 * 64
 SUFFIX = ".pxm"
 
 
@@ -48,7 +51,12 @@ def load_model(spec: str) -> LoadedModel:
     return _load_cached(str(p.resolve()), p.stat().st_mtime)
 
 
-def default_model(channels: int) -> LoadedModel:
+def default_model(channels: int, pixels: int | None = None) -> LoadedModel:
+    """The default model for planes of `channels`; for images of at most SMALL_MAX_PIXELS pixels the
+    small-image model, when one is installed."""
+    small = SMALL_DEFAULTS.get(channels)
+    if pixels is not None and pixels <= SMALL_MAX_PIXELS and small in available():
+        return load_model(small)
     return load_model(DEFAULTS[channels])
 
 

@@ -41,6 +41,8 @@ def tiny_dir(tmp_path_factory) -> Path:
         modelfile.save(net, d / f"{zoo.DEFAULTS[channels]}.pxm", {"note": "tiny test model"})
     _, net = make_tiny_model(3, seed=99)
     modelfile.save(net, d / "other-rgb.pxm")
+    _, net = make_tiny_model(3, seed=7)
+    modelfile.save(net, d / f"{zoo.SMALL_DEFAULTS[3]}.pxm", {"note": "tiny small-image test model"})
     return d
 
 

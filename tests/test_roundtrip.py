@@ -112,3 +112,15 @@ def test_real_photo_with_shipped_model():
     assert abs(stats.bits_per_subpixel / stats.model_bits_per_subpixel - 1) < 0.01
     decoded, _ = api.decompress(data)
     assert_identical(im, images.merge(decoded))
+
+
+def test_small_images_get_the_small_image_model(tiny_models, rng):
+    """RGB images up to 64x64 pixels use the small-image default (when installed), larger ones the
+    photo default; the file names whichever was used."""
+    for (h, w), name in [((32, 32), zoo.SMALL_DEFAULTS[3]), ((64, 64), zoo.SMALL_DEFAULTS[3]),
+                         ((65, 64), zoo.DEFAULTS[3])]:
+        im = Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8))
+        data, _ = api.compress(images.split(im))
+        assert api.read_header(data).models[0].name == name
+        decoded, _ = api.decompress(data)
+        assert_identical(im, images.merge(decoded))
