@@ -56,3 +56,28 @@ def tiny_models(tiny_dir, monkeypatch):
 @pytest.fixture
 def rng():
     return np.random.default_rng(1234)
+
+
+def float_and_integer_bits(cfg: ModelConfig, size: int, steps: int, qat_from: int) -> tuple[float, float, int]:
+    """Train a model briefly on one smooth synthetic image (float first, then quantisation-aware, as in
+    real training) and return (float model bits, exported integer model bits, sub-pixels) on it."""
+    from pixzip import codec
+    from pixzip.export import export
+    torch.manual_seed(0)
+    model = build_model(cfg)
+    yy, xx = np.mgrid[0:size, 0:size]
+    plane = np.stack([(yy * 3 + xx * 2) % 256, (yy * 2 + 40) % 256, (xx * 3 + 90) % 256], -1).astype(np.uint8)
+    plane = np.ascontiguousarray(plane[..., :cfg.channels])
+    x = torch.from_numpy(plane.transpose(2, 0, 1)[None].copy())
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    for step in range(steps):
+        model.set_quantize(step >= qat_from)
+        loss = model.bits(x)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    model.eval()
+    with torch.no_grad():
+        float_bits = float(model.bits(x)) * plane.size
+    _, int_bits = codec.encode_plane(export(model), plane, 0)
+    return float_bits, int_bits, plane.size

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import make_tiny_model
+from conftest import float_and_integer_bits, make_tiny_model
 from test_engine import assert_same_tables, decoder_stream, encoder_stream
 from pixzip import codec, modelfile
 from pixzip.model import ModelConfig, build_model
@@ -55,26 +55,9 @@ def test_batching_and_grouping_do_not_change_bits(arch, rng):
 @pytest.mark.parametrize("arch", ARCHS)
 def test_integer_model_matches_float_model(arch):
     """After a little training the exported integer LSTM codes within 1% of the float model."""
-    from pixzip.export import export
-    from pixzip.model import bits_per_dim, nll_bits
-    torch.manual_seed(0)
-    model = build_model(ModelConfig(arch=arch, channels=3, hidden=12, head_hidden=12, layers=1,
-                                    first_kernel=3, skip_kernel=3))
-    yy, xx = np.mgrid[0:16, 0:16]
-    plane = np.stack([(yy * 3 + xx * 2) % 256, (yy * 2 + 40) % 256, (xx * 3 + 90) % 256], -1).astype(np.uint8)
-    x = torch.from_numpy(plane.transpose(2, 0, 1)[None].copy())
-    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
-    for step in range(80):
-        model.set_quantize(step >= 50)
-        loss = bits_per_dim(model(x), x, "laplace")
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    model.eval()
-    with torch.no_grad():
-        float_bits = float(nll_bits(model(x), x, "laplace").sum())
-    _, int_bits = codec.encode_plane(export(model), plane, 0)
-    assert float_bits / plane.size < 5.0
+    cfg = ModelConfig(arch=arch, channels=3, hidden=12, head_hidden=12, layers=1, first_kernel=3, skip_kernel=3)
+    float_bits, int_bits, n = float_and_integer_bits(cfg, 16, 80, 50)
+    assert float_bits / n < 5.0
     assert abs(int_bits / float_bits - 1) < 0.01
 
 
@@ -231,22 +214,7 @@ def test_conditional_model_is_causal_in_the_full_image():
 
 
 def test_multiscale_integer_model_matches_float_model():
-    from pixzip.export import export
-    torch.manual_seed(0)
-    model = build_model(ModelConfig(arch="multiscale", channels=3, hidden=12, head_hidden=12, blocks=1,
-                                    first_kernel=3, skip_kernel=3))
-    yy, xx = np.mgrid[0:16, 0:16]
-    plane = np.stack([(yy * 3 + xx * 2) % 256, (yy * 2 + 40) % 256, (xx * 3 + 90) % 256], -1).astype(np.uint8)
-    x = torch.from_numpy(plane.transpose(2, 0, 1)[None].copy())
-    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
-    for step in range(120):
-        model.set_quantize(step >= 80)
-        loss = model.bits(x)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    with torch.no_grad():
-        float_bits = float(model.bits(x)) * plane.size
-    _, int_bits = codec.encode_plane(export(model), plane, 0)
-    assert float_bits / plane.size < 6.0          # (random: ~8; both stages counted)
+    cfg = ModelConfig(arch="multiscale", channels=3, hidden=12, head_hidden=12, blocks=1, first_kernel=3, skip_kernel=3)
+    float_bits, int_bits, n = float_and_integer_bits(cfg, 16, 120, 80)
+    assert float_bits / n < 6.0          # (random: ~8; both stages counted)
     assert abs(int_bits / float_bits - 1) < 0.01

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import make_tiny_model
+from conftest import float_and_integer_bits, make_tiny_model
 from pixzip import codec
 from pixzip.model import ModelConfig, build_model
 
@@ -121,26 +121,10 @@ def test_batch_composition_does_not_change_streams(rng):
 def test_integer_model_matches_float_model(skip, deps):
     """After a little training (peaked distributions, as in real use) the exported integer model
     codes within 1% of the float fake-quantised model's bits."""
-    from pixzip.export import export_pixelcnn
-    from pixzip.model import bits_per_dim, nll_bits
-    torch.manual_seed(0)
-    model = build_model(ModelConfig(channels=3, hidden=12, head_hidden=12, blocks=1, first_kernel=5,
-                                    skip_kernel=skip, channel_deps=deps))
-    yy, xx = np.mgrid[0:24, 0:24]
-    plane = np.stack([(yy * 3 + xx * 2) % 256, (yy * 2 + 40) % 256, (xx * 3 + 90) % 256], -1).astype(np.uint8)
-    x = torch.from_numpy(plane.transpose(2, 0, 1)[None].copy())
-    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
-    for step in range(150):
-        model.set_quantize(step >= 100)       # float first, then quantisation-aware, as in training
-        loss = bits_per_dim(model(x), x, "laplace")
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    model.eval()
-    with torch.no_grad():
-        float_bits = float(nll_bits(model(x), x, "laplace").sum())
-    _, int_bits = codec.encode_plane(export_pixelcnn(model), plane, 0)
-    assert float_bits / plane.size < 4.5          # it did learn something
+    cfg = ModelConfig(channels=3, hidden=12, head_hidden=12, blocks=1, first_kernel=5, skip_kernel=skip,
+                      channel_deps=deps)
+    float_bits, int_bits, n = float_and_integer_bits(cfg, 24, 150, 100)
+    assert float_bits / n < 4.5          # it did learn something
     assert abs(int_bits / float_bits - 1) < 0.01
 
 
