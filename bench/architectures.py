@@ -21,7 +21,7 @@ import torch
 
 from pixzip import api, bench, modelfile
 from pixzip.images import ImageData
-from pixzip.model import ModelConfig, bits_per_dim, build_model
+from pixzip.model import ModelConfig, build_model
 from pixzip.train import load_checkpoint, load_weights
 
 
@@ -36,7 +36,7 @@ def float_bpd(stem: Path, stack: np.ndarray) -> float:
     with torch.no_grad():
         for i in range(0, len(stack), 50):
             x = torch.from_numpy(np.ascontiguousarray(stack[i:i + 50].transpose(0, 3, 1, 2)))
-            total += float(bits_per_dim(model(x), x, cfg.head, cfg.levels)) * len(x)
+            total += float(model.bits(x)) * len(x)
     return total / len(stack)
 
 
