@@ -39,8 +39,8 @@ class IntPixelRNN(IntModel):
         super().__init__(cfg, layers, head, tables)
         self.lstm: list[dict[str, QConv]] = layers["lstm"]
         self.S = cfg.state_width
-        self.sigmoid = tables["sigmoid"].to(torch.int64)
-        self.tanh = tables["tanh"].to(torch.int64)
+        self.sigmoid = tables["sigmoid"].to(torch.int32)
+        self.tanh = tables["tanh"].to(torch.int32)
 
     @classmethod
     def from_convs(cls, cfg: ModelConfig, convs: dict, head: dict, tables: dict) -> "IntPixelRNN":
@@ -77,16 +77,18 @@ class IntPixelRNN(IntModel):
     def lstm_cell(self, z: torch.Tensor, c_prev: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Gate pre-activations z (n, 4S) in 1/32 and the previous cell state (n, S) in Q12 -> h int8
         (1/128) and c int32 (Q12). Mirrored by `rnn.lstm_cell` in training."""
+        # int32 is enough: gates are at most 32 768 (Q15) and |c| <= 2^16, so |f * c| + 2^14 < 2^31
+        # and |i * g|, |o * t| <= 2^30
         S = self.S
-        idx = z.to(torch.int64).clamp_(-GATE_RANGE, GATE_RANGE - 1).add_(GATE_RANGE)
+        idx = z.to(torch.int32).clamp(-GATE_RANGE, GATE_RANGE - 1).add_(GATE_RANGE)     # (z left untouched)
         sig = self.sigmoid[idx[:, :3 * S]]
         i, f, o = sig[:, :S], sig[:, S:2 * S], sig[:, 2 * S:]
         g = self.tanh[idx[:, 3 * S:]]
-        c = ((f * c_prev.to(torch.int64) + (1 << 14)) >> 15) + ((i * g + (1 << 17)) >> 18)
+        c = ((f * c_prev + (1 << 14)) >> 15).add_((i * g + (1 << 17)) >> 18)
         c.clamp_(-CELL_MAX * CELL_FRAC, CELL_MAX * CELL_FRAC)
         t = self.tanh[((c + 64) >> 7).clamp_(-GATE_RANGE, GATE_RANGE - 1).add_(GATE_RANGE)]
         h = ((o * t + (1 << 22)) >> 23).clamp_(-127, 127)
-        return h.to(torch.int8), c.to(torch.int32)
+        return h.to(torch.int8), c
 
     def _conv(self, conv: QConv, canvas: Canvas, src: str, pos: torch.Tensor) -> torch.Tensor:
         return conv.requant(conv.accumulate(canvas.buf[src], self._gather(canvas, conv, pos), None), None)

@@ -218,3 +218,27 @@ def test_multiscale_integer_model_matches_float_model():
     float_bits, int_bits, n = float_and_integer_bits(cfg, 16, 120, 80)
     assert float_bits / n < 6.0          # (random: ~8; both stages counted)
     assert abs(int_bits / float_bits - 1) < 0.01
+
+
+def test_lstm_cell_int32_arithmetic_cannot_overflow():
+    """The engine's cell runs in int32; against the same formulas in int64, at the extremes of every
+    input (gates saturated both ways, cell state at +-16), the integers are identical."""
+    from pixzip.engine_rnn import IntDiagBiLSTM, gate_tables
+    from pixzip.rnn import CELL_FRAC, CELL_MAX, GATE_RANGE
+    t = gate_tables()
+    cell = IntDiagBiLSTM.__new__(IntDiagBiLSTM)
+    cell.S, cell.sigmoid, cell.tanh = 8, t["sigmoid"].int(), t["tanh"].int()
+    sig, tanh = t["sigmoid"].long(), t["tanh"].long()
+    g = torch.Generator().manual_seed(0)
+    z = torch.randint(-2 ** 15, 2 ** 15, (6000, 32), generator=g, dtype=torch.int32)
+    z[::3] = torch.randint(-300, 300, (2000, 32), generator=g, dtype=torch.int32)
+    z[::11], z[1::11] = GATE_RANGE - 1, -GATE_RANGE
+    c = torch.randint(-CELL_MAX * CELL_FRAC, CELL_MAX * CELL_FRAC + 1, (6000, 8), generator=g, dtype=torch.int32)
+    c[::7], c[1::7] = CELL_MAX * CELL_FRAC, -CELL_MAX * CELL_FRAC
+    h, c_new = cell.lstm_cell(z, c)
+    idx = z.long().clamp(-GATE_RANGE, GATE_RANGE - 1) + GATE_RANGE
+    i, f, o, gg = sig[idx[:, :8]], sig[idx[:, 8:16]], sig[idx[:, 16:24]], tanh[idx[:, 24:]]
+    ref_c = (((f * c.long() + (1 << 14)) >> 15) + ((i * gg + (1 << 17)) >> 18)).clamp(-CELL_MAX * CELL_FRAC,
+                                                                                      CELL_MAX * CELL_FRAC)
+    ref_h = ((o * tanh[((ref_c + 64) >> 7).clamp(-GATE_RANGE, GATE_RANGE - 1) + GATE_RANGE] + (1 << 22)) >> 23)
+    assert torch.equal(c_new.long(), ref_c) and torch.equal(h.long(), ref_h.clamp(-127, 127))
