@@ -94,12 +94,12 @@ class IntPixelRNN(IntModel):
         return conv.requant(conv.accumulate(canvas.buf[src], self._gather(canvas, conv, pos), None), None)
 
     def _cell(self, canvas: Canvas, convs: dict, stream: str, state: tuple[str, str], c_offset: int,
-              pos: torch.Tensor, which: str = ""):
-        """One LSTM cell at `pos`: gates from the stream below and the neighbouring states; the cell
-        state continues from position pos + c_offset."""
+              pos: torch.Tensor, which: str = "", z_in: torch.Tensor | None = None):
+        """One LSTM cell at `pos`: gates from the stream below (or `z_in`, those input-to-state terms
+        computed beforehand) and the neighbouring states; the cell state continues from pos + c_offset."""
         h_buf, c_buf = state
-        z = self._conv(convs["input" + which], canvas, stream, pos)
-        z += self._conv(convs["state" + which], canvas, h_buf, pos)
+        z = self._conv(convs["input" + which], canvas, stream, pos) if z_in is None else z_in
+        z = z + self._conv(convs["state" + which], canvas, h_buf, pos)
         h, c = self.lstm_cell(z, canvas.buf[c_buf].index_select(0, pos + c_offset))
         canvas.buf[h_buf].index_copy_(0, pos, h)
         canvas.buf[c_buf].index_copy_(0, pos, c)
@@ -167,12 +167,16 @@ class IntRowLSTM(IntPixelRNN):
             self._out(canvas, l, pos, h)
 
     def encode_params(self, canvas: Canvas, pos: torch.Tensor) -> torch.Tensor:
+        """Layer by layer: the input-to-state terms of every pixel in one product, then the recurrence
+        row by row, then the layer's output for every pixel."""
         self._first(canvas, pos)
         _, i, _ = canvas.locate(pos)
-        for r in range(canvas.H):               # all layers of a row, row after row
-            rows = pos[i == r]
-            if len(rows):
-                self._layers_at(canvas, rows)
+        rows = _groups(i)
+        for l, convs in enumerate(self.lstm):
+            z_in = self._conv(convs["input"], canvas, f"s{l}", pos)
+            for k in rows:
+                self._cell(canvas, convs, f"s{l}", (f"h{l}", f"c{l}"), -canvas.Wp, pos[k], z_in=z_in[k])
+            self._out(canvas, l, pos, canvas.buf[f"h{l}"].index_select(0, pos))
         return self._head(canvas, pos, None)
 
     def _trunk_step(self, canvas: Canvas, pos: torch.Tensor, channel: int):
@@ -192,11 +196,11 @@ class IntDiagBiLSTM(IntPixelRNN):
             bufs.update({f"c{d}{l}": (S, torch.int32) for l in range(n)})
         return bufs
 
-    def _left(self, canvas, l, pos):
-        self._cell(canvas, self.lstm[l], f"s{l}", (f"hl{l}", f"cl{l}"), -1, pos, "_l")
+    def _left(self, canvas, l, pos, z_in=None):
+        self._cell(canvas, self.lstm[l], f"s{l}", (f"hl{l}", f"cl{l}"), -1, pos, "_l", z_in)
 
-    def _right(self, canvas, l, pos):
-        self._cell(canvas, self.lstm[l], f"s{l}", (f"hr{l}", f"cr{l}"), +1, pos, "_r")
+    def _right(self, canvas, l, pos, z_in=None):
+        self._cell(canvas, self.lstm[l], f"s{l}", (f"hr{l}", f"cr{l}"), +1, pos, "_r", z_in)
 
     def _combine(self, canvas, l, pos):
         """Stream of layer l+1 at pos: [h left-to-right here | h right-to-left one row up]."""
@@ -207,13 +211,15 @@ class IntDiagBiLSTM(IntPixelRNN):
     def encode_params(self, canvas: Canvas, pos: torch.Tensor) -> torch.Tensor:
         self._first(canvas, pos)
         _, i, j = canvas.locate(pos)
-        lr = _diagonals(pos, i + j)                          # h(i-1, j), h(i, j-1) come first
-        rl = _diagonals(pos, i + (canvas.W - 1 - j))         # h(i-1, j), h(i, j+1) come first
-        for l in range(self.cfg.layers):
-            for d in lr:
-                self._left(canvas, l, d)
-            for d in rl:
-                self._right(canvas, l, d)
+        lr = _groups(i + j)                          # h(i-1, j), h(i, j-1) come first
+        rl = _groups(i + (canvas.W - 1 - j))         # h(i-1, j), h(i, j+1) come first
+        for l, convs in enumerate(self.lstm):
+            z_l = self._conv(convs["input_l"], canvas, f"s{l}", pos)     # every pixel in one product
+            z_r = self._conv(convs["input_r"], canvas, f"s{l}", pos)
+            for k in lr:
+                self._left(canvas, l, pos[k], z_l[k])
+            for k in rl:
+                self._right(canvas, l, pos[k], z_r[k])
             self._combine(canvas, l, pos)
         return self._head(canvas, pos, None)
 
@@ -236,9 +242,8 @@ class IntDiagBiLSTM(IntPixelRNN):
                 self._right(canvas, l, base[widths > j] + j)
 
 
-def _diagonals(pos: torch.Tensor, d: torch.Tensor) -> list[torch.Tensor]:
-    """Positions grouped by d ascending."""
+def _groups(d: torch.Tensor) -> list[torch.Tensor]:
+    """Indices of the entries of d, grouped by value ascending (rows or diagonals, in dependency order)."""
     order = torch.argsort(d, stable=True)
-    d, pos = d[order], pos[order]
-    counts = torch.bincount(d)
-    return [p for p in torch.split(pos, counts.tolist()) if len(p)]
+    counts = torch.bincount(d[order])
+    return [k for k in torch.split(order, counts.tolist()) if len(k)]
