@@ -14,3 +14,9 @@ pixzip train "$W/train.npy" --val "$W/val.npy" --channels 3 --hidden 48 --blocks
     --batch 16 --crop 32 --steps "$STEPS" --lr 2e-3 --qat-start 0.7 --seed 0 --val-every 500 -T 1 \
     --init models/checkpoints/pcnn-rgb-v1.pt --checkpoint models/checkpoints/pcnn-rgb-small-v1.pt \
     --out models/pcnn-rgb-small-v1.pxm
+# stage 2: quantisation-aware throughout (stage 1's QAT phase started from the photo model's learned
+# activation scales, stale after the float phase: +0.2 bits/dim), lower learning rate
+cp models/checkpoints/pcnn-rgb-small-v1.pt "$W/small-stage1.pt"
+pixzip train "$W/train.npy" --val "$W/val.npy" --channels 3 --hidden 48 --blocks 4 --head laplace --skip-kernel 5 \
+    --batch 16 --crop 32 --steps 2000 --lr 5e-4 --qat-start 0 --seed 1 --val-every 500 -T 2 \
+    --init "$W/small-stage1.pt" --checkpoint models/checkpoints/pcnn-rgb-small-v1.pt --out models/pcnn-rgb-small-v1.pxm
