@@ -121,9 +121,11 @@ def _parse(data: bytes, extra_models, max_pixels: int | None) -> _Parsed:
     counts = [codec.stream_count(models[m].net, header.height, header.width, header.tile) for m, _ in header.planes]
     if sum(counts) != len(header.stream_sizes):
         raise FormatError("header is corrupted (stream count)")
-    if any(isinstance(models[m].net, codec.IntMultiScale) and header.tile % models[m].net.cfg.scale
-           for m, _ in header.planes):
-        raise FormatError("header is corrupted (tile size)")
+    for m, _ in header.planes:
+        try:
+            codec.check_tile(models[m].net, header.tile)
+        except ValueError:
+            raise FormatError("header is corrupted (tile size)") from None
     # A stream shorter than its tile's symbols could possibly code to is corrupt: refusing it before
     # decoding keeps work and memory proportional to the file's real size.
     sizes = iter(header.stream_sizes)

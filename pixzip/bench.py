@@ -37,6 +37,20 @@ class Result:
     def bpsp(self) -> float:
         return 8 * self.bytes / max(self.subpixels, 1)
 
+    def add(self, img_name: str, a: np.ndarray, blob: bytes, encode_s: float, decode_s: float, exact: bool,
+            model_bits: float = 0.0):
+        """Account one image's coded bytes, times and round-trip check."""
+        self.images += 1
+        self.pixels += a.shape[0] * a.shape[1]
+        self.subpixels += a.size
+        self.bytes += len(blob)
+        self.encode_s += encode_s
+        self.decode_s += decode_s
+        self.exact &= exact
+        self.model_bits += model_bits
+        self.per_image.append({"image": img_name, "bytes": len(blob), "bpsp": 8 * len(blob) / a.size,
+                               "encode_s": encode_s, "decode_s": decode_s, "exact": exact})
+
     def row(self) -> dict:
         d = {k: v for k, v in asdict(self).items() if k != "per_image"}
         d.update(bits_per_subpixel=self.bpsp, encode_mp_s=self.pixels / 1e6 / max(self.encode_s, 1e-9),
@@ -159,16 +173,7 @@ def _pixzip_batched(data, models, tile, workers, progress) -> Result:
         for (img_name, a), (blob, stats), b in zip(batch, coded, back):
             exact = not isinstance(b, Exception) and np.array_equal(np.concatenate(b[0].planes, axis=2), a)
             share = a.shape[0] * a.shape[1] / px
-            r.images += 1
-            r.pixels += a.shape[0] * a.shape[1]
-            r.subpixels += a.size
-            r.bytes += len(blob)
-            r.encode_s += (t1 - t0) * share
-            r.decode_s += (t2 - t1) * share
-            r.exact &= exact
-            r.model_bits += stats.model_bits
-            r.per_image.append({"image": img_name, "bytes": len(blob), "bpsp": 8 * len(blob) / a.size,
-                                "encode_s": (t1 - t0) * share, "decode_s": (t2 - t1) * share, "exact": exact})
+            r.add(img_name, a, blob, (t1 - t0) * share, (t2 - t1) * share, exact, stats.model_bits)
             if progress:
                 progress("pixzip", img_name)
         batch = []
@@ -196,16 +201,7 @@ def run(data, codecs: list[str], models=(), tile: int = api.DEFAULT_TILE, progre
             back = dec(blob)
             t2 = time.perf_counter()
             exact = back.shape == a.shape and np.array_equal(back, a)
-            r.images += 1
-            r.pixels += a.shape[0] * a.shape[1]
-            r.subpixels += a.size
-            r.bytes += len(blob)
-            r.encode_s += t1 - t0
-            r.decode_s += t2 - t1
-            r.exact &= exact
-            r.model_bits += model_bits
-            r.per_image.append({"image": img_name, "bytes": len(blob), "bpsp": 8 * len(blob) / a.size,
-                                "encode_s": t1 - t0, "decode_s": t2 - t1, "exact": exact})
+            r.add(img_name, a, blob, t1 - t0, t2 - t1, exact, model_bits)
             if progress:
                 progress(name, img_name)
         results.append(r)

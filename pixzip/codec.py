@@ -4,7 +4,8 @@ A plane (H, W, C) is cut into tiles; each tile is coded independently into its o
 can be decoded in any grouping (and, later, on several cores). Symbols are coded in the decoder's
 order: wavefront t = j + s*i ascending, then channel (R, G, B), then row i. The encoder evaluates the
 model once over every pixel of a batch of tiles; the decoder walks the wavefronts of a batch of tiles
-together. Both call the same `IntModel.forward` and `frequencies`.
+together. Both run the same layer code (`encode_params` over all pixels, `step_params` per wavefront
+and channel) and the same `frequencies`.
 """
 
 from __future__ import annotations
@@ -277,14 +278,14 @@ def decode_planes(model, shapes: list[tuple[int, int]], tile: int,
     With workers > 1 (and enough pixels), groups of tiles decode in parallel processes; tiles are
     independent streams, so the grouping never changes the pixels. A multi-scale model decodes the
     small images first, then the full ones conditioned on them."""
-    if len(streams) != len(shapes) or any(len(s) != len(stream_shapes(model, h, w, tile))
+    if len(streams) != len(shapes) or any(len(s) != stream_count(model, h, w, tile)
                                           for s, (h, w) in zip(streams, shapes)):
         raise ValueError("stream count does not match the tile grid")
     smalls = None
     if isinstance(model, IntMultiScale):
         check_tile(model, tile)
         small_shapes = [model.small_shape(h, w) for h, w in shapes]
-        counts = [len(stream_shapes(model.small, h, w, tile)) for h, w in small_shapes]
+        counts = [stream_count(model.small, h, w, tile) for h, w in small_shapes]
         smalls = decode_planes(model.small, small_shapes, tile, [s[:n] for s, n in zip(streams, counts)],
                                None, max_pixels, workers)
         streams = [s[n:] for s, n in zip(streams, counts)]

@@ -64,10 +64,6 @@ class QConv:
         return self.weight.shape[1]
 
     @property
-    def tap_list(self) -> list[tuple[int, int]]:
-        return list(self.taps) if self.taps is not None else conv_taps(self.k)
-
-    @property
     def key(self):
         """The key of this convolution's gather pattern in a gather index."""
         return self.k if self.taps is None else tuple(self.taps)
@@ -123,6 +119,11 @@ class QConv:
             y.add_(c_acc.to(torch.int64).mul_(c_conv.mult[self.cols(group)]))
         y.bitwise_right_shift_(p.shift)
         return y.clamp_(self.lo, self.hi).to(torch.int8 if self.hi <= 127 else torch.int32)
+
+
+def residual_add(base: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """int8 + int8 on the shared residual-stream scale, saturated to int8."""
+    return base.to(torch.int16).add_(y).clamp_(-128, 127).to(torch.int8)
 
 
 def requantize(acc: torch.Tensor, mult: torch.Tensor, shift: torch.Tensor, lo: int, hi: int) -> torch.Tensor:
@@ -365,8 +366,7 @@ class IntPixelCNN(IntModel):
                          self._cond(canvas, name, index[1], group))
         cols = conv.cols(group)
         if residual is not None:
-            base = canvas.buf[residual].index_select(0, pos)[:, cols]
-            y = base.to(torch.int16).add_(y).clamp_(-128, 127).to(torch.int8)
+            y = residual_add(canvas.buf[residual].index_select(0, pos)[:, cols], y)
         canvas.buf[dst][:, cols].index_copy_(0, pos, y)
 
     def gather_index(self, canvas: Canvas, pos: torch.Tensor) -> dict[int, torch.Tensor]:
@@ -447,7 +447,6 @@ class IntMultiScale:
 
     @classmethod
     def from_convs(cls, cfg: ModelConfig, convs: dict, head: dict, tables: dict) -> "IntMultiScale":
-        from .modelfile import int_model_class
         parts = []
         for prefix, part in zip(("small.", "big."), cfg.parts()):
             sub = {k[len(prefix):]: v for k, v in convs.items() if k.startswith(prefix)}
@@ -469,3 +468,13 @@ class IntMultiScale:
 
     def min_bits_per_symbol(self) -> float:
         return min(self.small.min_bits_per_symbol(), self.big.min_bits_per_symbol())
+
+
+def int_model_class(arch: str):
+    """The integer class of an architecture (all have `from_convs`)."""
+    if arch == "pixelcnn":
+        return IntPixelCNN
+    if arch == "multiscale":
+        return IntMultiScale
+    from .engine_rnn import IntDiagBiLSTM, IntRowLSTM      # (engine_rnn builds on this module)
+    return {"rowlstm": IntRowLSTM, "diagbilstm": IntDiagBiLSTM}[arch]

@@ -5,8 +5,8 @@ it is exact on any device. States live in the canvas like every other activation
 state c as int32 (Q12), one buffer per layer and direction, so any schedule that respects the
 dependencies computes the same integers:
 
-* Row LSTM: h(i, j) reads h(i-1, j-k/2 .. j+k/2) and c(i-1, j). The encoder walks the rows (all
-  layers per row); the decoder walks wavefronts t = j + s*i like the PixelCNN.
+* Row LSTM: h(i, j) reads h(i-1, j-k/2 .. j+k/2) and c(i-1, j). The encoder runs layer by layer,
+  row after row within a layer; the decoder walks wavefronts t = j + s*i like the PixelCNN.
 * Diagonal BiLSTM: left-to-right h(i, j) reads h(i-1, j), h(i, j-1) and c(i, j-1); right-to-left
   reads h(i-1, j), h(i, j+1) and c(i, j+1) and reaches the output one row lower. The encoder runs
   layer by layer over anti-diagonals; the decoder goes pixel by pixel (raster order, tiles batched)
@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .engine import Canvas, IntModel, QConv, requantize
+from .engine import Canvas, IntModel, QConv, requantize, residual_add
 from .model import ModelConfig
 from .rnn import CELL_FRAC, CELL_MAX, GATE_ONE, GATE_RANGE
 
@@ -67,7 +67,9 @@ class IntPixelRNN(IntModel):
 
     def new_canvas(self, sizes: list[tuple[int, int]]) -> Canvas:
         cfg = self.cfg
-        channels = {"img": cfg.channels, "h": cfg.head_hidden, "k": cfg.hidden}
+        channels = {"img": cfg.channels, "h": cfg.head_hidden}
+        if cfg.skips:
+            channels["k"] = cfg.hidden        # the skip connections' sum
         for l in range(cfg.layers + 1):
             channels[f"s{l}"] = cfg.hidden
         channels.update(self.state_buffers())
@@ -110,8 +112,7 @@ class IntPixelRNN(IntModel):
         out = self.lstm[l]["out"]
         y = out.requant(out.matmul(x), None)
         if self.cfg.residual:
-            base = canvas.buf[f"s{l}"].index_select(0, pos)
-            y = base.to(torch.int16).add_(y).clamp_(-128, 127).to(torch.int8)
+            y = residual_add(canvas.buf[f"s{l}"].index_select(0, pos), y)
         canvas.buf[f"s{l + 1}"].index_copy_(0, pos, y)
 
     def _first(self, canvas: Canvas, pos: torch.Tensor):
@@ -127,11 +128,8 @@ class IntPixelRNN(IntModel):
             canvas.buf["k"].index_copy_(0, pos, k.to(torch.int8))
             src = "k"
         acc = self._head_trunk(canvas, src, pos, None, group)
-        skip = None
-        if self.skip is not None:
-            skip = self.skip.biased(self.skip.accumulate(canvas.buf["img"], self._gather(canvas, self.skip, pos),
-                                                         group), group)
-        return self._head_params(acc, group, skip)
+        index = {} if self.skip is None else {self.skip.k: self._gather(canvas, self.skip, pos)}
+        return self._head_params(acc, group, self._skip(canvas, index, group))
 
     def gather_index(self, canvas: Canvas, pos: torch.Tensor) -> dict:
         return {"pos": pos}

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from .engine import QConv, exp_table, invb_table
-from .engine_rnn import IntDiagBiLSTM, IntPixelRNN, IntRowLSTM, gate_tables
+from .engine import QConv, exp_table, int_model_class, invb_table
+from .engine_rnn import IntPixelRNN, gate_tables
 from .export import export_head, multiplier, quantize_conv
 from .rnn import GATE_FRAC, H_FRAC, PixelRNN, StateConv
 
@@ -46,5 +46,4 @@ def export_pixelrnn(model: PixelRNN) -> IntPixelRNN:
         mult, shift = multiplier(torch.tensor([s_stream / s_head_in]))
         extra = {"skips_mult": mult, "skips_shift": shift}
     head = {**export_head(model, s_head_in, layers), **extra}
-    cls = {"rowlstm": IntRowLSTM, "diagbilstm": IntDiagBiLSTM}[cfg.arch]
-    return cls(cfg, layers, head, {"exp": exp_table(), "invb": invb_table(), **gate_tables()})
+    return int_model_class(cfg.arch)(cfg, layers, head, {"exp": exp_table(), "invb": invb_table(), **gate_tables()})

@@ -112,11 +112,6 @@ class ModelConfig:
         return self.state or max(self.channels, self.hidden // 2)
 
     @property
-    def depth(self) -> int:
-        """Residual blocks (PixelCNN) or LSTM layers."""
-        return self.blocks if self.arch == "pixelcnn" else self.layers
-
-    @property
     def trunk_groups(self) -> int:
         """Channel groups of the trunk's masks: R/G/B groups, or one group (a purely spatial trunk)."""
         return self.channels if self.channel_deps == "masks" else 1
@@ -127,8 +122,8 @@ class ModelConfig:
         return 2 if self.head == "laplace" else self.levels
 
     def symbols(self, values):
-        """Pixel values 0..255 -> the symbols coded (0..levels-1); bilevel planes hold 0 and 255."""
-        return values if self.levels == 256 else values // 128
+        """Pixel values 0..255 -> the symbols coded (0..levels-1)."""
+        return to_symbols(values, self.levels)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -140,6 +135,11 @@ class ModelConfig:
 
 
 ARCHS = ("pixelcnn", "rowlstm", "diagbilstm", "multiscale")
+
+
+def to_symbols(values, levels: int):
+    """Pixel values 0..255 (arrays or tensors) -> symbols 0..levels-1; bilevel planes hold 0 and 255."""
+    return values if levels == 256 else values // 128
 
 
 def group_allowed(in_ch: int, out_ch: int, groups: int, mask_type: str, out_period: int = 0) -> torch.Tensor:
@@ -335,8 +335,9 @@ class ARModel(nn.Module):
         """Create the layers between the first layer and the head."""
         raise NotImplementedError
 
-    def head_input(self, x: torch.Tensor) -> torch.Tensor:
-        """The trunk: the first layer's (quantised) output -> the head's input."""
+    def head_input(self, x: torch.Tensor, u: torch.Tensor | None = None) -> torch.Tensor:
+        """The trunk: the first layer's (quantised) output (and the conditioning map u, if any) ->
+        the head's input."""
         raise NotImplementedError
 
 
@@ -392,7 +393,7 @@ def nll_bits(q: torch.Tensor, img: torch.Tensor, head: str, levels: int = 256) -
     """Per-sub-pixel code length in bits, (B, C, H, W), of img (pixel values 0..255) under the
     quantised head outputs q."""
     if head == "softmax":
-        symbols = img.long() if levels == 256 else img.long() // 128
+        symbols = to_symbols(img.long(), levels)
         logp = F.log_softmax(q, dim=2).gather(2, symbols.unsqueeze(2)).squeeze(2)
         return -logp / math.log(2)
     # Laplace over the integers 0..levels-1: the normaliser is two geometric series, summed in

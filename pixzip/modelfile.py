@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .engine import IntModel, IntMultiScale, IntPixelCNN, QConv
+from .engine import IntModel, QConv, int_model_class
 from .errors import PixzipError
 from .model import ModelConfig
 
@@ -41,16 +41,6 @@ def _conv_entries(name: str, conv: QConv):
     if conv.weight_low is not None:
         tensors[f"{name}.weight_low"] = conv.weight_low
     return meta, tensors
-
-
-def int_model_class(arch: str):
-    """The integer class of an architecture (all have `from_convs`)."""
-    if arch == "pixelcnn":
-        return IntPixelCNN
-    if arch == "multiscale":
-        return IntMultiScale
-    from .engine_rnn import IntDiagBiLSTM, IntRowLSTM
-    return {"rowlstm": IntRowLSTM, "diagbilstm": IntDiagBiLSTM}[arch]
 
 
 def _identity(body: dict, raw: bytes) -> str:
