@@ -89,7 +89,8 @@ def _load_batch(model: IntModel, batch, planes: list[np.ndarray] | None, conds: 
 def encoder_tables(model: IntModel, planes: list[np.ndarray], tile: int,
                    max_pixels: int = MAX_BATCH_PIXELS, dtype: torch.dtype = torch.int32,
                    conds: list[np.ndarray] | None = None):
-    """Yield ((plane, tile number), symbols, frequency tables) chunk by chunk, in coding order.
+    """Yield ((plane, tile number), symbols, head outputs, frequency tables) chunk by chunk, in coding
+    order.
 
     The model runs once over every pixel of a batch of tiles, which may come from several planes
     (images), all channel groups at once. A conditional model also takes each plane's subsampled
@@ -110,7 +111,7 @@ def encoder_tables(model: IntModel, planes: list[np.ndarray], tile: int,
             for s in range(0, len(symbols), CHUNK_SYMBOLS):
                 sl = slice(s, s + CHUNK_SYMBOLS)
                 p = params[torch.from_numpy(rows[sl]), torch.from_numpy(c[sl])]
-                yield (k, number), symbols[sl], model.frequencies(p, dtype)
+                yield (k, number), symbols[sl], p, model.frequencies(p, dtype)
             first += h * w
 
 
@@ -154,12 +155,10 @@ def encode_planes(model: IntModel | IntMultiScale, planes: list[np.ndarray], til
 
 def _encode_planes(model, planes, tile, progress, max_pixels, conds=None):
     encoders, ideal_bits = {}, [0.0] * len(planes)
-    for key, symbols, freq in encoder_tables(model, planes, tile, max_pixels, torch.float64, conds):
+    for key, symbols, params, freq in encoder_tables(model, planes, tile, max_pixels, torch.float64, conds):
         enc = encoders.setdefault(key, constriction.stream.queue.RangeEncoder())
-        freq = freq.numpy()
-        enc.encode(symbols, FAMILY, freq)
-        hit = np.take_along_axis(freq, symbols[:, None].astype(np.int64), axis=1)[:, 0]
-        ideal_bits[key[0]] += float(np.sum(np.log2(freq.sum(axis=1)) - np.log2(hit)))
+        enc.encode(symbols, FAMILY, freq.numpy())
+        ideal_bits[key[0]] += float(np.sum(model.code_lengths(params, symbols, freq)))
         if progress:
             progress(len(symbols) // model.cfg.channels)
     return [([encoders[key].get_compressed() for key in sorted(encoders) if key[0] == k], ideal_bits[k])

@@ -96,7 +96,7 @@ class QConv:
     def matmul(self, x: torch.Tensor, group: int | None = None) -> torch.Tensor:
         """int32 (n, cout_group) accumulators of gathered int8 inputs x (n, taps * cin)."""
         if self.relu_in:
-            x.clamp_(min=0)
+            x = x.clamp(min=0)            # not in place: x may be a view of a canvas buffer
         p = self._params(group)
         acc = torch._int_mm(x, p.weight)
         if p.weight_low is not None:   # wide weights: |x| <= 128, |w| <= 127 * 256, <= 2^10 taps: no overflow
@@ -118,12 +118,23 @@ class QConv:
             c_acc, c_conv = cond
             y.add_(c_acc.to(torch.int64).mul_(c_conv.mult[self.cols(group)]))
         y.bitwise_right_shift_(p.shift)
-        return y.clamp_(self.lo, self.hi).to(torch.int8 if self.hi <= 127 else torch.int32)
+        return y.clamp_(self.lo, self.hi).to(self.out_dtype)
+
+    @property
+    def out_dtype(self) -> torch.dtype:
+        """The narrowest of int8 / int16 / int32 that holds [lo, hi]."""
+        for dtype in (torch.int8, torch.int16):
+            info = torch.iinfo(dtype)
+            if info.min <= self.lo and self.hi <= info.max:
+                return dtype
+        return torch.int32
 
 
 def residual_add(base: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """int8 + int8 on the shared residual-stream scale, saturated to int8."""
-    return base.to(torch.int16).add_(y).clamp_(-128, 127).to(torch.int8)
+    """Stream + update on the shared residual-stream scale, saturated to the stream's type (int8 or
+    int16)."""
+    info = torch.iinfo(base.dtype)
+    return base.to(torch.int32).add_(y).clamp_(info.min, info.max).to(base.dtype)
 
 
 def requantize(acc: torch.Tensor, mult: torch.Tensor, shift: torch.Tensor, lo: int, hi: int) -> torch.Tensor:
@@ -169,6 +180,56 @@ class Canvas:
         return np.concatenate(t), np.concatenate(ii), np.concatenate(jj)
 
 
+class Scattered:
+    """Positions anywhere on a canvas (a decoder's wavefront): taps are gathered by index."""
+
+    def __init__(self, model: "IntModel", canvas: Canvas, pos: torch.Tensor):
+        self.model, self.canvas, self.pos = model, canvas, pos
+        self._index: dict = {}
+
+    def index(self, key) -> torch.Tensor:
+        """(n, taps) buffer rows that a convolution with gather pattern `key` reads."""
+        if key not in self._index:
+            self._index[key] = self.pos[:, None] + self.model._offs(self.canvas, key)[None, :]
+        return self._index[key]
+
+    def taps(self, buf: torch.Tensor, key) -> torch.Tensor:
+        """The inputs (n, taps * channels) of a convolution at every position."""
+        return buf.index_select(0, self.index(key).view(-1)).view(len(self.pos), -1)
+
+    def read(self, buf: torch.Tensor) -> torch.Tensor:
+        return buf.index_select(0, self.pos)
+
+    def write(self, buf: torch.Tensor, cols: slice, y: torch.Tensor):
+        buf[:, cols].index_copy_(0, self.pos, y)
+
+
+class Dense:
+    """Every canvas position from the first real pixel to the last (the encoder's pass): a tap is a
+    shifted slice of a buffer, so nothing is gathered by index. Padding positions are computed too
+    and written as zeros, which is what the next layer must read there. The same integers as
+    `Scattered` at the real positions (each output depends only on its own taps)."""
+
+    def __init__(self, model: "IntModel", canvas: Canvas):
+        self.model, self.canvas = model, canvas
+        real = canvas.flat(*canvas.pixels())           # ascending: tiles in order, raster within
+        self.lo, self.hi = int(real[0]), int(real[-1]) + 1
+        self.rows = real - self.lo                     # the real pixels among the dense rows
+        self.valid = torch.zeros(self.hi - self.lo, 1, dtype=torch.int8)
+        self.valid[self.rows] = 1
+
+    def taps(self, buf: torch.Tensor, key) -> torch.Tensor:
+        offs = self.model._offs(self.canvas, key).tolist()
+        parts = [buf[self.lo + o:self.hi + o] for o in offs]
+        return parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
+
+    def read(self, buf: torch.Tensor) -> torch.Tensor:
+        return buf[self.lo:self.hi]
+
+    def write(self, buf: torch.Tensor, cols: slice, y: torch.Tensor):
+        buf[self.lo:self.hi, cols] = y * self.valid.to(y.dtype)
+
+
 class IntModel:
     """What every integer architecture shares: the head (masked 1x1 layers, optional linear skip
     predictor), the requantisation of its outputs and the frequency tables. Subclasses define the
@@ -192,7 +253,6 @@ class IntModel:
         self.exp_table = tables["exp"].to(torch.int32)
         self._exp_f64 = self.exp_table.to(torch.float64)
         self.invb_table = tables["invb"].to(torch.int32)
-        self._x = torch.arange(256, dtype=torch.int32)[None, :]
         self._offsets: dict = {}
         # symbol -> pixel value (bilevel models code 0 and 255 as 0 and 1)
         self.symbol_values = np.arange(256) if cfg.levels == 256 else np.array([0, 255])
@@ -215,20 +275,18 @@ class IntModel:
         """(n, taps) buffer rows that `conv` reads for outputs at flat positions `pos`."""
         return pos[:, None] + self._offs(canvas, conv.key)[None, :]
 
-    def _head_trunk(self, canvas: Canvas, src: str, pos: torch.Tensor, index: torch.Tensor | None,
-                    group: int | None) -> torch.Tensor:
+    def _head_trunk(self, canvas: Canvas, src: str, sites, group: int | None) -> torch.Tensor:
         """head1 (ReLU, masked 1x1, ReLU) into buffer "h", then the output layer's biased int32
-        accumulators, at positions `pos` (or `index`, their 1x1 gather index)."""
-        index = pos[:, None] if index is None else index
-        y = self.head1.requant(self.head1.accumulate(canvas.buf[src], index, group), group,
-                               self._cond(canvas, "head1", index, group))
-        canvas.buf["h"][:, self.head1.cols(group)].index_copy_(0, pos, y)
-        return self.out.biased(self.out.accumulate(canvas.buf["h"], index, group), group)
+        accumulators, at `sites` (Scattered or Dense)."""
+        y = self.head1.requant(self.head1.matmul(sites.taps(canvas.buf[src], 1), group), group,
+                               self._cond(canvas, "head1", sites, group))
+        sites.write(canvas.buf["h"], self.head1.cols(group), y)
+        return self.out.biased(self.out.matmul(sites.taps(canvas.buf["h"], 1), group), group)
 
-    def _cond(self, canvas: Canvas, layer: str, index1: torch.Tensor, group: int | None):
-        """(accumulators, QConv) of a layer's conditional bias at the positions of a 1x1 index."""
+    def _cond(self, canvas: Canvas, layer: str, sites, group: int | None):
+        """(accumulators, QConv) of a layer's conditional bias at `sites`."""
         conv = self.cond.get(layer)
-        return None if conv is None else (conv.accumulate(canvas.buf["u"], index1, group), conv)
+        return None if conv is None else (conv.matmul(sites.taps(canvas.buf["u"], 1), group), conv)
 
     def condition(self, canvas: Canvas, tile: int, small: np.ndarray):
         """Fill the conditioning map of one tile from its part of the subsampled image (uint8
@@ -242,10 +300,10 @@ class IntModel:
         i, j = np.divmod(np.arange(h * w), w)
         canvas.buf["u"].index_copy_(0, canvas.flat(np.full(h * w, tile), i, j), y.reshape(h * w, -1).contiguous())
 
-    def _skip(self, canvas: Canvas, index: dict, group: int | None) -> torch.Tensor | None:
+    def _skip(self, canvas: Canvas, sites, group: int | None) -> torch.Tensor | None:
         if self.skip is None:
             return None
-        return self.skip.biased(self.skip.accumulate(canvas.buf["img"], index[self.skip.k], group), group)
+        return self.skip.biased(self.skip.matmul(sites.taps(canvas.buf["img"], self.skip.key), group), group)
 
     def _channel_cols(self, channel: int | None) -> slice:
         D = self.cfg.head_dim
@@ -282,12 +340,38 @@ class IntModel:
         if self.cfg.head == "softmax":
             excess = (params.amax(dim=1, keepdim=True) - params).clamp_(max=len(self.exp_table) - 1)
             return table.index_select(0, excess.view(-1).to(torch.int32)).view(excess.shape)
-        # Laplace: one contiguous gather from the precomputed rows (the same integers as the formula)
-        mu16, idx = params[:, 0].to(torch.int32), params[:, 1].to(torch.int32)
+        # Laplace: each table is 256 consecutive entries of the precomputed rows (the same integers as
+        # the formula); a sliding-window view makes the gather one row copy per table
+        return self._laplace_windows(dtype).index_select(0, self._laplace_start(params))
+
+    def _laplace_start(self, params: torch.Tensor) -> torch.Tensor:
+        """Where each Laplace table starts in the flattened rows of `laplace_rows`."""
+        mu16, idx = params[:, 0].to(torch.int64), params[:, 1].to(torch.int64)
         q, r = mu16 // 16, mu16 % 16
-        start = (idx * 16 + r) * ROW + (255 - q)
-        where = start[:, None] + self._x
-        return self.laplace_rows(dtype).view(-1).index_select(0, where.view(-1)).view(where.shape)
+        return (idx * 16 + r) * ROW + (255 - q)
+
+    def _laplace_windows(self, dtype: torch.dtype) -> torch.Tensor:
+        """Every 256-entry window of the flattened Laplace rows (a view, nothing copied)."""
+        return self.laplace_rows(dtype).view(-1).unfold(0, self.cfg.levels, 1)
+
+    def code_lengths(self, params: torch.Tensor, symbols: np.ndarray, freq: torch.Tensor) -> np.ndarray:
+        """Each symbol's ideal code length in bits under its table (for reporting only). A Laplace
+        table's total comes from precomputed prefix sums, so the tables are not read again."""
+        sym = torch.from_numpy(symbols.astype(np.int64))
+        hit = freq.gather(1, sym[:, None])[:, 0].to(torch.float64)
+        if self.cfg.head == "softmax":
+            total = freq.to(torch.float64).sum(dim=1)
+        else:
+            start = self._laplace_start(params)
+            total = (self._laplace_prefix()[start + self.cfg.levels] - self._laplace_prefix()[start]).to(torch.float64)
+        return (torch.log2(total) - torch.log2(hit)).numpy()
+
+    def _laplace_prefix(self) -> torch.Tensor:
+        key = "laplace_prefix"
+        if key not in self._offsets:
+            rows = self.laplace_rows(torch.int32).view(-1).to(torch.int64)
+            self._offsets[key] = torch.cat([torch.zeros(1, dtype=torch.int64), rows.cumsum(0)])
+        return self._offsets[key]
 
     def laplace_rows(self, dtype: torch.dtype) -> torch.Tensor:
         """The Laplace head's frequency tables, precomputed once: with mu16 = 16q + r, the frequency of
@@ -349,38 +433,57 @@ class IntPixelCNN(IntModel):
         """Wavefront slope s: pixel (i, j) only needs pixels of smaller t = j + s*i."""
         return self.pad + 1
 
+    @property
+    def wide_stream(self) -> bool:
+        """A 16-bit residual stream s0..sB, read by the layers through int8 buffers r0..rB holding the
+        ReLU of the stream requantised (head["read_mult"], head["read_shift"], one per reader)."""
+        return self.cfg.stream_bits == 16
+
     def new_canvas(self, sizes: list[tuple[int, int]]) -> Canvas:
-        C, h = self.cfg.channels, self.cfg.hidden
-        channels = {"img": C, "s0": h, "h": self.cfg.head_hidden}
+        C, h, B = self.cfg.channels, self.cfg.hidden, self.cfg.blocks
+        stream = (h, torch.int16) if self.wide_stream else h
+        channels = {"img": C, "h": self.cfg.head_hidden, **{f"s{b}": stream for b in range(B + 1)}}
+        channels.update({f"mid{b}": h for b in range(B)})
+        if self.wide_stream:
+            channels.update({f"r{b}": h for b in range(B + 1)})
         if self.cfg.cond:
             channels["u"] = self.cfg.cond
-        for b in range(self.cfg.blocks):
-            channels[f"mid{b}"] = h
-            channels[f"s{b + 1}"] = h
         return Canvas(sizes, self.pad, channels)
 
     # -- the network ----------------------------------------------------------------------------------
-    def _layer(self, conv: QConv, canvas: Canvas, src: str, dst: str, index, group, residual=None, name=""):
-        pos = index[1][:, -1]                               # the last tap of every kernel is the centre
-        y = conv.requant(conv.accumulate(canvas.buf[src], index[conv.k], group), group,
-                         self._cond(canvas, name, index[1], group))
+    def _layer(self, conv: QConv, canvas: Canvas, src: str, dst: str, sites, group, residual=None, name=""):
+        y = conv.requant(conv.matmul(sites.taps(canvas.buf[src], conv.key), group), group,
+                         self._cond(canvas, name, sites, group))
         cols = conv.cols(group)
         if residual is not None:
-            y = residual_add(canvas.buf[residual].index_select(0, pos)[:, cols], y)
-        canvas.buf[dst][:, cols].index_copy_(0, pos, y)
+            y = residual_add(sites.read(canvas.buf[residual])[:, cols], y)
+        sites.write(canvas.buf[dst], cols, y)
+        return y
 
-    def gather_index(self, canvas: Canvas, pos: torch.Tensor) -> dict[int, torch.Tensor]:
-        """For each kernel size, the (n, taps) buffer rows a convolution at flat positions `pos` reads.
-        The decoder builds it once per wavefront and reuses it for the R, G and B steps."""
-        return {k: pos[:, None] + self._offs(canvas, k)[None, :]
-                for k in {1, self.cfg.first_kernel, self.cfg.block_kernel, self.cfg.skip_kernel} if k}
+    def _stream(self, canvas: Canvas, b: int, sites, y: torch.Tensor, cols: slice) -> str:
+        """The buffer the layers after stream s{b} read; a wide stream's int8 ReLU is written here
+        from the new stream values y (columns `cols`)."""
+        if not self.wide_stream:
+            return f"s{b}"
+        r = requantize(y.clamp(min=0), self.head["read_mult"][b], self.head["read_shift"][b], 0, 127)
+        sites.write(canvas.buf[f"r{b}"], cols, r.to(torch.int8))
+        return f"r{b}"
+
+    def gather_index(self, canvas: Canvas, pos: torch.Tensor) -> Scattered:
+        """The decoder's sites at flat positions `pos`; their gather indices are built once per
+        wavefront and reused for the R, G and B steps."""
+        return Scattered(self, canvas, pos)
 
     def encode_params(self, canvas: Canvas, pos: torch.Tensor) -> torch.Tensor:
-        """The encoder's pass: head outputs (n, channels, D) at every position, all groups at once."""
-        return self.forward(canvas, self.gather_index(canvas, pos), None)
+        """The encoder's pass: head outputs (n, channels, D) at flat positions `pos` (every real pixel
+        of the canvas, in canvas.pixels() order), all groups at once, evaluated densely."""
+        dense = Dense(self, canvas)
+        if not torch.equal(pos, dense.rows + dense.lo):
+            raise ValueError("encode_params takes every real pixel of the canvas, in order")
+        return self.forward(canvas, dense, None)[dense.rows]
 
-    def forward(self, canvas: Canvas, index: dict[int, torch.Tensor], group: int | None = None) -> torch.Tensor:
-        """Evaluate every layer at the positions of `index` (from gather_index) for one channel group
+    def forward(self, canvas: Canvas, sites, group: int | None = None) -> torch.Tensor:
+        """Evaluate every layer at `sites` (Scattered or Dense) for one channel group
         (None: all groups; a spatial trunk, channel_deps="skip", always runs for all).
 
         The image buffer must already hold every pixel these positions may see. Returns the head's
@@ -388,12 +491,12 @@ class IntPixelCNN(IntModel):
         nat for the softmax head.
         """
         trunk_group = group if self.cfg.channel_deps == "masks" else None
-        acc = self._trunk(canvas, index, trunk_group)
+        acc = self._trunk(canvas, sites, trunk_group)
         if group is not None and trunk_group is None:
             acc = acc[:, self._channel_cols(group)]
-        return self._head_params(acc, group, self._skip(canvas, index, group))
+        return self._head_params(acc, group, self._skip(canvas, sites, group))
 
-    def step_params(self, canvas: Canvas, index: dict[int, torch.Tensor], channel: int, cache: dict) -> torch.Tensor:
+    def step_params(self, canvas: Canvas, index: Scattered, channel: int, cache: dict) -> torch.Tensor:
         """The decoder's step: head outputs (n, D) of one channel at one wavefront. With a spatial trunk
         the trunk runs once per wavefront (cached for the next channels); only the skip predictor, which
         sees the channels decoded so far, runs per channel."""
@@ -404,13 +507,16 @@ class IntPixelCNN(IntModel):
         acc = cache["acc"][:, self._channel_cols(channel)]
         return self._head_params(acc, channel, self._skip(canvas, index, channel))[:, 0]
 
-    def _trunk(self, canvas: Canvas, index: dict[int, torch.Tensor], group: int | None) -> torch.Tensor:
+    def _trunk(self, canvas: Canvas, sites, group: int | None) -> torch.Tensor:
         """All trunk layers, then the output layer's biased int32 accumulators."""
-        self._layer(self.first, canvas, "img", "s0", index, group, name="first")
+        cols = self.first.cols(group)
+        y = self._layer(self.first, canvas, "img", "s0", sites, group, name="first")
+        src = self._stream(canvas, 0, sites, y, cols)
         for b, (ca, cb) in enumerate(zip(self.conv_a, self.conv_b)):
-            self._layer(ca, canvas, f"s{b}", f"mid{b}", index, group, name=f"conv_a{b}")
-            self._layer(cb, canvas, f"mid{b}", f"s{b + 1}", index, group, residual=f"s{b}", name=f"conv_b{b}")
-        return self._head_trunk(canvas, f"s{self.cfg.blocks}", index[1][:, -1], index[1], group)
+            self._layer(ca, canvas, src, f"mid{b}", sites, group, name=f"conv_a{b}")
+            y = self._layer(cb, canvas, f"mid{b}", f"s{b + 1}", sites, group, residual=f"s{b}", name=f"conv_b{b}")
+            src = self._stream(canvas, b + 1, sites, y, cols)
+        return self._head_trunk(canvas, src, sites, group)
 
 
 def exp_table() -> torch.Tensor:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .engine import Canvas, IntModel, QConv, requantize, residual_add
+from .engine import Canvas, IntModel, QConv, Scattered, requantize, residual_add
 from .model import ModelConfig
 from .rnn import CELL_FRAC, CELL_MAX, GATE_ONE, GATE_RANGE
 
@@ -127,9 +127,9 @@ class IntPixelRNN(IntModel):
             k = requantize(total, self.head["skips_mult"], self.head["skips_shift"], -128, 127)
             canvas.buf["k"].index_copy_(0, pos, k.to(torch.int8))
             src = "k"
-        acc = self._head_trunk(canvas, src, pos, None, group)
-        index = {} if self.skip is None else {self.skip.k: self._gather(canvas, self.skip, pos)}
-        return self._head_params(acc, group, self._skip(canvas, index, group))
+        sites = Scattered(self, canvas, pos)
+        acc = self._head_trunk(canvas, src, sites, group)
+        return self._head_params(acc, group, self._skip(canvas, sites, group))
 
     def gather_index(self, canvas: Canvas, pos: torch.Tensor) -> dict:
         return {"pos": pos}

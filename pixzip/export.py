@@ -63,11 +63,19 @@ def export_pixelcnn(model: PixelCNN) -> IntPixelCNN:
     cfg = model.cfg
     G = cfg.trunk_groups
     s_img, s_stream = 1 / 128, model.q_stream.scale
-    layers = {"first": quantize_conv(model.first, s_img, s_stream, G), "conv_a": [], "conv_b": []}
-    for ca, cb, qm in zip(model.conv_a, model.conv_b, model.q_mid):
-        layers["conv_a"].append(quantize_conv(ca, s_stream, qm.scale, G, relu_in=True, relu_out=True))
-        layers["conv_b"].append(quantize_conv(cb, qm.scale, s_stream, G))
-    head = export_head(model, s_stream, layers)
+    wide = cfg.stream_bits == 16
+    stream_range = (-(1 << 15), (1 << 15) - 1) if wide else None
+    # what the layers read: the int8 stream with a ReLU at the gather, or the int8 ReLU'd copies of a
+    # 16-bit stream (one scale per reader: blocks 0..B-1, then the head)
+    reads = [q.scale for q in model.q_read] if wide else [s_stream] * (cfg.blocks + 1)
+    layers = {"first": quantize_conv(model.first, s_img, s_stream, G, out_range=stream_range),
+              "conv_a": [], "conv_b": []}
+    for ca, cb, qm, s_read in zip(model.conv_a, model.conv_b, model.q_mid, reads):
+        layers["conv_a"].append(quantize_conv(ca, s_read, qm.scale, G, relu_in=not wide, relu_out=True))
+        layers["conv_b"].append(quantize_conv(cb, qm.scale, s_stream, G, out_range=stream_range))
+    head = export_head(model, reads[-1], layers, relu_in=not wide)
+    if wide:
+        head["read_mult"], head["read_shift"] = multiplier(s_stream / torch.tensor(reads, dtype=torch.float64))
     if cfg.cond:
         export_condition(model, layers)
     return IntPixelCNN(cfg, layers, head, {"exp": exp_table(), "invb": invb_table()})
@@ -105,12 +113,13 @@ def export_condition(model: PixelCNN, layers: dict):
         layers["cond"][name] = cq
 
 
-def export_head(model: ARModel, s_in: float, layers: dict) -> dict:
-    """head1, out and the skip predictor into `layers`; returns the head's requantisation constants."""
+def export_head(model: ARModel, s_in: float, layers: dict, relu_in: bool = True) -> dict:
+    """head1, out and the skip predictor into `layers`; returns the head's requantisation constants.
+    relu_in: head1 applies the ReLU to its gathered input (not when that input is ReLU'd already)."""
     cfg = model.cfg
     C, G = cfg.channels, cfg.trunk_groups
     s_img, s_head = 1 / 128, model.q_head.scale
-    layers["head1"] = quantize_conv(model.head1, s_in, s_head, G, relu_in=True, relu_out=True)
+    layers["head1"] = quantize_conv(model.head1, s_in, s_head, G, relu_in=relu_in, relu_out=True)
     layers["out"] = quantize_conv(model.out, s_head, None, G)
     acc_scale = s_head * model.out.weight_scale().double()
     if cfg.head == "softmax":

@@ -68,12 +68,15 @@ def evaluate(model, crops: np.ndarray, batch: int = 32, device: torch.device | N
 
 
 def load_weights(model, weights: dict):
-    """Load weights; only the learned quantisation scales (newer than some checkpoints) may be missing."""
+    """Load weights. Masks always come from the model's own config (so a checkpoint can start a model
+    with another channel structure); activation quantisers may be missing (newer than the checkpoint:
+    they observe their range on the first batches)."""
+    weights = {k: v for k, v in weights.items() if not k.endswith(".mask")}
     try:
         missing, unexpected = model.load_state_dict(weights, strict=False)
     except RuntimeError as e:   # shape mismatches
         raise ValueError(f"checkpoint does not fit the model ({str(e).splitlines()[1].strip()})") from None
-    bad = [k for k in missing if not k.endswith((".log_scale", ".learned"))] + list(unexpected)
+    bad = [k for k in missing if not k.endswith((".log_scale", ".learned", ".max_abs", ".mask"))] + list(unexpected)
     if bad:
         raise ValueError(f"checkpoint does not fit the model: {', '.join(bad[:5])}")
 
@@ -141,7 +144,12 @@ def train(cfg: ModelConfig, tc: TrainConfig, out: Path, resume: bool = False, pr
         raise ValueError(f"unknown optimizer {tc.optimizer!r}")
     step, log = 0, []
     if state is None and tc.init:
-        load_weights(model, load_checkpoint(Path(tc.init))["model"])
+        init = load_checkpoint(Path(tc.init))
+        weights = init["model"]
+        if ModelConfig.from_dict(init["model_config"]).stream_bits != cfg.stream_bits:
+            # another stream width: its quantiser starts afresh (observes, then learns its step)
+            weights = {k: v for k, v in weights.items() if not k.startswith("q_stream.")}
+        load_weights(model, weights)
     if state is not None:
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["opt"])

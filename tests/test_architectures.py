@@ -134,7 +134,7 @@ def test_bilevel_model_codes_mode_1_images(rng):
     streams, bits = codec.encode_plane(net, plane, 0)
     assert np.array_equal(codec.decode_plane(net, 10, 7, 0, streams), plane)
     assert bits / plane.size < 1.5                      # two symbols: about a bit each, not eight
-    freq = next(codec.encoder_tables(net, [plane], 0))[2]
+    freq = next(codec.encoder_tables(net, [plane], 0))[3]
     assert freq.shape[1] == 2
 
 
@@ -148,9 +148,9 @@ def multiscale_streams(net, plane, tile):
     """Encoder and decoder (symbol, table) sequences of both stages; small-stage tiles keyed -1-n."""
     small = net.subsample(plane)
     enc = []
-    for (_, n), symbols, freq in codec.encoder_tables(net.small, [small], tile):
+    for (_, n), symbols, _, freq in codec.encoder_tables(net.small, [small], tile):
         enc += [(-1 - n, int(s), f) for s, f in zip(symbols, freq)]
-    for (_, n), symbols, freq in codec.encoder_tables(net.big, [plane], tile, conds=[small]):
+    for (_, n), symbols, _, freq in codec.encoder_tables(net.big, [plane], tile, conds=[small]):
         enc += [(n, int(s), f) for s, f in zip(symbols, freq)]
     per_tile, cursor, dec = {}, {}, []
     for n, s, _ in enc:

@@ -15,7 +15,7 @@ from pixzip.model import ModelConfig, build_model
 def encoder_stream(net, plane, tile, max_pixels=codec.MAX_BATCH_PIXELS):
     """Every (tile, symbol, frequency table) the encoder codes, in order."""
     out = []
-    for (_, number), symbols, freq in codec.encoder_tables(net, [plane], tile, max_pixels):
+    for (_, number), symbols, _, freq in codec.encoder_tables(net, [plane], tile, max_pixels):
         for s, f in zip(symbols, freq):
             out.append((number, int(s), f))
     return out
@@ -60,10 +60,13 @@ SIZES = [(1, 1), (1, 9), (9, 1), (7, 13), (12, 5)]
 @pytest.mark.parametrize("channels,head,skip,deps", [(3, "laplace", 0, "masks"), (1, "laplace", 0, "masks"),
                                                     (3, "softmax", 0, "masks"), (3, "laplace", 3, "masks"),
                                                     (1, "laplace", 5, "masks"), (3, "laplace", 3, "skip"),
-                                                    (1, "laplace", 3, "skip")])
+                                                    (1, "laplace", 3, "skip"), (3, "laplace", 3, "skip16"),
+                                                    (3, "softmax", 0, "masks16"), (1, "laplace", 3, "masks16")])
 def test_encoder_and_decoder_tables_are_identical(channels, head, skip, deps, rng):
+    stream_bits = 16 if deps.endswith("16") else 8
     for seed, (h, w) in enumerate(SIZES):
-        _, net = make_tiny_model(channels, head, seed=seed, skip_kernel=skip, channel_deps=deps)
+        _, net = make_tiny_model(channels, head, seed=seed, skip_kernel=skip, channel_deps=deps.removesuffix("16"),
+                                 stream_bits=stream_bits, blocks=2)
         plane = rng.integers(0, 256, (h, w, channels), dtype=np.uint8)
         for tile in (0, 4):
             assert_same_tables(encoder_stream(net, plane, tile), decoder_stream(net, plane, tile))
@@ -117,12 +120,13 @@ def test_batch_composition_does_not_change_streams(rng):
         assert np.array_equal(out, plane)
 
 
-@pytest.mark.parametrize("skip,deps", [(0, "masks"), (3, "masks"), (3, "skip")])
-def test_integer_model_matches_float_model(skip, deps):
+@pytest.mark.parametrize("skip,deps,stream_bits", [(0, "masks", 8), (3, "masks", 8), (3, "skip", 8),
+                                                    (3, "masks", 16), (3, "skip", 16)])
+def test_integer_model_matches_float_model(skip, deps, stream_bits):
     """After a little training (peaked distributions, as in real use) the exported integer model
     codes within 1% of the float fake-quantised model's bits."""
     cfg = ModelConfig(channels=3, hidden=12, head_hidden=12, blocks=1, first_kernel=5, skip_kernel=skip,
-                      channel_deps=deps)
+                      channel_deps=deps, stream_bits=stream_bits)
     float_bits, int_bits, n = float_and_integer_bits(cfg, 24, 150, 100)
     assert float_bits / n < 4.5          # it did learn something
     assert abs(int_bits / float_bits - 1) < 0.01
@@ -176,3 +180,14 @@ def test_parallel_decode_equals_serial(rng, monkeypatch):
     streams, _ = codec.encode_plane(net, plane, 16)
     assert np.array_equal(codec.decode_plane(net, 37, 29, 16, streams, workers=2), plane)
     assert np.array_equal(codec.decode_plane(net, 37, 29, 16, streams, workers=3), plane)
+
+
+@pytest.mark.parametrize("head", ["laplace", "softmax"])
+def test_code_lengths_match_the_tables(head, rng):
+    """The reported ideal bits (Laplace: totals from prefix sums) are -log2(freq[s] / sum(freq))."""
+    _, net = make_tiny_model(3, head, seed=4)
+    plane = rng.integers(0, 256, (9, 7, 3), dtype=np.uint8)
+    for _, symbols, params, freq in codec.encoder_tables(net, [plane], 0):
+        f = freq.numpy().astype(np.float64)
+        expected = np.log2(f.sum(axis=1)) - np.log2(f[np.arange(len(symbols)), symbols])
+        assert np.allclose(net.code_lengths(params, symbols, freq), expected, rtol=0, atol=1e-9)
