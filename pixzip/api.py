@@ -53,13 +53,14 @@ def choose_models(image: ImageData, preferred: Sequence[LoadedModel]) -> list[Lo
 
 
 def compress(image: ImageData, models: Sequence[LoadedModel] = (), tile: int = DEFAULT_TILE,
-             progress: Callable[[int], None] | None = None) -> tuple[bytes, Stats]:
-    """Code an image; `models` are preferred over the defaults for planes of their channel count."""
-    return compress_many([image], models, tile, progress)[0]
+             progress: Callable[[int], None] | None = None, workers: int = 1) -> tuple[bytes, Stats]:
+    """Code an image; `models` are preferred over the defaults for planes of their channel count.
+    `workers` > 1 codes groups of tiles in parallel processes (the same bytes)."""
+    return compress_many([image], models, tile, progress, workers)[0]
 
 
 def compress_many(images: Sequence[ImageData], models: Sequence[LoadedModel] = (), tile: int = DEFAULT_TILE,
-                  progress: Callable[[int], None] | None = None) -> list[tuple[bytes, Stats]]:
+                  progress: Callable[[int], None] | None = None, workers: int = 1) -> list[tuple[bytes, Stats]]:
     """Code several images in one batched pass per model (tiles of all of them share the canvases);
     each image's file is byte for byte what it would be alone."""
     chosen = [choose_models(im, models) for im in images]
@@ -74,7 +75,7 @@ def compress_many(images: Sequence[ImageData], models: Sequence[LoadedModel] = (
         except ValueError as e:
             raise PixzipError(f"model {m.name!r}: {e}") from None
         planes = [images[i].planes[p] for i, p in where]
-        for key, result in zip(where, codec.encode_planes(m.net, planes, tile, progress)):
+        for key, result in zip(where, codec.encode_planes(m.net, planes, tile, progress, workers=workers)):
             coded[key] = result
     return [_container(im, ms, [coded[(i, p)] for p in range(len(im.planes))], tile)
             for i, (im, ms) in enumerate(zip(images, chosen))]

@@ -112,7 +112,7 @@ def _jxl(effort):
 def _pixzip(models, tile, workers):
     def enc(a):
         im = Image.fromarray(_squeeze(a))
-        data, stats = api.compress(images.split(im), models, tile)
+        data, stats = api.compress(images.split(im), models, tile, workers=workers)
         return data, stats.model_bits
 
     def dec(b):
@@ -165,7 +165,7 @@ def _pixzip_batched(data, models, tile, workers, progress) -> Result:
             continue
         ims = [images.split(Image.fromarray(_squeeze(a))) for _, a in batch]
         t0 = time.perf_counter()
-        coded = api.compress_many(ims, models, tile)
+        coded = api.compress_many(ims, models, tile, workers=workers)
         t1 = time.perf_counter()
         back = api.decompress_many([blob for blob, _ in coded], models, workers=workers)
         t2 = time.perf_counter()

@@ -139,18 +139,51 @@ def stream_shapes(model, height: int, width: int, tile: int) -> list[tuple[int, 
 
 def encode_planes(model: IntModel | IntMultiScale, planes: list[np.ndarray], tile: int,
                   progress: Callable[[int], None] | None = None,
-                  max_pixels: int = MAX_BATCH_PIXELS) -> list[tuple[list[np.ndarray], float]]:
+                  max_pixels: int = MAX_BATCH_PIXELS, workers: int = 1) -> list[tuple[list[np.ndarray], float]]:
     """Code uint8 planes (H, W, C), in one batched pass, into one uint32 word array per tile each
     (a multi-scale model: the small image's tiles, then the full image's).
 
-    Also returns each plane's ideal code length in bits (for reporting; never used for coding)."""
+    With workers > 1 (and enough pixels), groups of tiles are coded in parallel processes: every tile
+    is its own stream, so the bytes are the same. Also returns each plane's ideal code length in bits
+    (for reporting; never used for coding)."""
     if isinstance(model, IntMultiScale):
         check_tile(model, tile)
         smalls = [model.subsample(p) for p in planes]
         first = encode_planes(model.small, smalls, tile, None, max_pixels)
         second = _encode_planes(model.big, planes, tile, progress, max_pixels, smalls)
         return [(s1 + s2, b1 + b2) for (s1, b1), (s2, b2) in zip(first, second)]
-    return _encode_planes(model, planes, tile, progress, max_pixels)
+    grids = [tile_grid(p.shape[0], p.shape[1], tile) for p in planes]
+    jobs = [(k, n, t) for k, g in enumerate(grids) for n, t in enumerate(g)]
+    workers = min(workers, len(jobs))
+    if workers <= 1 or sum(p.shape[0] * p.shape[1] for p in planes) < PARALLEL_MIN_PIXELS:
+        return _encode_planes(model, planes, tile, progress, max_pixels)
+    streams = [[None] * len(g) for g in grids]
+    bits = [0.0] * len(planes)
+    pool = _pool(workers)
+    try:
+        groups = [[jobs[i] for i in g] for g in np.array_split(np.arange(len(jobs)), workers)]
+        pending = [pool.apply_async(_encode_tiles, (model, [_crop(planes[k], t) for k, _, t in g], max_pixels))
+                   for g in groups]
+        for g, job in zip(groups, pending):
+            for (k, n, (_, _, h, w)), (tile_streams, tile_bits) in zip(g, job.get()):
+                streams[k][n] = tile_streams[0]
+                bits[k] += tile_bits
+                if progress:
+                    progress(h * w)
+    finally:
+        pool.terminate()
+    return list(zip(streams, bits))
+
+
+def _crop(plane: np.ndarray, tile: tuple[int, int, int, int]) -> np.ndarray:
+    y, x, h, w = tile
+    return np.ascontiguousarray(plane[y:y + h, x:x + w])
+
+
+def _encode_tiles(model, tiles: list[np.ndarray], max_pixels: int):
+    """A worker's share: each tile coded as a plane of its own (one stream: the tile's bytes)."""
+    with one_thread():
+        return _encode_planes(model, tiles, 0, None, max_pixels)
 
 
 def _encode_planes(model, planes, tile, progress, max_pixels, conds=None):

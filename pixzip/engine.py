@@ -113,7 +113,7 @@ class QConv:
         `cond` = (accumulators, QConv) of a conditional bias, whose `mult` is at this layer's shift:
         both terms are summed before the one rounding, as in the float model."""
         p = self._params(group)
-        y = acc.to(torch.int64).mul_(p.mult).add_(p.offset)
+        y = torch.addcmul(p.offset, acc, p.mult)            # int64: acc * mult + offset, one pass
         if cond is not None:
             c_acc, c_conv = cond
             y.add_(c_acc.to(torch.int64).mul_(c_conv.mult[self.cols(group)]))
@@ -139,7 +139,10 @@ def residual_add(base: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 def requantize(acc: torch.Tensor, mult: torch.Tensor, shift: torch.Tensor, lo: int, hi: int) -> torch.Tensor:
     """round(acc * mult / 2^shift), clamped; exact integer arithmetic (int64, arithmetic shift)."""
-    y = acc.to(torch.int64).mul_(mult).add_(1 << (shift - 1)).bitwise_right_shift_(shift)
+    # int64 in one pass: 1-d constants take part in type promotion (0-d ones would not, leaving an
+    # int16 input in int16)
+    mult, shift = torch.atleast_1d(mult), torch.atleast_1d(shift)
+    y = torch.addcmul(1 << (shift - 1), acc, mult).bitwise_right_shift_(shift)
     return y.clamp_(lo, hi)
 
 
@@ -431,7 +434,7 @@ class IntPixelCNN(IntModel):
     @property
     def slope(self) -> int:
         """Wavefront slope s: pixel (i, j) only needs pixels of smaller t = j + s*i."""
-        return self.pad + 1
+        return self.cfg.slope or self.pad + 1
 
     @property
     def wide_stream(self) -> bool:

@@ -9,6 +9,7 @@ import torch
 
 from conftest import float_and_integer_bits, make_tiny_model
 from pixzip import codec
+from pixzip.export import export
 from pixzip.model import ModelConfig, build_model
 
 
@@ -61,12 +62,17 @@ SIZES = [(1, 1), (1, 9), (9, 1), (7, 13), (12, 5)]
                                                     (3, "softmax", 0, "masks"), (3, "laplace", 3, "masks"),
                                                     (1, "laplace", 5, "masks"), (3, "laplace", 3, "skip"),
                                                     (1, "laplace", 3, "skip"), (3, "laplace", 3, "skip16"),
-                                                    (3, "softmax", 0, "masks16"), (1, "laplace", 3, "masks16")])
+                                                    (3, "softmax", 0, "masks16"), (1, "laplace", 3, "masks16"),
+                                                    (3, "laplace", 5, "masks16/2"), (1, "laplace", 5, "skip/2"),
+                                                    (3, "laplace", 3, "masks/3")])
 def test_encoder_and_decoder_tables_are_identical(channels, head, skip, deps, rng):
+    """deps: channel structure, then "16" for a 16-bit stream, then "/s" for a trimmed wavefront slope."""
+    deps, _, slope = deps.partition("/")
     stream_bits = 16 if deps.endswith("16") else 8
     for seed, (h, w) in enumerate(SIZES):
         _, net = make_tiny_model(channels, head, seed=seed, skip_kernel=skip, channel_deps=deps.removesuffix("16"),
-                                 stream_bits=stream_bits, blocks=2)
+                                 stream_bits=stream_bits, blocks=2, slope=int(slope or 0),
+                                 first_kernel=7 if slope else 5)
         plane = rng.integers(0, 256, (h, w, channels), dtype=np.uint8)
         for tile in (0, 4):
             assert_same_tables(encoder_stream(net, plane, tile), decoder_stream(net, plane, tile))
@@ -182,6 +188,19 @@ def test_parallel_decode_equals_serial(rng, monkeypatch):
     assert np.array_equal(codec.decode_plane(net, 37, 29, 16, streams, workers=3), plane)
 
 
+def test_parallel_encode_equals_serial(rng, monkeypatch):
+    """Tiles encoded in worker processes (several images, mixed sizes) give the same bytes."""
+    monkeypatch.setattr(codec, "PARALLEL_MIN_PIXELS", 0)
+    _, net = make_tiny_model(3, seed=8, skip_kernel=3, stream_bits=16)
+    planes = [rng.integers(0, 256, s, dtype=np.uint8) for s in [(37, 29, 3), (5, 40, 3), (1, 1, 3)]]
+    serial = codec.encode_planes(net, planes, 16)
+    for workers in (2, 3):
+        parallel = codec.encode_planes(net, planes, 16, workers=workers)
+        for (s1, b1), (s2, b2) in zip(serial, parallel):
+            assert len(s1) == len(s2) and all(np.array_equal(a, b) for a, b in zip(s1, s2))
+            assert b1 == pytest.approx(b2)
+
+
 @pytest.mark.parametrize("head", ["laplace", "softmax"])
 def test_code_lengths_match_the_tables(head, rng):
     """The reported ideal bits (Laplace: totals from prefix sums) are -log2(freq[s] / sum(freq))."""
@@ -191,3 +210,29 @@ def test_code_lengths_match_the_tables(head, rng):
         f = freq.numpy().astype(np.float64)
         expected = np.log2(f.sum(axis=1)) - np.log2(f[np.arange(len(symbols)), symbols])
         assert np.allclose(net.code_lengths(params, symbols, freq), expected, rtol=0, atol=1e-9)
+
+
+@pytest.mark.parametrize("slope", [2, 3])
+def test_trimmed_slope_reads_only_earlier_wavefronts(slope):
+    """With cfg.slope = s, output (i, j) depends only on pixels of smaller j + s*i (and on the earlier
+    channels of its own pixel), so the decoder may run those wavefronts; and the slope is what the
+    engine schedules with."""
+    torch.manual_seed(0)
+    cfg = ModelConfig(channels=3, hidden=12, head_hidden=12, blocks=3, first_kernel=7, skip_kernel=5, slope=slope)
+    model = build_model(cfg).double()
+    with torch.no_grad():
+        model.skip.weight.normal_()
+    H = W = 12
+    i0, j0 = 8, 4
+    x = torch.rand(16, 3, H, W, dtype=torch.float64, requires_grad=True)
+    y = model.first(x)
+    for ca, cb in zip(model.conv_a, model.conv_b):
+        y = y + cb(torch.relu(ca(torch.relu(y))))
+    out = model.out(torch.relu(model.head1(torch.relu(y)))).view(16, 3, -1, H, W) + model.skip(x).unsqueeze(2)
+    out[:, 2, :, i0, j0].sum().backward()
+    g = x.grad.abs().sum(dim=(0, 1))
+    t0 = j0 + slope * i0
+    seen = [(i, j) for i in range(H) for j in range(W) if g[i, j] > 0]
+    assert all(j + slope * i < t0 or (i, j) == (i0, j0) for i, j in seen)
+    assert (i0 - 1, j0 + slope - 1) in seen                  # the trimmed kernel still reaches its edge
+    assert export(model).slope == slope
