@@ -89,7 +89,7 @@ def _container(image: ImageData, models: list[LoadedModel], coded: list, tile: i
     streams = [s for plane_streams, _ in coded for s in plane_streams]
     model_bits = sum(bits for _, bits in coded)
     header = Header(image.mode, image.width, image.height, tile,
-                    [ModelRef(m.id, m.name) for m in refs],
+                    [ModelRef(m.id, "" if zoo.is_shipped(m) else m.name) for m in refs],
                     [(refs.index(m), p.shape[2]) for p, m in zip(image.planes, models)],
                     pixel_crc=zlib.crc32(image.pixel_bytes()), model_bits=model_bits, icc=image.icc,
                     palette_mode=image.palette_mode, palette=image.palette, transparency=image.transparency)
@@ -98,7 +98,13 @@ def _container(image: ImageData, models: list[LoadedModel], coded: list, tile: i
 
 
 def read_header(data: bytes) -> Header:
-    return container.read_header(data)[0]
+    """The header, with the names of installed models filled in where the file leaves them out."""
+    header = container.read_header(data)[0]
+    for ref in header.models:
+        if not ref.name:
+            m = zoo.installed_by_id(ref.id)
+            ref.name = m.name if m else ""
+    return header
 
 
 @dataclass

@@ -419,7 +419,7 @@ def info(files):
             f"file:            {f}",
             f"format version:  {h.version}",
             f"image:           {h.width}x{h.height} {h.mode}" + (", ICC profile" if h.icc else ""),
-            "models:          " + ", ".join(f"{m.name} ({m.id[:16]})" for m in h.models),
+            "models:          " + ", ".join(f"{m.name or 'not installed'} (id {m.id[:16]})" for m in h.models),
             f"tile:            {h.tile or 'whole image'}",
             f"bytes:           {len(data)}",
             f"bits/sub-pixel:  {8 * len(data) / subpixels:.4f}",

@@ -1,4 +1,9 @@
-"""The .pxz container, format version 1 (see docs/FORMAT.md). Pure bytes: no torch, no models."""
+"""The .pxz container, format versions 1 and 2 (see docs/FORMAT.md). Pure bytes: no torch, no models.
+
+Version 2 (written since pixzip 0.3) is version 1 made smaller for small images: one CRC-32 over the
+whole file instead of a header and a payload CRC, 64-bit model identities instead of 128, the last
+stream's size implied by the file's length, and model names optional (empty for the shipped models,
+which are found by identity). Version 1 files keep decoding."""
 
 from __future__ import annotations
 
@@ -11,7 +16,7 @@ import numpy as np
 from .errors import PixzipError
 
 MAGIC = b"\x89PXZ\r\n\x1a\n"
-VERSION = 1
+VERSION = 2
 MODE_CODES = {"L": 1, "LA": 2, "RGB": 3, "RGBA": 4, "P": 5, "1": 6}
 MODE_NAMES = {v: k for k, v in MODE_CODES.items()}
 PLANES_PER_MODE = {"L": 1, "LA": 2, "RGB": 1, "RGBA": 2, "P": 1, "1": 1}
@@ -24,8 +29,8 @@ class FormatError(PixzipError):
 
 @dataclass
 class ModelRef:
-    id: str            # hex of the first ID_BYTES of the integer model's SHA-256
-    name: str
+    id: str            # hex of the first ID_BYTES[version] bytes of the integer model's SHA-256
+    name: str          # may be empty (version 2): the model is then found by identity alone
 
 
 @dataclass
@@ -51,7 +56,7 @@ class Header:
         return self.width * self.height * sum(c for _, c in self.planes)
 
 
-ID_BYTES = 16          # model identity: the first 128 bits of the model's SHA-256
+ID_BYTES = {1: 16, 2: 8}   # model identity: the first 128 (v1) or 64 (v2) bits of the model's SHA-256
 OPT_ICC, OPT_PALETTE, OPT_TRANSPARENCY = 1, 2, 4
 
 
@@ -100,13 +105,26 @@ def _blob(b: bytes) -> bytes:
 
 
 def write(h: Header, streams: list[np.ndarray]) -> bytes:
+    """A version-2 file."""
     payload = [s.astype("<u4").tobytes() for s in streams]
     h.stream_sizes = [len(p) for p in payload]
+    body = _common_fields(h, id_bytes=ID_BYTES[VERSION])
+    # every stream's size but the last, which is what remains of the file
+    body += _varint(len(payload)) + b"".join(_varint(n // 4) for n in h.stream_sizes[:-1])
+    body += struct.pack("<I", h.pixel_crc) + _varint(max(0, round(h.model_bits)))
+    head = MAGIC + bytes([VERSION, 0]) + _varint(len(body)) + bytes(body)
+    joined = b"".join(payload)
+    return head + struct.pack("<I", zlib.crc32(joined, zlib.crc32(head))) + joined
+
+
+def _common_fields(h: Header, id_bytes: int) -> bytearray:
+    """Mode, size, tile, models, planes and the optional fields (the same in both versions but for
+    the identity length)."""
     body = bytearray([MODE_CODES[h.mode]])
     body += _varint(h.width) + _varint(h.height) + _varint(h.tile)
     body.append(len(h.models))
     for m in h.models:
-        body += bytes.fromhex(m.id)[:ID_BYTES] + _blob(m.name.encode())
+        body += bytes.fromhex(m.id)[:id_bytes] + _blob(m.name.encode())
     for model_index, channels in h.planes:            # as many as the mode has planes
         body += bytes([model_index, channels])
     optional = (OPT_ICC if h.icc else 0) | (OPT_PALETTE if h.palette else 0) | \
@@ -118,11 +136,7 @@ def write(h: Header, streams: list[np.ndarray]) -> bytes:
         body += _blob(h.palette_mode.encode()) + _blob(h.palette)
     if h.transparency:
         body += _blob(h.transparency)
-    body += _varint(len(payload)) + b"".join(_varint(n // 4) for n in h.stream_sizes)
-    joined = b"".join(payload)
-    body += struct.pack("<II", h.pixel_crc, zlib.crc32(joined)) + _varint(max(0, round(h.model_bits)))
-    head = MAGIC + bytes([VERSION, 0]) + _varint(len(body)) + bytes(body)
-    return head + struct.pack("<I", zlib.crc32(head)) + joined
+    return body
 
 
 def read_header(data: bytes) -> tuple[Header, int]:
@@ -146,8 +160,10 @@ def read_header(data: bytes) -> tuple[Header, int]:
     if body_len > MAX_HEADER or end + 4 > len(data):
         raise FormatError("file is truncated" if body_len <= MAX_HEADER else "header is corrupted")
     (crc,) = struct.unpack("<I", data[end:end + 4])
-    if zlib.crc32(data[:end]) != crc:
+    if version == 1 and zlib.crc32(data[:end]) != crc:
         raise FormatError("header is corrupted (checksum mismatch)")
+    if version >= 2 and zlib.crc32(data[end + 4:], zlib.crc32(data[:end])) != crc:
+        raise FormatError("file is corrupted or truncated (checksum mismatch)")
     if version < 1 or flags != 0:
         raise FormatError("header is corrupted (bad version or flags)")
     r = _Reader(data[start:end])
@@ -156,7 +172,7 @@ def read_header(data: bytes) -> tuple[Header, int]:
         raise FormatError(f"header names an unknown image mode ({code})")
     mode = MODE_NAMES[code]
     width, height, tile = r.varint(), r.varint(), r.varint()
-    models = [ModelRef(r.take(ID_BYTES).hex(), r.blob().decode("utf-8", "replace")) for _ in range(r.u8())]
+    models = [ModelRef(r.take(ID_BYTES[version]).hex(), r.blob().decode("utf-8", "replace")) for _ in range(r.u8())]
     planes = [(r.u8(), r.u8()) for _ in range(PLANES_PER_MODE[mode])]
     h = Header(mode, width, height, tile, models, planes, version=version)
     optional = r.u8()
@@ -170,15 +186,22 @@ def read_header(data: bytes) -> tuple[Header, int]:
     if optional & OPT_TRANSPARENCY:
         h.transparency = r.blob()
     n_streams = r.varint()
-    if n_streams > len(data):
+    if not 1 <= n_streams <= len(data):
         raise FormatError("header is corrupted (stream table)")
-    h.stream_sizes = [4 * r.varint() for _ in range(n_streams)]
-    h.pixel_crc, h.payload_crc = r.u32(), r.u32()
+    offset = end + 4
+    if version == 1:
+        h.stream_sizes = [4 * r.varint() for _ in range(n_streams)]
+        h.pixel_crc, h.payload_crc = r.u32(), r.u32()
+    else:
+        sizes = [4 * r.varint() for _ in range(n_streams - 1)]
+        h.stream_sizes = sizes + [len(data) - offset - sum(sizes)]
+        if h.stream_sizes[-1] < 0:
+            raise FormatError("header is corrupted (stream sizes)")
+        h.pixel_crc = r.u32()
     h.model_bits = float(r.varint())
     if r.pos != len(r.data):
         raise FormatError("header is corrupted (unexpected length)")
     _validate(h)
-    offset = end + 4
     if offset + sum(h.stream_sizes) > len(data):
         raise FormatError(f"file is truncated ({len(data)} bytes, the header promises "
                           f"{offset + sum(h.stream_sizes)})")
@@ -208,7 +231,7 @@ def _validate(h: Header):
 def read_streams(data: bytes, h: Header, offset: int) -> list[np.ndarray]:
     """Split and checksum the payload."""
     payload = data[offset:offset + sum(h.stream_sizes)]
-    if zlib.crc32(payload) != h.payload_crc:
+    if h.version == 1 and zlib.crc32(payload) != h.payload_crc:      # (version 2: checked with the header)
         raise FormatError("compressed data is corrupted (checksum mismatch)")
     out, pos = [], 0
     for n in h.stream_sizes:

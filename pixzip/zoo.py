@@ -17,9 +17,12 @@ SMALL_MAX_PIXELS = 64 * 64
 SUFFIX = ".pxm"
 
 
+SHIPPED = Path(__file__).resolve().parent.parent / "models"      # the models that come with pixzip
+
+
 def search_dirs() -> list[Path]:
     dirs = [Path(p) for p in os.environ.get("PIXZIP_MODELS", "").split(os.pathsep) if p]
-    dirs.append(Path(__file__).resolve().parent.parent / "models")     # the repository's models/
+    dirs.append(SHIPPED)
     return dirs
 
 
@@ -60,12 +63,43 @@ def default_model(channels: int, pixels: int | None = None) -> LoadedModel:
     return load_model(DEFAULTS[channels])
 
 
+def installed_by_id(model_id: str) -> LoadedModel | None:
+    """The installed model whose identity starts with `model_id` (a file's prefix), if any."""
+    for path in available().values():
+        try:
+            m = _load_cached(str(path.resolve()), path.stat().st_mtime)
+        except (OSError, PixzipError):
+            continue
+        if m.id.startswith(model_id):
+            return m
+    return None
+
+
+def is_shipped(m: LoadedModel) -> bool:
+    """Whether m is one of the models that come with pixzip (then files need not name it: any pixzip
+    that ships it finds it by identity; a user's own models are named, for the reader's sake)."""
+    path = SHIPPED / (m.name + SUFFIX)
+    if not path.is_file():
+        return False
+    try:
+        return _load_cached(str(path.resolve()), path.stat().st_mtime).id == m.id
+    except (OSError, PixzipError):
+        return False
+
+
 def find_by_id(name: str, model_id: str, extra: list[LoadedModel] = ()) -> LoadedModel:
     """The model a file was coded with, checked by identity (the file holds a prefix of the model's
-    SHA-256) before any decoding."""
+    SHA-256) before any decoding. A file may leave the name empty: the model is then looked up by
+    identity among the installed ones."""
     for m in extra:
         if m.id.startswith(model_id):
             return m
+    if not name:
+        m = installed_by_id(model_id)
+        if m is None:
+            raise PixzipError(f"this file needs the model with id {model_id[:16]}, which is not installed "
+                              "(a newer pixzip may ship it); pass it with -m PATH")
+        return m
     try:
         m = load_model(name)
     except PixzipError:

@@ -110,7 +110,7 @@ def test_future_version(good):
 
 
 def test_trailing_garbage(good):
-    write_and_fail("g.pxz", good + b"xyz!", "unexpected data")
+    write_and_fail("g.pxz", good + b"xyz!", "checksum mismatch")
 
 
 def test_file_made_with_another_model(good, tiny_models):

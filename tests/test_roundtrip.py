@@ -124,3 +124,18 @@ def test_small_images_get_the_small_image_model(tiny_models, rng):
         assert api.read_header(data).models[0].name == name
         decoded, _ = api.decompress(data)
         assert_identical(im, images.merge(decoded))
+
+
+def test_shipped_models_are_found_by_identity(tiny_models, rng, monkeypatch):
+    """Files leave out the names of the models that come with pixzip (fewer bytes); the reader finds
+    them by identity and `read_header` shows their names. A user's own model stays named."""
+    monkeypatch.setattr(zoo, "SHIPPED", tiny_models)
+    im = Image.fromarray(rng.integers(0, 256, (20, 230, 3), dtype=np.uint8))     # over the small-image size
+    data, _ = api.compress(images.split(im))
+    assert zoo.DEFAULTS[3].encode() not in data
+    assert api.read_header(data).models[0].name == zoo.DEFAULTS[3]
+    decoded, _ = api.decompress(data)
+    assert_identical(im, images.merge(decoded))
+    monkeypatch.setattr(zoo, "SHIPPED", tiny_models / "elsewhere")
+    named, _ = api.compress(images.split(im))
+    assert zoo.DEFAULTS[3].encode() in named and len(named) == len(data) + len(zoo.DEFAULTS[3])

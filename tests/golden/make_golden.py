@@ -1,4 +1,5 @@
-"""Regenerate the golden .pxz files (only when the format version changes: old files must keep decoding).
+"""Write the golden .pxz files of the current format version (only when the version changes: move the
+old ones to a folder named after their version first, e.g. v1/; they must keep decoding).
 
     python tests/golden/make_golden.py
 
@@ -41,10 +42,11 @@ def pixel_hash(im: Image.Image) -> str:
 
 
 def main():
-    rgb_model = make_tiny_model(3, seed=31)[1]
-    gray_model = make_tiny_model(1, seed=32)[1]
-    modelfile.save(rgb_model, HERE / "golden-rgb.pxm", {"note": "golden test model"})
-    modelfile.save(gray_model, HERE / "golden-gray.pxm", {"note": "golden test model"})
+    """Writes the current format's files with the committed models (making the models only if they are
+    missing: older versions' files in v1/ etc. name them and must keep decoding)."""
+    if not (HERE / "golden-rgb.pxm").exists():
+        modelfile.save(make_tiny_model(3, seed=31)[1], HERE / "golden-rgb.pxm", {"note": "golden test model"})
+        modelfile.save(make_tiny_model(1, seed=32)[1], HERE / "golden-gray.pxm", {"note": "golden test model"})
     rgb = modelfile.load(HERE / "golden-rgb.pxm")
     gray = modelfile.load(HERE / "golden-gray.pxm")
     expected = {}
