@@ -1,6 +1,6 @@
 """The .pxz container, format versions 1 and 2 (see docs/FORMAT.md). Pure bytes: no torch, no models.
 
-Version 2 (written since pixzip 0.3) is version 1 made smaller for small images: one CRC-32 over the
+Version 2 (written since pixzip 0.2) is version 1 made smaller for small images: one CRC-32 over the
 whole file instead of a header and a payload CRC, 64-bit model identities instead of 128, the last
 stream's size implied by the file's length, and model names optional (empty for the shipped models,
 which are found by identity). Version 1 files keep decoding."""
