@@ -94,13 +94,23 @@ class QConv:
         return self.matmul(buf.index_select(0, index.view(-1)).view(len(index), -1), group)
 
     def matmul(self, x: torch.Tensor, group: int | None = None) -> torch.Tensor:
-        """int32 (n, cout_group) accumulators of gathered int8 inputs x (n, taps * cin)."""
+        """int32 (n, cout_group) accumulators of gathered int8 inputs x (n, taps * cin).
+
+        A 1x1 convolution may be given only its first input channels (the channel groups up to
+        `group`, as the decoder keeps them): the weights of the others are masked to zero for this
+        group, so leaving them out gives the same integers."""
         if self.relu_in:
             x = x.clamp(min=0)            # not in place: x may be a view of a canvas buffer
         p = self._params(group)
-        acc = torch._int_mm(x, p.weight)
-        if p.weight_low is not None:   # wide weights: |x| <= 128, |w| <= 127 * 256, <= 2^10 taps: no overflow
-            acc = acc.mul_(256).add_(torch._int_mm(x, p.weight_low))
+        weight, low = p.weight, p.weight_low
+        if x.shape[1] != weight.shape[0]:
+            if len(self.taps or conv_taps(self.k)) != 1 or x.shape[1] > weight.shape[0]:
+                raise ValueError("only a 1x1 convolution takes a prefix of its input channels")
+            weight = weight[:x.shape[1]]
+            low = None if low is None else low[:x.shape[1]]
+        acc = torch._int_mm(x, weight)
+        if low is not None:   # wide weights: |x| <= 128, |w| <= 127 * 256, <= 2^10 taps: no overflow
+            acc = acc.mul_(256).add_(torch._int_mm(x, low))
         return acc
 
     def biased(self, acc: torch.Tensor, group: int | None) -> torch.Tensor:
@@ -189,6 +199,7 @@ class Scattered:
     def __init__(self, model: "IntModel", canvas: Canvas, pos: torch.Tensor):
         self.model, self.canvas, self.pos = model, canvas, pos
         self._index: dict = {}
+        self._centre: dict = {}
 
     def index(self, key) -> torch.Tensor:
         """(n, taps) buffer rows that a convolution with gather pattern `key` reads."""
@@ -205,6 +216,18 @@ class Scattered:
 
     def write(self, buf: torch.Tensor, cols: slice, y: torch.Tensor):
         buf[:, cols].index_copy_(0, self.pos, y)
+
+    def centre(self, name: str, group: int | None, y: torch.Tensor) -> torch.Tensor:
+        """A layer's output y here for `group`, joined to the earlier groups' outputs at the same
+        positions (kept from the earlier R/G/B steps of this wavefront): what a 1x1 mask-B layer reads,
+        without a buffer write and gather."""
+        if group is None:
+            return y
+        kept = self._centre.setdefault(name, [])
+        if len(kept) != group:
+            raise ValueError("channel groups must be evaluated in order, once per wavefront")
+        kept.append(y)
+        return y if group == 0 else torch.cat(kept, dim=1)
 
 
 class Dense:
@@ -231,6 +254,11 @@ class Dense:
 
     def write(self, buf: torch.Tensor, cols: slice, y: torch.Tensor):
         buf[self.lo:self.hi, cols] = y * self.valid.to(y.dtype)
+
+    def centre(self, name: str, group: int | None, y: torch.Tensor) -> torch.Tensor:
+        if group is not None:
+            raise ValueError("the dense pass evaluates all channel groups at once")
+        return y
 
 
 class IntModel:
@@ -278,13 +306,12 @@ class IntModel:
         """(n, taps) buffer rows that `conv` reads for outputs at flat positions `pos`."""
         return pos[:, None] + self._offs(canvas, conv.key)[None, :]
 
-    def _head_trunk(self, canvas: Canvas, src: str, sites, group: int | None) -> torch.Tensor:
-        """head1 (ReLU, masked 1x1, ReLU) into buffer "h", then the output layer's biased int32
-        accumulators, at `sites` (Scattered or Dense)."""
-        y = self.head1.requant(self.head1.matmul(sites.taps(canvas.buf[src], 1), group), group,
-                               self._cond(canvas, "head1", sites, group))
-        sites.write(canvas.buf["h"], self.head1.cols(group), y)
-        return self.out.biased(self.out.matmul(sites.taps(canvas.buf["h"], 1), group), group)
+    def _head_trunk(self, canvas: Canvas, x: torch.Tensor, sites, group: int | None) -> torch.Tensor:
+        """head1 (ReLU, masked 1x1, ReLU), then the output layer's biased int32 accumulators, at
+        `sites` (Scattered or Dense); x is head1's input there (all channels, or the groups up to
+        `group`)."""
+        y = self.head1.requant(self.head1.matmul(x, group), group, self._cond(canvas, "head1", sites, group))
+        return self.out.biased(self.out.matmul(sites.centre("h", group, y), group), group)
 
     def _cond(self, canvas: Canvas, layer: str, sites, group: int | None):
         """(accumulators, QConv) of a layer's conditional bias at `sites`."""
@@ -443,34 +470,29 @@ class IntPixelCNN(IntModel):
         return self.cfg.stream_bits == 16
 
     def new_canvas(self, sizes: list[tuple[int, int]]) -> Canvas:
+        # only what a layer reads off-centre needs a buffer: the image, and the stream (8-bit) or its
+        # int8 reads (16-bit); centre-only (1x1) reads take values kept in hand
         C, h, B = self.cfg.channels, self.cfg.hidden, self.cfg.blocks
-        stream = (h, torch.int16) if self.wide_stream else h
-        channels = {"img": C, "h": self.cfg.head_hidden, **{f"s{b}": stream for b in range(B + 1)}}
-        channels.update({f"mid{b}": h for b in range(B)})
-        if self.wide_stream:
-            channels.update({f"r{b}": h for b in range(B + 1)})
+        stream = "r" if self.wide_stream else "s"
+        channels = {"img": C, **{f"{stream}{b}": h for b in range(B + 1)}}
         if self.cfg.cond:
             channels["u"] = self.cfg.cond
         return Canvas(sizes, self.pad, channels)
 
     # -- the network ----------------------------------------------------------------------------------
-    def _layer(self, conv: QConv, canvas: Canvas, src: str, dst: str, sites, group, residual=None, name=""):
-        y = conv.requant(conv.matmul(sites.taps(canvas.buf[src], conv.key), group), group,
-                         self._cond(canvas, name, sites, group))
-        cols = conv.cols(group)
-        if residual is not None:
-            y = residual_add(sites.read(canvas.buf[residual])[:, cols], y)
-        sites.write(canvas.buf[dst], cols, y)
-        return y
+    def _conv(self, conv: QConv, canvas: Canvas, x: torch.Tensor, sites, group, name: str) -> torch.Tensor:
+        """One requantised layer: inputs x (taps, or centre values) -> outputs of `group`."""
+        return conv.requant(conv.matmul(x, group), group, self._cond(canvas, name, sites, group))
 
-    def _stream(self, canvas: Canvas, b: int, sites, y: torch.Tensor, cols: slice) -> str:
-        """The buffer the layers after stream s{b} read; a wide stream's int8 ReLU is written here
-        from the new stream values y (columns `cols`)."""
-        if not self.wide_stream:
-            return f"s{b}"
-        r = requantize(y.clamp(min=0), self.head["read_mult"][b], self.head["read_shift"][b], 0, 127)
-        sites.write(canvas.buf[f"r{b}"], cols, r.to(torch.int8))
-        return f"r{b}"
+    def _stream(self, canvas: Canvas, b: int, sites, y: torch.Tensor, cols: slice) -> tuple[str, torch.Tensor]:
+        """Store stream s{b} (values y, columns `cols`) where the next layers read it; returns that
+        buffer's name and its values here. A 16-bit stream is read through its int8 ReLU."""
+        if self.wide_stream:
+            y = requantize(y.clamp(min=0), self.head["read_mult"][b], self.head["read_shift"][b], 0, 127)
+            y = y.to(torch.int8)
+        name = f"r{b}" if self.wide_stream else f"s{b}"
+        sites.write(canvas.buf[name], cols, y)
+        return name, y
 
     def gather_index(self, canvas: Canvas, pos: torch.Tensor) -> Scattered:
         """The decoder's sites at flat positions `pos`; their gather indices are built once per
@@ -513,13 +535,15 @@ class IntPixelCNN(IntModel):
     def _trunk(self, canvas: Canvas, sites, group: int | None) -> torch.Tensor:
         """All trunk layers, then the output layer's biased int32 accumulators."""
         cols = self.first.cols(group)
-        y = self._layer(self.first, canvas, "img", "s0", sites, group, name="first")
-        src = self._stream(canvas, 0, sites, y, cols)
+        y = self._conv(self.first, canvas, sites.taps(canvas.buf["img"], self.first.key), sites, group, "first")
+        src, read = self._stream(canvas, 0, sites, y, cols)
         for b, (ca, cb) in enumerate(zip(self.conv_a, self.conv_b)):
-            self._layer(ca, canvas, src, f"mid{b}", sites, group, name=f"conv_a{b}")
-            y = self._layer(cb, canvas, f"mid{b}", f"s{b + 1}", sites, group, residual=f"s{b}", name=f"conv_b{b}")
-            src = self._stream(canvas, b + 1, sites, y, cols)
-        return self._head_trunk(canvas, src, sites, group)
+            mid = self._conv(ca, canvas, sites.taps(canvas.buf[src], ca.key), sites, group, f"conv_a{b}")
+            mid = sites.centre(f"mid{b}", group, mid)
+            # the residual: this group's stream values at these sites are the y in hand
+            y = residual_add(y, self._conv(cb, canvas, mid, sites, group, f"conv_b{b}"))
+            src, read = self._stream(canvas, b + 1, sites, y, cols)
+        return self._head_trunk(canvas, sites.centre("head", group, read), sites, group)
 
 
 def exp_table() -> torch.Tensor:

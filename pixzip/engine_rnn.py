@@ -67,7 +67,7 @@ class IntPixelRNN(IntModel):
 
     def new_canvas(self, sizes: list[tuple[int, int]]) -> Canvas:
         cfg = self.cfg
-        channels = {"img": cfg.channels, "h": cfg.head_hidden}
+        channels = {"img": cfg.channels}
         if cfg.skips:
             channels["k"] = cfg.hidden        # the skip connections' sum
         for l in range(cfg.layers + 1):
@@ -118,8 +118,9 @@ class IntPixelRNN(IntModel):
     def _first(self, canvas: Canvas, pos: torch.Tensor):
         canvas.buf["s0"].index_copy_(0, pos, self._conv(self.first, canvas, "img", pos))
 
-    def _head(self, canvas: Canvas, pos: torch.Tensor, group: int | None) -> torch.Tensor:
-        """Head outputs (n, channels or 1, D) at `pos`, from the last stream or the skip sum."""
+    def _head(self, canvas: Canvas, pos: torch.Tensor, group: int | None, sites: Scattered | None = None) -> torch.Tensor:
+        """Head outputs (n, channels or 1, D) at `pos`, from the last stream or the skip sum. The
+        decoder passes the wavefront's `sites`, which keep the head's earlier channel groups."""
         src = f"s{self.cfg.layers}"
         if self.cfg.skips:
             total = sum(canvas.buf[f"s{l}"].index_select(0, pos).to(torch.int32)
@@ -127,12 +128,12 @@ class IntPixelRNN(IntModel):
             k = requantize(total, self.head["skips_mult"], self.head["skips_shift"], -128, 127)
             canvas.buf["k"].index_copy_(0, pos, k.to(torch.int8))
             src = "k"
-        sites = Scattered(self, canvas, pos)
-        acc = self._head_trunk(canvas, src, sites, group)
+        sites = sites or Scattered(self, canvas, pos)
+        acc = self._head_trunk(canvas, sites.taps(canvas.buf[src], 1), sites, group)
         return self._head_params(acc, group, self._skip(canvas, sites, group))
 
     def gather_index(self, canvas: Canvas, pos: torch.Tensor) -> dict:
-        return {"pos": pos}
+        return {"pos": pos, "sites": Scattered(self, canvas, pos)}
 
     def step_params(self, canvas: Canvas, index: dict, channel: int, cache: dict) -> torch.Tensor:
         """The decoder's step: every layer at the positions (all channel groups: a channel's groups see
@@ -140,7 +141,7 @@ class IntPixelRNN(IntModel):
         head for one channel."""
         pos = index["pos"]
         self._trunk_step(canvas, pos, channel)
-        return self._head(canvas, pos, channel)[:, 0]
+        return self._head(canvas, pos, channel, index["sites"])[:, 0]
 
     def _trunk_step(self, canvas: Canvas, pos: torch.Tensor, channel: int):
         raise NotImplementedError
