@@ -43,6 +43,11 @@ def conv_taps(k: int) -> list[tuple[int, int]]:
     return [(dy, dx) for dy in range(-p, 1) for dx in range(-p, p + 1) if dy < 0 or dx <= 0]
 
 
+def taps_of(key) -> list[tuple[int, int]]:
+    """The taps of a gather key: a kernel size (the square causal pattern) or the taps themselves."""
+    return conv_taps(key) if isinstance(key, int) else list(key)
+
+
 @dataclass
 class QConv:
     """A masked convolution in integers: out = requant(sum_taps x * w + bias)."""
@@ -104,7 +109,7 @@ class QConv:
         p = self._params(group)
         weight, low = p.weight, p.weight_low
         if x.shape[1] != weight.shape[0]:
-            if len(self.taps or conv_taps(self.k)) != 1 or x.shape[1] > weight.shape[0]:
+            if len(taps_of(self.key)) != 1 or x.shape[1] > weight.shape[0]:
                 raise ValueError("only a 1x1 convolution takes a prefix of its input channels")
             weight = weight[:x.shape[1]]
             low = None if low is None else low[:x.shape[1]]
@@ -200,6 +205,7 @@ class Scattered:
         self.model, self.canvas, self.pos = model, canvas, pos
         self._index: dict = {}
         self._centre: dict = {}
+        self._kept: dict = {}
 
     def index(self, key) -> torch.Tensor:
         """(n, taps) buffer rows that a convolution with gather pattern `key` reads."""
@@ -207,8 +213,22 @@ class Scattered:
             self._index[key] = self.pos[:, None] + self.model._offs(self.canvas, key)[None, :]
         return self._index[key]
 
-    def taps(self, buf: torch.Tensor, key) -> torch.Tensor:
-        """The inputs (n, taps * channels) of a convolution at every position."""
+    def taps(self, buf: torch.Tensor, key, name: str = "", group: int | None = None) -> torch.Tensor:
+        """The inputs (n, taps * channels) of a convolution at every position.
+
+        With a buffer `name` and a channel `group`, the gather happens once per wavefront: every tap
+        but the centre reads an earlier wavefront, which later groups' steps cannot change, so for
+        group > 0 only the centre tap's channels are read again."""
+        if not name or group is None:
+            return self._gather(buf, key)
+        kept = self._kept.get((name, key))
+        if kept is None or group == 0:
+            kept = self._kept[(name, key)] = self._gather(buf, key)
+        elif tuple(taps_of(key)[-1]) == (0, 0):
+            kept[:, -buf.shape[1]:] = buf.index_select(0, self.pos)
+        return kept
+
+    def _gather(self, buf: torch.Tensor, key) -> torch.Tensor:
         return buf.index_select(0, self.index(key).view(-1)).view(len(self.pos), -1)
 
     def read(self, buf: torch.Tensor) -> torch.Tensor:
@@ -244,7 +264,7 @@ class Dense:
         self.valid = torch.zeros(self.hi - self.lo, 1, dtype=torch.int8)
         self.valid[self.rows] = 1
 
-    def taps(self, buf: torch.Tensor, key) -> torch.Tensor:
+    def taps(self, buf: torch.Tensor, key, name: str = "", group: int | None = None) -> torch.Tensor:
         offs = self.model._offs(self.canvas, key).tolist()
         parts = [buf[self.lo + o:self.hi + o] for o in offs]
         return parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
@@ -299,7 +319,7 @@ class IntModel:
     def _offs(self, canvas: Canvas, conv_key) -> torch.Tensor:
         key = (canvas.Wp, conv_key)
         if key not in self._offsets:
-            self._offsets[key] = canvas.offsets(conv_taps(conv_key) if isinstance(conv_key, int) else conv_key)
+            self._offsets[key] = canvas.offsets(taps_of(conv_key))
         return self._offsets[key]
 
     def _gather(self, canvas: Canvas, conv: QConv, pos: torch.Tensor) -> torch.Tensor:
@@ -333,7 +353,8 @@ class IntModel:
     def _skip(self, canvas: Canvas, sites, group: int | None) -> torch.Tensor | None:
         if self.skip is None:
             return None
-        return self.skip.biased(self.skip.matmul(sites.taps(canvas.buf["img"], self.skip.key), group), group)
+        return self.skip.biased(self.skip.matmul(sites.taps(canvas.buf["img"], self.skip.key, "img", group), group),
+                                group)
 
     def _channel_cols(self, channel: int | None) -> slice:
         D = self.cfg.head_dim
@@ -535,10 +556,11 @@ class IntPixelCNN(IntModel):
     def _trunk(self, canvas: Canvas, sites, group: int | None) -> torch.Tensor:
         """All trunk layers, then the output layer's biased int32 accumulators."""
         cols = self.first.cols(group)
-        y = self._conv(self.first, canvas, sites.taps(canvas.buf["img"], self.first.key), sites, group, "first")
+        y = self._conv(self.first, canvas, sites.taps(canvas.buf["img"], self.first.key, "img", group), sites,
+                       group, "first")
         src, read = self._stream(canvas, 0, sites, y, cols)
         for b, (ca, cb) in enumerate(zip(self.conv_a, self.conv_b)):
-            mid = self._conv(ca, canvas, sites.taps(canvas.buf[src], ca.key), sites, group, f"conv_a{b}")
+            mid = self._conv(ca, canvas, sites.taps(canvas.buf[src], ca.key, src, group), sites, group, f"conv_a{b}")
             mid = sites.centre(f"mid{b}", group, mid)
             # the residual: this group's stream values at these sites are the y in hand
             y = residual_add(y, self._conv(cb, canvas, mid, sites, group, f"conv_b{b}"))
