@@ -13,6 +13,7 @@ from __future__ import annotations
 import multiprocessing
 import signal
 from contextlib import contextmanager
+from functools import lru_cache
 from typing import Callable
 
 import constriction
@@ -24,7 +25,7 @@ from .engine import IntModel, IntMultiScale
 # constriction quantises the (integer-valued) frequencies to its own fixed point deterministically;
 # perfect=False is the leaky quantiser whose result is documented to be platform independent.
 FAMILY = constriction.stream.model.Categorical(perfect=False)
-CHUNK_SYMBOLS = 1 << 16
+CHUNK_SYMBOLS = 1 << 12       # symbols per call to the coder: their tables (8 MB) stay in the cache
 MAX_BATCH_PIXELS = 1 << 20     # tiles coded together at most; bounds memory, never changes the bits
 
 
@@ -52,21 +53,18 @@ def _batches(tiles, max_pixels: int, first: int = 0):
 
 
 def _coding_order(canvas, slope: int, channels: int, tile: int):
-    """Flat canvas positions and channels of one tile's symbols, in coding order."""
-    h, w = canvas.sizes[tile]
+    """Rows i, columns j and channels of one tile's symbols, in coding order."""
+    return tuple(a.copy() for a in _order(*canvas.sizes[tile], slope, channels))
+
+
+@lru_cache(maxsize=64)
+def _order(h: int, w: int, slope: int, channels: int):
+    """By wavefront t = j + slope * i, then channel, then row (cached: tiles share a few sizes)."""
     i, j = np.divmod(np.arange(h * w), w)
-    t = j + slope * i
-    order = np.lexsort((i, t))                        # by t, then i
-    i, j, t = i[order], j[order], t[order]
-    starts = np.flatnonzero(np.r_[True, t[1:] != t[:-1]])
-    ends = np.r_[starts[1:], len(t)]
-    pix, chan = [], []
-    for s, e in zip(starts, ends):                    # within a wavefront: channel-major
-        for c in range(channels):
-            pix.append(np.arange(s, e))
-            chan.append(np.full(e - s, c))
-    pix, chan = np.concatenate(pix), np.concatenate(chan)
-    return i[pix], j[pix], chan
+    i, j = np.repeat(i, channels), np.repeat(j, channels)
+    c = np.tile(np.arange(channels), h * w)
+    order = np.lexsort((i, c, j + slope * i))
+    return i[order], j[order], c[order]
 
 
 def _load_batch(model: IntModel, batch, planes: list[np.ndarray] | None, conds: dict | None = None):

@@ -251,18 +251,18 @@ class Scattered:
 
 
 class Dense:
-    """Every canvas position from the first real pixel to the last (the encoder's pass): a tap is a
-    shifted slice of a buffer, so nothing is gathered by index. Padding positions are computed too
-    and written as zeros, which is what the next layer must read there. The same integers as
-    `Scattered` at the real positions (each output depends only on its own taps)."""
+    """A run of consecutive canvas positions [lo, hi) (the encoder's pass): a tap is a shifted slice of
+    a buffer, so nothing is gathered by index. Padding positions are computed too and written as
+    zeros, which is what the next layer must read there. The same integers as `Scattered` at the real
+    positions (each output depends only on its own taps).
 
-    def __init__(self, model: "IntModel", canvas: Canvas):
-        self.model, self.canvas = model, canvas
-        real = canvas.flat(*canvas.pixels())           # ascending: tiles in order, raster within
-        self.lo, self.hi = int(real[0]), int(real[-1]) + 1
-        self.rows = real - self.lo                     # the real pixels among the dense rows
-        self.valid = torch.zeros(self.hi - self.lo, 1, dtype=torch.int8)
-        self.valid[self.rows] = 1
+    Every tap lies at or before its output position (rows above, left, centre), so a canvas can be
+    evaluated run by run in ascending order, all layers on one run before the next: the runs stay
+    small enough for the cache (`dense_runs`)."""
+
+    def __init__(self, model: "IntModel", canvas: Canvas, lo: int, hi: int, valid: torch.Tensor):
+        self.model, self.canvas, self.lo, self.hi = model, canvas, lo, hi
+        self.valid = valid                             # int8 (hi - lo, 1): 1 at real pixels
 
     def taps(self, buf: torch.Tensor, key, name: str = "", group: int | None = None) -> torch.Tensor:
         offs = self.model._offs(self.canvas, key).tolist()
@@ -279,6 +279,23 @@ class Dense:
         if group is not None:
             raise ValueError("the dense pass evaluates all channel groups at once")
         return y
+
+
+DENSE_RUN = 8192     # positions per run of the encoder's dense pass (its temporaries fit a cache)
+
+
+def dense_runs(model: "IntModel", canvas: Canvas, pos: torch.Tensor):
+    """The encoder's pass over every real pixel of a canvas (`pos`, ascending, as canvas.pixels()
+    gives them) as runs of DENSE_RUN consecutive positions, to evaluate in order."""
+    real = canvas.flat(*canvas.pixels())
+    if not torch.equal(pos, real):
+        raise ValueError("the dense pass takes every real pixel of the canvas, in order")
+    lo, hi = int(real[0]), int(real[-1]) + 1
+    valid = torch.zeros(hi - lo, 1, dtype=torch.int8)
+    valid[real - lo] = 1
+    for a in range(lo, hi, DENSE_RUN):
+        b = min(a + DENSE_RUN, hi)
+        yield Dense(model, canvas, a, b, valid[a - lo:b - lo])
 
 
 class IntModel:
@@ -523,10 +540,8 @@ class IntPixelCNN(IntModel):
     def encode_params(self, canvas: Canvas, pos: torch.Tensor) -> torch.Tensor:
         """The encoder's pass: head outputs (n, channels, D) at flat positions `pos` (every real pixel
         of the canvas, in canvas.pixels() order), all groups at once, evaluated densely."""
-        dense = Dense(self, canvas)
-        if not torch.equal(pos, dense.rows + dense.lo):
-            raise ValueError("encode_params takes every real pixel of the canvas, in order")
-        return self.forward(canvas, dense, None)[dense.rows]
+        return torch.cat([self.forward(canvas, run, None)[run.valid[:, 0].bool()]
+                          for run in dense_runs(self, canvas, pos)])
 
     def forward(self, canvas: Canvas, sites, group: int | None = None) -> torch.Tensor:
         """Evaluate every layer at `sites` (Scattered or Dense) for one channel group
