@@ -44,6 +44,24 @@ def test_train_export_and_code(tmp_path, data_dir, tiny_models, monkeypatch):
     assert np.array_equal(np.asarray(Image.open(img)), np.asarray(Image.open("x.png")))
 
 
+def test_v2_options_fine_tune_a_v1_checkpoint(tmp_path, data_dir, monkeypatch):
+    """--stream-bits 16 and --slope 2 from a checkpoint of an 8-bit, square-kernel model (as the v2
+    models were made): the masks come from the new config, the stream's quantiser starts afresh, and
+    the exported model codes an image exactly with the slope it was trained for."""
+    monkeypatch.chdir(tmp_path)
+    base = ["train", str(data_dir), "--first-kernel", "7", "--skip-kernel", "5", *TINY]
+    assert CliRunner().invoke(main, base + ["--out", "v1.pxm"]).exit_code == 0
+    r = CliRunner().invoke(main, base + ["--out", "v2.pxm", "--init", "v1.pxm.ckpt", "--stream-bits", "16",
+                                         "--slope", "2", "--qat-start", "0"])
+    assert r.exit_code == 0, r.stderr
+    net = modelfile.load(Path("v2.pxm")).net
+    assert net.slope == 2 and net.cfg.stream_bits == 16
+    img = data_dir / "sub" / "2.png"
+    assert CliRunner().invoke(main, ["compress", str(img), "-o", "y.pxz", "-m", "v2.pxm"]).exit_code == 0
+    assert CliRunner().invoke(main, ["decompress", "y.pxz", "-o", "y.png", "-m", "v2.pxm"]).exit_code == 0
+    assert np.array_equal(np.asarray(Image.open(img)), np.asarray(Image.open("y.png")))
+
+
 def test_resume_continues_from_checkpoint(tmp_path, data_dir, monkeypatch):
     monkeypatch.chdir(tmp_path)
     args = ["train", str(data_dir), "--out", "g.pxm", "--channels", "1", "--optimizer", "rmsprop"]
