@@ -6,5 +6,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 D=${DATA:-../shared/data}
 mkdir -p bench/results
-pixzip bench "$D/cbsd68" --json bench/results/cbsd68.json -q | tee bench/results/cbsd68.md
+pixzip bench "$D/cbsd68" --json bench/results/cbsd68.json --plot bench/results/cbsd68.png -q | tee bench/results/cbsd68.md
 pixzip bench "$D/cbsd68" --grey --json bench/results/cbsd68-grey.json -q | tee bench/results/cbsd68-grey.md

@@ -190,7 +190,7 @@ def test_parallel_decode_equals_serial(rng, monkeypatch):
 
 def test_parallel_encode_equals_serial(rng, monkeypatch):
     """Tiles encoded in worker processes (several images, mixed sizes) give the same bytes."""
-    monkeypatch.setattr(codec, "PARALLEL_MIN_PIXELS", 0)
+    monkeypatch.setattr(codec, "ENCODE_PARALLEL_MIN_PIXELS", 0)
     _, net = make_tiny_model(3, seed=8, skip_kernel=3, stream_bits=16)
     planes = [rng.integers(0, 256, s, dtype=np.uint8) for s in [(37, 29, 3), (5, 40, 3), (1, 1, 3)]]
     serial = codec.encode_planes(net, planes, 16)
