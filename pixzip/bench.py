@@ -93,13 +93,17 @@ def _expand(a):
 def _webp():
     ic = _imagecodecs()
 
+    grey = []
+
     def enc(a):
-        if a.shape[-1] == 1:   # WebP has no grey mode: code grey as RGB, as a user would have to
-            a = np.repeat(a, 3, axis=-1)
+        grey[:] = [a.shape[-1] == 1]
+        if grey[0]:   # WebP has no grey mode: code grey as RGB, as a user would have to, and take one
+            a = np.repeat(a, 3, axis=-1)                 # channel back (they are identical)
         return ic.webp_encode(a, level=100, lossless=True, method=6)
 
     def dec(b):
-        return ic.webp_decode(b)
+        a = ic.webp_decode(b)
+        return a[..., :1] if grey and grey[0] else a
     return enc, dec
 
 

@@ -194,7 +194,8 @@ class PixelBatch:
 def model_option(f):
     return click.option("-m", "--model", "model", metavar="NAME|PATH",
                         help="Model for the image's colour (or grey) planes: an installed name or a .pxm file. "
-                             "Default: pcnn-rgb-v1 for colour, pcnn-gray-v1 for grey, alpha and palette.")(f)
+                             f"Default: {zoo.DEFAULTS[3]} for colour ({zoo.SMALL_DEFAULTS[3]} up to "
+                             f"{zoo.SMALL_MAX_PIXELS} pixels), {zoo.DEFAULTS[1]} for grey, alpha and palette.")(f)
 
 
 def common_options(f):
