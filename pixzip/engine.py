@@ -525,12 +525,20 @@ class IntPixelCNN(IntModel):
     def _stream(self, canvas: Canvas, b: int, sites, y: torch.Tensor, cols: slice) -> tuple[str, torch.Tensor]:
         """Store stream s{b} (values y, columns `cols`) where the next layers read it; returns that
         buffer's name and its values here. A 16-bit stream is read through its int8 ReLU."""
-        if self.wide_stream:
-            y = requantize(y.clamp(min=0), self.head["read_mult"][b], self.head["read_shift"][b], 0, 127)
-            y = y.to(torch.int8)
+        if self.wide_stream:   # one table lookup: the requantisation of every value 0..32767, precomputed
+            y = self._read_table(b).index_select(0, y.clamp(min=0).reshape(-1).to(torch.int32)).view(y.shape)
         name = f"r{b}" if self.wide_stream else f"s{b}"
         sites.write(canvas.buf[name], cols, y)
         return name, y
+
+    def _read_table(self, b: int) -> torch.Tensor:
+        """int8 ReLU read of stream b for every non-negative int16 value: exactly
+        requantize(v, read_mult[b], read_shift[b], 0, 127), tabulated once (32 KB)."""
+        key = ("read", b)
+        if key not in self._offsets:
+            v = torch.arange(1 << 15, dtype=torch.int64)
+            self._offsets[key] = requantize(v, self.head["read_mult"][b], self.head["read_shift"][b], 0, 127).to(torch.int8)
+        return self._offsets[key]
 
     def gather_index(self, canvas: Canvas, pos: torch.Tensor) -> Scattered:
         """The decoder's sites at flat positions `pos`; their gather indices are built once per

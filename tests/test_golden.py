@@ -54,3 +54,14 @@ def test_golden_models_are_stable():
     for name in EXPECTED:
         header = api.read_header((GOLDEN / "v1" / name).read_bytes())
         assert all(any(i.startswith(m.id) for i in ids) for m in header.models)
+
+
+def test_wide_stream_golden_file():
+    """A 16-bit-stream, slope-2 model (the v2 models' structure) keeps decoding its file to the known
+    pixels (those of rgb.pxz) and re-encoding it to the same bytes."""
+    model = modelfile.load(GOLDEN / "golden-rgb16.pxm")
+    assert model.net.cfg.stream_bits == 16 and model.net.slope == 2
+    data = (GOLDEN / "rgb16.pxz").read_bytes()
+    image, _ = api.decompress(data, [model])
+    assert hashlib.sha256(image.pixel_bytes()).hexdigest() == EXPECTED["rgb.pxz"]["sha256"]
+    assert api.compress(image, [model], tile=8)[0] == data

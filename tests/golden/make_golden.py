@@ -57,6 +57,19 @@ def main():
         (HERE / f"{name}.pxz").write_bytes(data)
         expected[f"{name}.pxz"] = {"mode": im.mode, "size": list(im.size), "sha256": pixel_hash(im)}
     (HERE / "expected.json").write_text(json.dumps(expected, indent=1, sort_keys=True) + "\n")
+    wide_stream_golden()
+
+
+def wide_stream_golden():
+    """A model with the v2 models' structure (16-bit residual stream, slope 2) and the RGB image coded
+    with it (models/: format 2 onwards): its arithmetic (the int8 reads of the stream, the trimmed
+    taps) must keep giving the same integers."""
+    path = HERE / "golden-rgb16.pxm"
+    if not path.exists():
+        net = make_tiny_model(3, seed=33, blocks=2, first_kernel=7, skip_kernel=5, stream_bits=16, slope=2)[1]
+        modelfile.save(net, path, {"note": "golden test model: 16-bit stream, slope 2"})
+    data, _ = api.compress(images.split(golden_images()["rgb"]), [modelfile.load(path)], tile=8)
+    (HERE / "rgb16.pxz").write_bytes(data)
 
 
 if __name__ == "__main__":
