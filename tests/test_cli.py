@@ -178,7 +178,8 @@ def test_interrupted_decompress_leaves_nothing(workdir, rng):
     """SIGTERM in the middle of a (slow, whole-image) decode: no output, no temporary file, exit 130."""
     import signal
     import time
-    Image.fromarray(rng.integers(0, 256, (300, 300, 3), dtype=np.uint8)).save("big.png")
+    # big enough that the decode still runs after 3 s on a fast machine (~12 000 sequential steps)
+    Image.fromarray(rng.integers(0, 256, (800, 800, 3), dtype=np.uint8)).save("big.png")
     assert run("compress", "big.png", "--tile", "0", "-o", "big.pxz").exit_code == 0
     os.unlink("big.png")
     before = set(os.listdir("."))
