@@ -231,9 +231,6 @@ class Scattered:
     def _gather(self, buf: torch.Tensor, key) -> torch.Tensor:
         return buf.index_select(0, self.index(key).view(-1)).view(len(self.pos), -1)
 
-    def read(self, buf: torch.Tensor) -> torch.Tensor:
-        return buf.index_select(0, self.pos)
-
     def write(self, buf: torch.Tensor, cols: slice, y: torch.Tensor):
         buf[:, cols].index_copy_(0, self.pos, y)
 
@@ -268,9 +265,6 @@ class Dense:
         offs = self.model._offs(self.canvas, key).tolist()
         parts = [buf[self.lo + o:self.hi + o] for o in offs]
         return parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
-
-    def read(self, buf: torch.Tensor) -> torch.Tensor:
-        return buf[self.lo:self.hi]
 
     def write(self, buf: torch.Tensor, cols: slice, y: torch.Tensor):
         buf[self.lo:self.hi, cols] = y * self.valid.to(y.dtype)
