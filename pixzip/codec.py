@@ -157,20 +157,28 @@ def encode_planes(model: IntModel | IntMultiScale, planes: list[np.ndarray], til
         return _encode_planes(model, planes, tile, progress, max_pixels)
     streams = [[None] * len(g) for g in grids]
     bits = [0.0] * len(planes)
+    for g, result in _in_workers(workers, jobs, lambda g: (_encode_tiles, (
+            model, [_crop(planes[k], t) for k, _, t in g], max_pixels))):
+        for (k, n, (_, _, h, w)), (tile_streams, tile_bits) in zip(g, result):
+            streams[k][n] = tile_streams[0]
+            bits[k] += tile_bits
+            if progress:
+                progress(h * w)
+    return list(zip(streams, bits))
+
+
+def _in_workers(workers: int, jobs: list, task):
+    """Split `jobs` into `workers` consecutive groups and run `task(group)` -> (function, args) for each
+    in worker processes; yields (group, result) in order. Tiles are independent streams, so the
+    grouping never changes a byte."""
     pool = _pool(workers)
     try:
         groups = [[jobs[i] for i in g] for g in np.array_split(np.arange(len(jobs)), workers)]
-        pending = [pool.apply_async(_encode_tiles, (model, [_crop(planes[k], t) for k, _, t in g], max_pixels))
-                   for g in groups]
+        pending = [pool.apply_async(*task(g)) for g in groups]
         for g, job in zip(groups, pending):
-            for (k, n, (_, _, h, w)), (tile_streams, tile_bits) in zip(g, job.get()):
-                streams[k][n] = tile_streams[0]
-                bits[k] += tile_bits
-                if progress:
-                    progress(h * w)
+            yield g, job.get()
     finally:
         pool.terminate()
-    return list(zip(streams, bits))
 
 
 def _crop(plane: np.ndarray, tile: tuple[int, int, int, int]) -> np.ndarray:
@@ -330,19 +338,12 @@ def decode_planes(model, shapes: list[tuple[int, int]], tile: int,
         parts = _decode_streams(model, jobs, [tile_streams[key] for key, _, _ in jobs], max_pixels, progress, conds)
     else:
         parts = {}
-        pool = _pool(workers)
-        try:
-            groups = [[jobs[i] for i in g] for g in np.array_split(np.arange(len(jobs)), workers)]
-            pending = [pool.apply_async(_decode_streams, (model, g, [tile_streams[key] for key, _, _ in g],
-                                                          max_pixels, None,
-                                                          None if conds is None else {key: conds[key] for key, _, _ in g}))
-                       for g in groups]
-            for g, job in zip(groups, pending):
-                parts.update(job.get())
-                if progress:
-                    progress(sum(h * w for _, h, w in g))
-        finally:
-            pool.terminate()
+        for g, result in _in_workers(workers, jobs, lambda g: (_decode_streams, (
+                model, g, [tile_streams[key] for key, _, _ in g], max_pixels, None,
+                None if conds is None else {key: conds[key] for key, _, _ in g}))):
+            parts.update(result)
+            if progress:
+                progress(sum(h * w for _, h, w in g))
     C = model.cfg.channels
     return [_assemble(h, w, C, g, parts, key=lambda n, k=k: (k, n)) for k, ((h, w), g) in enumerate(zip(shapes, grids))]
 

@@ -315,7 +315,7 @@ class IntModel:
         self.exp_table = tables["exp"].to(torch.int32)
         self._exp_f64 = self.exp_table.to(torch.float64)
         self.invb_table = tables["invb"].to(torch.int32)
-        self._offsets: dict = {}
+        self._cache: dict = {}     # derived once from the model: gather offsets per canvas width, tables
         # symbol -> pixel value (bilevel models code 0 and 255 as 0 and 1)
         self.symbol_values = np.arange(256) if cfg.levels == 256 else np.array([0, 255])
 
@@ -329,9 +329,9 @@ class IntModel:
 
     def _offs(self, canvas: Canvas, conv_key) -> torch.Tensor:
         key = (canvas.Wp, conv_key)
-        if key not in self._offsets:
-            self._offsets[key] = canvas.offsets(taps_of(conv_key))
-        return self._offsets[key]
+        if key not in self._cache:
+            self._cache[key] = canvas.offsets(taps_of(conv_key))
+        return self._cache[key]
 
     def _gather(self, canvas: Canvas, conv: QConv, pos: torch.Tensor) -> torch.Tensor:
         """(n, taps) buffer rows that `conv` reads for outputs at flat positions `pos`."""
@@ -430,10 +430,10 @@ class IntModel:
 
     def _laplace_prefix(self) -> torch.Tensor:
         key = "laplace_prefix"
-        if key not in self._offsets:
+        if key not in self._cache:
             rows = self.laplace_rows(torch.int32).view(-1).to(torch.int64)
-            self._offsets[key] = torch.cat([torch.zeros(1, dtype=torch.int64), rows.cumsum(0)])
-        return self._offsets[key]
+            self._cache[key] = torch.cat([torch.zeros(1, dtype=torch.int64), rows.cumsum(0)])
+        return self._cache[key]
 
     def laplace_rows(self, dtype: torch.dtype) -> torch.Tensor:
         """The Laplace head's frequency tables, precomputed once: with mu16 = 16q + r, the frequency of
@@ -442,15 +442,15 @@ class IntModel:
         n_r = min(r, 16 - r) being the distance from mu16 to the likeliest value. (|d| <= 4080 and
         INVB < 2^19: no overflow.)"""
         key = ("laplace", dtype)
-        if key not in self._offsets:
+        if key not in self._cache:
             k = torch.arange(-255, 256, dtype=torch.int64)[None, None, :]
             r = torch.arange(16, dtype=torch.int64)[None, :, None]
             invb = self.invb_table.to(torch.int64)[:, None, None]
             near = torch.minimum(r, 16 - r)
             excess = (((16 * k - r).abs() * invb) >> INVB_SHIFT) - ((near * invb) >> INVB_SHIFT)
             table = self.exp_table if dtype == torch.int32 else self._exp_f64
-            self._offsets[key] = table[excess.clamp_(0, len(self.exp_table) - 1)].reshape(-1, ROW).contiguous()
-        return self._offsets[key]
+            self._cache[key] = table[excess.clamp_(0, len(self.exp_table) - 1)].reshape(-1, ROW).contiguous()
+        return self._cache[key]
 
 
 class IntPixelCNN(IntModel):
@@ -529,10 +529,10 @@ class IntPixelCNN(IntModel):
         """int8 ReLU read of stream b for every non-negative int16 value: exactly
         requantize(v, read_mult[b], read_shift[b], 0, 127), tabulated once (32 KB)."""
         key = ("read", b)
-        if key not in self._offsets:
+        if key not in self._cache:
             v = torch.arange(1 << 15, dtype=torch.int64)
-            self._offsets[key] = requantize(v, self.head["read_mult"][b], self.head["read_shift"][b], 0, 127).to(torch.int8)
-        return self._offsets[key]
+            self._cache[key] = requantize(v, self.head["read_mult"][b], self.head["read_shift"][b], 0, 127).to(torch.int8)
+        return self._cache[key]
 
     def gather_index(self, canvas: Canvas, pos: torch.Tensor) -> Scattered:
         """The decoder's sites at flat positions `pos`; their gather indices are built once per

@@ -40,6 +40,11 @@ def _load_cached(path: str, mtime: float) -> LoadedModel:
     return load(Path(path))
 
 
+def _load(path: Path) -> LoadedModel:
+    """A model file, loaded once per path and modification time."""
+    return _load_cached(str(path.resolve()), path.stat().st_mtime)
+
+
 def load_model(spec: str) -> LoadedModel:
     """`spec` is a path to a .pxm file or the name of an installed model."""
     p = Path(spec)
@@ -51,7 +56,7 @@ def load_model(spec: str) -> LoadedModel:
         if p is None:
             names = ", ".join(available()) or "none installed"
             raise PixzipError(f"unknown model {spec!r} (available: {names})")
-    return _load_cached(str(p.resolve()), p.stat().st_mtime)
+    return _load(p)
 
 
 def default_model(channels: int, pixels: int | None = None) -> LoadedModel:
@@ -67,7 +72,7 @@ def installed_by_id(model_id: str) -> LoadedModel | None:
     """The installed model whose identity starts with `model_id` (a file's prefix), if any."""
     for path in available().values():
         try:
-            m = _load_cached(str(path.resolve()), path.stat().st_mtime)
+            m = _load(path)
         except (OSError, PixzipError):
             continue
         if m.id.startswith(model_id):
@@ -82,7 +87,7 @@ def is_shipped(m: LoadedModel) -> bool:
     if not path.is_file():
         return False
     try:
-        return _load_cached(str(path.resolve()), path.stat().st_mtime).id == m.id
+        return _load(path).id == m.id
     except (OSError, PixzipError):
         return False
 
