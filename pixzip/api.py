@@ -53,14 +53,16 @@ def choose_models(image: ImageData, preferred: Sequence[LoadedModel]) -> list[Lo
 
 
 def compress(image: ImageData, models: Sequence[LoadedModel] = (), tile: int = DEFAULT_TILE,
-             progress: Callable[[int], None] | None = None, workers: int = 1) -> tuple[bytes, Stats]:
+             progress: Callable[[int], None] | None = None, workers: int = 1, device=None) -> tuple[bytes, Stats]:
     """Code an image; `models` are preferred over the defaults for planes of their channel count.
-    `workers` > 1 codes groups of tiles in parallel processes (the same bytes)."""
-    return compress_many([image], models, tile, progress, workers)[0]
+    `workers` > 1 codes groups of tiles in parallel processes; `device` ("cuda") runs the network on
+    a GPU. Neither changes a byte."""
+    return compress_many([image], models, tile, progress, workers, device)[0]
 
 
 def compress_many(images: Sequence[ImageData], models: Sequence[LoadedModel] = (), tile: int = DEFAULT_TILE,
-                  progress: Callable[[int], None] | None = None, workers: int = 1) -> list[tuple[bytes, Stats]]:
+                  progress: Callable[[int], None] | None = None, workers: int = 1,
+                  device=None) -> list[tuple[bytes, Stats]]:
     """Code several images in one batched pass per model (tiles of all of them share the canvases);
     each image's file is byte for byte what it would be alone."""
     chosen = [choose_models(im, models) for im in images]
@@ -72,10 +74,12 @@ def compress_many(images: Sequence[ImageData], models: Sequence[LoadedModel] = (
     for m, where in jobs.values():
         try:
             codec.check_tile(m.net, tile)
+            codec.placed(m.net, device, codec.MAX_BATCH_PIXELS, workers)
         except ValueError as e:
             raise PixzipError(f"model {m.name!r}: {e}") from None
         planes = [images[i].planes[p] for i, p in where]
-        for key, result in zip(where, codec.encode_planes(m.net, planes, tile, progress, workers=workers)):
+        for key, result in zip(where, codec.encode_planes(m.net, planes, tile, progress, workers=workers,
+                                                          device=device)):
             coded[key] = result
     return [_container(im, ms, [coded[(i, p)] for p in range(len(im.planes))], tile)
             for i, (im, ms) in enumerate(zip(images, chosen))]
@@ -149,9 +153,11 @@ def _parse(data: bytes, extra_models, max_pixels: int | None) -> _Parsed:
 
 
 def decompress(data: bytes, extra_models: Sequence[LoadedModel] = (), max_pixels: int | None = None,
-               progress: Callable[[int], None] | None = None, workers: int = 1) -> tuple[ImageData, Header]:
-    """Decode a .pxz file; `workers` > 1 decodes groups of tiles in parallel processes."""
-    result = decompress_many([data], extra_models, max_pixels, progress, workers)[0]
+               progress: Callable[[int], None] | None = None, workers: int = 1,
+               device=None) -> tuple[ImageData, Header]:
+    """Decode a .pxz file; `workers` > 1 decodes groups of tiles in parallel processes, `device`
+    ("cuda") runs the network on a GPU."""
+    result = decompress_many([data], extra_models, max_pixels, progress, workers, device)[0]
     if isinstance(result, PixzipError):
         raise result
     return result
@@ -159,7 +165,7 @@ def decompress(data: bytes, extra_models: Sequence[LoadedModel] = (), max_pixels
 
 def decompress_many(datas: Sequence[bytes], extra_models: Sequence[LoadedModel] = (),
                     max_pixels: int | None = None, progress: Callable[[int], None] | None = None,
-                    workers: int = 1) -> list:
+                    workers: int = 1, device=None) -> list:
     """Decode several files, the tiles of all planes that share a model and tile size on shared canvases.
 
     Returns, per file, (ImageData, Header) or the PixzipError that file raised: one bad file never
@@ -177,8 +183,13 @@ def decompress_many(datas: Sequence[bytes], extra_models: Sequence[LoadedModel] 
             groups.setdefault((m.id, f.header.tile), []).append((i, p))
     planes: dict[tuple, object] = {}
     for (_, tile), members in groups.items():
+        model = parsed[members[0][0]].models[members[0][1]]
         try:
-            decoded = _decode_group(parsed, members, tile, progress, workers)
+            codec.placed(model.net, device, codec.MAX_BATCH_PIXELS, workers)
+        except ValueError as e:
+            raise PixzipError(f"model {model.name!r}: {e}") from None
+        try:
+            decoded = _decode_group(parsed, members, tile, progress, workers, device)
         except FormatError:
             if len({i for i, _ in members}) == 1:
                 decoded = [FormatError("compressed data is corrupted (undecodable stream)")] * len(members)
@@ -186,7 +197,7 @@ def decompress_many(datas: Sequence[bytes], extra_models: Sequence[LoadedModel] 
                 decoded = []
                 for i, p in members:
                     try:
-                        decoded += _decode_group(parsed, [(i, p)], tile, progress, workers)
+                        decoded += _decode_group(parsed, [(i, p)], tile, progress, workers, device)
                     except FormatError as e:
                         decoded.append(e)
         planes.update(zip(members, decoded))
@@ -206,12 +217,12 @@ def decompress_many(datas: Sequence[bytes], extra_models: Sequence[LoadedModel] 
     return results
 
 
-def _decode_group(parsed: dict, members: list, tile: int, progress, workers) -> list:
+def _decode_group(parsed: dict, members: list, tile: int, progress, workers, device=None) -> list:
     model = parsed[members[0][0]].models[members[0][1]]
     shapes = [(parsed[i].header.height, parsed[i].header.width) for i, _ in members]
     streams = [parsed[i].streams[p] for i, p in members]
     try:
-        return codec.decode_planes(model.net, shapes, tile, streams, progress, workers=workers)
+        return codec.decode_planes(model.net, shapes, tile, streams, progress, workers=workers, device=device)
     except (ValueError, RuntimeError, OverflowError):
         raise FormatError("compressed data is corrupted (undecodable stream)") from None
 

@@ -67,12 +67,14 @@ def progress_bar(total: int, desc: str, quiet: bool):
         yield bar.update
 
 
-def set_device(device: str, threads: int):
+def set_device(device: str, threads: int) -> str:
+    """Apply -T and resolve --device: "cuda" or "cpu" ("auto": CUDA when torch sees a GPU)."""
+    import torch
     if threads:
-        import torch
         torch.set_num_threads(threads)
-    if device == "cuda":
-        raise PixzipError("--device cuda: GPU coding is not available yet; use --device cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise PixzipError("--device cuda: no CUDA device is available (use --device cpu)")
+    return "cuda" if device == "cuda" or (device == "auto" and torch.cuda.is_available()) else "cpu"
 
 
 def read_input(path: str) -> bytes:
@@ -285,7 +287,8 @@ def compress(files, output, to_stdout, force, model, tile, max_pixels, verify, r
         label = batch[0][1] if len(batch) == 1 else f"{len(batch)} images"
         with progress_bar(total, f"compress {label}", quiet) as bar:
             results = api.compress_many([im for *_, im in batch], preferred, tile, bar,
-                                        workers=threads or os.cpu_count() or 1)
+                                        workers=threads or os.cpu_count() or 1,
+                                        device=set_device(device, threads))
         seconds = (time.perf_counter() - t0) / len(batch)
         write_failures.append(run_each(list(zip(batch, results)), rep,
                                        lambda item: finish(*item[0], *item[1], seconds, preferred),
@@ -293,7 +296,7 @@ def compress(files, output, to_stdout, force, model, tile, max_pixels, verify, r
 
     def finish(f, name, dest, image, data, stats, seconds, preferred):
         if verify or remove_source:
-            decoded, _ = api.decompress(data, preferred)
+            decoded, _ = api.decompress(data, preferred, device=set_device(device, threads))
             if decoded.pixel_bytes() != image.pixel_bytes():  # pragma: no cover - would be a pixzip bug
                 raise PixzipError(f"{name}: verification failed, nothing written (please report this)")
         write_output(dest, data, force)
@@ -320,7 +323,7 @@ def decompressed_name(f: str) -> str:
     return stripped if images.output_format(stripped) else stripped + ".png"
 
 
-def decode_files(files, rep: Reporter, prepare, finish, model, max_pixels, quiet, threads) -> None:
+def decode_files(files, rep: Reporter, prepare, finish, model, max_pixels, quiet, threads, device) -> None:
     """Read each file (`prepare(f)` returns what `finish` needs, or raises), decode them in batches that
     share canvases (small files together), then `finish(prepared, data, image)` each. A failing file
     is reported in one line and the rest continue; exit 1 if any failed."""
@@ -341,7 +344,8 @@ def decode_files(files, rep: Reporter, prepare, finish, model, max_pixels, quiet
         total = sum(h.width * h.height * len(h.planes) for _, _, h, _ in batch)
         label = batch[0][0] if len(batch) == 1 else f"{len(batch)} files"
         with progress_bar(total, f"decode {label}", quiet) as bar:
-            results = api.decompress_many([d for _, d, _, _ in batch], extra, max_pixels, bar, workers)
+            results = api.decompress_many([d for _, d, _, _ in batch], extra, max_pixels, bar, workers,
+                                          set_device(device, threads))
 
         def done(item):
             (f, data, _, prepared), result = item
@@ -388,7 +392,7 @@ def decompress(files, output, to_stdout, force, model, max_pixels, device, threa
         write_output(dest, images.encode_image_file(images.merge(image), fmt), force)
         rep.detail(f"{f}: {image.width}x{image.height} {image.mode} -> {dest}")
 
-    decode_files(files, rep, prepare, finish, model, max_pixels, quiet, threads)
+    decode_files(files, rep, prepare, finish, model, max_pixels, quiet, threads, device)
 
 
 @main.command()
@@ -403,7 +407,8 @@ def test(files, model, device, threads, verbose, quiet):
         set_device(device, threads)
         return f
 
-    decode_files(files, rep, prepare, lambda f, data, image: rep.say(f"{f}: OK"), model, None, quiet, threads)
+    decode_files(files, rep, prepare, lambda f, data, image: rep.say(f"{f}: OK"), model, None, quiet, threads,
+                 device)
 
 
 @main.command()
@@ -453,6 +458,9 @@ def info(files):
 @click.option("--levels", type=click.Choice(["256", "2"]), default="256", show_default=True,
               help="256 for 8-bit images, 2 for bilevel images (mode 1; needs --head softmax).")
 @click.option("--steps", type=click.IntRange(1), default=10000, show_default=True)
+@click.option("--minutes", type=click.FloatRange(0), default=0, show_default=True,
+              help="Wall-clock budget: at every validation the step count (and with it the learning-rate "
+                   "schedule) is re-fitted so that training ends in time; --steps is then the most it runs.")
 @click.option("--batch", type=click.IntRange(1), default=16, show_default=True)
 @click.option("--crop", type=click.IntRange(4), default=32, show_default=True)
 @click.option("--hidden", type=click.IntRange(3), default=48, show_default=True,
@@ -497,11 +505,11 @@ def info(files):
 @click.option("--val-every", type=click.IntRange(1), default=250, show_default=True,
               help="Validate and checkpoint every N steps.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
-              help="Where to train: auto takes CUDA (bf16 autocast until QAT) when present. Several GPUs or "
+              help="Where to train: auto takes CUDA (float32, TF32 convolutions) when present. Several GPUs or "
                    "processes: launch with torchrun --nproc_per_node N -m pixzip train ...")
 @click.option("-T", "--threads", type=click.IntRange(0), default=0)
 @click.option("-q", "--quiet", is_flag=True)
-def train(data, out, checkpoint, resume, init_from, arch, small_arch, scale, channels, levels, steps, batch, crop, hidden, blocks,
+def train(data, out, checkpoint, resume, init_from, arch, small_arch, scale, channels, levels, steps, minutes, batch, crop, hidden, blocks,
           state, first_kernel, row_kernel, residual, skips, slope, stream_bits, channel_deps, head, skip_kernel, qat_start, lr, optimizer, val,
           jpeg_downsample, flip, seed, val_every, device, threads, quiet):
     """Train a model on image folders / .npy stacks and export it for coding.
@@ -524,7 +532,7 @@ def train(data, out, checkpoint, resume, init_from, arch, small_arch, scale, cha
                           head=head, skip_kernel=min(skip_kernel, first_kernel) if head == "laplace" else 0,
                           small_arch=small_arch, scale=scale, stream_bits=int(stream_bits), slope=slope,
                           channel_deps=channel_deps)
-        tc = TrainConfig(data=list(data), val=list(val), steps=steps, batch=batch, crop=crop, lr=lr,
+        tc = TrainConfig(data=list(data), val=list(val), steps=steps, minutes=minutes, batch=batch, crop=crop, lr=lr,
                          jpeg_downsample=jpeg_downsample, seed=seed, threads=threads, qat_start=qat_start,
                          val_every=val_every, optimizer=optimizer, init=init_from or "", flip=flip, device=device)
         ckpt = Path(checkpoint or out + ".ckpt")

@@ -27,6 +27,7 @@ from .engine import IntModel, IntMultiScale
 FAMILY = constriction.stream.model.Categorical(perfect=False)
 CHUNK_SYMBOLS = 1 << 12       # symbols per call to the coder: their tables (8 MB) stay in the cache
 MAX_BATCH_PIXELS = 1 << 20     # tiles coded together at most; bounds memory, never changes the bits
+MAX_BATCH_PIXELS_CUDA = 1 << 23     # on a GPU (about 2 GB of canvas): wider steps, the same bits
 
 
 def tile_grid(height: int, width: int, tile: int) -> list[tuple[int, int, int, int]]:
@@ -74,11 +75,12 @@ def _load_batch(model: IntModel, batch, planes: list[np.ndarray] | None, conds: 
     canvas = model.new_canvas([(h, w) for _, _, _, h, w in batch])
     tiles, ii, jj = canvas.pixels()
     flat = canvas.flat(tiles, ii, jj)
+    if planes is not None:
+        values = np.concatenate([planes[k][y0 + ii[tiles == n], x0 + jj[tiles == n]]
+                                 for n, (k, y0, x0, _, _) in enumerate(batch)])
+        img = torch.from_numpy((values.astype(np.int16) - 128).astype(np.int8)).to(canvas.device)
+        canvas.buf["img"].index_copy_(0, flat, img)
     for n, (k, y0, x0, h, w) in enumerate(batch):
-        if planes is not None:
-            sel = tiles == n
-            values = planes[k][y0 + ii[sel], x0 + jj[sel]].astype(np.int16) - 128
-            canvas.buf["img"][flat[sel]] = torch.from_numpy(values).to(torch.int8)
         if conds is not None:
             model.condition(canvas, n, _small_part(conds[k], y0, x0, h, w, model.cfg.scale))
     return canvas, flat
@@ -100,7 +102,7 @@ def encoder_tables(model: IntModel, planes: list[np.ndarray], tile: int,
     tiles = [(k, n, *t) for k, p in enumerate(planes) for n, t in enumerate(tile_grid(p.shape[0], p.shape[1], tile))]
     for batch in _batches(tiles, max_pixels, first=2):
         canvas, flat = _load_batch(model, [t[:1] + t[2:] for t in batch], planes, conds)
-        params = model.encode_params(canvas, flat)                # (n_pixels, C, D)
+        params = model.encode_params(canvas, flat).cpu()          # (n_pixels, C, D)
         first = 0
         for n, (k, number, y0, x0, h, w) in enumerate(batch):
             i, j, c = _coding_order(canvas, model.slope, model.cfg.channels, n)
@@ -111,6 +113,19 @@ def encoder_tables(model: IntModel, planes: list[np.ndarray], tile: int,
                 p = params[torch.from_numpy(rows[sl]), torch.from_numpy(c[sl])]
                 yield (k, number), symbols[sl], p, model.frequencies(p, dtype)
             first += h * w
+
+
+def placed(model, device, max_pixels: int, workers: int):
+    """(model, max_pixels, workers) for coding on `device` (None: the CPU). On a GPU the network runs
+    there, in this process, on wider canvases; the coder stays on the CPU. The integers are the same
+    on every device (tests/test_gpu.py), so the bytes are too."""
+    if device is None or torch.device(device).type == "cpu":
+        return model, max_pixels, workers
+    if isinstance(model, IntMultiScale):
+        raise ValueError("GPU coding is implemented for PixelCNN models, not multiscale: use --device cpu")
+    if max_pixels == MAX_BATCH_PIXELS:
+        max_pixels = MAX_BATCH_PIXELS_CUDA
+    return model.on(device), max_pixels, 1
 
 
 def check_tile(model, tile: int):
@@ -137,13 +152,16 @@ def stream_shapes(model, height: int, width: int, tile: int) -> list[tuple[int, 
 
 def encode_planes(model: IntModel | IntMultiScale, planes: list[np.ndarray], tile: int,
                   progress: Callable[[int], None] | None = None,
-                  max_pixels: int = MAX_BATCH_PIXELS, workers: int = 1) -> list[tuple[list[np.ndarray], float]]:
+                  max_pixels: int = MAX_BATCH_PIXELS, workers: int = 1,
+                  device=None) -> list[tuple[list[np.ndarray], float]]:
     """Code uint8 planes (H, W, C), in one batched pass, into one uint32 word array per tile each
-    (a multi-scale model: the small image's tiles, then the full image's).
+    (a multi-scale model: the small image's tiles, then the full image's). `device`: where the
+    network runs (None: the CPU).
 
     With workers > 1 (and enough pixels), groups of tiles are coded in parallel processes: every tile
     is its own stream, so the bytes are the same. Also returns each plane's ideal code length in bits
     (for reporting; never used for coding)."""
+    model, max_pixels, workers = placed(model, device, max_pixels, workers)
     if isinstance(model, IntMultiScale):
         check_tile(model, tile)
         smalls = [model.subsample(p) for p in planes]
@@ -242,11 +260,12 @@ def decode_tiles(model: IntModel, jobs: list[tuple], choose: Callable[[object, t
 def _decode_batch(model: IntModel, batch, choose, progress, dtype, conds=None) -> dict:
     """Decode one canvas of tiles (key, 0, 0, h, w)."""
     C = model.cfg.channels
-    canvas, flat = _load_batch(model, batch, None, conds)
+    canvas, _ = _load_batch(model, batch, None, conds)
     tiles, ii, jj = canvas.pixels()
     t = jj + model.slope * ii
     order = np.lexsort((ii, tiles, t))                    # by t, then tile, then i
-    tiles, ii, jj, t, flat = tiles[order], ii[order], jj[order], t[order], flat[order]
+    tiles, ii, jj, t = tiles[order], ii[order], jj[order], t[order]
+    flat = canvas.flat(tiles, ii, jj)
     decoded = np.zeros((len(batch), canvas.H, canvas.W, C), dtype=np.uint8)
     bounds = np.flatnonzero(np.r_[True, t[1:] != t[:-1], True])
     tile_change = np.flatnonzero(np.r_[True, tiles[1:] != tiles[:-1], True])
@@ -258,13 +277,13 @@ def _decode_batch(model: IntModel, batch, choose, progress, dtype, conds=None) -
         cuts = tile_change[(tile_change >= s) & (tile_change <= e)]
         cuts = np.unique(np.r_[s, cuts, e]) - s              # this wavefront's per-tile segments
         for c in range(C):
-            freq = model.frequencies(model.step_params(canvas, index, c, cache), dtype)
+            freq = model.frequencies(model.step_params(canvas, index, c, cache).cpu(), dtype)
             vals = np.empty(e - s, dtype=np.int64)
             for a, b in zip(cuts[:-1], cuts[1:]):
                 vals[a:b] = choose(batch[tiles[s + a]][0], freq[a:b], (ii[s + a:s + b], jj[s + a:s + b], c))
             vals = model.symbol_values[vals]
-            v = torch.from_numpy(vals)
-            img[:, c:c + 1].index_copy_(0, pos, (v - 128).to(torch.int8)[:, None])
+            v = torch.from_numpy((vals - 128).astype(np.int8)[:, None]).to(canvas.device)
+            img[:, c:c + 1].index_copy_(0, pos, v)
             decoded[tiles[s:e], ii[s:e], jj[s:e], c] = vals
         if progress:
             progress(e - s)
@@ -310,7 +329,7 @@ def decode_plane(model: IntModel, height: int, width: int, tile: int, streams: l
 
 def decode_planes(model, shapes: list[tuple[int, int]], tile: int,
                   streams: list[list[np.ndarray]], progress: Callable[[int], None] | None = None,
-                  max_pixels: int = MAX_BATCH_PIXELS, workers: int = 1) -> list[np.ndarray]:
+                  max_pixels: int = MAX_BATCH_PIXELS, workers: int = 1, device=None) -> list[np.ndarray]:
     """Inverse of encode_planes: the tiles of all planes decode together on shared canvases.
 
     With workers > 1 (and enough pixels), groups of tiles decode in parallel processes; tiles are
@@ -319,6 +338,7 @@ def decode_planes(model, shapes: list[tuple[int, int]], tile: int,
     if len(streams) != len(shapes) or any(len(s) != stream_count(model, h, w, tile)
                                           for s, (h, w) in zip(streams, shapes)):
         raise ValueError("stream count does not match the tile grid")
+    model, max_pixels, workers = placed(model, device, max_pixels, workers)
     smalls = None
     if isinstance(model, IntMultiScale):
         check_tile(model, tile)

@@ -14,11 +14,13 @@ the same integers (tests/test_engine.py proves it).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import copy
+from dataclasses import dataclass, field, replace
 from typing import NamedTuple
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from .model import LS_FRAC, LS_MIN, ModelConfig
 
@@ -41,6 +43,23 @@ def conv_taps(k: int) -> list[tuple[int, int]]:
     """(dy, dx) offsets a causal kxk convolution reads: rows above, left in the row, the centre."""
     p = k // 2
     return [(dy, dx) for dy in range(-p, 1) for dx in range(-p, p + 1) if dy < 0 or dx <= 0]
+
+
+def int_mm(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """int8 (m, k) @ int8 (k, n) -> int32 (m, n), exact (int32 accumulation)."""
+    return padded_int_mm(x, w) if x.is_cuda else torch._int_mm(x, w)
+
+
+def padded_int_mm(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """int_mm through shapes cuBLAS accepts (m > 16; k, n multiples of 8): zero rows and columns add
+    zero products, so the integers are the same."""
+    (m, k), n = x.shape, w.shape[1]
+    pad_m, pad_k, pad_n = max(0, 17 - m), -k % 8, -n % 8
+    if pad_m or pad_k:
+        x = F.pad(x, (0, pad_k, 0, pad_m))
+    if pad_k or pad_n:
+        w = F.pad(w, (0, pad_n, 0, pad_k))
+    return torch._int_mm(x.contiguous(), w.contiguous())[:m, :n]
 
 
 def taps_of(key) -> list[tuple[int, int]]:
@@ -113,10 +132,16 @@ class QConv:
                 raise ValueError("only a 1x1 convolution takes a prefix of its input channels")
             weight = weight[:x.shape[1]]
             low = None if low is None else low[:x.shape[1]]
-        acc = torch._int_mm(x, weight)
+        acc = int_mm(x, weight)
         if low is not None:   # wide weights: |x| <= 128, |w| <= 127 * 256, <= 2^10 taps: no overflow
-            acc = acc.mul_(256).add_(torch._int_mm(x, low))
+            acc = acc.mul_(256).add_(int_mm(x, low))
         return acc
+
+    def to(self, device: torch.device) -> "QConv":
+        """A copy with its tensors on `device`."""
+        return replace(self, weight=self.weight.to(device), bias=self.bias.to(device), mult=self.mult.to(device),
+                       shift=self.shift.to(device),
+                       weight_low=None if self.weight_low is None else self.weight_low.to(device), _split={})
 
     def biased(self, acc: torch.Tensor, group: int | None) -> torch.Tensor:
         """Accumulators plus bias (for the output layer, which is not requantised here)."""
@@ -128,7 +153,10 @@ class QConv:
         `cond` = (accumulators, QConv) of a conditional bias, whose `mult` is at this layer's shift:
         both terms are summed before the one rounding, as in the float model."""
         p = self._params(group)
-        y = torch.addcmul(p.offset, acc, p.mult)            # int64: acc * mult + offset, one pass
+        if acc.is_cuda:    # (the same integers; CUDA's addcmul is not promised for integer types)
+            y = acc.to(torch.int64).mul_(p.mult).add_(p.offset)
+        else:
+            y = torch.addcmul(p.offset, acc, p.mult)        # int64: acc * mult + offset, one pass
         if cond is not None:
             c_acc, c_conv = cond
             y.add_(c_acc.to(torch.int64).mul_(c_conv.mult[self.cols(group)]))
@@ -157,16 +185,21 @@ def requantize(acc: torch.Tensor, mult: torch.Tensor, shift: torch.Tensor, lo: i
     # int64 in one pass: 1-d constants take part in type promotion (0-d ones would not, leaving an
     # int16 input in int16)
     mult, shift = torch.atleast_1d(mult), torch.atleast_1d(shift)
-    y = torch.addcmul(1 << (shift - 1), acc, mult).bitwise_right_shift_(shift)
-    return y.clamp_(lo, hi)
+    if acc.is_cuda:
+        y = acc.to(torch.int64).mul_(mult).add_(1 << (shift - 1))
+    else:
+        y = torch.addcmul(1 << (shift - 1), acc, mult)
+    return y.bitwise_right_shift_(shift).clamp_(lo, hi)
 
 
 class Canvas:
     """Padded int8 buffers for a batch of tiles, each at most (H, W), plus the schedule helpers."""
 
-    def __init__(self, sizes: list[tuple[int, int]], pad: int, channels: dict[str, int | tuple]):
+    def __init__(self, sizes: list[tuple[int, int]], pad: int, channels: dict[str, int | tuple],
+                 device: torch.device = torch.device("cpu")):
         """`channels`: buffer name -> width (int8), or (width, dtype)."""
         self.sizes = sizes
+        self.device = device
         self.H = max(h for h, _ in sizes)
         self.W = max(w for _, w in sizes)
         self.pad = pad
@@ -175,14 +208,14 @@ class Canvas:
         self.buf = {}
         for name, spec in channels.items():
             c, dtype = spec if isinstance(spec, tuple) else (spec, torch.int8)
-            self.buf[name] = torch.zeros(n, c, dtype=dtype)
+            self.buf[name] = torch.zeros(n, c, dtype=dtype, device=device)
 
     def flat(self, tile: np.ndarray, i: np.ndarray, j: np.ndarray) -> torch.Tensor:
         f = tile * (self.Hp * self.Wp) + (i + self.pad) * self.Wp + (j + self.pad)
-        return torch.from_numpy(np.ascontiguousarray(f, dtype=np.int64))
+        return torch.from_numpy(np.ascontiguousarray(f, dtype=np.int64)).to(self.device)
 
     def offsets(self, taps: list[tuple[int, int]]) -> torch.Tensor:
-        return torch.tensor([dy * self.Wp + dx for dy, dx in taps], dtype=torch.int64)
+        return torch.tensor([dy * self.Wp + dx for dy, dx in taps], dtype=torch.int64, device=self.device)
 
     def locate(self, pos: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Flat positions -> (tile, i, j)."""
@@ -276,6 +309,7 @@ class Dense:
 
 
 DENSE_RUN = 8192     # positions per run of the encoder's dense pass (its temporaries fit a cache)
+DENSE_RUN_CUDA = 1 << 22    # on a GPU: as many as there are (one launch per layer and run)
 
 
 def dense_runs(model: "IntModel", canvas: Canvas, pos: torch.Tensor):
@@ -285,10 +319,11 @@ def dense_runs(model: "IntModel", canvas: Canvas, pos: torch.Tensor):
     if not torch.equal(pos, real):
         raise ValueError("the dense pass takes every real pixel of the canvas, in order")
     lo, hi = int(real[0]), int(real[-1]) + 1
-    valid = torch.zeros(hi - lo, 1, dtype=torch.int8)
+    valid = torch.zeros(hi - lo, 1, dtype=torch.int8, device=pos.device)
     valid[real - lo] = 1
-    for a in range(lo, hi, DENSE_RUN):
-        b = min(a + DENSE_RUN, hi)
+    run = DENSE_RUN_CUDA if pos.is_cuda else DENSE_RUN
+    for a in range(lo, hi, run):
+        b = min(a + run, hi)
         yield Dense(model, canvas, a, b, valid[a - lo:b - lo])
 
 
@@ -316,12 +351,39 @@ class IntModel:
         self._exp_f64 = self.exp_table.to(torch.float64)
         self.invb_table = tables["invb"].to(torch.int32)
         self._cache: dict = {}     # derived once from the model: gather offsets per canvas width, tables
+        self.device = torch.device("cpu")
+        self._on: dict = {}        # device -> this model's copy there
         # symbol -> pixel value (bilevel models code 0 and 255 as 0 and 1)
         self.symbol_values = np.arange(256) if cfg.levels == 256 else np.array([0, 255])
 
     def named_convs(self):
         """(name, QConv) of every layer, as the model file stores them."""
         raise NotImplementedError
+
+    def on(self, device) -> "IntModel":
+        """This model with its layers on `device`: a copy, made once per device (the CPU: itself). The
+        head's outputs come back to the CPU, where the frequency tables are made for the coder, so the
+        tables stay here."""
+        device = torch.device(device)
+        if device.type == "cpu":
+            return self
+        if not isinstance(self, IntPixelCNN):
+            raise ValueError(f"GPU coding is implemented for PixelCNN models, not {self.cfg.arch}: use --device cpu")
+        if device.type == "cuda" and device.index is None:
+            device = torch.device("cuda", torch.cuda.current_device())
+        if device not in self._on:
+            m = copy.copy(self)
+            for name, value in vars(self).items():
+                if isinstance(value, QConv):
+                    setattr(m, name, value.to(device))
+                elif isinstance(value, list) and value and isinstance(value[0], QConv):
+                    setattr(m, name, [c.to(device) for c in value])
+                elif isinstance(value, dict) and value and isinstance(next(iter(value.values())), QConv):
+                    setattr(m, name, {k: c.to(device) for k, c in value.items()})
+            m.head = {k: v.to(device) for k, v in self.head.items()}
+            m.device, m._cache, m._on = device, {}, {}
+            self._on[device] = m
+        return self._on[device]
 
     @property
     def pad(self) -> int:
@@ -509,7 +571,7 @@ class IntPixelCNN(IntModel):
         channels = {"img": C, **{f"{stream}{b}": h for b in range(B + 1)}}
         if self.cfg.cond:
             channels["u"] = self.cfg.cond
-        return Canvas(sizes, self.pad, channels)
+        return Canvas(sizes, self.pad, channels, self.device)
 
     # -- the network ----------------------------------------------------------------------------------
     def _conv(self, conv: QConv, canvas: Canvas, x: torch.Tensor, sites, group, name: str) -> torch.Tensor:
@@ -530,7 +592,7 @@ class IntPixelCNN(IntModel):
         requantize(v, read_mult[b], read_shift[b], 0, 127), tabulated once (32 KB)."""
         key = ("read", b)
         if key not in self._cache:
-            v = torch.arange(1 << 15, dtype=torch.int64)
+            v = torch.arange(1 << 15, dtype=torch.int64, device=self.device)
             self._cache[key] = requantize(v, self.head["read_mult"][b], self.head["read_shift"][b], 0, 127).to(torch.int8)
         return self._cache[key]
 

@@ -46,7 +46,8 @@ class TrainConfig:
     optimizer: str = "adam"     # or "rmsprop" (the paper's choice)
     init: str = ""              # start from this checkpoint's weights (fine-tuning: new optimizer, schedule)
     flip: bool = True           # random horizontal flips (off for data that is not mirror-symmetric)
-    device: str = "auto"        # auto: CUDA (bf16 autocast before QAT) when present, else the CPU
+    device: str = "auto"        # auto: CUDA when present, else the CPU
+    minutes: float = 0          # wall-clock budget: at each validation the step count is re-fitted to it
 
 
 def lr_at(step: int, tc: TrainConfig) -> float:
@@ -160,7 +161,9 @@ def train(cfg: ModelConfig, tc: TrainConfig, out: Path, resume: bool = False, pr
     if world > 1:
         # ActQuant's learned scales join the graph only once QAT starts: unused parameters are expected
         runner = DistributedDataParallel(runner, find_unused_parameters=True)
-    amp = device.type == "cuda"
+    # float32 throughout; convolutions in TF32 on CUDA (the models are small: launches, not FLOPs,
+    # bound a step, and bf16 would round the residual stream to 8 significant bits)
+    torch.backends.cudnn.allow_tf32 = True
     arrays = load_arrays(tc.data, cfg.channels, tc.downsample, tc.jpeg_downsample)
     sampler = CropSampler(arrays, tc.crop, seed=tc.seed + step + 7919 * rank, flip=tc.flip)
     val_arrays = load_arrays(tc.val, cfg.channels, 1, tc.jpeg_downsample) if tc.val else arrays[-max(1, len(arrays) // 10):]
@@ -169,21 +172,24 @@ def train(cfg: ModelConfig, tc: TrainConfig, out: Path, resume: bool = False, pr
     interrupted = []
     old_handler = signal.signal(signal.SIGINT, lambda *_: interrupted.append(1))
     t0, train_bpd = time.time(), float("nan")
+    deadline = t0 + 60 * tc.minutes if tc.minutes else None
+    pace = (t0, step)            # (time, step) of the last re-fit of the step count to the deadline
+    quantized, max_steps = False, tc.steps
     try:
         while step < tc.steps and not interrupted:
-            quantized = step >= tc.qat_start * tc.steps
+            quantized = quantized or step >= tc.qat_start * tc.steps     # once on, it stays on
             model.set_quantize(quantized)
             for g in opt.param_groups:
                 g["lr"] = lr_at(step, tc)
             x = torch.from_numpy(sampler.batch(tc.batch)).to(device)
-            # bf16 autocast on GPUs while the model is float; fake quantisation needs float32 steps
-            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp and not quantized):
-                loss = runner(x)
+            loss = runner(x)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), tc.clip)
             opt.step()
             step += 1
+            if deadline is not None and time.time() >= deadline:
+                tc.steps = step          # out of time: this is the last step (validated, checkpointed)
             value = loss.item()
             train_bpd = value if math.isnan(train_bpd) else 0.98 * train_bpd + 0.02 * value
             if rank == 0 and (step % tc.val_every == 0 or step == tc.steps):
@@ -191,6 +197,8 @@ def train(cfg: ModelConfig, tc: TrainConfig, out: Path, resume: bool = False, pr
                 log.append({"step": step, "train_bpd": train_bpd, "val_bpd": v, "time": time.time() - t0,
                             "processes": world, "device": device.type})
                 save_checkpoint(out, model, opt, step, cfg, tc, log)
+                if deadline is not None and world == 1 and step < tc.steps:
+                    tc.steps, pace = fit_steps(step, pace, deadline, max_steps), (time.time(), step)
             if progress and rank == 0:
                 progress(step, tc.steps, train_bpd, log[-1]["val_bpd"] if log else float("nan"), time.time() - t0)
     finally:
@@ -200,6 +208,14 @@ def train(cfg: ModelConfig, tc: TrainConfig, out: Path, resume: bool = False, pr
     if world > 1:
         dist.barrier()
     return load_checkpoint(out)
+
+
+def fit_steps(step: int, pace: tuple[float, int], deadline: float, steps: int) -> int:
+    """The step count that ends at `deadline` at the pace measured since `pace` = (time, step): the
+    learning-rate schedule (and the start of QAT) follow the re-fitted count."""
+    t, s = pace
+    rate = (step - s) / max(time.time() - t, 1e-9)
+    return min(steps, step + max(0, int(rate * (deadline - time.time()))))
 
 
 def _print_progress(step, steps, train_bpd, val_bpd, elapsed):

@@ -1,0 +1,105 @@
+"""GPU coding benchmark and cross-device check (issue 4), for a machine with CUDA.
+
+    python3 bench/gpu.py save-crops DIR [--images 8]       (here: 768x512 crops as speed.py takes them)
+    python3 bench/gpu.py run DIR --out OUT [-m MODEL]...   (there: times and checks, writes OUT/)
+
+`run`, for the default RGB model and each -m model: encodes the crops as one batch on the GPU (median
+of --repeats runs after a warm-up), checks that the first --cpu-images files are byte for byte what the
+CPU encoder writes, decodes the batch on the GPU and checks every pixel, decodes one GPU-encoded file on
+the CPU, and writes the GPU-encoded files to OUT (so that another machine can decode them and compare
+its own encoding). Prints a Markdown table; OUT/gpu.json holds the figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from pixzip import api, codec, zoo  # noqa: E402
+from pixzip.images import ImageData  # noqa: E402
+
+
+def save_crops(out: Path, n: int):
+    sys.path.insert(0, str(ROOT / "bench"))
+    from speed import crops
+    out.mkdir(parents=True, exist_ok=True)
+    for name, a in crops(ROOT.parent / "shared" / "data", n):
+        Image.fromarray(a).save(out / f"{Path(name).stem}.png")
+
+
+def timed(fn, repeats: int):
+    """(median seconds, last result) of `repeats` calls, CUDA work included."""
+    import torch
+    times, result = [], None
+    for _ in range(repeats):
+        torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        result = fn()
+        torch.cuda.synchronize()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times), result
+
+
+def run(crop_dir: Path, out: Path, models: list[str], repeats: int, cpu_images: int):
+    import torch
+    out.mkdir(parents=True, exist_ok=True)
+    files = sorted(crop_dir.glob("*.png"))
+    images = [ImageData("RGB", *Image.open(f).size, [np.asarray(Image.open(f).convert("RGB"))]) for f in files]
+    mp = sum(im.width * im.height for im in images) / 1e6
+    rows = []
+    for name in [zoo.DEFAULTS[3], *models]:
+        m = zoo.load_model(name)
+        api.compress(images[0], [m], device="cuda")                      # warm-up: CUDA context, cuBLAS
+        enc_s, coded = timed(lambda: api.compress_many(images, [m], device="cuda"), repeats)
+        same = [api.compress(im, [m], device="cpu")[0] == data for im, (data, _) in zip(images[:cpu_images], coded)]
+        dec_s, decoded = timed(lambda: api.decompress_many([d for d, _ in coded], [m], device="cuda"), repeats)
+        exact = all(d[0].pixel_bytes() == im.pixel_bytes() for d, im in zip(decoded, images))
+        cpu_decoded = api.decompress(coded[0][0], [m], device="cpu")[0].pixel_bytes() == images[0].pixel_bytes()
+        for f, (data, _) in zip(files, coded):
+            (out / f"{f.stem}.{m.name}.pxz").write_bytes(data)
+        bits = 8 * sum(len(d) for d, _ in coded) / (3e6 * mp)
+        rows.append({"model": m.name, "images": len(images), "megapixels": round(mp, 3), "bits_per_subpixel": round(bits, 4),
+                     "encode_mp_s": round(mp / enc_s, 3), "decode_mp_s": round(mp / dec_s, 3),
+                     "gpu_bytes_equal_cpu_bytes": f"{sum(same)}/{len(same)}", "gpu_decode_exact": exact,
+                     "gpu_file_decodes_on_cpu": cpu_decoded})
+        print(rows[-1], flush=True)
+    info = {"device": torch.cuda.get_device_name(), "torch": torch.__version__, "python": platform.python_version(),
+            "repeats": repeats, "max_batch_pixels": codec.MAX_BATCH_PIXELS_CUDA, "rows": rows}
+    (out / "gpu.json").write_text(json.dumps(info, indent=1))
+    print(f"\n{info['device']}, torch {info['torch']}; {len(images)} crops of 768x512 as one batch; medians of {repeats}\n")
+    print("| model | bits/sub-pixel | encode MP/s | decode MP/s | GPU bytes = CPU bytes | GPU decode exact | GPU file on CPU |")
+    print("|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['model']} | {r['bits_per_subpixel']:.4f} | {r['encode_mp_s']:.3f} | {r['decode_mp_s']:.3f} | "
+              f"{r['gpu_bytes_equal_cpu_bytes']} | {r['gpu_decode_exact']} | {r['gpu_file_decodes_on_cpu']} |")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("verb", choices=["save-crops", "run"])
+    ap.add_argument("dir")
+    ap.add_argument("--images", type=int, default=8)
+    ap.add_argument("--out", default="gpu-out")
+    ap.add_argument("-m", "--model", action="append", default=[])
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--cpu-images", type=int, default=2, help="crops also encoded on the CPU to compare bytes")
+    args = ap.parse_args()
+    if args.verb == "save-crops":
+        save_crops(Path(args.dir), args.images)
+    else:
+        run(Path(args.dir), Path(args.out), args.model, args.repeats, args.cpu_images)
+
+
+if __name__ == "__main__":
+    main()

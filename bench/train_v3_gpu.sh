@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# The v3 models: four trainings side by side on one GPU, each for a wall-clock budget (--minutes: the
+# step count and the learning-rate schedule are re-fitted to it at every validation), then exported.
+#
+#   bench/train_v3_gpu.sh launch DATA RUNS MINUTES   start the four trainings (detached) and return
+#   bench/train_v3_gpu.sh wait RUNS SECONDS          wait until they have all exited (or SECONDS pass)
+#
+# DATA holds the training images as prepared by bench/prepare_gpu_data.py (pixel-exact lossless copies
+# of ../shared/data, the JPEG photos already reduced 3x, Urban100 reduced 2x, CIFAR-10 rows 0..7067 as
+# a mosaic); RUNS gets checkpoints (.pt), exported models (.pxm) and logs. The first three start from
+# the v2 checkpoints in models/checkpoints; the large model starts from scratch.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+launch() {
+    local D=$1 R=$2 M=$3
+    mkdir -p "$R"
+    python3 bench/prepare_gpu_data.py unpack "$D"      # the CIFAR-10 mosaic -> $D/cifar_train.npy
+    local common=(--head laplace --skip-kernel 5 --stream-bits 16 --val-every "${VAL_EVERY:-500}" --device "${DEVICE:-cuda}" -T 2
+                  --minutes "$M" --steps 1000000)
+    local photos=("$D/photos" "$D/urban100h" --val "$D/cbsd68v" --batch 64 --crop 64)
+    start rgb-v3 "$R" "${photos[@]}" "${common[@]}" --channels 3 --hidden 48 --blocks 4 --slope 2 \
+        --lr 7e-4 --qat-start 0 --seed 3 --init models/checkpoints/pcnn-rgb-v2.pt
+    start gray-v3 "$R" "${photos[@]}" "${common[@]}" --channels 1 --hidden 48 --blocks 4 \
+        --lr 7e-4 --qat-start 0 --seed 4 --init models/checkpoints/pcnn-gray-v2.pt
+    start rgb-small-v3 "$R" "$D/cifar_train.npy" --batch 128 --crop 32 "${common[@]}" --channels 3 --hidden 48 \
+        --blocks 4 --slope 2 --lr 7e-4 --qat-start 0 --seed 5 --init models/checkpoints/pcnn-rgb-small-v2.pt
+    start rgb-large-v3 "$R" "${photos[@]}" "${common[@]}" --channels 3 --hidden 96 --blocks 8 --slope 2 \
+        --lr 2e-3 --qat-start 0.5 --seed 6
+}
+
+start() {   # NAME RUNS ARGS...: one detached training (it outlives the shell that started it)
+    local name=$1 R=$2
+    shift 2
+    setsid nohup python3 -m pixzip train "$@" --checkpoint "$R/$name.pt" --out "$R/$name.pxm" \
+        >"$R/$name.log" 2>&1 </dev/null &
+    echo "$!" >"$R/$name.pid"
+}
+
+wait_all() {
+    local R=$1 limit=$2 t=0
+    while pgrep -f "pixzip train" >/dev/null && [ "$t" -lt "$limit" ]; do
+        sleep 10
+        t=$((t + 10))
+    done
+    for f in "$R"/*.log; do echo "== $f"; tr '\r' '\n' <"$f" | grep -v '^$' | tail -3; done
+}
+
+case "${1:-}" in
+    launch) launch "${2:?DATA}" "${3:?RUNS}" "${4:?MINUTES}" ;;
+    wait) wait_all "${2:?RUNS}" "${3:?SECONDS}" ;;
+    *) echo "usage: $0 launch DATA RUNS MINUTES | wait RUNS SECONDS" >&2; exit 2 ;;
+esac

@@ -1,0 +1,104 @@
+"""Coding on a GPU gives the CPU's integers, hence the CPU's bytes: files cross devices both ways.
+
+The CUDA tests skip where torch sees no GPU (CI); `bench/gpu.py` runs the same checks on real photos
+with the shipped models and times them. The first tests run everywhere: the padding that makes
+cuBLAS accept any shape changes no integer, and the device plumbing refuses what it cannot do."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from PIL import Image
+
+from conftest import make_tiny_model
+from pixzip import api, codec
+from pixzip.cli import main
+from pixzip.engine import padded_int_mm
+from pixzip.images import ImageData
+from pixzip.model import ModelConfig
+from test_engine import encoder_stream
+
+cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+
+
+@pytest.mark.parametrize("m,k,n", [(1, 1, 1), (3, 15, 7), (16, 8, 8), (17, 72, 48), (40, 245, 30), (300, 240, 16)])
+def test_padding_for_cublas_changes_no_integer(m, k, n):
+    g = torch.Generator().manual_seed(m * 1000 + k * 10 + n)
+    x = torch.randint(-128, 128, (m, k), dtype=torch.int8, generator=g)
+    w = torch.randint(-128, 128, (k, n), dtype=torch.int8, generator=g)
+    assert torch.equal(padded_int_mm(x, w), x.to(torch.int64).mm(w.to(torch.int64)).to(torch.int32))
+
+
+def test_cpu_placement_is_the_model_itself():
+    _, net = make_tiny_model(3)
+    assert net.on("cpu") is net and codec.placed(net, None, 5, 3) == (net, 5, 3)
+
+
+def test_gpu_coding_refuses_other_architectures_in_one_line():
+    from test_architectures import tiny_rnn
+    _, net = tiny_rnn("rowlstm")
+    with pytest.raises(ValueError, match="PixelCNN"):
+        net.on("cuda")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
+def test_cuda_request_without_a_gpu_is_a_clear_error(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save("a.png")
+    r = CliRunner().invoke(main, ["compress", "a.png", "--device", "cuda"])
+    assert r.exit_code == 1 and "no CUDA device" in r.stderr and not (tmp_path / "a.png.pxz").exists()
+
+
+def tiny(kw):
+    return make_tiny_model(**kw, hidden=12, blocks=2, skip_kernel=0 if kw.get("head") == "softmax" else 3)[1]
+
+
+CONFIGS = [dict(channels=3), dict(channels=1), dict(channels=3, stream_bits=16, slope=2),
+           dict(channels=3, stream_bits=16, channel_deps="skip"), dict(channels=3, head="softmax"),
+           dict(channels=1, stream_bits=16)]
+
+
+@cuda
+@pytest.mark.parametrize("kw", CONFIGS)
+@pytest.mark.parametrize("size,tile", [((1, 1), 0), ((7, 13), 4), ((19, 33), 8), ((40, 24), 0)])
+def test_gpu_encoder_tables_equal_cpu_tables(kw, size, tile, rng):
+    net = tiny(kw)
+    plane = rng.integers(0, 256, (*size, net.cfg.channels), dtype=np.uint8)
+    cpu = encoder_stream(net, plane, tile)
+    gpu = encoder_stream(net.on("cuda"), plane, tile)
+    assert [(n, s) for n, s, _ in cpu] == [(n, s) for n, s, _ in gpu]
+    assert torch.equal(torch.stack([f for *_, f in cpu]), torch.stack([f for *_, f in gpu]))
+
+
+@cuda
+@pytest.mark.parametrize("kw", CONFIGS)
+def test_files_cross_devices_both_ways(kw, rng):
+    net = tiny(kw)
+    planes = [rng.integers(0, 256, (h, w, net.cfg.channels), dtype=np.uint8) for h, w in [(9, 30), (33, 17), (1, 5)]]
+    cpu = codec.encode_planes(net, planes, 8)
+    gpu = codec.encode_planes(net, planes, 8, device="cuda")
+    for (s_cpu, b_cpu), (s_gpu, b_gpu) in zip(cpu, gpu):
+        assert all(np.array_equal(a, b) for a, b in zip(s_cpu, s_gpu)) and b_cpu == b_gpu
+    shapes = [p.shape[:2] for p in planes]
+    streams = [s for s, _ in gpu]
+    for device in ("cpu", "cuda"):
+        for got, want in zip(codec.decode_planes(net, shapes, 8, streams, device=device), planes):
+            assert np.array_equal(got, want)
+
+
+@cuda
+def test_cli_gpu_file_decodes_on_cpu(tmp_path, monkeypatch, rng):
+    """The shipped default model, through the CLI: GPU and CPU write the same file."""
+    monkeypatch.chdir(tmp_path)
+    Image.fromarray(rng.integers(0, 256, (70, 150, 3), dtype=np.uint8)).save("a.png")
+    for device in ("cuda", "cpu"):
+        r = CliRunner().invoke(main, ["compress", "a.png", "-o", f"{device}.pxz", "--device", device])
+        assert r.exit_code == 0, r.stderr
+    assert (tmp_path / "cuda.pxz").read_bytes() == (tmp_path / "cpu.pxz").read_bytes()
+    r = CliRunner().invoke(main, ["decompress", "cuda.pxz", "-o", "b.png", "--device", "cpu"])
+    assert r.exit_code == 0 and np.array_equal(np.asarray(Image.open("b.png")), np.asarray(Image.open("a.png")))
+    image = ImageData("RGB", 150, 70, [np.asarray(Image.open("a.png"))])
+    decoded, _ = api.decompress((tmp_path / "cpu.pxz").read_bytes(), device="cuda")
+    assert decoded.pixel_bytes() == image.pixel_bytes()
