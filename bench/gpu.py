@@ -2,12 +2,14 @@
 
     python3 bench/gpu.py save-crops DIR [--images 8]       (here: 768x512 crops as speed.py takes them)
     python3 bench/gpu.py run DIR --out OUT [-m MODEL]...   (there: times and checks, writes OUT/)
+    python3 bench/gpu.py verify DIR --out OUT [-m MODEL]... (back here: OUT's files against this machine)
 
 `run`, for the default RGB model and each -m model: encodes the crops as one batch on the GPU (median
 of --repeats runs after a warm-up), checks that the first --cpu-images files are byte for byte what the
 CPU encoder writes, decodes the batch on the GPU and checks every pixel, decodes one GPU-encoded file on
 the CPU, and writes the GPU-encoded files to OUT (so that another machine can decode them and compare
-its own encoding). Prints a Markdown table; OUT/gpu.json holds the figures.
+its own encoding). Prints a Markdown table; OUT/gpu.json holds the figures. `verify` decodes every
+OUT/*.pxz on this machine and encodes its crop here, comparing pixels and bytes.
 """
 
 from __future__ import annotations
@@ -41,29 +43,30 @@ def save_crops(out: Path, n: int):
 def timed(fn, repeats: int):
     """(median seconds, last result) of `repeats` calls, CUDA work included."""
     import torch
+    sync = torch.cuda.synchronize if torch.cuda.is_available() else (lambda: None)
     times, result = [], None
     for _ in range(repeats):
-        torch.cuda.synchronize()
+        sync()
         t0 = time.perf_counter()
         result = fn()
-        torch.cuda.synchronize()
+        sync()
         times.append(time.perf_counter() - t0)
     return statistics.median(times), result
 
 
-def run(crop_dir: Path, out: Path, models: list[str], repeats: int, cpu_images: int):
+def run(crop_dir: Path, out: Path, models: list[str], repeats: int, cpu_images: int, device: str, limit: int):
     import torch
     out.mkdir(parents=True, exist_ok=True)
-    files = sorted(crop_dir.glob("*.png"))
+    files = sorted(crop_dir.glob("*.png"))[:limit or None]
     images = [ImageData("RGB", *Image.open(f).size, [np.asarray(Image.open(f).convert("RGB"))]) for f in files]
     mp = sum(im.width * im.height for im in images) / 1e6
     rows = []
     for name in [zoo.DEFAULTS[3], *models]:
         m = zoo.load_model(name)
-        api.compress(images[0], [m], device="cuda")                      # warm-up: CUDA context, cuBLAS
-        enc_s, coded = timed(lambda: api.compress_many(images, [m], device="cuda"), repeats)
+        api.compress(images[0], [m], device=device)                      # warm-up: CUDA context, cuBLAS
+        enc_s, coded = timed(lambda: api.compress_many(images, [m], device=device), repeats)
         same = [api.compress(im, [m], device="cpu")[0] == data for im, (data, _) in zip(images[:cpu_images], coded)]
-        dec_s, decoded = timed(lambda: api.decompress_many([d for d, _ in coded], [m], device="cuda"), repeats)
+        dec_s, decoded = timed(lambda: api.decompress_many([d for d, _ in coded], [m], device=device), repeats)
         exact = all(d[0].pixel_bytes() == im.pixel_bytes() for d, im in zip(decoded, images))
         cpu_decoded = api.decompress(coded[0][0], [m], device="cpu")[0].pixel_bytes() == images[0].pixel_bytes()
         for f, (data, _) in zip(files, coded):
@@ -74,9 +77,9 @@ def run(crop_dir: Path, out: Path, models: list[str], repeats: int, cpu_images: 
                      "gpu_bytes_equal_cpu_bytes": f"{sum(same)}/{len(same)}", "gpu_decode_exact": exact,
                      "gpu_file_decodes_on_cpu": cpu_decoded})
         print(rows[-1], flush=True)
-    info = {"device": torch.cuda.get_device_name(), "torch": torch.__version__, "python": platform.python_version(),
-            "repeats": repeats, "max_batch_pixels": codec.MAX_BATCH_PIXELS_CUDA, "rows": rows}
-    (out / "gpu.json").write_text(json.dumps(info, indent=1))
+        info = {"device": torch.cuda.get_device_name() if device == "cuda" else platform.processor() or "cpu", "torch": torch.__version__, "python": platform.python_version(),
+                "repeats": repeats, "max_batch_pixels": codec.MAX_BATCH_PIXELS_CUDA, "rows": rows}
+        (out / "gpu.json").write_text(json.dumps(info, indent=1))    # after each model: a timeout keeps the rest
     print(f"\n{info['device']}, torch {info['torch']}; {len(images)} crops of 768x512 as one batch; medians of {repeats}\n")
     print("| model | bits/sub-pixel | encode MP/s | decode MP/s | GPU bytes = CPU bytes | GPU decode exact | GPU file on CPU |")
     print("|---|---|---|---|---|---|---|")
@@ -85,20 +88,43 @@ def run(crop_dir: Path, out: Path, models: list[str], repeats: int, cpu_images: 
               f"{r['gpu_bytes_equal_cpu_bytes']} | {r['gpu_decode_exact']} | {r['gpu_file_decodes_on_cpu']} |")
 
 
+def verify(crop_dir: Path, out: Path, models: list[str]):
+    """Decode the files another machine wrote and re-encode their crops here: the same pixels, and the
+    same bytes, or the two machines did not compute the same integers."""
+    extra = [zoo.load_model(m) for m in models]
+    by_name = {m.name: m for m in extra}
+    results = []
+    for f in sorted(out.glob("*.pxz")):
+        crop, name = f.name[:-len(".pxz")].rsplit(".", 1)[0], f.name[:-len(".pxz")].rsplit(".", 1)[1]
+        with Image.open(crop_dir / f"{crop}.png") as im:
+            image = ImageData("RGB", *im.size, [np.asarray(im.convert("RGB"))])
+        m = by_name.get(name) or zoo.load_model(name)
+        data = f.read_bytes()
+        decoded = api.decompress(data, extra)[0].pixel_bytes() == image.pixel_bytes()
+        same = api.compress(image, [m])[0] == data
+        results.append(decoded and same)
+        print(f"{f.name}: decodes here {decoded}, encodes here to the same bytes {same}", flush=True)
+    print(f"{sum(results)}/{len(results)} files decode exactly and re-encode byte for byte on this machine")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("verb", choices=["save-crops", "run"])
+    ap.add_argument("verb", choices=["save-crops", "run", "verify"])
     ap.add_argument("dir")
     ap.add_argument("--images", type=int, default=8)
     ap.add_argument("--out", default="gpu-out")
     ap.add_argument("-m", "--model", action="append", default=[])
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--cpu-images", type=int, default=2, help="crops also encoded on the CPU to compare bytes")
+    ap.add_argument("--device", default="cuda", help="where the timed coding runs (cpu: to try the script)")
+    ap.add_argument("--limit", type=int, default=0, help="use only the first N crops")
     args = ap.parse_args()
     if args.verb == "save-crops":
         save_crops(Path(args.dir), args.images)
+    elif args.verb == "verify":
+        verify(Path(args.dir), Path(args.out), args.model)
     else:
-        run(Path(args.dir), Path(args.out), args.model, args.repeats, args.cpu_images)
+        run(Path(args.dir), Path(args.out), args.model, args.repeats, args.cpu_images, args.device, args.limit)
 
 
 if __name__ == "__main__":

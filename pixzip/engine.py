@@ -46,20 +46,24 @@ def conv_taps(k: int) -> list[tuple[int, int]]:
 
 
 def int_mm(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-    """int8 (m, k) @ int8 (k, n) -> int32 (m, n), exact (int32 accumulation)."""
-    return padded_int_mm(x, w) if x.is_cuda else torch._int_mm(x, w)
+    """int8 (m, k) @ int8 (k, n) -> int32 (m, n), exact: int32 accumulation on the CPU; on a GPU
+    float32 products (cuBLAS's int8 path refuses many shapes: CUBLAS_STATUS_NOT_SUPPORTED on an H100)."""
+    return float_int_mm(x, w) if x.is_cuda else torch._int_mm(x, w)
 
 
-def padded_int_mm(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-    """int_mm through shapes cuBLAS accepts (m > 16; k, n multiples of 8): zero rows and columns add
-    zero products, so the integers are the same."""
-    (m, k), n = x.shape, w.shape[1]
-    pad_m, pad_k, pad_n = max(0, 17 - m), -k % 8, -n % 8
-    if pad_m or pad_k:
-        x = F.pad(x, (0, pad_k, 0, pad_m))
-    if pad_k or pad_n:
-        w = F.pad(w, (0, pad_n, 0, pad_k))
-    return torch._int_mm(x.contiguous(), w.contiguous())[:m, :n]
+FLOAT_EXACT_K = 1024    # k * 128 * 128 <= 2^24: the largest sum of int8 products float32 holds exactly
+
+
+def float_int_mm(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """The int8 product computed in float32, exact in any summation order: every product and every
+    partial sum of at most FLOAT_EXACT_K of them is an integer of magnitude <= 2^24, which float32 (and
+    TF32's inputs, int8 values having 8 significant bits) represents exactly. Longer sums go by
+    chunks, added in int32."""
+    acc = None
+    for a in range(0, x.shape[1], FLOAT_EXACT_K):
+        part = torch.mm(x[:, a:a + FLOAT_EXACT_K].float(), w[a:a + FLOAT_EXACT_K].float()).to(torch.int32)
+        acc = part if acc is None else acc.add_(part)
+    return acc
 
 
 def taps_of(key) -> list[tuple[int, int]]:

@@ -1,8 +1,8 @@
 """Coding on a GPU gives the CPU's integers, hence the CPU's bytes: files cross devices both ways.
 
 The CUDA tests skip where torch sees no GPU (CI); `bench/gpu.py` runs the same checks on real photos
-with the shipped models and times them. The first tests run everywhere: the padding that makes
-cuBLAS accept any shape changes no integer, and the device plumbing refuses what it cannot do."""
+with the shipped models and times them. The first tests run everywhere: the float32 products the GPU
+path uses are exact integers, and the device plumbing refuses what it cannot do."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from PIL import Image
 from conftest import make_tiny_model
 from pixzip import api, codec
 from pixzip.cli import main
-from pixzip.engine import padded_int_mm
+from pixzip.engine import float_int_mm
 from pixzip.images import ImageData
 from pixzip.model import ModelConfig
 from test_engine import encoder_stream
@@ -23,12 +23,16 @@ from test_engine import encoder_stream
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 
 
-@pytest.mark.parametrize("m,k,n", [(1, 1, 1), (3, 15, 7), (16, 8, 8), (17, 72, 48), (40, 245, 30), (300, 240, 16)])
-def test_padding_for_cublas_changes_no_integer(m, k, n):
+@pytest.mark.parametrize("m,k,n", [(1, 1, 1), (3, 15, 7), (17, 72, 48), (40, 1024, 30), (5, 2500, 9)])
+def test_float_products_of_int8_are_exact(m, k, n):
     g = torch.Generator().manual_seed(m * 1000 + k * 10 + n)
     x = torch.randint(-128, 128, (m, k), dtype=torch.int8, generator=g)
     w = torch.randint(-128, 128, (k, n), dtype=torch.int8, generator=g)
-    assert torch.equal(padded_int_mm(x, w), x.to(torch.int64).mm(w.to(torch.int64)).to(torch.int32))
+    x[0], w[:, 0] = -128, -128                  # the extreme: every product 2^14, the sum k * 2^14
+    want = x.to(torch.int64).mm(w.to(torch.int64))
+    assert want.abs().max() < 2 ** 31 and torch.equal(float_int_mm(x, w), want.to(torch.int32))
+    if torch.cuda.is_available():
+        assert torch.equal(float_int_mm(x.cuda(), w.cuda()).cpu(), want.to(torch.int32))
 
 
 def test_cpu_placement_is_the_model_itself():
