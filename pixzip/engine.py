@@ -20,7 +20,6 @@ from typing import NamedTuple
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from .model import LS_FRAC, LS_MIN, ModelConfig
 

@@ -17,7 +17,6 @@ from pixzip import api, codec
 from pixzip.cli import main
 from pixzip.engine import float_int_mm
 from pixzip.images import ImageData
-from pixzip.model import ModelConfig
 from test_engine import encoder_stream
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
