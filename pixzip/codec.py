@@ -75,9 +75,9 @@ def _load_batch(model: IntModel, batch, planes: list[np.ndarray] | None, conds: 
     canvas = model.new_canvas([(h, w) for _, _, _, h, w in batch])
     tiles, ii, jj = canvas.pixels()
     flat = canvas.flat(tiles, ii, jj)
-    if planes is not None:
-        values = np.concatenate([planes[k][y0 + ii[tiles == n], x0 + jj[tiles == n]]
-                                 for n, (k, y0, x0, _, _) in enumerate(batch)])
+    if planes is not None:    # canvas.pixels() runs tile by tile in raster order: each tile is a block
+        values = np.concatenate([planes[k][y0:y0 + h, x0:x0 + w].reshape(h * w, -1)
+                                 for k, y0, x0, h, w in batch])
         img = torch.from_numpy((values.astype(np.int16) - 128).astype(np.int8)).to(canvas.device)
         canvas.buf["img"].index_copy_(0, flat, img)
     for n, (k, y0, x0, h, w) in enumerate(batch):
@@ -95,6 +95,16 @@ def encoder_tables(model: IntModel, planes: list[np.ndarray], tile: int,
     The model runs once over every pixel of a batch of tiles, which may come from several planes
     (images), all channel groups at once. A conditional model also takes each plane's subsampled
     plane (`conds`)."""
+    for key, symbols, params in tile_symbols(model, planes, tile, max_pixels, conds):
+        for s in range(0, len(symbols), CHUNK_SYMBOLS):
+            p = params[s:s + CHUNK_SYMBOLS]
+            yield key, symbols[s:s + CHUNK_SYMBOLS], p, model.frequencies(p, dtype)
+
+
+def tile_symbols(model: IntModel, planes: list[np.ndarray], tile: int, max_pixels: int = MAX_BATCH_PIXELS,
+                 conds: list[np.ndarray] | None = None):
+    """Yield ((plane, tile number), symbols, head outputs (n, D) on the CPU) tile by tile, in coding
+    order: what the coder needs, from the model's one pass over each batch of tiles (on any device)."""
     conds = None if conds is None else dict(enumerate(conds))
     for p in planes:
         if p.shape[2] != model.cfg.channels:
@@ -108,10 +118,7 @@ def encoder_tables(model: IntModel, planes: list[np.ndarray], tile: int,
             i, j, c = _coding_order(canvas, model.slope, model.cfg.channels, n)
             rows = first + i * w + j                           # canvas.pixels() is raster per tile
             symbols = model.cfg.symbols(planes[k][y0 + i, x0 + j, c].astype(np.int32))
-            for s in range(0, len(symbols), CHUNK_SYMBOLS):
-                sl = slice(s, s + CHUNK_SYMBOLS)
-                p = params[torch.from_numpy(rows[sl]), torch.from_numpy(c[sl])]
-                yield (k, number), symbols[sl], p, model.frequencies(p, dtype)
+            yield (k, number), symbols, params[torch.from_numpy(rows), torch.from_numpy(c)]
             first += h * w
 
 
@@ -125,7 +132,7 @@ def placed(model, device, max_pixels: int, workers: int):
         raise ValueError("GPU coding is implemented for PixelCNN models, not multiscale: use --device cpu")
     if max_pixels == MAX_BATCH_PIXELS:
         max_pixels = MAX_BATCH_PIXELS_CUDA
-    return model.on(device), max_pixels, 1
+    return model.on(device), max_pixels, workers       # encoding: workers code; decoding: one process
 
 
 def check_tile(model, tile: int):
@@ -171,6 +178,9 @@ def encode_planes(model: IntModel | IntMultiScale, planes: list[np.ndarray], til
     grids = [tile_grid(p.shape[0], p.shape[1], tile) for p in planes]
     jobs = [(k, n, t) for k, g in enumerate(grids) for n, t in enumerate(g)]
     workers = min(workers, len(jobs))
+    if model.device.type != "cpu":
+        large = sum(p.shape[0] * p.shape[1] for p in planes) >= ENCODE_PARALLEL_MIN_PIXELS
+        return _encode_on_device(model, planes, tile, progress, max_pixels, workers if large else 1)
     if workers <= 1 or sum(p.shape[0] * p.shape[1] for p in planes) < ENCODE_PARALLEL_MIN_PIXELS:
         return _encode_planes(model, planes, tile, progress, max_pixels)
     streams = [[None] * len(g) for g in grids]
@@ -208,6 +218,51 @@ def _encode_tiles(model, tiles: list[np.ndarray], max_pixels: int):
     """A worker's share: each tile coded as a plane of its own (one stream: the tile's bytes)."""
     with one_thread():
         return _encode_planes(model, tiles, 0, None, max_pixels)
+
+
+def _encode_on_device(model, planes, tile, progress, max_pixels, workers):
+    """The network on the device in this process, the coder (tables + constriction, all on the CPU)
+    fanned out tile by tile to `workers` processes: every tile is its own stream, so the same bytes."""
+    if workers <= 1:
+        return _encode_planes(model, planes, tile, progress, max_pixels)
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(["pixzip.codec"])
+    pool = ctx.Pool(workers, initializer=_coder_worker, initargs=(model.host,))
+    try:
+        pending = [(key, len(symbols), pool.apply_async(_code_tile, (symbols, params)))
+                   for key, symbols, params in tile_symbols(model, planes, tile, max_pixels)]
+        streams, bits = [[] for _ in planes], [0.0] * len(planes)
+        for (k, _), n, job in pending:                  # tiles come in order, plane by plane
+            words, tile_bits = job.get()
+            streams[k].append(words)
+            bits[k] += tile_bits
+            if progress:
+                progress(n // model.cfg.channels)
+        return list(zip(streams, bits))
+    finally:
+        pool.terminate()
+
+
+_worker_model = None
+
+
+def _coder_worker(model):
+    global _worker_model
+    _ignore_sigint()
+    _worker_model = model
+    torch.set_num_threads(1)
+
+
+def _code_tile(symbols: np.ndarray, params: torch.Tensor, model=None) -> tuple[np.ndarray, float]:
+    """One tile's stream from its symbols and head outputs, and its ideal length in bits."""
+    model = model or _worker_model
+    enc, bits = constriction.stream.queue.RangeEncoder(), 0.0
+    for s in range(0, len(symbols), CHUNK_SYMBOLS):
+        sym, p = symbols[s:s + CHUNK_SYMBOLS], params[s:s + CHUNK_SYMBOLS]
+        freq = model.frequencies(p, torch.float64)
+        enc.encode(sym, FAMILY, freq.numpy())
+        bits += float(np.sum(model.code_lengths(p, sym, freq)))
+    return enc.get_compressed(), bits
 
 
 def _encode_planes(model, planes, tile, progress, max_pixels, conds=None):
@@ -353,7 +408,7 @@ def decode_planes(model, shapes: list[tuple[int, int]], tile: int,
     tile_streams = {(k, n): streams[k][n] for k, g in enumerate(grids) for n in range(len(g))}
     conds = None if smalls is None else {(k, n): _small_part(smalls[k], y, x, h, w, model.cfg.scale)
                                           for k, g in enumerate(grids) for n, (y, x, h, w) in enumerate(g)}
-    workers = min(workers, len(jobs))
+    workers = min(workers, len(jobs)) if model.device.type == "cpu" else 1   # a GPU: its one process
     if workers <= 1 or sum(h * w for h, w in shapes) < PARALLEL_MIN_PIXELS:
         parts = _decode_streams(model, jobs, [tile_streams[key] for key, _, _ in jobs], max_pixels, progress, conds)
     else:

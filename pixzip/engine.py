@@ -355,6 +355,7 @@ class IntModel:
         self.invb_table = tables["invb"].to(torch.int32)
         self._cache: dict = {}     # derived once from the model: gather offsets per canvas width, tables
         self.device = torch.device("cpu")
+        self.host = self           # the model on the CPU (where the coder's tables are made)
         self._on: dict = {}        # device -> this model's copy there
         # symbol -> pixel value (bilevel models code 0 and 255 as 0 and 1)
         self.symbol_values = np.arange(256) if cfg.levels == 256 else np.array([0, 255])
