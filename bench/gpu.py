@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import sys
@@ -60,11 +61,12 @@ def run(crop_dir: Path, out: Path, models: list[str], repeats: int, cpu_images: 
     files = sorted(crop_dir.glob("*.png"))[:limit or None]
     images = [ImageData("RGB", *Image.open(f).size, [np.asarray(Image.open(f).convert("RGB"))]) for f in files]
     mp = sum(im.width * im.height for im in images) / 1e6
+    workers = os.cpu_count() or 1       # the encoder's coder processes (the network runs on the device)
     rows = []
     for name in [zoo.DEFAULTS[3], *models]:
         m = zoo.load_model(name)
         api.compress(images[0], [m], device=device)                      # warm-up: CUDA context, cuBLAS
-        enc_s, coded = timed(lambda: api.compress_many(images, [m], device=device), repeats)
+        enc_s, coded = timed(lambda: api.compress_many(images, [m], device=device, workers=workers), repeats)
         same = [api.compress(im, [m], device="cpu")[0] == data for im, (data, _) in zip(images[:cpu_images], coded)]
         dec_s, decoded = timed(lambda: api.decompress_many([d for d, _ in coded], [m], device=device), repeats)
         exact = all(d[0].pixel_bytes() == im.pixel_bytes() for d, im in zip(decoded, images))
@@ -78,7 +80,7 @@ def run(crop_dir: Path, out: Path, models: list[str], repeats: int, cpu_images: 
                      "gpu_file_decodes_on_cpu": cpu_decoded})
         print(rows[-1], flush=True)
         info = {"device": torch.cuda.get_device_name() if device == "cuda" else platform.processor() or "cpu", "torch": torch.__version__, "python": platform.python_version(),
-                "repeats": repeats, "max_batch_pixels": codec.MAX_BATCH_PIXELS_CUDA, "rows": rows}
+                "repeats": repeats, "coder_workers": workers, "max_batch_pixels": codec.MAX_BATCH_PIXELS_CUDA, "rows": rows}
         (out / "gpu.json").write_text(json.dumps(info, indent=1))    # after each model: a timeout keeps the rest
     print(f"\n{info['device']}, torch {info['torch']}; {len(images)} crops of 768x512 as one batch; medians of {repeats}\n")
     print("| model | bits/sub-pixel | encode MP/s | decode MP/s | GPU bytes = CPU bytes | GPU decode exact | GPU file on CPU |")

@@ -364,6 +364,13 @@ class IntModel:
         """(name, QConv) of every layer, as the model file stores them."""
         raise NotImplementedError
 
+    def __getstate__(self):
+        """Pickled (for worker processes) without its copies on other devices (CUDA tensors would
+        travel by IPC) and without derived data, which is rebuilt on demand."""
+        if self.device.type != "cpu":
+            raise ValueError("only a model on the CPU goes to worker processes")
+        return {**self.__dict__, "_on": {}, "_cache": {}}
+
     def on(self, device) -> "IntModel":
         """This model with its layers on `device`: a copy, made once per device (the CPU: itself). The
         head's outputs come back to the CPU, where the frequency tables are made for the coder, so the

@@ -166,7 +166,7 @@ def train(cfg: ModelConfig, tc: TrainConfig, out: Path, resume: bool = False, pr
     torch.backends.cudnn.allow_tf32 = True
     arrays = load_arrays(tc.data, cfg.channels, tc.downsample, tc.jpeg_downsample)
     sampler = CropSampler(arrays, tc.crop, seed=tc.seed + step + 7919 * rank, flip=tc.flip)
-    val_arrays = load_arrays(tc.val, cfg.channels, 1, tc.jpeg_downsample) if tc.val else arrays[-max(1, len(arrays) // 10):]
+    val_arrays = validation_arrays(tc, cfg.channels, arrays)
     val = fixed_crops(val_arrays, tc.crop, tc.val_crops, flip=tc.flip)
 
     interrupted = []
@@ -218,6 +218,15 @@ def fit_steps(step: int, pace: tuple[float, int], deadline: float, steps: int) -
     return min(steps, step + max(0, int(rate * (deadline - time.time()))))
 
 
+def validation_arrays(tc: TrainConfig, channels: int, train_arrays: list | None = None) -> list:
+    """The --val images, or else the last tenth of the training images (monitoring only)."""
+    if tc.val:
+        return load_arrays(tc.val, channels, 1, tc.jpeg_downsample)
+    if train_arrays is None:
+        train_arrays = load_arrays(tc.data, channels, tc.downsample, tc.jpeg_downsample)
+    return train_arrays[-max(1, len(train_arrays) // 10):]
+
+
 def _print_progress(step, steps, train_bpd, val_bpd, elapsed):
     if step % 50 and step != steps:
         return
@@ -245,8 +254,7 @@ def export_checkpoint(ckpt: Path, out: Path, val_crops: int = 128) -> dict:
     model = build_model(cfg)
     load_weights(model, state["model"])
     model.set_quantize(True)
-    arrays = load_arrays(tc.val, cfg.channels, 1, tc.jpeg_downsample) if tc.val else \
-        load_arrays(tc.data, cfg.channels, tc.downsample, tc.jpeg_downsample)[-1:]
+    arrays = validation_arrays(tc, cfg.channels)
     crops = fixed_crops(arrays, tc.crop, val_crops, flip=tc.flip)
     float_bpd = evaluate(model, crops)
     net = export(model)

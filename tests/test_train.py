@@ -164,3 +164,33 @@ def test_train_on_cuda_exports_a_model_that_codes_on_the_cpu(tmp_path, data_dir,
     assert CliRunner().invoke(main, ["compress", str(img), "-o", "x.pxz", "-m", "c.pxm"]).exit_code == 0
     assert CliRunner().invoke(main, ["decompress", "x.pxz", "-o", "x.png", "-m", "c.pxm"]).exit_code == 0
     assert np.array_equal(np.asarray(Image.open(img)), np.asarray(Image.open("x.png")))
+
+
+def test_minutes_budget_ends_training_in_time(tmp_path, data_dir, monkeypatch):
+    """--minutes re-fits the step count to the wall-clock budget (and --steps stays the most it runs)."""
+    import time
+    from pixzip.train import load_checkpoint
+    monkeypatch.chdir(tmp_path)
+    args = ["train", str(data_dir), "--out", "t.pxm", "--steps", "100000", "--minutes", "0.05", "--val-every", "5",
+            "--crop", "12", "--batch", "2", "--hidden", "6", "--blocks", "1", "-q", "-T", "1"]
+    t0 = time.time()
+    r = CliRunner().invoke(main, args)
+    assert r.exit_code == 0, r.stderr
+    state = load_checkpoint(tmp_path / "t.pxm.ckpt")
+    assert 5 <= state["step"] < 100000 and state["train_config"]["steps"] == state["step"]
+    assert state["log"][-1]["time"] < 0.05 * 60 + 2 and time.time() - t0 < 60
+
+
+def test_fit_steps_follows_the_measured_pace():
+    import time
+    from pixzip.train import fit_steps
+    now = time.time()
+    assert fit_steps(100, (now - 10, 0), now + 20, 10 ** 6) in range(295, 306)    # 10 steps/s, 20 s left
+    assert fit_steps(100, (now - 10, 0), now - 1, 10 ** 6) == 100                  # past the deadline: stop
+    assert fit_steps(100, (now - 10, 0), now + 20, 150) == 150                     # never beyond --steps
+
+
+def test_export_without_val_measures_the_last_tenth_of_the_data(tmp_path, rng):
+    from pixzip.train import TrainConfig, validation_arrays
+    np.save(tmp_path / "s.npy", rng.integers(0, 256, (30, 8, 8, 3), dtype=np.uint8))
+    assert len(validation_arrays(TrainConfig(data=[str(tmp_path / "s.npy")]), 3)) == 3
