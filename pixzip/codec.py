@@ -96,9 +96,14 @@ def encoder_tables(model: IntModel, planes: list[np.ndarray], tile: int,
     (images), all channel groups at once. A conditional model also takes each plane's subsampled
     plane (`conds`)."""
     for key, symbols, params in tile_symbols(model, planes, tile, max_pixels, conds):
-        for s in range(0, len(symbols), CHUNK_SYMBOLS):
-            p = params[s:s + CHUNK_SYMBOLS]
-            yield key, symbols[s:s + CHUNK_SYMBOLS], p, model.frequencies(p, dtype)
+        for sym, p in _chunks(symbols, params):
+            yield key, sym, p, model.frequencies(p, dtype)
+
+
+def _chunks(symbols: np.ndarray, params: torch.Tensor):
+    """A tile's symbols and head outputs in the coder's chunks of CHUNK_SYMBOLS."""
+    for s in range(0, len(symbols), CHUNK_SYMBOLS):
+        yield symbols[s:s + CHUNK_SYMBOLS], params[s:s + CHUNK_SYMBOLS]
 
 
 def tile_symbols(model: IntModel, planes: list[np.ndarray], tile: int, max_pixels: int = MAX_BATCH_PIXELS,
@@ -225,9 +230,7 @@ def _encode_on_device(model, planes, tile, progress, max_pixels, workers):
     fanned out tile by tile to `workers` processes: every tile is its own stream, so the same bytes."""
     if workers <= 1:
         return _encode_planes(model, planes, tile, progress, max_pixels)
-    ctx = multiprocessing.get_context("forkserver")
-    ctx.set_forkserver_preload(["pixzip.codec"])
-    pool = ctx.Pool(workers, initializer=_coder_worker, initargs=(model.host,))
+    pool = _pool(workers, _coder_worker, (model.host,))
     try:
         pending = [(key, len(symbols), pool.apply_async(_code_tile, (symbols, params)))
                    for key, symbols, params in tile_symbols(model, planes, tile, max_pixels)]
@@ -254,11 +257,11 @@ def _coder_worker(model):
 
 
 def _code_tile(symbols: np.ndarray, params: torch.Tensor, model=None) -> tuple[np.ndarray, float]:
-    """One tile's stream from its symbols and head outputs, and its ideal length in bits."""
-    model = model or _worker_model
+    """One tile's stream from its symbols and head outputs, and its ideal length in bits (for
+    reporting). The tables are made on the CPU, as the decoder makes them."""
+    model = _worker_model if model is None else model
     enc, bits = constriction.stream.queue.RangeEncoder(), 0.0
-    for s in range(0, len(symbols), CHUNK_SYMBOLS):
-        sym, p = symbols[s:s + CHUNK_SYMBOLS], params[s:s + CHUNK_SYMBOLS]
+    for sym, p in _chunks(symbols, params):
         freq = model.frequencies(p, torch.float64)
         enc.encode(sym, FAMILY, freq.numpy())
         bits += float(np.sum(model.code_lengths(p, sym, freq)))
@@ -266,15 +269,14 @@ def _code_tile(symbols: np.ndarray, params: torch.Tensor, model=None) -> tuple[n
 
 
 def _encode_planes(model, planes, tile, progress, max_pixels, conds=None):
-    encoders, ideal_bits = {}, [0.0] * len(planes)
-    for key, symbols, params, freq in encoder_tables(model, planes, tile, max_pixels, torch.float64, conds):
-        enc = encoders.setdefault(key, constriction.stream.queue.RangeEncoder())
-        enc.encode(symbols, FAMILY, freq.numpy())
-        ideal_bits[key[0]] += float(np.sum(model.code_lengths(params, symbols, freq)))
+    streams, bits = [[] for _ in planes], [0.0] * len(planes)
+    for (k, _), symbols, params in tile_symbols(model, planes, tile, max_pixels, conds):   # in stream order
+        words, tile_bits = _code_tile(symbols, params, model)
+        streams[k].append(words)
+        bits[k] += tile_bits
         if progress:
             progress(len(symbols) // model.cfg.channels)
-    return [([encoders[key].get_compressed() for key in sorted(encoders) if key[0] == k], ideal_bits[k])
-            for k in range(len(planes))]
+    return list(zip(streams, bits))
 
 
 def encode_plane(model: IntModel, plane: np.ndarray, tile: int,
@@ -443,9 +445,9 @@ def _ignore_sigint():
     signal.signal(signal.SIGINT, signal.SIG_IGN)     # the parent handles Ctrl-C and stops the workers
 
 
-def _pool(workers: int):
+def _pool(workers: int, initializer=_ignore_sigint, initargs=()):
     """Worker processes from a fork server (torch's OpenMP state is not fork-safe; spawn would re-import
     torch in every worker). The server preloads this module once."""
     ctx = multiprocessing.get_context("forkserver")
     ctx.set_forkserver_preload(["pixzip.codec"])
-    return ctx.Pool(workers, initializer=_ignore_sigint)
+    return ctx.Pool(workers, initializer=initializer, initargs=initargs)
