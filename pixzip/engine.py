@@ -376,8 +376,8 @@ class IntModel:
         head's outputs come back to the CPU, where the frequency tables are made for the coder, so the
         tables stay here."""
         device = torch.device(device)
-        if device.type == "cpu":
-            return self
+        if device.type == "cpu" or self.host is not self:
+            return self.host if device.type == "cpu" else self.host.on(device)
         if not isinstance(self, IntPixelCNN):
             raise ValueError(f"GPU coding is implemented for PixelCNN models, not {self.cfg.arch}: use --device cpu")
         if device.type == "cuda" and device.index is None:
