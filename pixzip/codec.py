@@ -443,6 +443,9 @@ def _decode_streams(model, jobs, streams, max_pixels, progress=None, conds=None)
 
 def _ignore_sigint():
     signal.signal(signal.SIGINT, signal.SIG_IGN)     # the parent handles Ctrl-C and stops the workers
+    # ...with SIGTERM, which must end a worker silently (the fork server may have imported the CLI,
+    # whose start-up handler reports an interruption)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def _pool(workers: int, initializer=_ignore_sigint, initargs=()):

@@ -160,6 +160,16 @@ def test_real_subprocess_round_trip(workdir):
     assert p.returncode == 1 and "Traceback" not in p.stderr and p.stderr.count("\n") == 1
 
 
+def test_parallel_decode_in_a_real_process_prints_nothing_else(workdir, rng):
+    """Worker processes end silently (each once wrote 'pixzip: interrupted' when the pool closed)."""
+    Image.fromarray(rng.integers(0, 256, (380, 360, 3), dtype=np.uint8)).save("big.png")   # > 2^17 pixels
+    for args in (["compress", "big.png", "-o", "big.pxz", "--tile", "32"],
+                 ["decompress", "big.pxz", "-o", "big2.png", "-T", "2"]):
+        p = subprocess.run([sys.executable, "-m", "pixzip", *args, "-q"], capture_output=True, text=True)
+        assert p.returncode == 0 and p.stderr == "", p.stderr
+    assert same_image("big.png", "big2.png")
+
+
 def test_verify_and_rm(workdir):
     r = run("compress", "a.png", "--verify")
     assert r.exit_code == 0 and Path("a.png").exists()
