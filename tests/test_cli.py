@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -161,11 +162,15 @@ def test_real_subprocess_round_trip(workdir):
 
 
 def test_parallel_decode_in_a_real_process_prints_nothing_else(workdir, rng):
-    """Worker processes end silently (each once wrote 'pixzip: interrupted' when the pool closed)."""
+    """Worker processes end silently (each once wrote 'pixzip: interrupted' when the pool closed: the
+    fork server re-imports the console script, and with it the CLI's start-up signal handler)."""
+    script = shutil.which("pixzip")
+    if script is None:
+        pytest.skip("the pixzip console script is not installed")
     Image.fromarray(rng.integers(0, 256, (380, 360, 3), dtype=np.uint8)).save("big.png")   # > 2^17 pixels
     for args in (["compress", "big.png", "-o", "big.pxz", "--tile", "32"],
-                 ["decompress", "big.pxz", "-o", "big2.png", "-T", "2"]):
-        p = subprocess.run([sys.executable, "-m", "pixzip", *args, "-q"], capture_output=True, text=True)
+                 *[["decompress", "big.pxz", "-o", "big2.png", "-T", "2", "-f"]] * 3):   # (a race: try thrice)
+        p = subprocess.run([script, *args, "-q"], capture_output=True, text=True)
         assert p.returncode == 0 and p.stderr == "", p.stderr
     assert same_image("big.png", "big2.png")
 
