@@ -1,4 +1,5 @@
-"""Rates and speeds of pixzip against PNG, WebP and JPEG XL, measured in one run on the same images.
+"""Rates and speeds of pixzip against PNG, WebP, JPEG XL, JPEG 2000, JPEG-LS and QOI (all lossless),
+measured in one run on the same images.
 
 Every codec's round trip is checked, not assumed. Rates come from real encoded bytes.
 """
@@ -90,21 +91,40 @@ def _expand(a):
     return a[..., None] if a.ndim == 2 else a
 
 
-def _webp():
-    ic = _imagecodecs()
-
+def _rgb_only(encode, decode):
+    """A codec without a grey mode: grey is coded as RGB, as a user would have to, and one channel
+    (they are identical) taken back."""
     grey = []
 
     def enc(a):
         grey[:] = [a.shape[-1] == 1]
-        if grey[0]:   # WebP has no grey mode: code grey as RGB, as a user would have to, and take one
-            a = np.repeat(a, 3, axis=-1)                 # channel back (they are identical)
-        return ic.webp_encode(a, level=100, lossless=True, method=6)
+        return encode(np.repeat(a, 3, axis=-1) if grey[0] else a)
 
     def dec(b):
-        a = ic.webp_decode(b)
+        a = decode(b)
         return a[..., :1] if grey and grey[0] else a
     return enc, dec
+
+
+def _webp():
+    ic = _imagecodecs()
+    return _rgb_only(lambda a: ic.webp_encode(a, level=100, lossless=True, method=6), ic.webp_decode)
+
+
+def _qoi():
+    ic = _imagecodecs()
+    return _rgb_only(ic.qoi_encode, ic.qoi_decode)
+
+
+def _jpeg2000():
+    ic = _imagecodecs()    # reversible 5/3 wavelet and colour transform: lossless
+    return (lambda a: ic.jpeg2k_encode(_squeeze(a), level=0, reversible=True),
+            lambda b: _expand(ic.jpeg2k_decode(b)))
+
+
+def _jpegls():
+    ic = _imagecodecs()    # near-lossless distance 0: lossless
+    return lambda a: ic.jpegls_encode(_squeeze(a), level=0), lambda b: _expand(ic.jpegls_decode(b))
 
 
 def _jxl(effort):
@@ -127,7 +147,8 @@ def _pixzip(models, tile, workers):
 
 def codec_table(models=(), tile: int = api.DEFAULT_TILE, workers: int = 1) -> dict[str, Callable]:
     return {"pixzip": lambda: _pixzip(models, tile, workers), "png": lambda: (_png_encode, _pil_decode),
-            "webp": _webp, "jxl7": lambda: _jxl(7), "jxl9": lambda: _jxl(9)}
+            "webp": _webp, "jxl7": lambda: _jxl(7), "jxl9": lambda: _jxl(9), "jpeg2000": _jpeg2000,
+            "jpegls": _jpegls, "qoi": _qoi}
 
 
 # -- data ---------------------------------------------------------------------------------------------

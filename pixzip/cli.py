@@ -585,7 +585,8 @@ def evaluate(model, data, tile, limit, items, threads):
 @main.command()
 @click.argument("data", nargs=-1, required=True)
 @click.option("--codecs", default="pixzip,png,webp,jxl7,jxl9", show_default=True,
-              help="Comma-separated: pixzip, png, webp, jxl7, jxl9.")
+              help="Comma-separated: pixzip, png, webp, jxl7, jxl9, jpeg2000, jpegls, qoi (all lossless; "
+                   "WebP and QOI code grey images as RGB).")
 @click.option("-m", "--model", "models", multiple=True, metavar="NAME|PATH", help="Model(s) for pixzip.")
 @click.option("--tile", type=click.IntRange(0, 65535), default=api.DEFAULT_TILE, show_default=True)
 @click.option("--grey", "--gray", "grey", is_flag=True, help="Convert every image to grey (L) first.")

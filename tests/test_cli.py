@@ -276,3 +276,18 @@ def test_sample_and_complete(workdir, tiny_models):
     assert np.array_equal(done[:5], orig[:5]) and not np.array_equal(done[5:], orig[5:])
     r = run("sample", "pcnn-rgb-v1", "--size", "big", "-o", "x.png")
     assert r.exit_code == 1 and "HxW" in r.stderr
+
+
+@pytest.mark.parametrize("grey", [False, True])
+def test_bench_reference_codecs_round_trip_exactly(workdir, grey):
+    """Every reference codec (imagecodecs) is lossless here, colour and grey: checked, not assumed."""
+    pytest.importorskip("imagecodecs")
+    import json
+    os.mkdir("set")
+    os.rename("a.png", "set/a.png")
+    codecs = "png,webp,jxl7,jxl9,jpeg2000,jpegls,qoi"
+    r = run("bench", "set", "--codecs", codecs, "--json", "b.json", "-q", *(["--grey"] if grey else []))
+    assert r.exit_code == 0, r.stderr
+    rows = {row["codec"]: row for row in json.loads(Path("b.json").read_text())["results"]}
+    assert sorted(rows) == sorted(codecs.split(",")) and all(row["exact"] for row in rows.values())
+    assert all(row["subpixels"] == 12 * 15 * (1 if grey else 3) for row in rows.values())
