@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# Rates and speeds on CBSD68 (68 photos, 481x321), pixzip's default models against PNG, WebP and
-# JPEG XL e7/e9, all in one run, every round trip checked. Writes bench/results/cbsd68{,-grey}.{md,json}.
+# Rates and speeds on CBSD68 (68 photos, 481x321), pixzip's default models against PNG, WebP,
+# JPEG XL e7/e9, JPEG 2000, JPEG-LS and QOI, all in one run, every round trip checked. Writes bench/results/cbsd68{,-grey}.{md,json}.
 # Do not time while a training runs (2 cores: any other busy process slows everything 2-5x).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 D=${DATA:-../shared/data}
 mkdir -p bench/results
-pixzip bench "$D/cbsd68" --json bench/results/cbsd68.json --plot bench/results/cbsd68.png -q | tee bench/results/cbsd68.md
-pixzip bench "$D/cbsd68" --grey --json bench/results/cbsd68-grey.json -q | tee bench/results/cbsd68-grey.md
+C=pixzip,png,webp,jxl7,jxl9,jpeg2000,jpegls,qoi
+pixzip bench "$D/cbsd68" --codecs $C --json bench/results/cbsd68.json --plot bench/results/cbsd68.png -q | tee bench/results/cbsd68.md
+pixzip bench "$D/cbsd68" --codecs $C --grey --json bench/results/cbsd68-grey.json -q | tee bench/results/cbsd68-grey.md

@@ -9,6 +9,11 @@
 # of ../shared/data, the JPEG photos already reduced 3x, Urban100 reduced 2x, CIFAR-10 rows 0..7067 as
 # a mosaic); RUNS gets checkpoints (.pt), exported models (.pxm) and logs. The first three start from
 # the v2 checkpoints in models/checkpoints; the large model starts from scratch.
+#
+# Run on 2026-11-23 on one H100 with MINUTES=15 (bench/results/gpu.md, models/README.md): rgb-v3 and
+# rgb-small-v3 became pcnn-rgb-v3 and pcnn-rgb-small-v3; gray-v3 was worse than pcnn-gray-v2 on CBSD68
+# luma and was dropped; rgb-large-v3 was still far from converged (its weights, without the optimizer
+# state: models/checkpoints/rgb-large-v3-weights.pt, to continue with --init).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
