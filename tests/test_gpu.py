@@ -115,3 +115,12 @@ def test_coder_fanned_out_to_processes_writes_the_same_bytes(rng):
     fanned = codec._encode_on_device(net, planes, 8, None, codec.MAX_BATCH_PIXELS, 2)
     for (s1, b1), (s2, b2) in zip(serial, fanned):
         assert len(s1) == len(s2) and all(np.array_equal(a, b) for a, b in zip(s1, s2)) and b1 == b2
+
+
+def test_auto_device_encodes_on_a_gpu_and_decodes_on_the_cpu(monkeypatch):
+    from pixzip.cli import set_device
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert set_device("auto", 0) == "cuda" and set_device("auto", 0, decoding=True) == "cpu"
+    assert set_device("cuda", 0, decoding=True) == "cuda" and set_device("cpu", 0) == "cpu"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert set_device("auto", 0) == "cpu"
