@@ -211,6 +211,12 @@ class ActQuant(nn.Module):
         self.log_scale = nn.Parameter(torch.tensor(0.0))
         self.momentum = momentum
         self.enabled = False
+        # host copies of the buffers' states, so that a forward pass never waits for the device
+        self._learned, self._observed = False, False
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+        self._learned, self._observed = bool(self.learned), bool(self.max_abs != 0)
 
     @property
     def scale(self) -> float:
@@ -219,18 +225,20 @@ class ActQuant(nn.Module):
         return max(float(self.max_abs), 1e-8) / self.qmax
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.training and not bool(self.learned):
+        if self.training and not self._learned:
             m = x.detach().abs().amax().to(self.max_abs.dtype)     # (bf16 under autocast)
-            if self.max_abs == 0:
-                self.max_abs.copy_(m)
-            else:
+            if self._observed:
                 self.max_abs.lerp_(m, self.momentum)
+            else:
+                self.max_abs.copy_(m)
+                self._observed = True
         if not self.enabled:
             return x
-        if not bool(self.learned):
+        if not self._learned:
             with torch.no_grad():
                 self.log_scale.copy_(torch.log(self.max_abs.clamp_min(1e-8) / self.qmax))
                 self.learned.fill_(True)
+            self._learned = True
         # LSQ's gradient scale 1/sqrt(n * qmax) keeps the step size's updates in proportion
         g = 1.0 / math.sqrt(x.numel() * self.qmax)
         log_s = self.log_scale * g + (self.log_scale * (1 - g)).detach()

@@ -171,7 +171,7 @@ def train(cfg: ModelConfig, tc: TrainConfig, out: Path, resume: bool = False, pr
 
     interrupted = []
     old_handler = signal.signal(signal.SIGINT, lambda *_: interrupted.append(1))
-    t0, train_bpd = time.time(), float("nan")
+    t0, train_bpd = time.time(), None    # train_bpd: a running mean on the device (read when reported)
     deadline = t0 + 60 * tc.minutes if tc.minutes else None
     pace = (t0, step)            # (time, step) of the last re-fit of the step count to the deadline
     quantized, max_steps = False, tc.steps
@@ -190,17 +190,18 @@ def train(cfg: ModelConfig, tc: TrainConfig, out: Path, resume: bool = False, pr
             step += 1
             if deadline is not None and time.time() >= deadline:
                 tc.steps = step          # out of time: this is the last step (validated, checkpointed)
-            value = loss.item()
-            train_bpd = value if math.isnan(train_bpd) else 0.98 * train_bpd + 0.02 * value
+            value = loss.detach()
+            train_bpd = value if train_bpd is None else train_bpd.mul_(0.98).add_(value, alpha=0.02)
             if rank == 0 and (step % tc.val_every == 0 or step == tc.steps):
                 v = evaluate(model, val, device=device)
-                log.append({"step": step, "train_bpd": train_bpd, "val_bpd": v, "time": time.time() - t0,
+                log.append({"step": step, "train_bpd": float(train_bpd), "val_bpd": v, "time": time.time() - t0,
                             "processes": world, "device": device.type})
                 save_checkpoint(out, model, opt, step, cfg, tc, log)
                 if deadline is not None and world == 1 and step < tc.steps:
                     tc.steps, pace = fit_steps(step, pace, deadline, max_steps), (time.time(), step)
-            if progress and rank == 0:
-                progress(step, tc.steps, train_bpd, log[-1]["val_bpd"] if log else float("nan"), time.time() - t0)
+            if progress and rank == 0 and (step % PROGRESS_EVERY == 0 or step == tc.steps):
+                progress(step, tc.steps, float(train_bpd), log[-1]["val_bpd"] if log else float("nan"),
+                         time.time() - t0)
     finally:
         signal.signal(signal.SIGINT, old_handler)
         if rank == 0:
@@ -227,9 +228,10 @@ def validation_arrays(tc: TrainConfig, channels: int, train_arrays: list | None 
     return train_arrays[-max(1, len(train_arrays) // 10):]
 
 
+PROGRESS_EVERY = 50    # steps between progress lines (reading the loss waits for the device)
+
+
 def _print_progress(step, steps, train_bpd, val_bpd, elapsed):
-    if step % 50 and step != steps:
-        return
     rate = step / max(elapsed, 1e-9)
     eta = (steps - step) / max(rate, 1e-9)
     print(f"step {step}/{steps}  {rate:.2f} steps/s  train {train_bpd:.3f}  val {val_bpd:.3f} bits/dim  "
