@@ -68,16 +68,18 @@ def progress_bar(total: int, desc: str, quiet: bool):
 
 
 def set_device(device: str, threads: int, decoding: bool = False) -> str:
-    """Apply -T and resolve --device to "cuda" or "cpu". "auto" encodes on a GPU when torch sees one
-    and decodes on the CPU: a GPU decode runs in one process, bound by that process's CPU work (the
-    coder, 0.17-0.24 MP/s on an H100 machine), while the CPU decodes tiles on every core."""
+    """Apply -T and resolve --device. "auto" encodes on a GPU when torch sees one (and the model runs
+    there: PixelCNN models) and decodes on the CPU: a GPU decode runs in one process, bound by that
+    process's CPU work (the coder, 0.17-0.24 MP/s on an H100 machine), while the CPU decodes tiles on
+    every core."""
     import torch
     if threads:
         torch.set_num_threads(threads)
     if device == "cuda" and not torch.cuda.is_available():
         raise PixzipError("--device cuda: no CUDA device is available (use --device cpu)")
-    auto_gpu = device == "auto" and not decoding and torch.cuda.is_available()
-    return "cuda" if device == "cuda" or auto_gpu else "cpu"
+    if device == "auto":
+        return "cpu" if decoding else "auto"      # the codec takes a GPU for the models it can run there
+    return device
 
 
 def read_input(path: str) -> bytes:

@@ -20,7 +20,7 @@ import constriction
 import numpy as np
 import torch
 
-from .engine import IntModel, IntMultiScale
+from .engine import IntModel, IntMultiScale, IntPixelCNN
 
 # constriction quantises the (integer-valued) frequencies to its own fixed point deterministically;
 # perfect=False is the leaky quantiser whose result is documented to be platform independent.
@@ -130,7 +130,10 @@ def tile_symbols(model: IntModel, planes: list[np.ndarray], tile: int, max_pixel
 def placed(model, device, max_pixels: int, workers: int):
     """(model, max_pixels, workers) for coding on `device` (None: the CPU). On a GPU the network runs
     there, in this process, on wider canvases; the coder stays on the CPU. The integers are the same
-    on every device (tests/test_gpu.py), so the bytes are too."""
+    on every device (tests/test_gpu.py), so the bytes are too. "auto": a GPU if torch sees one and
+    the model runs there (a PixelCNN), else the CPU."""
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() and isinstance(model, IntPixelCNN) else None
     if device is None or torch.device(device).type == "cpu":
         return model, max_pixels, workers
     if isinstance(model, IntMultiScale):

@@ -118,9 +118,14 @@ def test_coder_fanned_out_to_processes_writes_the_same_bytes(rng):
 
 
 def test_auto_device_encodes_on_a_gpu_and_decodes_on_the_cpu(monkeypatch):
+    from test_architectures import tiny_rnn
     from pixzip.cli import set_device
+    assert set_device("auto", 0) == "auto" and set_device("auto", 0, decoding=True) == "cpu"
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    assert set_device("auto", 0) == "cuda" and set_device("auto", 0, decoding=True) == "cpu"
     assert set_device("cuda", 0, decoding=True) == "cuda" and set_device("cpu", 0) == "cpu"
+    # "auto" keeps a model the GPU path does not run (an LSTM) on the CPU, whatever torch sees
+    _, lstm = tiny_rnn("rowlstm")
+    assert codec.placed(lstm, "auto", 7, 2) == (lstm, 7, 2)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    assert set_device("auto", 0) == "cpu"
+    net = tiny(dict(channels=3))
+    assert codec.placed(net, "auto", 7, 2) == (net, 7, 2)
