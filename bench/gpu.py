@@ -79,8 +79,9 @@ def run(crop_dir: Path, out: Path, models: list[str], repeats: int, cpu_images: 
                      "gpu_bytes_equal_cpu_bytes": f"{sum(same)}/{len(same)}", "gpu_decode_exact": exact,
                      "gpu_file_decodes_on_cpu": cpu_decoded})
         print(rows[-1], flush=True)
-        info = {"device": torch.cuda.get_device_name() if device == "cuda" else platform.processor() or "cpu", "torch": torch.__version__, "python": platform.python_version(),
-                "repeats": repeats, "coder_workers": workers, "max_batch_pixels": codec.MAX_BATCH_PIXELS_CUDA, "rows": rows}
+        name = torch.cuda.get_device_name() if device == "cuda" else platform.processor() or "cpu"
+        info = {"device": name, "torch": torch.__version__, "python": platform.python_version(), "repeats": repeats,
+                "coder_workers": workers, "max_batch_pixels": codec.MAX_BATCH_PIXELS_CUDA, "rows": rows}
         (out / "gpu.json").write_text(json.dumps(info, indent=1))    # after each model: a timeout keeps the rest
     print(f"\n{info['device']}, torch {info['torch']}; {len(images)} crops of 768x512 as one batch; medians of {repeats}\n")
     print("| model | bits/sub-pixel | encode MP/s | decode MP/s | GPU bytes = CPU bytes | GPU decode exact | GPU file on CPU |")
