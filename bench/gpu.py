@@ -98,7 +98,7 @@ def verify(crop_dir: Path, out: Path, models: list[str]):
     by_name = {m.name: m for m in extra}
     results = []
     for f in sorted(out.glob("*.pxz")):
-        crop, name = f.name[:-len(".pxz")].rsplit(".", 1)[0], f.name[:-len(".pxz")].rsplit(".", 1)[1]
+        crop, name = f.stem.rsplit(".", 1)           # CROP.MODEL.pxz
         with Image.open(crop_dir / f"{crop}.png") as im:
             image = ImageData("RGB", *im.size, [np.asarray(im.convert("RGB"))])
         m = by_name.get(name) or zoo.load_model(name)

@@ -74,7 +74,7 @@ def compress_many(images: Sequence[ImageData], models: Sequence[LoadedModel] = (
     for m, where in jobs.values():
         try:
             codec.check_tile(m.net, tile)
-            codec.placed(m.net, device, codec.MAX_BATCH_PIXELS, workers)
+            codec.coding_device(m.net, device)
         except ValueError as e:
             raise PixzipError(f"model {m.name!r}: {e}") from None
         planes = [images[i].planes[p] for i, p in where]
@@ -185,7 +185,7 @@ def decompress_many(datas: Sequence[bytes], extra_models: Sequence[LoadedModel] 
     for (_, tile), members in groups.items():
         model = parsed[members[0][0]].models[members[0][1]]
         try:
-            codec.placed(model.net, device, codec.MAX_BATCH_PIXELS, workers)
+            codec.coding_device(model.net, device)
         except ValueError as e:
             raise PixzipError(f"model {model.name!r}: {e}") from None
         try:

@@ -466,7 +466,8 @@ def info(files):
 @click.option("--steps", type=click.IntRange(1), default=10000, show_default=True)
 @click.option("--minutes", type=click.FloatRange(0), default=0, show_default=True,
               help="Wall-clock budget: at every validation the step count (and with it the learning-rate "
-                   "schedule) is re-fitted so that training ends in time; --steps is then the most it runs.")
+                   "schedule) is re-fitted so that training ends in time; --steps is then the most it runs. "
+                   "Single-process training only.")
 @click.option("--batch", type=click.IntRange(1), default=16, show_default=True)
 @click.option("--crop", type=click.IntRange(4), default=32, show_default=True)
 @click.option("--hidden", type=click.IntRange(3), default=48, show_default=True,

@@ -20,7 +20,7 @@ import constriction
 import numpy as np
 import torch
 
-from .engine import IntModel, IntMultiScale, IntPixelCNN
+from .engine import IntModel, IntMultiScale, IntPixelCNN, require_gpu_path
 
 # constriction quantises the (integer-valued) frequencies to its own fixed point deterministically;
 # perfect=False is the leaky quantiser whose result is documented to be platform independent.
@@ -127,20 +127,28 @@ def tile_symbols(model: IntModel, planes: list[np.ndarray], tile: int, max_pixel
             first += h * w
 
 
-def placed(model, device, max_pixels: int, workers: int):
-    """(model, max_pixels, workers) for coding on `device` (None: the CPU). On a GPU the network runs
-    there, in this process, on wider canvases; the coder stays on the CPU. The integers are the same
-    on every device (tests/test_gpu.py), so the bytes are too. "auto": a GPU if torch sees one and
-    the model runs there (a PixelCNN), else the CPU."""
+def coding_device(model, device) -> torch.device | None:
+    """Where `model` runs for a `device` of "cpu", "cuda", "auto" (a GPU if torch sees one and the
+    model runs there, else the CPU) or None: None for the CPU. ValueError for a model the GPU path
+    does not run."""
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() and isinstance(model, IntPixelCNN) else None
     if device is None or torch.device(device).type == "cpu":
-        return model, max_pixels, workers
-    if isinstance(model, IntMultiScale):
-        raise ValueError("GPU coding is implemented for PixelCNN models, not multiscale: use --device cpu")
+        return None
+    require_gpu_path(model)
+    return torch.device(device)
+
+
+def placed(model, device, max_pixels: int):
+    """(model, max_pixels) for coding on `device` (see coding_device). On a GPU the network runs there,
+    in this process, on wider canvases; the coder stays on the CPU. The integers are the same on every
+    device (tests/test_gpu.py), so the bytes are too."""
+    device = coding_device(model, device)
+    if device is None:
+        return model, max_pixels
     if max_pixels == MAX_BATCH_PIXELS:
         max_pixels = MAX_BATCH_PIXELS_CUDA
-    return model.on(device), max_pixels, workers       # encoding: workers code; decoding: one process
+    return model.on(device), max_pixels
 
 
 def check_tile(model, tile: int):
@@ -176,7 +184,7 @@ def encode_planes(model: IntModel | IntMultiScale, planes: list[np.ndarray], til
     With workers > 1 (and enough pixels), groups of tiles are coded in parallel processes: every tile
     is its own stream, so the bytes are the same. Also returns each plane's ideal code length in bits
     (for reporting; never used for coding)."""
-    model, max_pixels, workers = placed(model, device, max_pixels, workers)
+    model, max_pixels = placed(model, device, max_pixels)
     if isinstance(model, IntMultiScale):
         check_tile(model, tile)
         smalls = [model.subsample(p) for p in planes]
@@ -237,16 +245,20 @@ def _encode_on_device(model, planes, tile, progress, max_pixels, workers):
     try:
         pending = [(key, len(symbols), pool.apply_async(_code_tile, (symbols, params)))
                    for key, symbols, params in tile_symbols(model, planes, tile, max_pixels)]
-        streams, bits = [[] for _ in planes], [0.0] * len(planes)
-        for (k, _), n, job in pending:                  # tiles come in order, plane by plane
-            words, tile_bits = job.get()
-            streams[k].append(words)
-            bits[k] += tile_bits
-            if progress:
-                progress(n // model.cfg.channels)
-        return list(zip(streams, bits))
+        return _collect(len(planes), ((key, n, job.get()) for key, n, job in pending), progress, model.cfg.channels)
     finally:
         pool.terminate()
+
+
+def _collect(n_planes: int, coded, progress, channels: int) -> list[tuple[list[np.ndarray], float]]:
+    """Per plane, its streams and ideal bits, from (key, symbol count, (words, bits)) in stream order."""
+    streams, bits = [[] for _ in range(n_planes)], [0.0] * n_planes
+    for (k, _), n, (words, tile_bits) in coded:
+        streams[k].append(words)
+        bits[k] += tile_bits
+        if progress:
+            progress(n // channels)
+    return list(zip(streams, bits))
 
 
 _worker_model = None
@@ -272,14 +284,9 @@ def _code_tile(symbols: np.ndarray, params: torch.Tensor, model=None) -> tuple[n
 
 
 def _encode_planes(model, planes, tile, progress, max_pixels, conds=None):
-    streams, bits = [[] for _ in planes], [0.0] * len(planes)
-    for (k, _), symbols, params in tile_symbols(model, planes, tile, max_pixels, conds):   # in stream order
-        words, tile_bits = _code_tile(symbols, params, model)
-        streams[k].append(words)
-        bits[k] += tile_bits
-        if progress:
-            progress(len(symbols) // model.cfg.channels)
-    return list(zip(streams, bits))
+    coded = ((key, len(symbols), _code_tile(symbols, params, model))
+             for key, symbols, params in tile_symbols(model, planes, tile, max_pixels, conds))
+    return _collect(len(planes), coded, progress, model.cfg.channels)
 
 
 def encode_plane(model: IntModel, plane: np.ndarray, tile: int,
@@ -398,7 +405,7 @@ def decode_planes(model, shapes: list[tuple[int, int]], tile: int,
     if len(streams) != len(shapes) or any(len(s) != stream_count(model, h, w, tile)
                                           for s, (h, w) in zip(streams, shapes)):
         raise ValueError("stream count does not match the tile grid")
-    model, max_pixels, workers = placed(model, device, max_pixels, workers)
+    model, max_pixels = placed(model, device, max_pixels)
     smalls = None
     if isinstance(model, IntMultiScale):
         check_tile(model, tile)

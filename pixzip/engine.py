@@ -156,10 +156,7 @@ class QConv:
         `cond` = (accumulators, QConv) of a conditional bias, whose `mult` is at this layer's shift:
         both terms are summed before the one rounding, as in the float model."""
         p = self._params(group)
-        if acc.is_cuda:    # (the same integers; CUDA's addcmul is not promised for integer types)
-            y = acc.to(torch.int64).mul_(p.mult).add_(p.offset)
-        else:
-            y = torch.addcmul(p.offset, acc, p.mult)        # int64: acc * mult + offset, one pass
+        y = mul_add_int64(acc, p.mult, p.offset)
         if cond is not None:
             c_acc, c_conv = cond
             y.add_(c_acc.to(torch.int64).mul_(c_conv.mult[self.cols(group)]))
@@ -188,11 +185,15 @@ def requantize(acc: torch.Tensor, mult: torch.Tensor, shift: torch.Tensor, lo: i
     # int64 in one pass: 1-d constants take part in type promotion (0-d ones would not, leaving an
     # int16 input in int16)
     mult, shift = torch.atleast_1d(mult), torch.atleast_1d(shift)
+    return mul_add_int64(acc, mult, 1 << (shift - 1)).bitwise_right_shift_(shift).clamp_(lo, hi)
+
+
+def mul_add_int64(acc: torch.Tensor, mult: torch.Tensor, offset: torch.Tensor) -> torch.Tensor:
+    """acc * mult + offset in int64 (mult, offset int64): one addcmul pass on the CPU; on CUDA, whose
+    addcmul is not promised for integer types, a multiply and an add (the same integers)."""
     if acc.is_cuda:
-        y = acc.to(torch.int64).mul_(mult).add_(1 << (shift - 1))
-    else:
-        y = torch.addcmul(1 << (shift - 1), acc, mult)
-    return y.bitwise_right_shift_(shift).clamp_(lo, hi)
+        return acc.to(torch.int64).mul_(mult).add_(offset)
+    return torch.addcmul(offset, acc, mult)
 
 
 class Canvas:
@@ -376,10 +377,11 @@ class IntModel:
         head's outputs come back to the CPU, where the frequency tables are made for the coder, so the
         tables stay here."""
         device = torch.device(device)
-        if device.type == "cpu" or self.host is not self:
-            return self.host if device.type == "cpu" else self.host.on(device)
-        if not isinstance(self, IntPixelCNN):
-            raise ValueError(f"GPU coding is implemented for PixelCNN models, not {self.cfg.arch}: use --device cpu")
+        if self.host is not self:
+            return self.host.on(device)
+        if device.type == "cpu":
+            return self
+        require_gpu_path(self)
         if device.type == "cuda" and device.index is None:
             device = torch.device("cuda", torch.cuda.current_device())
         if device not in self._on:
@@ -656,6 +658,12 @@ class IntPixelCNN(IntModel):
             y = residual_add(y, self._conv(cb, canvas, mid, sites, group, f"conv_b{b}"))
             src, read = self._stream(canvas, b + 1, sites, y, cols)
         return self._head_trunk(canvas, sites.centre("head", group, read), sites, group)
+
+
+def require_gpu_path(model):
+    """The GPU path runs PixelCNN models only (the LSTM and multi-scale engines are not ported)."""
+    if not isinstance(model, IntPixelCNN):
+        raise ValueError(f"GPU coding is implemented for PixelCNN models, not {model.cfg.arch}: use --device cpu")
 
 
 def exp_table() -> torch.Tensor:

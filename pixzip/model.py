@@ -226,7 +226,7 @@ class ActQuant(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.training and not self._learned:
-            m = x.detach().abs().amax().to(self.max_abs.dtype)     # (bf16 under autocast)
+            m = x.detach().abs().amax()
             if self._observed:
                 self.max_abs.lerp_(m, self.momentum)
             else:
@@ -420,18 +420,12 @@ class PixelCNN(ARModel):
         return self.q_read[reader](x) if self.cfg.stream_bits == 16 else x
 
 
-def at_least_float32(x: torch.Tensor | None) -> torch.Tensor | None:
-    """Half-precision outputs (of an autocast region) in float32; float32 and float64 as they are."""
-    return x.float() if x is not None and x.dtype in (torch.float16, torch.bfloat16) else x
-
-
 def quantize_head(o: torch.Tensor, head: str, skip: torch.Tensor | None = None) -> torch.Tensor:
     """Round raw head outputs (B, C, D, H, W) to the grid the integer engine codes with.
 
     Laplace: channel 0 is mu in grey levels (1/16 steps, clamped to 0..255), channel 1 the natural log
     of the scale (1/8 steps). Softmax: free logits in nats (1/16 steps).
     """
-    o, skip = at_least_float32(o), at_least_float32(skip)   # a bf16 mu keeps 8 significant bits: 1/16 needs 12
     if head == "softmax":
         return round_ste(o * LOGIT_FRAC) / LOGIT_FRAC
     mu16 = 128.0 * MU_FRAC + round_ste(128.0 * MU_FRAC * o[:, :, 0:1])
@@ -445,7 +439,6 @@ def quantize_head(o: torch.Tensor, head: str, skip: torch.Tensor | None = None) 
 def nll_bits(q: torch.Tensor, img: torch.Tensor, head: str, levels: int = 256) -> torch.Tensor:
     """Per-sub-pixel code length in bits, (B, C, H, W), of img (pixel values 0..255) under the
     quantised head outputs q."""
-    q = at_least_float32(q)
     if head == "softmax":
         symbols = to_symbols(img.long(), levels)
         logp = F.log_softmax(q, dim=2).gather(2, symbols.unsqueeze(2)).squeeze(2)

@@ -128,6 +128,8 @@ def train(cfg: ModelConfig, tc: TrainConfig, out: Path, resume: bool = False, pr
     if tc.threads:
         torch.set_num_threads(tc.threads)
     device, rank, world = setup_device(tc.device)
+    if tc.minutes and world > 1:    # each process's clock would end it at its own step: a collective hangs
+        raise ValueError("--minutes is for single-process training (under torchrun, use --steps)")
     torch.manual_seed(tc.seed)
     state = None
     if resume and out.exists():
@@ -197,7 +199,7 @@ def train(cfg: ModelConfig, tc: TrainConfig, out: Path, resume: bool = False, pr
                 log.append({"step": step, "train_bpd": float(train_bpd), "val_bpd": v, "time": time.time() - t0,
                             "processes": world, "device": device.type})
                 save_checkpoint(out, model, opt, step, cfg, tc, log)
-                if deadline is not None and world == 1 and step < tc.steps:
+                if deadline is not None and step < tc.steps:
                     tc.steps, pace = fit_steps(step, pace, deadline, max_steps), (time.time(), step)
             if progress and rank == 0 and (step % PROGRESS_EVERY == 0 or step == tc.steps):
                 progress(step, tc.steps, float(train_bpd), log[-1]["val_bpd"] if log else float("nan"),

@@ -36,7 +36,7 @@ def test_float_products_of_int8_are_exact(m, k, n):
 
 def test_cpu_placement_is_the_model_itself():
     _, net = make_tiny_model(3)
-    assert net.on("cpu") is net and codec.placed(net, None, 5, 3) == (net, 5, 3)
+    assert net.on("cpu") is net and codec.placed(net, None, 5) == (net, 5)
 
 
 def test_gpu_coding_refuses_other_architectures_in_one_line():
@@ -125,7 +125,7 @@ def test_auto_device_encodes_on_a_gpu_and_decodes_on_the_cpu(monkeypatch):
     assert set_device("cuda", 0, decoding=True) == "cuda" and set_device("cpu", 0) == "cpu"
     # "auto" keeps a model the GPU path does not run (an LSTM) on the CPU, whatever torch sees
     _, lstm = tiny_rnn("rowlstm")
-    assert codec.placed(lstm, "auto", 7, 2) == (lstm, 7, 2)
+    assert codec.placed(lstm, "auto", 7) == (lstm, 7)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     net = tiny(dict(channels=3))
-    assert codec.placed(net, "auto", 7, 2) == (net, 7, 2)
+    assert codec.placed(net, "auto", 7) == (net, 7)
