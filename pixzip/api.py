@@ -53,18 +53,21 @@ def choose_models(image: ImageData, preferred: Sequence[LoadedModel]) -> list[Lo
 
 
 def compress(image: ImageData, models: Sequence[LoadedModel] = (), tile: int = DEFAULT_TILE,
-             progress: Callable[[int], None] | None = None, workers: int = 1, device=None) -> tuple[bytes, Stats]:
+             progress: Callable[[int], None] | None = None, workers: int = 1, device=None,
+             version: int = container.VERSION) -> tuple[bytes, Stats]:
     """Code an image; `models` are preferred over the defaults for planes of their channel count.
     `workers` > 1 codes groups of tiles in parallel processes; `device` ("cuda") runs the network on
-    a GPU. Neither changes a byte."""
-    return compress_many([image], models, tile, progress, workers, device)[0]
+    a GPU. Neither changes a byte. `version`: the format written (3; 2 for readers before pixzip 0.4)."""
+    return compress_many([image], models, tile, progress, workers, device, version)[0]
 
 
 def compress_many(images: Sequence[ImageData], models: Sequence[LoadedModel] = (), tile: int = DEFAULT_TILE,
                   progress: Callable[[int], None] | None = None, workers: int = 1,
-                  device=None) -> list[tuple[bytes, Stats]]:
+                  device=None, version: int = container.VERSION) -> list[tuple[bytes, Stats]]:
     """Code several images in one batched pass per model (tiles of all of them share the canvases);
     each image's file is byte for byte what it would be alone."""
+    if version not in (2, 3):
+        raise PixzipError(f"cannot write format version {version} (2 or 3)")
     chosen = [choose_models(im, models) for im in images]
     jobs: dict[str, tuple[LoadedModel, list]] = {}          # model id -> (model, [(image, plane)])
     for i, (im, ms) in enumerate(zip(images, chosen)):
@@ -79,13 +82,14 @@ def compress_many(images: Sequence[ImageData], models: Sequence[LoadedModel] = (
             raise PixzipError(f"model {m.name!r}: {e}") from None
         planes = [images[i].planes[p] for i, p in where]
         for key, result in zip(where, codec.encode_planes(m.net, planes, tile, progress, workers=workers,
-                                                          device=device)):
+                                                          device=device, coder=container.CODERS[version])):
             coded[key] = result
-    return [_container(im, ms, [coded[(i, p)] for p in range(len(im.planes))], tile)
+    return [_container(im, ms, [coded[(i, p)] for p in range(len(im.planes))], tile, version)
             for i, (im, ms) in enumerate(zip(images, chosen))]
 
 
-def _container(image: ImageData, models: list[LoadedModel], coded: list, tile: int) -> tuple[bytes, Stats]:
+def _container(image: ImageData, models: list[LoadedModel], coded: list, tile: int,
+               version: int) -> tuple[bytes, Stats]:
     refs: list[LoadedModel] = []
     for m in models:
         if m not in refs:
@@ -96,7 +100,8 @@ def _container(image: ImageData, models: list[LoadedModel], coded: list, tile: i
                     [ModelRef(m.id, "" if zoo.is_shipped(m) else m.name) for m in refs],
                     [(refs.index(m), p.shape[2]) for p, m in zip(image.planes, models)],
                     pixel_crc=zlib.crc32(image.pixel_bytes()), model_bits=model_bits, icc=image.icc,
-                    palette_mode=image.palette_mode, palette=image.palette, transparency=image.transparency)
+                    palette_mode=image.palette_mode, palette=image.palette, transparency=image.transparency,
+                    version=version)
     data = container.write(header, streams)
     return data, Stats(len(data), header.subpixels, model_bits)
 
@@ -177,19 +182,19 @@ def decompress_many(datas: Sequence[bytes], extra_models: Sequence[LoadedModel] 
             parsed[i] = _parse(data, extra_models, max_pixels)
         except PixzipError as e:
             results[i] = e
-    groups: dict[tuple, list] = {}                 # (model id, tile) -> [(file, plane)]
+    groups: dict[tuple, list] = {}                 # (model id, tile, coder) -> [(file, plane)]
     for i, f in parsed.items():
         for p, m in enumerate(f.models):
-            groups.setdefault((m.id, f.header.tile), []).append((i, p))
+            groups.setdefault((m.id, f.header.tile, container.CODERS[f.header.version]), []).append((i, p))
     planes: dict[tuple, object] = {}
-    for (_, tile), members in groups.items():
+    for (_, tile, coder), members in groups.items():
         model = parsed[members[0][0]].models[members[0][1]]
         try:
             codec.coding_device(model.net, device)
         except ValueError as e:
             raise PixzipError(f"model {model.name!r}: {e}") from None
         try:
-            decoded = _decode_group(parsed, members, tile, progress, workers, device)
+            decoded = _decode_group(parsed, members, tile, coder, progress, workers, device)
         except FormatError:
             if len({i for i, _ in members}) == 1:
                 decoded = [FormatError("compressed data is corrupted (undecodable stream)")] * len(members)
@@ -197,7 +202,7 @@ def decompress_many(datas: Sequence[bytes], extra_models: Sequence[LoadedModel] 
                 decoded = []
                 for i, p in members:
                     try:
-                        decoded += _decode_group(parsed, [(i, p)], tile, progress, workers, device)
+                        decoded += _decode_group(parsed, [(i, p)], tile, coder, progress, workers, device)
                     except FormatError as e:
                         decoded.append(e)
         planes.update(zip(members, decoded))
@@ -217,12 +222,13 @@ def decompress_many(datas: Sequence[bytes], extra_models: Sequence[LoadedModel] 
     return results
 
 
-def _decode_group(parsed: dict, members: list, tile: int, progress, workers, device=None) -> list:
+def _decode_group(parsed: dict, members: list, tile: int, coder: str, progress, workers, device=None) -> list:
     model = parsed[members[0][0]].models[members[0][1]]
     shapes = [(parsed[i].header.height, parsed[i].header.width) for i, _ in members]
     streams = [parsed[i].streams[p] for i, p in members]
     try:
-        return codec.decode_planes(model.net, shapes, tile, streams, progress, workers=workers, device=device)
+        return codec.decode_planes(model.net, shapes, tile, streams, progress, workers=workers, device=device,
+                                   coder=coder)
     except (ValueError, RuntimeError, OverflowError):
         raise FormatError("compressed data is corrupted (undecodable stream)") from None
 

@@ -1,11 +1,16 @@
-"""Entropy coding of image planes with an integer model and constriction's range coder.
+"""Entropy coding of image planes with an integer model.
 
 A plane (H, W, C) is cut into tiles; each tile is coded independently into its own stream, so tiles
-can be decoded in any grouping (and, later, on several cores). Symbols are coded in the decoder's
-order: wavefront t = j + s*i ascending, then channel (R, G, B), then row i. The encoder evaluates the
-model once over every pixel of a batch of tiles; the decoder walks the wavefronts of a batch of tiles
+can be decoded in any grouping (and on several cores). Symbols are coded in the decoder's order:
+wavefront t = j + s*i ascending, then channel (R, G, B), then row i. The encoder evaluates the model
+once over every pixel of a batch of tiles; the decoder walks the wavefronts of a batch of tiles
 together. Both run the same layer code (`encode_params` over all pixels, `step_params` per wavefront
-and channel) and the same `frequencies`.
+and channel) and the same integer tables.
+
+Two coders: "rans" (format version 3, `pixzip.rans`): every tile has a few rANS lanes (row i is lane
+i % K), so that all symbols of one decoding sub-step, across every tile of the batch, decode in at
+most PASSES vectorised steps on the model's device; "range" (versions 1 and 2): constriction's range
+coder, one call per tile and sub-step, tables built on the CPU.
 """
 
 from __future__ import annotations
@@ -14,12 +19,13 @@ import multiprocessing
 import signal
 from contextlib import contextmanager
 from functools import lru_cache
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import constriction
 import numpy as np
 import torch
 
+from . import rans
 from .engine import IntModel, IntMultiScale, IntPixelCNN, require_gpu_path
 
 # constriction quantises the (integer-valued) frequencies to its own fixed point deterministically;
@@ -28,6 +34,17 @@ FAMILY = constriction.stream.model.Categorical(perfect=False)
 CHUNK_SYMBOLS = 1 << 12       # symbols per call to the coder: their tables (8 MB) stay in the cache
 MAX_BATCH_PIXELS = 1 << 20     # tiles coded together at most; bounds memory, never changes the bits
 MAX_BATCH_PIXELS_CUDA = 1 << 23     # on a GPU (about 2 GB of canvas): wider steps, the same bits
+CODERS = ("rans", "range")    # format version 3, versions 1-2
+PASSES = 8                    # v3: at most this many vectorised rANS steps per decoding sub-step
+
+
+def lanes_per_tile(height: int, width: int, slope: int) -> int:
+    """Format v3: the rANS lanes (states) of a tile, K. A sub-step (one wavefront, one channel) codes
+    one pixel of each of at most `widest` consecutive rows; with row i in lane i % K, no lane has more
+    than PASSES of them, so a sub-step decodes in at most PASSES vectorised steps. Each lane costs
+    about 40 bits of state, so K is no larger than that needs."""
+    widest = min(height, (width - 1) // slope + 1)
+    return -(-widest // PASSES)
 
 
 def tile_grid(height: int, width: int, tile: int) -> list[tuple[int, int, int, int]]:
@@ -106,10 +123,18 @@ def _chunks(symbols: np.ndarray, params: torch.Tensor):
         yield symbols[s:s + CHUNK_SYMBOLS], params[s:s + CHUNK_SYMBOLS]
 
 
-def tile_symbols(model: IntModel, planes: list[np.ndarray], tile: int, max_pixels: int = MAX_BATCH_PIXELS,
-                 conds: list[np.ndarray] | None = None):
-    """Yield ((plane, tile number), symbols, head outputs (n, D) on the CPU) tile by tile, in coding
-    order: what the coder needs, from the model's one pass over each batch of tiles (on any device)."""
+class TileSymbols(NamedTuple):
+    key: tuple[int, int]          # (plane, tile number)
+    symbols: np.ndarray           # int64, in coding order
+    params: torch.Tensor          # head outputs (n, D) on the model's device, same order
+    rows: np.ndarray              # each symbol's row i in its tile
+    shape: tuple[int, int]        # the tile's (h, w)
+
+
+def _batch_symbols(model: IntModel, planes: list[np.ndarray], tile: int, max_pixels: int = MAX_BATCH_PIXELS,
+                   conds: list[np.ndarray] | None = None):
+    """Yield, per batch of tiles (the model's one pass over a canvas, on any device), the TileSymbols
+    of each tile: everything a coder needs."""
     conds = None if conds is None else dict(enumerate(conds))
     for p in planes:
         if p.shape[2] != model.cfg.channels:
@@ -117,14 +142,25 @@ def tile_symbols(model: IntModel, planes: list[np.ndarray], tile: int, max_pixel
     tiles = [(k, n, *t) for k, p in enumerate(planes) for n, t in enumerate(tile_grid(p.shape[0], p.shape[1], tile))]
     for batch in _batches(tiles, max_pixels, first=2):
         canvas, flat = _load_batch(model, [t[:1] + t[2:] for t in batch], planes, conds)
-        params = model.encode_params(canvas, flat).cpu()          # (n_pixels, C, D)
-        first = 0
+        params = model.encode_params(canvas, flat)          # (n_pixels, C, D)
+        items, first = [], 0
         for n, (k, number, y0, x0, h, w) in enumerate(batch):
             i, j, c = _coding_order(canvas, model.slope, model.cfg.channels, n)
-            rows = first + i * w + j                           # canvas.pixels() is raster per tile
-            symbols = model.cfg.symbols(planes[k][y0 + i, x0 + j, c].astype(np.int32))
-            yield (k, number), symbols, params[torch.from_numpy(rows), torch.from_numpy(c)]
+            rows = torch.from_numpy(first + i * w + j).to(params.device)    # canvas.pixels(): raster per tile
+            symbols = model.cfg.symbols(planes[k][y0 + i, x0 + j, c].astype(np.int32)).astype(np.int64)
+            items.append(TileSymbols((k, number), symbols, params[rows, torch.from_numpy(c).to(params.device)],
+                                     i, (h, w)))
             first += h * w
+        yield items
+
+
+def tile_symbols(model: IntModel, planes: list[np.ndarray], tile: int, max_pixels: int = MAX_BATCH_PIXELS,
+                 conds: list[np.ndarray] | None = None):
+    """Yield ((plane, tile number), symbols, head outputs (n, D) on the CPU) tile by tile, in coding
+    order."""
+    for items in _batch_symbols(model, planes, tile, max_pixels, conds):
+        for t in items:
+            yield t.key, t.symbols.astype(np.int32), t.params.cpu()
 
 
 def coding_device(model, device) -> torch.device | None:
@@ -176,33 +212,37 @@ def stream_shapes(model, height: int, width: int, tile: int) -> list[tuple[int, 
 def encode_planes(model: IntModel | IntMultiScale, planes: list[np.ndarray], tile: int,
                   progress: Callable[[int], None] | None = None,
                   max_pixels: int = MAX_BATCH_PIXELS, workers: int = 1,
-                  device=None) -> list[tuple[list[np.ndarray], float]]:
+                  device=None, coder: str = "rans") -> list[tuple[list[np.ndarray], float]]:
     """Code uint8 planes (H, W, C), in one batched pass, into one uint32 word array per tile each
     (a multi-scale model: the small image's tiles, then the full image's). `device`: where the
-    network runs (None: the CPU).
+    network (and the rANS coder) runs (None: the CPU); `coder`: "rans" (format v3) or "range" (v2).
 
     With workers > 1 (and enough pixels), groups of tiles are coded in parallel processes: every tile
     is its own stream, so the bytes are the same. Also returns each plane's ideal code length in bits
     (for reporting; never used for coding)."""
+    if coder not in CODERS:
+        raise ValueError(f"unknown coder {coder!r}")
     model, max_pixels = placed(model, device, max_pixels)
     if isinstance(model, IntMultiScale):
         check_tile(model, tile)
         smalls = [model.subsample(p) for p in planes]
-        first = encode_planes(model.small, smalls, tile, None, max_pixels)
-        second = _encode_planes(model.big, planes, tile, progress, max_pixels, smalls)
+        first = encode_planes(model.small, smalls, tile, None, max_pixels, coder=coder)
+        second = _encode_planes(model.big, planes, tile, progress, max_pixels, smalls, coder)
         return [(s1 + s2, b1 + b2) for (s1, b1), (s2, b2) in zip(first, second)]
     grids = [tile_grid(p.shape[0], p.shape[1], tile) for p in planes]
     jobs = [(k, n, t) for k, g in enumerate(grids) for n, t in enumerate(g)]
     workers = min(workers, len(jobs))
+    large = sum(p.shape[0] * p.shape[1] for p in planes) >= ENCODE_PARALLEL_MIN_PIXELS
     if model.device.type != "cpu":
-        large = sum(p.shape[0] * p.shape[1] for p in planes) >= ENCODE_PARALLEL_MIN_PIXELS
+        if coder == "rans":          # the coder runs on the device too
+            return _encode_planes(model, planes, tile, progress, max_pixels, coder=coder)
         return _encode_on_device(model, planes, tile, progress, max_pixels, workers if large else 1)
-    if workers <= 1 or sum(p.shape[0] * p.shape[1] for p in planes) < ENCODE_PARALLEL_MIN_PIXELS:
-        return _encode_planes(model, planes, tile, progress, max_pixels)
+    if workers <= 1 or not large:
+        return _encode_planes(model, planes, tile, progress, max_pixels, coder=coder)
     streams = [[None] * len(g) for g in grids]
     bits = [0.0] * len(planes)
     for g, result in _in_workers(workers, jobs, lambda g: (_encode_tiles, (
-            model, [_crop(planes[k], t) for k, _, t in g], max_pixels))):
+            model, [_crop(planes[k], t) for k, _, t in g], max_pixels, coder))):
         for (k, n, (_, _, h, w)), (tile_streams, tile_bits) in zip(g, result):
             streams[k][n] = tile_streams[0]
             bits[k] += tile_bits
@@ -230,17 +270,17 @@ def _crop(plane: np.ndarray, tile: tuple[int, int, int, int]) -> np.ndarray:
     return np.ascontiguousarray(plane[y:y + h, x:x + w])
 
 
-def _encode_tiles(model, tiles: list[np.ndarray], max_pixels: int):
+def _encode_tiles(model, tiles: list[np.ndarray], max_pixels: int, coder: str):
     """A worker's share: each tile coded as a plane of its own (one stream: the tile's bytes)."""
     with one_thread():
-        return _encode_planes(model, tiles, 0, None, max_pixels)
+        return _encode_planes(model, tiles, 0, None, max_pixels, coder=coder)
 
 
 def _encode_on_device(model, planes, tile, progress, max_pixels, workers):
     """The network on the device in this process, the coder (tables + constriction, all on the CPU)
     fanned out tile by tile to `workers` processes: every tile is its own stream, so the same bytes."""
     if workers <= 1:
-        return _encode_planes(model, planes, tile, progress, max_pixels)
+        return _encode_planes(model, planes, tile, progress, max_pixels, coder="range")
     pool = _pool(workers, _coder_worker, (model.host,))
     try:
         pending = [(key, len(symbols), pool.apply_async(_code_tile, (symbols, params)))
@@ -283,10 +323,57 @@ def _code_tile(symbols: np.ndarray, params: torch.Tensor, model=None) -> tuple[n
     return enc.get_compressed(), bits
 
 
-def _encode_planes(model, planes, tile, progress, max_pixels, conds=None):
-    coded = ((key, len(symbols), _code_tile(symbols, params, model))
-             for key, symbols, params in tile_symbols(model, planes, tile, max_pixels, conds))
+def _encode_planes(model, planes, tile, progress, max_pixels, conds=None, coder="rans"):
+    if coder == "rans":
+        coded = (c for items in _batch_symbols(model, planes, tile, max_pixels, conds)
+                 for c in _code_lanes(model, items))
+    else:
+        coded = ((key, len(symbols), _code_tile(symbols, params, model))
+                 for key, symbols, params in tile_symbols(model, planes, tile, max_pixels, conds))
     return _collect(len(planes), coded, progress, model.cfg.channels)
+
+
+def _code_lanes(model, items: list[TileSymbols]):
+    """Format v3: code a batch of tiles with the rANS lanes, all lanes of the batch in lockstep.
+    Yields (key, symbol count, (stream words, ideal bits)) per tile.
+
+    A tile's stream: its K lanes' final states (`_pack_states`), then the word each symbol's
+    renormalisation wrote, in coding order: the order in which the decoder reads them (sub-step by
+    sub-step; within one, pass by pass and row by row, and a pass's rows ascend with i)."""
+    counts = [lanes_per_tile(*t.shape, model.slope) for t in items]
+    bases = np.cumsum([0] + counts)
+    lane = np.concatenate([b + t.rows % k for t, b, k in zip(items, bases, counts)])
+    symbols = np.concatenate([t.symbols for t in items])
+    tables = model.cdf_tables(torch.cat([t.params for t in items]))
+    below, upto, total = tables.at(symbols), tables.at(symbols + 1), tables.total
+    lo = rans.quantise(below, total)
+    states, written, words = rans.encode_lanes(lo, rans.quantise(upto, total) - lo, lane, int(bases[-1]))
+    bits = np.log2(total.astype(np.float64)) - np.log2((upto - below).astype(np.float64))   # reporting only
+    start = 0
+    for t, b, k in zip(items, bases, counts):
+        end = start + len(t.symbols)
+        stream = np.concatenate([_pack_states(states[b:b + k]), words[start:end][written[start:end]]])
+        yield t.key, len(t.symbols), (stream.astype(np.uint32), float(np.sum(bits[start:end])))
+        start = end
+
+
+def _pack_states(states: np.ndarray) -> np.ndarray:
+    """Final lane states as words: the high parts (< 2^24) packed 3 bytes each (little-endian, padded
+    to whole words), then the low words. The decoder reads the low words as ordinary refills."""
+    high, low = states >> rans.WORD_BITS, states & rans.WORD_MASK
+    packed = high.astype("<u4").view(np.uint8).reshape(-1, 4)[:, :3].reshape(-1)
+    packed = np.concatenate([packed, np.zeros(-len(packed) % 4, dtype=np.uint8)])
+    return np.concatenate([packed.view("<u4"), low]).astype(np.uint32)
+
+
+def _unpack_states(words: np.ndarray, lanes: int) -> tuple[np.ndarray, int]:
+    """Inverse of _pack_states at the start of a stream: (states int64, words used)."""
+    n_high = -(-3 * lanes // 4)
+    if len(words) < n_high + lanes:
+        raise ValueError("stream too short for its lanes' states")
+    packed = words[:n_high].astype("<u4").view(np.uint8)[:3 * lanes].reshape(lanes, 3).astype(np.int64)
+    high = packed[:, 0] | packed[:, 1] << 8 | packed[:, 2] << 16
+    return high << rans.WORD_BITS | words[n_high:n_high + lanes].astype(np.int64), n_high + lanes
 
 
 def encode_plane(model: IntModel, plane: np.ndarray, tile: int,
@@ -308,53 +395,149 @@ def one_thread():
         torch.set_num_threads(old)
 
 
-def decode_tiles(model: IntModel, jobs: list[tuple], choose: Callable[[object, torch.Tensor, tuple], np.ndarray],
-                 progress: Callable[[int], None] | None = None, max_pixels: int = MAX_BATCH_PIXELS,
-                 dtype: torch.dtype = torch.int32, conds: dict | None = None) -> dict:
+def decode_tiles(model: IntModel, jobs: list[tuple], choose, progress: Callable[[int], None] | None = None,
+                 max_pixels: int = MAX_BATCH_PIXELS, dtype: torch.dtype = torch.int32,
+                 conds: dict | None = None) -> dict:
     """Decode tiles wavefront by wavefront, batched on shared canvases; `jobs` are (key, h, w) with any
-    hashable key (the tiles may come from several planes or images). `choose(key, freq, (i, j, c))`
-    returns the symbols of one tile's sub-pixels at the current step (tile rows i, columns j, channel c)
-    given their integer frequency tables: the entropy decoder, a sampler, or in tests a recorder.
-    `dtype` is the tables' (float64 for constriction, int32 for tests). A conditional model takes each
-    tile's part of the subsampled plane, `conds` {key: uint8 array}. Returns {key: uint8 (h, w, C)}."""
+    hashable key (the tiles may come from several planes or images). `choose` decides the symbols:
+    either a per-tile function choose(key, freq, (i, j, c)) returning the symbols of one tile's
+    sub-pixels at the current step (tile rows i, columns j, channel c) given their integer frequency
+    tables (constriction's decoder, a sampler, or in tests a recorder; `dtype` is the tables'), or a
+    decoder for all tiles at once (`_LaneDecoder`). A conditional model takes each tile's part of the
+    subsampled plane, `conds` {key: uint8 array}. Returns {key: uint8 (h, w, C)}."""
+    if not hasattr(choose, "begin"):
+        choose = _PerTile(model, choose, dtype)
     out = {}
     with one_thread():
         for batch in _batches([(key, 0, 0, h, w) for key, h, w in jobs], max_pixels, first=1):
-            out.update(_decode_batch(model, batch, choose, progress, dtype, conds))
+            out.update(_decode_batch(model, batch, choose, progress, conds))
     return out
 
 
-def _decode_batch(model: IntModel, batch, choose, progress, dtype, conds=None) -> dict:
+def _decode_batch(model: IntModel, batch, decide, progress, conds=None) -> dict:
     """Decode one canvas of tiles (key, 0, 0, h, w)."""
     C = model.cfg.channels
     canvas, _ = _load_batch(model, batch, None, conds)
+    device = canvas.device
     tiles, ii, jj = canvas.pixels()
     t = jj + model.slope * ii
     order = np.lexsort((ii, tiles, t))                    # by t, then tile, then i
     tiles, ii, jj, t = tiles[order], ii[order], jj[order], t[order]
     flat = canvas.flat(tiles, ii, jj)
-    decoded = np.zeros((len(batch), canvas.H, canvas.W, C), dtype=np.uint8)
     bounds = np.flatnonzero(np.r_[True, t[1:] != t[:-1], True])
-    tile_change = np.flatnonzero(np.r_[True, tiles[1:] != tiles[:-1], True])
+    decide.begin(batch, tiles, ii, t)
+    where = [torch.from_numpy(a).to(device) for a in (tiles, ii, jj)]
+    decoded = torch.zeros((len(batch), canvas.H, canvas.W, C), dtype=torch.uint8, device=device)
+    values = torch.from_numpy(np.asarray(model.symbol_values, dtype=np.int64)).to(device)
     img = canvas.buf["img"]
     for s, e in zip(bounds[:-1], bounds[1:]):
         pos = flat[s:e]
         index = model.gather_index(canvas, pos)
         cache: dict = {}
-        cuts = tile_change[(tile_change >= s) & (tile_change <= e)]
-        cuts = np.unique(np.r_[s, cuts, e]) - s              # this wavefront's per-tile segments
+        at = [a[s:e] for a in where]
         for c in range(C):
-            freq = model.frequencies(model.step_params(canvas, index, c, cache).cpu(), dtype)
-            vals = np.empty(e - s, dtype=np.int64)
-            for a, b in zip(cuts[:-1], cuts[1:]):
-                vals[a:b] = choose(batch[tiles[s + a]][0], freq[a:b], (ii[s + a:s + b], jj[s + a:s + b], c))
-            vals = model.symbol_values[vals]
-            v = torch.from_numpy((vals - 128).astype(np.int8)[:, None]).to(canvas.device)
-            img[:, c:c + 1].index_copy_(0, pos, v)
-            decoded[tiles[s:e], ii[s:e], jj[s:e], c] = vals
+            v = values[decide.step(model.step_params(canvas, index, c, cache), s, e, c)]
+            img[:, c:c + 1].index_copy_(0, pos, (v - 128).to(torch.int8)[:, None])
+            decoded[at[0], at[1], at[2], c] = v.to(torch.uint8)
         if progress:
             progress(e - s)
+    decide.finish()
+    decoded = decoded.cpu().numpy()
     return {key: decoded[n, :h, :w] for n, (key, _, _, h, w) in enumerate(batch)}
+
+
+class _PerTile:
+    """Adapts a per-tile choose(key, freq, (i, j, c)) to a decoding step of all tiles: the tables are
+    built on the CPU and handed over tile by tile."""
+
+    def __init__(self, model: IntModel, choose, dtype: torch.dtype):
+        self.model, self.choose, self.dtype = model, choose, dtype
+
+    def begin(self, batch, tiles: np.ndarray, ii: np.ndarray, t: np.ndarray):
+        self.keys = [b[0] for b in batch]
+        self.tiles, self.ii, self.jj = tiles, ii, t - self.model.slope * ii
+        self.tile_change = np.flatnonzero(np.r_[True, tiles[1:] != tiles[:-1], True])
+
+    def step(self, params: torch.Tensor, s: int, e: int, c: int) -> torch.Tensor:
+        freq = self.model.frequencies(params.cpu(), self.dtype)
+        cuts = self.tile_change[(self.tile_change >= s) & (self.tile_change <= e)]
+        cuts = np.unique(np.r_[s, cuts, e]) - s              # this wavefront's per-tile segments
+        symbols = np.empty(e - s, dtype=np.int64)
+        for a, b in zip(cuts[:-1], cuts[1:]):
+            where = (self.ii[s + a:s + b], self.jj[s + a:s + b], c)
+            symbols[a:b] = self.choose(self.keys[self.tiles[s + a]], freq[a:b], where)
+        return torch.from_numpy(symbols).to(params.device)
+
+    def finish(self):
+        pass
+
+
+class _LaneDecoder:
+    """Format v3's decoder: every lane of every tile of a batch advances together, at most PASSES
+    vectorised rANS steps per sub-step (numpy, on the CPU wherever the network runs). `streams`
+    {key: uint32 words}. Raises ValueError at the end of a batch unless every stream was consumed
+    exactly: each lane back in rANS's initial state, each stream at its last word."""
+
+    def __init__(self, model: IntModel, streams: dict):
+        self.model, self.streams = model, streams
+
+    def begin(self, batch, tiles: np.ndarray, ii: np.ndarray, t: np.ndarray):
+        lanes = np.array([lanes_per_tile(h, w, self.model.slope) for _, _, _, h, w in batch])
+        words, states, starts, ends, offset = [], [], [], [], 0
+        for (key, *_), k in zip(batch, lanes):
+            stream = np.asarray(self.streams[key])
+            x, used = _unpack_states(stream, int(k))
+            words.append(stream.astype(np.int64))
+            states.append(x)
+            starts.append(offset + used)
+            offset += len(stream)
+            ends.append(offset)
+        self.words = np.concatenate(words + [np.zeros(1, dtype=np.int64)])   # one spare word: overruns read it
+        self.state = np.concatenate(states)
+        self.ptr, self.end = np.array(starts), np.array(ends)
+        self._schedule(tiles, ii, t, lanes, np.cumsum(lanes) - lanes)
+
+    def _schedule(self, tiles, ii, t, lanes, bases):
+        """Each sub-step's passes, for the whole batch at once: pixel n of the decoding order (by t,
+        tile, i) goes to lane bases[tile] + i % K and pass (i - i0) // K, i0 being its tile's first row
+        in that wavefront; within a wavefront, the pixels are regrouped pass by pass."""
+        n = len(tiles)
+        idx = np.arange(n)
+        group = np.r_[True, (t[1:] != t[:-1]) | (tiles[1:] != tiles[:-1])]
+        i0 = ii[np.maximum.accumulate(np.where(group, idx, 0))]
+        passes = (ii - i0) // lanes[tiles]
+        perm = np.lexsort((idx, passes, t))      # a wavefront keeps its range [s, e) of positions
+        tp, pp, tl = t[perm], passes[perm], tiles[perm]
+        new_pass = np.r_[True, (tp[1:] != tp[:-1]) | (pp[1:] != pp[:-1])]
+        new_group = new_pass | np.r_[True, tl[1:] != tl[:-1]]
+        wave_start = np.maximum.accumulate(np.where(np.r_[True, tp[1:] != tp[:-1]], idx, 0))
+        self.order = perm - wave_start              # position within its wavefront, in pass order
+        self.lane = bases[tl] + ii[perm] % lanes[tl]
+        self.tile = tl
+        self.first = np.maximum.accumulate(np.where(new_group, idx, 0)) - np.maximum.accumulate(np.where(new_pass, idx, 0))
+        cuts = np.flatnonzero(np.r_[new_pass, True])
+        self.passes: dict[int, list] = {}
+        for a, b in zip(cuts[:-1], cuts[1:]):
+            self.passes.setdefault(int(wave_start[a]), []).append((int(a), int(b)))
+
+    def step(self, params: torch.Tensor, s: int, e: int, c: int) -> torch.Tensor:
+        order = self.order[s:e]
+        tables = self.model.cdf_tables(params)[order]
+        symbols = np.empty(e - s, dtype=np.int64)
+        for a, b in self.passes[s]:
+            lane, tile, first = self.lane[a:b], self.tile[a:b], self.first[a:b]
+            sym, x, need = rans.decode_step(self.state[lane], tables[a - s:b - s])
+            before = np.cumsum(need) - need                       # reads before this one in the pass...
+            pos = self.ptr[tile] + before - before[first]         # ...from its own tile's stream
+            self.state[lane] = rans.refill(x, need, self.words[np.minimum(pos, len(self.words) - 1)])
+            self.ptr += np.bincount(tile[need], minlength=len(self.ptr))
+            symbols[order[a - s:b - s]] = sym
+        return torch.from_numpy(symbols).to(params.device)
+
+    def finish(self):
+        # a stream that ran out read past its end, so its pointer ends past it
+        if not ((self.state == rans.LOW).all() and (self.ptr == self.end).all()):
+            raise ValueError("a stream does not decode to its end exactly")
 
 
 def wavefront_decode(model, height: int, width: int, tile: int, choose, progress=None,
@@ -389,14 +572,15 @@ def _assemble(height, width, channels, grid, parts: dict, key) -> np.ndarray:
 
 def decode_plane(model: IntModel, height: int, width: int, tile: int, streams: list[np.ndarray],
                  progress: Callable[[int], None] | None = None,
-                 max_pixels: int = MAX_BATCH_PIXELS, workers: int = 1) -> np.ndarray:
+                 max_pixels: int = MAX_BATCH_PIXELS, workers: int = 1, coder: str = "rans") -> np.ndarray:
     """Inverse of encode_plane. Raises ValueError if the streams do not match the tile grid."""
-    return decode_planes(model, [(height, width)], tile, [streams], progress, max_pixels, workers)[0]
+    return decode_planes(model, [(height, width)], tile, [streams], progress, max_pixels, workers, coder=coder)[0]
 
 
 def decode_planes(model, shapes: list[tuple[int, int]], tile: int,
                   streams: list[list[np.ndarray]], progress: Callable[[int], None] | None = None,
-                  max_pixels: int = MAX_BATCH_PIXELS, workers: int = 1, device=None) -> list[np.ndarray]:
+                  max_pixels: int = MAX_BATCH_PIXELS, workers: int = 1, device=None,
+                  coder: str = "rans") -> list[np.ndarray]:
     """Inverse of encode_planes: the tiles of all planes decode together on shared canvases.
 
     With workers > 1 (and enough pixels), groups of tiles decode in parallel processes; tiles are
@@ -412,7 +596,7 @@ def decode_planes(model, shapes: list[tuple[int, int]], tile: int,
         small_shapes = [model.small_shape(h, w) for h, w in shapes]
         counts = [stream_count(model.small, h, w, tile) for h, w in small_shapes]
         smalls = decode_planes(model.small, small_shapes, tile, [s[:n] for s, n in zip(streams, counts)],
-                               None, max_pixels, workers)
+                               None, max_pixels, workers, coder=coder)
         streams = [s[n:] for s, n in zip(streams, counts)]
         model = model.big
     grids = [tile_grid(h, w, tile) for h, w in shapes]
@@ -422,12 +606,13 @@ def decode_planes(model, shapes: list[tuple[int, int]], tile: int,
                                           for k, g in enumerate(grids) for n, (y, x, h, w) in enumerate(g)}
     workers = min(workers, len(jobs)) if model.device.type == "cpu" else 1   # a GPU: its one process
     if workers <= 1 or sum(h * w for h, w in shapes) < PARALLEL_MIN_PIXELS:
-        parts = _decode_streams(model, jobs, [tile_streams[key] for key, _, _ in jobs], max_pixels, progress, conds)
+        parts = _decode_streams(model, jobs, [tile_streams[key] for key, _, _ in jobs], max_pixels, progress, conds,
+                                coder)
     else:
         parts = {}
         for g, result in _in_workers(workers, jobs, lambda g: (_decode_streams, (
                 model, g, [tile_streams[key] for key, _, _ in g], max_pixels, None,
-                None if conds is None else {key: conds[key] for key, _, _ in g}))):
+                None if conds is None else {key: conds[key] for key, _, _ in g}, coder))):
             parts.update(result)
             if progress:
                 progress(sum(h * w for _, h, w in g))
@@ -441,8 +626,11 @@ PARALLEL_MIN_PIXELS = 1 << 17
 ENCODE_PARALLEL_MIN_PIXELS = 1 << 20
 
 
-def _decode_streams(model, jobs, streams, max_pixels, progress=None, conds=None) -> dict:
+def _decode_streams(model, jobs, streams, max_pixels, progress=None, conds=None, coder="rans") -> dict:
     """Entropy-decode the tiles `jobs` (key, h, w) from their streams (same order)."""
+    if coder == "rans":
+        return decode_tiles(model, jobs, _LaneDecoder(model, {key: s for (key, _, _), s in zip(jobs, streams)}),
+                            progress, max_pixels, conds=conds)
     decoders = {key: constriction.stream.queue.RangeDecoder(s) for (key, _, _), s in zip(jobs, streams)}
 
     def choose(key, freq, where):

@@ -1,9 +1,10 @@
-"""The .pxz container, format versions 1 and 2 (see docs/FORMAT.md). Pure bytes: no torch, no models.
+"""The .pxz container, format versions 1 to 3 (see docs/FORMAT.md). Pure bytes: no torch, no models.
 
 Version 2 (written since pixzip 0.2) is version 1 made smaller for small images: one CRC-32 over the
 whole file instead of a header and a payload CRC, 64-bit model identities instead of 128, the last
 stream's size implied by the file's length, and model names optional (empty for the shipped models,
-which are found by identity). Version 1 files keep decoding."""
+which are found by identity). Version 3 (pixzip 0.4) has version 2's layout; only its streams differ:
+they are rANS lanes (`pixzip.rans`) instead of constriction's range coder. Older files keep decoding."""
 
 from __future__ import annotations
 
@@ -16,7 +17,8 @@ import numpy as np
 from .errors import PixzipError
 
 MAGIC = b"\x89PXZ\r\n\x1a\n"
-VERSION = 2
+VERSION = 3
+CODERS = {1: "range", 2: "range", 3: "rans"}    # the streams' coder, by format version
 MODE_CODES = {"L": 1, "LA": 2, "RGB": 3, "RGBA": 4, "P": 5, "1": 6}
 MODE_NAMES = {v: k for k, v in MODE_CODES.items()}
 PLANES_PER_MODE = {"L": 1, "LA": 2, "RGB": 1, "RGBA": 2, "P": 1, "1": 1}
@@ -56,7 +58,7 @@ class Header:
         return self.width * self.height * sum(c for _, c in self.planes)
 
 
-ID_BYTES = {1: 16, 2: 8}   # model identity: the first 128 (v1) or 64 (v2) bits of the model's SHA-256
+ID_BYTES = {1: 16, 2: 8, 3: 8}   # model identity: the first 128 (v1) or 64 (v2, v3) bits of its SHA-256
 OPT_ICC, OPT_PALETTE, OPT_TRANSPARENCY = 1, 2, 4
 
 
@@ -105,14 +107,16 @@ def _blob(b: bytes) -> bytes:
 
 
 def write(h: Header, streams: list[np.ndarray]) -> bytes:
-    """A version-2 file."""
+    """A file of version h.version (2 or 3: the same layout; the streams are the caller's)."""
+    if h.version not in (2, 3):
+        raise ValueError(f"cannot write format version {h.version}")
     payload = [s.astype("<u4").tobytes() for s in streams]
     h.stream_sizes = [len(p) for p in payload]
-    body = _common_fields(h, id_bytes=ID_BYTES[VERSION])
+    body = _common_fields(h, id_bytes=ID_BYTES[h.version])
     # every stream's size but the last, which is what remains of the file
     body += _varint(len(payload)) + b"".join(_varint(n // 4) for n in h.stream_sizes[:-1])
     body += struct.pack("<I", h.pixel_crc) + _varint(max(0, round(h.model_bits)))
-    head = MAGIC + bytes([VERSION, 0]) + _varint(len(body)) + bytes(body)
+    head = MAGIC + bytes([h.version, 0]) + _varint(len(body)) + bytes(body)
     joined = b"".join(payload)
     return head + struct.pack("<I", zlib.crc32(joined, zlib.crc32(head))) + joined
 

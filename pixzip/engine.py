@@ -504,11 +504,23 @@ class IntModel:
         return (torch.log2(total) - torch.log2(hit)).numpy()
 
     def _laplace_prefix(self) -> torch.Tensor:
+        """Prefix sums of the flattened Laplace rows (int64, CPU): a table starting at `start` has
+        C(k) = prefix[start + k] - prefix[start]; strictly increasing (every entry is >= 1)."""
         key = "laplace_prefix"
         if key not in self._cache:
             rows = self.laplace_rows(torch.int32).view(-1).to(torch.int64)
             self._cache[key] = torch.cat([torch.zeros(1, dtype=torch.int64), rows.cumsum(0)])
         return self._cache[key]
+
+    def cdf_tables(self, params: torch.Tensor) -> "CumulativeTables":
+        """Head outputs (n, D) on any device -> the cumulative frequencies of their integer tables, on
+        the CPU, in the form the rANS coder reads (`pixzip.rans`). A Laplace table's are two lookups
+        in the rows' prefix sums: no table is built."""
+        params = params.cpu()
+        if self.cfg.head == "softmax":
+            freq = self.frequencies(params).to(torch.int64)
+            return DenseTables(torch.nn.functional.pad(freq.cumsum(1), (1, 0)).numpy())
+        return PrefixTables(self._laplace_prefix().numpy(), self._laplace_start(params).numpy(), self.cfg.levels)
 
     def laplace_rows(self, dtype: torch.dtype) -> torch.Tensor:
         """The Laplace head's frequency tables, precomputed once: with mu16 = 16q + r, the frequency of
@@ -526,6 +538,48 @@ class IntModel:
             table = self.exp_table if dtype == torch.int32 else self._exp_f64
             self._cache[key] = table[excess.clamp_(0, len(self.exp_table) - 1)].reshape(-1, ROW).contiguous()
         return self._cache[key]
+
+
+class PrefixTables:
+    """n tables given by where they start in one strictly increasing prefix-sum array: C(k) =
+    prefix[start + k] - prefix[start]. Sliceable; `locate` is one search of the whole array."""
+
+    def __init__(self, prefix: np.ndarray, start: np.ndarray, levels: int):
+        self.prefix, self.start, self.levels = prefix, start, levels
+        self.base = prefix[start]
+        self.total = prefix[start + levels] - self.base
+
+    def __getitem__(self, part: slice) -> "PrefixTables":
+        return PrefixTables(self.prefix, self.start[part], self.levels)
+
+    def at(self, k: np.ndarray) -> np.ndarray:
+        return self.prefix[self.start + k] - self.base
+
+    def locate(self, bound: np.ndarray):
+        """For 0 < bound <= total: the last k with C(k) < bound, C(k) and C(k + 1)."""
+        g = np.searchsorted(self.prefix, self.base + bound)          # first prefix >= target
+        return g - 1 - self.start, self.prefix[g - 1] - self.base, self.prefix[g] - self.base
+
+
+class DenseTables:
+    """n tables given in full, C (n, levels + 1)."""
+
+    def __init__(self, cum: np.ndarray):
+        self.cum = cum
+        self.total = cum[:, -1]
+
+    def __getitem__(self, part: slice) -> "DenseTables":
+        return DenseTables(self.cum[part])
+
+    def at(self, k: np.ndarray) -> np.ndarray:
+        return np.take_along_axis(self.cum, k[:, None], 1)[:, 0]
+
+    def locate(self, bound: np.ndarray):
+        k = (self.cum < bound[:, None]).sum(1) - 1
+        return k, self.at(k), self.at(k + 1)
+
+
+CumulativeTables = PrefixTables | DenseTables
 
 
 class IntPixelCNN(IntModel):

@@ -125,7 +125,7 @@ def test_test_and_info(workdir):
     assert not Path("a.png.pxz.png").exists()
     r = run("info", "a.png.pxz")
     assert r.exit_code == 0
-    for key in ("format version:  2", "15x12 RGB", zoo.SMALL_DEFAULTS[3], "bits/sub-pixel", "model ideal"):
+    for key in ("format version:  3", "15x12 RGB", zoo.SMALL_DEFAULTS[3], "bits/sub-pixel", "model ideal"):
         assert key in r.stdout
     data = bytearray(Path("a.png.pxz").read_bytes())
     data[-3] ^= 0x40

@@ -1,5 +1,5 @@
 """Write the golden .pxz files of the current format version (only when the version changes: move the
-old ones to a folder named after their version first, e.g. v1/; they must keep decoding).
+old ones to a folder named after their version first, e.g. v1/, v2/; they must keep decoding).
 
     python tests/golden/make_golden.py
 

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# The v3 models: four trainings side by side on one GPU, each for a wall-clock budget (--minutes: the
-# step count and the learning-rate schedule are re-fitted to it at every validation), then exported.
+# GPU trainings side by side on one GPU, each for a wall-clock budget (--minutes: the step count and
+# the learning-rate schedule are re-fitted to it at every validation), then exported.
 #
-#   bench/train_v3_gpu.sh launch DATA RUNS MINUTES   start the four trainings (detached) and return
-#   bench/train_v3_gpu.sh wait RUNS SECONDS          wait until they have all exited (or SECONDS pass)
+#   bench/train_gpu.sh launch DATA RUNS MINUTES      v3: start the four trainings (detached) and return
+#   bench/train_gpu.sh launch-v4 DATA RUNS MINUTES   v4: the two photo trainings continued (below)
+#   bench/train_gpu.sh wait RUNS SECONDS             wait until they have all exited (or SECONDS pass)
 #
 # DATA holds the training images as prepared by bench/prepare_gpu_data.py (pixel-exact lossless copies
 # of ../shared/data, the JPEG photos already reduced 3x, Urban100 reduced 2x, CIFAR-10 rows 0..7067 as
@@ -34,6 +35,21 @@ launch() {
         --lr 2e-3 --qat-start 0.5 --seed 6
 }
 
+# v4 (2026-11-23, second GPU session): one process per model instead of four, so each gets more of
+# the GPU; the default colour model continued from v3 on batches of 128, and the large candidate
+# continued from its v3 weights. Photos only (the CIFAR mosaic would not fit the 64 MiB that travel).
+launch_v4() {
+    local D=$1 R=$2 M=$3
+    mkdir -p "$R"
+    local common=(--head laplace --skip-kernel 5 --stream-bits 16 --val-every "${VAL_EVERY:-500}" --device "${DEVICE:-cuda}" -T 3
+                  --minutes "$M" --steps 1000000 --channels 3 --slope 2
+                  "$D/photos" "$D/urban100h" --val "$D/cbsd68v" --crop 64)
+    start rgb-v4 "$R" "${common[@]}" --hidden 48 --blocks 4 --batch 128 --lr 5e-4 --qat-start 0 --seed 7 \
+        --init models/checkpoints/pcnn-rgb-v3.pt
+    start rgb-large-v4 "$R" "${common[@]}" --hidden 96 --blocks 8 --batch 128 --lr 1.5e-3 --qat-start 0.5 --seed 8 \
+        --init models/checkpoints/rgb-large-v3-weights.pt
+}
+
 start() {   # NAME RUNS ARGS...: one detached training (it outlives the shell that started it)
     local name=$1 R=$2
     shift 2
@@ -53,6 +69,7 @@ wait_all() {
 
 case "${1:-}" in
     launch) launch "${2:?DATA}" "${3:?RUNS}" "${4:?MINUTES}" ;;
+    launch-v4) launch_v4 "${2:?DATA}" "${3:?RUNS}" "${4:?MINUTES}" ;;
     wait) wait_all "${2:?RUNS}" "${3:?SECONDS}" ;;
-    *) echo "usage: $0 launch DATA RUNS MINUTES | wait RUNS SECONDS" >&2; exit 2 ;;
+    *) echo "usage: $0 launch|launch-v4 DATA RUNS MINUTES | wait RUNS SECONDS" >&2; exit 2 ;;
 esac
