@@ -38,6 +38,10 @@ launch() {
 # v4 (2026-11-23, second GPU session): one process per model instead of four, so each gets more of
 # the GPU; the default colour model continued from v3 on batches of 128, and the large candidate
 # continued from its v3 weights. Photos only (the CIFAR mosaic would not fit the 64 MiB that travel).
+# Run on 2026-11-23 with MINUTES=16 on one H100: rgb-v4 became pcnn-rgb-v4 (models/README.md); the
+# large model reached 3.124 on the validation crops (rgb-v4: 3.102) after a loss spike when its
+# quantisation-aware phase began, and was not shipped. Its weights replaced the v3 ones in the repo:
+# models/checkpoints/rgb-large-v4-weights.pt (rgb-large-v3-weights.pt is in git history, 126100e).
 launch_v4() {
     local D=$1 R=$2 M=$3
     mkdir -p "$R"

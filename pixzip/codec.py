@@ -358,22 +358,44 @@ def _code_lanes(model, items: list[TileSymbols]):
 
 
 def _pack_states(states: np.ndarray) -> np.ndarray:
-    """Final lane states as words: the high parts (< 2^24) packed 3 bytes each (little-endian, padded
-    to whole words), then the low words. The decoder reads the low words as ordinary refills."""
-    high, low = states >> rans.WORD_BITS, states & rans.WORD_MASK
-    packed = high.astype("<u4").view(np.uint8).reshape(-1, 4)[:, :3].reshape(-1)
-    packed = np.concatenate([packed, np.zeros(-len(packed) % 4, dtype=np.uint8)])
-    return np.concatenate([packed.view("<u4"), low]).astype(np.uint32)
+    """Final lane states as words: the high parts (x >> 32, < 2^24) as LEB128 varints (about 2 bytes
+    where 3 would be fixed: the states' magnitudes are spread evenly on a log scale), lane by lane,
+    zero-padded to whole words; then the low words. The decoder reads the low words as ordinary
+    refills."""
+    packed = bytearray()
+    for high in (states >> rans.WORD_BITS).tolist():
+        while high >= 0x80:
+            packed.append(high & 0x7F | 0x80)
+            high >>= 7
+        packed.append(high)
+    packed += bytes(-len(packed) % 4)
+    return np.concatenate([np.frombuffer(bytes(packed), dtype="<u4"), states & rans.WORD_MASK]).astype(np.uint32)
 
 
 def _unpack_states(words: np.ndarray, lanes: int) -> tuple[np.ndarray, int]:
-    """Inverse of _pack_states at the start of a stream: (states int64, words used)."""
-    n_high = -(-3 * lanes // 4)
-    if len(words) < n_high + lanes:
+    """Inverse of _pack_states at the start of a stream: (states int64, words used). ValueError for a
+    stream too short for them or with non-canonical varints or padding."""
+    data = np.asarray(words[:4 * lanes + 4], dtype="<u4").tobytes()   # enough for any K varints
+    high, pos = [], 0
+    for _ in range(lanes):
+        value, shift = 0, 0
+        while True:
+            if pos >= len(data) or shift > 21:
+                raise ValueError("stream too short for its lanes' states")
+            byte = data[pos]
+            pos += 1
+            value |= (byte & 0x7F) << shift
+            shift += 7
+            if not byte & 0x80:
+                break
+        if byte == 0 and shift > 7 or value >= rans.LOW:           # a redundant zero byte, or too large
+            raise ValueError("malformed lane state")
+        high.append(value)
+    n_high = -(-pos // 4)
+    if any(data[pos:4 * n_high]) or len(words) < n_high + lanes:
         raise ValueError("stream too short for its lanes' states")
-    packed = words[:n_high].astype("<u4").view(np.uint8)[:3 * lanes].reshape(lanes, 3).astype(np.int64)
-    high = packed[:, 0] | packed[:, 1] << 8 | packed[:, 2] << 16
-    return high << rans.WORD_BITS | words[n_high:n_high + lanes].astype(np.int64), n_high + lanes
+    low = np.asarray(words[n_high:n_high + lanes], dtype=np.int64)
+    return np.array(high, dtype=np.int64) << rans.WORD_BITS | low, n_high + lanes
 
 
 def encode_plane(model: IntModel, plane: np.ndarray, tile: int,

@@ -30,7 +30,7 @@ PROB_BITS = 16          # exp table: 2^16 * exp(-k / 16), floor 1
 
 class GroupParams(NamedTuple):
     """One channel group's slice of a QConv, with the bias folded into the rounding offset."""
-    weight: torch.Tensor           # int8 (taps * cin, cout_group)
+    weight: torch.Tensor           # int8 (taps * cin, cout_group); on CUDA the same values as float32
     bias: torch.Tensor             # int32
     mult: torch.Tensor             # int64
     offset: torch.Tensor           # int64: bias * mult + 2^(shift - 1)
@@ -111,9 +111,11 @@ class QConv:
             c = self.cols(group)
             bias, mult, shift = self.bias[c].to(torch.int64), self.mult[c], self.shift[c]
             offset = bias * mult + (1 << (shift - 1))
+            weight = self.weight[:, c].contiguous()
             low = None if self.weight_low is None else self.weight_low[:, c].contiguous()
-            self._split[group] = GroupParams(self.weight[:, c].contiguous(), bias.to(torch.int32), mult, offset,
-                                             shift, low)
+            if weight.is_cuda:      # float_int_mm's operand, converted once (the same integer values)
+                weight, low = weight.float(), None if low is None else low.float()
+            self._split[group] = GroupParams(weight, bias.to(torch.int32), mult, offset, shift, low)
         return self._split[group]
 
     def accumulate(self, buf: torch.Tensor, index: torch.Tensor, group: int | None) -> torch.Tensor:
@@ -544,13 +546,13 @@ class PrefixTables:
     """n tables given by where they start in one strictly increasing prefix-sum array: C(k) =
     prefix[start + k] - prefix[start]. Sliceable; `locate` is one search of the whole array."""
 
-    def __init__(self, prefix: np.ndarray, start: np.ndarray, levels: int):
+    def __init__(self, prefix: np.ndarray, start: np.ndarray, levels: int, base=None, total=None):
         self.prefix, self.start, self.levels = prefix, start, levels
-        self.base = prefix[start]
-        self.total = prefix[start + levels] - self.base
+        self.base = prefix[start] if base is None else base
+        self.total = prefix[start + levels] - self.base if total is None else total
 
-    def __getitem__(self, part: slice) -> "PrefixTables":
-        return PrefixTables(self.prefix, self.start[part], self.levels)
+    def __getitem__(self, part) -> "PrefixTables":
+        return PrefixTables(self.prefix, self.start[part], self.levels, self.base[part], self.total[part])
 
     def at(self, k: np.ndarray) -> np.ndarray:
         return self.prefix[self.start + k] - self.base

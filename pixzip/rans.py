@@ -47,40 +47,33 @@ def encode_lanes(lo: np.ndarray, freq: np.ndarray, lane: np.ndarray, n_lanes: in
     renormalisation wrote a word, word (n,): that word). The decoder starts each lane from its final
     state and, after decoding a symbol that wrote a word, reads that word back."""
     n = len(lo)
-    order = np.argsort(lane, kind="stable")                # lane by lane, decoding order kept
+    # lane by lane, decoding order kept (small keys sort by radix)
+    order = np.argsort(lane.astype(np.uint16 if n_lanes <= 1 << 16 else np.int64), kind="stable")
     counts = np.bincount(lane, minlength=n_lanes)
-    starts = np.cumsum(counts) - counts
-    steps = int(counts.max()) if n else 0
-    # row m of the lockstep holds each lane's (count - 1 - m)-th symbol: rANS codes backwards
-    sorted_lane = lane[order]
-    row = counts[sorted_lane] - 1 - (np.arange(n) - starts[sorted_lane])
-    LO = np.zeros((steps, n_lanes), dtype=np.int64)
-    F = np.ones((steps, n_lanes), dtype=np.int64)
-    VALID = np.zeros((steps, n_lanes), dtype=bool)
-    LO[row, sorted_lane] = lo[order]
-    F[row, sorted_lane] = freq[order]
-    VALID[row, sorted_lane] = True
-    WROTE = np.zeros((steps, n_lanes), dtype=bool)
-    WORDS = np.zeros((steps, n_lanes), dtype=np.int64)
+    last = np.cumsum(counts) - 1                          # each lane's last symbol, in `order`
+    lo, freq = lo[order], freq[order]
+    written = np.zeros(n, dtype=bool)
+    word = np.zeros(n, dtype=np.int64)
     x = np.full(n_lanes, LOW, dtype=np.int64)
-    for m in range(steps):
-        x = _encode_step(x, LO[m], F[m], VALID[m], WROTE[m], WORDS[m])
-    written = np.empty(n, dtype=bool)
-    word = np.empty(n, dtype=np.int64)
-    written[order] = WROTE[row, sorted_lane]
-    word[order] = WORDS[row, sorted_lane]
-    return x, written, word
+    for m in range(int(counts.max()) if n else 0):       # backwards: step m codes each lane's m-th from last
+        valid = counts > m
+        at = np.where(valid, last - m, 0)
+        x, wrote, w = _encode_step(x, lo[at], freq[at], valid)
+        written[at[wrote]] = True
+        word[at[wrote]] = w[wrote]
+    out_written, out_word = np.empty(n, dtype=bool), np.empty(n, dtype=np.int64)
+    out_written[order], out_word[order] = written, word
+    return x, out_written, out_word
 
 
-def _encode_step(x, lo, f, valid, wrote_out, word_out):
+def _encode_step(x, lo, f, valid):
     """One symbol per lane (where `valid`): renormalise (write the low word if the state would
-    outgrow its range), then x -> (x // f) << PRECISION + x % f + lo."""
+    outgrow its range), then x -> (x // f) << PRECISION + x % f + lo. Returns (x, wrote, words)."""
     wrote = (x >= (f << WORD_BITS)) & valid
-    wrote_out[:] = wrote
-    np.bitwise_and(x, WORD_MASK, out=word_out)
+    words = x & WORD_MASK
     x = np.where(wrote, x >> WORD_BITS, x)
     q, r = np.divmod(x, f)
-    return np.where(valid, (q << PRECISION) + r + lo, x)
+    return np.where(valid, (q << PRECISION) + r + lo, x), wrote, words
 
 
 def decode_step(x: np.ndarray, tables) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
