@@ -234,9 +234,7 @@ def encode_planes(model: IntModel | IntMultiScale, planes: list[np.ndarray], til
     workers = min(workers, len(jobs))
     large = sum(p.shape[0] * p.shape[1] for p in planes) >= ENCODE_PARALLEL_MIN_PIXELS
     if model.device.type != "cpu":
-        if coder == "rans":          # the coder runs on the device too
-            return _encode_planes(model, planes, tile, progress, max_pixels, coder=coder)
-        return _encode_on_device(model, planes, tile, progress, max_pixels, workers if large else 1)
+        return _encode_on_device(model, planes, tile, progress, max_pixels, workers if large else 1, coder)
     if workers <= 1 or not large:
         return _encode_planes(model, planes, tile, progress, max_pixels, coder=coder)
     streams = [[None] * len(g) for g in grids]
@@ -276,16 +274,26 @@ def _encode_tiles(model, tiles: list[np.ndarray], max_pixels: int, coder: str):
         return _encode_planes(model, tiles, 0, None, max_pixels, coder=coder)
 
 
-def _encode_on_device(model, planes, tile, progress, max_pixels, workers):
-    """The network on the device in this process, the coder (tables + constriction, all on the CPU)
-    fanned out tile by tile to `workers` processes: every tile is its own stream, so the same bytes."""
+def _encode_on_device(model, planes, tile, progress, max_pixels, workers, coder):
+    """The network on the device in this process, the coder (all CPU work) fanned out to `workers`
+    processes: tile by tile for the range coder, in groups of tiles for the rANS lanes. Every tile is
+    its own stream, so the same bytes."""
     if workers <= 1:
-        return _encode_planes(model, planes, tile, progress, max_pixels, coder="range")
+        return _encode_planes(model, planes, tile, progress, max_pixels, coder=coder)
     pool = _pool(workers, _coder_worker, (model.host,))
     try:
-        pending = [(key, len(symbols), pool.apply_async(_code_tile, (symbols, params)))
-                   for key, symbols, params in tile_symbols(model, planes, tile, max_pixels)]
-        return _collect(len(planes), ((key, n, job.get()) for key, n, job in pending), progress, model.cfg.channels)
+        if coder == "range":
+            pending = [(key, len(symbols), pool.apply_async(_code_tile, (symbols, params)))
+                       for key, symbols, params in tile_symbols(model, planes, tile, max_pixels)]
+            coded = ((key, n, job.get()) for key, n, job in pending)
+        else:
+            jobs = []
+            for items in _batch_symbols(model, planes, tile, max_pixels):
+                items = [t._replace(params=t.params.cpu()) for t in items]
+                for g in np.array_split(np.arange(len(items)), min(workers, len(items))):
+                    jobs.append(pool.apply_async(_code_lanes_job, ([items[i] for i in g],)))
+            coded = (c for job in jobs for c in job.get())
+        return _collect(len(planes), coded, progress, model.cfg.channels)
     finally:
         pool.terminate()
 
@@ -309,6 +317,12 @@ def _coder_worker(model):
     _ignore_sigint()
     _worker_model = model
     torch.set_num_threads(1)
+
+
+def _code_lanes_job(items: list[TileSymbols]) -> list:
+    """A coder process's share of a batch: its tiles' streams (the lanes of a tile never depend on
+    another tile's)."""
+    return list(_code_lanes(_worker_model, items))
 
 
 def _code_tile(symbols: np.ndarray, params: torch.Tensor, model=None) -> tuple[np.ndarray, float]:

@@ -107,12 +107,14 @@ def test_cli_gpu_file_decodes_on_cpu(tmp_path, monkeypatch, rng):
     assert decoded.pixel_bytes() == image.pixel_bytes()
 
 
-def test_coder_fanned_out_to_processes_writes_the_same_bytes(rng):
-    """On a GPU the coder runs tile by tile in worker processes (here driven with the CPU model)."""
+@pytest.mark.parametrize("coder", codec.CODERS)
+def test_coder_fanned_out_to_processes_writes_the_same_bytes(rng, coder):
+    """On a GPU the coder runs in worker processes, tile by tile (range) or in groups of tiles (rANS
+    lanes); here driven with the CPU model, with batches small enough to split every way."""
     net = tiny(dict(channels=3, stream_bits=16, slope=2))
-    planes = [rng.integers(0, 256, (h, w, 3), dtype=np.uint8) for h, w in [(20, 30), (9, 17)]]
-    serial = codec.encode_planes(net, planes, 8, coder="range")
-    fanned = codec._encode_on_device(net, planes, 8, None, codec.MAX_BATCH_PIXELS, 2)
+    planes = [rng.integers(0, 256, (h, w, 3), dtype=np.uint8) for h, w in [(20, 30), (9, 17), (33, 5)]]
+    serial = codec.encode_planes(net, planes, 8, coder=coder)
+    fanned = codec._encode_on_device(net, planes, 8, None, 300, 3, coder)
     for (s1, b1), (s2, b2) in zip(serial, fanned):
         assert len(s1) == len(s2) and all(np.array_equal(a, b) for a, b in zip(s1, s2)) and b1 == b2
 
