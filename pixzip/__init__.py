@@ -1,3 +1,3 @@
 """pixzip: lossless image compression with integer-exact PixelCNN models (see README.md)."""
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"

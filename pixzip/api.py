@@ -57,7 +57,7 @@ def compress(image: ImageData, models: Sequence[LoadedModel] = (), tile: int = D
              version: int = container.VERSION) -> tuple[bytes, Stats]:
     """Code an image; `models` are preferred over the defaults for planes of their channel count.
     `workers` > 1 codes groups of tiles in parallel processes; `device` ("cuda") runs the network on
-    a GPU. Neither changes a byte. `version`: the format written (3; 2 for readers before pixzip 0.4)."""
+    a GPU. Neither changes a byte. `version`: the format written (3; 2 for pixzip 0.2 readers)."""
     return compress_many([image], models, tile, progress, workers, device, version)[0]
 
 

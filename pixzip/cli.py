@@ -257,9 +257,12 @@ def main():
 @click.option("--verify", is_flag=True, help="Decode the result and compare before reporting success.")
 @click.option("--rm", "remove_source", is_flag=True,
               help="Delete each source once its output is written and verified (implies --verify).")
+@click.option("--format-version", type=click.Choice(["2", "3"]), default="3", show_default=True,
+              help="File format to write: 3 (rANS lanes: faster to decode, about 0.3 % larger) or 2 "
+                   "(readable by pixzip 0.2).")
 @common_options
-def compress(files, output, to_stdout, force, model, tile, max_pixels, verify, remove_source, device, threads,
-             verbose, quiet):
+def compress(files, output, to_stdout, force, model, tile, max_pixels, verify, remove_source, format_version,
+             device, threads, verbose, quiet):
     """Compress images (PNG, BMP, TIFF, PNM, lossless WebP...) to FILE.pxz.
 
     Modes L, LA, RGB, RGBA, P and 1 are supported and restored exactly, with the ICC profile.
@@ -294,7 +297,7 @@ def compress(files, output, to_stdout, force, model, tile, max_pixels, verify, r
         with progress_bar(total, f"compress {label}", quiet) as bar:
             results = api.compress_many([im for *_, im in batch], preferred, tile, bar,
                                         workers=threads or os.cpu_count() or 1,
-                                        device=set_device(device, threads))
+                                        device=set_device(device, threads), version=int(format_version))
         seconds = (time.perf_counter() - t0) / len(batch)
         write_failures.append(run_each(list(zip(batch, results)), rep,
                                        lambda item: finish(*item[0], *item[1], seconds, preferred),

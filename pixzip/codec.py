@@ -16,6 +16,7 @@ coder, one call per tile and sub-step, tables built on the CPU.
 from __future__ import annotations
 
 import multiprocessing
+import os
 import signal
 from contextlib import contextmanager
 from functools import lru_cache
@@ -347,13 +348,29 @@ def _encode_planes(model, planes, tile, progress, max_pixels, conds=None, coder=
     return _collect(len(planes), coded, progress, model.cfg.channels)
 
 
-def _code_lanes(model, items: list[TileSymbols]):
-    """Format v3: code a batch of tiles with the rANS lanes, all lanes of the batch in lockstep.
-    Yields (key, symbol count, (stream words, ideal bits)) per tile.
+CODER_SYMBOLS = 1 << 20    # symbols coded in one lockstep at most: bounds the coder's memory, not the bits
 
-    A tile's stream: its K lanes' final states (`_pack_states`), then the word each symbol's
-    renormalisation wrote, in coding order: the order in which the decoder reads them (sub-step by
-    sub-step; within one, pass by pass and row by row, and a pass's rows ascend with i)."""
+
+def _code_lanes(model, items: list[TileSymbols]):
+    """Format v3: code a batch of tiles with the rANS lanes, in lockstep groups of consecutive tiles
+    of at most CODER_SYMBOLS symbols (a tile's lanes never depend on another tile's, so the grouping
+    changes no byte). Yields (key, symbol count, (stream words, ideal bits)) per tile."""
+    group, size = [], 0
+    for t in items:
+        if group and size + len(t.symbols) > CODER_SYMBOLS:
+            yield from _code_lane_group(model, group)
+            group, size = [], 0
+        group.append(t)
+        size += len(t.symbols)
+    if group:
+        yield from _code_lane_group(model, group)
+
+
+def _code_lane_group(model, items: list[TileSymbols]):
+    """All lanes of `items` in one lockstep. A tile's stream: its K lanes' final states
+    (`_pack_states`), then the word each symbol's renormalisation wrote, in coding order: the order in
+    which the decoder reads them (sub-step by sub-step; within one, pass by pass and row by row, and a
+    pass's rows ascend with i)."""
     counts = [lanes_per_tile(*t.shape, model.slope) for t in items]
     bases = np.cumsum([0] + counts)
     lane = np.concatenate([b + t.rows % k for t, b, k in zip(items, bases, counts)])
@@ -453,26 +470,32 @@ def decode_tiles(model: IntModel, jobs: list[tuple], choose, progress: Callable[
 def _decode_batch(model: IntModel, batch, decide, progress, conds=None) -> dict:
     """Decode one canvas of tiles (key, 0, 0, h, w)."""
     C = model.cfg.channels
-    canvas, _ = _load_batch(model, batch, None, conds)
+    graphs = _use_graphs(model)
+    # CUDA graphs need fixed shapes: every wavefront is padded to the widest with a sink pixel, in a
+    # tile of its own that no real pixel reads
+    canvas, _ = _load_batch(model, batch + [(None, 0, 0, 1, 1)] if graphs else batch, None, conds)
     device = canvas.device
     tiles, ii, jj = canvas.pixels()
+    real = tiles < len(batch)
+    tiles, ii, jj = tiles[real], ii[real], jj[real]
     t = jj + model.slope * ii
     order = np.lexsort((ii, tiles, t))                    # by t, then tile, then i
     tiles, ii, jj, t = tiles[order], ii[order], jj[order], t[order]
     flat = canvas.flat(tiles, ii, jj)
     bounds = np.flatnonzero(np.r_[True, t[1:] != t[:-1], True])
     decide.begin(batch, tiles, ii, t)
+    steps = (_GraphSteps(model, canvas, flat, bounds, len(batch), capture=device.type == "cuda") if graphs
+             else _EagerSteps(model, canvas, flat))
     where = [torch.from_numpy(a).to(device) for a in (tiles, ii, jj)]
     decoded = torch.zeros((len(batch), canvas.H, canvas.W, C), dtype=torch.uint8, device=device)
     values = torch.from_numpy(np.asarray(model.symbol_values, dtype=np.int64)).to(device)
     img = canvas.buf["img"]
     for s, e in zip(bounds[:-1], bounds[1:]):
         pos = flat[s:e]
-        index = model.gather_index(canvas, pos)
-        cache: dict = {}
+        steps.wavefront(s, e)
         at = [a[s:e] for a in where]
         for c in range(C):
-            v = values[decide.step(model.step_params(canvas, index, c, cache), s, e, c)]
+            v = values[decide.step(steps.params(c), s, e, c)]
             img[:, c:c + 1].index_copy_(0, pos, (v - 128).to(torch.int8)[:, None])
             decoded[at[0], at[1], at[2], c] = v.to(torch.uint8)
         if progress:
@@ -480,6 +503,88 @@ def _decode_batch(model: IntModel, batch, decide, progress, conds=None) -> dict:
     decide.finish()
     decoded = decoded.cpu().numpy()
     return {key: decoded[n, :h, :w] for n, (key, _, _, h, w) in enumerate(batch)}
+
+
+class _EagerSteps:
+    """The decoder's network steps, op by op: head outputs of one channel at one wavefront."""
+
+    def __init__(self, model: IntModel, canvas, flat: torch.Tensor):
+        self.model, self.canvas, self.flat = model, canvas, flat
+
+    def wavefront(self, s: int, e: int):
+        self.index = self.model.gather_index(self.canvas, self.flat[s:e])   # gathers reused by R, G, B
+        self.cache: dict = {}
+
+    def params(self, c: int) -> torch.Tensor:
+        return self.model.step_params(self.canvas, self.index, c, self.cache)
+
+
+GRAPH_STATS = {"captured": 0, "failed": 0, "error": ""}    # for benchmarks: did CUDA graphs run?
+
+
+def _use_graphs(model) -> bool:
+    """CUDA graphs for the decoder's steps: on a GPU (PixelCNN models), unless PIXZIP_CUDA_GRAPHS=0."""
+    return model.device.type == "cuda" and os.environ.get("PIXZIP_CUDA_GRAPHS", "1") != "0" \
+        and isinstance(model, IntPixelCNN) and not model.cfg.cond
+
+
+class _GraphSteps:
+    """The decoder's network steps replayed as CUDA graphs, one per channel group: the ~150 small
+    kernels of a step cost one launch. A graph has fixed shapes and addresses, so every wavefront is
+    copied, padded to the widest with the sink pixel, into one static position tensor; the padding's
+    outputs are computed and ignored, its writes land on the sink, which no real pixel reads. The same
+    kernels on the same values as the eager steps: the same integers. Without `capture` (or if capture
+    fails: GRAPH_STATS) the padded steps run eagerly, which is how the CPU tests check the padding."""
+
+    def __init__(self, model: IntModel, canvas, flat: torch.Tensor, bounds: np.ndarray, sink_tile: int,
+                 capture: bool):
+        self.model, self.canvas = model, canvas
+        sink = canvas.flat(np.array([sink_tile]), np.array([0]), np.array([0]))
+        width = int(np.max(np.diff(bounds)))
+        self.padded = torch.stack([torch.cat([flat[s:e], sink.expand(width - (e - s))])
+                                   for s, e in zip(bounds[:-1], bounds[1:])])
+        self.wave = {int(s): k for k, s in enumerate(bounds[:-1])}
+        self.pos = sink.expand(width).clone()        # all sink while capturing: nothing real is touched
+        self.graphs = None
+        if capture:
+            try:
+                self._capture()
+                GRAPH_STATS["captured"] += 1
+            except RuntimeError as e:      # a driver or PyTorch that cannot capture these ops
+                GRAPH_STATS["failed"] += 1
+                GRAPH_STATS["error"] = str(e).splitlines()[0][:200]
+                self.graphs = None
+
+    def _capture(self):
+        model, canvas, C = self.model, self.canvas, self.model.cfg.channels
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):      # warm-up: builds every cached table and offset first
+            index, cache = model.gather_index(canvas, self.pos), {}
+            for c in range(C):
+                model.step_params(canvas, index, c, cache)
+        torch.cuda.current_stream().wait_stream(side)
+        index, cache, pool = model.gather_index(canvas, self.pos), {}, None
+        graphs, self.outs = [], []
+        for c in range(C):
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph, pool=pool):
+                self.outs.append(model.step_params(canvas, index, c, cache))
+            pool = graph.pool()
+            graphs.append(graph)
+        self.graphs = graphs
+
+    def wavefront(self, s: int, e: int):
+        self.pos.copy_(self.padded[self.wave[s]])
+        self.n = e - s
+        if self.graphs is None:
+            self.index, self.cache = self.model.gather_index(self.canvas, self.pos), {}
+
+    def params(self, c: int) -> torch.Tensor:
+        if self.graphs is None:
+            return self.model.step_params(self.canvas, self.index, c, self.cache)[:self.n]
+        self.graphs[c].replay()
+        return self.outs[c][:self.n]
 
 
 class _PerTile:

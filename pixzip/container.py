@@ -3,7 +3,7 @@
 Version 2 (written since pixzip 0.2) is version 1 made smaller for small images: one CRC-32 over the
 whole file instead of a header and a payload CRC, 64-bit model identities instead of 128, the last
 stream's size implied by the file's length, and model names optional (empty for the shipped models,
-which are found by identity). Version 3 (pixzip 0.4) has version 2's layout; only its streams differ:
+which are found by identity). Version 3 (pixzip 0.3) has version 2's layout; only its streams differ:
 they are rANS lanes (`pixzip.rans`) instead of constriction's range coder. Older files keep decoding."""
 
 from __future__ import annotations

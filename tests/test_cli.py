@@ -118,6 +118,19 @@ def test_refuses_to_overwrite_without_force(workdir):
     assert r.exit_code == 0
 
 
+def test_format_version_2_for_older_readers(workdir):
+    """--format-version 2 writes the constriction streams older pixzip reads; both versions decode to
+    the same pixels, and the default is version 3."""
+    assert run("compress", "a.png", "-o", "v3.pxz").exit_code == 0
+    assert run("compress", "a.png", "-o", "v2.pxz", "--format-version", "2").exit_code == 0
+    assert Path("v3.pxz").read_bytes()[8] == 3 and Path("v2.pxz").read_bytes()[8] == 2
+    for name in ("v2", "v3"):
+        assert run("decompress", f"{name}.pxz", "-o", f"{name}.png").exit_code == 0
+    assert Image.open("v2.png").tobytes() == Image.open("v3.png").tobytes() == Image.open("a.png").tobytes()
+    r = run("compress", "a.png", "-o", "v9.pxz", "--format-version", "9")
+    assert r.exit_code == 2 and not Path("v9.pxz").exists()
+
+
 def test_test_and_info(workdir):
     run("compress", "a.png")
     r = run("test", "a.png.pxz")

@@ -131,3 +131,20 @@ def test_auto_device_encodes_on_a_gpu_and_decodes_on_the_cpu(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     net = tiny(dict(channels=3))
     assert codec.placed(net, "auto", 7) == (net, 7)
+
+
+@cuda
+def test_cuda_graph_decoding_equals_eager_decoding(rng, monkeypatch):
+    """The decoder's steps as CUDA graphs (padded wavefronts, replayed kernels) give the pixels the
+    eager steps give, and the graphs really were captured."""
+    net = tiny(dict(channels=3, stream_bits=16, slope=2))
+    planes = [rng.integers(0, 256, (h, w, 3), dtype=np.uint8) for h, w in [(40, 37), (16, 16), (9, 30)]]
+    streams = [s for s, _ in codec.encode_planes(net, planes, 16)]
+    shapes = [p.shape[:2] for p in planes]
+    before = codec.GRAPH_STATS["captured"]
+    graphed = codec.decode_planes(net, shapes, 16, streams, device="cuda")
+    assert codec.GRAPH_STATS["captured"] > before, codec.GRAPH_STATS["error"]
+    monkeypatch.setenv("PIXZIP_CUDA_GRAPHS", "0")
+    eager = codec.decode_planes(net, shapes, 16, streams, device="cuda")
+    for a, b, p in zip(graphed, eager, planes):
+        assert np.array_equal(a, p) and np.array_equal(b, p)
