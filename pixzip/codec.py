@@ -633,7 +633,7 @@ class _LaneDecoder:
             starts.append(offset + used)
             offset += len(stream)
             ends.append(offset)
-        self.words = np.concatenate(words + [np.zeros(1, dtype=np.int64)])   # one spare word: overruns read it
+        self.words = np.concatenate(words)      # an overrun reads a clipped position; caught at the end
         self.state = np.concatenate(states)
         self.ptr, self.end = np.array(starts), np.array(ends)
         self._schedule(tiles, ii, t, lanes, np.cumsum(lanes) - lanes)
@@ -663,16 +663,18 @@ class _LaneDecoder:
 
     def step(self, params: torch.Tensor, s: int, e: int, c: int) -> torch.Tensor:
         order = self.order[s:e]
-        tables = self.model.cdf_tables(params)[order]
-        symbols = np.empty(e - s, dtype=np.int64)
+        tables = self.model.cdf_tables(params.cpu().numpy()[order])      # in pass order
+        decoded = []
         for a, b in self.passes[s]:
             lane, tile, first = self.lane[a:b], self.tile[a:b], self.first[a:b]
             sym, x, need = rans.decode_step(self.state[lane], tables[a - s:b - s])
             before = np.cumsum(need) - need                       # reads before this one in the pass...
             pos = self.ptr[tile] + before - before[first]         # ...from its own tile's stream
-            self.state[lane] = rans.refill(x, need, self.words[np.minimum(pos, len(self.words) - 1)])
+            self.state[lane] = rans.refill(x, need, self.words.take(pos, mode="clip"))
             self.ptr += np.bincount(tile[need], minlength=len(self.ptr))
-            symbols[order[a - s:b - s]] = sym
+            decoded.append(sym)
+        symbols = np.empty(e - s, dtype=np.int64)
+        symbols[order] = np.concatenate(decoded)
         return torch.from_numpy(symbols).to(params.device)
 
     def finish(self):

@@ -514,15 +514,17 @@ class IntModel:
             self._cache[key] = torch.cat([torch.zeros(1, dtype=torch.int64), rows.cumsum(0)])
         return self._cache[key]
 
-    def cdf_tables(self, params: torch.Tensor) -> "CumulativeTables":
-        """Head outputs (n, D) on any device -> the cumulative frequencies of their integer tables, on
-        the CPU, in the form the rANS coder reads (`pixzip.rans`). A Laplace table's are two lookups
-        in the rows' prefix sums: no table is built."""
-        params = params.cpu()
+    def cdf_tables(self, params: torch.Tensor | np.ndarray) -> "CumulativeTables":
+        """Head outputs (n, D) on any device (or as a numpy array) -> the cumulative frequencies of their
+        integer tables, on the CPU, in the form the rANS coder reads (`pixzip.rans`). A Laplace table's
+        are two lookups in the rows' prefix sums: no table is built."""
+        p = params.cpu().numpy() if torch.is_tensor(params) else params
         if self.cfg.head == "softmax":
-            freq = self.frequencies(params).to(torch.int64)
+            freq = self.frequencies(torch.from_numpy(p)).to(torch.int64)
             return DenseTables(torch.nn.functional.pad(freq.cumsum(1), (1, 0)).numpy())
-        return PrefixTables(self._laplace_prefix().numpy(), self._laplace_start(params).numpy(), self.cfg.levels)
+        mu16, idx = p[:, 0].astype(np.int64), p[:, 1].astype(np.int64)     # mu16 in 0..4080
+        start = (idx * 16 + (mu16 & 15)) * ROW + (255 - (mu16 >> 4))       # as _laplace_start
+        return PrefixTables(self._laplace_prefix().numpy(), start, self.cfg.levels)
 
     def laplace_rows(self, dtype: torch.dtype) -> torch.Tensor:
         """The Laplace head's frequency tables, precomputed once: with mu16 = 16q + r, the frequency of
