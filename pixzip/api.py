@@ -66,8 +66,8 @@ def compress_many(images: Sequence[ImageData], models: Sequence[LoadedModel] = (
                   device=None, version: int = container.VERSION) -> list[tuple[bytes, Stats]]:
     """Code several images in one batched pass per model (tiles of all of them share the canvases);
     each image's file is byte for byte what it would be alone."""
-    if version not in (2, 3):
-        raise PixzipError(f"cannot write format version {version} (2 or 3)")
+    if version not in container.WRITABLE:
+        raise PixzipError(f"cannot write format version {version} (writable: {container.WRITABLE})")
     chosen = [choose_models(im, models) for im in images]
     jobs: dict[str, tuple[LoadedModel, list]] = {}          # model id -> (model, [(image, plane)])
     for i, (im, ms) in enumerate(zip(images, chosen)):

@@ -7,10 +7,10 @@ once over every pixel of a batch of tiles; the decoder walks the wavefronts of a
 together. Both run the same layer code (`encode_params` over all pixels, `step_params` per wavefront
 and channel) and the same integer tables.
 
-Two coders: "rans" (format version 3, `pixzip.rans`): every tile has a few rANS lanes (row i is lane
-i % K), so that all symbols of one decoding sub-step, across every tile of the batch, decode in at
-most PASSES vectorised steps on the model's device; "range" (versions 1 and 2): constriction's range
-coder, one call per tile and sub-step, tables built on the CPU.
+Two coders, both on the CPU wherever the network runs: "rans" (format version 3, `pixzip.rans`):
+every tile has a few rANS lanes (row i is lane i % K), so that all symbols of one decoding sub-step,
+across every tile of the batch, decode in at most PASSES vectorised numpy steps; "range" (versions 1
+and 2): constriction's range coder, one call and one set of tables per tile and sub-step.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ def lanes_per_tile(height: int, width: int, slope: int) -> int:
     """Format v3: the rANS lanes (states) of a tile, K. A sub-step (one wavefront, one channel) codes
     one pixel of each of at most `widest` consecutive rows; with row i in lane i % K, no lane has more
     than PASSES of them, so a sub-step decodes in at most PASSES vectorised steps. Each lane costs
-    about 40 bits of state, so K is no larger than that needs."""
+    about 35 bits of state, so K is no larger than that needs."""
     widest = min(height, (width - 1) // slope + 1)
     return -(-widest // PASSES)
 
@@ -216,7 +216,7 @@ def encode_planes(model: IntModel | IntMultiScale, planes: list[np.ndarray], til
                   device=None, coder: str = "rans") -> list[tuple[list[np.ndarray], float]]:
     """Code uint8 planes (H, W, C), in one batched pass, into one uint32 word array per tile each
     (a multi-scale model: the small image's tiles, then the full image's). `device`: where the
-    network (and the rANS coder) runs (None: the CPU); `coder`: "rans" (format v3) or "range" (v2).
+    network runs (None: the CPU; the coder is always there); `coder`: "rans" (format v3) or "range" (v2).
 
     With workers > 1 (and enough pixels), groups of tiles are coded in parallel processes: every tile
     is its own stream, so the bytes are the same. Also returns each plane's ideal code length in bits
@@ -553,7 +553,6 @@ class _GraphSteps:
             except RuntimeError as e:      # a driver or PyTorch that cannot capture these ops
                 GRAPH_STATS["failed"] += 1
                 GRAPH_STATS["error"] = str(e).splitlines()[0][:200]
-                self.graphs = None
 
     def _capture(self):
         model, canvas, C = self.model, self.canvas, self.model.cfg.channels

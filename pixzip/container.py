@@ -18,6 +18,7 @@ from .errors import PixzipError
 
 MAGIC = b"\x89PXZ\r\n\x1a\n"
 VERSION = 3
+WRITABLE = (2, 3)     # the versions `write` produces (1 is read only)
 CODERS = {1: "range", 2: "range", 3: "rans"}    # the streams' coder, by format version
 MODE_CODES = {"L": 1, "LA": 2, "RGB": 3, "RGBA": 4, "P": 5, "1": 6}
 MODE_NAMES = {v: k for k, v in MODE_CODES.items()}
@@ -108,7 +109,7 @@ def _blob(b: bytes) -> bytes:
 
 def write(h: Header, streams: list[np.ndarray]) -> bytes:
     """A file of version h.version (2 or 3: the same layout; the streams are the caller's)."""
-    if h.version not in (2, 3):
+    if h.version not in WRITABLE:
         raise ValueError(f"cannot write format version {h.version}")
     payload = [s.astype("<u4").tobytes() for s in streams]
     h.stream_sizes = [len(p) for p in payload]

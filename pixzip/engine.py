@@ -340,7 +340,7 @@ class IntModel:
 
     The codec uses: `cfg`, `slope`, `new_canvas`, `encode_params` (the encoder's pass over all
     pixels of a canvas), `gather_index` + `step_params` (the decoder's step: one wavefront, one
-    channel), `frequencies`, `symbol_values`."""
+    channel), `frequencies` (format v2's tables), `cdf_tables` (v3's), `symbol_values`."""
 
     def __init__(self, cfg: ModelConfig, layers: dict, head: dict, tables: dict):
         self.cfg = cfg
@@ -485,9 +485,7 @@ class IntModel:
 
     def _laplace_start(self, params: torch.Tensor) -> torch.Tensor:
         """Where each Laplace table starts in the flattened rows of `laplace_rows`."""
-        mu16, idx = params[:, 0].to(torch.int64), params[:, 1].to(torch.int64)
-        q, r = mu16 // 16, mu16 % 16
-        return (idx * 16 + r) * ROW + (255 - q)
+        return laplace_start(params[:, 0].to(torch.int64), params[:, 1].to(torch.int64))
 
     def _laplace_windows(self, dtype: torch.dtype) -> torch.Tensor:
         """Every 256-entry window of the flattened Laplace rows (a view, nothing copied)."""
@@ -522,8 +520,7 @@ class IntModel:
         if self.cfg.head == "softmax":
             freq = self.frequencies(torch.from_numpy(p)).to(torch.int64)
             return DenseTables(torch.nn.functional.pad(freq.cumsum(1), (1, 0)).numpy())
-        mu16, idx = p[:, 0].astype(np.int64), p[:, 1].astype(np.int64)     # mu16 in 0..4080
-        start = (idx * 16 + (mu16 & 15)) * ROW + (255 - (mu16 >> 4))       # as _laplace_start
+        start = laplace_start(p[:, 0].astype(np.int64), p[:, 1].astype(np.int64))   # in numpy: a hot path
         return PrefixTables(self._laplace_prefix().numpy(), start, self.cfg.levels)
 
     def laplace_rows(self, dtype: torch.dtype) -> torch.Tensor:
@@ -542,6 +539,13 @@ class IntModel:
             table = self.exp_table if dtype == torch.int32 else self._exp_f64
             self._cache[key] = table[excess.clamp_(0, len(self.exp_table) - 1)].reshape(-1, ROW).contiguous()
         return self._cache[key]
+
+
+def laplace_start(mu16, idx):
+    """Where the Laplace table of (mu16, log-scale index) starts in the flattened rows of
+    `IntModel.laplace_rows`: row (idx, mu16 mod 16), at 255 - floor(mu16 / 16). int64 numpy arrays or
+    tensors alike."""
+    return (idx * 16 + mu16 % 16) * ROW + (255 - mu16 // 16)
 
 
 class PrefixTables:
