@@ -4,6 +4,7 @@
 #
 #   bench/train_gpu.sh launch DATA RUNS MINUTES      v3: start the four trainings (detached) and return
 #   bench/train_gpu.sh launch-v4 DATA RUNS MINUTES   v4: the two photo trainings continued (below)
+#   bench/train_gpu.sh launch-v5 photos|cifar DATA RUNS MINUTES   v5: see below (one half per call)
 #   bench/train_gpu.sh wait RUNS SECONDS             wait until they have all exited (or SECONDS pass)
 #
 # DATA holds the training images as prepared by bench/prepare_gpu_data.py (pixel-exact lossless copies
@@ -54,6 +55,32 @@ launch_v4() {
         --init models/checkpoints/rgb-large-v3-weights.pt
 }
 
+# v5 (2026-11-23, third GPU session): three trainings. The tree and all the data exceed the 64 MiB that
+# travel in one call, so the photo half and the CIFAR half are launched by two calls (data copied out of
+# the repository first, so that the second call's tree does not replace it). Photos: the default colour
+# model continued from v4, and the large candidate continued from its v4 weights quantisation-aware
+# throughout (v4's QAT onset half-way cost it ~0.1 bits/dim). CIFAR: a large model for small images,
+# started from the large photo model's weights (decoding speed hardly matters at 32x32).
+launch_v5() {
+    local half=$1 D=$2 R=$3 M=$4
+    mkdir -p "$R"
+    local common=(--head laplace --skip-kernel 5 --stream-bits 16 --val-every "${VAL_EVERY:-500}" --device "${DEVICE:-cuda}" -T 3
+                  --minutes "$M" --steps 1000000 --channels 3 --slope 2 --qat-start 0)
+    case "$half" in
+    photos)
+        local photos=("$D/photos" "$D/urban100h" --val "$D/cbsd68v" --crop 64 --batch 128)
+        start rgb-v5 "$R" "${common[@]}" "${photos[@]}" --hidden 48 --blocks 4 --lr 4e-4 --seed 10 \
+            --init models/checkpoints/pcnn-rgb-v4.pt
+        start rgb-large-v5 "$R" "${common[@]}" "${photos[@]}" --hidden 96 --blocks 8 --lr 8e-4 --seed 11 \
+            --init models/checkpoints/rgb-large-v4-weights.pt ;;
+    cifar)
+        python3 bench/prepare_gpu_data.py unpack "$D"
+        start rgb-small-large-v5 "$R" "${common[@]}" "$D/cifar_train.npy" --crop 32 --batch 128 --hidden 96 \
+            --blocks 8 --lr 8e-4 --seed 12 --init models/checkpoints/rgb-large-v4-weights.pt ;;
+    *) echo "launch-v5: photos or cifar" >&2; exit 2 ;;
+    esac
+}
+
 start() {   # NAME RUNS ARGS...: one detached training (it outlives the shell that started it)
     local name=$1 R=$2
     shift 2
@@ -74,6 +101,7 @@ wait_all() {
 case "${1:-}" in
     launch) launch "${2:?DATA}" "${3:?RUNS}" "${4:?MINUTES}" ;;
     launch-v4) launch_v4 "${2:?DATA}" "${3:?RUNS}" "${4:?MINUTES}" ;;
+    launch-v5) launch_v5 "${2:?HALF}" "${3:?DATA}" "${4:?RUNS}" "${5:?MINUTES}" ;;
     wait) wait_all "${2:?RUNS}" "${3:?SECONDS}" ;;
-    *) echo "usage: $0 launch|launch-v4 DATA RUNS MINUTES | wait RUNS SECONDS" >&2; exit 2 ;;
+    *) echo "usage: $0 launch|launch-v4 DATA RUNS MINUTES | launch-v5 photos|cifar DATA RUNS MINUTES | wait RUNS SECONDS" >&2; exit 2 ;;
 esac
