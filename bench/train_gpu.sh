@@ -4,7 +4,7 @@
 #
 #   bench/train_gpu.sh launch DATA RUNS MINUTES      v3: start the four trainings (detached) and return
 #   bench/train_gpu.sh launch-v4 DATA RUNS MINUTES   v4: the two photo trainings continued (below)
-#   bench/train_gpu.sh launch-v5 photos|cifar DATA RUNS MINUTES   v5: see below (one half per call)
+#   bench/train_gpu.sh launch-v5 photos|cifar|cifar-more DATA RUNS MINUTES   v5: see below
 #   bench/train_gpu.sh wait RUNS SECONDS             wait until they have all exited (or SECONDS pass)
 #
 # DATA holds the training images as prepared by bench/prepare_gpu_data.py (pixel-exact lossless copies
@@ -77,7 +77,12 @@ launch_v5() {
         python3 bench/prepare_gpu_data.py unpack "$D"
         start rgb-small-large-v5 "$R" "${common[@]}" "$D/cifar_train.npy" --crop 32 --batch 128 --hidden 96 \
             --blocks 8 --lr 8e-4 --seed 12 --init models/checkpoints/rgb-large-v4-weights.pt ;;
-    *) echo "launch-v5: photos or cifar" >&2; exit 2 ;;
+    cifar-more)   # a fourth call: the CIFAR model continued alone for the GPU time left (fresh optimizer)
+        python3 bench/prepare_gpu_data.py unpack "$D"
+        python3 -m pixzip train "${common[@]}" "$D/cifar_train.npy" --crop 32 --batch 128 --hidden 96 --blocks 8 \
+            --lr 4e-4 --seed 13 --init "$R/rgb-small-large-v5.pt" --checkpoint "$R/rgb-small-large-v5b.pt" \
+            --out "$R/rgb-small-large-v5b.pxm" ;;
+    *) echo "launch-v5: photos, cifar or cifar-more" >&2; exit 2 ;;
     esac
 }
 

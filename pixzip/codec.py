@@ -486,22 +486,20 @@ def _decode_batch(model: IntModel, batch, decide, progress, conds=None) -> dict:
     decide.begin(batch, tiles, ii, t)
     steps = (_GraphSteps(model, canvas, flat, bounds, len(batch), capture=device.type == "cuda") if graphs
              else _EagerSteps(model, canvas, flat))
-    where = [torch.from_numpy(a).to(device) for a in (tiles, ii, jj)]
-    decoded = torch.zeros((len(batch), canvas.H, canvas.W, C), dtype=torch.uint8, device=device)
-    values = torch.from_numpy(np.asarray(model.symbol_values, dtype=np.int64)).to(device)
+    # the image buffer as one flat vector: writing a channel is a 1-d copy (a strided one is slower)
     img = canvas.buf["img"]
+    img_flat, channel_at = img.view(-1), [flat * C + c for c in range(C)]
+    values = torch.from_numpy(np.asarray(model.symbol_values, dtype=np.int64) - 128).to(torch.int8).to(device)
     for s, e in zip(bounds[:-1], bounds[1:]):
-        pos = flat[s:e]
         steps.wavefront(s, e)
-        at = [a[s:e] for a in where]
         for c in range(C):
-            v = values[decide.step(steps.params(c), s, e, c)]
-            img[:, c:c + 1].index_copy_(0, pos, (v - 128).to(torch.int8)[:, None])
-            decoded[at[0], at[1], at[2], c] = v.to(torch.uint8)
+            img_flat.index_copy_(0, channel_at[c][s:e], values[decide.step(steps.params(c), s, e, c)])
         if progress:
             progress(e - s)
     decide.finish()
-    decoded = decoded.cpu().numpy()
+    # the pixels are where the network read them: the image buffer (value - 128)
+    decoded = np.zeros((len(batch), canvas.H, canvas.W, C), dtype=np.uint8)
+    decoded[tiles, ii, jj] = (img.index_select(0, flat).cpu().numpy().astype(np.int16) + 128).astype(np.uint8)
     return {key: decoded[n, :h, :w] for n, (key, _, _, h, w) in enumerate(batch)}
 
 

@@ -236,3 +236,74 @@ def test_trimmed_slope_reads_only_earlier_wavefronts(slope):
     assert all(j + slope * i < t0 or (i, j) == (i0, j0) for i, j in seen)
     assert (i0 - 1, j0 + slope - 1) in seen                  # the trimmed kernel still reaches its edge
     assert export(model).slope == slope
+
+
+def _requant_both_ways(conv, acc):
+    """(float64 path, int64 path) of QConv.requant for accumulators acc (n, cout)."""
+    from pixzip import engine
+    conv._split.clear()
+    fast = conv.requant(acc.clone(), None)
+    assert conv._params(None).scale is not None, "the float64 path should apply here"
+    conv._split.clear()
+    real = engine.float_requant_exact
+    try:
+        engine.float_requant_exact = lambda *a: False
+        exact = conv.requant(acc.clone(), None)
+        assert conv._params(None).scale is None
+    finally:
+        engine.float_requant_exact = real
+        conv._split.clear()
+    return fast, exact
+
+
+def _edge_accumulators(conv, rng, n=20000) -> torch.Tensor:
+    """Accumulators at and beside every rounding edge of the output range (for each channel: the z
+    whose exact value is k - 1/2 or k - 1/2 +- one unit of z, k in [lo - 2, hi + 2]), the int32
+    extremes and random values."""
+    m, sh, b = conv.mult.to(torch.int64), conv.shift.to(torch.int64), conv.bias.to(torch.int64)
+    k = torch.arange(conv.lo - 2, conv.hi + 3, dtype=torch.int64)
+    if len(k) > 600:     # a 16-bit output: both ends and a sample between
+        k = torch.cat([k[:100], k[-100:], k[torch.from_numpy(rng.integers(0, len(k), 400))]])
+    k = k[:, None]
+    # z * m + 2^(sh-1) = k * 2^sh  <=>  z = (2k - 1) * 2^(sh-1) / m (rounded to a near integer)
+    z = (((2 * k - 1) << (sh - 1)[None]) // m.clamp(min=1)[None]) - b[None]
+    near = torch.cat([z + d for d in (-2, -1, 0, 1, 2)])
+    big = torch.tensor([[-(2 ** 31) + 2 ** 24], [2 ** 31 - 1 - 2 ** 24], [0]], dtype=torch.int64).expand(-1, conv.cout)
+    rand = torch.from_numpy(rng.integers(-(2 ** 24), 2 ** 24, size=(n, conv.cout)))
+    return torch.cat([near, big, rand]).clamp(-(2 ** 31) + 2 ** 24, 2 ** 31 - 1 - 2 ** 24).to(torch.int32)
+
+
+def test_float_requantisation_equals_the_integer_one(rng):
+    """The CPU's float64 requantisation (engine.float_requant_exact) gives the int64 path's integers
+    for every layer of every shipped model, on accumulators at every rounding edge and at the
+    extremes; its condition is tight enough that a layer beyond it can differ."""
+    from pixzip import engine, zoo
+    checked = 0
+    for name in zoo.available():
+        net = zoo.load_model(name).net
+        if not hasattr(net, "named_convs"):
+            continue
+        for _, conv in net.named_convs():
+            if int(conv.shift.min()) < 1 or not engine.float_requant_exact(conv.shift, conv.lo, conv.hi):
+                continue     # (the output layer is never requantised: its shift is 0)
+            fast, exact = _requant_both_ways(conv, _edge_accumulators(conv, rng, 2000))
+            assert fast.dtype == exact.dtype and torch.equal(fast, exact), name
+            checked += 1
+    assert checked >= 50, checked
+    # a synthetic layer right at the bound (int16 output, shift 37) and one beyond it
+    for shift, ok in ((37, True), (44, False)):
+        conv = engine.QConv(1, torch.zeros(1, 4, dtype=torch.int8), torch.tensor([0, 1, -3, 7], dtype=torch.int32),
+                            torch.tensor([2 ** 31 - 1, 2 ** 30, 2 ** 30 + 12345, 1999999999]),
+                            torch.full((4,), shift), lo=-(2 ** 15), hi=2 ** 15 - 1)
+        assert engine.float_requant_exact(conv.shift, conv.lo, conv.hi) == ok
+        if ok:
+            fast, exact = _requant_both_ways(conv, _edge_accumulators(conv, rng))
+            assert torch.equal(fast, exact)
+    # beyond the bound the float formula fails: a 32-bit output with shift 31, and z chosen so that
+    # z * m + 2^30 is one below a multiple of 2^31 while z * m needs 61 bits (float64 rounds it up)
+    m, sh = 2 ** 31 - 1, 31
+    assert not engine.float_requant_exact(torch.tensor([sh]), -(2 ** 31), 2 ** 31 - 1)
+    z = torch.tensor([((2 ** 30 - 1) * pow(m, -1, 2 ** sh)) % 2 ** sh], dtype=torch.int64)
+    exact = engine.requantize(z, torch.tensor([m]), torch.tensor([sh]), -(2 ** 31), 2 ** 31 - 1)
+    fast = torch.addcmul(engine.HALF, z.double(), torch.tensor([m * 2.0 ** -sh], dtype=torch.float64)).floor_()
+    assert int(fast) == int(exact) + 1
