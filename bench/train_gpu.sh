@@ -61,6 +61,10 @@ launch_v4() {
 # model continued from v4, and the large candidate continued from its v4 weights quantisation-aware
 # throughout (v4's QAT onset half-way cost it ~0.1 bits/dim). CIFAR: a large model for small images,
 # started from the large photo model's weights (decoding speed hardly matters at 32x32).
+# Run on 2026-11-23 (third GPU session): rgb-v5 became pcnn-rgb-v5; rgb-small-large-v5, continued by
+# cifar-more, became pcnn-rgb-small-v4; rgb-large-v5 was not shipped (models/README.md), its weights
+# replaced v4's in the repository. To reproduce, restore v4's first:
+#   git show 785a89b:models/checkpoints/rgb-large-v4-weights.pt > models/checkpoints/rgb-large-v4-weights.pt
 launch_v5() {
     local half=$1 D=$2 R=$3 M=$4
     mkdir -p "$R"
