@@ -307,3 +307,26 @@ def test_float_requantisation_equals_the_integer_one(rng):
     exact = engine.requantize(z, torch.tensor([m]), torch.tensor([sh]), -(2 ** 31), 2 ** 31 - 1)
     fast = torch.addcmul(engine.HALF, z.double(), torch.tensor([m * 2.0 ** -sh], dtype=torch.float64)).floor_()
     assert int(fast) == int(exact) + 1
+
+
+@pytest.mark.parametrize("width,cols", [(48, slice(16, 32)), (48, slice(0, 48)), (3, slice(1, 2)), (12, slice(4, 8))])
+def test_wide_word_gathers_and_writes_equal_plain_indexing(width, cols, rng):
+    """Scattered's gathers (rows read as int64 words where a row is whole words) and group writes (flat
+    64-bit copies where the columns are whole words, else a strided copy) move the same bytes as plain
+    row indexing."""
+    from pixzip.engine import Canvas, Scattered, _words, rows
+    _, net = make_tiny_model(channels=3)
+    canvas = Canvas([(6, 7), (5, 9)], 2, {"b": width})
+    buf = canvas.buf["b"]
+    buf.copy_(torch.from_numpy(rng.integers(-128, 128, size=buf.shape, dtype=np.int8)))
+    pos = torch.from_numpy(rng.choice(len(buf) - 40, 25, replace=False) + 20)
+    sites = Scattered(net, canvas, pos)
+    assert (rows(buf).dtype == torch.int64) == (width % 8 == 0)
+    assert (_words(buf, cols) is not None) == (cols.start % 8 == 0 and cols.stop % 8 == 0 and width % 8 == 0)
+    index = sites.index(3)
+    assert torch.equal(sites._gather(buf, 3), buf[index.view(-1)].view(len(pos), -1))
+    y = torch.from_numpy(rng.integers(-128, 128, size=(len(pos), cols.stop - cols.start), dtype=np.int8))
+    expect = buf.clone()
+    expect[pos, cols] = y
+    sites.write(buf, cols, y)
+    assert torch.equal(buf, expect)
