@@ -348,7 +348,8 @@ def _encode_planes(model, planes, tile, progress, max_pixels, conds=None, coder=
     return _collect(len(planes), coded, progress, model.cfg.channels)
 
 
-CODER_SYMBOLS = 1 << 20    # symbols coded in one lockstep at most: bounds the coder's memory, not the bits
+CODER_SYMBOLS = 1 << 21    # symbols coded in one lockstep at most (~70 bytes each): bounds the coder's memory, not the bits;
+# a lockstep costs per step whatever its width, so a 768x512 photo (1.2 M symbols) is one group, not two
 
 
 def _code_lanes(model, items: list[TileSymbols]):
