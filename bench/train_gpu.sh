@@ -70,6 +70,7 @@ launch_v5() {
     mkdir -p "$R"
     local common=(--head laplace --skip-kernel 5 --stream-bits 16 --val-every "${VAL_EVERY:-500}" --device "${DEVICE:-cuda}" -T 3
                   --minutes "$M" --steps 1000000 --channels 3 --slope 2 --qat-start 0)
+    local cifar=("$D/cifar_train.npy" --crop 32 --batch 128 --hidden 96 --blocks 8)
     case "$half" in
     photos)
         local photos=("$D/photos" "$D/urban100h" --val "$D/cbsd68v" --crop 64 --batch 128)
@@ -79,13 +80,12 @@ launch_v5() {
             --init models/checkpoints/rgb-large-v4-weights.pt ;;
     cifar)
         python3 bench/prepare_gpu_data.py unpack "$D"
-        start rgb-small-large-v5 "$R" "${common[@]}" "$D/cifar_train.npy" --crop 32 --batch 128 --hidden 96 \
-            --blocks 8 --lr 8e-4 --seed 12 --init models/checkpoints/rgb-large-v4-weights.pt ;;
+        start rgb-small-large-v5 "$R" "${common[@]}" "${cifar[@]}" --lr 8e-4 --seed 12 \
+            --init models/checkpoints/rgb-large-v4-weights.pt ;;
     cifar-more)   # a fourth call: the CIFAR model continued alone for the GPU time left (fresh optimizer)
         python3 bench/prepare_gpu_data.py unpack "$D"
-        python3 -m pixzip train "${common[@]}" "$D/cifar_train.npy" --crop 32 --batch 128 --hidden 96 --blocks 8 \
-            --lr 4e-4 --seed 13 --init "$R/rgb-small-large-v5.pt" --checkpoint "$R/rgb-small-large-v5b.pt" \
-            --out "$R/rgb-small-large-v5b.pxm" ;;
+        python3 -m pixzip train "${common[@]}" "${cifar[@]}" --lr 4e-4 --seed 13 --init "$R/rgb-small-large-v5.pt" \
+            --checkpoint "$R/rgb-small-large-v5b.pt" --out "$R/rgb-small-large-v5b.pxm" ;;
     *) echo "launch-v5: photos, cifar or cifar-more" >&2; exit 2 ;;
     esac
 }
@@ -112,5 +112,5 @@ case "${1:-}" in
     launch-v4) launch_v4 "${2:?DATA}" "${3:?RUNS}" "${4:?MINUTES}" ;;
     launch-v5) launch_v5 "${2:?HALF}" "${3:?DATA}" "${4:?RUNS}" "${5:?MINUTES}" ;;
     wait) wait_all "${2:?RUNS}" "${3:?SECONDS}" ;;
-    *) echo "usage: $0 launch|launch-v4 DATA RUNS MINUTES | launch-v5 photos|cifar DATA RUNS MINUTES | wait RUNS SECONDS" >&2; exit 2 ;;
+    *) echo "usage: $0 launch|launch-v4 DATA RUNS MINUTES | launch-v5 photos|cifar|cifar-more DATA RUNS MINUTES | wait RUNS SECONDS" >&2; exit 2 ;;
 esac

@@ -258,8 +258,9 @@ def _requant_both_ways(conv, acc):
 
 def _edge_accumulators(conv, rng, n=20000) -> torch.Tensor:
     """Accumulators at and beside every rounding edge of the output range (for each channel: the z
-    whose exact value is k - 1/2 or k - 1/2 +- one unit of z, k in [lo - 2, hi + 2]), the int32
-    extremes and random values."""
+    whose exact value is k - 1/2 or k - 1/2 +- one unit of z, k in [lo - 2, hi + 2]), values 2^24
+    inside the int32 extremes (so that acc + bias, as the engine adds it in int32, cannot overflow) and
+    random values."""
     m, sh, b = conv.mult.to(torch.int64), conv.shift.to(torch.int64), conv.bias.to(torch.int64)
     k = torch.arange(conv.lo - 2, conv.hi + 3, dtype=torch.int64)
     if len(k) > 600:     # a 16-bit output: both ends and a sample between
