@@ -5,6 +5,7 @@
 #   bench/train_gpu.sh launch DATA RUNS MINUTES      v3: start the four trainings (detached) and return
 #   bench/train_gpu.sh launch-v4 DATA RUNS MINUTES   v4: the two photo trainings continued (below)
 #   bench/train_gpu.sh launch-v5 photos|cifar|cifar-more DATA RUNS MINUTES   v5: see below
+#   bench/train_gpu.sh launch-v6 DATA RUNS MINUTES   v6: the small-image model continued alone (below)
 #   bench/train_gpu.sh wait RUNS SECONDS             wait until they have all exited (or SECONDS pass)
 #
 # DATA holds the training images as prepared by bench/prepare_gpu_data.py (pixel-exact lossless copies
@@ -90,6 +91,19 @@ launch_v5() {
     esac
 }
 
+# v6 (2026-11-23, fourth GPU session): one training alone on the GPU (side by side, each ran ~3x
+# slower): the small-image model continued from pcnn-rgb-small-v4's weights, fresh optimizer, a lower
+# peak learning rate decayed over the whole budget.
+launch_v6() {
+    local D=$1 R=$2 M=$3
+    mkdir -p "$R"
+    python3 bench/prepare_gpu_data.py unpack "$D"
+    start rgb-small-v5 "$R" "$D/cifar_train.npy" --crop 32 --batch 128 --hidden 96 --blocks 8 \
+        --head laplace --skip-kernel 5 --stream-bits 16 --val-every "${VAL_EVERY:-500}" --device "${DEVICE:-cuda}" -T 3 \
+        --minutes "$M" --steps 1000000 --channels 3 --slope 2 --qat-start 0 --lr 3e-4 --seed 14 \
+        --init models/checkpoints/pcnn-rgb-small-v4-weights.pt
+}
+
 start() {   # NAME RUNS ARGS...: one detached training (it outlives the shell that started it)
     local name=$1 R=$2
     shift 2
@@ -111,6 +125,7 @@ case "${1:-}" in
     launch) launch "${2:?DATA}" "${3:?RUNS}" "${4:?MINUTES}" ;;
     launch-v4) launch_v4 "${2:?DATA}" "${3:?RUNS}" "${4:?MINUTES}" ;;
     launch-v5) launch_v5 "${2:?HALF}" "${3:?DATA}" "${4:?RUNS}" "${5:?MINUTES}" ;;
+    launch-v6) launch_v6 "${2:?DATA}" "${3:?RUNS}" "${4:?MINUTES}" ;;
     wait) wait_all "${2:?RUNS}" "${3:?SECONDS}" ;;
-    *) echo "usage: $0 launch|launch-v4 DATA RUNS MINUTES | launch-v5 photos|cifar|cifar-more DATA RUNS MINUTES | wait RUNS SECONDS" >&2; exit 2 ;;
+    *) echo "usage: $0 launch|launch-v4 DATA RUNS MINUTES | launch-v5 photos|cifar|cifar-more DATA RUNS MINUTES | launch-v6 DATA RUNS MINUTES | wait RUNS SECONDS" >&2; exit 2 ;;
 esac
