@@ -4,7 +4,8 @@
     python3 bench/gpu.py run DIR --out OUT [-m MODEL]...   (there: times and checks, writes OUT/)
     python3 bench/gpu.py verify DIR --out OUT [-m MODEL]... (back here: OUT's files against this machine)
 
-`run`, for the default RGB model and each -m model (PIXZIP_CUDA_GRAPHS=0: decode without CUDA graphs): encodes the crops as one batch on the GPU (median
+`run`, for the default RGB model and each -m model (PIXZIP_CUDA_GRAPHS=0: decode without CUDA graphs;
+PIXZIP_DEVICE_LANES=0: the rANS lanes on the host, as before session 7): encodes the crops as one batch on the GPU (median
 of --repeats runs after a warm-up), checks that the first --cpu-images files are byte for byte what the
 CPU encoder writes, decodes the batch on the GPU and checks every pixel, decodes one GPU-encoded file on
 the CPU, and writes the GPU-encoded files to OUT (so that another machine can decode them and compare
@@ -77,13 +78,15 @@ def run(crop_dir: Path, out: Path, models: list[str], repeats: int, cpu_images: 
         rows.append({"model": m.name, "images": len(images), "megapixels": round(mp, 3), "bits_per_subpixel": round(bits, 4),
                      "encode_mp_s": round(mp / enc_s, 3), "decode_mp_s": round(mp / dec_s, 3),
                      "gpu_bytes_equal_cpu_bytes": f"{sum(same)}/{len(same)}", "gpu_decode_exact": exact,
-                     "gpu_file_decodes_on_cpu": cpu_decoded, "cuda_graphs": dict(codec.GRAPH_STATS)})
+                     "gpu_file_decodes_on_cpu": cpu_decoded, "cuda_graphs": dict(codec.GRAPH_STATS),
+                     "lanes_on_device": os.environ.get("PIXZIP_DEVICE_LANES", "1") != "0"})
         print(rows[-1], flush=True)
         name = torch.cuda.get_device_name() if device == "cuda" else platform.processor() or "cpu"
         info = {"device": name, "torch": torch.__version__, "python": platform.python_version(), "repeats": repeats,
                 "coder_workers": workers, "max_batch_pixels": codec.MAX_BATCH_PIXELS_CUDA, "rows": rows}
         (out / "gpu.json").write_text(json.dumps(info, indent=1))    # after each model: a timeout keeps the rest
-    print(f"\n{info['device']}, torch {info['torch']}; {len(images)} crops of 768x512 as one batch; medians of {repeats}\n")
+    print(f"\n{info['device']}, torch {info['torch']}; {len(images)} crops of 768x512 as one batch; medians of {repeats}"
+          f"; lanes on the {'device' if rows[-1]['lanes_on_device'] else 'host'}\n")
     print("| model | bits/sub-pixel | encode MP/s | decode MP/s | GPU bytes = CPU bytes | GPU decode exact | GPU file on CPU |")
     print("|---|---|---|---|---|---|---|")
     for r in rows:

@@ -278,7 +278,11 @@ def _encode_tiles(model, tiles: list[np.ndarray], max_pixels: int, coder: str):
 def _encode_on_device(model, planes, tile, progress, max_pixels, workers, coder):
     """The network on the device in this process, the coder (all CPU work) fanned out to `workers`
     processes: tile by tile for the range coder, in groups of tiles for the rANS lanes. Every tile is
-    its own stream, so the same bytes."""
+    its own stream, so the same bytes. On a GPU the rANS lanes run there instead (`_encode_lanes_here`)."""
+    if coder == "rans" and _lanes_on_device(model):
+        coded = (c for items in _batch_symbols(model, planes, tile, max_pixels)
+                 for c in _code_lanes(model, items, here=True))
+        return _collect(len(planes), coded, progress, model.cfg.channels)
     if workers <= 1:
         return _encode_planes(model, planes, tile, progress, max_pixels, coder=coder)
     pool = _pool(workers, _coder_worker, (model.host,))
@@ -350,25 +354,28 @@ def _encode_planes(model, planes, tile, progress, max_pixels, conds=None, coder=
 
 CODER_SYMBOLS = 1 << 21    # symbols coded in one lockstep at most (~70 bytes each): bounds the coder's memory, not the bits;
 # a lockstep costs per step whatever its width, so a 768x512 photo (1.2 M symbols) is one group, not two
+CODER_SYMBOLS_HERE = 1 << 24    # the same on a GPU (~60 bytes each there): a whole canvas of 768x512 photos
 
 
-def _code_lanes(model, items: list[TileSymbols]):
+def _code_lanes(model, items: list[TileSymbols], here: bool = False):
     """Format v3: code a batch of tiles with the rANS lanes, in lockstep groups of consecutive tiles
-    of at most CODER_SYMBOLS symbols (a tile's lanes never depend on another tile's, so the grouping
-    changes no byte). Yields (key, symbol count, (stream words, ideal bits)) per tile."""
-    group, size = [], 0
+    of at most CODER_SYMBOLS symbols (CODER_SYMBOLS_HERE on a GPU; a tile's lanes never depend on
+    another tile's, so the grouping changes no byte). Yields (key, symbol count, (stream words,
+    ideal bits)) per tile."""
+    group, size, limit = [], 0, CODER_SYMBOLS_HERE if here else CODER_SYMBOLS
     for t in items:
-        if group and size + len(t.symbols) > CODER_SYMBOLS:
-            yield from _code_lane_group(model, group)
+        if group and size + len(t.symbols) > limit:
+            yield from _code_lane_group(model, group, here)
             group, size = [], 0
         group.append(t)
         size += len(t.symbols)
     if group:
-        yield from _code_lane_group(model, group)
+        yield from _code_lane_group(model, group, here)
 
 
-def _code_lane_group(model, items: list[TileSymbols]):
-    """All lanes of `items` in one lockstep. A tile's stream: its K lanes' final states
+def _code_lane_group(model, items: list[TileSymbols], here: bool = False):
+    """All lanes of `items` in one lockstep: numpy on the CPU, or with `here` where their head outputs
+    are (a GPU: `_encode_lanes_here`; the same integers). A tile's stream: its K lanes' final states
     (`_pack_states`), then the word each symbol's renormalisation wrote, in coding order: the order in
     which the decoder reads them (sub-step by sub-step; within one, pass by pass and row by row, and a
     pass's rows ascend with i)."""
@@ -376,17 +383,90 @@ def _code_lane_group(model, items: list[TileSymbols]):
     bases = np.cumsum([0] + counts)
     lane = np.concatenate([b + t.rows % k for t, b, k in zip(items, bases, counts)])
     symbols = np.concatenate([t.symbols for t in items])
-    tables = model.cdf_tables(torch.cat([t.params for t in items]))
+    params = torch.cat([t.params for t in items])
+    if here:
+        tables, symbols = model.cdf_tables_here(params), torch.from_numpy(symbols).to(params.device)
+        lane = torch.from_numpy(lane).to(params.device)
+    else:
+        tables = model.cdf_tables(params)
     below, upto, total = tables.at(symbols), tables.at(symbols + 1), tables.total
     lo = rans.quantise(below, total)
-    states, written, words = rans.encode_lanes(lo, rans.quantise(upto, total) - lo, lane, int(bases[-1]))
-    bits = np.log2(total.astype(np.float64)) - np.log2((upto - below).astype(np.float64))   # reporting only
+    encode = _encode_lanes_here if here else rans.encode_lanes
+    states, written, words = encode(lo, rans.quantise(upto, total) - lo, lane, int(bases[-1]))
+    if here:      # the streams are assembled here; the ideal bits computed here, as on the CPU
+        states, written, words, total, width = (a.cpu().numpy() for a in (states, written, words, total, upto - below))
+    else:
+        width = upto - below
+    bits = np.log2(total.astype(np.float64)) - np.log2(width.astype(np.float64))   # reporting only
     start = 0
     for t, b, k in zip(items, bases, counts):
         end = start + len(t.symbols)
         stream = np.concatenate([_pack_states(states[b:b + k]), words[start:end][written[start:end]]])
         yield t.key, len(t.symbols), (stream.astype(np.uint32), float(np.sum(bits[start:end])))
         start = end
+
+
+LOCKSTEP_GRAPH_STEPS = 64     # lockstep steps per CUDA graph replay
+
+
+def _encode_lanes_here(lo: torch.Tensor, freq: torch.Tensor, lane: torch.Tensor, n_lanes: int):
+    """rans.encode_lanes in torch, on the device of its inputs: the same lockstep, the same integers.
+    On a GPU, LOCKSTEP_GRAPH_STEPS steps are captured as one CUDA graph and replayed (a step is a dozen
+    kernels on a few thousand lanes: launch-bound otherwise); steps past a lane's last symbol do
+    nothing, so the last replay may overrun. Returns (states, written, words) as rans.encode_lanes."""
+    n, device = len(lo), lo.device
+    order = torch.argsort(lane, stable=True)               # lane by lane, decoding order kept
+    counts = torch.bincount(lane, minlength=n_lanes)
+    last = counts.cumsum(0) - 1
+    # position n: a spare symbol (width 1) that idle lanes read and where they write nothing real
+    lo = torch.cat([lo[order], lo.new_zeros(1)])
+    freq = torch.cat([freq[order], freq.new_ones(1)])
+    written = torch.zeros(n + 1, dtype=torch.bool, device=device)
+    word = torch.zeros(n + 1, dtype=torch.int64, device=device)
+    x = torch.full((n_lanes,), rans.LOW, dtype=torch.int64, device=device)
+    m = torch.zeros((), dtype=torch.int64, device=device)
+
+    def step():     # backwards: step m codes each lane's m-th symbol from its last
+        valid = counts > m
+        at = torch.where(valid, last - m, n)
+        f = freq[at]
+        wrote = (x >= (f << rans.WORD_BITS)) & valid
+        where = torch.where(wrote, at, n)
+        written[where] = wrote
+        word[where] = x & rans.WORD_MASK
+        shifted = torch.where(wrote, x >> rans.WORD_BITS, x)
+        q = torch.div(shifted, f, rounding_mode="floor")
+        x.copy_(torch.where(valid, (q << rans.PRECISION) + (shifted - q * f) + lo[at], shifted))
+        m.add_(1)
+
+    total_steps = int(counts.max()) if n else 0
+    graph = _lockstep_graph(step) if device.type == "cuda" and total_steps > LOCKSTEP_GRAPH_STEPS else None
+    if graph is not None:
+        m.zero_(), x.fill_(rans.LOW), written.zero_(), word.zero_()     # the capture ran nothing
+        for _ in range(-(-total_steps // LOCKSTEP_GRAPH_STEPS)):
+            graph.replay()
+    else:
+        for _ in range(total_steps):
+            step()
+    out_written, out_word = torch.empty_like(written[:n]), torch.empty_like(word[:n])
+    out_written[order], out_word[order] = written[:n], word[:n]
+    return x, out_written, out_word
+
+
+def _lockstep_graph(step):
+    """LOCKSTEP_GRAPH_STEPS calls of `step` captured as one CUDA graph, or None if this driver or
+    PyTorch cannot capture them (then the steps run eagerly: the same integers)."""
+    try:
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            for _ in range(LOCKSTEP_GRAPH_STEPS):
+                step()
+        GRAPH_STATS["captured"] += 1
+        return graph
+    except RuntimeError as e:
+        GRAPH_STATS["failed"] += 1
+        GRAPH_STATS["error"] = str(e).splitlines()[0][:200]
+        return None
 
 
 def _pack_states(states: np.ndarray) -> np.ndarray:
@@ -471,10 +551,11 @@ def decode_tiles(model: IntModel, jobs: list[tuple], choose, progress: Callable[
 def _decode_batch(model: IntModel, batch, decide, progress, conds=None) -> dict:
     """Decode one canvas of tiles (key, 0, 0, h, w)."""
     C = model.cfg.channels
-    graphs = _use_graphs(model)
+    graphs, on_device = _use_graphs(model), isinstance(decide, _DeviceLanes)
     # CUDA graphs need fixed shapes: every wavefront is padded to the widest with a sink pixel, in a
     # tile of its own that no real pixel reads
-    canvas, _ = _load_batch(model, batch + [(None, 0, 0, 1, 1)] if graphs else batch, None, conds)
+    padded = graphs or on_device
+    canvas, _ = _load_batch(model, batch + [(None, 0, 0, 1, 1)] if padded else batch, None, conds)
     device = canvas.device
     tiles, ii, jj = canvas.pixels()
     real = tiles < len(batch)
@@ -485,16 +566,22 @@ def _decode_batch(model: IntModel, batch, decide, progress, conds=None) -> dict:
     flat = canvas.flat(tiles, ii, jj)
     bounds = np.flatnonzero(np.r_[True, t[1:] != t[:-1], True])
     decide.begin(batch, tiles, ii, t)
-    steps = (_GraphSteps(model, canvas, flat, bounds, len(batch), capture=device.type == "cuda") if graphs
-             else _EagerSteps(model, canvas, flat))
     # the image buffer as one flat vector: writing a channel is a 1-d copy (a strided one is slower)
     img = canvas.buf["img"]
     img_flat, channel_at = img.view(-1), [flat * C + c for c in range(C)]
     values = torch.from_numpy(np.asarray(model.symbol_values, dtype=np.int64) - 128).to(torch.int8).to(device)
+    if padded:
+        steps = _GraphSteps(model, canvas, flat, bounds, len(batch), capture=graphs and device.type == "cuda",
+                            lanes=(decide, img_flat, values) if on_device else None)
+    else:
+        steps = _EagerSteps(model, canvas, flat)
     for s, e in zip(bounds[:-1], bounds[1:]):
         steps.wavefront(s, e)
         for c in range(C):
-            img_flat.index_copy_(0, channel_at[c][s:e], values[decide.step(steps.params(c), s, e, c)])
+            if on_device:        # the whole sub-step runs there, the write included
+                steps.params(c)
+            else:
+                img_flat.index_copy_(0, channel_at[c][s:e], values[decide.step(steps.params(c), s, e, c)])
         if progress:
             progress(e - s)
     decide.finish()
@@ -536,7 +623,7 @@ class _GraphSteps:
     fails: GRAPH_STATS) the padded steps run eagerly, which is how the CPU tests check the padding."""
 
     def __init__(self, model: IntModel, canvas, flat: torch.Tensor, bounds: np.ndarray, sink_tile: int,
-                 capture: bool):
+                 capture: bool, lanes: tuple | None = None):
         self.model, self.canvas = model, canvas
         sink = canvas.flat(np.array([sink_tile]), np.array([0]), np.array([0]))
         width = int(np.max(np.diff(bounds)))
@@ -544,6 +631,11 @@ class _GraphSteps:
                                    for s, e in zip(bounds[:-1], bounds[1:])])
         self.wave = {int(s): k for k, s in enumerate(bounds[:-1])}
         self.pos = sink.expand(width).clone()        # all sink while capturing: nothing real is touched
+        # with the lanes on the device (_DeviceLanes, the image buffer, symbol -> value), a step also
+        # decodes its symbols and writes them: the padding's land on the spare lane and the sink
+        self.lanes = lanes
+        if lanes is not None:
+            lanes[0].layout(bounds, width)
         self.graphs = None
         if capture:
             try:
@@ -560,27 +652,40 @@ class _GraphSteps:
         with torch.cuda.stream(side):      # warm-up: builds every cached table and offset first
             index, cache = model.gather_index(canvas, self.pos), {}
             for c in range(C):
-                model.step_params(canvas, index, c, cache)
+                self._sub_step(index, cache, c)
         torch.cuda.current_stream().wait_stream(side)
         index, cache, pool = model.gather_index(canvas, self.pos), {}, None
         graphs, self.outs = [], []
         for c in range(C):
             graph = torch.cuda.CUDAGraph()
             with torch.cuda.graph(graph, pool=pool):
-                self.outs.append(model.step_params(canvas, index, c, cache))
+                self.outs.append(self._sub_step(index, cache, c))
             pool = graph.pool()
             graphs.append(graph)
         self.graphs = graphs
 
+    def _sub_step(self, index, cache: dict, c: int) -> torch.Tensor:
+        """Head outputs of channel c at the current wavefront (padded); with the lanes here, also
+        their symbols decoded and written into the image buffer."""
+        params = self.model.step_params(self.canvas, index, c, cache)
+        if self.lanes is not None:
+            lanes, img_flat, values = self.lanes
+            img_flat.index_copy_(0, self.pos * self.model.cfg.channels + c, values[lanes.decode(params)])
+        return params
+
     def wavefront(self, s: int, e: int):
-        self.pos.copy_(self.padded[self.wave[s]])
+        k = self.wave[s]
+        self.pos.copy_(self.padded[k])
+        if self.lanes is not None:
+            self.lanes[0].wavefront(k)
         self.n = e - s
         if self.graphs is None:
             self.index, self.cache = self.model.gather_index(self.canvas, self.pos), {}
 
     def params(self, c: int) -> torch.Tensor:
+        """Head outputs of channel c at the current wavefront (with the lanes here: decoded too)."""
         if self.graphs is None:
-            return self.model.step_params(self.canvas, self.index, c, self.cache)[:self.n]
+            return self._sub_step(self.index, self.cache, c)[:self.n]
         self.graphs[c].replay()
         return self.outs[c][:self.n]
 
@@ -653,7 +758,9 @@ class _LaneDecoder:
         self.order = perm - wave_start              # position within its wavefront, in pass order
         self.lane = bases[tl] + ii[perm] % lanes[tl]
         self.tile = tl
-        self.first = np.maximum.accumulate(np.where(new_group, idx, 0)) - np.maximum.accumulate(np.where(new_pass, idx, 0))
+        self.pass_id = pp
+        self.group_first = np.maximum.accumulate(np.where(new_group, idx, 0))    # its tile's first in the pass
+        self.first = self.group_first - np.maximum.accumulate(np.where(new_pass, idx, 0))
         cuts = np.flatnonzero(np.r_[new_pass, True])
         self.passes: dict[int, list] = {}
         for a, b in zip(cuts[:-1], cuts[1:]):
@@ -679,6 +786,77 @@ class _LaneDecoder:
         # a stream that ran out read past its end, so its pointer ends past it
         if not ((self.state == rans.LOW).all() and (self.ptr == self.end).all()):
             raise ValueError("a stream does not decode to its end exactly")
+
+
+class _DeviceLanes(_LaneDecoder):
+    """_LaneDecoder with the lanes on the network's device (int64 tensors): the same passes and the
+    same integers, but nothing returns to the host between sub-steps, so that a whole sub-step (the
+    network, the lanes, the write of the decoded values) replays as one CUDA graph (`_GraphSteps`).
+
+    Shapes are fixed for the graphs: every wavefront is laid out padded to one width, its pixels in
+    pass order, and each pass runs over the whole width with the other passes' pixels (and the
+    padding) masked: they decode on a spare lane (index `lanes`) of a spare tile (index `tiles`), which
+    nothing reads. Runs on the CPU too (the tests compare it with _LaneDecoder there)."""
+
+    def begin(self, batch, tiles: np.ndarray, ii: np.ndarray, t: np.ndarray):
+        super().begin(batch, tiles, ii, t)
+        device = self.model.device
+        self.n_lanes, self.n_tiles = len(self.state), len(self.ptr)
+        self.x = torch.from_numpy(np.r_[self.state, rans.LOW]).to(device)
+        self.at = torch.from_numpy(np.r_[self.ptr, 0]).to(device)
+        self.words_here = torch.from_numpy(self.words).to(device)
+        self.n_passes = int(self.pass_id.max()) + 1 if len(self.pass_id) else 0
+
+    def layout(self, bounds: np.ndarray, width: int):
+        """Every wavefront's pixels as five rows of `width` (padding after the pixels): position in
+        the wavefront (in pass order), lane, tile, the position where its tile's part of its pass
+        starts, pass. The layout of the wavefront to decode is copied into `self.current`."""
+        n = len(bounds) - 1
+        lay = np.empty((n, 5, width), dtype=np.int32)
+        for k, (s, e) in enumerate(zip(bounds[:-1], bounds[1:])):
+            real = (self.order[s:e], self.lane[s:e], self.tile[s:e], self.group_first[s:e] - s, self.pass_id[s:e])
+            pad = np.arange(e - s, width)
+            for row, (a, b) in enumerate(zip(real, (pad, self.n_lanes, self.n_tiles, pad, -1))):
+                lay[k, row, :e - s], lay[k, row, e - s:] = a, b
+        self.layouts = torch.from_numpy(lay).to(self.model.device)
+        neutral = torch.tensor([0, self.n_lanes, self.n_tiles, 0, -1], dtype=torch.int64)[:, None].repeat(1, width)
+        neutral[0] = neutral[3] = torch.arange(width)
+        self.current = neutral.to(self.model.device)     # nothing real is touched (graph capture)
+
+    def wavefront(self, k: int):
+        self.current.copy_(self.layouts[k])
+
+    def decode(self, params: torch.Tensor) -> torch.Tensor:
+        """The symbols of the current wavefront (padded, in wavefront order) from the head outputs
+        there; the states and read positions advance in place."""
+        order, lane, tile, first, pass_id = self.current
+        tables = self.model.cdf_tables_here(params.index_select(0, order))
+        last_word = len(self.words_here) - 1
+        symbols = torch.zeros_like(order)
+        for p in range(self.n_passes):
+            here = pass_id == p
+            lanes = torch.where(here, lane, self.n_lanes)
+            sym, x, need = rans.decode_step(self.x[lanes], tables)
+            need = (need & here).to(torch.int64)
+            before = need.cumsum(0) - need               # reads before this one in the pass...
+            pos = self.at[tile] + before - before[first]  # ...from its own tile's stream
+            word = self.words_here[pos.clamp_(0, last_word)]
+            self.x[lanes] = torch.where(need.bool(), (x << rans.WORD_BITS) | word, x)
+            self.at.index_add_(0, tile, need)
+            symbols = torch.where(here, sym, symbols)
+        return torch.empty_like(symbols).index_copy_(0, order, symbols)
+
+    def finish(self):
+        end = torch.from_numpy(self.end).to(self.x.device)
+        if not bool(((self.x[:-1] == rans.LOW).all() & (self.at[:-1] == end).all()).item()):
+            raise ValueError("a stream does not decode to its end exactly")
+
+
+def _lanes_on_device(model) -> bool:
+    """Format v3's lanes run on the GPU with the network (`_DeviceLanes`; PixelCNN models, as the
+    graphs), unless PIXZIP_DEVICE_LANES=0."""
+    return model.device.type == "cuda" and os.environ.get("PIXZIP_DEVICE_LANES", "1") != "0" \
+        and isinstance(model, IntPixelCNN) and not model.cfg.cond
 
 
 def wavefront_decode(model, height: int, width: int, tile: int, choose, progress=None,
@@ -770,7 +948,8 @@ ENCODE_PARALLEL_MIN_PIXELS = 1 << 20
 def _decode_streams(model, jobs, streams, max_pixels, progress=None, conds=None, coder="rans") -> dict:
     """Entropy-decode the tiles `jobs` (key, h, w) from their streams (same order)."""
     if coder == "rans":
-        return decode_tiles(model, jobs, _LaneDecoder(model, {key: s for (key, _, _), s in zip(jobs, streams)}),
+        lanes = _DeviceLanes if _lanes_on_device(model) else _LaneDecoder
+        return decode_tiles(model, jobs, lanes(model, {key: s for (key, _, _), s in zip(jobs, streams)}),
                             progress, max_pixels, conds=conds)
     decoders = {key: constriction.stream.queue.RangeDecoder(s) for (key, _, _), s in zip(jobs, streams)}
 

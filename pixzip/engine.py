@@ -530,6 +530,8 @@ class IntModel:
         dtype=torch.float64 returns the same integers as float64 (exact: they are below 2^17), the form
         constriction takes, without a conversion pass."""
         table = self.exp_table if dtype == torch.int32 else self._exp_f64
+        if params.device != table.device:     # the decoder's lanes on a GPU: the table goes there once
+            table = self._device_copy(("exp", dtype), table)
         if self.cfg.head == "softmax":
             excess = (params.amax(dim=1, keepdim=True) - params).clamp_(max=len(self.exp_table) - 1)
             return table.index_select(0, excess.view(-1).to(torch.int32)).view(excess.shape)
@@ -577,6 +579,24 @@ class IntModel:
         start = laplace_start(p[:, 0].astype(np.int64), p[:, 1].astype(np.int64))   # in numpy: a hot path
         return PrefixTables(self._laplace_prefix().numpy(), start, self.cfg.levels)
 
+    def cdf_tables_here(self, params: torch.Tensor) -> "CumulativeTables":
+        """cdf_tables as int64 tensors on the device of `params` (the decoder's lanes on a GPU, with no
+        round trip to the host): the same integers."""
+        if self.cfg.head == "softmax":
+            freq = self.frequencies(params).to(torch.int64)
+            return DenseTables(torch.nn.functional.pad(freq.cumsum(1), (1, 0)))
+        prefix = self._device_copy("laplace_prefix", self._laplace_prefix()) \
+            if params.device.type != "cpu" else self._laplace_prefix()
+        start = laplace_start(params[:, 0].to(torch.int64), params[:, 1].to(torch.int64))
+        return PrefixTables(prefix, start, self.cfg.levels)
+
+    def _device_copy(self, key, table: torch.Tensor) -> torch.Tensor:
+        """A CPU table's copy on this model's device, made once."""
+        key = ("device", key)
+        if key not in self._cache:
+            self._cache[key] = table.to(self.device)
+        return self._cache[key]
+
     def laplace_rows(self, dtype: torch.dtype) -> torch.Tensor:
         """The Laplace head's frequency tables, precomputed once: with mu16 = 16q + r, the frequency of
         value x depends only on (log-scale index, r, x - q), so row (idx, r) holds it for x - q in
@@ -604,7 +624,8 @@ def laplace_start(mu16, idx):
 
 class PrefixTables:
     """n tables given by where they start in one strictly increasing prefix-sum array: C(k) =
-    prefix[start + k] - prefix[start]. Sliceable; `locate` is one search of the whole array."""
+    prefix[start + k] - prefix[start]. Sliceable; `locate` is one search of the whole array. numpy
+    arrays (the coder on the CPU) or int64 tensors (the decoder's lanes on a GPU) alike."""
 
     def __init__(self, prefix: np.ndarray, start: np.ndarray, levels: int, base=None, total=None):
         self.prefix, self.start, self.levels = prefix, start, levels
@@ -619,12 +640,13 @@ class PrefixTables:
 
     def locate(self, bound: np.ndarray):
         """For 0 < bound <= total: the last k with C(k) < bound, C(k) and C(k + 1)."""
-        g = np.searchsorted(self.prefix, self.base + bound)          # first prefix >= target
+        search = torch.searchsorted if torch.is_tensor(self.prefix) else np.searchsorted
+        g = search(self.prefix, self.base + bound)          # first prefix >= target
         return g - 1 - self.start, self.prefix[g - 1] - self.base, self.prefix[g] - self.base
 
 
 class DenseTables:
-    """n tables given in full, C (n, levels + 1)."""
+    """n tables given in full, C (n, levels + 1): a numpy array or an int64 tensor."""
 
     def __init__(self, cum: np.ndarray):
         self.cum = cum
@@ -634,6 +656,8 @@ class DenseTables:
         return DenseTables(self.cum[part])
 
     def at(self, k: np.ndarray) -> np.ndarray:
+        if torch.is_tensor(self.cum):
+            return self.cum.gather(1, k[:, None])[:, 0]
         return np.take_along_axis(self.cum, k[:, None], 1)[:, 0]
 
     def locate(self, bound: np.ndarray):

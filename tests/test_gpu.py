@@ -148,3 +148,43 @@ def test_cuda_graph_decoding_equals_eager_decoding(rng, monkeypatch):
     eager = codec.decode_planes(net, shapes, 16, streams, device="cuda")
     for a, b, p in zip(graphed, eager, planes):
         assert np.array_equal(a, p) and np.array_equal(b, p)
+
+
+@cuda
+def test_lanes_on_the_gpu_decode_what_the_host_lanes_decode(rng, monkeypatch):
+    """On a GPU the lanes run there by default (inside the graphs); the same pixels as with the lanes
+    on the host (PIXZIP_DEVICE_LANES=0) and on the CPU."""
+    net = tiny(dict(channels=3, stream_bits=16, slope=2))
+    planes = [rng.integers(0, 256, (h, w, 3), dtype=np.uint8) for h, w in [(40, 37), (16, 16), (9, 30), (1, 1)]]
+    streams = [s for s, _ in codec.encode_planes(net, planes, 16)]
+    shapes = [p.shape[:2] for p in planes]
+    assert codec._lanes_on_device(net.on("cuda"))
+    before = codec.GRAPH_STATS["captured"]
+    on_gpu = codec.decode_planes(net, shapes, 16, streams, device="cuda")
+    assert codec.GRAPH_STATS["captured"] > before, codec.GRAPH_STATS["error"]
+    monkeypatch.setenv("PIXZIP_DEVICE_LANES", "0")
+    on_host = codec.decode_planes(net, shapes, 16, streams, device="cuda")
+    for a, b, p in zip(on_gpu, on_host, planes):
+        assert np.array_equal(a, p) and np.array_equal(b, p)
+    monkeypatch.delenv("PIXZIP_DEVICE_LANES")
+    bad = [[s.copy() for s in plane_streams] for plane_streams in streams]
+    bad[0][0] = bad[0][0][:-1]
+    with pytest.raises(ValueError):
+        codec.decode_planes(net, shapes, 16, bad, device="cuda")
+
+
+@cuda
+def test_lockstep_on_the_gpu_writes_the_cpu_bytes(rng, monkeypatch):
+    """On a GPU the encoder's lanes run there (a lockstep replayed as CUDA graphs): the CPU's bytes,
+    and those of the lanes on the host (PIXZIP_DEVICE_LANES=0)."""
+    net = tiny(dict(channels=3, stream_bits=16, slope=2))
+    planes = [rng.integers(0, 256, (h, w, 3), dtype=np.uint8) for h, w in [(70, 90), (16, 16), (9, 30), (1, 1)]]
+    cpu = codec.encode_planes(net, planes, 32)
+    before = codec.GRAPH_STATS["captured"]
+    gpu = codec.encode_planes(net, planes, 32, device="cuda")
+    assert codec.GRAPH_STATS["captured"] > before, codec.GRAPH_STATS["error"]
+    monkeypatch.setenv("PIXZIP_DEVICE_LANES", "0")
+    host = codec.encode_planes(net, planes, 32, device="cuda")
+    for (s1, b1), (s2, b2), (s3, b3) in zip(cpu, gpu, host):
+        assert all(np.array_equal(a, b) and np.array_equal(a, c) for a, b, c in zip(s1, s2, s3))
+        assert b1 == b2 == b3

@@ -120,10 +120,67 @@ def test_v2_and_v3_code_the_same_pixels(rng):
         assert np.array_equal(codec.decode_planes(net, [plane.shape[:2]], 16, [streams], coder=coder)[0], plane)
 
 
-def test_corrupt_streams_are_refused(rng):
+def lanes_on_device(monkeypatch):
+    """Decode with the lanes as the GPU runs them (`_DeviceLanes`, torch), here on the CPU; returns a
+    counter of their sub-steps, so a test can tell that they ran."""
+    calls = {"decode": 0}
+    decode = codec._DeviceLanes.decode
+
+    def counted(self, params):
+        calls["decode"] += 1
+        return decode(self, params)
+
+    monkeypatch.setattr(codec, "_lanes_on_device", lambda model: True)
+    monkeypatch.setattr(codec._DeviceLanes, "decode", counted)
+    return calls
+
+
+LANE_CONFIGS = [dict(channels=3, stream_bits=16, slope=2), dict(channels=1), dict(channels=3, head="softmax"),
+                dict(channels=3, stream_bits=16, channel_deps="skip", skip_kernel=3)]
+
+
+@pytest.mark.parametrize("kw", LANE_CONFIGS)
+def test_lanes_on_the_device_decode_what_the_host_lanes_decode(kw, rng, monkeypatch):
+    """The GPU's decoder (the lanes in torch, every wavefront padded and laid out pass by pass, the
+    decoded values written by the step itself) against the host's: the same pixels, for several
+    planes of mixed sizes in one batch, tiles cut several ways, heads and channel structures."""
+    _, net = make_tiny_model(**kw, hidden=12, blocks=2)
+    C = net.cfg.channels
+    planes = [rng.integers(0, 256, (h, w, C), dtype=np.uint8) for h, w in [(23, 41), (1, 9), (16, 16), (30, 3)]]
+    shapes = [p.shape[:2] for p in planes]
+    for tile in (0, 8, 16):
+        streams = [s for s, _ in codec.encode_planes(net, planes, tile)]
+        calls = lanes_on_device(monkeypatch)
+        for max_pixels in (300, codec.MAX_BATCH_PIXELS):
+            for got, want in zip(codec.decode_planes(net, shapes, tile, streams, max_pixels=max_pixels), planes):
+                assert np.array_equal(got, want)
+        assert calls["decode"] > 0
+        monkeypatch.undo()
+
+
+@pytest.mark.parametrize("kw", LANE_CONFIGS)
+def test_lockstep_on_the_device_writes_the_same_bytes(kw, rng, monkeypatch):
+    """The GPU's encoder (the lanes' lockstep in torch, `_encode_lanes_here`), run here eagerly: the
+    same streams and the same ideal bits as numpy's lockstep, grouped any way."""
+    _, net = make_tiny_model(**kw, hidden=12, blocks=2)
+    planes = [rng.integers(0, 256, (h, w, net.cfg.channels), dtype=np.uint8) for h, w in [(23, 41), (1, 9), (30, 3)]]
+    host = codec.encode_planes(net, planes, 8)
+    monkeypatch.setattr(codec, "_lanes_on_device", lambda model: True)
+    for group in (codec.CODER_SYMBOLS_HERE, 700):
+        monkeypatch.setattr(codec, "CODER_SYMBOLS_HERE", group)
+        here = codec._encode_on_device(net, planes, 8, None, codec.MAX_BATCH_PIXELS, 1, "rans")
+        for (s1, b1), (s2, b2) in zip(host, here):
+            assert len(s1) == len(s2) and all(np.array_equal(a, b) for a, b in zip(s1, s2)) and b1 == b2
+
+
+@pytest.mark.parametrize("where", ["host", "device"])
+def test_corrupt_streams_are_refused(rng, where, monkeypatch):
     """A lane that runs out of words, a stream with words to spare, or changed words: ValueError
-    (or, for a change the lanes cannot see, other pixels, which the file's checksums catch)."""
+    (or, for a change the lanes cannot see, other pixels, which the file's checksums catch); by the
+    lanes on the host and by the lanes as the GPU runs them."""
     net, plane, streams = coded(rng)
+    if where == "device":
+        lanes_on_device(monkeypatch)
     shape = [plane.shape[:2]]
     with pytest.raises(ValueError):
         codec.decode_planes(net, shape, 16, [[s[:-1] for s in streams]])
