@@ -93,7 +93,9 @@ launch_v5() {
 
 # v6 (2026-11-23, fourth GPU session): one training alone on the GPU (side by side, each ran ~3x
 # slower): the small-image model continued from pcnn-rgb-small-v4's weights, fresh optimizer, a lower
-# peak learning rate decayed over the whole budget.
+# peak learning rate decayed over the whole budget. Run with MINUTES=14: became pcnn-rgb-small-v5,
+# whose weights replaced v4's in the repository. To reproduce, restore v4's first:
+#   git show 9f4cd14:models/checkpoints/pcnn-rgb-small-v4-weights.pt > models/checkpoints/pcnn-rgb-small-v4-weights.pt
 launch_v6() {
     local D=$1 R=$2 M=$3
     mkdir -p "$R"

@@ -12,7 +12,7 @@ from .modelfile import LoadedModel, load
 # Default model per plane channel count. Changing a default never breaks old files: they name theirs.
 DEFAULTS = {3: "pcnn-rgb-v5", 1: "pcnn-gray-v2"}
 # Images of at most SMALL_MAX_PIXELS pixels (icons, thumbnails, CIFAR-size images) use these when installed.
-SMALL_DEFAULTS = {3: "pcnn-rgb-small-v4"}
+SMALL_DEFAULTS = {3: "pcnn-rgb-small-v5"}
 SMALL_MAX_PIXELS = 64 * 64
 SUFFIX = ".pxm"
 
