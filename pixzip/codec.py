@@ -425,24 +425,18 @@ def _encode_lanes_here(lo: torch.Tensor, freq: torch.Tensor, lane: torch.Tensor,
     word = torch.zeros(n + 1, dtype=torch.int64, device=device)
     x = torch.full((n_lanes,), rans.LOW, dtype=torch.int64, device=device)
     m = torch.zeros((), dtype=torch.int64, device=device)
+    step_fn = _fused(_lockstep_step)
 
-    def step():     # backwards: step m codes each lane's m-th symbol from its last
-        valid = counts > m
-        at = torch.where(valid, last - m, n)
-        f = freq[at]
-        wrote = (x >= (f << rans.WORD_BITS)) & valid
-        where = torch.where(wrote, at, n)
-        written[where] = wrote
-        word[where] = x & rans.WORD_MASK
-        shifted = torch.where(wrote, x >> rans.WORD_BITS, x)
-        q = torch.div(shifted, f, rounding_mode="floor")
-        x.copy_(torch.where(valid, (q << rans.PRECISION) + (shifted - q * f) + lo[at], shifted))
-        m.add_(1)
+    def step():
+        step_fn(x, m, counts, last, lo, freq, written, word, n)
 
     total_steps = int(counts.max()) if n else 0
-    graph = _lockstep_graph(step) if device.type == "cuda" and total_steps > LOCKSTEP_GRAPH_STEPS else None
+    graph = None
+    if device.type == "cuda" and total_steps > LOCKSTEP_GRAPH_STEPS:
+        step()     # a first step before capture: compiles (PIXZIP_COMPILE=1) and warms up; undone below
+        graph = _lockstep_graph(step)
+        m.zero_(), x.fill_(rans.LOW), written.zero_(), word.zero_()
     if graph is not None:
-        m.zero_(), x.fill_(rans.LOW), written.zero_(), word.zero_()     # the capture ran nothing
         for _ in range(-(-total_steps // LOCKSTEP_GRAPH_STEPS)):
             graph.replay()
     else:
@@ -451,6 +445,22 @@ def _encode_lanes_here(lo: torch.Tensor, freq: torch.Tensor, lane: torch.Tensor,
     out_written, out_word = torch.empty_like(written[:n]), torch.empty_like(word[:n])
     out_written[order], out_word[order] = written[:n], word[:n]
     return x, out_written, out_word
+
+
+def _lockstep_step(x, m, counts, last, lo, freq, written, word, n: int):
+    """Step m of the lockstep (backwards: each lane's m-th symbol from its last), in place: the
+    states `x`, the step `m`, and where a renormalisation wrote, `written` and `word`."""
+    valid = counts > m
+    at = torch.where(valid, last - m, n)
+    f = freq[at]
+    wrote = (x >= (f << rans.WORD_BITS)) & valid
+    where = torch.where(wrote, at, n)
+    written[where] = wrote
+    word[where] = x & rans.WORD_MASK
+    shifted = torch.where(wrote, x >> rans.WORD_BITS, x)
+    q = torch.div(shifted, f, rounding_mode="floor")
+    x.copy_(torch.where(valid, (q << rans.PRECISION) + (shifted - q * f) + lo[at], shifted))
+    m.add_(1)
 
 
 def _lockstep_graph(step):
@@ -829,27 +839,66 @@ class _DeviceLanes(_LaneDecoder):
     def decode(self, params: torch.Tensor) -> torch.Tensor:
         """The symbols of the current wavefront (padded, in wavefront order) from the head outputs
         there; the states and read positions advance in place."""
-        order, lane, tile, first, pass_id = self.current
+        order = self.current[0]
         tables = self.model.cdf_tables_here(params.index_select(0, order))
-        last_word = len(self.words_here) - 1
-        symbols = torch.zeros_like(order)
-        for p in range(self.n_passes):
-            here = pass_id == p
-            lanes = torch.where(here, lane, self.n_lanes)
-            sym, x, need = rans.decode_step(self.x[lanes], tables)
-            need = (need & here).to(torch.int64)
-            before = need.cumsum(0) - need               # reads before this one in the pass...
-            pos = self.at[tile] + before - before[first]  # ...from its own tile's stream
-            word = self.words_here[pos.clamp_(0, last_word)]
-            self.x[lanes] = torch.where(need.bool(), (x << rans.WORD_BITS) | word, x)
-            self.at.index_add_(0, tile, need)
-            symbols = torch.where(here, sym, symbols)
-        return torch.empty_like(symbols).index_copy_(0, order, symbols)
+        return _fused(_lane_passes)(self.x, self.at, self.words_here, *self.current, tables, self.n_passes,
+                                    self.n_lanes)
 
     def finish(self):
         end = torch.from_numpy(self.end).to(self.x.device)
         if not bool(((self.x[:-1] == rans.LOW).all() & (self.at[:-1] == end).all()).item()):
             raise ValueError("a stream does not decode to its end exactly")
+
+
+def _lane_passes(x, at, words, order, lane, tile, first, pass_id, tables, n_passes: int, n_lanes: int):
+    """_DeviceLanes' passes over one wavefront laid out pass by pass (`order`, `lane`, `tile`,
+    `first`, `pass_id`: see layout), given its tables in that order: the symbols in wavefront order.
+    The lane states `x` and the streams' read positions `at` advance in place."""
+    last_word = len(words) - 1
+    symbols = torch.zeros_like(order)
+    for p in range(n_passes):
+        here = pass_id == p
+        lanes = torch.where(here, lane, n_lanes)
+        sym, state, need = rans.decode_step(x[lanes], tables)
+        need = need & here
+        reads = need.to(torch.int64)
+        before = reads.cumsum(0) - reads                # reads before this one in the pass...
+        pos = at[tile] + before - before[first]         # ...from its own tile's stream
+        word = words[pos.clamp_(0, last_word)]
+        x[lanes] = torch.where(need, (state << rans.WORD_BITS) | word, state)
+        at.index_add_(0, tile, reads)
+        symbols = torch.where(here, sym, symbols)
+    return torch.empty_like(symbols).index_copy_(0, order, symbols)
+
+
+FUSED = {"compiled": 0, "failed": 0, "error": ""}     # for benchmarks: did torch.compile run?
+_fused_cache: dict = {}
+
+
+def _fused(fn):
+    """`fn` compiled by torch.compile when PIXZIP_COMPILE=1 (on a GPU, Triton kernels: a lane pass's
+    ~40 small kernels fuse into a few), else `fn` itself. Integer arithmetic, so any fusion computes
+    the same integers; if compiling fails, `fn` runs as it is (FUSED says so)."""
+    if os.environ.get("PIXZIP_COMPILE", "0") != "1":
+        return fn
+    if fn not in _fused_cache:
+        compiled = torch.compile(fn, dynamic=True)
+
+        def run(*args):
+            if _fused_cache[fn] is fn:
+                return fn(*args)
+            try:
+                result = compiled(*args)
+            except Exception as e:      # noqa: BLE001 - any backend failure: run the plain function
+                FUSED["failed"] += 1
+                FUSED["error"] = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
+                _fused_cache[fn] = fn
+                return fn(*args)
+            FUSED["compiled"] = 1
+            return result
+        _fused_cache[fn] = compiled
+        _fused_cache[(fn, "run")] = run
+    return _fused_cache[(fn, "run")]
 
 
 def _lanes_on_device(model) -> bool:

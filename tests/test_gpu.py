@@ -188,3 +188,20 @@ def test_lockstep_on_the_gpu_writes_the_cpu_bytes(rng, monkeypatch):
     for (s1, b1), (s2, b2), (s3, b3) in zip(cpu, gpu, host):
         assert all(np.array_equal(a, b) and np.array_equal(a, c) for a, b, c in zip(s1, s2, s3))
         assert b1 == b2 == b3
+
+
+@cuda
+def test_compiled_lanes_on_the_gpu_give_the_cpu_bytes_and_pixels(rng, monkeypatch):
+    """PIXZIP_COMPILE=1: the lanes' steps as Triton kernels (torch.compile) inside the CUDA graphs."""
+    monkeypatch.setenv("PIXZIP_COMPILE", "1")
+    monkeypatch.setattr(codec, "_fused_cache", {})
+    monkeypatch.setattr(codec, "FUSED", {"compiled": 0, "failed": 0, "error": ""})
+    net = tiny(dict(channels=3, stream_bits=16, slope=2))
+    planes = [rng.integers(0, 256, (h, w, 3), dtype=np.uint8) for h, w in [(70, 90), (16, 16), (1, 1)]]
+    cpu = codec.encode_planes(net, planes, 32)
+    gpu = codec.encode_planes(net, planes, 32, device="cuda")
+    for (s1, _), (s2, _) in zip(cpu, gpu):
+        assert all(np.array_equal(a, b) for a, b in zip(s1, s2))
+    decoded = codec.decode_planes(net, [p.shape[:2] for p in planes], 32, [s for s, _ in cpu], device="cuda")
+    assert all(np.array_equal(a, p) for a, p in zip(decoded, planes))
+    assert codec.FUSED["compiled"] == 1 and codec.FUSED["failed"] == 0, codec.FUSED["error"]

@@ -4,6 +4,8 @@ refused rather than decoded into garbage."""
 
 from __future__ import annotations
 
+import shutil
+
 import numpy as np
 import pytest
 import torch
@@ -171,6 +173,22 @@ def test_lockstep_on_the_device_writes_the_same_bytes(kw, rng, monkeypatch):
         here = codec._encode_on_device(net, planes, 8, None, codec.MAX_BATCH_PIXELS, 1, "rans")
         for (s1, b1), (s2, b2) in zip(host, here):
             assert len(s1) == len(s2) and all(np.array_equal(a, b) for a, b in zip(s1, s2)) and b1 == b2
+
+
+@pytest.mark.skipif(shutil.which("g++") is None and shutil.which("cc") is None,
+                    reason="torch.compile on the CPU needs a C++ compiler")
+def test_compiled_lanes_compute_the_same_integers(rng, monkeypatch):
+    """PIXZIP_COMPILE=1 fuses the device lanes' steps with torch.compile (Triton on a GPU, C++ here):
+    the same streams as numpy's lockstep and the same pixels, and the compiled code really ran."""
+    net, plane, streams = coded(rng, tile=8, size=(20, 27))
+    lanes_on_device(monkeypatch)
+    monkeypatch.setenv("PIXZIP_COMPILE", "1")
+    monkeypatch.setattr(codec, "_fused_cache", {})
+    monkeypatch.setattr(codec, "FUSED", {"compiled": 0, "failed": 0, "error": ""})
+    (again, _), = codec._encode_on_device(net, [plane], 8, None, codec.MAX_BATCH_PIXELS, 1, "rans")
+    assert all(np.array_equal(a, b) for a, b in zip(again, streams))
+    assert np.array_equal(codec.decode_planes(net, [plane.shape[:2]], 8, [streams])[0], plane)
+    assert codec.FUSED["compiled"] == 1 and codec.FUSED["failed"] == 0, codec.FUSED["error"]
 
 
 @pytest.mark.parametrize("where", ["host", "device"])
