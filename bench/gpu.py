@@ -5,7 +5,7 @@
     python3 bench/gpu.py verify DIR --out OUT [-m MODEL]... (back here: OUT's files against this machine)
 
 `run`, for the default RGB model and each -m model (PIXZIP_CUDA_GRAPHS=0: decode without CUDA graphs;
-PIXZIP_DEVICE_LANES=0: the rANS lanes on the host; PIXZIP_COMPILE=1: the lanes'
+PIXZIP_DEVICE_LANES=0: the rANS lanes on the host; PIXZIP_COMPILE=1: the encoder's lockstep
 steps fused by torch.compile): encodes the crops as one batch on the GPU (median
 of --repeats runs after a warm-up), checks that the first --cpu-images files are byte for byte what the
 CPU encoder writes, decodes the batch on the GPU and checks every pixel, decodes one GPU-encoded file on

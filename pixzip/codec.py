@@ -841,8 +841,9 @@ class _DeviceLanes(_LaneDecoder):
         there; the states and read positions advance in place."""
         order = self.current[0]
         tables = self.model.cdf_tables_here(params.index_select(0, order))
-        return _fused(_lane_passes)(self.x, self.at, self.words_here, *self.current, tables, self.n_passes,
-                                    self.n_lanes)
+        # not _fused: compiled, these passes decoded 5x slower on an H100 (0.28 against 1.40 MP/s, 18
+        # photos; cause not found yet), where the encoder's compiled lockstep gained 27 %
+        return _lane_passes(self.x, self.at, self.words_here, *self.current, tables, self.n_passes, self.n_lanes)
 
     def finish(self):
         end = torch.from_numpy(self.end).to(self.x.device)
@@ -876,9 +877,9 @@ _fused_cache: dict = {}
 
 
 def _fused(fn):
-    """`fn` compiled by torch.compile when PIXZIP_COMPILE=1 (on a GPU, Triton kernels: a lane pass's
-    ~40 small kernels fuse into a few), else `fn` itself. Integer arithmetic, so any fusion computes
-    the same integers; if compiling fails, `fn` runs as it is (FUSED says so)."""
+    """`fn` compiled by torch.compile when PIXZIP_COMPILE=1 (on a GPU, Triton kernels: the encoder's
+    lockstep step, a dozen small kernels, fuses into a few), else `fn` itself. Integer arithmetic, so
+    any fusion computes the same integers; if compiling fails, `fn` runs as it is (FUSED says so)."""
     if os.environ.get("PIXZIP_COMPILE", "0") != "1":
         return fn
     if fn not in _fused_cache:

@@ -192,7 +192,8 @@ def test_lockstep_on_the_gpu_writes_the_cpu_bytes(rng, monkeypatch):
 
 @cuda
 def test_compiled_lanes_on_the_gpu_give_the_cpu_bytes_and_pixels(rng, monkeypatch):
-    """PIXZIP_COMPILE=1: the lanes' steps as Triton kernels (torch.compile) inside the CUDA graphs."""
+    """PIXZIP_COMPILE=1: the encoder's lockstep step as Triton kernels (torch.compile) inside the CUDA
+    graphs: the CPU's bytes; decoding (not compiled) unchanged."""
     monkeypatch.setenv("PIXZIP_COMPILE", "1")
     monkeypatch.setattr(codec, "_fused_cache", {})
     monkeypatch.setattr(codec, "FUSED", {"compiled": 0, "failed": 0, "error": ""})

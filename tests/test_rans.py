@@ -178,8 +178,8 @@ def test_lockstep_on_the_device_writes_the_same_bytes(kw, rng, monkeypatch):
 @pytest.mark.skipif(shutil.which("g++") is None and shutil.which("cc") is None,
                     reason="torch.compile on the CPU needs a C++ compiler")
 def test_compiled_lanes_compute_the_same_integers(rng, monkeypatch):
-    """PIXZIP_COMPILE=1 fuses the device lanes' steps with torch.compile (Triton on a GPU, C++ here):
-    the same streams as numpy's lockstep and the same pixels, and the compiled code really ran."""
+    """PIXZIP_COMPILE=1 fuses the encoder's lockstep step on the device with torch.compile (Triton on
+    a GPU, C++ here): the same streams as numpy's lockstep, and the compiled code really ran."""
     net, plane, streams = coded(rng, tile=8, size=(20, 27))
     lanes_on_device(monkeypatch)
     monkeypatch.setenv("PIXZIP_COMPILE", "1")
