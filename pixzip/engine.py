@@ -394,7 +394,8 @@ class IntModel:
 
     The codec uses: `cfg`, `slope`, `new_canvas`, `encode_params` (the encoder's pass over all
     pixels of a canvas), `gather_index` + `step_params` (the decoder's step: one wavefront, one
-    channel), `frequencies` (format v2's tables), `cdf_tables` (v3's), `symbol_values`."""
+    channel), `frequencies` (format v2's tables), `cdf_tables` (v3's; `cdf_tables_here` on a GPU),
+    `symbol_values`."""
 
     def __init__(self, cfg: ModelConfig, layers: dict, head: dict, tables: dict):
         self.cfg = cfg
@@ -531,7 +532,7 @@ class IntModel:
         constriction takes, without a conversion pass."""
         table = self.exp_table if dtype == torch.int32 else self._exp_f64
         if params.device != table.device:     # the decoder's lanes on a GPU: the table goes there once
-            table = self._device_copy(("exp", dtype), table)
+            table = self._copy_on(params.device, ("exp", dtype), table)
         if self.cfg.head == "softmax":
             excess = (params.amax(dim=1, keepdim=True) - params).clamp_(max=len(self.exp_table) - 1)
             return table.index_select(0, excess.view(-1).to(torch.int32)).view(excess.shape)
@@ -585,16 +586,17 @@ class IntModel:
         if self.cfg.head == "softmax":
             freq = self.frequencies(params).to(torch.int64)
             return DenseTables(torch.nn.functional.pad(freq.cumsum(1), (1, 0)))
-        prefix = self._device_copy("laplace_prefix", self._laplace_prefix()) \
-            if params.device.type != "cpu" else self._laplace_prefix()
+        prefix = self._copy_on(params.device, "laplace_prefix", self._laplace_prefix())
         start = laplace_start(params[:, 0].to(torch.int64), params[:, 1].to(torch.int64))
         return PrefixTables(prefix, start, self.cfg.levels)
 
-    def _device_copy(self, key, table: torch.Tensor) -> torch.Tensor:
-        """A CPU table's copy on this model's device, made once."""
-        key = ("device", key)
+    def _copy_on(self, device: torch.device, key, table: torch.Tensor) -> torch.Tensor:
+        """A CPU table's copy on `device` (the table itself on the CPU), made once."""
+        if device.type == "cpu":
+            return table
+        key = ("copy", device, key)
         if key not in self._cache:
-            self._cache[key] = table.to(self.device)
+            self._cache[key] = table.to(device)
         return self._cache[key]
 
     def laplace_rows(self, dtype: torch.dtype) -> torch.Tensor:

@@ -191,6 +191,26 @@ def test_compiled_lanes_compute_the_same_integers(rng, monkeypatch):
     assert codec.FUSED["compiled"] == 1 and codec.FUSED["failed"] == 0, codec.FUSED["error"]
 
 
+def test_a_compile_failure_falls_back_to_the_plain_lockstep(rng, monkeypatch):
+    """PIXZIP_COMPILE=1 where torch.compile cannot build the kernels: reported in FUSED, and the plain
+    functions write the same streams."""
+    net, plane, streams = coded(rng, tile=8, size=(20, 27))
+    lanes_on_device(monkeypatch)
+    monkeypatch.setenv("PIXZIP_COMPILE", "1")
+    monkeypatch.setattr(codec, "_fused_cache", {})
+    monkeypatch.setattr(codec, "FUSED", {"compiled": 0, "failed": 0, "error": ""})
+
+    def broken(fn, **kw):
+        def call(*args):
+            raise RuntimeError("no backend here")
+        return call
+
+    monkeypatch.setattr(torch, "compile", broken)
+    (again, _), = codec._encode_on_device(net, [plane], 8, None, codec.MAX_BATCH_PIXELS, 1, "rans")
+    assert all(np.array_equal(a, b) for a, b in zip(again, streams))
+    assert codec.FUSED == {"compiled": 0, "failed": 1, "error": "no backend here"}
+
+
 @pytest.mark.parametrize("where", ["host", "device"])
 def test_corrupt_streams_are_refused(rng, where, monkeypatch):
     """A lane that runs out of words, a stream with words to spare, or changed words: ValueError
