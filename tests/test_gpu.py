@@ -109,8 +109,9 @@ def test_cli_gpu_file_decodes_on_cpu(tmp_path, monkeypatch, rng):
 
 @pytest.mark.parametrize("coder", codec.CODERS)
 def test_coder_fanned_out_to_processes_writes_the_same_bytes(rng, coder):
-    """On a GPU the coder runs in worker processes, tile by tile (range) or in groups of tiles (rANS
-    lanes); here driven with the CPU model, with batches small enough to split every way."""
+    """On a GPU the range coder (format v2), and the rANS lanes with PIXZIP_DEVICE_LANES=0, run in
+    worker processes, tile by tile or in groups of tiles; here driven with the CPU model, with batches
+    small enough to split every way."""
     net = tiny(dict(channels=3, stream_bits=16, slope=2))
     planes = [rng.integers(0, 256, (h, w, 3), dtype=np.uint8) for h, w in [(20, 30), (9, 17), (33, 5)]]
     serial = codec.encode_planes(net, planes, 8, coder=coder)
@@ -134,43 +135,27 @@ def test_auto_device_encodes_on_a_gpu_and_decodes_on_the_cpu(monkeypatch):
 
 
 @cuda
-def test_cuda_graph_decoding_equals_eager_decoding(rng, monkeypatch):
-    """The decoder's steps as CUDA graphs (padded wavefronts, replayed kernels) give the pixels the
-    eager steps give, and the graphs really were captured."""
-    net = tiny(dict(channels=3, stream_bits=16, slope=2))
-    planes = [rng.integers(0, 256, (h, w, 3), dtype=np.uint8) for h, w in [(40, 37), (16, 16), (9, 30)]]
-    streams = [s for s, _ in codec.encode_planes(net, planes, 16)]
-    shapes = [p.shape[:2] for p in planes]
-    before = codec.GRAPH_STATS["captured"]
-    graphed = codec.decode_planes(net, shapes, 16, streams, device="cuda")
-    assert codec.GRAPH_STATS["captured"] > before, codec.GRAPH_STATS["error"]
-    monkeypatch.setenv("PIXZIP_CUDA_GRAPHS", "0")
-    eager = codec.decode_planes(net, shapes, 16, streams, device="cuda")
-    for a, b, p in zip(graphed, eager, planes):
-        assert np.array_equal(a, p) and np.array_equal(b, p)
-
-
-@cuda
-def test_lanes_on_the_gpu_decode_what_the_host_lanes_decode(rng, monkeypatch):
-    """On a GPU the lanes run there by default (inside the graphs); the same pixels as with the lanes
-    on the host (PIXZIP_DEVICE_LANES=0) and on the CPU."""
+@pytest.mark.parametrize("switch", ["PIXZIP_CUDA_GRAPHS", "PIXZIP_DEVICE_LANES"])
+def test_gpu_decoding_paths_give_the_same_pixels(switch, rng, monkeypatch):
+    """By default a GPU decodes with CUDA graphs (padded wavefronts, replayed kernels) and the rANS
+    lanes there, inside the graphs; the graphs really are captured, and turning either off (eager
+    steps; the lanes on the host) gives the same pixels. Corrupt streams are refused there too."""
     net = tiny(dict(channels=3, stream_bits=16, slope=2))
     planes = [rng.integers(0, 256, (h, w, 3), dtype=np.uint8) for h, w in [(40, 37), (16, 16), (9, 30), (1, 1)]]
     streams = [s for s, _ in codec.encode_planes(net, planes, 16)]
     shapes = [p.shape[:2] for p in planes]
     assert codec._lanes_on_device(net.on("cuda"))
     before = codec.GRAPH_STATS["captured"]
-    on_gpu = codec.decode_planes(net, shapes, 16, streams, device="cuda")
+    default = codec.decode_planes(net, shapes, 16, streams, device="cuda")
     assert codec.GRAPH_STATS["captured"] > before, codec.GRAPH_STATS["error"]
-    monkeypatch.setenv("PIXZIP_DEVICE_LANES", "0")
-    on_host = codec.decode_planes(net, shapes, 16, streams, device="cuda")
-    for a, b, p in zip(on_gpu, on_host, planes):
-        assert np.array_equal(a, p) and np.array_equal(b, p)
-    monkeypatch.delenv("PIXZIP_DEVICE_LANES")
     bad = [[s.copy() for s in plane_streams] for plane_streams in streams]
     bad[0][0] = bad[0][0][:-1]
     with pytest.raises(ValueError):
         codec.decode_planes(net, shapes, 16, bad, device="cuda")
+    monkeypatch.setenv(switch, "0")
+    other = codec.decode_planes(net, shapes, 16, streams, device="cuda")
+    for a, b, p in zip(default, other, planes):
+        assert np.array_equal(a, p) and np.array_equal(b, p)
 
 
 @cuda
@@ -191,7 +176,7 @@ def test_lockstep_on_the_gpu_writes_the_cpu_bytes(rng, monkeypatch):
 
 
 @cuda
-def test_compiled_lanes_on_the_gpu_give_the_cpu_bytes_and_pixels(rng, monkeypatch):
+def test_compiled_lockstep_on_the_gpu_writes_the_cpu_bytes(rng, monkeypatch):
     """PIXZIP_COMPILE=1: the encoder's lockstep step as Triton kernels (torch.compile) inside the CUDA
     graphs: the CPU's bytes; decoding (not compiled) unchanged."""
     monkeypatch.setenv("PIXZIP_COMPILE", "1")
