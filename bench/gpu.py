@@ -83,7 +83,7 @@ def run(crop_dir: Path, out: Path, models: list[str], repeats: int, cpu_images: 
                      "encode_mp_s": round(mp / enc_s, 3), "decode_mp_s": round(mp / dec_s, 3),
                      "gpu_bytes_equal_cpu_bytes": f"{sum(same)}/{len(same)}", "gpu_decode_exact": exact,
                      "gpu_file_decodes_on_cpu": cpu_decoded, "cuda_graphs": dict(codec.GRAPH_STATS),
-                     "lanes_on_device": os.environ.get("PIXZIP_DEVICE_LANES", "1") != "0",
+                     "lanes_on_device": device == "cuda" and os.environ.get("PIXZIP_DEVICE_LANES", "1") != "0",
                      "compiled": dict(codec.FUSED), "canvas_pixels": codec.MAX_BATCH_PIXELS_CUDA})
         print(rows[-1], flush=True)
         name = torch.cuda.get_device_name() if device == "cuda" else platform.processor() or "cpu"
