@@ -607,8 +607,10 @@ def evaluate(model, data, tile, limit, items, threads):
 @click.option("--plot", "plot_out", type=click.Path(dir_okay=False),
               help="Write a PNG plot of rate against decode speed (needs matplotlib).")
 @click.option("-T", "--threads", type=click.IntRange(0), default=0, metavar="N")
+@click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True,
+              help="Where pixzip's integer model encodes and decodes (the other codecs use the CPU).")
 @click.option("-q", "--quiet", is_flag=True)
-def bench(data, codecs, models, tile, grey, limit, items, json_out, plot_out, threads, quiet):
+def bench(data, codecs, models, tile, grey, limit, items, json_out, plot_out, threads, device, quiet):
     """Rates and speeds against PNG, WebP and JPEG XL, all measured in this run on the same images.
 
     DATA are image folders and .npy stacks (each array item is coded as its own file). Every round trip
@@ -617,19 +619,21 @@ def bench(data, codecs, models, tile, grey, limit, items, json_out, plot_out, th
     \b
     Example:
       pixzip bench ../shared/data/cbsd68 --json cbsd68.json
+      pixzip bench photos/ --codecs pixzip,jxl7 --device cuda
     """
     import platform
 
     from . import bench as benchmod
     try:
-        set_device("cpu", threads)
+        set_device(device, threads)
         loaded = [zoo.load_model(m) for m in models]
         imgs = benchmod.load_images(data, grey, limit, parse_slice(items))
         if not imgs:
             raise PixzipError("no images found")
         names = [c.strip() for c in codecs.split(",") if c.strip()]
         progress = None if quiet else (lambda c, n: click.echo(f"  {c}: {n}", err=True))
-        results = benchmod.run(imgs, names, loaded, tile, progress, workers=threads or os.cpu_count() or 1)
+        results = benchmod.run(imgs, names, loaded, tile, progress, workers=threads or os.cpu_count() or 1,
+                               device=None if device == "cpu" else device)
         if plot_out:
             benchmod.plot(results, Path(plot_out), f"{', '.join(data)}: {len(imgs)} images")
     except (PixzipError, FileNotFoundError) as e:
@@ -639,7 +643,7 @@ def bench(data, codecs, models, tile, grey, limit, items, json_out, plot_out, th
     if json_out:
         import torch
         meta = {"data": list(data), "items": items, "images": len(imgs), "grey": grey, "tile": tile,
-                "models": list(models),
+                "models": list(models), "device": device,
                 "machine": platform.machine(), "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
                 "date": time.strftime("%Y-%m-%d %H:%M:%S")}
         benchmod.write_json(results, Path(json_out), meta)

@@ -251,6 +251,7 @@ def test_bench_measures_every_codec_on_the_same_images(workdir, tiny_models):
     assert rows["pixzip"]["exact"] and rows["png"]["exact"]
     assert rows["pixzip"]["subpixels"] == 12 * 15 * 3 + 2 * 8 * 8 * 3
     assert "model_bits_per_subpixel" in rows["pixzip"]
+    assert json.loads(Path("b.json").read_text())["meta"]["device"] == "cpu"
     r = run("bench", "set", "--codecs", "nope")
     assert r.exit_code == 1 and "unknown codec" in r.stderr
 

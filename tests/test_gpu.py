@@ -52,6 +52,19 @@ def test_cuda_request_without_a_gpu_is_a_clear_error(tmp_path, monkeypatch):
     Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save("a.png")
     r = CliRunner().invoke(main, ["compress", "a.png", "--device", "cuda"])
     assert r.exit_code == 1 and "no CUDA device" in r.stderr and not (tmp_path / "a.png.pxz").exists()
+    r = CliRunner().invoke(main, ["bench", "a.png", "--codecs", "pixzip", "--device", "cuda"])
+    assert r.exit_code == 1 and "no CUDA device" in r.stderr and "Traceback" not in r.stderr
+
+
+@cuda
+def test_bench_codes_on_the_gpu(tmp_path, monkeypatch, rng):
+    import json
+    monkeypatch.chdir(tmp_path)
+    Image.fromarray(rng.integers(0, 256, (40, 70, 3), dtype=np.uint8)).save("a.png")
+    r = CliRunner().invoke(main, ["bench", "a.png", "--codecs", "pixzip,png", "--device", "cuda", "--json", "b.json"])
+    assert r.exit_code == 0, r.stderr
+    out = json.loads((tmp_path / "b.json").read_text())
+    assert out["meta"]["device"] == "cuda" and all(row["exact"] for row in out["results"])
 
 
 def tiny(kw):
