@@ -37,14 +37,14 @@ def _fits(model: LoadedModel, image: ImageData, plane) -> bool:
     return model.channels == plane.shape[2] and (model.net.cfg.levels == 256 or image.mode == "1")
 
 
-def choose_models(image: ImageData, preferred: Sequence[LoadedModel]) -> list[LoadedModel]:
+def choose_models(image: ImageData, preferred: Sequence[LoadedModel], effort: int = 1) -> list[LoadedModel]:
     """One model per plane: the first preferred model that fits the plane (a bilevel model first for a
-    bilevel image), else the default."""
+    bilevel image), else the default at this effort level (zoo.EFFORT_MODELS)."""
     chosen = []
     for plane in image.planes:
         c = plane.shape[2]
         fitting = sorted((m for m in preferred if _fits(m, image, plane)), key=lambda m: m.net.cfg.levels)
-        chosen.append(fitting[0] if fitting else zoo.default_model(c, image.width * image.height))
+        chosen.append(fitting[0] if fitting else zoo.default_model(c, image.width * image.height, effort))
     for m in preferred:
         if m not in chosen:
             what = "bilevel (mode 1) images" if m.net.cfg.levels == 2 else f"{m.channels}-channel planes"
@@ -54,21 +54,22 @@ def choose_models(image: ImageData, preferred: Sequence[LoadedModel]) -> list[Lo
 
 def compress(image: ImageData, models: Sequence[LoadedModel] = (), tile: int = DEFAULT_TILE,
              progress: Callable[[int], None] | None = None, workers: int = 1, device=None,
-             version: int = container.VERSION) -> tuple[bytes, Stats]:
-    """Code an image; `models` are preferred over the defaults for planes of their channel count.
-    `workers` > 1 codes groups of tiles in parallel processes; `device` ("cuda") runs the network on
-    a GPU. Neither changes a byte. `version`: the format written (3; 2 for pixzip 0.2 readers)."""
-    return compress_many([image], models, tile, progress, workers, device, version)[0]
+             version: int = container.VERSION, effort: int = 1) -> tuple[bytes, Stats]:
+    """Code an image; `models` are preferred over the defaults for planes of their channel count, and
+    `effort` picks the defaults (1: fast; 2: the strongest shipped models, slower). `workers` > 1 codes
+    groups of tiles in parallel processes; `device` ("cuda") runs the network on a GPU. Neither changes
+    a byte. `version`: the format written (3; 2 for pixzip 0.2 readers)."""
+    return compress_many([image], models, tile, progress, workers, device, version, effort)[0]
 
 
 def compress_many(images: Sequence[ImageData], models: Sequence[LoadedModel] = (), tile: int = DEFAULT_TILE,
                   progress: Callable[[int], None] | None = None, workers: int = 1,
-                  device=None, version: int = container.VERSION) -> list[tuple[bytes, Stats]]:
+                  device=None, version: int = container.VERSION, effort: int = 1) -> list[tuple[bytes, Stats]]:
     """Code several images in one batched pass per model (tiles of all of them share the canvases);
     each image's file is byte for byte what it would be alone."""
     if version not in container.WRITABLE:
         raise PixzipError(f"cannot write format version {version} (writable: {container.WRITABLE})")
-    chosen = [choose_models(im, models) for im in images]
+    chosen = [choose_models(im, models, effort) for im in images]
     jobs: dict[str, tuple[LoadedModel, list]] = {}          # model id -> (model, [(image, plane)])
     for i, (im, ms) in enumerate(zip(images, chosen)):
         for p, m in enumerate(ms):

@@ -133,10 +133,10 @@ def _jxl(effort):
             lambda b: _expand(ic.jpegxl_decode(b)))
 
 
-def _pixzip(models, tile, workers, device=None):
+def _pixzip(models, tile, workers, device=None, effort=1):
     def enc(a):
         im = Image.fromarray(_squeeze(a))
-        data, stats = api.compress(images.split(im), models, tile, workers=workers, device=device)
+        data, stats = api.compress(images.split(im), models, tile, workers=workers, device=device, effort=effort)
         return data, stats.model_bits
 
     def dec(b):
@@ -145,8 +145,9 @@ def _pixzip(models, tile, workers, device=None):
     return enc, dec
 
 
-def codec_table(models=(), tile: int = api.DEFAULT_TILE, workers: int = 1, device=None) -> dict[str, Callable]:
-    return {"pixzip": lambda: _pixzip(models, tile, workers, device), "png": lambda: (_png_encode, _pil_decode),
+def codec_table(models=(), tile: int = api.DEFAULT_TILE, workers: int = 1, device=None,
+                effort: int = 1) -> dict[str, Callable]:
+    return {"pixzip": lambda: _pixzip(models, tile, workers, device, effort), "png": lambda: (_png_encode, _pil_decode),
             "webp": _webp, "jxl7": lambda: _jxl(7), "jxl9": lambda: _jxl(9), "jpeg2000": _jpeg2000,
             "jpegls": _jpegls, "qoi": _qoi}
 
@@ -179,7 +180,7 @@ def load_images(paths, grey: bool = False, limit: int = 0, items: slice = slice(
 BATCH_PIXELS = 1 << 20    # small images are coded together, as `pixzip compress *.png` does
 
 
-def _pixzip_batched(data, models, tile, workers, progress, device=None) -> Result:
+def _pixzip_batched(data, models, tile, workers, progress, device=None, effort=1) -> Result:
     """pixzip on many small images: each is its own file, byte for byte what it is alone (tested), but
     encoded and decoded in batches as the CLI does for several inputs; times are shared out by pixels."""
     r = Result("pixzip")
@@ -190,7 +191,7 @@ def _pixzip_batched(data, models, tile, workers, progress, device=None) -> Resul
             continue
         ims = [images.split(Image.fromarray(_squeeze(a))) for _, a in batch]
         t0 = time.perf_counter()
-        coded = api.compress_many(ims, models, tile, workers=workers, device=device)
+        coded = api.compress_many(ims, models, tile, workers=workers, device=device, effort=effort)
         t1 = time.perf_counter()
         back = api.decompress_many([blob for blob, _ in coded], models, workers=workers, device=device)
         t2 = time.perf_counter()
@@ -206,16 +207,17 @@ def _pixzip_batched(data, models, tile, workers, progress, device=None) -> Resul
 
 
 def run(data, codecs: list[str], models=(), tile: int = api.DEFAULT_TILE, progress=None,
-        workers: int = 1, device=None) -> list[Result]:
-    """Every codec on every image; pixzip's network on `device` (None: the CPU)."""
-    table = codec_table(models, tile, workers, device)
+        workers: int = 1, device=None, effort: int = 1) -> list[Result]:
+    """Every codec on every image; pixzip's network on `device` (None: the CPU), its default models
+    those of `effort`."""
+    table = codec_table(models, tile, workers, device, effort)
     unknown = [c for c in codecs if c not in table]
     if unknown:
         raise PixzipError(f"unknown codec(s): {', '.join(unknown)} (known: {', '.join(table)})")
     results = []
     for name in codecs:
         if name == "pixzip" and len(data) > 1 and max(a.shape[0] * a.shape[1] for _, a in data) <= BATCH_PIXELS // 4:
-            results.append(_pixzip_batched(data, models, tile, workers, progress, device))
+            results.append(_pixzip_batched(data, models, tile, workers, progress, device, effort))
             continue
         enc, dec = table[name]()
         r = Result(name)

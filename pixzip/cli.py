@@ -260,9 +260,13 @@ def main():
 @click.option("--format-version", type=click.Choice(["2", "3"]), default="3", show_default=True,
               help="File format to write: 3 (rANS lanes: faster to encode, and to decode on a GPU; "
                    "about 0.3 % larger) or 2 (readable by pixzip 0.2).")
+@click.option("-e", "--effort", type=click.IntRange(1, max(zoo.EFFORTS)), default=1, show_default=True,
+              help="1: the default models; 2: the strongest shipped model for colour at any size "
+                   f"({zoo.EFFORT_MODELS[2][3]}: photos about 2 % smaller, about 3x slower to encode and "
+                   "1.7x slower to decode). -m takes precedence.")
 @common_options
 def compress(files, output, to_stdout, force, model, tile, max_pixels, verify, remove_source, format_version,
-             device, threads, verbose, quiet):
+             effort, device, threads, verbose, quiet):
     """Compress images (PNG, BMP, TIFF, PNM, lossless WebP...) to FILE.pxz.
 
     Modes L, LA, RGB, RGBA, P and 1 are supported and restored exactly, with the ICC profile.
@@ -273,6 +277,7 @@ def compress(files, output, to_stdout, force, model, tile, max_pixels, verify, r
       pixzip compress photo.png                 # writes photo.png.pxz
       pixzip compress a.png b.bmp -v            # several files; a failing one does not stop the rest
       pixzip compress photo.png -o out.pxz
+      pixzip compress photo.png -e 2            # smaller, slower
       cat photo.png | pixzip compress - > photo.pxz
     """
     rep = Reporter(verbose, quiet)
@@ -297,7 +302,8 @@ def compress(files, output, to_stdout, force, model, tile, max_pixels, verify, r
         with progress_bar(total, f"compress {label}", quiet) as bar:
             results = api.compress_many([im for *_, im in batch], preferred, tile, bar,
                                         workers=threads or os.cpu_count() or 1,
-                                        device=set_device(device, threads), version=int(format_version))
+                                        device=set_device(device, threads), version=int(format_version),
+                                        effort=effort)
         seconds = (time.perf_counter() - t0) / len(batch)
         write_failures.append(run_each(list(zip(batch, results)), rep,
                                        lambda item: finish(*item[0], *item[1], seconds, preferred),
@@ -609,8 +615,10 @@ def evaluate(model, data, tile, limit, items, threads):
 @click.option("-T", "--threads", type=click.IntRange(0), default=0, metavar="N")
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True,
               help="Where pixzip's integer model encodes and decodes (the other codecs use the CPU).")
+@click.option("-e", "--effort", type=click.IntRange(1, max(zoo.EFFORTS)), default=1, show_default=True,
+              help="pixzip's effort level (as for compress).")
 @click.option("-q", "--quiet", is_flag=True)
-def bench(data, codecs, models, tile, grey, limit, items, json_out, plot_out, threads, device, quiet):
+def bench(data, codecs, models, tile, grey, limit, items, json_out, plot_out, threads, device, effort, quiet):
     """Rates and speeds against PNG, WebP and JPEG XL, all measured in this run on the same images.
 
     DATA are image folders and .npy stacks (each array item is coded as its own file). Every round trip
@@ -633,7 +641,7 @@ def bench(data, codecs, models, tile, grey, limit, items, json_out, plot_out, th
         names = [c.strip() for c in codecs.split(",") if c.strip()]
         progress = None if quiet else (lambda c, n: click.echo(f"  {c}: {n}", err=True))
         results = benchmod.run(imgs, names, loaded, tile, progress, workers=threads or os.cpu_count() or 1,
-                               device=None if device == "cpu" else device)
+                               device=None if device == "cpu" else device, effort=effort)
         if plot_out:
             benchmod.plot(results, Path(plot_out), f"{', '.join(data)}: {len(imgs)} images")
     except (PixzipError, FileNotFoundError) as e:
@@ -643,7 +651,7 @@ def bench(data, codecs, models, tile, grey, limit, items, json_out, plot_out, th
     if json_out:
         import torch
         meta = {"data": list(data), "items": items, "images": len(imgs), "grey": grey, "tile": tile,
-                "models": list(models), "device": device,
+                "models": list(models), "device": device, "effort": effort,
                 "machine": platform.machine(), "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
                 "date": time.strftime("%Y-%m-%d %H:%M:%S")}
         benchmod.write_json(results, Path(json_out), meta)

@@ -256,6 +256,25 @@ def test_bench_measures_every_codec_on_the_same_images(workdir, tiny_models):
     assert r.exit_code == 1 and "unknown codec" in r.stderr
 
 
+def test_effort_two_codes_colour_with_the_stronger_model(workdir, tiny_models):
+    """-e 2 codes colour planes of any size with zoo.EFFORT_MODELS[2][3] (grey planes keep their
+    default); -m still takes precedence; the file decodes without naming the effort."""
+    Image.fromarray(np.random.default_rng(5).integers(0, 256, (70, 80, 3), dtype=np.uint8)).save("big.png")
+    assert run("compress", "big.png", "-o", "e1.pxz").exit_code == 0
+    r = run("compress", "big.png", "-o", "e2.pxz", "-e", "2")
+    assert r.exit_code == 0, r.stderr
+    assert zoo.EFFORT_MODELS[2][3] in run("info", "e2.pxz").stdout
+    assert zoo.DEFAULTS[3] in run("info", "e1.pxz").stdout
+    assert run("decompress", "e2.pxz", "-o", "back.png").exit_code == 0 and same_image("back.png", "big.png")
+    assert run("compress", "big.png", "-o", "m.pxz", "-e", "2", "-m", "other-rgb").exit_code == 0
+    assert "other-rgb" in run("info", "m.pxz").stdout
+    Image.fromarray(np.zeros((70, 80), np.uint8)).save("grey.png")
+    assert run("compress", "grey.png", "-e", "2").exit_code == 0
+    assert zoo.DEFAULTS[1] in run("info", "grey.png.pxz").stdout
+    r = run("compress", "big.png", "-o", "x.pxz", "-e", "3")
+    assert r.exit_code == 2 and not Path("x.pxz").exists()
+
+
 def test_files_compressed_together_equal_files_compressed_alone(workdir):
     """Several inputs share one batched pass; each file is byte for byte what it is alone."""
     assert run("compress", "a.png", "b.bmp", "c.tif").exit_code == 0
