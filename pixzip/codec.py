@@ -474,8 +474,7 @@ def _lockstep_graph(step):
         GRAPH_STATS["captured"] += 1
         return graph
     except RuntimeError as e:
-        GRAPH_STATS["failed"] += 1
-        GRAPH_STATS["error"] = str(e).splitlines()[0][:200]
+        _record_failure(GRAPH_STATS, e)
         return None
 
 
@@ -618,6 +617,12 @@ class _EagerSteps:
 GRAPH_STATS = {"captured": 0, "failed": 0, "error": ""}    # for benchmarks: did CUDA graphs run?
 
 
+def _record_failure(stats: dict, e: Exception):
+    """Count a fallback (no CUDA graph, no compiled kernels) in `stats`, with the first line of why."""
+    stats["failed"] += 1
+    stats["error"] = str(e).splitlines()[0][:200] if str(e).strip() else type(e).__name__
+
+
 def _use_graphs(model) -> bool:
     """CUDA graphs for the decoder's steps: on a GPU (PixelCNN models), unless PIXZIP_CUDA_GRAPHS=0."""
     return model.device.type == "cuda" and os.environ.get("PIXZIP_CUDA_GRAPHS", "1") != "0" \
@@ -654,8 +659,7 @@ class _GraphSteps:
                 self._capture()
                 GRAPH_STATS["captured"] += 1
             except RuntimeError as e:      # a driver or PyTorch that cannot capture these ops
-                GRAPH_STATS["failed"] += 1
-                GRAPH_STATS["error"] = str(e).splitlines()[0][:200]
+                _record_failure(GRAPH_STATS, e)
 
     def _capture(self):
         model, canvas, C = self.model, self.canvas, self.model.cfg.channels
@@ -894,8 +898,7 @@ def _fused(fn):
             try:                        # the first call compiles, before anything runs
                 result = compiled(*args)
             except Exception as e:      # noqa: BLE001 - any backend failure: run the plain function
-                FUSED["failed"] += 1
-                FUSED["error"] = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
+                _record_failure(FUSED, e)
                 state["use"] = fn
                 return fn(*args)
             state["proven"] = True
