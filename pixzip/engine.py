@@ -575,8 +575,7 @@ class IntModel:
         are two lookups in the rows' prefix sums: no table is built."""
         p = params.cpu().numpy() if torch.is_tensor(params) else params
         if self.cfg.head == "softmax":
-            freq = self.frequencies(torch.from_numpy(p)).to(torch.int64)
-            return DenseTables(torch.nn.functional.pad(freq.cumsum(1), (1, 0)).numpy())
+            return DenseTables(self.cdf_tables_here(torch.from_numpy(p)).cum.numpy())
         start = laplace_start(p[:, 0].astype(np.int64), p[:, 1].astype(np.int64))   # in numpy: a hot path
         return PrefixTables(self._laplace_prefix().numpy(), start, self.cfg.levels)
 
