@@ -276,9 +276,10 @@ def _encode_tiles(model, tiles: list[np.ndarray], max_pixels: int, coder: str):
 
 
 def _encode_on_device(model, planes, tile, progress, max_pixels, workers, coder):
-    """The network on the device in this process, the coder (all CPU work) fanned out to `workers`
+    """The network on the device in this process. The rANS lanes run there too (`_encode_lanes_here`)
+    unless PIXZIP_DEVICE_LANES=0; otherwise the coder runs on the CPU, fanned out to `workers`
     processes: tile by tile for the range coder, in groups of tiles for the rANS lanes. Every tile is
-    its own stream, so the same bytes. On a GPU the rANS lanes run there instead (`_encode_lanes_here`)."""
+    its own stream, so the same bytes."""
     if coder == "rans" and _lanes_on_device(model):
         coded = (c for items in _batch_symbols(model, planes, tile, max_pixels)
                  for c in _code_lanes(model, items, here=True))
