@@ -343,6 +343,7 @@ def _code_tile(symbols: np.ndarray, params: torch.Tensor, model=None) -> tuple[n
     return enc.get_compressed(), bits
 
 
+@torch.inference_mode()     # no autograd bookkeeping on the thousands of small ops (measured ~7 % of a decode)
 def _encode_planes(model, planes, tile, progress, max_pixels, conds=None, coder="rans"):
     if coder == "rans":
         coded = (c for items in _batch_symbols(model, planes, tile, max_pixels, conds)
@@ -539,6 +540,7 @@ def one_thread():
         torch.set_num_threads(old)
 
 
+@torch.inference_mode()     # see _encode_planes
 def decode_tiles(model: IntModel, jobs: list[tuple], choose, progress: Callable[[int], None] | None = None,
                  max_pixels: int = MAX_BATCH_PIXELS, dtype: torch.dtype = torch.int32,
                  conds: dict | None = None) -> dict:
