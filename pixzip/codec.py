@@ -26,8 +26,8 @@ import constriction
 import numpy as np
 import torch
 
-from . import rans
-from .engine import IntModel, IntMultiScale, IntPixelCNN, require_gpu_path
+from . import rans, triton_lanes
+from .engine import ROW, IntModel, IntMultiScale, IntPixelCNN, require_gpu_path
 
 # constriction quantises the (integer-valued) frequencies to its own fixed point deterministically;
 # perfect=False is the leaky quantiser whose result is documented to be platform independent.
@@ -689,7 +689,7 @@ class _GraphSteps:
         params = self.model.step_params(self.canvas, index, c, cache)
         if self.lanes is not None:
             lanes, img_flat, values = self.lanes
-            img_flat.index_copy_(0, self.pos * self.model.cfg.channels + c, values[lanes.decode(params)])
+            lanes.decode_into(params, img_flat, self.pos, values, c)
         return params
 
     def wavefront(self, s: int, e: int):
@@ -758,7 +758,8 @@ class _LaneDecoder:
         self.words = np.concatenate(words)      # an overrun reads a clipped position; caught at the end
         self.state = np.concatenate(states)
         self.ptr, self.end = np.array(starts), np.array(ends)
-        self._schedule(tiles, ii, t, lanes, np.cumsum(lanes) - lanes)
+        self.tile_lanes, self.lane_bases = lanes, np.cumsum(lanes) - lanes
+        self._schedule(tiles, ii, t, lanes, self.lane_bases)
 
     def _schedule(self, tiles, ii, t, lanes, bases):
         """Each sub-step's passes, for the whole batch at once: pixel n of the decoding order (by t,
@@ -825,6 +826,12 @@ class _DeviceLanes(_LaneDecoder):
         self.at = torch.from_numpy(np.r_[self.ptr, 0]).to(device)
         self.words_here = torch.from_numpy(self.words).to(device)
         self.n_passes = int(self.pass_id.max()) + 1 if len(self.pass_id) else 0
+        # PIXZIP_TRITON=1: a Laplace head's sub-step as one Triton kernel (pixzip/triton_lanes.py)
+        self.fused = self.model.cfg.head == "laplace" and triton_lanes.available(device)
+        if self.fused:
+            self.tiles_in_order, self.rows_in_order = tiles, ii
+            self.lane_bases_here = torch.from_numpy(self.lane_bases).to(device)
+            self.tile_lanes_here = torch.from_numpy(self.tile_lanes).to(device)
 
     def layout(self, bounds: np.ndarray, width: int):
         """Every wavefront's pixels as five rows of `width` (padding after the pixels): position in
@@ -841,9 +848,41 @@ class _DeviceLanes(_LaneDecoder):
         neutral = torch.tensor([0, self.n_lanes, self.n_tiles, 0, -1], dtype=torch.int64)[:, None].repeat(1, width)
         neutral[0] = neutral[3] = torch.arange(width)
         self.current = neutral.to(self.model.device)     # nothing real is touched (graph capture)
+        if self.fused:
+            self._segments(bounds)
+
+    def _segments(self, bounds: np.ndarray):
+        """The fused kernel's layout: for every wavefront and tile, where the tile's pixels start in
+        the wavefront (decoding order: by tile, then row), how many there are, and the first one's row
+        (the pixels of a tile in one wavefront are consecutive rows). The one to decode is copied into
+        `self.segment`, all zero (nothing to decode) until then."""
+        seg = np.zeros((len(bounds) - 1, 3, self.n_tiles), dtype=np.int32)
+        for k, (s, e) in enumerate(zip(bounds[:-1], bounds[1:])):
+            tiles = self.tiles_in_order[s:e]
+            first = np.flatnonzero(np.r_[True, tiles[1:] != tiles[:-1]])
+            seg[k, 0, tiles[first]] = first
+            seg[k, 1, tiles[first]] = np.diff(np.r_[first, e - s])
+            seg[k, 2, tiles[first]] = self.rows_in_order[s:e][first]
+        self.segments = torch.from_numpy(seg).to(self.model.device)
+        self.segment = torch.zeros_like(self.segments[0])
 
     def wavefront(self, k: int):
         self.current.copy_(self.layouts[k])
+        if self.fused:
+            self.segment.copy_(self.segments[k])
+
+    def decode_into(self, params: torch.Tensor, img_flat: torch.Tensor, pos: torch.Tensor, values: torch.Tensor,
+                    c: int):
+        """Decode the current wavefront's channel c from the head outputs there (padded, wavefront
+        order) and write the values into the image buffer at the positions `pos`."""
+        C = self.model.cfg.channels
+        if not self.fused:
+            img_flat.index_copy_(0, pos * C + c, values[self.decode(params)])
+            return
+        prefix = self.model._copy_on(params.device, "laplace_prefix", self.model._laplace_prefix())
+        triton_lanes.decode_into(params, self.segment, self.lane_bases_here, self.tile_lanes_here, self.x, self.at,
+                                 self.words_here, prefix, pos, img_flat, values, C, c, self.model.cfg.levels,
+                                 ROW, int(self.tile_lanes.max()), self.n_passes)
 
     def decode(self, params: torch.Tensor) -> torch.Tensor:
         """The symbols of the current wavefront (padded, in wavefront order) from the head outputs

@@ -172,6 +172,22 @@ def test_gpu_decoding_paths_give_the_same_pixels(switch, rng, monkeypatch):
 
 
 @cuda
+def test_the_fused_triton_lanes_decode_the_same_pixels_on_a_gpu(rng, monkeypatch):
+    """PIXZIP_TRITON=1: the lanes' passes as one Triton kernel per sub-step, inside the captured
+    graphs: the same pixels as the default device lanes."""
+    pytest.importorskip("triton")
+    monkeypatch.setenv("PIXZIP_TRITON", "1")
+    net = tiny(dict(channels=3, stream_bits=16, slope=2))
+    planes = [rng.integers(0, 256, (h, w, 3), dtype=np.uint8) for h, w in [(40, 37), (16, 16), (9, 30), (1, 1)]]
+    streams = [s for s, _ in codec.encode_planes(net, planes, 16)]
+    shapes = [p.shape[:2] for p in planes]
+    before = codec.GRAPH_STATS["captured"]
+    for got, want in zip(codec.decode_planes(net, shapes, 16, streams, device="cuda"), planes):
+        assert np.array_equal(got, want)
+    assert codec.GRAPH_STATS["captured"] > before, codec.GRAPH_STATS["error"]
+
+
+@cuda
 def test_lockstep_on_the_gpu_writes_the_cpu_bytes(rng, monkeypatch):
     """On a GPU the encoder's lanes run there (a lockstep replayed as CUDA graphs): the CPU's bytes,
     and those of the lanes on the host (PIXZIP_DEVICE_LANES=0)."""

@@ -4,7 +4,11 @@ refused rather than decoded into garbage."""
 
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -158,6 +162,45 @@ def test_lanes_on_the_device_decode_what_the_host_lanes_decode(kw, rng, monkeypa
                 assert np.array_equal(got, want)
         assert calls["decode"] > 0
         monkeypatch.undo()
+
+
+FUSED_LANES_CHECK = """
+import numpy as np, pytest
+from conftest import make_tiny_model
+from pixzip import codec, triton_lanes
+calls = {"n": 0}
+decode_into = triton_lanes.decode_into
+def counted(*args):
+    calls["n"] += 1
+    return decode_into(*args)
+triton_lanes.decode_into = counted
+codec._lanes_on_device = lambda model: True
+rng = np.random.default_rng(5)
+_, net = make_tiny_model(3, stream_bits=16, slope=2, hidden=6, blocks=1)
+planes = [rng.integers(0, 256, (h, w, 3), dtype=np.uint8) for h, w in [(9, 24), (3, 5)]]
+shapes = [p.shape[:2] for p in planes]
+streams = [s for s, _ in codec.encode_planes(net, planes, 0)]
+assert codec.lanes_per_tile(9, 24, net.slope) == 2
+for got, want in zip(codec.decode_planes(net, shapes, 0, streams), planes):
+    assert np.array_equal(got, want)
+assert calls["n"] == 3 * (24 + 2 * 8), calls
+with pytest.raises(ValueError):
+    codec.decode_planes(net, shapes, 0, [list(streams[0]), [streams[1][0][:-1]]])
+print("fused lanes: same pixels")
+"""
+
+
+def test_the_fused_triton_lanes_decode_what_the_host_lanes_decode():
+    """PIXZIP_TRITON=1: a Laplace head's sub-step as one Triton kernel (pixzip/triton_lanes.py), run
+    by Triton's interpreter on CPU tensors (in a process of its own: the interpreter is chosen when
+    Triton is imported; slow, so a small batch). Two planes of different sizes in one batch, lanes with
+    several rows each (K = 2) and up to 8 passes: the original pixels, the kernel ran at every
+    sub-step, and a corrupt stream is refused."""
+    pytest.importorskip("triton")
+    env = {**os.environ, "PIXZIP_TRITON": "1", "TRITON_INTERPRET": "1",
+           "PYTHONPATH": os.pathsep.join([str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")])}
+    done = subprocess.run([sys.executable, "-c", FUSED_LANES_CHECK], env=env, capture_output=True, text=True)
+    assert done.returncode == 0 and "same pixels" in done.stdout, done.stderr[-3000:]
 
 
 @pytest.mark.parametrize("kw", LANE_CONFIGS)
