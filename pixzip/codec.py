@@ -18,6 +18,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import signal
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from functools import lru_cache
 from typing import Callable, NamedTuple
@@ -26,7 +27,7 @@ import constriction
 import numpy as np
 import torch
 
-from . import rans, triton_lanes
+from . import native, rans, triton_lanes
 from .engine import ROW, IntModel, IntMultiScale, IntPixelCNN, require_gpu_path
 
 # constriction quantises the (integer-valued) frequencies to its own fixed point deterministically;
@@ -1025,7 +1026,9 @@ def decode_planes(model, shapes: list[tuple[int, int]], tile: int,
     conds = None if smalls is None else {(k, n): _small_part(smalls[k], y, x, h, w, model.cfg.scale)
                                           for k, g in enumerate(grids) for n, (y, x, h, w) in enumerate(g)}
     workers = min(workers, len(jobs)) if model.device.type == "cpu" else 1   # a GPU: its one process
-    if workers <= 1 or sum(h * w for h, w in shapes) < PARALLEL_MIN_PIXELS:
+    if coder == "rans" and conds is None and native.supports(model):     # threads: no process start-up
+        parts = _decode_native(model, jobs, [tile_streams[key] for key, _, _ in jobs], progress, workers)
+    elif workers <= 1 or sum(h * w for h, w in shapes) < PARALLEL_MIN_PIXELS:
         parts = _decode_streams(model, jobs, [tile_streams[key] for key, _, _ in jobs], max_pixels, progress, conds,
                                 coder)
     else:
@@ -1049,6 +1052,8 @@ ENCODE_PARALLEL_MIN_PIXELS = 1 << 20
 def _decode_streams(model, jobs, streams, max_pixels, progress=None, conds=None, coder="rans") -> dict:
     """Entropy-decode the tiles `jobs` (key, h, w) from their streams (same order)."""
     if coder == "rans":
+        if conds is None and native.supports(model):
+            return _decode_native(model, jobs, streams, progress)    # (one worker's share)
         lanes = _DeviceLanes if _lanes_on_device(model) else _LaneDecoder
         return decode_tiles(model, jobs, lanes(model, {key: s for (key, _, _), s in zip(jobs, streams)}),
                             progress, max_pixels, conds=conds)
@@ -1058,6 +1063,24 @@ def _decode_streams(model, jobs, streams, max_pixels, progress=None, conds=None,
         return decoders[key].decode(FAMILY, freq.numpy())
 
     return decode_tiles(model, jobs, choose, progress, max_pixels, dtype=torch.float64, conds=conds)
+
+
+def _decode_native(model, jobs, streams, progress=None, workers: int = 1) -> dict:
+    """Format v3 tiles decoded by the native decoder, one call per tile, in `workers` threads (the call
+    releases the GIL): the same pixels as decode_tiles with a _LaneDecoder (pixzip/native.py).
+    Raises ValueError for a corrupt stream."""
+    def one(job, stream):
+        (key, h, w), stream = job, np.asarray(stream)
+        states, used = _unpack_states(stream, lanes_per_tile(h, w, model.slope))
+        return native.decode_tile(model, states, stream[used:], h, w)
+
+    out = {}
+    with ThreadPoolExecutor(max(1, workers)) as pool:
+        for (key, h, w), pixels in zip(jobs, pool.map(one, jobs, streams)):
+            out[key] = pixels
+            if progress:
+                progress(h * w)
+    return out
 
 
 def _ignore_sigint():

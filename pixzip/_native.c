@@ -1,0 +1,367 @@
+/* The CPU decoder of a PixelCNN tile in one call: the integer engine's arithmetic (pixzip/engine.py)
+ * and format v3's rANS lanes (pixzip/rans.py, docs/FORMAT.md), pixel by pixel in the decoding order.
+ *
+ * Why: decoding is sequential (3 * (w + s*(h-1)) sub-steps per tile) and, run as torch and numpy
+ * operations, every sub-step costs ~200 small calls whatever its width (docs/ENGINE.md). Here a
+ * sub-step is a loop. The integers are the engine's by construction, and tests/test_native.py checks
+ * them against it: int8 products summed in int32 (any order: integer addition is associative),
+ * requantisation ((acc + bias) * mult + 2^(shift-1)) >> shift in int64, clamps, table lookups.
+ *
+ * Layout. A tile's buffers are padded like the engine's canvas (pad rows above, pad columns on each
+ * side) so that every tap of a causal kernel is a plain read. The image buffer holds pixel values as
+ * uint8; the engine's int8 input is value - 128, so padding (int8 zero) is 128 here, and the products
+ * of a layer that reads the image are corrected by -128 * (sum of the column's weights), folded into
+ * its bias by the caller. Every other buffer holds values in [0, 127], the same bytes as int8.
+ *
+ * Products. A layer's weights come as quads: w4[group][q][col][r] = W[4q + r][col of group], columns
+ * padded to a multiple of 16 and rows to a multiple of 4 with zeros. That is the operand layout of
+ * AVX512-VNNI's vpdpbusd (uint8 x int8, four products summed into int32 per column, 16 columns a
+ * register), used when the CPU has it; otherwise a plain loop computes the same sums.
+ *
+ * Loaded with ctypes (pixzip/native.py); the empty Python module only makes it a valid extension. */
+#include <Python.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+#include <immintrin.h>
+#define PZ_X86 1
+#endif
+
+typedef struct {
+    int32_t ntaps, cin, k4, cout, groups, npad;   /* k4: quads of inputs; npad: a group's padded columns */
+    int32_t nruns;                                  /* the taps as runs of consecutive columns of one row */
+    const int32_t *run_dy, *run_dx, *run_len;
+    const int8_t *w4, *w4_low;                      /* [groups][k4][npad][4]; w4_low: wide weights or NULL */
+    const int64_t *bias, *mult, *shift;             /* per column; bias includes the image correction */
+    const int64_t *offset;                          /* bias * mult + 2^(shift - 1): requantisation in one step */
+    int64_t lo, hi;
+    int32_t requant;                                /* 0: the biased accumulator itself (out, skip) */
+} PzConv;
+
+typedef struct {
+    int32_t channels, hidden, blocks, slope, pad, levels;
+    PzConv first, head1, out, skip;
+    const PzConv *conv_a, *conv_b;
+    const int8_t *read_tables;                      /* [(blocks + 1)][32768]: int8 ReLU read of the stream */
+    const int64_t *head_mult, *head_shift;          /* [2 * channels]: mu, log-scale per channel */
+    const int64_t *skip_mult, *skip_shift;          /* [channels] */
+    const int64_t *prefix;                          /* Laplace rows' prefix sums */
+    int64_t ls_min, ls_max;                         /* clamp of the log-scale index before - ls_min */
+    const uint8_t *symbol_values;
+} PzModel;
+
+enum { PRECISION = 24, ROW = 511, MAX_K = 4096, MAX_COLS = 256 };
+static const int64_t LOW = (int64_t)1 << PRECISION;
+#define INLINE static inline __attribute__((always_inline))
+
+/* ---- products: acc[0..npad) += x (k4 quads, uint8) . w4 (k4 x npad quads, int8) ---------------------- */
+
+INLINE void dot_plain(const uint8_t *x, const int8_t *w4, int k4, int npad, int32_t *acc) {
+    for (int q = 0; q < k4; q++) {
+        const uint8_t *xq = x + 4 * q;
+        const int8_t *wq = w4 + (size_t)q * npad * 4;
+        for (int c = 0; c < npad; c++)
+            acc[c] += xq[0] * wq[4 * c] + xq[1] * wq[4 * c + 1] + xq[2] * wq[4 * c + 2] + xq[3] * wq[4 * c + 3];
+    }
+}
+
+#ifdef PZ_X86
+#define VNNI_TARGET __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx512vnni,bmi2,popcnt")))
+VNNI_TARGET static inline void dot_vnni(const uint8_t *x, const int8_t *w4, int k4, int npad, int32_t *acc) {
+    size_t step = (size_t)npad * 4;
+    for (int b = 0; b < npad; b += 16) {
+        /* four independent sums: vpdpbusd's latency would otherwise bound the loop */
+        __m512i a0 = _mm512_loadu_si512(acc + b), a1 = _mm512_setzero_si512(), a2 = a1, a3 = a1;
+        const int8_t *w = w4 + (size_t)b * 4;
+        int q = 0;
+        int32_t x0, x1, x2, x3;
+        for (; q + 4 <= k4; q += 4) {
+            memcpy(&x0, x + 4 * q, 4); memcpy(&x1, x + 4 * q + 4, 4);
+            memcpy(&x2, x + 4 * q + 8, 4); memcpy(&x3, x + 4 * q + 12, 4);
+            a0 = _mm512_dpbusd_epi32(a0, _mm512_set1_epi32(x0), _mm512_loadu_si512(w + q * step));
+            a1 = _mm512_dpbusd_epi32(a1, _mm512_set1_epi32(x1), _mm512_loadu_si512(w + (q + 1) * step));
+            a2 = _mm512_dpbusd_epi32(a2, _mm512_set1_epi32(x2), _mm512_loadu_si512(w + (q + 2) * step));
+            a3 = _mm512_dpbusd_epi32(a3, _mm512_set1_epi32(x3), _mm512_loadu_si512(w + (q + 3) * step));
+        }
+        for (; q < k4; q++) {
+            memcpy(&x0, x + 4 * q, 4);
+            a0 = _mm512_dpbusd_epi32(a0, _mm512_set1_epi32(x0), _mm512_loadu_si512(w + q * step));
+        }
+        _mm512_storeu_si512(acc + b, _mm512_add_epi32(_mm512_add_epi32(a0, a1), _mm512_add_epi32(a2, a3)));
+    }
+}
+#define DOT(vnni, x, w, k4, npad, acc) ((vnni) ? dot_vnni(x, w, k4, npad, acc) : dot_plain(x, w, k4, npad, acc))
+#else
+#define DOT(vnni, x, w, k4, npad, acc) dot_plain(x, w, k4, npad, acc)
+#endif
+
+/* ---- one layer at one pixel ------------------------------------------------------------------------ */
+
+INLINE int64_t requantize(int64_t z, int64_t mult, int64_t shift, int64_t lo, int64_t hi) {
+    int64_t y = (z * mult + (shift > 0 ? (int64_t)1 << (shift - 1) : 0)) >> shift;
+    return y < lo ? lo : (y > hi ? hi : y);
+}
+
+/* The products of group g of a layer whose taps read `buf` around `centre` (row stride `stride`
+ * pixels). With whole quads per pixel (cin % 4 == 0) every run of taps is read where it lies;
+ * otherwise the taps are first copied into one zero-padded vector. */
+INLINE void products(const PzConv *cv, const int8_t *w4, const uint8_t *buf, size_t centre, int64_t stride,
+                     int vnni, int32_t *acc) {
+    for (int c = 0; c < cv->npad; c++) acc[c] = 0;
+    if (cv->cin % 4 == 0) {
+        const int8_t *w = w4;
+        for (int r = 0; r < cv->nruns; r++) {
+            int k4 = cv->run_len[r] * cv->cin / 4;
+            DOT(vnni, buf + (centre + cv->run_dy[r] * stride + cv->run_dx[r]) * cv->cin, w, k4, cv->npad, acc);
+            w += (size_t)k4 * cv->npad * 4;
+        }
+        return;
+    }
+    uint8_t x[4 * MAX_K];
+    int n = 0;
+    for (int r = 0; r < cv->nruns; r++) {
+        int len = cv->run_len[r] * cv->cin;
+        memcpy(x + n, buf + (centre + cv->run_dy[r] * stride + cv->run_dx[r]) * cv->cin, len);
+        n += len;
+    }
+    memset(x + n, 0, 4 * cv->k4 - n);
+    DOT(vnni, x, w4, cv->k4, cv->npad, acc);
+}
+
+#ifdef PZ_X86
+/* y[c] = clamp((acc[c] * mult[c] + offset[c]) >> shift[c], lo, hi), eight columns a register. */
+VNNI_TARGET static inline void requant_vnni(const int32_t *acc, const int64_t *mult, const int64_t *offset,
+                                            const int64_t *shift, int64_t lo, int64_t hi, int n, int64_t *y) {
+    __m512i vlo = _mm512_set1_epi64(lo), vhi = _mm512_set1_epi64(hi);
+    int c = 0;
+    for (; c + 8 <= n; c += 8) {
+        __m512i a = _mm512_cvtepi32_epi64(_mm256_loadu_si256((const __m256i *)(acc + c)));
+        __m512i z = _mm512_add_epi64(_mm512_mullo_epi64(a, _mm512_loadu_si512(mult + c)), _mm512_loadu_si512(offset + c));
+        z = _mm512_srav_epi64(z, _mm512_loadu_si512(shift + c));
+        _mm512_storeu_si512(y + c, _mm512_min_epi64(_mm512_max_epi64(z, vlo), vhi));
+    }
+    for (; c < n; c++) {
+        int64_t v = ((int64_t)acc[c] * mult[c] + offset[c]) >> shift[c];
+        y[c] = v < lo ? lo : (v > hi ? hi : v);
+    }
+}
+#endif
+
+/* Group g's outputs of a layer at a pixel: requantised, or the biased accumulators. */
+INLINE void layer(const PzConv *cv, const uint8_t *buf, size_t centre, int64_t stride, int g, int vnni, int64_t *y) {
+    int32_t acc[MAX_COLS], low[MAX_COLS];
+    int n = cv->cout / cv->groups, first = g * n;
+    size_t part = (size_t)cv->k4 * cv->npad * 4;
+    products(cv, cv->w4 + g * part, buf, centre, stride, vnni, acc);
+    if (cv->w4_low) {        /* wide weights (the skip predictor): biased accumulators, no requantisation */
+        products(cv, cv->w4_low + g * part, buf, centre, stride, vnni, low);
+        for (int c = 0; c < n; c++) y[c] = (int64_t)acc[c] * 256 + low[c] + cv->bias[first + c];
+        return;
+    }
+    if (!cv->requant) {
+        for (int c = 0; c < n; c++) y[c] = (int64_t)acc[c] + cv->bias[first + c];
+        return;
+    }
+#ifdef PZ_X86
+    if (vnni) {
+        requant_vnni(acc, cv->mult + first, cv->offset + first, cv->shift + first, cv->lo, cv->hi, n, y);
+        return;
+    }
+#endif
+    for (int c = 0; c < n; c++) {
+        int64_t v = ((int64_t)acc[c] * cv->mult[first + c] + cv->offset[first + c]) >> cv->shift[first + c];
+        y[c] = v < cv->lo ? cv->lo : (v > cv->hi ? cv->hi : v);
+    }
+}
+
+/* ---- the tile ---------------------------------------------------------------------------------------- */
+
+typedef struct {
+    int h, w, Wp;
+    uint8_t *img;            /* (h + pad) x Wp x channels, pixel values, 128 outside */
+    uint8_t **reads;         /* blocks + 1 buffers (h + pad) x Wp x hidden: the stream's int8 reads */
+    uint8_t **mids;          /* blocks buffers h x hidden: the blocks' inner activations, by row (a */
+    uint8_t *head;           /* wavefront has one pixel per row); h x head width: head1's outputs */
+} Tile;
+
+/* Head outputs (mu16, log-scale index) of channel g at pixel (i, j): PixelCNN.step_params. A 1x1
+ * layer reads its pixel's row of a buffer (stride 0); the columns of groups not yet computed there
+ * are still 0, as the engine's masked weights would make them count. */
+INLINE void head_params(const PzModel *m, Tile *tl, int i, int j, int g, int vnni, int64_t *mu16, int64_t *idx) {
+    int64_t y[MAX_COLS], t[MAX_COLS], o[MAX_COLS], s[MAX_COLS];
+    int pad = m->pad, H = m->hidden;
+    size_t centre = (size_t)(i + pad) * tl->Wp + (j + pad), here = (size_t)i;
+    int n = m->first.cout / m->first.groups;
+    if (g == 0) {            /* a new pixel in this row: no group of it is computed yet */
+        for (int b = 0; b < m->blocks; b++) memset(tl->mids[b] + here * H, 0, H);
+        memset(tl->head + here * m->head1.cout, 0, m->head1.cout);
+    }
+
+    layer(&m->first, tl->img, centre, tl->Wp, g, vnni, y);      /* the residual stream, 16-bit */
+    for (int b = 0; b <= m->blocks; b++) {
+        if (b > 0) {                                             /* block b - 1 */
+            uint8_t *mid = tl->mids[b - 1];
+            layer(&m->conv_a[b - 1], tl->reads[b - 1], centre, tl->Wp, g, vnni, t);
+            for (int c = 0; c < n; c++) mid[here * H + g * n + c] = (uint8_t)t[c];
+            layer(&m->conv_b[b - 1], mid, here, 0, g, vnni, t);
+            for (int c = 0; c < n; c++) {
+                int64_t v = y[c] + t[c];
+                y[c] = v < -32768 ? -32768 : (v > 32767 ? 32767 : v);
+            }
+        }
+        const int8_t *table = m->read_tables + (size_t)b * 32768;
+        uint8_t *read = tl->reads[b] + centre * H;
+        for (int c = 0; c < n; c++) read[g * n + c] = (uint8_t)table[y[c] < 0 ? 0 : y[c]];
+    }
+    layer(&m->head1, tl->reads[m->blocks], centre, 0, g, vnni, t);
+    int hn = m->head1.cout / m->head1.groups, HW = m->head1.cout;
+    for (int c = 0; c < hn; c++) tl->head[here * HW + g * hn + c] = (uint8_t)t[c];
+    layer(&m->out, tl->head, here, 0, g, vnni, o);
+    layer(&m->skip, tl->img, centre, tl->Wp, g, vnni, s);
+    const int64_t big = (int64_t)1 << 30;
+    int64_t mu = requantize(o[0], m->head_mult[2 * g], m->head_shift[2 * g], -big, big) + 128 * 16
+                 + requantize(s[0], m->skip_mult[g], m->skip_shift[g], -big, big);
+    int64_t ls = requantize(o[1], m->head_mult[2 * g + 1], m->head_shift[2 * g + 1], m->ls_min, m->ls_max);
+    *mu16 = mu < 0 ? 0 : (mu > 255 * 16 ? 255 * 16 : mu);
+    *idx = ls - m->ls_min;
+}
+
+/* One rANS symbol from the Laplace table of (mu16, idx): rans.decode_step for one lane. */
+INLINE int decode_symbol(const PzModel *m, int64_t *x, int64_t mu16, int64_t idx) {
+    const int64_t *p = m->prefix + (idx * 16 + mu16 % 16) * ROW + (255 - mu16 / 16);
+    int64_t base = p[0], total = p[m->levels] - base;
+    int64_t slot = *x & (LOW - 1);
+    int64_t bound = ((slot + 1) * total + LOW - 1) >> PRECISION;     /* C(k) < bound <=> q(k) <= slot */
+    /* the last k with C(k) < bound: C(0) = 0 < bound <= C(levels). Searched outwards from the
+     * likeliest value (mu16 / 16), where nearly every symbol is: few reads, all in one or two cache
+     * lines of the large prefix table; any search finds the same k (C is strictly increasing). */
+    int lo, hi, k = (int)(mu16 / 16), step = 1;
+    if (p[k] - base < bound) {                                       /* the answer is >= k */
+        lo = k;
+        for (hi = k + 1; hi < m->levels && p[hi] - base < bound; step *= 2) { lo = hi; hi = k + step * 2 < m->levels ? k + step * 2 : m->levels; }
+    } else {                                                         /* the answer is < k */
+        hi = k;
+        for (lo = k - 1; lo > 0 && p[lo] - base >= bound; step *= 2) { hi = lo; lo = k - step * 2 > 0 ? k - step * 2 : 0; }
+    }
+    while (hi - lo > 1) {                                            /* C(lo) < bound <= C(hi) */
+        int mid = (lo + hi) / 2;
+        if (p[mid] - base < bound) lo = mid; else hi = mid;
+    }
+    int64_t q0 = ((p[lo] - base) << PRECISION) / total, q1 = ((p[lo + 1] - base) << PRECISION) / total;
+    *x = (q1 - q0) * (*x >> PRECISION) + slot - q0;
+    return lo;
+}
+
+/* Walk a tile in the decoding order. Decoding (`known` NULL): each symbol from the lanes and words.
+ * With `known` (h x w x channels pixel values), no coding: every sub-pixel's head outputs go to
+ * `params` (mu16, index) in the decoding order, for the tests' comparison with the engine. */
+INLINE int walk_tile(const PzModel *m, int h, int w, int lanes, int64_t *state, const uint32_t *words,
+                     int64_t n_words, uint8_t *out, const uint8_t *known, int64_t *params, int vnni) {
+    int C = m->channels, pad = m->pad, s = m->slope, H = m->hidden, B = m->blocks;
+    Tile tl = {h, w, w + 2 * pad, NULL, NULL, NULL, NULL};
+    size_t padded = (size_t)(h + pad) * tl.Wp;
+    int status = -2;
+    tl.img = malloc(padded * C);
+    tl.reads = calloc(B + 1, sizeof(uint8_t *));
+    tl.mids = calloc(B > 0 ? B : 1, sizeof(uint8_t *));
+    tl.head = calloc((size_t)h * m->head1.cout, 1);
+    if (!tl.img || !tl.reads || !tl.mids || !tl.head) goto done;
+    memset(tl.img, 128, padded * C);
+    for (int b = 0; b <= B; b++)
+        if (!(tl.reads[b] = calloc(padded * H, 1))) goto done;
+    for (int b = 0; b < B; b++)
+        if (!(tl.mids[b] = calloc((size_t)h * H, 1))) goto done;
+
+    int64_t ptr = 0;
+    int overrun = 0;
+    for (int t = 0; t <= (w - 1) + s * (h - 1); t++) {          /* wavefronts t = j + s*i */
+        int i_lo = t - (w - 1) <= 0 ? 0 : (t - (w - 1) + s - 1) / s, i_hi = t / s < h - 1 ? t / s : h - 1;
+        for (int g = 0; g < C; g++)                              /* then channel, then row */
+            for (int i = i_lo; i <= i_hi; i++) {
+                int j = t - s * i;
+                int64_t mu16, idx;
+                head_params(m, &tl, i, j, g, vnni, &mu16, &idx);
+                if (known) {
+                    *params++ = mu16;
+                    *params++ = idx;
+                    tl.img[((size_t)(i + pad) * tl.Wp + j + pad) * C + g] = known[((size_t)i * w + j) * C + g];
+                    continue;
+                }
+                int64_t *x = &state[i % lanes];
+                int sym = decode_symbol(m, x, mu16, idx);
+                if (*x < LOW) {                                  /* renormalise: one word */
+                    if (ptr < n_words) *x = (*x << 32) | words[ptr];
+                    else overrun = 1;
+                    ptr++;
+                }
+                tl.img[((size_t)(i + pad) * tl.Wp + j + pad) * C + g] = m->symbol_values[sym];
+            }
+    }
+    status = 0;
+    if (known) goto done;
+    if (overrun || ptr != n_words) status = -1;
+    for (int k = 0; k < lanes; k++)
+        if (state[k] != LOW) status = -1;
+    for (int i = 0; i < h; i++)    /* (decoding only: `known` returned above) */
+        memcpy(out + (size_t)i * w * C, tl.img + ((size_t)(i + pad) * tl.Wp + pad) * C, (size_t)w * C);
+done:
+    if (tl.reads) for (int b = 0; b <= B; b++) free(tl.reads[b]);
+    if (tl.mids) for (int b = 0; b < B; b++) free(tl.mids[b]);
+    free(tl.img); free(tl.reads); free(tl.mids); free(tl.head);
+    return status;
+}
+
+/* The same code compiled twice: for any CPU, and for x86-64 with AVX-512 and VNNI. */
+static int walk_plain(const PzModel *m, int h, int w, int lanes, int64_t *state, const uint32_t *words,
+                      int64_t n_words, uint8_t *out, const uint8_t *known, int64_t *params) {
+    return walk_tile(m, h, w, lanes, state, words, n_words, out, known, params, 0);
+}
+
+#ifdef PZ_X86
+VNNI_TARGET static int walk_vnni(const PzModel *m, int h, int w, int lanes, int64_t *state, const uint32_t *words,
+                                 int64_t n_words, uint8_t *out, const uint8_t *known, int64_t *params) {
+    return walk_tile(m, h, w, lanes, state, words, n_words, out, known, params, 1);
+}
+#endif
+
+static int use_vnni = 0;
+
+static int walk(const PzModel *m, int h, int w, int lanes, int64_t *state, const uint32_t *words,
+                int64_t n_words, uint8_t *out, const uint8_t *known, int64_t *params) {
+#ifdef PZ_X86
+    if (use_vnni) return walk_vnni(m, h, w, lanes, state, words, n_words, out, known, params);
+#endif
+    return walk_plain(m, h, w, lanes, state, words, n_words, out, known, params);
+}
+
+/* Decode one tile of h x w pixels from its lanes' states (K of them, updated) and its refill words.
+ * Writes h x w x channels pixel values to `out`. Returns 0, -1 if the stream is corrupt (a lane does
+ * not end in rANS's initial state, or the words are not used exactly), -2 if memory ran out. */
+int pz_decode_tile(const PzModel *m, int h, int w, int lanes, int64_t *state, const uint32_t *words,
+                   int64_t n_words, uint8_t *out) {
+    return walk(m, h, w, lanes, state, words, n_words, out, NULL, NULL);
+}
+
+/* The head outputs of every sub-pixel of a known tile, in the decoding order (2 per sub-pixel). */
+int pz_tile_params(const PzModel *m, int h, int w, const uint8_t *pixels, int64_t *params) {
+    return walk(m, h, w, 1, NULL, NULL, 0, NULL, pixels, params);
+}
+
+/* Which kernel runs: 1 AVX-512 with VNNI, 0 the portable one. `want` -1: the best the CPU has. */
+int pz_select_kernel(int want) {
+    use_vnni = 0;
+#ifdef PZ_X86
+    if (want != 0 && __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512f")
+        && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq")
+        && __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("bmi2"))
+        use_vnni = 1;
+#endif
+    return use_vnni;
+}
+
+int pz_limits(int which) { return which == 0 ? MAX_K : MAX_COLS; }
+
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_pxnative", "pixzip's native decoder (ctypes)", -1, NULL};
+PyMODINIT_FUNC PyInit__pxnative(void) { return PyModule_Create(&module); }

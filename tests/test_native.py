@@ -1,0 +1,135 @@
+"""The native CPU decoder (pixzip/_native.c) computes the integer engine's numbers: every head output
+equal to the engine's, files decoded to the same pixels as the torch decoder, with both of its product
+kernels, in any number of threads, and corrupt streams refused."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import make_tiny_model
+from pixzip import codec, native, zoo
+from pixzip.engine import IntPixelCNN
+
+pytestmark = pytest.mark.skipif(not native.available(), reason="the native decoder is not built here")
+
+KERNELS = ["plain", "best"]
+SAMPLE = Path(__file__).resolve().parents[1] / "docs" / "sample.png"
+
+
+@pytest.fixture(params=KERNELS)
+def kernel(request):
+    """Run a test with each product kernel ('best' is AVX512-VNNI where the CPU has it)."""
+    native.use_kernel(request.param)
+    yield request.param
+    native.use_kernel("best")
+
+
+def tiny(channels=3, hidden=12, seed=0, **kw):
+    _, net = make_tiny_model(channels, hidden=hidden, seed=seed, blocks=2, stream_bits=16, slope=2,
+                             skip_kernel=5, **kw)
+    return net
+
+
+def decoding_order(h: int, w: int, channels: int, slope: int) -> np.ndarray:
+    """Flat indices (i * w + j) * channels + c of a tile's sub-pixels in the decoding order."""
+    i, j = np.divmod(np.arange(h * w), w)
+    t = j + slope * i
+    pixels = np.lexsort((i, t))                      # by wavefront, then row
+    bounds = np.flatnonzero(np.r_[True, np.diff(t[pixels]) != 0, True])
+    return np.concatenate([pixels[a:b] * channels + c for a, b in zip(bounds[:-1], bounds[1:])
+                           for c in range(channels)])
+
+
+def engine_params(net: IntPixelCNN, plane: np.ndarray) -> np.ndarray:
+    """The engine's head outputs (the encoder's pass) of every sub-pixel, flat (i, j, c) order."""
+    canvas, _ = codec._load_batch(net, [(0, 0, 0, *plane.shape[:2])], [plane])
+    tiles, ii, jj = canvas.pixels()
+    params = net.encode_params(canvas, canvas.flat(tiles, ii, jj))     # (n, channels, 2)
+    return params.reshape(-1, 2).numpy()
+
+
+@pytest.mark.parametrize("channels,hidden", [(3, 12), (3, 6), (1, 8), (3, 48)])
+@pytest.mark.parametrize("size", [(1, 1), (2, 9), (13, 5), (20, 23)])
+def test_head_outputs_equal_the_engines(channels, hidden, size, kernel, rng):
+    """Every sub-pixel's (mu16, log-scale index), integer for integer: hidden widths with and without
+    whole quads per pixel (the gathered and the direct reads), one and three channels."""
+    net = tiny(channels, hidden, seed=hidden)
+    assert native.supports(net)
+    plane = rng.integers(0, 256, (*size, channels), dtype=np.uint8)
+    ours = native.tile_params(net, plane)
+    want = engine_params(net, plane)[decoding_order(*size, channels, net.slope)]
+    assert np.array_equal(ours, want)
+
+
+def round_trip(net, plane, tile, workers=1):
+    (streams, _), = codec.encode_planes(net, [plane], tile)
+    return streams, codec.decode_planes(net, [plane.shape[:2]], tile, [streams], workers=workers)[0]
+
+
+@pytest.mark.parametrize("tile", [16, 0])
+def test_files_decode_to_the_same_pixels_as_the_torch_decoder(tile, kernel, rng, monkeypatch):
+    net = tiny()
+    plane = rng.integers(0, 256, (37, 41, 3), dtype=np.uint8)
+    streams, ours = round_trip(net, plane, tile)
+    assert np.array_equal(ours, plane)
+    monkeypatch.setattr(native, "_LIB", None)          # the torch decoder, same streams
+    assert not native.supports(net)
+    assert np.array_equal(codec.decode_planes(net, [plane.shape[:2]], tile, [streams])[0], plane)
+
+
+def test_threads_do_not_change_the_pixels(rng):
+    net = tiny()
+    plane = rng.integers(0, 256, (40, 50, 3), dtype=np.uint8)
+    for workers in (1, 2, 5):
+        assert np.array_equal(round_trip(net, plane, 16, workers)[1], plane)
+
+
+def test_corrupt_streams_are_refused(rng):
+    """As the torch decoder refuses them (tests/test_rans.py): a lane out of words, words to spare,
+    no room for the states, flipped bits."""
+    net = tiny()
+    plane = rng.integers(0, 256, (40, 37, 3), dtype=np.uint8)
+    (streams, _), = codec.encode_planes(net, [plane], 16)
+    shape = [plane.shape[:2]]
+    for bad in ([s[:-1] for s in streams], [np.r_[s, np.uint32(7)] for s in streams], [s[:1] for s in streams]):
+        with pytest.raises(ValueError):
+            codec.decode_planes(net, shape, 16, [bad])
+    refused = 0
+    for n in range(20):
+        bad = [s.copy() for s in streams]
+        k = n % len(bad)
+        bad[k][rng.integers(0, len(bad[k]))] ^= np.uint32(1 << int(rng.integers(0, 32)))
+        try:
+            out = codec.decode_planes(net, shape, 16, [bad])[0]
+        except ValueError:
+            refused += 1
+        else:
+            assert not np.array_equal(out, plane) or np.array_equal(bad[k], streams[k])
+    assert refused >= 15
+
+
+@pytest.mark.parametrize("name", ["pcnn-rgb-v6", "pcnn-rgb-small-v5", "pcnn-gray-v2"])
+def test_shipped_models_equal_the_engine_on_a_photo(name, kernel):
+    """The models users run, on a crop of the sample photograph: the same head outputs as the engine
+    and an exact round trip."""
+    net = zoo.load_model(str(zoo.SHIPPED / f"{name}.pxm")).net
+    assert native.supports(net)
+    image = Image.open(SAMPLE).convert("RGB" if net.cfg.channels == 3 else "L")
+    plane = np.asarray(image)[:24, :30].reshape(24, 30, net.cfg.channels)
+    ours = native.tile_params(net, plane)
+    assert np.array_equal(ours, engine_params(net, plane)[decoding_order(24, 30, net.cfg.channels, net.slope)])
+    assert np.array_equal(round_trip(net, plane, 16)[1], plane)
+
+
+@pytest.mark.parametrize("kw", [dict(stream_bits=8), dict(skip_kernel=0), dict(head="softmax", skip_kernel=0)])
+def test_other_models_take_the_torch_path(kw, rng):
+    args = dict(hidden=12, blocks=2, stream_bits=16, slope=2, skip_kernel=5)
+    args.update(kw)
+    _, net = make_tiny_model(3, **args)
+    assert not native.supports(net)
+    plane = rng.integers(0, 256, (20, 18, 3), dtype=np.uint8)
+    assert np.array_equal(round_trip(net, plane, 16)[1], plane)
