@@ -44,7 +44,7 @@ typedef struct {
     int32_t channels, hidden, blocks, slope, pad, levels;
     PzConv first, head1, out, skip;
     const PzConv *conv_a, *conv_b;
-    const int8_t *read_tables;                      /* [(blocks + 1)][32768]: int8 ReLU read of the stream */
+    const int64_t *read_mult, *read_shift;          /* [blocks + 1]: the int8 ReLU reads of the stream */
     const int64_t *head_mult, *head_shift;          /* [2 * channels]: mu, log-scale per channel */
     const int64_t *skip_mult, *skip_shift;          /* [channels] */
     const int64_t *prefix;                          /* Laplace rows' prefix sums */
@@ -211,9 +211,13 @@ INLINE void head_params(const PzModel *m, Tile *tl, int i, int j, int g, int vnn
                 y[c] = v < -32768 ? -32768 : (v > 32767 ? 32767 : v);
             }
         }
-        const int8_t *table = m->read_tables + (size_t)b * 32768;
-        uint8_t *read = tl->reads[b] + centre * H;
-        for (int c = 0; c < n; c++) read[g * n + c] = (uint8_t)table[y[c] < 0 ? 0 : y[c]];
+        /* requantize(max(y, 0), read_mult, read_shift, 0, 127): the engine's table, computed */
+        int64_t rm = m->read_mult[b], rs = m->read_shift[b], half = (int64_t)1 << (rs - 1);
+        uint8_t *read = tl->reads[b] + centre * H + g * n;
+        for (int c = 0; c < n; c++) {
+            int64_t v = ((y[c] < 0 ? 0 : y[c]) * rm + half) >> rs;
+            read[c] = (uint8_t)(v > 127 ? 127 : v);
+        }
     }
     layer(&m->head1, tl->reads[m->blocks], centre, 0, g, vnni, t);
     int hn = m->head1.cout / m->head1.groups, HW = m->head1.cout;

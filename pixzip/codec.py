@@ -142,7 +142,11 @@ def _batch_symbols(model: IntModel, planes: list[np.ndarray], tile: int, max_pix
         if p.shape[2] != model.cfg.channels:
             raise ValueError(f"plane has {p.shape[2]} channels, the model codes {model.cfg.channels}")
     tiles = [(k, n, *t) for k, p in enumerate(planes) for n, t in enumerate(tile_grid(p.shape[0], p.shape[1], tile))]
+    in_native = conds is None and native.supports(model)
     for batch in _batches(tiles, max_pixels, first=2):
+        if in_native:
+            yield _native_symbols(model, planes, batch)
+            continue
         canvas, flat = _load_batch(model, [t[:1] + t[2:] for t in batch], planes, conds)
         params = model.encode_params(canvas, flat)          # (n_pixels, C, D)
         items, first = [], 0
@@ -154,6 +158,22 @@ def _batch_symbols(model: IntModel, planes: list[np.ndarray], tile: int, max_pix
                                      i, (h, w)))
             first += h * w
         yield items
+
+
+def _native_symbols(model: IntPixelCNN, planes: list[np.ndarray], batch) -> list[TileSymbols]:
+    """_batch_symbols' items of a batch with the head outputs from the native decoder's walk over the
+    known pixels (already in coding order; the engine's integers, tests/test_native.py), tiles in
+    torch's number of threads."""
+    C = model.cfg.channels
+    crops = [np.ascontiguousarray(planes[k][y0:y0 + h, x0:x0 + w]) for k, _, y0, x0, h, w in batch]
+    with ThreadPoolExecutor(max(1, torch.get_num_threads())) as pool:
+        params = list(pool.map(lambda crop: native.tile_params(model, crop), crops))
+    items = []
+    for (k, number, _, _, h, w), crop, p in zip(batch, crops, params):
+        i, j, c = _order(h, w, model.slope, C)
+        symbols = model.cfg.symbols(crop[i, j, c].astype(np.int32)).astype(np.int64)
+        items.append(TileSymbols((k, number), symbols, torch.from_numpy(p), i.copy(), (h, w)))
+    return items
 
 
 def tile_symbols(model: IntModel, planes: list[np.ndarray], tile: int, max_pixels: int = MAX_BATCH_PIXELS,

@@ -15,6 +15,7 @@ from __future__ import annotations
 import ctypes
 import importlib.util
 import os
+import threading
 
 import numpy as np
 import torch
@@ -38,7 +39,7 @@ class _Model(ctypes.Structure):
                 ("slope", ctypes.c_int32), ("pad", ctypes.c_int32), ("levels", ctypes.c_int32),
                 ("first", _Conv), ("head1", _Conv), ("out", _Conv), ("skip", _Conv),
                 ("conv_a", ctypes.POINTER(_Conv)), ("conv_b", ctypes.POINTER(_Conv)),
-                ("read_tables", _i8p), ("head_mult", _i64p), ("head_shift", _i64p),
+                ("read_mult", _i64p), ("read_shift", _i64p), ("head_mult", _i64p), ("head_shift", _i64p),
                 ("skip_mult", _i64p), ("skip_shift", _i64p), ("prefix", _i64p),
                 ("ls_min", ctypes.c_int64), ("ls_max", ctypes.c_int64), ("symbol_values", _u8p)]
 
@@ -94,7 +95,7 @@ def supports(model) -> bool:
             and cfg.levels == 256 and model.skip is not None and getattr(model, "upsample", None) is None
             and all(not c.relu_in and c.groups == cfg.channels for c in convs + [model.skip])
             and model.first.cout == cfg.hidden and model.out.cout == 2 * cfg.channels
-            and int(model.head["shift"].min()) > 0 and int(model.head["skip_shift"].min()) > 0)
+            and min(int(model.head[k].min()) for k in ("shift", "skip_shift", "read_shift")) > 0)
 
 
 class _Packed:
@@ -114,8 +115,8 @@ class _Packed:
         conv_b = (_Conv * max(1, len(blocks)))(*[b for _, b in blocks])
         self.keep += [conv_a, conv_b]
         m.conv_a, m.conv_b = conv_a, conv_b
-        reads = np.stack([model._read_table(b).numpy() for b in range(cfg.blocks + 1)])
-        m.read_tables = self._ptr(reads, np.int8)
+        m.read_mult = self._ptr(model.head["read_mult"], np.int64)
+        m.read_shift = self._ptr(model.head["read_shift"], np.int64)
         m.head_mult, m.head_shift = self._ptr(model.head["mult"], np.int64), self._ptr(model.head["shift"], np.int64)
         m.skip_mult = self._ptr(model.head["skip_mult"], np.int64)
         m.skip_shift = self._ptr(model.head["skip_shift"], np.int64)
@@ -174,11 +175,16 @@ def _runs(taps) -> list[tuple[int, int, int]]:
     return [tuple(r) for r in runs]
 
 
+_PACKING = threading.Lock()
+
+
 def _packed(model: IntPixelCNN) -> _Packed:
-    key = "native"
-    if key not in model._cache:
-        model._cache[key] = _Packed(model)
-    return model._cache[key]
+    """The model's C structures, built once (under a lock: tiles decode in threads, and a second
+    packing would free the first's arrays while a thread reads them)."""
+    with _PACKING:
+        if "native" not in model._cache:
+            model._cache["native"] = _Packed(model)
+        return model._cache["native"]
 
 
 def decode_tile(model: IntPixelCNN, states: np.ndarray, words: np.ndarray, h: int, w: int) -> np.ndarray:
