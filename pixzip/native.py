@@ -127,7 +127,9 @@ class _Packed:
         self.model = m
 
     def _ptr(self, a, dtype):
-        a = np.ascontiguousarray(a.numpy() if torch.is_tensor(a) else a, dtype=dtype)
+        # a copy that owns its memory: a tensor's storage can move (sending the model to a worker
+        # process moves it to shared memory), which would leave a view pointing at freed memory
+        a = np.array(a.numpy() if torch.is_tensor(a) else a, dtype=dtype, order="C", copy=True)
         self.keep.append(a)
         return a.ctypes.data_as(ctypes.POINTER(np.ctypeslib.as_ctypes_type(dtype)))
 

@@ -146,3 +146,14 @@ def test_encoding_with_it_writes_the_bytes_of_the_engine(channels, kernel, rng, 
     theirs = codec.encode_planes(net, planes, 16)
     for (a, bits_a), (b, bits_b) in zip(ours, theirs):
         assert bits_a == bits_b and len(a) == len(b) and all(np.array_equal(x, y) for x, y in zip(a, b))
+
+
+def test_the_packed_model_survives_being_sent_to_a_worker(rng):
+    """Sending a model to a worker process moves its tensors' storage to shared memory; the native
+    decoder's copy of the weights must not point at the old storage (it did once: garbage outputs)."""
+    from multiprocessing.reduction import ForkingPickler
+    net = tiny()
+    plane = rng.integers(0, 256, (12, 10, 3), dtype=np.uint8)
+    before = native.tile_params(net, plane)
+    ForkingPickler.dumps(net)
+    assert np.array_equal(native.tile_params(net, plane), before)
