@@ -262,8 +262,8 @@ def main():
                    "about 0.3 % larger) or 2 (readable by pixzip 0.2).")
 @click.option("-e", "--effort", type=click.IntRange(1, max(zoo.EFFORTS)), default=1, show_default=True,
               help="1: the default models; 2: the strongest shipped model for colour at any size "
-                   f"({zoo.EFFORT_MODELS[2][3]}: CBSD68's photos 1.0 % smaller, about 3x slower to encode "
-                   "and 1.7x slower to decode). -m takes precedence.")
+                   f"({zoo.EFFORT_MODELS[2][3]}: CBSD68's photos 0.8 % smaller, about 3x slower to encode "
+                   "and 3.5x slower to decode). -m takes precedence.")
 @common_options
 def compress(files, output, to_stdout, force, model, tile, max_pixels, verify, remove_source, format_version,
              effort, device, threads, verbose, quiet):

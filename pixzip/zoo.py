@@ -10,14 +10,14 @@ from .errors import PixzipError
 from .modelfile import LoadedModel, load
 
 # Default model per plane channel count. Changing a default never breaks old files: they name theirs.
-DEFAULTS = {3: "pcnn-rgb-v6", 1: "pcnn-gray-v2"}
+DEFAULTS = {3: "pcnn-rgb-v7", 1: "pcnn-gray-v2"}
 # Images of at most SMALL_MAX_PIXELS pixels (icons, thumbnails, CIFAR-size images) use these when installed.
 SMALL_DEFAULTS = {3: "pcnn-rgb-small-v5"}
 SMALL_MAX_PIXELS = 64 * 64
 # Effort levels (-e): 1 codes with the defaults above; 2 with the strongest shipped model for each plane
-# channel count, at any image size. The large network trained on CIFAR-10 codes held-out photos 1.0 %
-# smaller than the colour default (CBSD68: 2.7337 against 2.7603 for `pcnn-rgb-v6`) but encodes about 3x
-# and decodes about 1.7x slower. Grey planes have no stronger model yet.
+# channel count, at any image size. The large network trained on CIFAR-10 codes held-out photos 0.8 %
+# smaller than the colour default (CBSD68: 2.7337 against 2.7552 for `pcnn-rgb-v7`) but encodes about 3x
+# and 3.5x slower to decode (7x the network; one 768x512 photo, native decoder). Grey planes have no stronger model yet.
 EFFORT_MODELS = {2: {3: "pcnn-rgb-small-v5"}}
 EFFORTS = (1, 2)
 SUFFIX = ".pxm"

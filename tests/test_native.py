@@ -112,7 +112,7 @@ def test_corrupt_streams_are_refused(rng):
     assert refused >= 15
 
 
-@pytest.mark.parametrize("name", ["pcnn-rgb-v6", "pcnn-rgb-small-v5", "pcnn-gray-v2"])
+@pytest.mark.parametrize("name", ["pcnn-rgb-v7", "pcnn-rgb-small-v5", "pcnn-gray-v2"])
 def test_shipped_models_equal_the_engine_on_a_photo(name, kernel):
     """The models users run, on a crop of the sample photograph: the same head outputs as the engine
     and an exact round trip."""
