@@ -1090,7 +1090,7 @@ def _decode_native(model, jobs, streams, progress=None, workers: int = 1) -> dic
     releases the GIL): the same pixels as decode_tiles with a _LaneDecoder (pixzip/native.py).
     Raises ValueError for a corrupt stream."""
     def one(job, stream):
-        (key, h, w), stream = job, np.asarray(stream)
+        (_, h, w), stream = job, np.asarray(stream)
         states, used = _unpack_states(stream, lanes_per_tile(h, w, model.slope))
         return native.decode_tile(model, states, stream[used:], h, w)
 

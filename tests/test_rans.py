@@ -254,6 +254,27 @@ def test_a_compile_failure_falls_back_to_the_plain_lockstep(rng, monkeypatch):
     assert codec.FUSED == {"compiled": 0, "failed": 1, "error": "no backend here"}
 
 
+def assert_corruption_refused(net, plane, streams, tile, rng):
+    """Truncated streams, words to spare, no room for the states: ValueError; of 20 single flipped
+    bits, at least 15 refused and none decoded to the original pixels."""
+    shape = [plane.shape[:2]]
+    for bad in ([s[:-1] for s in streams], [np.r_[s, np.uint32(7)] for s in streams], [s[:1] for s in streams]):
+        with pytest.raises(ValueError):
+            codec.decode_planes(net, shape, tile, [bad])
+    refused = 0
+    for n in range(20):
+        bad = [s.copy() for s in streams]
+        k = n % len(bad)
+        bad[k][rng.integers(0, len(bad[k]))] ^= np.uint32(1 << int(rng.integers(0, 32)))
+        try:
+            out = codec.decode_planes(net, shape, tile, [bad])[0]
+        except ValueError:
+            refused += 1
+        else:
+            assert not np.array_equal(out, plane) or np.array_equal(bad[k], streams[k])
+    assert refused >= 15
+
+
 @pytest.mark.parametrize("where", ["host", "device"])
 def test_corrupt_streams_are_refused(rng, where, monkeypatch):
     """A lane that runs out of words, a stream with words to spare, or changed words: ValueError
@@ -262,25 +283,7 @@ def test_corrupt_streams_are_refused(rng, where, monkeypatch):
     net, plane, streams = coded(rng)
     if where == "device":
         lanes_on_device(monkeypatch)
-    shape = [plane.shape[:2]]
-    with pytest.raises(ValueError):
-        codec.decode_planes(net, shape, 16, [[s[:-1] for s in streams]])
-    with pytest.raises(ValueError):
-        codec.decode_planes(net, shape, 16, [[np.r_[s, np.uint32(7)] for s in streams]])
-    with pytest.raises(ValueError):
-        codec.decode_planes(net, shape, 16, [[s[:1] for s in streams]])      # not even the states
-    refused = 0
-    for n in range(20):
-        bad = [s.copy() for s in streams]
-        k = n % len(bad)
-        bad[k][rng.integers(0, len(bad[k]))] ^= np.uint32(1 << int(rng.integers(0, 32)))
-        try:
-            out = codec.decode_planes(net, shape, 16, [bad])[0]
-        except ValueError:
-            refused += 1
-        else:
-            assert not np.array_equal(out, plane) or np.array_equal(bad[k], streams[k])
-    assert refused >= 15
+    assert_corruption_refused(net, plane, streams, 16, rng)
 
 
 def test_padded_steps_of_the_gpu_path_decode_the_same_pixels(rng, monkeypatch):
