@@ -317,6 +317,293 @@ done:
     return status;
 }
 
+/* ---- encoding: a dense pass, row by row, BATCH pixels per product ------------------------------------
+ *
+ * The encoder knows every pixel, so it need not follow the decoding order: it computes each row of the
+ * tile layer by layer, BATCH pixels of the row at a time (one weight load serves BATCH products), all
+ * channel groups of a layer at once. The integers are the walk's: a masked weight that reads a channel
+ * the decoder does not know yet is zero, so the value the dense pass sees there changes no sum. Layers
+ * read only rows at or above their own (causal taps, dy <= 0), so the stream's reads live in a ring of
+ * pad + 1 rows: memory does not grow with the tile's height. */
+
+enum { BATCH = 8 };
+
+/* A layer's input for P pixels as segments: segment r of pixel k is k4[r] quads at x[r] + k * xstride,
+ * its weights the next k4[r] quads of the group's w4 (the taps' runs, or one gathered vector). */
+typedef struct {
+    int n;
+    size_t xstride;
+    const uint8_t *x[64];
+    int k4[64];
+} Segments;
+
+/* acc[k][0..npad) = the products of P pixels' segments (plain loop) */
+INLINE void dot_batch_plain(const Segments *sg, int P, const int8_t *w4, int npad, int32_t (*acc)[MAX_COLS]) {
+    for (int k = 0; k < P; k++) {
+        const int8_t *w = w4;
+        for (int c = 0; c < npad; c++) acc[k][c] = 0;
+        for (int r = 0; r < sg->n; r++) {
+            dot_plain(sg->x[r] + k * sg->xstride, w, sg->k4[r], npad, acc[k]);
+            w += (size_t)sg->k4[r] * npad * 4;
+        }
+    }
+}
+
+#ifdef PZ_X86
+/* The same with vpdpbusd: BATCH pixels' sums of 16 columns stay in registers over every segment, so
+ * each weight load serves BATCH products (fewer pixels: the per-pixel kernel). */
+VNNI_TARGET static inline void dot_batch_vnni(const Segments *sg, int P, const int8_t *w4, int npad,
+                                              int32_t (*acc)[MAX_COLS]) {
+    size_t step = (size_t)npad * 4;
+    if (P != BATCH) {                         /* a row's last few pixels */
+        for (int k = 0; k < P; k++) {
+            const int8_t *w = w4;
+            for (int c = 0; c < npad; c++) acc[k][c] = 0;
+            for (int r = 0; r < sg->n; r++) {
+                dot_vnni(sg->x[r] + k * sg->xstride, w, sg->k4[r], npad, acc[k]);
+                w += sg->k4[r] * step;
+            }
+        }
+        return;
+    }
+    for (int b = 0; b < npad; b += 16) {
+        __m512i a[BATCH];
+        for (int k = 0; k < BATCH; k++) a[k] = _mm512_setzero_si512();
+        const int8_t *w = w4 + (size_t)b * 4;
+        for (int r = 0; r < sg->n; r++) {
+            const uint8_t *x = sg->x[r];
+            for (int q = 0; q < sg->k4[r]; q++) {
+                __m512i wv = _mm512_loadu_si512(w + q * step);
+                int32_t xq;
+                for (int k = 0; k < BATCH; k++) {
+                    memcpy(&xq, x + k * sg->xstride + 4 * q, 4);
+                    a[k] = _mm512_dpbusd_epi32(a[k], _mm512_set1_epi32(xq), wv);
+                }
+            }
+            w += sg->k4[r] * step;
+        }
+        for (int k = 0; k < BATCH; k++) _mm512_storeu_si512(acc[k] + b, a[k]);
+    }
+}
+#define DOT_BATCH(vnni, sg, P, w, npad, acc) \
+    ((vnni) ? dot_batch_vnni(sg, P, w, npad, acc) : dot_batch_plain(sg, P, w, npad, acc))
+#else
+#define DOT_BATCH(vnni, sg, P, w, npad, acc) dot_batch_plain(sg, P, w, npad, acc)
+#endif
+
+/* products() for P consecutive pixels of a row: pixel k's tap (dy, dx) is rows[dy + pad] at column
+ * col0 + k + dx (padded columns). With whole quads per pixel every run of taps is read where it lies;
+ * otherwise `scratch` holds BATCH gathered, zero-padded vectors. */
+INLINE void products_batch(const PzConv *cv, const int8_t *w4, const uint8_t *const *rows, int pad, int col0, int P,
+                           int vnni, uint8_t *scratch, int32_t (*acc)[MAX_COLS]) {
+    Segments sg;
+    if (cv->cin % 4 == 0 && cv->nruns <= 64) {
+        sg.n = cv->nruns;
+        sg.xstride = (size_t)cv->cin;
+        for (int r = 0; r < cv->nruns; r++) {
+            sg.x[r] = rows[pad + cv->run_dy[r]] + (size_t)(col0 + cv->run_dx[r]) * cv->cin;
+            sg.k4[r] = cv->run_len[r] * cv->cin / 4;
+        }
+    } else {
+        size_t len = 4 * (size_t)cv->k4;
+        for (int k = 0; k < P; k++) {
+            uint8_t *x = scratch + k * len;
+            size_t n = 0;
+            for (int r = 0; r < cv->nruns; r++) {
+                size_t run = (size_t)cv->run_len[r] * cv->cin;
+                memcpy(x + n, rows[pad + cv->run_dy[r]] + (size_t)(col0 + k + cv->run_dx[r]) * cv->cin, run);
+                n += run;
+            }
+            memset(x + n, 0, len - n);
+        }
+        sg.n = 1;
+        sg.xstride = len;
+        sg.x[0] = scratch;
+        sg.k4[0] = cv->k4;
+    }
+    DOT_BATCH(vnni, &sg, P, w4, cv->npad, acc);
+}
+
+/* layer() for P pixels and every group: y[k][0..cout) */
+INLINE void layer_batch(const PzConv *cv, const uint8_t *const *rows, int pad, int col0, int P, int vnni,
+                        uint8_t *scratch, int64_t (*y)[MAX_COLS]) {
+    int32_t acc[BATCH][MAX_COLS], low[BATCH][MAX_COLS];
+    int n = cv->cout / cv->groups;
+    size_t part = (size_t)cv->k4 * cv->npad * 4;
+    for (int g = 0; g < cv->groups; g++) {
+        int first = g * n;
+        products_batch(cv, cv->w4 + g * part, rows, pad, col0, P, vnni, scratch, acc);
+        if (cv->w4_low) {
+            products_batch(cv, cv->w4_low + g * part, rows, pad, col0, P, vnni, scratch, low);
+            for (int k = 0; k < P; k++)
+                for (int c = 0; c < n; c++) y[k][first + c] = (int64_t)acc[k][c] * 256 + low[k][c] + cv->bias[first + c];
+            continue;
+        }
+        for (int k = 0; k < P; k++) {
+            if (!cv->requant) {
+                for (int c = 0; c < n; c++) y[k][first + c] = (int64_t)acc[k][c] + cv->bias[first + c];
+                continue;
+            }
+#ifdef PZ_X86
+            if (vnni) {
+                requant_vnni(acc[k], cv->mult + first, cv->offset + first, cv->shift + first, cv->lo, cv->hi, n,
+                             y[k] + first);
+                continue;
+            }
+#endif
+            for (int c = 0; c < n; c++) {
+                int64_t v = ((int64_t)acc[k][c] * cv->mult[first + c] + cv->offset[first + c]) >> cv->shift[first + c];
+                y[k][first + c] = v < cv->lo ? cv->lo : (v > cv->hi ? cv->hi : v);
+            }
+        }
+    }
+}
+
+/* The ReLU'd int8 read of the 16-bit stream: requantize(max(y, 0), read_mult, read_shift, 0, 127). */
+INLINE void stream_read(const PzModel *m, int b, const int64_t *y, int n, uint8_t *read) {
+    int64_t rm = m->read_mult[b], rs = m->read_shift[b], half = (int64_t)1 << (rs - 1);
+    for (int c = 0; c < n; c++) {
+        int64_t v = ((y[c] < 0 ? 0 : y[c]) * rm + half) >> rs;
+        read[c] = (uint8_t)(v > 127 ? 127 : v);
+    }
+}
+
+/* Head outputs of P pixels of row i from column j0: mu16[k][g], idx[k][g] (head_params' integers). */
+INLINE void dense_params(const PzModel *m, const uint8_t *img, uint8_t *const *ring, int Wp, int i, int j0, int P,
+                         int vnni, uint8_t *scratch, int64_t (*mu16)[4], int64_t (*idx)[4]) {
+    int64_t y[BATCH][MAX_COLS], t[BATCH][MAX_COLS];
+    uint8_t mid[BATCH * MAX_COLS], head[BATCH * MAX_COLS];
+    const uint8_t *img_rows[16], *rows[16] = {0}, *below[16], *here[1];
+    int pad = m->pad, H = m->hidden, C = m->channels, R = pad + 1, col0 = j0 + pad;
+    for (int d = 0; d <= pad; d++) img_rows[d] = img + (size_t)(i + d) * Wp * C;   /* row i - pad + d */
+
+    layer_batch(&m->first, img_rows, pad, col0, P, vnni, scratch, y);
+    for (int b = 0; b <= m->blocks; b++) {
+        for (int d = 0; d <= pad; d++) {                /* reads b - 1 (the block's input), b (its output) */
+            below[d] = rows[d];
+            rows[d] = ring[b] + (size_t)((i - pad + d + R) % R) * Wp * H;
+        }
+        if (b > 0) {
+            layer_batch(&m->conv_a[b - 1], below, pad, col0, P, vnni, scratch, t);
+            for (int k = 0; k < P; k++)
+                for (int c = 0; c < H; c++) mid[k * H + c] = (uint8_t)t[k][c];
+            here[0] = mid;
+            layer_batch(&m->conv_b[b - 1], here, 0, 0, P, vnni, scratch, t);
+            for (int k = 0; k < P; k++)
+                for (int c = 0; c < H; c++) {
+                    int64_t v = y[k][c] + t[k][c];
+                    y[k][c] = v < -32768 ? -32768 : (v > 32767 ? 32767 : v);
+                }
+        }
+        for (int k = 0; k < P; k++) stream_read(m, b, y[k], H, (uint8_t *)rows[pad] + (size_t)(col0 + k) * H);
+    }
+    int HW = m->head1.cout;
+    layer_batch(&m->head1, rows, pad, col0, P, vnni, scratch, t);          /* rows: the last read's */
+    for (int k = 0; k < P; k++)
+        for (int c = 0; c < HW; c++) head[k * HW + c] = (uint8_t)t[k][c];
+    here[0] = head;
+    layer_batch(&m->out, here, 0, 0, P, vnni, scratch, y);
+    layer_batch(&m->skip, img_rows, pad, col0, P, vnni, scratch, t);
+    const int64_t big = (int64_t)1 << 30;
+    for (int k = 0; k < P; k++)
+        for (int g = 0; g < C; g++) {
+            int64_t mu = requantize(y[k][2 * g], m->head_mult[2 * g], m->head_shift[2 * g], -big, big) + 128 * 16
+                         + requantize(t[k][g], m->skip_mult[g], m->skip_shift[g], -big, big);
+            int64_t ls = requantize(y[k][2 * g + 1], m->head_mult[2 * g + 1], m->head_shift[2 * g + 1], m->ls_min, m->ls_max);
+            mu16[k][g] = mu < 0 ? 0 : (mu > 255 * 16 ? 255 * 16 : mu);
+            idx[k][g] = ls - m->ls_min;
+        }
+}
+
+/* Encode a tile of known pixels (h x w x channels values) into `lanes` rANS lanes: the dense pass gives
+ * every sub-pixel's table, stored at its place in the decoding order (wavefront, channel, row); then
+ * the lanes run backwards over that order (rANS is a stack), and the words the renormalisations wrote
+ * are kept in the order the decoder reads them. Outputs: `state` (lanes), `words` (room for one per
+ * sub-pixel) and their count, each sub-pixel's table total and symbol width (the ideal bits, reported
+ * by the caller), or, with `params` (2 per sub-pixel), only the head outputs, for the tests. */
+INLINE int encode_tile(const PzModel *m, int h, int w, int lanes, const uint8_t *pixels, int64_t *state,
+                       uint32_t *words, int64_t *n_words, int32_t *total, int32_t *width, int64_t *params, int vnni) {
+    int C = m->channels, pad = m->pad, s = m->slope, H = m->hidden, B = m->blocks, R = pad + 1;
+    int Wp = w + 2 * pad, T = (w - 1) + s * (h - 1) + 1;
+    size_t n = (size_t)h * w * C;
+    int status = -2;
+    uint8_t *img = malloc((size_t)(h + pad) * Wp * C), *scratch = malloc(BATCH * 4 * (size_t)MAX_K);
+    uint8_t **ring = calloc(B + 1, sizeof(uint8_t *));
+    int64_t *first_of = malloc(sizeof(int64_t) * (T + 1));     /* sub-pixels before wavefront t, / C */
+    int32_t *lo = params ? NULL : malloc(sizeof(int32_t) * n), *freq = params ? NULL : malloc(sizeof(int32_t) * n);
+    uint8_t *wrote = params ? NULL : malloc(n);
+    uint32_t *word = params ? NULL : malloc(sizeof(uint32_t) * n);
+    if (!img || !scratch || !ring || !first_of || (!params && (!lo || !freq || !wrote || !word))) goto done;
+    for (int b = 0; b <= B; b++)
+        if (!(ring[b] = calloc((size_t)R * Wp * H, 1))) goto done;
+    memset(img, 128, (size_t)(h + pad) * Wp * C);
+    for (int i = 0; i < h; i++)
+        memcpy(img + ((size_t)(i + pad) * Wp + pad) * C, pixels + (size_t)i * w * C, (size_t)w * C);
+    first_of[0] = 0;
+    for (int t = 0; t < T; t++) {
+        int i_lo = t - (w - 1) <= 0 ? 0 : (t - (w - 1) + s - 1) / s, i_hi = t / s < h - 1 ? t / s : h - 1;
+        first_of[t + 1] = first_of[t] + (i_hi - i_lo + 1);
+    }
+
+    for (int i = 0; i < h; i++) {
+        for (int b = 0; b <= B; b++) memset(ring[b] + (size_t)(i % R) * Wp * H, 0, (size_t)Wp * H);
+        for (int j0 = 0; j0 < w; j0 += BATCH) {
+            int P = w - j0 < BATCH ? w - j0 : BATCH;
+            int64_t mu16[BATCH][4], idx[BATCH][4];
+            dense_params(m, img, ring, Wp, i, j0, P, vnni, scratch, mu16, idx);
+            for (int k = 0; k < P; k++) {
+                int j = j0 + k, t = j + s * i;
+                int i_lo = t - (w - 1) <= 0 ? 0 : (t - (w - 1) + s - 1) / s;
+                int64_t count = first_of[t + 1] - first_of[t];
+                for (int g = 0; g < C; g++) {
+                    size_t at = (size_t)(first_of[t] * C + g * count + (i - i_lo));
+                    if (params) {
+                        params[2 * at] = mu16[k][g];
+                        params[2 * at + 1] = idx[k][g];
+                        continue;
+                    }
+                    const int64_t *p = m->prefix + (idx[k][g] * 16 + mu16[k][g] % 16) * ROW + (255 - mu16[k][g] / 16);
+                    int v = pixels[((size_t)i * w + j) * C + g];
+                    int64_t base = p[0], all = p[m->levels] - base, below = p[v] - base, upto = p[v + 1] - base;
+                    int64_t q0 = (below << PRECISION) / all, q1 = (upto << PRECISION) / all;
+                    lo[at] = (int32_t)q0;
+                    freq[at] = (int32_t)(q1 - q0);
+                    total[at] = (int32_t)all;
+                    width[at] = (int32_t)(upto - below);
+                }
+            }
+        }
+    }
+    status = 0;
+    if (params) goto done;
+
+    /* the lanes, backwards over the decoding order; row i is lane i % lanes */
+    for (int k = 0; k < lanes; k++) state[k] = LOW;
+    size_t at = n;
+    for (int t = T - 1; t >= 0; t--) {
+        int i_lo = t - (w - 1) <= 0 ? 0 : (t - (w - 1) + s - 1) / s, i_hi = t / s < h - 1 ? t / s : h - 1;
+        for (int g = C - 1; g >= 0; g--)
+            for (int i = i_hi; i >= i_lo; i--) {
+                int64_t *x = &state[i % lanes], f = freq[--at];
+                wrote[at] = *x >= (f << 32);
+                if (wrote[at]) {
+                    word[at] = (uint32_t)*x;
+                    *x >>= 32;
+                }
+                int64_t q = *x / f;
+                *x = (q << PRECISION) + (*x - q * f) + lo[at];
+            }
+    }
+    int64_t count = 0;
+    for (size_t a = 0; a < n; a++)
+        if (wrote[a]) words[count++] = word[a];
+    *n_words = count;
+done:
+    if (ring) for (int b = 0; b <= B; b++) free(ring[b]);
+    free(img); free(scratch); free(ring); free(first_of); free(lo); free(freq); free(wrote); free(word);
+    return status;
+}
+
 /* The same code compiled twice: for any CPU, and for x86-64 with AVX-512 and VNNI. */
 static int walk_plain(const PzModel *m, int h, int w, int lanes, int64_t *state, const uint32_t *words,
                       int64_t n_words, uint8_t *out, const uint8_t *known, int64_t *params) {
@@ -351,6 +638,31 @@ int pz_decode_tile(const PzModel *m, int h, int w, int lanes, int64_t *state, co
 /* The head outputs of every sub-pixel of a known tile, in the decoding order (2 per sub-pixel). */
 int pz_tile_params(const PzModel *m, int h, int w, const uint8_t *pixels, int64_t *params) {
     return walk(m, h, w, 1, NULL, NULL, 0, NULL, pixels, params);
+}
+
+static int encode_plain(const PzModel *m, int h, int w, int lanes, const uint8_t *pixels, int64_t *state,
+                        uint32_t *words, int64_t *n_words, int32_t *total, int32_t *width, int64_t *params) {
+    return encode_tile(m, h, w, lanes, pixels, state, words, n_words, total, width, params, 0);
+}
+
+#ifdef PZ_X86
+VNNI_TARGET static int encode_vnni(const PzModel *m, int h, int w, int lanes, const uint8_t *pixels, int64_t *state,
+                                   uint32_t *words, int64_t *n_words, int32_t *total, int32_t *width, int64_t *params) {
+    return encode_tile(m, h, w, lanes, pixels, state, words, n_words, total, width, params, 1);
+}
+#endif
+
+/* Encode one tile of h x w known pixels: the lanes' final states (K of them), the refill words in the
+ * decoder's reading order (room for h * w * channels) and their count, and per sub-pixel (decoding
+ * order) its table's total and its symbol's width (for the ideal bits). With `params` instead (2 per
+ * sub-pixel), the dense pass's head outputs only: the tests compare them with the walk's. Returns 0,
+ * or -2 if memory ran out. */
+int pz_encode_tile(const PzModel *m, int h, int w, int lanes, const uint8_t *pixels, int64_t *state, uint32_t *words,
+                   int64_t *n_words, int32_t *total, int32_t *width, int64_t *params) {
+#ifdef PZ_X86
+    if (use_vnni) return encode_vnni(m, h, w, lanes, pixels, state, words, n_words, total, width, params);
+#endif
+    return encode_plain(m, h, w, lanes, pixels, state, words, n_words, total, width, params);
 }
 
 /* Which kernel runs: 1 AVX-512 with VNNI, 0 the portable one. `want` -1: the best the CPU has. */

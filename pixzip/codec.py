@@ -257,6 +257,8 @@ def encode_planes(model: IntModel | IntMultiScale, planes: list[np.ndarray], til
     large = sum(p.shape[0] * p.shape[1] for p in planes) >= ENCODE_PARALLEL_MIN_PIXELS
     if model.device.type != "cpu":
         return _encode_on_device(model, planes, tile, progress, max_pixels, workers if large else 1, coder)
+    if coder == "rans" and native.supports(model):
+        return _encode_native(model, planes, jobs, progress, workers if workers > 1 else torch.get_num_threads())
     if workers <= 1 or not large:
         return _encode_planes(model, planes, tile, progress, max_pixels, coder=coder)
     streams = [[None] * len(g) for g in grids]
@@ -265,6 +267,26 @@ def encode_planes(model: IntModel | IntMultiScale, planes: list[np.ndarray], til
             model, [_crop(planes[k], t) for k, _, t in g], max_pixels, coder))):
         for (k, n, (_, _, h, w)), (tile_streams, tile_bits) in zip(g, result):
             streams[k][n] = tile_streams[0]
+            bits[k] += tile_bits
+            if progress:
+                progress(h * w)
+    return list(zip(streams, bits))
+
+
+def _encode_native(model: IntPixelCNN, planes: list[np.ndarray], jobs: list, progress, threads: int):
+    """Format v3 with the native encoder: one call per tile (`jobs`: (plane, tile number, (y, x, h, w))),
+    in `threads` threads (the call releases the GIL); the bytes of _code_lanes (tests/test_native.py)."""
+    def one(job):
+        k, _, (y, x, h, w) = job
+        states, words, total, width = native.encode_tile(model, planes[k][y:y + h, x:x + w],
+                                                         lanes_per_tile(h, w, model.slope))
+        bits = np.log2(total.astype(np.float64)) - np.log2(width.astype(np.float64))   # reporting only
+        return np.concatenate([_pack_states(states), words]), float(np.sum(bits))
+
+    streams, bits = [[] for _ in planes], [0.0] * len(planes)
+    with ThreadPoolExecutor(max(1, threads)) as pool:
+        for (k, _, (_, _, h, w)), (stream, tile_bits) in zip(jobs, pool.map(one, jobs)):
+            streams[k].append(stream)
             bits[k] += tile_bits
             if progress:
                 progress(h * w)

@@ -3,7 +3,9 @@
 It decodes a whole tile of format v3 in one call: the integer engine's arithmetic and the rANS lanes,
 pixel by pixel in the decoding order, with the same integers as `IntPixelCNN.step_params` and
 `codec._LaneDecoder` (tests/test_native.py compares them). Python and torch decode a sub-step in ~200
-small calls whatever its width; here it is a loop, which is what makes a CPU decode fast.
+small calls whatever its width; here it is a loop, which is what makes a CPU decode fast. It also
+encodes a whole tile in one call: a dense pass over the known pixels (row by row, several pixels per
+product) and the lanes run backwards, the bytes of `codec._code_lanes`.
 
 It covers the shipped PixelCNNs' structure (masked R/G/B groups, 16-bit residual stream, Laplace head
 with the linear skip predictor); other models, a missing build, or PIXZIP_NATIVE=0 use the torch path.
@@ -59,6 +61,9 @@ def _load():
                                    ctypes.POINTER(ctypes.c_uint32), ctypes.c_int64, _u8p]
     lib.pz_decode_tile.restype = ctypes.c_int
     lib.pz_tile_params.argtypes = [ctypes.POINTER(_Model), ctypes.c_int, ctypes.c_int, _u8p, _i64p]
+    lib.pz_encode_tile.argtypes = [ctypes.POINTER(_Model), ctypes.c_int, ctypes.c_int, ctypes.c_int, _u8p, _i64p,
+                                   ctypes.POINTER(ctypes.c_uint32), _i64p, _i32p, _i32p, _i64p]
+    lib.pz_encode_tile.restype = ctypes.c_int
     lib.pz_select_kernel.argtypes = [ctypes.c_int]
     lib.pz_limits.argtypes = [ctypes.c_int]
     # PIXZIP_NATIVE_KERNEL=plain forces the portable product loop (tests compare both)
@@ -216,4 +221,37 @@ def tile_params(model: IntPixelCNN, pixels: np.ndarray) -> np.ndarray:
     if _LIB.pz_tile_params(ctypes.byref(_packed(model).model), h, w, pixels.ctypes.data_as(_u8p),
                            params.ctypes.data_as(_i64p)) != 0:
         raise MemoryError("native decoder: out of memory")
+    return params
+
+
+def _encode_call(model: IntPixelCNN, pixels: np.ndarray, lanes: int, params: np.ndarray | None):
+    h, w, C = pixels.shape
+    n = h * w * C
+    pixels = np.ascontiguousarray(pixels, dtype=np.uint8)
+    states = np.empty(max(1, lanes), dtype=np.int64)
+    words = np.empty(0 if params is not None else n, dtype=np.uint32)
+    count = np.zeros(1, dtype=np.int64)
+    total, width = (np.empty(0 if params is not None else n, dtype=np.int32) for _ in range(2))
+    status = _LIB.pz_encode_tile(ctypes.byref(_packed(model).model), h, w, lanes, pixels.ctypes.data_as(_u8p),
+                                 states.ctypes.data_as(_i64p), words.ctypes.data_as(ctypes.POINTER(ctypes.c_uint32)),
+                                 count.ctypes.data_as(_i64p), total.ctypes.data_as(_i32p),
+                                 width.ctypes.data_as(_i32p), None if params is None else params.ctypes.data_as(_i64p))
+    if status != 0:
+        raise MemoryError("native encoder: out of memory")
+    return states[:lanes], words[:int(count[0])], total, width
+
+
+def encode_tile(model: IntPixelCNN, pixels: np.ndarray, lanes: int):
+    """Code a tile of known pixels (h, w, channels) uint8 with `lanes` rANS lanes (row i: lane i % lanes):
+    (final lane states int64, refill words uint32 in the decoder's reading order, and per sub-pixel in
+    the decoding order its table's total and its symbol's width, int32, for the ideal bits). The same
+    integers as codec._code_lanes over the engine's tables (tests/test_native.py)."""
+    return _encode_call(model, pixels, lanes, None)
+
+
+def dense_params(model: IntPixelCNN, pixels: np.ndarray) -> np.ndarray:
+    """The head outputs of every sub-pixel as the native encoder's dense pass computes them, in the
+    decoding order: int64 (n, 2), as tile_params. For tests: they must equal the walk's."""
+    params = np.empty((pixels.shape[0] * pixels.shape[1] * pixels.shape[2], 2), dtype=np.int64)
+    _encode_call(model, pixels, 0, params)
     return params

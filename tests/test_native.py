@@ -1,6 +1,7 @@
-"""The native CPU decoder (pixzip/_native.c) computes the integer engine's numbers: every head output
-equal to the engine's, files decoded to the same pixels as the torch decoder, with both of its product
-kernels, in any number of threads, and corrupt streams refused."""
+"""The native CPU coder (pixzip/_native.c) computes the integer engine's numbers: every head output
+equal to the engine's (the decoder's walk and the encoder's dense pass), files decoded to the same
+pixels as the torch decoder and encoded to the same bytes, with both of its product kernels, in any
+number of threads, and corrupt streams refused."""
 
 from __future__ import annotations
 
@@ -56,14 +57,15 @@ def engine_params(net: IntPixelCNN, plane: np.ndarray) -> np.ndarray:
 @pytest.mark.parametrize("channels,hidden", [(3, 12), (3, 6), (1, 8), (3, 48)])
 @pytest.mark.parametrize("size", [(1, 1), (2, 9), (13, 5), (20, 23)])
 def test_head_outputs_equal_the_engines(channels, hidden, size, kernel, rng):
-    """Every sub-pixel's (mu16, log-scale index), integer for integer: hidden widths with and without
-    whole quads per pixel (the gathered and the direct reads), one and three channels."""
+    """Every sub-pixel's (mu16, log-scale index), integer for integer, from the decoder's walk and from
+    the encoder's dense pass (rows of 8 pixels per product and a remainder): hidden widths with and
+    without whole quads per pixel (the gathered and the direct reads), one and three channels."""
     net = tiny(channels, hidden, seed=hidden)
     assert native.supports(net)
     plane = rng.integers(0, 256, (*size, channels), dtype=np.uint8)
-    ours = native.tile_params(net, plane)
     want = engine_params(net, plane)[decoding_order(*size, channels, net.slope)]
-    assert np.array_equal(ours, want)
+    assert np.array_equal(native.tile_params(net, plane), want)
+    assert np.array_equal(native.dense_params(net, plane), want)
 
 
 def round_trip(net, plane, tile, workers=1):
@@ -106,8 +108,9 @@ def test_shipped_models_equal_the_engine_on_a_photo(name, kernel):
     assert native.supports(net)
     image = Image.open(SAMPLE).convert("RGB" if net.cfg.channels == 3 else "L")
     plane = np.asarray(image)[:24, :30].reshape(24, 30, net.cfg.channels)
-    ours = native.tile_params(net, plane)
-    assert np.array_equal(ours, engine_params(net, plane)[decoding_order(24, 30, net.cfg.channels, net.slope)])
+    want = engine_params(net, plane)[decoding_order(24, 30, net.cfg.channels, net.slope)]
+    assert np.array_equal(native.tile_params(net, plane), want)
+    assert np.array_equal(native.dense_params(net, plane), want)
     assert np.array_equal(round_trip(net, plane, 16)[1], plane)
 
 
@@ -122,16 +125,28 @@ def test_other_models_take_the_torch_path(kw, rng):
 
 
 @pytest.mark.parametrize("channels", [3, 1])
-def test_encoding_with_it_writes_the_bytes_of_the_engine(channels, kernel, rng, monkeypatch):
-    """The encoder takes its head outputs from the native walk over the known pixels: the same
-    streams and ideal bits as from the engine's pass, several tiles and sizes in one batch."""
+@pytest.mark.parametrize("tile", [16, 0])
+def test_the_native_encoder_writes_the_bytes_of_the_engine(channels, tile, kernel, rng, monkeypatch):
+    """The native encoder (dense pass, lanes in C): the same streams and ideal bits as the engine's pass
+    with the numpy lanes, several tiles and sizes, whole planes as one tile, in 1 or 3 threads."""
     net = tiny(channels)
     planes = [rng.integers(0, 256, size, dtype=np.uint8) for size in ((37, 41, channels), (9, 20, channels))]
-    ours = codec.encode_planes(net, planes, 16)
+    ours = [codec.encode_planes(net, planes, tile, workers=n) for n in (1, 3)]
     monkeypatch.setattr(native, "_LIB", None)
-    theirs = codec.encode_planes(net, planes, 16)
-    for (a, bits_a), (b, bits_b) in zip(ours, theirs):
-        assert bits_a == bits_b and len(a) == len(b) and all(np.array_equal(x, y) for x, y in zip(a, b))
+    theirs = codec.encode_planes(net, planes, tile)
+    for coded in ours:
+        for (a, bits_a), (b, bits_b) in zip(coded, theirs):
+            assert bits_a == bits_b and len(a) == len(b) and all(np.array_equal(x, y) for x, y in zip(a, b))
+
+
+def test_encoding_through_the_walk_writes_the_same_bytes(rng):
+    """Format v3's other CPU encoder (the walk's head outputs, numpy lanes: what `_batch_symbols`
+    serves) and the native one agree."""
+    net = tiny()
+    plane = rng.integers(0, 256, (30, 35, 3), dtype=np.uint8)
+    (ours, bits), = codec.encode_planes(net, [plane], 16)
+    (theirs, their_bits), = codec._encode_planes(net, [plane], 16, None, codec.MAX_BATCH_PIXELS)
+    assert bits == their_bits and all(np.array_equal(a, b) for a, b in zip(ours, theirs))
 
 
 def test_the_packed_model_survives_being_sent_to_a_worker(rng):
