@@ -147,6 +147,23 @@ VNNI_TARGET static inline void requant_vnni(const int32_t *acc, const int64_t *m
         y[c] = v < lo ? lo : (v > hi ? hi : v);
     }
 }
+
+/* requant_vnni's values written as bytes (the int8 buffers' [0, 127]; the walk's (uint8_t) cast) */
+VNNI_TARGET static inline void requant_vnni_u8(const int32_t *acc, const int64_t *mult, const int64_t *offset,
+                                               const int64_t *shift, int64_t lo, int64_t hi, int n, uint8_t *y) {
+    __m512i vlo = _mm512_set1_epi64(lo), vhi = _mm512_set1_epi64(hi);
+    int c = 0;
+    for (; c + 8 <= n; c += 8) {
+        __m512i a = _mm512_cvtepi32_epi64(_mm256_loadu_si256((const __m256i *)(acc + c)));
+        __m512i z = _mm512_add_epi64(_mm512_mullo_epi64(a, _mm512_loadu_si512(mult + c)), _mm512_loadu_si512(offset + c));
+        z = _mm512_min_epi64(_mm512_max_epi64(_mm512_srav_epi64(z, _mm512_loadu_si512(shift + c)), vlo), vhi);
+        _mm_storel_epi64((__m128i *)(y + c), _mm512_cvtepi64_epi8(z));
+    }
+    for (; c < n; c++) {
+        int64_t v = ((int64_t)acc[c] * mult[c] + offset[c]) >> shift[c];
+        y[c] = (uint8_t)(v < lo ? lo : (v > hi ? hi : v));
+    }
+}
 #endif
 
 /* Group g's outputs of a layer at a pixel: requantised, or the biased accumulators. */
@@ -173,6 +190,35 @@ INLINE void layer(const PzConv *cv, const uint8_t *buf, size_t centre, int64_t s
     for (int c = 0; c < n; c++) {
         int64_t v = ((int64_t)acc[c] * cv->mult[first + c] + cv->offset[first + c]) >> cv->shift[first + c];
         y[c] = v < cv->lo ? cv->lo : (v > cv->hi ? cv->hi : v);
+    }
+}
+
+#ifdef PZ_X86
+/* stream_read's first n - n % 8 values, eight a register; returns how many */
+VNNI_TARGET static inline int stream_read_vnni(int64_t rm, int64_t rs, int64_t half, const int64_t *y, int n,
+                                               uint8_t *read) {
+    __m512i vm = _mm512_set1_epi64(rm), vh = _mm512_set1_epi64(half), zero = _mm512_setzero_si512();
+    __m512i top = _mm512_set1_epi64(127), vs = _mm512_set1_epi64(rs);
+    int c = 0;
+    for (; c + 8 <= n; c += 8) {
+        __m512i v = _mm512_max_epi64(_mm512_loadu_si512(y + c), zero);
+        v = _mm512_srav_epi64(_mm512_add_epi64(_mm512_mullo_epi64(v, vm), vh), vs);
+        _mm_storel_epi64((__m128i *)(read + c), _mm512_cvtepi64_epi8(_mm512_min_epi64(v, top)));
+    }
+    return c;
+}
+#endif
+
+/* The ReLU'd int8 read of the 16-bit stream: requantize(max(y, 0), read_mult, read_shift, 0, 127). */
+INLINE void stream_read(const PzModel *m, int b, const int64_t *y, int n, uint8_t *read, int vnni) {
+    int64_t rm = m->read_mult[b], rs = m->read_shift[b], half = (int64_t)1 << (rs - 1);
+    int c = 0;
+#ifdef PZ_X86
+    if (vnni) c = stream_read_vnni(rm, rs, half, y, n, read);
+#endif
+    for (; c < n; c++) {
+        int64_t v = ((y[c] < 0 ? 0 : y[c]) * rm + half) >> rs;
+        read[c] = (uint8_t)(v > 127 ? 127 : v);
     }
 }
 
@@ -211,13 +257,7 @@ INLINE void head_params(const PzModel *m, Tile *tl, int i, int j, int g, int vnn
                 y[c] = v < -32768 ? -32768 : (v > 32767 ? 32767 : v);
             }
         }
-        /* requantize(max(y, 0), read_mult, read_shift, 0, 127): the engine's table, computed */
-        int64_t rm = m->read_mult[b], rs = m->read_shift[b], half = (int64_t)1 << (rs - 1);
-        uint8_t *read = tl->reads[b] + centre * H + g * n;
-        for (int c = 0; c < n; c++) {
-            int64_t v = ((y[c] < 0 ? 0 : y[c]) * rm + half) >> rs;
-            read[c] = (uint8_t)(v > 127 ? 127 : v);
-        }
+        stream_read(m, b, y, n, tl->reads[b] + centre * H + g * n, vnni);
     }
     layer(&m->head1, tl->reads[m->blocks], centre, 0, g, vnni, t);
     int hn = m->head1.cout / m->head1.groups, HW = m->head1.cout;
@@ -424,9 +464,10 @@ INLINE void products_batch(const PzConv *cv, const int8_t *w4, const uint8_t *co
     DOT_BATCH(vnni, &sg, P, w4, cv->npad, acc);
 }
 
-/* layer() for P pixels and every group: y[k][0..cout) */
+/* layer() for P pixels and every group: y[k][0..cout), or for a requantised layer with `bytes`, pixel
+ * k's values as bytes at bytes + k * cout (an int8 buffer's row) */
 INLINE void layer_batch(const PzConv *cv, const uint8_t *const *rows, int pad, int col0, int P, int vnni,
-                        uint8_t *scratch, int64_t (*y)[MAX_COLS]) {
+                        uint8_t *scratch, int64_t (*y)[MAX_COLS], uint8_t *bytes) {
     int32_t acc[BATCH][MAX_COLS], low[BATCH][MAX_COLS];
     int n = cv->cout / cv->groups;
     size_t part = (size_t)cv->k4 * cv->npad * 4;
@@ -445,6 +486,11 @@ INLINE void layer_batch(const PzConv *cv, const uint8_t *const *rows, int pad, i
                 continue;
             }
 #ifdef PZ_X86
+            if (vnni && bytes) {
+                requant_vnni_u8(acc[k], cv->mult + first, cv->offset + first, cv->shift + first, cv->lo, cv->hi, n,
+                                bytes + (size_t)k * cv->cout + first);
+                continue;
+            }
             if (vnni) {
                 requant_vnni(acc[k], cv->mult + first, cv->offset + first, cv->shift + first, cv->lo, cv->hi, n,
                              y[k] + first);
@@ -453,18 +499,11 @@ INLINE void layer_batch(const PzConv *cv, const uint8_t *const *rows, int pad, i
 #endif
             for (int c = 0; c < n; c++) {
                 int64_t v = ((int64_t)acc[k][c] * cv->mult[first + c] + cv->offset[first + c]) >> cv->shift[first + c];
-                y[k][first + c] = v < cv->lo ? cv->lo : (v > cv->hi ? cv->hi : v);
+                v = v < cv->lo ? cv->lo : (v > cv->hi ? cv->hi : v);
+                if (bytes) bytes[(size_t)k * cv->cout + first + c] = (uint8_t)v;
+                else y[k][first + c] = v;
             }
         }
-    }
-}
-
-/* The ReLU'd int8 read of the 16-bit stream: requantize(max(y, 0), read_mult, read_shift, 0, 127). */
-INLINE void stream_read(const PzModel *m, int b, const int64_t *y, int n, uint8_t *read) {
-    int64_t rm = m->read_mult[b], rs = m->read_shift[b], half = (int64_t)1 << (rs - 1);
-    for (int c = 0; c < n; c++) {
-        int64_t v = ((y[c] < 0 ? 0 : y[c]) * rm + half) >> rs;
-        read[c] = (uint8_t)(v > 127 ? 127 : v);
     }
 }
 
@@ -477,33 +516,28 @@ INLINE void dense_params(const PzModel *m, const uint8_t *img, uint8_t *const *r
     int pad = m->pad, H = m->hidden, C = m->channels, R = pad + 1, col0 = j0 + pad;
     for (int d = 0; d <= pad; d++) img_rows[d] = img + (size_t)(i + d) * Wp * C;   /* row i - pad + d */
 
-    layer_batch(&m->first, img_rows, pad, col0, P, vnni, scratch, y);
+    layer_batch(&m->first, img_rows, pad, col0, P, vnni, scratch, y, NULL);
     for (int b = 0; b <= m->blocks; b++) {
         for (int d = 0; d <= pad; d++) {                /* reads b - 1 (the block's input), b (its output) */
             below[d] = rows[d];
             rows[d] = ring[b] + (size_t)((i - pad + d + R) % R) * Wp * H;
         }
         if (b > 0) {
-            layer_batch(&m->conv_a[b - 1], below, pad, col0, P, vnni, scratch, t);
-            for (int k = 0; k < P; k++)
-                for (int c = 0; c < H; c++) mid[k * H + c] = (uint8_t)t[k][c];
+            layer_batch(&m->conv_a[b - 1], below, pad, col0, P, vnni, scratch, NULL, mid);
             here[0] = mid;
-            layer_batch(&m->conv_b[b - 1], here, 0, 0, P, vnni, scratch, t);
+            layer_batch(&m->conv_b[b - 1], here, 0, 0, P, vnni, scratch, t, NULL);
             for (int k = 0; k < P; k++)
                 for (int c = 0; c < H; c++) {
                     int64_t v = y[k][c] + t[k][c];
                     y[k][c] = v < -32768 ? -32768 : (v > 32767 ? 32767 : v);
                 }
         }
-        for (int k = 0; k < P; k++) stream_read(m, b, y[k], H, (uint8_t *)rows[pad] + (size_t)(col0 + k) * H);
+        for (int k = 0; k < P; k++) stream_read(m, b, y[k], H, (uint8_t *)rows[pad] + (size_t)(col0 + k) * H, vnni);
     }
-    int HW = m->head1.cout;
-    layer_batch(&m->head1, rows, pad, col0, P, vnni, scratch, t);          /* rows: the last read's */
-    for (int k = 0; k < P; k++)
-        for (int c = 0; c < HW; c++) head[k * HW + c] = (uint8_t)t[k][c];
+    layer_batch(&m->head1, rows, pad, col0, P, vnni, scratch, NULL, head);   /* rows: the last read's */
     here[0] = head;
-    layer_batch(&m->out, here, 0, 0, P, vnni, scratch, y);
-    layer_batch(&m->skip, img_rows, pad, col0, P, vnni, scratch, t);
+    layer_batch(&m->out, here, 0, 0, P, vnni, scratch, y, NULL);
+    layer_batch(&m->skip, img_rows, pad, col0, P, vnni, scratch, t, NULL);
     const int64_t big = (int64_t)1 << 30;
     for (int k = 0; k < P; k++)
         for (int g = 0; g < C; g++) {
