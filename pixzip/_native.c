@@ -69,32 +69,87 @@ INLINE void dot_plain(const uint8_t *x, const int8_t *w4, int k4, int npad, int3
 
 #ifdef PZ_X86
 #define VNNI_TARGET __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx512vnni,bmi2,popcnt")))
-VNNI_TARGET static inline void dot_vnni(const uint8_t *x, const int8_t *w4, int k4, int npad, int32_t *acc) {
-    size_t step = (size_t)npad * 4;
-    for (int b = 0; b < npad; b += 16) {
-        /* four independent sums: vpdpbusd's latency would otherwise bound the loop */
-        __m512i a0 = _mm512_loadu_si512(acc + b), a1 = _mm512_setzero_si512(), a2 = a1, a3 = a1;
-        const int8_t *w = w4 + (size_t)b * 4;
-        int q = 0;
-        int32_t x0, x1, x2, x3;
-        for (; q + 4 <= k4; q += 4) {
-            memcpy(&x0, x + 4 * q, 4); memcpy(&x1, x + 4 * q + 4, 4);
-            memcpy(&x2, x + 4 * q + 8, 4); memcpy(&x3, x + 4 * q + 12, 4);
-            a0 = _mm512_dpbusd_epi32(a0, _mm512_set1_epi32(x0), _mm512_loadu_si512(w + q * step));
-            a1 = _mm512_dpbusd_epi32(a1, _mm512_set1_epi32(x1), _mm512_loadu_si512(w + (q + 1) * step));
-            a2 = _mm512_dpbusd_epi32(a2, _mm512_set1_epi32(x2), _mm512_loadu_si512(w + (q + 2) * step));
-            a3 = _mm512_dpbusd_epi32(a3, _mm512_set1_epi32(x3), _mm512_loadu_si512(w + (q + 3) * step));
+#endif
+
+enum { BATCH = 8 };     /* the encoder's pixels per product */
+
+/* A layer's input for P pixels as segments: segment r of pixel k is k4[r] quads at x[r] + k * xstride,
+ * its weights the next k4[r] quads of the group's w4 (the taps' runs, or one gathered vector). */
+typedef struct {
+    int n;
+    size_t xstride;
+    const uint8_t *x[64];
+    int k4[64];
+} Segments;
+
+/* acc[k][0..npad) = the products of P pixels' segments (plain loop) */
+INLINE void dot_batch_plain(const Segments *sg, int P, const int8_t *w4, int npad, int32_t (*acc)[MAX_COLS]) {
+    for (int k = 0; k < P; k++) {
+        const int8_t *w = w4;
+        for (int c = 0; c < npad; c++) acc[k][c] = 0;
+        for (int r = 0; r < sg->n; r++) {
+            dot_plain(sg->x[r] + k * sg->xstride, w, sg->k4[r], npad, acc[k]);
+            w += (size_t)sg->k4[r] * npad * 4;
         }
-        for (; q < k4; q++) {
-            memcpy(&x0, x + 4 * q, 4);
-            a0 = _mm512_dpbusd_epi32(a0, _mm512_set1_epi32(x0), _mm512_loadu_si512(w + q * step));
-        }
-        _mm512_storeu_si512(acc + b, _mm512_add_epi32(_mm512_add_epi32(a0, a1), _mm512_add_epi32(a2, a3)));
     }
 }
-#define DOT(vnni, x, w, k4, npad, acc) ((vnni) ? dot_vnni(x, w, k4, npad, acc) : dot_plain(x, w, k4, npad, acc))
+
+#ifdef PZ_X86
+/* The same with vpdpbusd: BATCH pixels' sums of 16 columns stay in registers over every segment, so
+ * each weight load serves BATCH products (fewer pixels: the per-pixel kernel). */
+VNNI_TARGET static inline void dot_batch_vnni(const Segments *sg, int P, const int8_t *w4, int npad,
+                                              int32_t (*acc)[MAX_COLS]) {
+    size_t step = (size_t)npad * 4;
+    if (P != BATCH) {       /* one pixel (the decoder), or a row's last few: four independent sums */
+        for (int k = 0; k < P; k++)
+            for (int b = 0; b < npad; b += 16) {
+                __m512i a0 = _mm512_setzero_si512(), a1 = a0, a2 = a0, a3 = a0;
+                const int8_t *w = w4 + (size_t)b * 4;
+                for (int r = 0; r < sg->n; r++) {     /* vpdpbusd's latency would otherwise bound the loop */
+                    const uint8_t *x = sg->x[r] + k * sg->xstride;
+                    int q = 0, k4 = sg->k4[r];
+                    int32_t x0, x1, x2, x3;
+                    for (; q + 4 <= k4; q += 4) {
+                        memcpy(&x0, x + 4 * q, 4); memcpy(&x1, x + 4 * q + 4, 4);
+                        memcpy(&x2, x + 4 * q + 8, 4); memcpy(&x3, x + 4 * q + 12, 4);
+                        a0 = _mm512_dpbusd_epi32(a0, _mm512_set1_epi32(x0), _mm512_loadu_si512(w + q * step));
+                        a1 = _mm512_dpbusd_epi32(a1, _mm512_set1_epi32(x1), _mm512_loadu_si512(w + (q + 1) * step));
+                        a2 = _mm512_dpbusd_epi32(a2, _mm512_set1_epi32(x2), _mm512_loadu_si512(w + (q + 2) * step));
+                        a3 = _mm512_dpbusd_epi32(a3, _mm512_set1_epi32(x3), _mm512_loadu_si512(w + (q + 3) * step));
+                    }
+                    for (; q < k4; q++) {
+                        memcpy(&x0, x + 4 * q, 4);
+                        a0 = _mm512_dpbusd_epi32(a0, _mm512_set1_epi32(x0), _mm512_loadu_si512(w + q * step));
+                    }
+                    w += k4 * step;
+                }
+                _mm512_storeu_si512(acc[k] + b, _mm512_add_epi32(_mm512_add_epi32(a0, a1), _mm512_add_epi32(a2, a3)));
+            }
+        return;
+    }
+    for (int b = 0; b < npad; b += 16) {
+        __m512i a[BATCH];
+        for (int k = 0; k < BATCH; k++) a[k] = _mm512_setzero_si512();
+        const int8_t *w = w4 + (size_t)b * 4;
+        for (int r = 0; r < sg->n; r++) {
+            const uint8_t *x = sg->x[r];
+            for (int q = 0; q < sg->k4[r]; q++) {
+                __m512i wv = _mm512_loadu_si512(w + q * step);
+                int32_t xq;
+                for (int k = 0; k < BATCH; k++) {
+                    memcpy(&xq, x + k * sg->xstride + 4 * q, 4);
+                    a[k] = _mm512_dpbusd_epi32(a[k], _mm512_set1_epi32(xq), wv);
+                }
+            }
+            w += sg->k4[r] * step;
+        }
+        for (int k = 0; k < BATCH; k++) _mm512_storeu_si512(acc[k] + b, a[k]);
+    }
+}
+#define DOT_BATCH(vnni, sg, P, w, npad, acc) \
+    ((vnni) ? dot_batch_vnni(sg, P, w, npad, acc) : dot_batch_plain(sg, P, w, npad, acc))
 #else
-#define DOT(vnni, x, w, k4, npad, acc) dot_plain(x, w, k4, npad, acc)
+#define DOT_BATCH(vnni, sg, P, w, npad, acc) dot_batch_plain(sg, P, w, npad, acc)
 #endif
 
 /* ---- one layer at one pixel ------------------------------------------------------------------------ */
@@ -109,25 +164,28 @@ INLINE int64_t requantize(int64_t z, int64_t mult, int64_t shift, int64_t lo, in
  * otherwise the taps are first copied into one zero-padded vector. */
 INLINE void products(const PzConv *cv, const int8_t *w4, const uint8_t *buf, size_t centre, int64_t stride,
                      int vnni, int32_t *acc) {
-    for (int c = 0; c < cv->npad; c++) acc[c] = 0;
-    if (cv->cin % 4 == 0) {
-        const int8_t *w = w4;
-        for (int r = 0; r < cv->nruns; r++) {
-            int k4 = cv->run_len[r] * cv->cin / 4;
-            DOT(vnni, buf + (centre + cv->run_dy[r] * stride + cv->run_dx[r]) * cv->cin, w, k4, cv->npad, acc);
-            w += (size_t)k4 * cv->npad * 4;
-        }
-        return;
-    }
+    Segments sg;
     uint8_t x[4 * MAX_K];
-    int n = 0;
-    for (int r = 0; r < cv->nruns; r++) {
-        int len = cv->run_len[r] * cv->cin;
-        memcpy(x + n, buf + (centre + cv->run_dy[r] * stride + cv->run_dx[r]) * cv->cin, len);
-        n += len;
+    sg.xstride = 0;
+    if (cv->cin % 4 == 0 && cv->nruns <= 64) {
+        sg.n = cv->nruns;
+        for (int r = 0; r < cv->nruns; r++) {
+            sg.x[r] = buf + (centre + cv->run_dy[r] * stride + cv->run_dx[r]) * cv->cin;
+            sg.k4[r] = cv->run_len[r] * cv->cin / 4;
+        }
+    } else {
+        int n = 0;
+        for (int r = 0; r < cv->nruns; r++) {
+            int len = cv->run_len[r] * cv->cin;
+            memcpy(x + n, buf + (centre + cv->run_dy[r] * stride + cv->run_dx[r]) * cv->cin, len);
+            n += len;
+        }
+        memset(x + n, 0, 4 * cv->k4 - n);
+        sg.n = 1;
+        sg.x[0] = x;
+        sg.k4[0] = cv->k4;
     }
-    memset(x + n, 0, 4 * cv->k4 - n);
-    DOT(vnni, x, w4, cv->k4, cv->npad, acc);
+    DOT_BATCH(vnni, &sg, 1, w4, cv->npad, (int32_t (*)[MAX_COLS])acc);
 }
 
 #ifdef PZ_X86
@@ -222,6 +280,24 @@ INLINE void stream_read(const PzModel *m, int b, const int64_t *y, int n, uint8_
     }
 }
 
+/* Group g's outputs of a requantised layer at a pixel, as bytes (an int8 buffer's [0, 127]). */
+INLINE void layer_bytes(const PzConv *cv, const uint8_t *buf, size_t centre, int64_t stride, int g, int vnni,
+                        uint8_t *out) {
+    int32_t acc[MAX_COLS];
+    int n = cv->cout / cv->groups, first = g * n;
+    products(cv, cv->w4 + g * (size_t)cv->k4 * cv->npad * 4, buf, centre, stride, vnni, acc);
+#ifdef PZ_X86
+    if (vnni) {
+        requant_vnni_u8(acc, cv->mult + first, cv->offset + first, cv->shift + first, cv->lo, cv->hi, n, out);
+        return;
+    }
+#endif
+    for (int c = 0; c < n; c++) {
+        int64_t v = ((int64_t)acc[c] * cv->mult[first + c] + cv->offset[first + c]) >> cv->shift[first + c];
+        out[c] = (uint8_t)(v < cv->lo ? cv->lo : (v > cv->hi ? cv->hi : v));
+    }
+}
+
 /* ---- the tile ---------------------------------------------------------------------------------------- */
 
 typedef struct {
@@ -249,8 +325,7 @@ INLINE void head_params(const PzModel *m, Tile *tl, int i, int j, int g, int vnn
     for (int b = 0; b <= m->blocks; b++) {
         if (b > 0) {                                             /* block b - 1 */
             uint8_t *mid = tl->mids[b - 1];
-            layer(&m->conv_a[b - 1], tl->reads[b - 1], centre, tl->Wp, g, vnni, t);
-            for (int c = 0; c < n; c++) mid[here * H + g * n + c] = (uint8_t)t[c];
+            layer_bytes(&m->conv_a[b - 1], tl->reads[b - 1], centre, tl->Wp, g, vnni, mid + here * H + g * n);
             layer(&m->conv_b[b - 1], mid, here, 0, g, vnni, t);
             for (int c = 0; c < n; c++) {
                 int64_t v = y[c] + t[c];
@@ -259,9 +334,8 @@ INLINE void head_params(const PzModel *m, Tile *tl, int i, int j, int g, int vnn
         }
         stream_read(m, b, y, n, tl->reads[b] + centre * H + g * n, vnni);
     }
-    layer(&m->head1, tl->reads[m->blocks], centre, 0, g, vnni, t);
     int hn = m->head1.cout / m->head1.groups, HW = m->head1.cout;
-    for (int c = 0; c < hn; c++) tl->head[here * HW + g * hn + c] = (uint8_t)t[c];
+    layer_bytes(&m->head1, tl->reads[m->blocks], centre, 0, g, vnni, tl->head + here * HW + g * hn);
     layer(&m->out, tl->head, here, 0, g, vnni, o);
     layer(&m->skip, tl->img, centre, tl->Wp, g, vnni, s);
     const int64_t big = (int64_t)1 << 30;
@@ -365,71 +439,6 @@ done:
  * the decoder does not know yet is zero, so the value the dense pass sees there changes no sum. Layers
  * read only rows at or above their own (causal taps, dy <= 0), so the stream's reads live in a ring of
  * pad + 1 rows: memory does not grow with the tile's height. */
-
-enum { BATCH = 8 };
-
-/* A layer's input for P pixels as segments: segment r of pixel k is k4[r] quads at x[r] + k * xstride,
- * its weights the next k4[r] quads of the group's w4 (the taps' runs, or one gathered vector). */
-typedef struct {
-    int n;
-    size_t xstride;
-    const uint8_t *x[64];
-    int k4[64];
-} Segments;
-
-/* acc[k][0..npad) = the products of P pixels' segments (plain loop) */
-INLINE void dot_batch_plain(const Segments *sg, int P, const int8_t *w4, int npad, int32_t (*acc)[MAX_COLS]) {
-    for (int k = 0; k < P; k++) {
-        const int8_t *w = w4;
-        for (int c = 0; c < npad; c++) acc[k][c] = 0;
-        for (int r = 0; r < sg->n; r++) {
-            dot_plain(sg->x[r] + k * sg->xstride, w, sg->k4[r], npad, acc[k]);
-            w += (size_t)sg->k4[r] * npad * 4;
-        }
-    }
-}
-
-#ifdef PZ_X86
-/* The same with vpdpbusd: BATCH pixels' sums of 16 columns stay in registers over every segment, so
- * each weight load serves BATCH products (fewer pixels: the per-pixel kernel). */
-VNNI_TARGET static inline void dot_batch_vnni(const Segments *sg, int P, const int8_t *w4, int npad,
-                                              int32_t (*acc)[MAX_COLS]) {
-    size_t step = (size_t)npad * 4;
-    if (P != BATCH) {                         /* a row's last few pixels */
-        for (int k = 0; k < P; k++) {
-            const int8_t *w = w4;
-            for (int c = 0; c < npad; c++) acc[k][c] = 0;
-            for (int r = 0; r < sg->n; r++) {
-                dot_vnni(sg->x[r] + k * sg->xstride, w, sg->k4[r], npad, acc[k]);
-                w += sg->k4[r] * step;
-            }
-        }
-        return;
-    }
-    for (int b = 0; b < npad; b += 16) {
-        __m512i a[BATCH];
-        for (int k = 0; k < BATCH; k++) a[k] = _mm512_setzero_si512();
-        const int8_t *w = w4 + (size_t)b * 4;
-        for (int r = 0; r < sg->n; r++) {
-            const uint8_t *x = sg->x[r];
-            for (int q = 0; q < sg->k4[r]; q++) {
-                __m512i wv = _mm512_loadu_si512(w + q * step);
-                int32_t xq;
-                for (int k = 0; k < BATCH; k++) {
-                    memcpy(&xq, x + k * sg->xstride + 4 * q, 4);
-                    a[k] = _mm512_dpbusd_epi32(a[k], _mm512_set1_epi32(xq), wv);
-                }
-            }
-            w += sg->k4[r] * step;
-        }
-        for (int k = 0; k < BATCH; k++) _mm512_storeu_si512(acc[k] + b, a[k]);
-    }
-}
-#define DOT_BATCH(vnni, sg, P, w, npad, acc) \
-    ((vnni) ? dot_batch_vnni(sg, P, w, npad, acc) : dot_batch_plain(sg, P, w, npad, acc))
-#else
-#define DOT_BATCH(vnni, sg, P, w, npad, acc) dot_batch_plain(sg, P, w, npad, acc)
-#endif
 
 /* products() for P consecutive pixels of a row: pixel k's tap (dy, dx) is rows[dy + pad] at column
  * col0 + k + dx (padded columns). With whole quads per pixel every run of taps is read where it lies;
