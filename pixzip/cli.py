@@ -250,8 +250,9 @@ def main():
 @click.option("-f", "--force", is_flag=True, help="Overwrite existing output files.")
 @model_option
 @click.option("--tile", type=click.IntRange(0, 65535), default=api.DEFAULT_TILE, show_default=True,
-              help="Tile size in pixels (0: whole image). Tiles are coded independently: smaller tiles "
-                   "decode faster, larger ones compress slightly better.")
+              help="Tile size in pixels (0: whole image). Tiles are coded independently and decode in "
+                   "parallel; larger ones compress slightly better (256 against 128: -0.4 % on photos), "
+                   "smaller ones decode faster on a GPU or without the native CPU decoder.")
 @click.option("--max-pixels", type=click.IntRange(1), default=images.DEFAULT_MAX_PIXELS, show_default=True,
               help="Refuse inputs with more pixels than this.")
 @click.option("--verify", is_flag=True, help="Decode the result and compare before reporting success.")
