@@ -372,25 +372,95 @@ INLINE int decode_symbol(const PzModel *m, int64_t *x, int64_t mu16, int64_t idx
     return lo;
 }
 
-/* Walk a tile in the decoding order. Decoding (`known` NULL): each symbol from the lanes and words.
- * With `known` (h x w x channels pixel values), no coding: every sub-pixel's head outputs go to
- * `params` (mu16, index) in the decoding order, for the tests' comparison with the engine. */
-INLINE int walk_tile(const PzModel *m, int h, int w, int lanes, int64_t *state, const uint32_t *words,
-                     int64_t n_words, uint8_t *out, const uint8_t *known, int64_t *params, int vnni) {
-    int C = m->channels, pad = m->pad, s = m->slope, H = m->hidden, B = m->blocks;
-    Tile tl = {h, w, w + 2 * pad, NULL, NULL, NULL, NULL};
-    size_t padded = (size_t)(h + pad) * tl.Wp;
-    int status = -2;
-    tl.img = malloc(padded * C);
-    tl.reads = calloc(B + 1, sizeof(uint8_t *));
-    tl.mids = calloc(B > 0 ? B : 1, sizeof(uint8_t *));
-    tl.head = calloc((size_t)h * m->head1.cout, 1);
-    if (!tl.img || !tl.reads || !tl.mids || !tl.head) goto done;
-    memset(tl.img, 128, padded * C);
+/* ---- mixtures: several models' tables averaged -----------------------------------------------------
+ *
+ * An ensemble codes with the equal-weight mixture of its members' Laplace tables. Each member's table
+ * is first scaled to the coder's total, q_m(k) = floor(C_m(k) * 2^24 / S_m) (strictly increasing: the
+ * scale is >= 1), and the mixture is C(k) = floor(sum_m q_m(k) / n): strictly increasing again (the
+ * sum grows by >= n a step) and C(levels) = 2^24, so the coder takes it as is. */
+
+enum { MAX_MEMBERS = 4 };
+
+typedef struct {
+    int n;
+    const int64_t *p[MAX_MEMBERS];     /* each member's row in its prefix table, and its base and total */
+    int64_t base[MAX_MEMBERS], total[MAX_MEMBERS];
+} Mix;
+
+INLINE void mix_init(Mix *mx, const PzModel *const *ms, int n, const int64_t *mu16, const int64_t *idx) {
+    mx->n = n;
+    for (int k = 0; k < n; k++) {
+        mx->p[k] = ms[k]->prefix + (idx[k] * 16 + mu16[k] % 16) * ROW + (255 - mu16[k] / 16);
+        mx->base[k] = mx->p[k][0];
+        mx->total[k] = mx->p[k][ms[k]->levels] - mx->base[k];
+    }
+}
+
+INLINE int64_t mix_cum(const Mix *mx, int v) {
+    int64_t sum = 0;
+    for (int k = 0; k < mx->n; k++) sum += ((mx->p[k][v] - mx->base[k]) << PRECISION) / mx->total[k];
+    return sum / mx->n;
+}
+
+/* One rANS symbol from a mixture (total 2^24: q(k) <= slot <=> C(k) <= slot), searched outwards from
+ * the first member's likeliest value. */
+INLINE int decode_mixed(const Mix *mx, int levels, int64_t *x, int start) {
+    int64_t slot = *x & (LOW - 1);
+    int lo, hi, step = 1;
+    if (mix_cum(mx, start) <= slot) {
+        lo = start;
+        for (hi = start + 1; hi < levels && mix_cum(mx, hi) <= slot; step *= 2) { lo = hi; hi = start + step * 2 < levels ? start + step * 2 : levels; }
+    } else {
+        hi = start;
+        for (lo = start - 1; lo > 0 && mix_cum(mx, lo) > slot; step *= 2) { hi = lo; lo = start - step * 2 > 0 ? start - step * 2 : 0; }
+    }
+    while (hi - lo > 1) {                                            /* C(lo) <= slot < C(hi) */
+        int mid = (lo + hi) / 2;
+        if (mix_cum(mx, mid) <= slot) lo = mid; else hi = mid;
+    }
+    int64_t q0 = mix_cum(mx, lo), q1 = mix_cum(mx, lo + 1);
+    *x = (q1 - q0) * (*x >> PRECISION) + slot - q0;
+    return lo;
+}
+
+static void tile_free(Tile *tl, int B) {
+    if (tl->reads) for (int b = 0; b <= B; b++) free(tl->reads[b]);
+    if (tl->mids) for (int b = 0; b < B; b++) free(tl->mids[b]);
+    free(tl->img); free(tl->reads); free(tl->mids); free(tl->head);
+}
+
+/* A model's buffers for a tile of h x w (0, or -2 if memory ran out: free with tile_free) */
+static int tile_alloc(const PzModel *m, Tile *tl, int h, int w) {
+    int pad = m->pad, H = m->hidden, B = m->blocks;
+    *tl = (Tile){h, w, w + 2 * pad, NULL, NULL, NULL, NULL};
+    size_t padded = (size_t)(h + pad) * tl->Wp;
+    tl->img = malloc(padded * m->channels);
+    tl->reads = calloc(B + 1, sizeof(uint8_t *));
+    tl->mids = calloc(B > 0 ? B : 1, sizeof(uint8_t *));
+    tl->head = calloc((size_t)h * m->head1.cout, 1);
+    if (!tl->img || !tl->reads || !tl->mids || !tl->head) return -2;
+    memset(tl->img, 128, padded * m->channels);
     for (int b = 0; b <= B; b++)
-        if (!(tl.reads[b] = calloc(padded * H, 1))) goto done;
+        if (!(tl->reads[b] = calloc(padded * H, 1))) return -2;
     for (int b = 0; b < B; b++)
-        if (!(tl.mids[b] = calloc((size_t)h * H, 1))) goto done;
+        if (!(tl->mids[b] = calloc((size_t)h * H, 1))) return -2;
+    return 0;
+}
+
+/* Walk a tile in the decoding order with `nm` models (one, or an ensemble's members: same channels,
+ * levels and slope). Decoding (`known` NULL): each symbol from the lanes and words. With `known` (h x w
+ * x channels pixel values; one model), no coding: every sub-pixel's head outputs go to `params`
+ * (mu16, index) in the decoding order, for the tests' comparison with the engine. */
+INLINE int walk_tile(const PzModel *const *ms, int nm, int h, int w, int lanes, int64_t *state,
+                     const uint32_t *words, int64_t n_words, uint8_t *out, const uint8_t *known, int64_t *params,
+                     int vnni) {
+    const PzModel *m = ms[0];
+    int C = m->channels, s = m->slope;
+    Tile tl[MAX_MEMBERS];
+    int status = 0;
+    for (int k = 0; k < nm; k++) tl[k] = (Tile){0, 0, 0, NULL, NULL, NULL, NULL};
+    for (int k = 0; k < nm && status == 0; k++) status = tile_alloc(ms[k], &tl[k], h, w);
+    if (status != 0) goto done;
 
     int64_t ptr = 0;
     int overrun = 0;
@@ -398,36 +468,42 @@ INLINE int walk_tile(const PzModel *m, int h, int w, int lanes, int64_t *state, 
         int i_lo = t - (w - 1) <= 0 ? 0 : (t - (w - 1) + s - 1) / s, i_hi = t / s < h - 1 ? t / s : h - 1;
         for (int g = 0; g < C; g++)                              /* then channel, then row */
             for (int i = i_lo; i <= i_hi; i++) {
-                int j = t - s * i;
-                int64_t mu16, idx;
-                head_params(m, &tl, i, j, g, vnni, &mu16, &idx);
+                int j = t - s * i, value;
+                int64_t mu16[MAX_MEMBERS], idx[MAX_MEMBERS];
+                for (int k = 0; k < nm; k++) head_params(ms[k], &tl[k], i, j, g, vnni, &mu16[k], &idx[k]);
                 if (known) {
-                    *params++ = mu16;
-                    *params++ = idx;
-                    tl.img[((size_t)(i + pad) * tl.Wp + j + pad) * C + g] = known[((size_t)i * w + j) * C + g];
-                    continue;
+                    *params++ = mu16[0];
+                    *params++ = idx[0];
+                    value = known[((size_t)i * w + j) * C + g];
+                } else {
+                    int64_t *x = &state[i % lanes];
+                    int sym;
+                    if (nm == 1) {
+                        sym = decode_symbol(m, x, mu16[0], idx[0]);
+                    } else {
+                        Mix mx;
+                        mix_init(&mx, ms, nm, mu16, idx);
+                        sym = decode_mixed(&mx, m->levels, x, (int)(mu16[0] / 16));
+                    }
+                    if (*x < LOW) {                              /* renormalise: one word */
+                        if (ptr < n_words) *x = (*x << 32) | words[ptr];
+                        else overrun = 1;
+                        ptr++;
+                    }
+                    value = m->symbol_values[sym];
                 }
-                int64_t *x = &state[i % lanes];
-                int sym = decode_symbol(m, x, mu16, idx);
-                if (*x < LOW) {                                  /* renormalise: one word */
-                    if (ptr < n_words) *x = (*x << 32) | words[ptr];
-                    else overrun = 1;
-                    ptr++;
-                }
-                tl.img[((size_t)(i + pad) * tl.Wp + j + pad) * C + g] = m->symbol_values[sym];
+                for (int k = 0; k < nm; k++)
+                    tl[k].img[((size_t)(i + ms[k]->pad) * tl[k].Wp + j + ms[k]->pad) * C + g] = (uint8_t)value;
             }
     }
-    status = 0;
     if (known) goto done;
     if (overrun || ptr != n_words) status = -1;
     for (int k = 0; k < lanes; k++)
         if (state[k] != LOW) status = -1;
     for (int i = 0; i < h; i++)    /* (decoding only: `known` returned above) */
-        memcpy(out + (size_t)i * w * C, tl.img + ((size_t)(i + pad) * tl.Wp + pad) * C, (size_t)w * C);
+        memcpy(out + (size_t)i * w * C, tl[0].img + ((size_t)(i + m->pad) * tl[0].Wp + m->pad) * C, (size_t)w * C);
 done:
-    if (tl.reads) for (int b = 0; b <= B; b++) free(tl.reads[b]);
-    if (tl.mids) for (int b = 0; b < B; b++) free(tl.mids[b]);
-    free(tl.img); free(tl.reads); free(tl.mids); free(tl.head);
+    for (int k = 0; k < nm; k++) tile_free(&tl[k], ms[k]->blocks);
     return status;
 }
 
@@ -558,36 +634,30 @@ INLINE void dense_params(const PzModel *m, const uint8_t *img, uint8_t *const *r
         }
 }
 
-/* Encode a tile of known pixels (h x w x channels values) into `lanes` rANS lanes: the dense pass gives
- * every sub-pixel's table, stored at its place in the decoding order (wavefront, channel, row); then
- * the lanes run backwards over that order (rANS is a stack), and the words the renormalisations wrote
- * are kept in the order the decoder reads them. Outputs: `state` (lanes), `words` (room for one per
- * sub-pixel) and their count, each sub-pixel's table total and symbol width (the ideal bits, reported
- * by the caller), or, with `params` (2 per sub-pixel), only the head outputs, for the tests. */
-INLINE int encode_tile(const PzModel *m, int h, int w, int lanes, const uint8_t *pixels, int64_t *state,
-                       uint32_t *words, int64_t *n_words, int32_t *total, int32_t *width, int64_t *params, int vnni) {
-    int C = m->channels, pad = m->pad, s = m->slope, H = m->hidden, B = m->blocks, R = pad + 1;
-    int Wp = w + 2 * pad, T = (w - 1) + s * (h - 1) + 1;
-    size_t n = (size_t)h * w * C;
+/* The decoding order's position of each sub-pixel, by wavefront: first_of[t] = pixels before wavefront
+ * t, so (i, j, g) is at first_of[t] * C + g * (pixels of t) + (i - its first row). T + 1 entries. */
+static void wavefront_starts(int h, int w, int s, int64_t *first_of) {
+    first_of[0] = 0;
+    for (int t = 0; t < (w - 1) + s * (h - 1) + 1; t++) {
+        int i_lo = t - (w - 1) <= 0 ? 0 : (t - (w - 1) + s - 1) / s, i_hi = t / s < h - 1 ? t / s : h - 1;
+        first_of[t + 1] = first_of[t] + (i_hi - i_lo + 1);
+    }
+}
+
+/* The dense pass over a tile of known pixels: every sub-pixel's head outputs (mu16, index) into
+ * `params`, at its place in the decoding order. 0, or -2 if memory ran out. */
+INLINE int dense_tile(const PzModel *m, int h, int w, const uint8_t *pixels, const int64_t *first_of,
+                      int64_t *params, int vnni) {
+    int C = m->channels, pad = m->pad, s = m->slope, H = m->hidden, B = m->blocks, R = pad + 1, Wp = w + 2 * pad;
     int status = -2;
     uint8_t *img = malloc((size_t)(h + pad) * Wp * C), *scratch = malloc(BATCH * 4 * (size_t)MAX_K);
     uint8_t **ring = calloc(B + 1, sizeof(uint8_t *));
-    int64_t *first_of = malloc(sizeof(int64_t) * (T + 1));     /* sub-pixels before wavefront t, / C */
-    int32_t *lo = params ? NULL : malloc(sizeof(int32_t) * n), *freq = params ? NULL : malloc(sizeof(int32_t) * n);
-    uint8_t *wrote = params ? NULL : malloc(n);
-    uint32_t *word = params ? NULL : malloc(sizeof(uint32_t) * n);
-    if (!img || !scratch || !ring || !first_of || (!params && (!lo || !freq || !wrote || !word))) goto done;
+    if (!img || !scratch || !ring) goto done;
     for (int b = 0; b <= B; b++)
         if (!(ring[b] = calloc((size_t)R * Wp * H, 1))) goto done;
     memset(img, 128, (size_t)(h + pad) * Wp * C);
     for (int i = 0; i < h; i++)
         memcpy(img + ((size_t)(i + pad) * Wp + pad) * C, pixels + (size_t)i * w * C, (size_t)w * C);
-    first_of[0] = 0;
-    for (int t = 0; t < T; t++) {
-        int i_lo = t - (w - 1) <= 0 ? 0 : (t - (w - 1) + s - 1) / s, i_hi = t / s < h - 1 ? t / s : h - 1;
-        first_of[t + 1] = first_of[t] + (i_hi - i_lo + 1);
-    }
-
     for (int i = 0; i < h; i++) {
         for (int b = 0; b <= B; b++) memset(ring[b] + (size_t)(i % R) * Wp * H, 0, (size_t)Wp * H);
         for (int j0 = 0; j0 < w; j0 += BATCH) {
@@ -595,39 +665,84 @@ INLINE int encode_tile(const PzModel *m, int h, int w, int lanes, const uint8_t 
             int64_t mu16[BATCH][4], idx[BATCH][4];
             dense_params(m, img, ring, Wp, i, j0, P, vnni, scratch, mu16, idx);
             for (int k = 0; k < P; k++) {
-                int j = j0 + k, t = j + s * i;
-                int i_lo = t - (w - 1) <= 0 ? 0 : (t - (w - 1) + s - 1) / s;
+                int t = j0 + k + s * i, i_lo = t - (w - 1) <= 0 ? 0 : (t - (w - 1) + s - 1) / s;
                 int64_t count = first_of[t + 1] - first_of[t];
                 for (int g = 0; g < C; g++) {
                     size_t at = (size_t)(first_of[t] * C + g * count + (i - i_lo));
-                    if (params) {
-                        params[2 * at] = mu16[k][g];
-                        params[2 * at + 1] = idx[k][g];
-                        continue;
-                    }
-                    const int64_t *p = m->prefix + (idx[k][g] * 16 + mu16[k][g] % 16) * ROW + (255 - mu16[k][g] / 16);
-                    int v = pixels[((size_t)i * w + j) * C + g];
-                    int64_t base = p[0], all = p[m->levels] - base, below = p[v] - base, upto = p[v + 1] - base;
-                    int64_t q0 = (below << PRECISION) / all, q1 = (upto << PRECISION) / all;
-                    lo[at] = (int32_t)q0;
-                    freq[at] = (int32_t)(q1 - q0);
-                    total[at] = (int32_t)all;
-                    width[at] = (int32_t)(upto - below);
+                    params[2 * at] = mu16[k][g];
+                    params[2 * at + 1] = idx[k][g];
                 }
             }
         }
     }
     status = 0;
-    if (params) goto done;
+done:
+    if (ring) for (int b = 0; b <= B; b++) free(ring[b]);
+    free(img); free(scratch); free(ring);
+    return status;
+}
 
-    /* the lanes, backwards over the decoding order; row i is lane i % lanes */
+/* Encode a tile of known pixels (h x w x channels values) with `nm` models (one, or an ensemble's
+ * members) into `lanes` rANS lanes: the dense pass gives every sub-pixel's head outputs in the
+ * decoding order (wavefront, channel, row), the tables give each symbol's interval; then the lanes
+ * run backwards over that order (rANS is a stack), and the words the renormalisations wrote are kept
+ * in the order the decoder reads them. Outputs: `state` (lanes), `words` (room for one per sub-pixel)
+ * and their count, each sub-pixel's table total and symbol width (the ideal bits, reported by the
+ * caller), or, with `params` (2 per sub-pixel; one model), only the head outputs, for the tests. */
+INLINE int encode_tile(const PzModel *const *ms, int nm, int h, int w, int lanes, const uint8_t *pixels,
+                       int64_t *state, uint32_t *words, int64_t *n_words, int32_t *total, int32_t *width,
+                       int64_t *params, int vnni) {
+    const PzModel *m = ms[0];
+    int C = m->channels, s = m->slope, T = (w - 1) + s * (h - 1) + 1;
+    size_t n = (size_t)h * w * C;
+    int status = -2;
+    int64_t *first_of = malloc(sizeof(int64_t) * (T + 1));
+    int64_t *own = params ? NULL : malloc(sizeof(int64_t) * 2 * n * nm);
+    int32_t *lo = params ? NULL : malloc(sizeof(int32_t) * n), *freq = params ? NULL : malloc(sizeof(int32_t) * n);
+    uint8_t *wrote = params ? NULL : malloc(n);
+    uint32_t *word = params ? NULL : malloc(sizeof(uint32_t) * n);
+    if (!first_of || (!params && (!own || !lo || !freq || !wrote || !word))) goto done;
+    wavefront_starts(h, w, s, first_of);
+    if (params) {
+        status = dense_tile(m, h, w, pixels, first_of, params, vnni);
+        goto done;
+    }
+    for (int k = 0; k < nm; k++)
+        if (dense_tile(ms[k], h, w, pixels, first_of, own + 2 * n * k, vnni) != 0) goto done;
+
+    /* each symbol's interval, and the lanes backwards over the decoding order (row i: lane i % lanes) */
     for (int k = 0; k < lanes; k++) state[k] = LOW;
     size_t at = n;
     for (int t = T - 1; t >= 0; t--) {
         int i_lo = t - (w - 1) <= 0 ? 0 : (t - (w - 1) + s - 1) / s, i_hi = t / s < h - 1 ? t / s : h - 1;
         for (int g = C - 1; g >= 0; g--)
             for (int i = i_hi; i >= i_lo; i--) {
-                int64_t *x = &state[i % lanes], f = freq[--at];
+                int v = pixels[((size_t)i * w + (t - s * i)) * C + g];
+                at--;
+                if (nm == 1) {
+                    int64_t mu16 = own[2 * at], idx = own[2 * at + 1];
+                    const int64_t *p = m->prefix + (idx * 16 + mu16 % 16) * ROW + (255 - mu16 / 16);
+                    int64_t base = p[0], all = p[m->levels] - base, below = p[v] - base, upto = p[v + 1] - base;
+                    int64_t q0 = (below << PRECISION) / all, q1 = (upto << PRECISION) / all;
+                    lo[at] = (int32_t)q0;
+                    freq[at] = (int32_t)(q1 - q0);
+                    total[at] = (int32_t)all;
+                    width[at] = (int32_t)(upto - below);
+                } else {
+                    int64_t mu16[MAX_MEMBERS], idx[MAX_MEMBERS];
+                    for (int k = 0; k < nm; k++) {
+                        mu16[k] = own[2 * n * k + 2 * at];
+                        idx[k] = own[2 * n * k + 2 * at + 1];
+                    }
+                    Mix mx;
+                    mix_init(&mx, ms, nm, mu16, idx);
+                    int64_t q0 = mix_cum(&mx, v), q1 = mix_cum(&mx, v + 1);
+                    lo[at] = (int32_t)q0;
+                    freq[at] = (int32_t)(q1 - q0);
+                    total[at] = (int32_t)LOW;
+                    width[at] = (int32_t)(q1 - q0);
+                }
+                int64_t *x = &state[i % lanes], f = freq[at];
                 wrote[at] = *x >= (f << 32);
                 if (wrote[at]) {
                     word[at] = (uint32_t)*x;
@@ -641,71 +756,75 @@ INLINE int encode_tile(const PzModel *m, int h, int w, int lanes, const uint8_t 
     for (size_t a = 0; a < n; a++)
         if (wrote[a]) words[count++] = word[a];
     *n_words = count;
+    status = 0;
 done:
-    if (ring) for (int b = 0; b <= B; b++) free(ring[b]);
-    free(img); free(scratch); free(ring); free(first_of); free(lo); free(freq); free(wrote); free(word);
+    free(first_of); free(own); free(lo); free(freq); free(wrote); free(word);
     return status;
 }
 
 /* The same code compiled twice: for any CPU, and for x86-64 with AVX-512 and VNNI. */
-static int walk_plain(const PzModel *m, int h, int w, int lanes, int64_t *state, const uint32_t *words,
+static int walk_plain(const PzModel *const *ms, int nm, int h, int w, int lanes, int64_t *state, const uint32_t *words,
                       int64_t n_words, uint8_t *out, const uint8_t *known, int64_t *params) {
-    return walk_tile(m, h, w, lanes, state, words, n_words, out, known, params, 0);
+    return walk_tile(ms, nm, h, w, lanes, state, words, n_words, out, known, params, 0);
+}
+
+static int encode_plain(const PzModel *const *ms, int nm, int h, int w, int lanes, const uint8_t *pixels,
+                        int64_t *state, uint32_t *words, int64_t *n_words, int32_t *total, int32_t *width,
+                        int64_t *params) {
+    return encode_tile(ms, nm, h, w, lanes, pixels, state, words, n_words, total, width, params, 0);
 }
 
 #ifdef PZ_X86
-VNNI_TARGET static int walk_vnni(const PzModel *m, int h, int w, int lanes, int64_t *state, const uint32_t *words,
-                                 int64_t n_words, uint8_t *out, const uint8_t *known, int64_t *params) {
-    return walk_tile(m, h, w, lanes, state, words, n_words, out, known, params, 1);
+VNNI_TARGET static int walk_vnni(const PzModel *const *ms, int nm, int h, int w, int lanes, int64_t *state,
+                                 const uint32_t *words, int64_t n_words, uint8_t *out, const uint8_t *known,
+                                 int64_t *params) {
+    return walk_tile(ms, nm, h, w, lanes, state, words, n_words, out, known, params, 1);
+}
+
+VNNI_TARGET static int encode_vnni(const PzModel *const *ms, int nm, int h, int w, int lanes, const uint8_t *pixels,
+                                   int64_t *state, uint32_t *words, int64_t *n_words, int32_t *total, int32_t *width,
+                                   int64_t *params) {
+    return encode_tile(ms, nm, h, w, lanes, pixels, state, words, n_words, total, width, params, 1);
 }
 #endif
 
 static int use_vnni = 0;
 
-static int walk(const PzModel *m, int h, int w, int lanes, int64_t *state, const uint32_t *words,
-                int64_t n_words, uint8_t *out, const uint8_t *known, int64_t *params) {
-#ifdef PZ_X86
-    if (use_vnni) return walk_vnni(m, h, w, lanes, state, words, n_words, out, known, params);
-#endif
-    return walk_plain(m, h, w, lanes, state, words, n_words, out, known, params);
-}
-
-/* Decode one tile of h x w pixels from its lanes' states (K of them, updated) and its refill words.
+/* Decode one tile of h x w pixels with `nm` models (1, or an ensemble's 2..MAX_MEMBERS members with the
+ * same channels, levels and slope) from its lanes' states (K of them, updated) and its refill words.
  * Writes h x w x channels pixel values to `out`. Returns 0, -1 if the stream is corrupt (a lane does
- * not end in rANS's initial state, or the words are not used exactly), -2 if memory ran out. */
-int pz_decode_tile(const PzModel *m, int h, int w, int lanes, int64_t *state, const uint32_t *words,
-                   int64_t n_words, uint8_t *out) {
-    return walk(m, h, w, lanes, state, words, n_words, out, NULL, NULL);
+ * not end in rANS's initial state, or the words are not used exactly), -2 if memory ran out, -3 for
+ * a member count out of range. */
+int pz_decode_tile(const PzModel *const *ms, int nm, int h, int w, int lanes, int64_t *state,
+                   const uint32_t *words, int64_t n_words, uint8_t *out) {
+    if (nm < 1 || nm > MAX_MEMBERS) return -3;
+#ifdef PZ_X86
+    if (use_vnni) return walk_vnni(ms, nm, h, w, lanes, state, words, n_words, out, NULL, NULL);
+#endif
+    return walk_plain(ms, nm, h, w, lanes, state, words, n_words, out, NULL, NULL);
 }
 
-/* The head outputs of every sub-pixel of a known tile, in the decoding order (2 per sub-pixel). */
+/* The head outputs of every sub-pixel of a known tile as the walk computes them, in the decoding order
+ * (2 per sub-pixel). */
 int pz_tile_params(const PzModel *m, int h, int w, const uint8_t *pixels, int64_t *params) {
-    return walk(m, h, w, 1, NULL, NULL, 0, NULL, pixels, params);
-}
-
-static int encode_plain(const PzModel *m, int h, int w, int lanes, const uint8_t *pixels, int64_t *state,
-                        uint32_t *words, int64_t *n_words, int32_t *total, int32_t *width, int64_t *params) {
-    return encode_tile(m, h, w, lanes, pixels, state, words, n_words, total, width, params, 0);
-}
-
 #ifdef PZ_X86
-VNNI_TARGET static int encode_vnni(const PzModel *m, int h, int w, int lanes, const uint8_t *pixels, int64_t *state,
-                                   uint32_t *words, int64_t *n_words, int32_t *total, int32_t *width, int64_t *params) {
-    return encode_tile(m, h, w, lanes, pixels, state, words, n_words, total, width, params, 1);
+    if (use_vnni) return walk_vnni(&m, 1, h, w, 1, NULL, NULL, 0, NULL, pixels, params);
+#endif
+    return walk_plain(&m, 1, h, w, 1, NULL, NULL, 0, NULL, pixels, params);
 }
-#endif
 
-/* Encode one tile of h x w known pixels: the lanes' final states (K of them), the refill words in the
- * decoder's reading order (room for h * w * channels) and their count, and per sub-pixel (decoding
- * order) its table's total and its symbol's width (for the ideal bits). With `params` instead (2 per
- * sub-pixel), the dense pass's head outputs only: the tests compare them with the walk's. Returns 0,
- * or -2 if memory ran out. */
-int pz_encode_tile(const PzModel *m, int h, int w, int lanes, const uint8_t *pixels, int64_t *state, uint32_t *words,
-                   int64_t *n_words, int32_t *total, int32_t *width, int64_t *params) {
+/* Encode one tile of h x w known pixels with `nm` models (as pz_decode_tile): the lanes' final states
+ * (K of them), the refill words in the decoder's reading order (room for h * w * channels) and their
+ * count, and per sub-pixel (decoding order) its table's total and its symbol's width (for the ideal
+ * bits). With `params` instead (2 per sub-pixel; one model), the dense pass's head outputs only: the
+ * tests compare them with the walk's. Returns 0, -2 if memory ran out, -3 as pz_decode_tile. */
+int pz_encode_tile(const PzModel *const *ms, int nm, int h, int w, int lanes, const uint8_t *pixels, int64_t *state,
+                   uint32_t *words, int64_t *n_words, int32_t *total, int32_t *width, int64_t *params) {
+    if (nm < 1 || nm > MAX_MEMBERS) return -3;
 #ifdef PZ_X86
-    if (use_vnni) return encode_vnni(m, h, w, lanes, pixels, state, words, n_words, total, width, params);
+    if (use_vnni) return encode_vnni(ms, nm, h, w, lanes, pixels, state, words, n_words, total, width, params);
 #endif
-    return encode_plain(m, h, w, lanes, pixels, state, words, n_words, total, width, params);
+    return encode_plain(ms, nm, h, w, lanes, pixels, state, words, n_words, total, width, params);
 }
 
 /* Which kernel runs: 1 AVX-512 with VNNI, 0 the portable one. `want` -1: the best the CPU has. */

@@ -28,7 +28,8 @@ import numpy as np
 import torch
 
 from . import native, rans, triton_lanes
-from .engine import ROW, IntModel, IntMultiScale, IntPixelCNN, require_gpu_path
+from .engine import ROW, IntEnsemble, IntModel, IntMultiScale, IntPixelCNN, require_gpu_path
+from .errors import PixzipError
 
 # constriction quantises the (integer-valued) frequencies to its own fixed point deterministically;
 # perfect=False is the leaky quantiser whose result is documented to be platform independent.
@@ -209,6 +210,17 @@ def placed(model, device, max_pixels: int):
     return model.on(device), max_pixels
 
 
+def check_coder(model, coder: str):
+    """An ensemble runs only in the native coder (format v3, pixzip/_native.c): say so in one line
+    where it cannot run, rather than fail inside another path."""
+    if isinstance(model, IntEnsemble):
+        if coder != "rans":
+            raise PixzipError("ensemble models are coded with format version 3 only")
+        if not native.supports(model):
+            raise PixzipError("ensemble models need pixzip's native CPU coder, which this installation lacks "
+                              "(it is compiled at install when a C compiler is present; PIXZIP_NATIVE=0 turns it off)")
+
+
 def check_tile(model, tile: int):
     """A multi-scale model's tiles must start on its subsampling grid."""
     if isinstance(model, IntMultiScale) and tile % model.cfg.scale:
@@ -244,6 +256,7 @@ def encode_planes(model: IntModel | IntMultiScale, planes: list[np.ndarray], til
     (for reporting; never used for coding)."""
     if coder not in CODERS:
         raise ValueError(f"unknown coder {coder!r}")
+    check_coder(model, coder)
     model, max_pixels = placed(model, device, max_pixels)
     if isinstance(model, IntMultiScale):
         check_tile(model, tile)
@@ -1052,6 +1065,7 @@ def decode_planes(model, shapes: list[tuple[int, int]], tile: int,
     if len(streams) != len(shapes) or any(len(s) != stream_count(model, h, w, tile)
                                           for s, (h, w) in zip(streams, shapes)):
         raise ValueError("stream count does not match the tile grid")
+    check_coder(model, coder)
     model, max_pixels = placed(model, device, max_pixels)
     smalls = None
     if isinstance(model, IntMultiScale):

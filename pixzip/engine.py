@@ -804,7 +804,8 @@ class IntPixelCNN(IntModel):
 def require_gpu_path(model):
     """The GPU path runs PixelCNN models only (the LSTM and multi-scale engines are not ported)."""
     if not isinstance(model, IntPixelCNN):
-        raise ValueError(f"GPU coding is implemented for PixelCNN models, not {model.cfg.arch}: use --device cpu")
+        arch = getattr(model, "arch", None) or model.cfg.arch
+        raise ValueError(f"GPU coding is implemented for PixelCNN models, not {arch}: use --device cpu")
 
 
 def exp_table() -> torch.Tensor:
@@ -862,6 +863,48 @@ class IntMultiScale:
 
     def min_bits_per_symbol(self) -> float:
         return min(self.small.min_bits_per_symbol(), self.big.min_bits_per_symbol())
+
+
+class IntEnsemble:
+    """An ensemble: the equal-weight mixture of its members' distributions (PixelCNNs with the same
+    channels, levels and decode slope). Each member's table is scaled to the coder's total 2^24,
+    q_m(k) = floor(C_m(k) * 2^24 / S_m), and the mixture is C(k) = floor(sum_m q_m(k) / n): strictly
+    increasing, total 2^24. Only the native CPU coder (pixzip/_native.c) runs it: the members' walks in
+    lockstep, one mixture per sub-pixel (`codec` refuses it elsewhere with a one-line error)."""
+
+    MAX_MEMBERS = 4        # the native coder's bound
+
+    def __init__(self, members: list[IntPixelCNN]):
+        if not 2 <= len(members) <= self.MAX_MEMBERS or not all(isinstance(m, IntPixelCNN) for m in members):
+            raise ValueError(f"an ensemble has 2 to {self.MAX_MEMBERS} PixelCNN members")
+        first = members[0]
+        if any((m.cfg.channels, m.cfg.levels, m.slope) != (first.cfg.channels, first.cfg.levels, first.slope)
+               for m in members):
+            raise ValueError("an ensemble's members must share channels, levels and decode slope")
+        self.members = list(members)
+        self.cfg = first.cfg            # channels, levels, symbols: the members'
+        self.slope = first.slope
+        self.symbol_values = first.symbol_values
+        self.device = torch.device("cpu")
+        self.host = self
+        self.head, self.tables = {}, {}
+        self._cache: dict = {}
+
+    @property
+    def arch(self) -> str:
+        return "ensemble"
+
+    def named_convs(self):
+        for k, m in enumerate(self.members):
+            for name, conv in m.named_convs():
+                yield f"m{k}.{name}", conv
+
+    def min_bits_per_symbol(self) -> float:
+        """A mixture gives no symbol more than its likeliest member does (sanity bounds only)."""
+        return min(m.min_bits_per_symbol() for m in self.members)
+
+    def __getstate__(self):
+        return {**self.__dict__, "_cache": {}}
 
 
 def int_model_class(arch: str):

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .engine import IntModel, QConv, int_model_class
+from .engine import IntEnsemble, IntModel, QConv, int_model_class
 from .errors import PixzipError
 from .model import ModelConfig
 
@@ -49,13 +49,20 @@ def _identity(body: dict, raw: bytes) -> str:
     return hashlib.sha256(canon + raw).hexdigest()
 
 
-def serialize(model: IntModel, provenance: dict | None = None) -> bytes:
+def serialize(model: IntModel | IntEnsemble, provenance: dict | None = None) -> bytes:
+    """The model file's bytes. An ensemble stores its members' layers, heads and tables under the
+    prefixes m0., m1., ... and the config {"arch": "ensemble", "members": [their configs]}."""
     layers, tensors = {}, {}
     for name, conv in model.named_convs():
         layers[name], t = _conv_entries(name, conv)
         tensors.update(t)
-    tensors.update({f"head.{k}": v for k, v in model.head.items()})
-    tensors.update({f"table.{k}": v for k, v in model.tables.items()})
+    parts = list(enumerate(model.members)) if isinstance(model, IntEnsemble) else [(None, model)]
+    for k, part in parts:
+        prefix = "" if k is None else f"m{k}."
+        tensors.update({f"{prefix}head.{n}": v for n, v in part.head.items()})
+        tensors.update({f"{prefix}table.{n}": v for n, v in part.tables.items()})
+    config = ({"arch": "ensemble", "members": [m.cfg.to_dict() for m in model.members]}
+              if isinstance(model, IntEnsemble) else model.cfg.to_dict())
     table, chunks, offset = [], [], 0
     for name, t in tensors.items():
         a = t.contiguous().numpy()
@@ -65,7 +72,7 @@ def serialize(model: IntModel, provenance: dict | None = None) -> bytes:
         chunks.append(data)
         offset += len(data)
     raw = b"".join(chunks)
-    body = {"format": FORMAT, "config": model.cfg.to_dict(), "layers": layers, "tensors": table,
+    body = {"format": FORMAT, "config": config, "layers": layers, "tensors": table,
             "provenance": provenance or {}}
     body["id"] = _identity(body, raw)
     header = json.dumps(body, sort_keys=True).encode()
@@ -116,7 +123,6 @@ def parse(data: bytes, name: str = "model") -> LoadedModel:
             arr = np.frombuffer(raw, dtype=np.dtype(e["dtype"]).newbyteorder("<"), count=count,
                                 offset=e["offset"])
             tensors[e["name"]] = torch.from_numpy(arr.astype(e["dtype"])).reshape(e["shape"])
-        cfg = ModelConfig.from_dict(body["config"])
 
         def conv(n):
             m = body["layers"][n]
@@ -128,12 +134,21 @@ def parse(data: bytes, name: str = "model") -> LoadedModel:
                          taps=None if taps is None else tuple((int(dy), int(dx)) for dy, dx in taps))
 
         convs = {n: conv(n) for n in body["layers"]}
-        head = {k[5:]: v for k, v in tensors.items() if k.startswith("head.")}
-        tables = {k[6:]: v for k, v in tensors.items() if k.startswith("table.")}
-        net = int_model_class(cfg.arch).from_convs(cfg, convs, head, tables)
+
+        def build(config: dict, prefix: str = ""):
+            cfg = ModelConfig.from_dict(config)
+            part = {n[len(prefix):]: c for n, c in convs.items() if n.startswith(prefix)}
+            head = {k[len(prefix) + 5:]: v for k, v in tensors.items() if k.startswith(prefix + "head.")}
+            tables = {k[len(prefix) + 6:]: v for k, v in tensors.items() if k.startswith(prefix + "table.")}
+            return int_model_class(cfg.arch).from_convs(cfg, part, head, tables)
+
+        if body["config"].get("arch") == "ensemble":
+            net = IntEnsemble([build(c, f"m{k}.") for k, c in enumerate(body["config"]["members"])])
+        else:
+            net = build(body["config"])
     except PixzipError:
         raise
-    except (KeyError, TypeError, ValueError, json.JSONDecodeError) as e:
+    except (KeyError, TypeError, ValueError, AttributeError, json.JSONDecodeError) as e:
         raise PixzipError(f"{name}: not a valid pixzip model file ({type(e).__name__})") from None
     return LoadedModel(net, body["id"], name, body.get("provenance", {}))
 

@@ -22,7 +22,7 @@ import threading
 import numpy as np
 import torch
 
-from .engine import LS_FRAC, LS_MIN, IntPixelCNN, QConv, conv_taps
+from .engine import LS_FRAC, LS_MIN, IntEnsemble, IntPixelCNN, QConv, conv_taps
 
 _i32p, _i64p, _i8p, _u8p = (ctypes.POINTER(t) for t in (ctypes.c_int32, ctypes.c_int64, ctypes.c_int8, ctypes.c_uint8))
 
@@ -57,11 +57,12 @@ def _load():
         lib = ctypes.CDLL(spec.origin)
     except OSError:
         return None
-    lib.pz_decode_tile.argtypes = [ctypes.POINTER(_Model), ctypes.c_int, ctypes.c_int, ctypes.c_int, _i64p,
+    models = ctypes.POINTER(ctypes.POINTER(_Model))      # a model's C structure, or an ensemble's members'
+    lib.pz_decode_tile.argtypes = [models, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_int, _i64p,
                                    ctypes.POINTER(ctypes.c_uint32), ctypes.c_int64, _u8p]
     lib.pz_decode_tile.restype = ctypes.c_int
     lib.pz_tile_params.argtypes = [ctypes.POINTER(_Model), ctypes.c_int, ctypes.c_int, _u8p, _i64p]
-    lib.pz_encode_tile.argtypes = [ctypes.POINTER(_Model), ctypes.c_int, ctypes.c_int, ctypes.c_int, _u8p, _i64p,
+    lib.pz_encode_tile.argtypes = [models, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_int, _u8p, _i64p,
                                    ctypes.POINTER(ctypes.c_uint32), _i64p, _i32p, _i32p, _i64p]
     lib.pz_encode_tile.restype = ctypes.c_int
     lib.pz_select_kernel.argtypes = [ctypes.c_int]
@@ -91,7 +92,10 @@ def kernel() -> str:
 
 
 def supports(model) -> bool:
-    """Whether the native decoder computes this model's integers (else the torch path decodes)."""
+    """Whether the native coder computes this model's integers (else the torch path codes it). An
+    ensemble: whether it does for every member (no other path runs ensembles)."""
+    if isinstance(model, IntEnsemble):
+        return all(supports(m) for m in model.members)
     if _LIB is None or not isinstance(model, IntPixelCNN) or model.device.type != "cpu":
         return False
     cfg = model.cfg
@@ -194,14 +198,22 @@ def _packed(model: IntPixelCNN) -> _Packed:
         return model._cache["native"]
 
 
-def decode_tile(model: IntPixelCNN, states: np.ndarray, words: np.ndarray, h: int, w: int) -> np.ndarray:
+def _members(model: IntPixelCNN | IntEnsemble):
+    """(the C array of the model's or its members' structures, their count); the packed models stay
+    alive in the model's cache."""
+    nets = model.members if isinstance(model, IntEnsemble) else [model]
+    array = (ctypes.POINTER(_Model) * len(nets))(*[ctypes.pointer(_packed(m).model) for m in nets])
+    return array, len(nets)
+
+
+def decode_tile(model: IntPixelCNN | IntEnsemble, states: np.ndarray, words: np.ndarray, h: int, w: int) -> np.ndarray:
     """A tile's pixels (h, w, channels) uint8 from its lanes' start states and its refill words.
     ValueError if the stream does not decode to its end exactly (corruption)."""
-    packed = _packed(model)
+    members, count = _members(model)
     out = np.empty((h, w, model.cfg.channels), dtype=np.uint8)
     x = np.ascontiguousarray(states, dtype=np.int64)
     words = np.ascontiguousarray(words, dtype=np.uint32)
-    status = _LIB.pz_decode_tile(ctypes.byref(packed.model), h, w, len(x), x.ctypes.data_as(_i64p),
+    status = _LIB.pz_decode_tile(members, count, h, w, len(x), x.ctypes.data_as(_i64p),
                                  words.ctypes.data_as(ctypes.POINTER(ctypes.c_uint32)), len(words),
                                  out.ctypes.data_as(_u8p))
     if status == -2:
@@ -224,7 +236,7 @@ def tile_params(model: IntPixelCNN, pixels: np.ndarray) -> np.ndarray:
     return params
 
 
-def _encode_call(model: IntPixelCNN, pixels: np.ndarray, lanes: int, params: np.ndarray | None):
+def _encode_call(model: IntPixelCNN | IntEnsemble, pixels: np.ndarray, lanes: int, params: np.ndarray | None):
     h, w, C = pixels.shape
     n = h * w * C
     pixels = np.ascontiguousarray(pixels, dtype=np.uint8)
@@ -232,7 +244,8 @@ def _encode_call(model: IntPixelCNN, pixels: np.ndarray, lanes: int, params: np.
     words = np.empty(0 if params is not None else n, dtype=np.uint32)
     count = np.zeros(1, dtype=np.int64)
     total, width = (np.empty(0 if params is not None else n, dtype=np.int32) for _ in range(2))
-    status = _LIB.pz_encode_tile(ctypes.byref(_packed(model).model), h, w, lanes, pixels.ctypes.data_as(_u8p),
+    members, n_members = _members(model)
+    status = _LIB.pz_encode_tile(members, n_members, h, w, lanes, pixels.ctypes.data_as(_u8p),
                                  states.ctypes.data_as(_i64p), words.ctypes.data_as(ctypes.POINTER(ctypes.c_uint32)),
                                  count.ctypes.data_as(_i64p), total.ctypes.data_as(_i32p),
                                  width.ctypes.data_as(_i32p), None if params is None else params.ctypes.data_as(_i64p))
@@ -241,7 +254,7 @@ def _encode_call(model: IntPixelCNN, pixels: np.ndarray, lanes: int, params: np.
     return states[:lanes], words[:int(count[0])], total, width
 
 
-def encode_tile(model: IntPixelCNN, pixels: np.ndarray, lanes: int):
+def encode_tile(model: IntPixelCNN | IntEnsemble, pixels: np.ndarray, lanes: int):
     """Code a tile of known pixels (h, w, channels) uint8 with `lanes` rANS lanes (row i: lane i % lanes):
     (final lane states int64, refill words uint32 in the decoder's reading order, and per sub-pixel in
     the decoding order its table's total and its symbol's width, int32, for the ideal bits). The same

@@ -6,6 +6,8 @@ import os
 from functools import lru_cache
 from pathlib import Path
 
+from . import native
+from .engine import IntEnsemble
 from .errors import PixzipError
 from .modelfile import LoadedModel, load
 
@@ -15,10 +17,13 @@ DEFAULTS = {3: "pcnn-rgb-v7", 1: "pcnn-gray-v2"}
 SMALL_DEFAULTS = {3: "pcnn-rgb-small-v5"}
 SMALL_MAX_PIXELS = 64 * 64
 # Effort levels (-e): 1 codes with the defaults above; 2 with the strongest shipped model for each plane
-# channel count, at any image size. The large network trained on CIFAR-10 codes held-out photos 0.8 %
-# smaller than the colour default (CBSD68: 2.7337 against 2.7552 for `pcnn-rgb-v7`) but encodes about 3x
-# and 3.5x slower to decode (7x the network; one 768x512 photo, native decoder). Grey planes have no stronger model yet.
-EFFORT_MODELS = {2: {3: "pcnn-rgb-small-v5"}}
+# channel count (the first of the list that this installation can code with): for colour,
+# `pcnn-rgb-mix-v1`, the equal-weight mixture of `pcnn-rgb-v7` and the large network trained on
+# CIFAR-10 (`pcnn-rgb-small-v5`; CBSD68: -2.1 % against `pcnn-rgb-v7` alone, about 8x the network: see
+# README), which only the native CPU coder runs; without it `pcnn-rgb-small-v5` alone. Small images
+# keep the small-image model (the mixture is worse there: CIFAR-10 3.494 against 3.457). Grey planes
+# have no stronger model yet.
+EFFORT_MODELS = {2: {3: ("pcnn-rgb-mix-v1", "pcnn-rgb-small-v5")}}
 EFFORTS = (1, 2)
 SUFFIX = ".pxm"
 
@@ -70,12 +75,14 @@ def default_model(channels: int, pixels: int | None = None, effort: int = 1) -> 
     SMALL_MAX_PIXELS pixels the small-image model, when one is installed."""
     if effort not in EFFORTS:
         raise PixzipError(f"effort must be one of {', '.join(map(str, EFFORTS))}")
-    stronger = EFFORT_MODELS.get(effort, {}).get(channels)
-    if stronger is not None:
-        return load_model(stronger)
     small = SMALL_DEFAULTS.get(channels)
     if pixels is not None and pixels <= SMALL_MAX_PIXELS and small in available():
         return load_model(small)
+    for name in EFFORT_MODELS.get(effort, {}).get(channels, ()):
+        if name in available():
+            m = load_model(name)
+            if not isinstance(m.net, IntEnsemble) or native.supports(m.net):
+                return m
     return load_model(DEFAULTS[channels])
 
 

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from pixzip import modelfile, zoo
+from pixzip.engine import IntEnsemble
 from pixzip.export import export
 from pixzip.model import ModelConfig, build_model
 
@@ -43,6 +44,9 @@ def tiny_dir(tmp_path_factory) -> Path:
     modelfile.save(net, d / "other-rgb.pxm")
     _, net = make_tiny_model(3, seed=7)
     modelfile.save(net, d / f"{zoo.SMALL_DEFAULTS[3]}.pxm", {"note": "tiny small-image test model"})
+    members = [make_tiny_model(3, hidden=12, seed=s, blocks=2, stream_bits=16, slope=2, skip_kernel=5)[1]
+               for s in (11, 12)]      # the native coder's structure: an ensemble runs nowhere else
+    modelfile.save(IntEnsemble(members), d / f"{zoo.EFFORT_MODELS[2][3][0]}.pxm", {"note": "tiny test ensemble"})
     return d
 
 

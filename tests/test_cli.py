@@ -13,7 +13,7 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from pixzip import zoo
+from pixzip import native, zoo
 from pixzip.cli import main
 
 
@@ -256,14 +256,16 @@ def test_bench_measures_every_codec_on_the_same_images(workdir, tiny_models):
     assert r.exit_code == 1 and "unknown codec" in r.stderr
 
 
-def test_effort_two_codes_colour_with_the_stronger_model(workdir, tiny_models):
-    """-e 2 codes colour planes of any size with zoo.EFFORT_MODELS[2][3] (grey planes keep their
-    default); -m still takes precedence; the file decodes without naming the effort."""
+def test_effort_two_codes_colour_with_the_stronger_model(workdir, tiny_models, monkeypatch):
+    """-e 2 codes colour planes larger than the small-image limit with the first of
+    zoo.EFFORT_MODELS[2][3] this installation codes (an ensemble, with the native coder; grey planes
+    keep their default); -m still takes precedence; the file decodes without naming the effort."""
     Image.fromarray(np.random.default_rng(5).integers(0, 256, (70, 80, 3), dtype=np.uint8)).save("big.png")
     assert run("compress", "big.png", "-o", "e1.pxz").exit_code == 0
     r = run("compress", "big.png", "-o", "e2.pxz", "-e", "2")
     assert r.exit_code == 0, r.stderr
-    assert zoo.EFFORT_MODELS[2][3] in run("info", "e2.pxz").stdout
+    stronger = zoo.EFFORT_MODELS[2][3][0 if native.available() else 1]
+    assert stronger in run("info", "e2.pxz").stdout
     assert zoo.DEFAULTS[3] in run("info", "e1.pxz").stdout
     assert run("decompress", "e2.pxz", "-o", "back.png").exit_code == 0 and same_image("back.png", "big.png")
     assert run("compress", "big.png", "-o", "m.pxz", "-e", "2", "-m", "other-rgb").exit_code == 0
@@ -273,6 +275,13 @@ def test_effort_two_codes_colour_with_the_stronger_model(workdir, tiny_models):
     assert zoo.DEFAULTS[1] in run("info", "grey.png.pxz").stdout
     r = run("compress", "big.png", "-o", "x.pxz", "-e", "3")
     assert r.exit_code == 2 and not Path("x.pxz").exists()
+    if native.available():      # without the native coder: the next model of the list, and the ensemble's
+        monkeypatch.setattr(native, "_LIB", None)      # files are refused in one line
+        r = run("compress", "big.png", "-o", "e2b.pxz", "-e", "2")
+        assert r.exit_code == 0 and zoo.EFFORT_MODELS[2][3][1] in run("info", "e2b.pxz").stdout
+        r = run("decompress", "e2.pxz", "-o", "no.png")
+        assert r.exit_code == 1 and "native CPU coder" in r.stderr and "Traceback" not in r.stderr
+        assert len(r.stderr.strip().splitlines()) == 1 and not Path("no.png").exists()
 
 
 def test_files_compressed_together_equal_files_compressed_alone(workdir):

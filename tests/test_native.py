@@ -13,8 +13,9 @@ from PIL import Image
 
 from conftest import make_tiny_model
 from test_rans import assert_corruption_refused
-from pixzip import codec, native, zoo
-from pixzip.engine import IntPixelCNN
+from pixzip import codec, modelfile, native, zoo
+from pixzip.engine import IntEnsemble, IntPixelCNN, laplace_start
+from pixzip.errors import PixzipError
 
 pytestmark = pytest.mark.skipif(not native.available(), reason="the native decoder is not built here")
 
@@ -158,3 +159,96 @@ def test_the_packed_model_survives_being_sent_to_a_worker(rng):
     before = native.tile_params(net, plane)
     ForkingPickler.dumps(net)
     assert np.array_equal(native.tile_params(net, plane), before)
+
+
+# ---- ensembles (engine.IntEnsemble): the members' equal-weight mixture, native coder only ----
+
+def ensemble(channels=3):
+    return IntEnsemble([tiny(channels, 12, seed=1), tiny(channels, 6, seed=2)])
+
+
+def mixture_widths(net: IntEnsemble, plane: np.ndarray) -> np.ndarray:
+    """Each sub-pixel's interval width in the mixture, decoding order, computed here from the members'
+    head outputs (the walk's): q_m(k) = floor(C_m(k) 2^24 / S_m), C(k) = floor(sum_m q_m(k) / n)."""
+    h, w, C = plane.shape
+    symbols = plane.reshape(-1)[decoding_order(h, w, C, net.slope)].astype(np.int64)
+    cums = []
+    for m in net.members:
+        p = native.tile_params(m, plane)
+        prefix = m._laplace_prefix().numpy()
+        start = laplace_start(p[:, 0], p[:, 1])
+        total = prefix[start + 256] - prefix[start]
+        cums.append([((prefix[start + symbols + d] - prefix[start]) << 24) // total for d in (0, 1)])
+    lo, hi = (sum(c[d] for c in cums) // len(cums) for d in (0, 1))
+    return hi - lo
+
+
+@pytest.mark.parametrize("channels", [3, 1])
+def test_an_ensemble_codes_the_mixture_of_its_members(channels, kernel, rng):
+    """The native encoder's intervals are the mixture's (computed here from the members' outputs), and
+    files decode exactly: tiles of several sizes, whole planes, 1 or 3 threads, both kernels."""
+    net = ensemble(channels)
+    assert native.supports(net)
+    plane = rng.integers(0, 256, (21, 26, channels), dtype=np.uint8)
+    _, _, total, width = native.encode_tile(net, plane, 2)
+    assert np.all(total == 1 << 24) and np.array_equal(width, mixture_widths(net, plane))
+    for tile in (16, 0):
+        for workers in (1, 3):
+            streams, back = round_trip(net, plane, tile, workers)
+            assert np.array_equal(back, plane)
+    (_, bits), = codec.encode_planes(net, [plane], 0)
+    assert bits == pytest.approx(np.sum(24 - np.log2(width)))
+
+
+def test_an_ensemble_beats_or_matches_its_members_on_average(rng):
+    """A mixture costs at most log2(n) bits a symbol over its best member, and the file is what the
+    members' mixture says (no member's table alone)."""
+    net = ensemble()
+    plane = (np.add.outer(np.arange(24), np.arange(30))[..., None] * [3, 2, 1] % 256).astype(np.uint8)
+    bits = codec.encode_planes(net, [plane], 0)[0][1]
+    alone = [codec.encode_planes(m, [plane], 0)[0][1] for m in net.members]
+    assert bits <= min(alone) + plane.size + 1e-6
+    assert bits != alone[0] and bits != alone[1]
+
+
+def test_corrupt_ensemble_streams_are_refused(rng):
+    net = ensemble()
+    plane = rng.integers(0, 256, (33, 29, 3), dtype=np.uint8)
+    (streams, _), = codec.encode_planes(net, [plane], 16)
+    assert_corruption_refused(net, plane, streams, 16, rng)
+
+
+def test_an_ensemble_model_file_round_trips(tmp_path, rng):
+    """Saved and loaded: the same identity and the same bytes coded; a member changed changes the
+    identity."""
+    net = ensemble()
+    path = tmp_path / "mix.pxm"
+    model_id = modelfile.save(net, path, {"note": "test"})
+    loaded = modelfile.load(path)
+    assert isinstance(loaded.net, IntEnsemble) and loaded.id == model_id and len(loaded.net.members) == 2
+    plane = rng.integers(0, 256, (12, 14, 3), dtype=np.uint8)
+    a, b = (codec.encode_planes(n, [plane], 0)[0][0][0] for n in (net, loaded.net))
+    assert np.array_equal(a, b)
+    other = IntEnsemble([net.members[0], tiny(3, 6, seed=3)])
+    assert modelfile.save(other, tmp_path / "other.pxm") != model_id
+
+
+def test_ensembles_are_refused_where_they_cannot_run(rng, monkeypatch):
+    """One-line errors: format v2's coder, an installation without the native coder, a GPU; members
+    that do not share channels or slope."""
+    net = ensemble()
+    plane = rng.integers(0, 256, (8, 9, 3), dtype=np.uint8)
+    with pytest.raises(PixzipError, match="format version 3"):
+        codec.encode_planes(net, [plane], 0, coder="range")
+    with pytest.raises(ValueError, match="GPU coding is implemented for PixelCNN models, not ensemble"):
+        codec.coding_device(net, "cuda")
+    assert codec.coding_device(net, "auto") is None
+    monkeypatch.setattr(native, "_LIB", None)
+    for call in (lambda: codec.encode_planes(net, [plane], 0),
+                 lambda: codec.decode_planes(net, [(8, 9)], 0, [[np.zeros(4, np.uint32)]])):
+        with pytest.raises(PixzipError, match="native CPU coder"):
+            call()
+    with pytest.raises(ValueError, match="share channels"):
+        IntEnsemble([tiny(3), tiny(1)])
+    with pytest.raises(ValueError, match="2 to 4"):
+        IntEnsemble([tiny(3)])

@@ -1,0 +1,36 @@
+"""Build an ensemble model file from member model files (pixzip.engine.IntEnsemble): the equal-weight
+mixture of their distributions, coded by the native CPU coder only.
+
+    python3 bench/make_ensemble.py models/pcnn-rgb-v7.pxm models/pcnn-rgb-small-v5.pxm -o models/pcnn-rgb-mix-v1.pxm
+
+The members' integers are copied unchanged; the provenance names them (name and identity). A shipped
+model file never changes once released: a new ensemble gets a new name.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from pixzip import modelfile  # noqa: E402
+from pixzip.engine import IntEnsemble  # noqa: E402
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("members", nargs="+", help="member .pxm files (2 to 4 PixelCNNs)")
+    ap.add_argument("-o", "--out", required=True)
+    args = ap.parse_args()
+    members = [modelfile.load(Path(p)) for p in args.members]
+    net = IntEnsemble([m.net for m in members])
+    provenance = {"ensemble_of": [{"name": m.name, "id": m.id} for m in members],
+                  "mixture": "equal weights, each member's table scaled to 2^24 first"}
+    print(modelfile.save(net, Path(args.out), provenance))
+
+
+if __name__ == "__main__":
+    main()
