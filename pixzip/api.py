@@ -10,6 +10,7 @@ import numpy as np
 
 from . import codec, container, zoo
 from .container import FormatError, Header, ModelRef
+from .engine import IntEnsemble
 from .errors import PixzipError
 from .images import DEFAULT_MAX_PIXELS, ImageData
 from .modelfile import LoadedModel
@@ -243,6 +244,8 @@ def sample(model: LoadedModel, height: int, width: int, seed: int = 0, complete=
     With `complete` (a plane of the model's channel count), its first `rows` rows are kept and the rest
     is drawn conditioned on them. Returns uint8 (height, width, channels)."""
     import numpy as np
+    if isinstance(model.net, IntEnsemble):     # only the native coder runs ensembles, and it draws nothing
+        raise PixzipError(f"{model.name} is an ensemble; sample from one of its members instead")
     rng = np.random.default_rng(seed)
 
     def choose(key, freq, where):

@@ -32,6 +32,7 @@ class Result:
     decode_s: float = 0.0
     exact: bool = True
     model_bits: float = 0.0            # pixzip only: the model's ideal code length
+    models: list = field(default_factory=list)   # pixzip only: the models its files name, in first use order
     per_image: list = field(default_factory=list)
 
     @property
@@ -49,6 +50,8 @@ class Result:
         self.decode_s += decode_s
         self.exact &= exact
         self.model_bits += model_bits
+        if model_bits:                 # a pixzip file: which models coded it (e.g. those an effort level chose)
+            self.models += [n for n in _model_names(blob) if n not in self.models]
         self.per_image.append({"image": img_name, "bytes": len(blob), "bpsp": 8 * len(blob) / a.size,
                                "encode_s": encode_s, "decode_s": decode_s, "exact": exact})
 
@@ -64,6 +67,10 @@ class Result:
 
 
 # -- codecs: encode(array) -> (bytes, extra) and decode(bytes) -> array --------------------------------
+def _model_names(blob: bytes) -> list[str]:
+    return [ref.name or ref.id[:16] for ref in api.read_header(blob).models]
+
+
 def _png_encode(a):
     buf = io.BytesIO()
     Image.fromarray(a.squeeze(-1) if a.shape[-1] == 1 else a).save(buf, "PNG", optimize=True)
@@ -246,7 +253,8 @@ def markdown(results: list[Result]) -> str:
         rel = f"{r.bpsp / ref.bpsp:.3f}" if ref else "-"
         model = f"{d['model_bits_per_subpixel']:.4f}" if r.model_bits else ""
         over = f"{d['overhead_pct']:+.2f}%" if r.model_bits else ""
-        lines.append(f"| {r.codec} | {r.bpsp:.4f} | {rel} | {'yes' if r.exact else 'NO'} | "
+        label = f"{r.codec} ({', '.join(r.models)})" if r.models else r.codec
+        lines.append(f"| {label} | {r.bpsp:.4f} | {rel} | {'yes' if r.exact else 'NO'} | "
                      f"{d['encode_mp_s']:.3f} | {d['decode_mp_s']:.3f} | {model} | {over} |")
     return "\n".join(lines)
 

@@ -262,9 +262,10 @@ def main():
               help="File format to write: 3 (rANS lanes: faster to encode, and to decode on a GPU; "
                    "about 0.3 % larger) or 2 (readable by pixzip 0.2).")
 @click.option("-e", "--effort", type=click.IntRange(1, max(zoo.EFFORTS)), default=1, show_default=True,
-              help="1: the default models; 2: the strongest shipped model for colour at any size "
-                   f"({zoo.EFFORT_MODELS[2][3]}: CBSD68's photos 0.8 % smaller, about 3x slower to encode "
-                   "and 3.5x slower to decode). -m takes precedence.")
+              help="1: the default models; 2: the strongest shipped model for colour photos "
+                   f"({zoo.EFFORT_MODELS[2][3][0]}, a mixture of two networks: CBSD68's photos 2.1 % "
+                   "smaller, about 5x slower to encode and 8x slower to decode; it needs the native "
+                   f"CPU coder, without which {zoo.EFFORT_MODELS[2][3][1]} codes them). -m takes precedence.")
 @common_options
 def compress(files, output, to_stdout, force, model, tile, max_pixels, verify, remove_source, format_version,
              effort, device, threads, verbose, quiet):

@@ -245,8 +245,10 @@ def test_bench_measures_every_codec_on_the_same_images(workdir, tiny_models):
     np.save("set/stack.npy", np.random.default_rng(0).integers(0, 256, (2, 8, 8, 3), dtype=np.uint8))
     r = run("bench", "set", "--codecs", "pixzip,png", "--json", "b.json", "-q")
     assert r.exit_code == 0, r.stderr
-    assert "| pixzip |" in r.stdout and "| png |" in r.stdout
     rows = {row["codec"]: row for row in json.loads(Path("b.json").read_text())["results"]}
+    used = rows["pixzip"]["models"]                      # read back from the files' headers
+    assert used and set(used) <= set(zoo.available())
+    assert f"| pixzip ({', '.join(used)}) |" in r.stdout and "| png |" in r.stdout
     assert rows["pixzip"]["images"] == rows["png"]["images"] == 3
     assert rows["pixzip"]["exact"] and rows["png"]["exact"]
     assert rows["pixzip"]["subpixels"] == 12 * 15 * 3 + 2 * 8 * 8 * 3
@@ -318,6 +320,9 @@ def test_sample_and_complete(workdir, tiny_models):
     assert np.array_equal(done[:5], orig[:5]) and not np.array_equal(done[5:], orig[5:])
     r = run("sample", "pcnn-rgb-v1", "--size", "big", "-o", "x.png")
     assert r.exit_code == 1 and "HxW" in r.stderr
+    r = run("sample", zoo.EFFORT_MODELS[2][3][0], "-o", "e.png")     # an ensemble: refused in one line
+    assert r.exit_code == 1 and "ensemble" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    assert not os.path.exists("e.png")
 
 
 @pytest.mark.parametrize("grey", [False, True])
