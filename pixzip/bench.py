@@ -9,7 +9,7 @@ from __future__ import annotations
 import io
 import json
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Callable
 
@@ -34,6 +34,17 @@ class Result:
     model_bits: float = 0.0            # pixzip only: the model's ideal code length
     models: list = field(default_factory=list)   # pixzip only: the models its files name, in first use order
     per_image: list = field(default_factory=list)
+
+    @property
+    def label(self) -> str:
+        """The codec, and for pixzip the models its files name."""
+        return f"{self.codec} ({', '.join(self.models)})" if self.models else self.codec
+
+    @classmethod
+    def from_row(cls, row: dict) -> "Result":
+        """A result read back from the JSON that write_json wrote (to plot several runs together)."""
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in row.items() if k in names})
 
     @property
     def bpsp(self) -> float:
@@ -253,8 +264,7 @@ def markdown(results: list[Result]) -> str:
         rel = f"{r.bpsp / ref.bpsp:.3f}" if ref else "-"
         model = f"{d['model_bits_per_subpixel']:.4f}" if r.model_bits else ""
         over = f"{d['overhead_pct']:+.2f}%" if r.model_bits else ""
-        label = f"{r.codec} ({', '.join(r.models)})" if r.models else r.codec
-        lines.append(f"| {label} | {r.bpsp:.4f} | {rel} | {'yes' if r.exact else 'NO'} | "
+        lines.append(f"| {r.label} | {r.bpsp:.4f} | {rel} | {'yes' if r.exact else 'NO'} | "
                      f"{d['encode_mp_s']:.3f} | {d['decode_mp_s']:.3f} | {model} | {over} |")
     return "\n".join(lines)
 
@@ -272,10 +282,12 @@ def plot(results: list[Result], path: Path, title: str):
     except ImportError:
         raise PixzipError("--plot needs matplotlib (pip install -e '.[bench]')") from None
     fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=120)
-    for r in results:
+    for k, r in enumerate(sorted(results, key=lambda r: r.bpsp)):
         d = r.row()
         ax.scatter(d["decode_mp_s"], r.bpsp, s=40)
-        ax.annotate(r.codec, (d["decode_mp_s"], r.bpsp), textcoords="offset points", xytext=(6, 4))
+        # labels alternately above and below their points: codecs of nearly the same rate stay readable
+        ax.annotate(r.label, (d["decode_mp_s"], r.bpsp), textcoords="offset points",
+                    xytext=(6, 4 if k % 2 else -12), fontsize=9)
     ax.set_xscale("log")
     ax.set_xlabel("decode speed (megapixels/s, log scale)")
     ax.set_ylabel("bits per sub-pixel (lower is better)")
