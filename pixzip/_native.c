@@ -71,7 +71,7 @@ INLINE void dot_plain(const uint8_t *x, const int8_t *w4, int k4, int npad, int3
 #define VNNI_TARGET __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx512vnni,bmi2,popcnt")))
 #endif
 
-enum { BATCH = 8 };     /* the encoder's pixels per product */
+enum { BATCH = 8 };     /* pixels per product: of a row (the encoder), of a wavefront (the decoder) */
 
 /* A layer's input for P pixels as segments: segment r of pixel k is k4[r] quads at x[r] + k * xstride,
  * its weights the next k4[r] quads of the group's w4 (the taps' runs, or one gathered vector). */
@@ -159,33 +159,39 @@ INLINE int64_t requantize(int64_t z, int64_t mult, int64_t shift, int64_t lo, in
     return y < lo ? lo : (y > hi ? hi : y);
 }
 
-/* The products of group g of a layer whose taps read `buf` around `centre` (row stride `stride`
- * pixels). With whole quads per pixel (cin % 4 == 0) every run of taps is read where it lies;
- * otherwise the taps are first copied into one zero-padded vector. */
+/* The products of group g of a layer for P pixels of one wavefront: pixel k's taps read `buf` around
+ * centre + k * pstep (row stride `stride` pixels; a wavefront's next pixel is one row down and `slope`
+ * columns left, or, in the buffers kept by row, the next row). With whole quads per pixel every run of
+ * taps is read where it lies; otherwise each pixel's taps are first copied into one zero-padded vector
+ * of `scratch` (BATCH of them). */
 INLINE void products(const PzConv *cv, const int8_t *w4, const uint8_t *buf, size_t centre, int64_t stride,
-                     int vnni, int32_t *acc) {
+                     int64_t pstep, int P, int vnni, uint8_t *scratch, int32_t (*acc)[MAX_COLS]) {
     Segments sg;
-    uint8_t x[4 * MAX_K];
-    sg.xstride = 0;
     if (cv->cin % 4 == 0 && cv->nruns <= 64) {
         sg.n = cv->nruns;
+        sg.xstride = (size_t)(pstep * cv->cin);
         for (int r = 0; r < cv->nruns; r++) {
             sg.x[r] = buf + (centre + cv->run_dy[r] * stride + cv->run_dx[r]) * cv->cin;
             sg.k4[r] = cv->run_len[r] * cv->cin / 4;
         }
     } else {
-        int n = 0;
-        for (int r = 0; r < cv->nruns; r++) {
-            int len = cv->run_len[r] * cv->cin;
-            memcpy(x + n, buf + (centre + cv->run_dy[r] * stride + cv->run_dx[r]) * cv->cin, len);
-            n += len;
+        size_t len = 4 * (size_t)cv->k4;
+        for (int k = 0; k < P; k++) {
+            uint8_t *x = scratch + k * len;
+            size_t n = 0, at = centre + k * pstep;
+            for (int r = 0; r < cv->nruns; r++) {
+                size_t run = (size_t)cv->run_len[r] * cv->cin;
+                memcpy(x + n, buf + (at + cv->run_dy[r] * stride + cv->run_dx[r]) * cv->cin, run);
+                n += run;
+            }
+            memset(x + n, 0, len - n);
         }
-        memset(x + n, 0, 4 * cv->k4 - n);
         sg.n = 1;
-        sg.x[0] = x;
+        sg.xstride = len;
+        sg.x[0] = scratch;
         sg.k4[0] = cv->k4;
     }
-    DOT_BATCH(vnni, &sg, 1, w4, cv->npad, (int32_t (*)[MAX_COLS])acc);
+    DOT_BATCH(vnni, &sg, P, w4, cv->npad, acc);
 }
 
 #ifdef PZ_X86
@@ -224,30 +230,35 @@ VNNI_TARGET static inline void requant_vnni_u8(const int32_t *acc, const int64_t
 }
 #endif
 
-/* Group g's outputs of a layer at a pixel: requantised, or the biased accumulators. */
-INLINE void layer(const PzConv *cv, const uint8_t *buf, size_t centre, int64_t stride, int g, int vnni, int64_t *y) {
-    int32_t acc[MAX_COLS], low[MAX_COLS];
+/* Group g's outputs of a layer for P pixels of a wavefront (as products()): y[k], requantised, or the
+ * biased accumulators. */
+INLINE void layer(const PzConv *cv, const uint8_t *buf, size_t centre, int64_t stride, int64_t pstep, int P, int g,
+                  int vnni, uint8_t *scratch, int64_t (*y)[MAX_COLS]) {
+    int32_t acc[BATCH][MAX_COLS], low[BATCH][MAX_COLS];
     int n = cv->cout / cv->groups, first = g * n;
     size_t part = (size_t)cv->k4 * cv->npad * 4;
-    products(cv, cv->w4 + g * part, buf, centre, stride, vnni, acc);
+    products(cv, cv->w4 + g * part, buf, centre, stride, pstep, P, vnni, scratch, acc);
     if (cv->w4_low) {        /* wide weights (the skip predictor): biased accumulators, no requantisation */
-        products(cv, cv->w4_low + g * part, buf, centre, stride, vnni, low);
-        for (int c = 0; c < n; c++) y[c] = (int64_t)acc[c] * 256 + low[c] + cv->bias[first + c];
+        products(cv, cv->w4_low + g * part, buf, centre, stride, pstep, P, vnni, scratch, low);
+        for (int k = 0; k < P; k++)
+            for (int c = 0; c < n; c++) y[k][c] = (int64_t)acc[k][c] * 256 + low[k][c] + cv->bias[first + c];
         return;
     }
-    if (!cv->requant) {
-        for (int c = 0; c < n; c++) y[c] = (int64_t)acc[c] + cv->bias[first + c];
-        return;
-    }
+    for (int k = 0; k < P; k++) {
+        if (!cv->requant) {
+            for (int c = 0; c < n; c++) y[k][c] = (int64_t)acc[k][c] + cv->bias[first + c];
+            continue;
+        }
 #ifdef PZ_X86
-    if (vnni) {
-        requant_vnni(acc, cv->mult + first, cv->offset + first, cv->shift + first, cv->lo, cv->hi, n, y);
-        return;
-    }
+        if (vnni) {
+            requant_vnni(acc[k], cv->mult + first, cv->offset + first, cv->shift + first, cv->lo, cv->hi, n, y[k]);
+            continue;
+        }
 #endif
-    for (int c = 0; c < n; c++) {
-        int64_t v = ((int64_t)acc[c] * cv->mult[first + c] + cv->offset[first + c]) >> cv->shift[first + c];
-        y[c] = v < cv->lo ? cv->lo : (v > cv->hi ? cv->hi : v);
+        for (int c = 0; c < n; c++) {
+            int64_t v = ((int64_t)acc[k][c] * cv->mult[first + c] + cv->offset[first + c]) >> cv->shift[first + c];
+            y[k][c] = v < cv->lo ? cv->lo : (v > cv->hi ? cv->hi : v);
+        }
     }
 }
 
@@ -280,21 +291,25 @@ INLINE void stream_read(const PzModel *m, int b, const int64_t *y, int n, uint8_
     }
 }
 
-/* Group g's outputs of a requantised layer at a pixel, as bytes (an int8 buffer's [0, 127]). */
-INLINE void layer_bytes(const PzConv *cv, const uint8_t *buf, size_t centre, int64_t stride, int g, int vnni,
-                        uint8_t *out) {
-    int32_t acc[MAX_COLS];
+/* Group g's outputs of a requantised layer for P pixels of a wavefront, as bytes (an int8 buffer's
+ * [0, 127]): pixel k's at out + k * out_step. */
+INLINE void layer_bytes(const PzConv *cv, const uint8_t *buf, size_t centre, int64_t stride, int64_t pstep, int P,
+                        int g, int vnni, uint8_t *scratch, uint8_t *out, size_t out_step) {
+    int32_t acc[BATCH][MAX_COLS];
     int n = cv->cout / cv->groups, first = g * n;
-    products(cv, cv->w4 + g * (size_t)cv->k4 * cv->npad * 4, buf, centre, stride, vnni, acc);
+    products(cv, cv->w4 + g * (size_t)cv->k4 * cv->npad * 4, buf, centre, stride, pstep, P, vnni, scratch, acc);
+    for (int k = 0; k < P; k++) {
+        uint8_t *o = out + k * out_step;
 #ifdef PZ_X86
-    if (vnni) {
-        requant_vnni_u8(acc, cv->mult + first, cv->offset + first, cv->shift + first, cv->lo, cv->hi, n, out);
-        return;
-    }
+        if (vnni) {
+            requant_vnni_u8(acc[k], cv->mult + first, cv->offset + first, cv->shift + first, cv->lo, cv->hi, n, o);
+            continue;
+        }
 #endif
-    for (int c = 0; c < n; c++) {
-        int64_t v = ((int64_t)acc[c] * cv->mult[first + c] + cv->offset[first + c]) >> cv->shift[first + c];
-        out[c] = (uint8_t)(v < cv->lo ? cv->lo : (v > cv->hi ? cv->hi : v));
+        for (int c = 0; c < n; c++) {
+            int64_t v = ((int64_t)acc[k][c] * cv->mult[first + c] + cv->offset[first + c]) >> cv->shift[first + c];
+            o[c] = (uint8_t)(v < cv->lo ? cv->lo : (v > cv->hi ? cv->hi : v));
+        }
     }
 }
 
@@ -308,42 +323,50 @@ typedef struct {
     uint8_t *head;           /* wavefront has one pixel per row); h x head width: head1's outputs */
 } Tile;
 
-/* Head outputs (mu16, log-scale index) of channel g at pixel (i, j): PixelCNN.step_params. A 1x1
- * layer reads its pixel's row of a buffer (stride 0); the columns of groups not yet computed there
- * are still 0, as the engine's masked weights would make them count. */
-INLINE void head_params(const PzModel *m, Tile *tl, int i, int j, int g, int vnni, int64_t *mu16, int64_t *idx) {
-    int64_t y[MAX_COLS], t[MAX_COLS], o[MAX_COLS], s[MAX_COLS];
-    int pad = m->pad, H = m->hidden;
-    size_t centre = (size_t)(i + pad) * tl->Wp + (j + pad), here = (size_t)i;
-    int n = m->first.cout / m->first.groups;
-    if (g == 0) {            /* a new pixel in this row: no group of it is computed yet */
-        for (int b = 0; b < m->blocks; b++) memset(tl->mids[b] + here * H, 0, H);
-        memset(tl->head + here * m->head1.cout, 0, m->head1.cout);
+/* Head outputs (mu16, log-scale index) of channel g for P pixels of one wavefront, (i0 + k, j0 - s k):
+ * PixelCNN.step_params. They are independent (each reads earlier wavefronts and earlier channels of
+ * itself only), so every layer runs on all P at once: one weight load serves P products. A 1x1 layer
+ * reads its pixel's row of a buffer (stride 0); the columns of groups not yet computed there are still
+ * 0, as the engine's masked weights would make them count. */
+INLINE void head_params(const PzModel *m, Tile *tl, int i0, int j0, int P, int g, int vnni, uint8_t *scratch,
+                        int64_t *mu16, int64_t *idx) {
+    int64_t y[BATCH][MAX_COLS], t[BATCH][MAX_COLS];
+    int pad = m->pad, H = m->hidden, HW = m->head1.cout;
+    size_t centre = (size_t)(i0 + pad) * tl->Wp + (j0 + pad), here = (size_t)i0;
+    int64_t cstep = tl->Wp - m->slope;                           /* the next pixel in the canvas buffers */
+    int n = m->first.cout / m->first.groups, hn = HW / m->head1.groups;
+    if (g == 0) {            /* new pixels in these rows: no group of them is computed yet */
+        for (int b = 0; b < m->blocks; b++) memset(tl->mids[b] + here * H, 0, (size_t)P * H);
+        memset(tl->head + here * HW, 0, (size_t)P * HW);
     }
 
-    layer(&m->first, tl->img, centre, tl->Wp, g, vnni, y);      /* the residual stream, 16-bit */
+    layer(&m->first, tl->img, centre, tl->Wp, cstep, P, g, vnni, scratch, y);     /* the residual stream, 16-bit */
     for (int b = 0; b <= m->blocks; b++) {
         if (b > 0) {                                             /* block b - 1 */
             uint8_t *mid = tl->mids[b - 1];
-            layer_bytes(&m->conv_a[b - 1], tl->reads[b - 1], centre, tl->Wp, g, vnni, mid + here * H + g * n);
-            layer(&m->conv_b[b - 1], mid, here, 0, g, vnni, t);
-            for (int c = 0; c < n; c++) {
-                int64_t v = y[c] + t[c];
-                y[c] = v < -32768 ? -32768 : (v > 32767 ? 32767 : v);
-            }
+            layer_bytes(&m->conv_a[b - 1], tl->reads[b - 1], centre, tl->Wp, cstep, P, g, vnni, scratch,
+                        mid + here * H + g * n, H);
+            layer(&m->conv_b[b - 1], mid, here, 0, 1, P, g, vnni, scratch, t);
+            for (int k = 0; k < P; k++)
+                for (int c = 0; c < n; c++) {
+                    int64_t v = y[k][c] + t[k][c];
+                    y[k][c] = v < -32768 ? -32768 : (v > 32767 ? 32767 : v);
+                }
         }
-        stream_read(m, b, y, n, tl->reads[b] + centre * H + g * n, vnni);
+        for (int k = 0; k < P; k++)
+            stream_read(m, b, y[k], n, tl->reads[b] + (centre + k * cstep) * H + g * n, vnni);
     }
-    int hn = m->head1.cout / m->head1.groups, HW = m->head1.cout;
-    layer_bytes(&m->head1, tl->reads[m->blocks], centre, 0, g, vnni, tl->head + here * HW + g * hn);
-    layer(&m->out, tl->head, here, 0, g, vnni, o);
-    layer(&m->skip, tl->img, centre, tl->Wp, g, vnni, s);
+    layer_bytes(&m->head1, tl->reads[m->blocks], centre, 0, cstep, P, g, vnni, scratch, tl->head + here * HW + g * hn, HW);
+    layer(&m->out, tl->head, here, 0, 1, P, g, vnni, scratch, y);
+    layer(&m->skip, tl->img, centre, tl->Wp, cstep, P, g, vnni, scratch, t);
     const int64_t big = (int64_t)1 << 30;
-    int64_t mu = requantize(o[0], m->head_mult[2 * g], m->head_shift[2 * g], -big, big) + 128 * 16
-                 + requantize(s[0], m->skip_mult[g], m->skip_shift[g], -big, big);
-    int64_t ls = requantize(o[1], m->head_mult[2 * g + 1], m->head_shift[2 * g + 1], m->ls_min, m->ls_max);
-    *mu16 = mu < 0 ? 0 : (mu > 255 * 16 ? 255 * 16 : mu);
-    *idx = ls - m->ls_min;
+    for (int k = 0; k < P; k++) {
+        int64_t mu = requantize(y[k][0], m->head_mult[2 * g], m->head_shift[2 * g], -big, big) + 128 * 16
+                     + requantize(t[k][0], m->skip_mult[g], m->skip_shift[g], -big, big);
+        int64_t ls = requantize(y[k][1], m->head_mult[2 * g + 1], m->head_shift[2 * g + 1], m->ls_min, m->ls_max);
+        mu16[k] = mu < 0 ? 0 : (mu > 255 * 16 ? 255 * 16 : mu);
+        idx[k] = ls - m->ls_min;
+    }
 }
 
 /* One rANS symbol from the Laplace table of (mu16, idx): rans.decode_step for one lane. */
@@ -458,8 +481,10 @@ INLINE int walk_tile(const PzModel *const *ms, int nm, int h, int w, int lanes, 
     int C = m->channels, s = m->slope;
     Tile tl[MAX_MEMBERS];
     int status = 0;
+    uint8_t *scratch = malloc(BATCH * 4 * (size_t)MAX_K);       /* gathered taps (layers of cin % 4 != 0) */
     for (int k = 0; k < nm; k++) tl[k] = (Tile){0, 0, 0, NULL, NULL, NULL, NULL};
     for (int k = 0; k < nm && status == 0; k++) status = tile_alloc(ms[k], &tl[k], h, w);
+    if (!scratch) status = -2;
     if (status != 0) goto done;
 
     int64_t ptr = 0;
@@ -467,33 +492,39 @@ INLINE int walk_tile(const PzModel *const *ms, int nm, int h, int w, int lanes, 
     for (int t = 0; t <= (w - 1) + s * (h - 1); t++) {          /* wavefronts t = j + s*i */
         int i_lo = t - (w - 1) <= 0 ? 0 : (t - (w - 1) + s - 1) / s, i_hi = t / s < h - 1 ? t / s : h - 1;
         for (int g = 0; g < C; g++)                              /* then channel, then row */
-            for (int i = i_lo; i <= i_hi; i++) {
-                int j = t - s * i, value;
-                int64_t mu16[MAX_MEMBERS], idx[MAX_MEMBERS];
-                for (int k = 0; k < nm; k++) head_params(ms[k], &tl[k], i, j, g, vnni, &mu16[k], &idx[k]);
-                if (known) {
-                    *params++ = mu16[0];
-                    *params++ = idx[0];
-                    value = known[((size_t)i * w + j) * C + g];
-                } else {
-                    int64_t *x = &state[i % lanes];
-                    int sym;
-                    if (nm == 1) {
-                        sym = decode_symbol(m, x, mu16[0], idx[0]);
-                    } else {
-                        Mix mx;
-                        mix_init(&mx, ms, nm, mu16, idx);
-                        sym = decode_mixed(&mx, m->levels, x, (int)(mu16[0] / 16));
-                    }
-                    if (*x < LOW) {                              /* renormalise: one word */
-                        if (ptr < n_words) *x = (*x << 32) | words[ptr];
-                        else overrun = 1;
-                        ptr++;
-                    }
-                    value = m->symbol_values[sym];
-                }
+            for (int i0 = i_lo; i0 <= i_hi; i0 += BATCH) {       /* BATCH rows' head outputs at once */
+                int P = i_hi - i0 + 1 < BATCH ? i_hi - i0 + 1 : BATCH;
+                int64_t mu16[MAX_MEMBERS][BATCH], idx[MAX_MEMBERS][BATCH];
                 for (int k = 0; k < nm; k++)
-                    tl[k].img[((size_t)(i + ms[k]->pad) * tl[k].Wp + j + ms[k]->pad) * C + g] = (uint8_t)value;
+                    head_params(ms[k], &tl[k], i0, t - s * i0, P, g, vnni, scratch, mu16[k], idx[k]);
+                for (int p = 0; p < P; p++) {                    /* then their symbols, row by row */
+                    int i = i0 + p, j = t - s * i, value;
+                    if (known) {
+                        *params++ = mu16[0][p];
+                        *params++ = idx[0][p];
+                        value = known[((size_t)i * w + j) * C + g];
+                    } else {
+                        int64_t *x = &state[i % lanes];
+                        int sym;
+                        if (nm == 1) {
+                            sym = decode_symbol(m, x, mu16[0][p], idx[0][p]);
+                        } else {
+                            int64_t mu_p[MAX_MEMBERS], idx_p[MAX_MEMBERS];
+                            for (int k = 0; k < nm; k++) { mu_p[k] = mu16[k][p]; idx_p[k] = idx[k][p]; }
+                            Mix mx;
+                            mix_init(&mx, ms, nm, mu_p, idx_p);
+                            sym = decode_mixed(&mx, m->levels, x, (int)(mu_p[0] / 16));
+                        }
+                        if (*x < LOW) {                          /* renormalise: one word */
+                            if (ptr < n_words) *x = (*x << 32) | words[ptr];
+                            else overrun = 1;
+                            ptr++;
+                        }
+                        value = m->symbol_values[sym];
+                    }
+                    for (int k = 0; k < nm; k++)
+                        tl[k].img[((size_t)(i + ms[k]->pad) * tl[k].Wp + j + ms[k]->pad) * C + g] = (uint8_t)value;
+                }
             }
     }
     if (known) goto done;
@@ -504,6 +535,7 @@ INLINE int walk_tile(const PzModel *const *ms, int nm, int h, int w, int lanes, 
         memcpy(out + (size_t)i * w * C, tl[0].img + ((size_t)(i + m->pad) * tl[0].Wp + m->pad) * C, (size_t)w * C);
 done:
     for (int k = 0; k < nm; k++) tile_free(&tl[k], ms[k]->blocks);
+    free(scratch);
     return status;
 }
 
