@@ -69,6 +69,20 @@ def test_head_outputs_equal_the_engines(channels, hidden, size, kernel, rng):
     assert np.array_equal(native.dense_params(net, plane), want)
 
 
+@pytest.mark.parametrize("slope,first_kernel", [(3, 5), (5, 5), (None, 7)])
+def test_head_outputs_equal_the_engines_at_other_slopes(slope, first_kernel, kernel, rng):
+    """The walk models a wavefront's rows 8 at a time, the next one `slope` columns left: other slopes
+    (None: the kernels' own, 4 for a 7x7 first layer) and wavefronts of more than 8 rows, as full
+    batches and remainders, give the engine's integers; files round-trip."""
+    _, net = make_tiny_model(3, hidden=9, seed=4, blocks=2, stream_bits=16, slope=slope, skip_kernel=5,
+                             first_kernel=first_kernel)
+    assert native.supports(net) and net.slope == (slope or 4)
+    plane = rng.integers(0, 256, (23, 41, 3), dtype=np.uint8)
+    want = engine_params(net, plane)[decoding_order(23, 41, 3, net.slope)]
+    assert np.array_equal(native.tile_params(net, plane), want)
+    assert np.array_equal(round_trip(net, plane, 0)[1], plane)
+
+
 def round_trip(net, plane, tile, workers=1):
     (streams, _), = codec.encode_planes(net, [plane], tile)
     return streams, codec.decode_planes(net, [plane.shape[:2]], tile, [streams], workers=workers)[0]
