@@ -68,10 +68,10 @@ def progress_bar(total: int, desc: str, quiet: bool):
 
 
 def set_device(device: str, threads: int, decoding: bool = False) -> str:
-    """Apply -T and resolve --device. "auto" encodes on a GPU when torch sees one (and the model runs
-    there: PixelCNN models) and decodes on the CPU: a GPU decode is ~1 100 sequential sub-steps of
-    small kernels whatever the batch (0.9-1.4 MP/s for batches of 7-18 photos on an H100, about a
-    second for one photo), while the CPU decodes tiles on every core."""
+    """Apply -T and resolve --device. "auto" decodes on the CPU (a GPU decode is ~1 100 sequential
+    sub-steps of small kernels whatever the batch: 0.9-1.4 MP/s for batches of 7-18 photos on an
+    H100, while the CPU decodes tiles on every core) and leaves encoding to codec.coding_device: a
+    GPU only for models the native CPU coder does not run."""
     import torch
     if threads:
         torch.set_num_threads(threads)
@@ -209,11 +209,13 @@ def common_options(f):
     f = click.option("-q", "--quiet", is_flag=True, help="Print nothing but errors.")(f)
     f = click.option("-v", "--verbose", count=True, help="More detail (model, ideal bits, timings).")(f)
     f = click.option("-T", "--threads", type=click.IntRange(0), default=0, metavar="N",
-                     help="Worker processes for large images (tiles are coded in parallel; the bytes "
-                          "are the same for any N); 0: all cores.")(f)
+                     help="Cores to use: tiles are coded in N threads by the native coder (in worker "
+                          "processes on the torch path, for large images); the bytes are the same for "
+                          "any N. 0: all cores.")(f)
     f = click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
-                     help="Where the integer model runs (PixelCNN models on CUDA). auto: encode on a GPU if "
-                          "there is one, decode on the CPU's cores. Files are identical whichever is used.")(f)
+                     help="Where the integer model runs (PixelCNN models on CUDA). auto: the CPU's cores "
+                          "(the native coder is the fastest path measured), a GPU only to encode with "
+                          "models the native coder does not run. Files are identical whichever is used.")(f)
     return f
 
 

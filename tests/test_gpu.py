@@ -133,7 +133,7 @@ def test_coder_fanned_out_to_processes_writes_the_same_bytes(rng, coder):
         assert len(s1) == len(s2) and all(np.array_equal(a, b) for a, b in zip(s1, s2)) and b1 == b2
 
 
-def test_auto_device_encodes_on_a_gpu_and_decodes_on_the_cpu(monkeypatch):
+def test_auto_device_prefers_the_native_coder_and_decodes_on_the_cpu(monkeypatch):
     from test_architectures import tiny_rnn
     from pixzip.cli import set_device
     assert set_device("auto", 0) == "auto" and set_device("auto", 0, decoding=True) == "cpu"
@@ -142,9 +142,16 @@ def test_auto_device_encodes_on_a_gpu_and_decodes_on_the_cpu(monkeypatch):
     # "auto" keeps a model the GPU path does not run (an LSTM) on the CPU, whatever torch sees
     _, lstm = tiny_rnn("rowlstm")
     assert codec.placed(lstm, "auto", 7) == (lstm, 7)
+    # ... and a model the native CPU coder runs (faster than the GPU path measured so far)
+    from pixzip import native
+    net = tiny(dict(channels=3, stream_bits=16, slope=2))
+    if native.kernel() != "none":
+        assert native.supports(net) and codec.coding_device(net, "auto") is None
+        assert codec.placed(net, "auto", 7) == (net, 7)
+    other = tiny(dict(channels=3, stream_bits=8))              # the torch path only: a GPU when there is one
+    assert not native.supports(other) and codec.coding_device(other, "auto") == torch.device("cuda")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    net = tiny(dict(channels=3))
-    assert codec.placed(net, "auto", 7) == (net, 7)
+    assert codec.placed(net, "auto", 7) == (net, 7) and codec.coding_device(other, "auto") is None
 
 
 @cuda
