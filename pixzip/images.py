@@ -66,6 +66,9 @@ def read_image(source, name: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image
     if im.mode not in MODES:
         raise PixzipError(f"{name}: image mode {im.mode} is not supported (supported: {', '.join(MODES)}; "
                           "16-bit, CMYK and float images are not)")
+    frames = getattr(im, "n_frames", 1)
+    if frames > 1:           # coding the first frame alone would silently lose the others
+        raise PixzipError(f"{name}: has {frames} frames (animation or pages); pixzip codes single images only")
     return split(im)
 
 

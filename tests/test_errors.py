@@ -64,6 +64,17 @@ def test_unsupported_modes(good):
     fails(["compress", "float.tif"], "not supported")
 
 
+@pytest.mark.parametrize("name", ["anim.gif", "anim.png", "pages.tif"])
+def test_multi_frame_images_are_refused(good, name):
+    """Coding the first frame alone would lose the others without a word: refused, nothing written."""
+    frames = [Image.new("RGB", (6, 5), (40 * k, 0, 0)) for k in range(3)]
+    frames[0].save(name, save_all=True, append_images=frames[1:])
+    assert Image.open(name).n_frames == 3
+    fails(["compress", name], "3 frames")
+    Image.new("RGB", (6, 5)).save("still.gif")                   # one frame: coded as ever
+    assert CliRunner().invoke(main, ["compress", "still.gif", "-q"]).exit_code == 0
+
+
 def test_truncated(good):
     for cut in (3, 20, len(good) // 2, len(good) - 1):
         write_and_fail("t.pxz", good[:cut], "truncated")
