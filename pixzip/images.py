@@ -145,5 +145,10 @@ def encode_image_file(im: Image.Image, fmt: str) -> bytes:
         raise PixzipError(f"PNM cannot hold a {im.mode} image; use .png")
     if fmt == "BMP" and im.mode in ("LA", "RGBA"):
         raise PixzipError(f"BMP cannot hold a {im.mode} image losslessly; use .png")
+    # what the file restores must survive the output too: a transparent colour (PNG's tRNS), the ICC profile
+    if "transparency" in im.info and fmt != "PNG":
+        raise PixzipError(f"{fmt} cannot hold the image's transparent colour; use .png")
+    if im.info.get("icc_profile") and fmt not in ("PNG", "TIFF", "WEBP"):
+        raise PixzipError(f"{fmt} cannot hold the image's ICC profile; use .png, .tif or .webp")
     im.save(buf, format=fmt, **kw)
     return buf.getvalue()

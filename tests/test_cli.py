@@ -77,6 +77,24 @@ def test_output_option_and_format_by_suffix(workdir):
     assert r.exit_code == 1 and "lossy" in r.stderr and not Path("y.jpg").exists()
 
 
+def test_outputs_that_would_lose_transparency_or_the_icc_profile_are_refused(workdir):
+    """A palette image's transparent colour survives only in PNG, an ICC profile in PNG, TIFF and
+    WebP: other outputs are refused in one line, and nothing is written."""
+    im = Image.fromarray(np.arange(20, dtype=np.uint8).reshape(4, 5) % 4, "P")
+    im.putpalette([0, 0, 0, 255, 0, 0, 0, 255, 0, 0, 0, 255])
+    im.save("p.png", transparency=1)
+    Image.open("a.png").save("icc.png", icc_profile=b"\0" * 128)
+    for src in ("p.png", "icc.png"):
+        assert run("compress", src).exit_code == 0
+    for src, out in (("p.png", "p.bmp"), ("p.png", "p.tif"), ("icc.png", "i.bmp"), ("icc.png", "i.ppm")):
+        r = run("decompress", src + ".pxz", "-o", out)
+        assert r.exit_code == 1 and "use .png" in r.stderr and not Path(out).exists(), (out, r.stderr)
+    assert run("decompress", "icc.png.pxz", "-o", "i.tif").exit_code == 0
+    assert Image.open("i.tif").info["icc_profile"] == b"\0" * 128 and same_image("icc.png", "i.tif")
+    assert run("decompress", "p.png.pxz", "-o", "p2.png").exit_code == 0
+    assert Image.open("p2.png").info["transparency"] == 1
+
+
 def test_decompress_without_image_suffix_appends_png(workdir):
     run("compress", "a.png", "-o", "pic.pxz")
     assert run("decompress", "pic.pxz").exit_code == 0
