@@ -266,7 +266,7 @@ def main():
 @click.option("-e", "--effort", type=click.IntRange(1, max(zoo.EFFORTS)), default=1, show_default=True,
               help="1: the default models; 2: the strongest shipped model for colour photos "
                    f"({zoo.EFFORT_MODELS[2][3][0]}, a mixture of two networks: CBSD68's photos 2.1 % "
-                   "smaller, about 5x slower to encode and 8x slower to decode; it needs the native "
+                   "smaller, about 5x slower to encode and 7x slower to decode; it needs the native "
                    f"CPU coder, without which {zoo.EFFORT_MODELS[2][3][1]} codes them). -m takes precedence.")
 @common_options
 def compress(files, output, to_stdout, force, model, tile, max_pixels, verify, remove_source, format_version,
