@@ -497,6 +497,15 @@ INLINE int walk_tile(const PzModel *const *ms, int nm, int h, int w, int lanes, 
                 int64_t mu16[MAX_MEMBERS][BATCH], idx[MAX_MEMBERS][BATCH];
                 for (int k = 0; k < nm; k++)
                     head_params(ms[k], &tl[k], i0, t - s * i0, P, g, vnni, scratch, mu16[k], idx[k]);
+                if (!known)          /* the batch's table reads, started together: their misses overlap */
+                    for (int k = 0; k < nm; k++)
+                        for (int p = 0; p < P; p++) {
+                            const int64_t *row = ms[k]->prefix + (idx[k][p] * 16 + mu16[k][p] % 16) * ROW
+                                                 + (255 - mu16[k][p] / 16);
+                            __builtin_prefetch(row);
+                            __builtin_prefetch(row + mu16[k][p] / 16);
+                            __builtin_prefetch(row + ms[k]->levels);
+                        }
                 for (int p = 0; p < P; p++) {                    /* then their symbols, row by row */
                     int i = i0 + p, j = t - s * i, value;
                     if (known) {
