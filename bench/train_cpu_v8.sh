@@ -4,6 +4,11 @@
 # first 26 are): more varied structure, which only a CPU run can use (the GPU machine receives 64 MiB).
 # Crops of 32x32, quantisation-aware throughout, v7's learning rate, a fresh optimizer.
 #
+# Run on 2026-12-05 (session 11): 100 minutes with 23 of them paused for benchmarks, 15 363 steps, one
+# thread at nice 10; monitoring crops 3.1014 -> 3.0957 (integer), but CBSD68 2.7395 -> 2.7385 (model,
+# -0.04 %) and the last 300 CIFAR rows 3.6390 -> 3.6358: not shipped (models/README.md). Log:
+# bench/results/train-pcnn-rgb-v8-candidate.log.
+#
 #   bench/train_cpu_v8.sh DATA RUNS [MINUTES]   DATA: bench/prepare_gpu_data.py's folder (pack, then unpack)
 set -euo pipefail
 cd "$(dirname "$0")/.."
