@@ -885,10 +885,7 @@ class IntEnsemble:
         self.cfg = first.cfg            # channels, levels, symbols: the members'
         self.slope = first.slope
         self.symbol_values = first.symbol_values
-        self.device = torch.device("cpu")
-        self.host = self
-        self.head, self.tables = {}, {}
-        self._cache: dict = {}
+        self.device = torch.device("cpu")        # where the codec places it: the native coder is CPU only
 
     @property
     def arch(self) -> str:
@@ -902,9 +899,6 @@ class IntEnsemble:
     def min_bits_per_symbol(self) -> float:
         """A mixture gives no symbol more than its likeliest member does (sanity bounds only)."""
         return min(m.min_bits_per_symbol() for m in self.members)
-
-    def __getstate__(self):
-        return {**self.__dict__, "_cache": {}}
 
 
 def int_model_class(arch: str):
