@@ -369,9 +369,15 @@ INLINE void head_params(const PzModel *m, Tile *tl, int i0, int j0, int P, int g
     }
 }
 
+/* Where the Laplace table of (mu16, log-scale index) starts in the model's prefix sums: C(k) = p[k] - p[0]
+ * (engine.laplace_start). */
+INLINE const int64_t *laplace_row(const PzModel *m, int64_t mu16, int64_t idx) {
+    return m->prefix + (idx * 16 + mu16 % 16) * ROW + (255 - mu16 / 16);
+}
+
 /* One rANS symbol from the Laplace table of (mu16, idx): rans.decode_step for one lane. */
 INLINE int decode_symbol(const PzModel *m, int64_t *x, int64_t mu16, int64_t idx) {
-    const int64_t *p = m->prefix + (idx * 16 + mu16 % 16) * ROW + (255 - mu16 / 16);
+    const int64_t *p = laplace_row(m, mu16, idx);
     int64_t base = p[0], total = p[m->levels] - base;
     int64_t slot = *x & (LOW - 1);
     int64_t bound = ((slot + 1) * total + LOW - 1) >> PRECISION;     /* C(k) < bound <=> q(k) <= slot */
@@ -413,7 +419,7 @@ typedef struct {
 INLINE void mix_init(Mix *mx, const PzModel *const *ms, int n, const int64_t *mu16, const int64_t *idx) {
     mx->n = n;
     for (int k = 0; k < n; k++) {
-        mx->p[k] = ms[k]->prefix + (idx[k] * 16 + mu16[k] % 16) * ROW + (255 - mu16[k] / 16);
+        mx->p[k] = laplace_row(ms[k], mu16[k], idx[k]);
         mx->base[k] = mx->p[k][0];
         mx->total[k] = mx->p[k][ms[k]->levels] - mx->base[k];
     }
@@ -500,8 +506,7 @@ INLINE int walk_tile(const PzModel *const *ms, int nm, int h, int w, int lanes, 
                 if (!known)          /* the batch's table reads, started together: their misses overlap */
                     for (int k = 0; k < nm; k++)
                         for (int p = 0; p < P; p++) {
-                            const int64_t *row = ms[k]->prefix + (idx[k][p] * 16 + mu16[k][p] % 16) * ROW
-                                                 + (255 - mu16[k][p] / 16);
+                            const int64_t *row = laplace_row(ms[k], mu16[k][p], idx[k][p]);
                             __builtin_prefetch(row);
                             __builtin_prefetch(row + mu16[k][p] / 16);
                             __builtin_prefetch(row + ms[k]->levels);
@@ -760,29 +765,19 @@ INLINE int encode_tile(const PzModel *const *ms, int nm, int h, int w, int lanes
             for (int i = i_hi; i >= i_lo; i--) {
                 int v = pixels[((size_t)i * w + (t - s * i)) * C + g];
                 at--;
-                if (nm == 1) {
-                    int64_t mu16 = own[2 * at], idx = own[2 * at + 1];
-                    const int64_t *p = m->prefix + (idx * 16 + mu16 % 16) * ROW + (255 - mu16 / 16);
-                    int64_t base = p[0], all = p[m->levels] - base, below = p[v] - base, upto = p[v + 1] - base;
-                    int64_t q0 = (below << PRECISION) / all, q1 = (upto << PRECISION) / all;
-                    lo[at] = (int32_t)q0;
-                    freq[at] = (int32_t)(q1 - q0);
-                    total[at] = (int32_t)all;
-                    width[at] = (int32_t)(upto - below);
-                } else {
-                    int64_t mu16[MAX_MEMBERS], idx[MAX_MEMBERS];
-                    for (int k = 0; k < nm; k++) {
-                        mu16[k] = own[2 * n * k + 2 * at];
-                        idx[k] = own[2 * n * k + 2 * at + 1];
-                    }
-                    Mix mx;
-                    mix_init(&mx, ms, nm, mu16, idx);
-                    int64_t q0 = mix_cum(&mx, v), q1 = mix_cum(&mx, v + 1);
-                    lo[at] = (int32_t)q0;
-                    freq[at] = (int32_t)(q1 - q0);
-                    total[at] = (int32_t)LOW;
-                    width[at] = (int32_t)(q1 - q0);
+                int64_t mu16[MAX_MEMBERS], idx[MAX_MEMBERS];
+                for (int k = 0; k < nm; k++) {
+                    mu16[k] = own[2 * n * k + 2 * at];
+                    idx[k] = own[2 * n * k + 2 * at + 1];
                 }
+                Mix mx;              /* one model is the mixture of one: q(k) = floor(C(k) 2^24 / S) */
+                mix_init(&mx, ms, nm, mu16, idx);
+                int64_t q0 = mix_cum(&mx, v), q1 = mix_cum(&mx, v + 1);
+                lo[at] = (int32_t)q0;
+                freq[at] = (int32_t)(q1 - q0);
+                /* the ideal bits are reported from the table coded: a model's own, or the mixture */
+                total[at] = (int32_t)(nm == 1 ? mx.total[0] : LOW);
+                width[at] = (int32_t)(nm == 1 ? mx.p[0][v + 1] - mx.p[0][v] : q1 - q0);
                 int64_t *x = &state[i % lanes], f = freq[at];
                 wrote[at] = *x >= (f << 32);
                 if (wrote[at]) {
