@@ -130,13 +130,10 @@ def output_format(path_name: str) -> str | None:
 
 
 def encode_image_file(im: Image.Image, fmt: str) -> bytes:
-    """Serialise losslessly in the given Pillow format, keeping the ICC profile and transparency."""
+    """Serialise losslessly in the given Pillow format, keeping the ICC profile and transparency: a
+    format that cannot hold what the file restores is refused, never written without it."""
     buf = io.BytesIO()
     kw = {}
-    if im.info.get("icc_profile") and fmt in ("PNG", "TIFF", "WEBP"):
-        kw["icc_profile"] = im.info["icc_profile"]
-    if "transparency" in im.info and fmt == "PNG":
-        kw["transparency"] = im.info["transparency"]
     if fmt == "WEBP":
         kw.update(lossless=True, exact=True)
         if im.mode not in ("RGB", "RGBA"):
@@ -145,10 +142,13 @@ def encode_image_file(im: Image.Image, fmt: str) -> bytes:
         raise PixzipError(f"PNM cannot hold a {im.mode} image; use .png")
     if fmt == "BMP" and im.mode in ("LA", "RGBA"):
         raise PixzipError(f"BMP cannot hold a {im.mode} image losslessly; use .png")
-    # what the file restores must survive the output too: a transparent colour (PNG's tRNS), the ICC profile
-    if "transparency" in im.info and fmt != "PNG":
-        raise PixzipError(f"{fmt} cannot hold the image's transparent colour; use .png")
-    if im.info.get("icc_profile") and fmt not in ("PNG", "TIFF", "WEBP"):
-        raise PixzipError(f"{fmt} cannot hold the image's ICC profile; use .png, .tif or .webp")
+    if im.info.get("icc_profile"):
+        if fmt not in ("PNG", "TIFF", "WEBP"):
+            raise PixzipError(f"{fmt} cannot hold the image's ICC profile; use .png, .tif or .webp")
+        kw["icc_profile"] = im.info["icc_profile"]
+    if "transparency" in im.info:                # a transparent colour (PNG's tRNS)
+        if fmt != "PNG":
+            raise PixzipError(f"{fmt} cannot hold the image's transparent colour; use .png")
+        kw["transparency"] = im.info["transparency"]
     im.save(buf, format=fmt, **kw)
     return buf.getvalue()
