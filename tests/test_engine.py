@@ -130,12 +130,14 @@ def test_batch_composition_does_not_change_streams(rng):
                                                     (3, "masks", 16), (3, "skip", 16)])
 def test_integer_model_matches_float_model(skip, deps, stream_bits):
     """After a little training (peaked distributions, as in real use) the exported integer model
-    codes within 1% of the float fake-quantised model's bits."""
+    codes within 2% of the float fake-quantised model's bits. (Measured with one training thread:
+    |ratio - 1| <= 0.0067 over these five cases; a different CPU's float kernels may train a slightly
+    different model, hence 3x headroom rather than a bound at the largest value seen.)"""
     cfg = ModelConfig(channels=3, hidden=12, head_hidden=12, blocks=1, first_kernel=5, skip_kernel=skip,
                       channel_deps=deps, stream_bits=stream_bits)
     float_bits, int_bits, n = float_and_integer_bits(cfg, 24, 150, 100)
     assert float_bits / n < 4.5          # it did learn something
-    assert abs(int_bits / float_bits - 1) < 0.01
+    assert abs(int_bits / float_bits - 1) < 0.02
 
 
 @pytest.mark.parametrize("k_first,blocks,deps", [(7, 2, "masks"), (5, 1, "masks"), (3, 3, "masks"),
