@@ -8,7 +8,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from . import codec, container, zoo
+from . import codec, container, lowbits, zoo
 from .container import FormatError, Header, ModelRef
 from .engine import IntEnsemble
 from .errors import PixzipError
@@ -73,7 +73,10 @@ def compress_many(images: Sequence[ImageData], models: Sequence[LoadedModel] = (
     each image's file is byte for byte what it would be alone."""
     if version not in container.WRITABLE:
         raise PixzipError(f"cannot write format version {version} (writable: {container.WRITABLE})")
+    for im in images:
+        _check_version_holds(im, version)
     chosen = [choose_models(im, models, effort) for im in images]
+    split = [_SplitImage.of(im) for im in images]
     jobs: dict[str, tuple[LoadedModel, list]] = {}          # model id -> (model, [(image, plane)])
     for i, (im, ms) in enumerate(zip(images, chosen)):
         for p, m in enumerate(ms):
@@ -85,28 +88,62 @@ def compress_many(images: Sequence[ImageData], models: Sequence[LoadedModel] = (
             codec.coding_device(m.net, device)
         except ValueError as e:
             raise PixzipError(f"model {m.name!r}: {e}") from None
-        planes = [images[i].planes[p] for i, p in where]
+        planes = [split[i].model_planes[p] for i, p in where]
         for key, result in zip(where, codec.encode_planes(m.net, planes, tile, progress, workers=workers,
                                                           device=device, coder=container.CODERS[version])):
             coded[key] = result
-    return [_container(im, ms, [coded[(i, p)] for p in range(len(im.planes))], tile, version)
+    return [_container(im, ms, [coded[(i, p)] for p in range(len(im.planes))], split[i], tile, version)
             for i, (im, ms) in enumerate(zip(images, chosen))]
 
 
-def _container(image: ImageData, models: list[LoadedModel], coded: list, tile: int,
+def _check_version_holds(image: ImageData, version: int):
+    """Formats before 4 hold neither 16-bit samples nor metadata: refuse rather than drop them (a
+    sub-8-bit PNG's declared depth is a storage detail they may drop: its pixels are the same)."""
+    if version >= 4:
+        return
+    if image.depth == 16 or image.metadata:
+        raise PixzipError(f"format version {version} cannot hold "
+                          f"{'16-bit samples' if image.depth == 16 else 'metadata'}; use version 4")
+
+
+@dataclass
+class _SplitImage:
+    """The planes the models code (a 16-bit plane's top significant byte) and the low parts."""
+    model_planes: list
+    splits: list                   # lowbits.Split per plane (16-bit images only)
+    lows: list                     # low part or None, per plane
+
+    @classmethod
+    def of(cls, image: ImageData) -> "_SplitImage":
+        if image.depth != 16:
+            return cls(image.planes, [], [])
+        splits = [lowbits.choose_split(p) for p in image.planes]
+        parts = [lowbits.high_and_low(p, s) for p, s in zip(image.planes, splits)]
+        return cls([h for h, _ in parts], splits, [low for _, low in parts])
+
+    def low_streams(self) -> list:
+        return [lowbits.encode(h, low, s.low_bits)
+                for h, low, s in zip(self.model_planes, self.lows, self.splits) if low is not None]
+
+
+def _container(image: ImageData, models: list[LoadedModel], coded: list, split: _SplitImage, tile: int,
                version: int) -> tuple[bytes, Stats]:
     refs: list[LoadedModel] = []
     for m in models:
         if m not in refs:
             refs.append(m)
-    streams = [s for plane_streams, _ in coded for s in plane_streams]
-    model_bits = sum(bits for _, bits in coded)
+    low_streams = split.low_streams()
+    streams = [s for plane_streams, _ in coded for s in plane_streams] + low_streams
+    # the low parts' coded size counts as their ideal length (reporting only)
+    model_bits = sum(bits for _, bits in coded) + 32 * sum(s.size for s in low_streams)
+    depth = image.depth if version >= 4 else (1 if image.mode == "1" else 8)
     header = Header(image.mode, image.width, image.height, tile,
                     [ModelRef(m.id, "" if zoo.is_shipped(m) else m.name) for m in refs],
                     [(refs.index(m), p.shape[2]) for p, m in zip(image.planes, models)],
                     pixel_crc=zlib.crc32(image.pixel_bytes()), model_bits=model_bits, icc=image.icc,
                     palette_mode=image.palette_mode, palette=image.palette, transparency=image.transparency,
-                    version=version)
+                    version=version, depth=depth, splits=[tuple(s.to_bytes()) for s in split.splits],
+                    metadata=list(image.metadata))
     data = container.write(header, streams)
     return data, Stats(len(data), header.subpixels, model_bits)
 
@@ -127,6 +164,7 @@ class _Parsed:
     header: Header
     models: list[LoadedModel]
     streams: list[list]           # per plane, per tile
+    low_streams: list             # 16-bit: one per plane with a low part
 
 
 def _parse(data: bytes, extra_models, max_pixels: int | None) -> _Parsed:
@@ -140,7 +178,7 @@ def _parse(data: bytes, extra_models, max_pixels: int | None) -> _Parsed:
                                                          and header.mode != "1"):
             raise FormatError("header is corrupted (model and plane disagree)")
     counts = [codec.stream_count(models[m].net, header.height, header.width, header.tile) for m, _ in header.planes]
-    if sum(counts) != len(header.stream_sizes):
+    if sum(counts) + header.low_streams != len(header.stream_sizes):
         raise FormatError("header is corrupted (stream count)")
     for m, _ in header.planes:
         try:
@@ -159,7 +197,7 @@ def _parse(data: bytes, extra_models, max_pixels: int | None) -> _Parsed:
     streams = container.read_streams(data, header, offset)
     starts = np.cumsum([0] + counts)
     return _Parsed(header, [models[m] for m, _ in header.planes],
-                   [streams[a:b] for a, b in zip(starts[:-1], starts[1:])])
+                   [streams[a:b] for a, b in zip(starts[:-1], starts[1:])], streams[starts[-1]:])
 
 
 def decompress(data: bytes, extra_models: Sequence[LoadedModel] = (), max_pixels: int | None = None,
@@ -218,13 +256,32 @@ def decompress_many(datas: Sequence[bytes], extra_models: Sequence[LoadedModel] 
         if bad is not None:
             results[i] = bad
             continue
+        try:
+            got = _join_low_parts(h, got, f.low_streams)
+        except ValueError:
+            results[i] = FormatError("compressed data is corrupted (undecodable low-byte stream)")
+            continue
         image = ImageData(h.mode, h.width, h.height, got, icc=h.icc, palette_mode=h.palette_mode,
-                          palette=h.palette, transparency=h.transparency)
+                          palette=h.palette, transparency=h.transparency, depth=h.depth,
+                          metadata=list(h.metadata))
         if zlib.crc32(image.pixel_bytes()) != h.pixel_crc:
             results[i] = FormatError("decoded pixels fail the checksum: the file is corrupted")
         else:
             results[i] = (image, h)
     return results
+
+
+def _join_low_parts(h: Header, highs: list, low_streams: list) -> list:
+    """16-bit files: each decoded high plane joined with its low part (ValueError if corrupt)."""
+    if h.depth != 16:
+        return highs
+    streams = iter(low_streams)
+    planes = []
+    for high, raw in zip(highs, h.splits):
+        split = lowbits.check_split(bytes(raw))
+        low = lowbits.decode(next(streams), high, split.low_bits) if split.low_bits else None
+        planes.append(lowbits.join(high, low, split))
+    return planes
 
 
 def _decode_group(parsed: dict, members: list, tile: int, coder: str, progress, workers, device=None) -> list:

@@ -30,7 +30,7 @@ if os.path.basename(_argv0) == "pixzip" or _argv0.endswith(os.path.join("pixzip"
     except ValueError:    # not the main thread: leave signals alone
         pass
 
-from . import api, images, zoo  # noqa: E402
+from . import api, images, metadata, zoo  # noqa: E402
 from .errors import PixzipError
 
 SUFFIX = ".pxz"
@@ -95,9 +95,25 @@ def read_input(path: str) -> bytes:
         raise PixzipError(f"{path}: {e.strerror}") from None
 
 
-def write_output(dest: str, data: bytes, force: bool):
+def source_attributes(path: str) -> tuple[int, int] | None:
+    """(permission bits, modification time in ns) that an output takes from its source, as gzip, xz and
+    zstd do; None for standard input."""
+    if path == "-":
+        return None
+    st = os.stat(path)
+    return st.st_mode & 0o777, st.st_mtime_ns
+
+
+def _default_permissions() -> int:
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+def write_output(dest: str, data: bytes, force: bool, attributes: tuple[int, int] | None = None):
     """Write atomically: a temporary file in the same folder, then a rename (a link when not forcing,
-    so that a file created meanwhile by someone else is never clobbered)."""
+    so that a file created meanwhile by someone else is never clobbered). The file gets `attributes`
+    (permission bits, mtime in ns) before it appears, else the permissions a new file would have."""
     if dest == "-":
         if sys.stdout.isatty():
             raise PixzipError("refusing to write binary data to a terminal (use -o FILE or redirect)")
@@ -118,6 +134,9 @@ def write_output(dest: str, data: bytes, force: bool):
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, attributes[0] if attributes else _default_permissions())
+        if attributes:
+            os.utime(tmp, ns=(attributes[1], attributes[1]))
         if force:
             os.replace(tmp, path)
         else:
@@ -260,9 +279,13 @@ def main():
 @click.option("--verify", is_flag=True, help="Decode the result and compare before reporting success.")
 @click.option("--rm", "remove_source", is_flag=True,
               help="Delete each source once its output is written and verified (implies --verify).")
-@click.option("--format-version", type=click.Choice(["2", "3"]), default="3", show_default=True,
-              help="File format to write: 3 (rANS lanes: faster to encode, and to decode on a GPU; "
-                   "about 0.3 % larger) or 2 (readable by pixzip 0.2).")
+@click.option("--format-version", type=click.Choice(["2", "3", "4"]), default="4", show_default=True,
+              help="File format to write: 4 (DRAFT: v3 plus 16-bit images, bit depths and metadata), 3 "
+                   "(rANS lanes: faster to encode, and to decode on a GPU; about 0.3 % larger than 2; "
+                   "readable by pixzip 0.3; refuses 16-bit images and metadata) or 2 (readable by pixzip 0.2).")
+@click.option("--strip", is_flag=True,
+              help="Drop the metadata (EXIF, XMP, PNG text and other ancillary chunks); the ICC profile "
+                   "and a transparent colour are kept.")
 @click.option("-e", "--effort", type=click.IntRange(1, max(zoo.EFFORTS)), default=1, show_default=True,
               help="1: the default models; 2: the strongest shipped model for colour photos "
                    f"({zoo.EFFORT_MODELS[2][3][0]}, a mixture of two networks: CBSD68's photos 2.1 % "
@@ -270,11 +293,14 @@ def main():
                    f"CPU coder, without which {zoo.EFFORT_MODELS[2][3][1]} codes them). -m takes precedence.")
 @common_options
 def compress(files, output, to_stdout, force, model, tile, max_pixels, verify, remove_source, format_version,
-             effort, device, threads, verbose, quiet):
+             strip, effort, device, threads, verbose, quiet):
     """Compress images (PNG, BMP, TIFF, PNM, lossless WebP...) to FILE.pxz.
 
-    Modes L, LA, RGB, RGBA, P and 1 are supported and restored exactly, with the ICC profile.
-    Use '-' to read from standard input (the result then goes to standard output).
+    Modes L, LA, RGB, RGBA, P and 1 at 8 bits, and 16-bit grey, RGB and their alpha, are restored
+    exactly, at the source's bit depth, with the ICC profile and the metadata (EXIF, XMP, PNG chunks;
+    --strip drops them). CMYK, float, 32-bit and multi-frame files are refused. A JPEG or lossy WebP
+    is kept as its decoded pixels (a warning says so). The .pxz takes the source's permissions and
+    modification time. Use '-' to read from standard input (the result then goes to standard output).
 
     \b
     Examples:
@@ -295,6 +321,13 @@ def compress(files, output, to_stdout, force, model, tile, max_pixels, verify, r
             raise PixzipError(f"{dest}: already exists (use -f to overwrite)")
         name = "<stdin>" if f == "-" else f
         image = images.read_image(read_input(f) if f == "-" else f, name, max_pixels)
+        if strip:
+            image.metadata = metadata.strip(image.metadata)
+        if image.lossy:
+            rep.say(f"pixzip: {name}: warning: {image.lossy} input: the .pxz holds its decoded pixels, not the "
+                    f"{image.lossy} bytes, and is usually larger than the {image.lossy} file")
+        for note in image.notes:
+            rep.say(f"pixzip: {name}: warning: {note}")
         pending.add((f, name, dest, image))
 
     def code(batch):
@@ -316,9 +349,10 @@ def compress(files, output, to_stdout, force, model, tile, max_pixels, verify, r
     def finish(f, name, dest, image, data, stats, seconds, preferred):
         if verify or remove_source:
             decoded, _ = api.decompress(data, preferred, device=set_device(device, threads, decoding=True))
-            if decoded.pixel_bytes() != image.pixel_bytes():  # pragma: no cover - would be a pixzip bug
+            if decoded.pixel_bytes() != image.pixel_bytes() or decoded.metadata != image.metadata or \
+                    decoded.depth != image.depth:  # pragma: no cover - would be a pixzip bug
                 raise PixzipError(f"{name}: verification failed, nothing written (please report this)")
-        write_output(dest, data, force)
+        write_output(dest, data, force, None if dest == "-" else source_attributes(f))
         if remove_source and f != "-":
             os.unlink(f)
         rep.say(f"{name}: {stats.bytes} bytes, {stats.bits_per_subpixel:.3f} bits/sub-pixel")
@@ -388,8 +422,11 @@ def decode_files(files, rep: Reporter, prepare, finish, model, max_pixels, quiet
 @click.option("-m", "--model", metavar="PATH", help="A model file to use if the file's model is not installed.")
 @click.option("--max-pixels", type=click.IntRange(1), default=images.DEFAULT_MAX_PIXELS, show_default=True,
               help="Refuse files that claim more pixels than this.")
+@click.option("--strip", is_flag=True,
+              help="Write no metadata (EXIF, XMP, PNG chunks), e.g. to write a format that cannot hold "
+                   "them; the ICC profile and a transparent colour are kept.")
 @common_options
-def decompress(files, output, to_stdout, force, model, max_pixels, device, threads, verbose, quiet):
+def decompress(files, output, to_stdout, force, model, max_pixels, strip, device, threads, verbose, quiet):
     """Decompress FILE.pxz to FILE (PNG unless the name or -o asks for another lossless format).
 
     Several small files are decoded together (their tiles share the decoder's steps)."""
@@ -408,7 +445,12 @@ def decompress(files, output, to_stdout, force, model, max_pixels, device, threa
 
     def finish(prepared, data, image):
         f, dest, fmt = prepared
-        write_output(dest, images.encode_image_file(images.merge(image), fmt), force)
+        attributes = None if f == "-" or dest == "-" else source_attributes(f)
+        try:
+            encoded = images.encode(image, fmt, strip)
+        except PixzipError as e:
+            raise PixzipError(f"{dest}: {e}") from None
+        write_output(dest, encoded, force, attributes)
         rep.detail(f"{f}: {image.width}x{image.height} {image.mode} -> {dest}")
 
     decode_files(files, rep, prepare, finish, model, max_pixels, quiet, threads, device)
@@ -443,7 +485,8 @@ def info(files):
         lines = [
             f"file:            {f}",
             f"format version:  {h.version}",
-            f"image:           {h.width}x{h.height} {h.mode}" + (", ICC profile" if h.icc else ""),
+            f"image:           {h.width}x{h.height} {h.mode}, {h.depth}-bit" + (", ICC profile" if h.icc else ""),
+            "metadata:        " + (", ".join(metadata.describe_all(h.metadata)) or "none"),
             "models:          " + ", ".join(f"{m.name or 'not installed'} (id {m.id[:16]})" for m in h.models),
             f"tile:            {h.tile or 'whole image'}",
             f"bytes:           {len(data)}",

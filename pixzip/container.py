@@ -1,10 +1,12 @@
-"""The .pxz container, format versions 1 to 3 (see docs/FORMAT.md). Pure bytes: no torch, no models.
+"""The .pxz container, format versions 1 to 4 (see docs/FORMAT.md). Pure bytes: no torch, no models.
 
 Version 2 (written since pixzip 0.2) is version 1 made smaller for small images: one CRC-32 over the
 whole file instead of a header and a payload CRC, 64-bit model identities instead of 128, the last
 stream's size implied by the file's length, and model names optional (empty for the shipped models,
 which are found by identity). Version 3 (pixzip 0.3) has version 2's layout; only its streams differ:
-they are rANS lanes (`pixzip.rans`) instead of constriction's range coder. Older files keep decoding."""
+they are rANS lanes (`pixzip.rans`) instead of constriction's range coder. Version 4 (DRAFT until the
+adaptive stage lands) adds the bit depth, the 16-bit planes' low parts, a per-plane entropy stage and
+the metadata section. Older files keep decoding."""
 
 from __future__ import annotations
 
@@ -14,12 +16,20 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from . import metadata
 from .errors import PixzipError
+from .lowbits import check_split
 
 MAGIC = b"\x89PXZ\r\n\x1a\n"
-VERSION = 3
-WRITABLE = (2, 3)     # the versions `write` produces (1 is read only)
-CODERS = {1: "range", 2: "range", 3: "rans"}    # the streams' coder, by format version
+VERSION = 4
+WRITABLE = (2, 3, 4)     # the versions `write` produces (1 is read only)
+CODERS = {1: "range", 2: "range", 3: "rans", 4: "rans"}    # the model streams' coder, by format version
+# v4: the bit depths each mode may declare (sub-8: a PNG's declared depth; L's planes then hold the
+# samples scaled to 0..255, P's the indices; 16: the planes are uint16)
+DEPTHS = {"L": (2, 4, 8, 16), "LA": (8, 16), "RGB": (8, 16), "RGBA": (8, 16), "P": (1, 2, 4, 8), "1": (1,)}
+# v4: a plane's entropy stage; 0 = the static rANS lanes of v3 with the model's tables (1 is reserved
+# for the adaptive stage of issue 20 and refused until it exists)
+ENTROPY_STAGES = (0,)
 MODE_CODES = {"L": 1, "LA": 2, "RGB": 3, "RGBA": 4, "P": 5, "1": 6}
 MODE_NAMES = {v: k for k, v in MODE_CODES.items()}
 PLANES_PER_MODE = {"L": 1, "LA": 2, "RGB": 1, "RGBA": 2, "P": 1, "1": 1}
@@ -53,13 +63,22 @@ class Header:
     palette: bytes = b""
     transparency: bytes = b""
     version: int = VERSION
+    depth: int = 8                           # v4 (older files: 8, or 1 for mode 1)
+    entropy: list[int] = field(default_factory=list)      # v4: per plane (empty: 0 for every plane)
+    splits: list[tuple[int, int, int]] = field(default_factory=list)   # v4, 16-bit: per plane (lowbits.Split)
+    metadata: list = field(default_factory=list)          # v4: metadata.Item list
 
     @property
     def subpixels(self) -> int:
         return self.width * self.height * sum(c for _, c in self.planes)
 
+    @property
+    def low_streams(self) -> int:
+        """Streams after the models' ones: one per 16-bit plane with a low part."""
+        return sum(1 for kind, _, low_bits in self.splits if low_bits)
 
-ID_BYTES = {1: 16, 2: 8, 3: 8}   # model identity: the first 128 (v1) or 64 (v2, v3) bits of its SHA-256
+
+ID_BYTES = {1: 16, 2: 8, 3: 8, 4: 8}   # model identity: the first 128 (v1) or 64 (v2, v3) bits of its SHA-256
 OPT_ICC, OPT_PALETTE, OPT_TRANSPARENCY = 1, 2, 4
 
 
@@ -108,9 +127,12 @@ def _blob(b: bytes) -> bytes:
 
 
 def write(h: Header, streams: list[np.ndarray]) -> bytes:
-    """A file of version h.version (2 or 3: the same layout; the streams are the caller's)."""
+    """A file of version h.version (2 or 3: the same layout; 4 adds its fields; the streams are the
+    caller's: the models' streams, then the low parts')."""
     if h.version not in WRITABLE:
         raise ValueError(f"cannot write format version {h.version}")
+    if h.version < 4 and (h.depth not in (8, 1) or h.metadata):
+        raise ValueError(f"format version {h.version} holds neither bit depths nor metadata")
     payload = [s.astype("<u4").tobytes() for s in streams]
     h.stream_sizes = [len(p) for p in payload]
     body = _common_fields(h, id_bytes=ID_BYTES[h.version])
@@ -126,12 +148,17 @@ def _common_fields(h: Header, id_bytes: int) -> bytearray:
     """Mode, size, tile, models, planes and the optional fields (the same in both versions but for
     the identity length)."""
     body = bytearray([MODE_CODES[h.mode]])
+    if h.version >= 4:
+        body.append(h.depth)
     body += _varint(h.width) + _varint(h.height) + _varint(h.tile)
     body.append(len(h.models))
     for m in h.models:
         body += bytes.fromhex(m.id)[:id_bytes] + _blob(m.name.encode())
-    for model_index, channels in h.planes:            # as many as the mode has planes
-        body += bytes([model_index, channels])
+    entropy = h.entropy or [0] * len(h.planes)
+    for (model_index, channels), stage in zip(h.planes, entropy):       # as many as the mode has planes
+        body += bytes([model_index, channels]) + (bytes([stage]) if h.version >= 4 else b"")
+    if h.version >= 4 and h.depth == 16:
+        body += b"".join(bytes(split) for split in h.splits)
     optional = (OPT_ICC if h.icc else 0) | (OPT_PALETTE if h.palette else 0) | \
         (OPT_TRANSPARENCY if h.transparency else 0)
     body.append(optional)
@@ -141,6 +168,8 @@ def _common_fields(h: Header, id_bytes: int) -> bytearray:
         body += _blob(h.palette_mode.encode()) + _blob(h.palette)
     if h.transparency:
         body += _blob(h.transparency)
+    if h.version >= 4:
+        body += metadata.encode(h.metadata, _varint)
     return body
 
 
@@ -176,10 +205,24 @@ def read_header(data: bytes) -> tuple[Header, int]:
     if code not in MODE_NAMES:
         raise FormatError(f"header names an unknown image mode ({code})")
     mode = MODE_NAMES[code]
+    depth = r.u8() if version >= 4 else (1 if mode == "1" else 8)
+    if version >= 4 and depth not in DEPTHS[mode]:
+        raise FormatError(f"header is corrupted (bit depth {depth} for mode {mode})")
     width, height, tile = r.varint(), r.varint(), r.varint()
     models = [ModelRef(r.take(ID_BYTES[version]).hex(), r.blob().decode("utf-8", "replace")) for _ in range(r.u8())]
-    planes = [(r.u8(), r.u8()) for _ in range(PLANES_PER_MODE[mode])]
-    h = Header(mode, width, height, tile, models, planes, version=version)
+    planes, entropy = [], []
+    for _ in range(PLANES_PER_MODE[mode]):
+        planes.append((r.u8(), r.u8()))
+        entropy.append(r.u8() if version >= 4 else 0)
+    if any(stage not in ENTROPY_STAGES for stage in entropy):
+        raise FormatError(f"file uses entropy stage {max(entropy)}, which this pixzip does not know (upgrade pixzip)")
+    h = Header(mode, width, height, tile, models, planes, version=version, depth=depth, entropy=entropy)
+    if depth == 16:
+        h.splits = [tuple(r.take(3)) for _ in planes]
+        try:
+            [check_split(bytes(split)) for split in h.splits]
+        except ValueError:
+            raise FormatError("header is corrupted (16-bit split)") from None
     optional = r.u8()
     if optional & ~(OPT_ICC | OPT_PALETTE | OPT_TRANSPARENCY):
         raise FormatError("header is corrupted (unknown optional fields)")
@@ -190,6 +233,8 @@ def read_header(data: bytes) -> tuple[Header, int]:
         h.palette = r.blob()
     if optional & OPT_TRANSPARENCY:
         h.transparency = r.blob()
+    if version >= 4:
+        h.metadata = metadata.decode(r, FormatError)
     n_streams = r.varint()
     if not 1 <= n_streams <= len(data):
         raise FormatError("header is corrupted (stream table)")
@@ -227,7 +272,7 @@ def _validate(h: Header):
     tiles = 1 if t == 0 else -(-h.width // t) * -(-h.height // t)
     # at least one stream per tile and plane (a multi-scale model adds its small image's tiles; the
     # exact count, which depends on the models, is checked by the caller), before any tile list is built
-    if tiles * len(h.planes) > len(h.stream_sizes):
+    if tiles * len(h.planes) + h.low_streams > len(h.stream_sizes):
         raise FormatError("header is corrupted (stream count)")
     if any(s % 4 for s in h.stream_sizes):
         raise FormatError("header is corrupted (stream sizes)")

@@ -137,14 +137,16 @@ def test_refuses_to_overwrite_without_force(workdir):
 
 
 def test_format_version_2_for_older_readers(workdir):
-    """--format-version 2 writes the constriction streams older pixzip reads; both versions decode to
-    the same pixels, and the default is version 3."""
-    assert run("compress", "a.png", "-o", "v3.pxz").exit_code == 0
+    """--format-version 2 and 3 write what older pixzip reads; every version decodes to the same
+    pixels, and the default is version 4."""
+    assert run("compress", "a.png", "-o", "v4.pxz").exit_code == 0
+    assert run("compress", "a.png", "-o", "v3.pxz", "--format-version", "3").exit_code == 0
     assert run("compress", "a.png", "-o", "v2.pxz", "--format-version", "2").exit_code == 0
-    assert Path("v3.pxz").read_bytes()[8] == 3 and Path("v2.pxz").read_bytes()[8] == 2
-    for name in ("v2", "v3"):
+    assert [Path(f"v{v}.pxz").read_bytes()[8] for v in (2, 3, 4)] == [2, 3, 4]
+    for name in ("v2", "v3", "v4"):
         assert run("decompress", f"{name}.pxz", "-o", f"{name}.png").exit_code == 0
-    assert Image.open("v2.png").tobytes() == Image.open("v3.png").tobytes() == Image.open("a.png").tobytes()
+    assert Image.open("v2.png").tobytes() == Image.open("v3.png").tobytes() == Image.open("v4.png").tobytes() \
+        == Image.open("a.png").tobytes()
     r = run("compress", "a.png", "-o", "v9.pxz", "--format-version", "9")
     assert r.exit_code == 2 and not Path("v9.pxz").exists()
 
@@ -156,7 +158,7 @@ def test_test_and_info(workdir):
     assert not Path("a.png.pxz.png").exists()
     r = run("info", "a.png.pxz")
     assert r.exit_code == 0
-    for key in ("format version:  3", "15x12 RGB", zoo.SMALL_DEFAULTS[3], "bits/sub-pixel", "model ideal"):
+    for key in ("format version:  4", "15x12 RGB, 8-bit", "metadata:        none", zoo.SMALL_DEFAULTS[3], "bits/sub-pixel", "model ideal"):
         assert key in r.stdout
     data = bytearray(Path("a.png.pxz").read_bytes())
     data[-3] ^= 0x40
