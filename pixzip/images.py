@@ -30,6 +30,7 @@ LOSSLESS_SUFFIXES = {".png": "PNG", ".bmp": "BMP", ".tif": "TIFF", ".tiff": "TIF
                      ".ppm": "PPM", ".pgm": "PPM", ".pbm": "PPM", ".pnm": "PPM"}
 DEFAULT_MAX_PIXELS = 1 << 28        # 268 megapixels; --max-pixels raises it
 MODE_OF_CHANNELS = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}
+TIFF_MAGICS = (b"II*\x00", b"MM\x00*")
 
 
 @dataclass
@@ -60,19 +61,28 @@ def read_image(source, name: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image
         return _read_png(data, name, max_pixels)
     if pnm.is_binary_pnm(data):
         return pnm.read(data, name, max_pixels)
-    im = _open_with_pillow(data, name, max_pixels)
-    if im.format == "TIFF" and _tiff_bits(im) > 8:
-        return _read_tiff16(data, name, max_pixels)
+    if data[:4] in TIFF_MAGICS:
+        return _read_tiff(data, name, max_pixels)
+    return _from_pillow(_open_with_pillow(data, name, max_pixels), data, name)
+
+
+def _from_pillow(im: Image.Image, data: bytes, name: str) -> ImageData:
     if im.mode not in MODES:
         raise PixzipError(f"{name}: image mode {im.mode} is not supported (supported: {', '.join(MODES)} at "
                           "8 bits, and 16-bit grey/RGB with or without alpha; CMYK, float and 32-bit "
                           "images are not)")
     d = split(im)
     d.metadata = metadata.from_pillow_info(im.info)
+    if im.mode in ("L", "RGB") and "transparency" in im.info:      # a transparent colour: PNG's tRNS
+        d.metadata.append(metadata.Item(metadata.PNG_CHUNK, b"tRNS" + _trns(im.info["transparency"]),
+                                        pngio.BEFORE_IDAT))
     d.lossy = _lossy_kind(im.format, data)
-    if im.format == "TIFF" and any(tag in im.tag_v2 for tag in (34665, 34853)):
-        d.notes.append("the TIFF's EXIF/GPS tags are not kept (only its ICC profile and XMP)")
     return d
+
+
+def _trns(value) -> bytes:
+    values = value if isinstance(value, tuple) else (value,)
+    return b"".join(int(v).to_bytes(2, "big") for v in values)
 
 
 def _read_bytes(source, name: str) -> bytes:
@@ -176,18 +186,35 @@ def _planes_of(samples: np.ndarray) -> list[np.ndarray]:
     return [np.ascontiguousarray(samples)]
 
 
-# -- TIFF over 8 bits ---------------------------------------------------------------------------------
+# -- TIFF ---------------------------------------------------------------------------------------------
+def _read_tiff(data: bytes, name: str, max_pixels: int) -> ImageData:
+    """8-bit TIFFs through Pillow (palette, CMYK refusal, ICC, XMP); over 8 bits, or what Pillow cannot
+    open (16-bit grey+alpha), through tifffile, which keeps every bit."""
+    try:
+        im = _open_with_pillow(data, name, max_pixels)
+    except PixzipError as e:
+        if "frames" in str(e) or "limit" in str(e):
+            raise
+        return _read_tiff_exact(data, name, max_pixels)
+    if _tiff_bits(im) > 8:
+        return _read_tiff_exact(data, name, max_pixels)
+    d = _from_pillow(im, data, name)
+    if any(tag in im.tag_v2 for tag in (34665, 34853)):
+        d.notes.append("the TIFF's EXIF/GPS tags are not kept (only its ICC profile and XMP)")
+    return d
+
+
 def _tiff_bits(im: Image.Image) -> int:
     bits = im.tag_v2.get(258, (8,))
     return max(bits) if isinstance(bits, tuple) else int(bits)
 
 
-def _read_tiff16(data: bytes, name: str, max_pixels: int) -> ImageData:
-    """16-bit grey/RGB (+ unassociated alpha) TIFFs through tifffile, which keeps every bit."""
+def _read_tiff_exact(data: bytes, name: str, max_pixels: int) -> ImageData:
+    """Grey or RGB TIFFs, with or without unassociated alpha, 8 or 16 bits, through tifffile."""
     try:
         import tifffile
     except ImportError:
-        raise PixzipError(f"{name}: 16-bit TIFF needs tifffile (pip install tifffile)") from None
+        raise PixzipError(f"{name}: this TIFF needs tifffile (pip install tifffile)") from None
     try:
         with tifffile.TiffFile(io.BytesIO(data)) as tif:
             if len(tif.pages) != 1:
@@ -202,7 +229,7 @@ def _read_tiff16(data: bytes, name: str, max_pixels: int) -> ImageData:
         raise
     except Exception as e:             # tifffile raises many kinds; any of them means: cannot read
         raise PixzipError(f"{name}: TIFF cannot be decoded ({e.__class__.__name__})") from None
-    if samples.dtype != np.uint16 or sample_format != 1:
+    if samples.dtype not in (np.uint8, np.uint16) or sample_format != 1:
         raise PixzipError(f"{name}: TIFF samples of type {samples.dtype} are not supported (8- and 16-bit "
                           "unsigned integers are)")
     if samples.ndim == 3 and planar == 2:
@@ -214,7 +241,8 @@ def _read_tiff16(data: bytes, name: str, max_pixels: int) -> ImageData:
                           f"{extras}; supported: grey or RGB, unassociated alpha)")
     h, w = samples.shape[:2]
     check_size(w, h, name, max_pixels)
-    d = ImageData(MODE_OF_CHANNELS[samples.shape[2]], w, h, _planes_of(samples), depth=16, icc=bytes(icc))
+    d = ImageData(MODE_OF_CHANNELS[samples.shape[2]], w, h, _planes_of(samples), icc=bytes(icc),
+                  depth=16 if samples.dtype == np.uint16 else 8)
     d.metadata = metadata.from_pillow_info({"xmp": xmp})
     return d
 
