@@ -8,13 +8,15 @@ A 16-bit plane is first reduced by what is exactly free:
   remaining value v' = v >> k has n significant bits; the models code its top 8 bits, v' >> s with
   s = max(0, n - 8), and the low s bits are coded here.
 
-The low part is coded after the whole high plane is known, so its context may look at every
-neighbour's high value, both sides: the 3x3 mean of the high plane predicts where in its bin a value
-lies (a gradient runs through the bins), the residual modulo 2^s is coded with a frequency table chosen
-by the channel and the 3x3 range of the high values (flat regions are predictable, busy ones are
-noise). The tables are counted on the image and stored in the stream (each only where it pays for
-itself); the symbols go through interleaved rANS lanes (pixzip.rans), all lanes decoded together: the
-decode is a few thousand vectorised steps, whatever the image's size. Integer arithmetic only.
+The low part is coded after the whole high plane is known. Each value is predicted at full precision
+from its already decoded neighbours (LOCO-I's median predictor over W, N, NW) and the prediction is
+clamped into the value's known bin [h << s, (h + 1) << s): the high plane tells where the value lies,
+the neighbours where inside. The low part's offset from the clamped prediction, modulo 2^s, is coded
+with a frequency table chosen by the channel and the local gradient |W - NW| + |N - NW| (bit length),
+counted on the image and stored in the stream (each table only where it pays for itself). Symbols go
+through interleaved rANS lanes (pixzip.rans), one lane per row and channel, decoded by anti-diagonal
+wavefronts (pixel (i, j) needs only W, N and NW): H + W - 1 vectorised steps, whatever the size.
+Integer arithmetic only.
 """
 
 from __future__ import annotations
@@ -28,8 +30,7 @@ from . import rans
 from .errors import PixzipError
 
 REPLICATED, SPLIT = 1, 0
-CONTEXTS = 4                     # 3x3 range of the high values: 0, 1, 2, 3 or more
-SYMBOLS_PER_LANE = 8192          # lanes decode in lockstep: fewer, longer lanes cost less header
+CONTEXTS = 10                    # bit length of the local gradient, 0..9 (9: 256 or more)
 TABLE_TOTAL = 1 << 12            # stored tables are scaled to at most this total (each count >= 1)
 
 
@@ -83,21 +84,33 @@ def check_split(raw: bytes) -> Split:
     return Split(kind, shift, low_bits)
 
 
-# -- contexts -----------------------------------------------------------------------------------------
-def _contexts(high: np.ndarray, low_bits: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per sample (flattened row, column, channel): the predicted low part and the table index
-    (channel * CONTEXTS + activity), from the high plane alone."""
-    h, w, c = high.shape
-    p = np.pad(high.astype(np.int32), ((1, 1), (1, 1), (0, 0)), mode="edge")
-    windows = [p[i:i + h, j:j + w] for i in range(3) for j in range(3)]
-    total = sum(windows)
-    activity = np.minimum(np.maximum.reduce(windows) - np.minimum.reduce(windows), CONTEXTS - 1)
-    # the 3x3 mean's place inside the centre's bin: ((mean + 1/2) << s) - (centre << s)
-    scale = 1 << low_bits
-    predicted = (total * scale + 9 * (scale >> 1)) // 9 - high.astype(np.int32) * scale
-    predicted = np.clip(predicted, 0, scale - 1)
-    table = np.arange(c, dtype=np.int32) * CONTEXTS + activity
-    return predicted.reshape(-1), table.reshape(-1)
+# -- prediction -------------------------------------------------------------------------------------
+def _predict(x: np.ndarray, high: np.ndarray, low_bits: int, i: np.ndarray, j: np.ndarray):
+    """For pixels (i, j) (every channel): the predicted low part and the table index, from x's values
+    at W, N and NW (decoded before (i, j) in any wavefront order) and the high plane. Borders: no W ->
+    N; no N -> W; neither -> the centre of the pixel's own bin; no NW -> N."""
+    centre = (high[i, j].astype(np.int64) << low_bits) + (1 << (low_bits - 1))
+    has_w, has_n = (j > 0)[:, None], (i > 0)[:, None]
+    w = x[i, np.maximum(j - 1, 0)]
+    n = x[np.maximum(i - 1, 0), j]
+    nw = x[np.maximum(i - 1, 0), np.maximum(j - 1, 0)]
+    w, n = np.where(has_w, w, np.where(has_n, n, centre)), np.where(has_n, n, np.where(has_w, w, centre))
+    nw = np.where(has_w & has_n, nw, n)
+    lo, hi = np.minimum(w, n), np.maximum(w, n)
+    median = np.where(nw >= hi, lo, np.where(nw <= lo, hi, w + n - nw))
+    base = high[i, j].astype(np.int64) << low_bits
+    predicted = np.clip(median - base, 0, (1 << low_bits) - 1)
+    gradient = np.abs(w - nw) + np.abs(n - nw)
+    bucket = np.minimum(_bit_length(gradient), CONTEXTS - 1)
+    table = np.arange(x.shape[2]) * CONTEXTS + bucket
+    return predicted, table
+
+
+def _bit_length(v: np.ndarray) -> np.ndarray:
+    out = np.zeros(v.shape, dtype=np.int64)
+    for b in range(17):
+        out += v >= (1 << b)
+    return out
 
 
 def _scaled_table(counts: np.ndarray) -> np.ndarray:
@@ -125,36 +138,38 @@ def _varint(n: int) -> bytes:
 def encode(high: np.ndarray, low: np.ndarray, low_bits: int) -> np.ndarray:
     """The low part's stream (uint32 words): tables, lane states, then every lane's words."""
     levels = 1 << low_bits
-    predicted, table_of = _contexts(high, low_bits)
-    symbols = (low.reshape(-1).astype(np.int32) - predicted) & (levels - 1)
-    n_tables = high.shape[2] * CONTEXTS
+    h, w, c = high.shape
+    x = (high.astype(np.int64) << low_bits) | low
+    i, j = np.divmod(np.arange(h * w), w)
+    predicted, table_of = _predict(x, high, low_bits, i, j)          # (h*w, c): every pixel at once
+    symbols = ((low.reshape(h * w, c) - predicted) & (levels - 1)).reshape(-1)
+    table_of = table_of.reshape(-1)
     head = bytearray()
     tables = []
-    for t in range(n_tables):
+    for t in range(c * CONTEXTS):
         counts = np.bincount(symbols[table_of == t], minlength=levels).astype(np.int64)
         stored = _scaled_table(counts)
-        size_bits = 8 * len(b"".join(_varint(int(x)) for x in stored))
+        size_bits = 8 * len(b"".join(_varint(int(v)) for v in stored))
         if counts.sum() and _cost_bits(counts, stored) + size_bits < low_bits * counts.sum():
             head.append(1)
-            head += b"".join(_varint(int(x)) for x in stored)
+            head += b"".join(_varint(int(v)) for v in stored)
             tables.append(stored)
         else:
             head.append(0)
             tables.append(np.ones(levels, dtype=np.int64))
     cum = np.stack([np.concatenate([[0], np.cumsum(t)]) for t in tables])
-    n = len(symbols)
-    n_lanes = max(1, -(-n // SYMBOLS_PER_LANE))
-    lane = np.arange(n) // SYMBOLS_PER_LANE
+    lane = (np.repeat(i, c) * c + np.tile(np.arange(c), h * w))       # one lane per row and channel
     total = cum[table_of, -1]
     lo = rans.quantise(cum[table_of, symbols], total)
     freq = rans.quantise(cum[table_of, symbols + 1], total) - lo
-    states, written, words = rans.encode_lanes(lo, freq, lane, n_lanes)
-    head = _varint(n_lanes) + head
-    for j in range(n_lanes):
-        head += struct.pack("<Q", int(states[j])) + _varint(int(written[lane == j].sum()))
+    states, written, words = rans.encode_lanes(lo, freq, lane, h * c)
+    per_lane = np.bincount(lane[written], minlength=h * c)
+    for j_lane in range(h * c):
+        head += struct.pack("<Q", int(states[j_lane])) + _varint(int(per_lane[j_lane]))
     head += b"\x00" * (-len(head) % 4)
+    order = np.argsort(lane[written], kind="stable")                # words lane by lane, in decoding order
     return np.concatenate([np.frombuffer(bytes(head), dtype="<u4"),
-                           words[written].astype(np.uint32)]).astype(np.uint32)
+                           words[written][order].astype(np.uint32)]).astype(np.uint32)
 
 
 class _Reader:
@@ -198,16 +213,13 @@ class _Tables:
 
 
 def decode(stream: np.ndarray, high: np.ndarray, low_bits: int) -> np.ndarray:
-    """Inverse of `encode`; ValueError on any inconsistency (the caller reports corruption)."""
+    """Inverse of `encode`, wavefront by wavefront; ValueError on any inconsistency (the caller reports
+    corruption)."""
     levels = 1 << low_bits
-    predicted, table_of = _contexts(high, low_bits)
-    n = len(predicted)
+    h, w, c = high.shape
     r = _Reader(stream.astype("<u4").tobytes())
-    n_lanes = r.varint()
-    if n_lanes != max(1, -(-n // SYMBOLS_PER_LANE)):
-        raise ValueError("lane count")
     tables = []
-    for _ in range(high.shape[2] * CONTEXTS):
+    for _ in range(c * CONTEXTS):
         flag = r.take(1)[0]
         if flag > 1:
             raise ValueError("table flag")
@@ -216,34 +228,36 @@ def decode(stream: np.ndarray, high: np.ndarray, low_bits: int) -> np.ndarray:
             raise ValueError("table")
         tables.append(t)
     cum = np.stack([np.concatenate([[0], np.cumsum(t)]) for t in tables])
+    n_lanes = h * c
     states = np.zeros(n_lanes, dtype=np.int64)
     counts = np.zeros(n_lanes, dtype=np.int64)
-    for j in range(n_lanes):
-        states[j] = struct.unpack("<Q", r.take(8))[0]
-        counts[j] = r.varint()
-    if r.data[r.pos:r.pos + (-r.pos % 4)].strip(b"\x00") or not (states < (rans.LOW << 32)).all():
+    for lane in range(n_lanes):
+        states[lane] = struct.unpack("<Q", r.take(8))[0]
+        counts[lane] = r.varint()
+    if r.data[r.pos:r.pos + (-r.pos % 4)].strip(b"\x00") or (states >= rans.LOW << 32).any() or \
+            (states < rans.LOW).any():
         raise ValueError("lane states")
     words = stream[(r.pos + 3) // 4:].astype(np.int64)
-    if counts.sum() != len(words) or (states < rans.LOW).any():
+    if counts.sum() != len(words):
         raise ValueError("word count")
     start = np.concatenate([[0], np.cumsum(counts)[:-1]])
     used = np.zeros(n_lanes, dtype=np.int64)
     lookup = _Tables(cum)
-    out = np.zeros(n, dtype=np.int64)
-    lengths = np.minimum(SYMBOLS_PER_LANE, n - np.arange(n_lanes) * SYMBOLS_PER_LANE)
-    for step in range(int(lengths.max())):
-        active = np.nonzero(lengths > step)[0]
-        where = active * SYMBOLS_PER_LANE + step
-        lookup.which = table_of[where]
-        sym, x, need = rans.decode_step(states[active], lookup)
-        fetch = need & (used[active] < counts[active])
-        if (need & ~fetch).any():
+    x = np.zeros((h, w, c), dtype=np.int64)
+    for t in range(h + w - 1):                          # anti-diagonal i + j = t
+        i = np.arange(max(0, t - w + 1), min(h, t + 1))
+        j = t - i
+        predicted, table = _predict(x, high, low_bits, i, j)
+        lanes = (i[:, None] * c + np.arange(c)).reshape(-1)
+        lookup.which = table.reshape(-1)
+        sym, state, need = rans.decode_step(states[lanes], lookup)
+        if (need & (used[lanes] >= counts[lanes])).any():
             raise ValueError("stream too short")
-        word = words[np.where(fetch, start[active] + used[active], 0)] if len(words) else np.zeros_like(x)
-        states[active] = rans.refill(x, fetch, word)
-        used[active] += fetch
-        out[where] = sym
+        word = words[np.where(need, start[lanes] + used[lanes], 0)] if len(words) else np.zeros_like(state)
+        states[lanes] = rans.refill(state, need, word)
+        used[lanes] += need
+        low = (sym.reshape(-1, c) + predicted) & (levels - 1)
+        x[i, j] = (high[i, j].astype(np.int64) << low_bits) | low
     if (used != counts).any() or (states != rans.LOW).any():
         raise ValueError("lanes do not end where they started")
-    low = (out + predicted) & (levels - 1)
-    return low.astype(np.uint8).reshape(high.shape)
+    return (x & (levels - 1)).astype(np.uint8)
