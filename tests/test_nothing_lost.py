@@ -72,6 +72,11 @@ def pillow_bytes(a: np.ndarray, fmt: str, mode: str | None = None, **kw) -> byte
     return buf.getvalue()
 
 
+def _pbm(bits: np.ndarray) -> bytes:
+    """A raw PBM (P4): 1 is black, rows padded to whole bytes."""
+    return f"P4\n{W} {H}\n".encode() + np.packbits(bits.astype(np.uint8), axis=1).tobytes()
+
+
 def cases():
     """(file name, bytes) of every input kind that must round-trip."""
     rng = np.random.default_rng(18)
@@ -92,6 +97,12 @@ def cases():
             out.append((f"tiff{bits}-{c}.tif", tiff_bytes(samples(rng, c, bits))))
         for c in (1, 3):
             out.append((f"pnm{bits}-{c}.{'pgm' if c == 1 else 'ppm'}", pnm_bytes(samples(rng, c, bits), bits)))
+    out.append(("bits.pbm", _pbm(samples(rng, 1, 1)[..., 0])))
+    indices = Image.fromarray(samples(rng, 1, 5)[..., 0], "P")
+    indices.putpalette(rng.integers(0, 256, 96).astype(np.uint8).tobytes())
+    buf = io.BytesIO()
+    indices.save(buf, format="TIFF")
+    out.append(("palette.tif", buf.getvalue()))
     out.append(("rgb.bmp", pillow_bytes(samples(rng, 3, 8), "BMP")))
     out.append(("grey.bmp", pillow_bytes(samples(rng, 1, 8), "BMP")))
     out.append(("rgba.webp", ic.webp_encode(samples(rng, 4, 8), lossless=True)))
@@ -108,6 +119,9 @@ def cases():
 def independent_decode(path: str) -> np.ndarray:
     """Samples as imagecodecs' decoders (not Pillow) give them; PNM by its header (trivial format)."""
     data = Path(path).read_bytes()
+    if data[:2] == b"P4":
+        w, h = map(int, data.split(b"\n")[1].split())
+        return np.unpackbits(np.frombuffer(data[-h * ((w + 7) // 8):], np.uint8).reshape(h, -1), axis=1)[:, :w]
     if data[:2] in (b"P5", b"P6"):
         header = data.split(b"\n")
         w, h = map(int, [t for t in header if not t.startswith(b"#")][1].split())
