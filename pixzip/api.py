@@ -62,7 +62,9 @@ def compress(image: ImageData, models: Sequence[LoadedModel] = (), tile: int = D
     """Code an image; `models` are preferred over the defaults for planes of their channel count, and
     `effort` picks the defaults (1: fast; 2: the strongest shipped models, slower). `workers` > 1 codes
     groups of tiles in parallel processes; `device` ("cuda") runs the network on a GPU. Neither changes
-    a byte. `version`: the format written (3; 2 for pixzip 0.2 readers)."""
+    a byte. `version`: the format written (4, a draft; 3 for pixzip 0.3 readers, which refuses 16-bit images
+    and metadata; 2 for pixzip 0.2 readers). A 16-bit image's planes are split (pixzip.lowbits): the
+    models code their top significant byte, the low bits follow in streams of their own."""
     return compress_many([image], models, tile, progress, workers, device, version, effort)[0]
 
 
