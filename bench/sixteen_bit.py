@@ -48,7 +48,9 @@ def pixzip_size(a: np.ndarray) -> tuple[int, int, str]:
     back, header = api.decompress(data, workers=2)
     assert np.array_equal(back.planes[0], a), "pixzip round trip failed"
     low = sum(header.stream_sizes[-header.low_streams:]) if header.low_streams else 0
-    return len(data), low, "/".join(str(v) for v in header.splits[0])
+    split = header.splits[0]
+    kind = {0: "split", 1: "x257", 2: f"ranked {len(split.values) if split.values is not None else 0} values"}[split.kind]
+    return len(data), low, f"{kind}, shift {split.shift}, low bits {split.low_bits}"
 
 
 def png_size(a: np.ndarray) -> int:
@@ -81,7 +83,7 @@ def main():
         rows.append(f"| {name} | {a.shape[1]}x{a.shape[0]} | {8 * pxz / n:.3f} ({8 * low / n:.3f} low, split {split}) "
                     f"| {8 * png / n:.3f} | {8 * jxl / n:.3f} | {pxz / jxl:.3f} | {seconds:.1f} |")
         print(rows[-1], flush=True)
-    table = ["| image | size | pixzip bits/sample (of which low part; split kind/shift/low bits) | PNG 16-bit (level 9) "
+    table = ["| image | size | pixzip bits/sample (of which low part; split) | PNG 16-bit (level 9) "
              "| JPEG XL e9 lossless | pixzip / JPEG XL | pixzip encode+decode s |",
              "|---|---|---|---|---|---|---|", *rows,
              f"| **all** | | **{totals[0] / totals[3]:.3f}** | {totals[1] / totals[3]:.3f} | {totals[2] / totals[3]:.3f} "

@@ -144,7 +144,7 @@ def _container(image: ImageData, models: list[LoadedModel], coded: list, split: 
                     [(refs.index(m), p.shape[2]) for p, m in zip(image.planes, models)],
                     pixel_crc=zlib.crc32(image.pixel_bytes()), model_bits=model_bits, icc=image.icc,
                     palette_mode=image.palette_mode, palette=image.palette, transparency=image.transparency,
-                    version=version, depth=depth, splits=[tuple(s.to_bytes()) for s in split.splits],
+                    version=version, depth=depth, splits=list(split.splits),
                     metadata=list(image.metadata))
     data = container.write(header, streams)
     return data, Stats(len(data), header.subpixels, model_bits)
@@ -279,8 +279,7 @@ def _join_low_parts(h: Header, highs: list, low_streams: list) -> list:
         return highs
     streams = iter(low_streams)
     planes = []
-    for high, raw in zip(highs, h.splits):
-        split = lowbits.check_split(bytes(raw))
+    for high, split in zip(highs, h.splits):
         low = lowbits.decode(next(streams), high, split.low_bits) if split.low_bits else None
         planes.append(lowbits.join(high, low, split))
     return planes

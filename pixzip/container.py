@@ -18,7 +18,7 @@ import numpy as np
 
 from . import metadata
 from .errors import PixzipError
-from .lowbits import check_split
+from .lowbits import read_split
 
 MAGIC = b"\x89PXZ\r\n\x1a\n"
 VERSION = 4
@@ -65,7 +65,7 @@ class Header:
     version: int = VERSION
     depth: int = 8                           # v4 (older files: 8, or 1 for mode 1)
     entropy: list[int] = field(default_factory=list)      # v4: per plane (empty: 0 for every plane)
-    splits: list[tuple[int, int, int]] = field(default_factory=list)   # v4, 16-bit: per plane (lowbits.Split)
+    splits: list = field(default_factory=list)            # v4, 16-bit: lowbits.Split per plane
     metadata: list = field(default_factory=list)          # v4: metadata.Item list
 
     @property
@@ -75,7 +75,7 @@ class Header:
     @property
     def low_streams(self) -> int:
         """Streams after the models' ones: one per 16-bit plane with a low part."""
-        return sum(1 for kind, _, low_bits in self.splits if low_bits)
+        return sum(1 for split in self.splits if split.low_bits)
 
 
 ID_BYTES = {1: 16, 2: 8, 3: 8, 4: 8}   # model identity: the first 128 (v1) or 64 (v2, v3) bits of its SHA-256
@@ -158,7 +158,7 @@ def _common_fields(h: Header, id_bytes: int) -> bytearray:
     for (model_index, channels), stage in zip(h.planes, entropy):       # as many as the mode has planes
         body += bytes([model_index, channels]) + (bytes([stage]) if h.version >= 4 else b"")
     if h.version >= 4 and h.depth == 16:
-        body += b"".join(bytes(split) for split in h.splits)
+        body += b"".join(split.to_bytes() for split in h.splits)
     optional = (OPT_ICC if h.icc else 0) | (OPT_PALETTE if h.palette else 0) | \
         (OPT_TRANSPARENCY if h.transparency else 0)
     body.append(optional)
@@ -218,9 +218,8 @@ def read_header(data: bytes) -> tuple[Header, int]:
         raise FormatError(f"file uses entropy stage {max(entropy)}, which this pixzip does not know (upgrade pixzip)")
     h = Header(mode, width, height, tile, models, planes, version=version, depth=depth, entropy=entropy)
     if depth == 16:
-        h.splits = [tuple(r.take(3)) for _ in planes]
         try:
-            [check_split(bytes(split)) for split in h.splits]
+            h.splits = [read_split(r) for _ in planes]
         except ValueError:
             raise FormatError("header is corrupted (16-bit split)") from None
     optional = r.u8()

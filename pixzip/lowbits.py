@@ -6,7 +6,10 @@ A 16-bit plane is first reduced by what is exactly free:
   8 -> 16-bit conversion: the models code the high byte, nothing else is stored;
 - SPLIT(k, s): every sample has k common trailing zero bits (e.g. 12-bit data shifted up by 4); the
   remaining value v' = v >> k has n significant bits; the models code its top 8 bits, v' >> s with
-  s = max(0, n - 8), and the low s bits are coded here.
+  s = max(0, n - 8), and the low s bits are coded here;
+- RANKED(s): the plane uses few distinct values (data of a lower depth scaled by any factor, e.g. 12-bit
+  samples times 65535/4095): the sorted list of them is stored and each sample is replaced by its rank
+  (an order-preserving map, so neighbours stay alike), split as above.
 
 The low part is coded after the whole high plane is known. Each value is predicted at full precision
 from its already decoded neighbours (LOCO-I's median predictor over W, N, NW) and the prediction is
@@ -29,20 +32,49 @@ import numpy as np
 from . import rans
 from .errors import PixzipError
 
-REPLICATED, SPLIT = 1, 0
+REPLICATED, SPLIT, RANKED = 1, 0, 2
+MAX_RANKED_VALUES = 1 << 14       # bounds the header's value list
 CONTEXTS = 10                    # bit length of the local gradient, 0..9 (9: 256 or more)
 TABLE_TOTAL = 1 << 12            # stored tables are scaled to at most this total (each count >= 1)
 
 
 @dataclass
 class Split:
-    """How a 16-bit plane was reduced: kind, shift k (trailing zero bits), low bits s."""
+    """How a 16-bit plane was reduced: kind, shift k (trailing zero bits), low bits s, and for RANKED the
+    sorted distinct values."""
     kind: int
     shift: int = 0
     low_bits: int = 0
+    values: np.ndarray | None = None
+
+    def __eq__(self, other):
+        return (self.kind, self.shift, self.low_bits) == (other.kind, other.shift, other.low_bits) and \
+            np.array_equal(self.values if self.values is not None else [], other.values if other.values is not None else [])
 
     def to_bytes(self) -> bytes:
-        return bytes([self.kind, self.shift, self.low_bits])
+        out = bytes([self.kind, self.shift, self.low_bits])
+        if self.kind == RANKED:      # the values as gaps: first value, then each step minus one
+            gaps = np.diff(self.values.astype(np.int64), prepend=-1) - 1
+            out += _varint(len(self.values)) + b"".join(_varint(int(g)) for g in gaps)
+        return out
+
+
+def read_split(reader) -> Split:
+    """A split record from the container's reader; ValueError if inconsistent."""
+    kind, shift, low_bits = reader.u8(), reader.u8(), reader.u8()
+    values = None
+    if kind == RANKED:
+        count = reader.varint()
+        if not 1 <= count <= MAX_RANKED_VALUES:
+            raise ValueError("bad value count")
+        values = np.cumsum(np.array([reader.varint() for _ in range(count)], dtype=np.int64) + 1) - 1
+        if values[-1] > 0xFFFF or low_bits != max(0, (count - 1).bit_length() - 8) or shift:
+            raise ValueError("bad value list")
+    # SPLIT: n = s + 8 significant bits above k zero bits fill at most 16 (s = 0: the high part alone)
+    if kind not in (REPLICATED, SPLIT, RANKED) or shift > 15 or (low_bits and shift + low_bits > 8) or \
+            (kind == REPLICATED and (shift or low_bits)):
+        raise ValueError("bad 16-bit split")
+    return Split(kind, shift, low_bits, values)
 
 
 def choose_split(plane: np.ndarray) -> Split:
@@ -53,6 +85,11 @@ def choose_split(plane: np.ndarray) -> Split:
     union = int(np.bitwise_or.reduce(v, axis=None)) if v.size else 0
     shift = (union & -union).bit_length() - 1 if union else 0
     bits = (union >> shift).bit_length()
+    values = np.unique(v)
+    rank_bits = (len(values) - 1).bit_length()
+    # ranks pay when they drop at least 2 bits a sample and the value list costs under 1 bit a sample
+    if rank_bits + 2 <= bits and len(values) <= MAX_RANKED_VALUES and 16 * len(values) <= v.size:
+        return Split(RANKED, 0, max(0, rank_bits - 8), values.astype(np.uint16))
     return Split(SPLIT, shift, max(0, bits - 8))
 
 
@@ -61,27 +98,23 @@ def high_and_low(plane: np.ndarray, split: Split) -> tuple[np.ndarray, np.ndarra
     v = plane.astype(np.uint32)
     if split.kind == REPLICATED:
         return (v >> 8).astype(np.uint8), None
-    v >>= split.shift
+    v = np.searchsorted(split.values, v).astype(np.uint32) if split.kind == RANKED else v >> split.shift
     high = (v >> split.low_bits).astype(np.uint8)
     return high, ((v & ((1 << split.low_bits) - 1)).astype(np.uint8) if split.low_bits else None)
 
 
 def join(high: np.ndarray, low: np.ndarray | None, split: Split) -> np.ndarray:
+    """Inverse of high_and_low; ValueError if a rank is beyond the value list (corruption)."""
     v = high.astype(np.uint32)
     if split.kind == REPLICATED:
         return (v * 257).astype(np.uint16)
     if split.low_bits:
         v = (v << split.low_bits) | low
+    if split.kind == RANKED:
+        if v.max(initial=0) >= len(split.values):
+            raise ValueError("rank beyond the value list")
+        return split.values[v].astype(np.uint16)
     return (v << split.shift).astype(np.uint16)
-
-
-def check_split(raw: bytes) -> Split:
-    kind, shift, low_bits = raw
-    # SPLIT: n = s + 8 significant bits above k zero bits fill at most 16 (s = 0: the high part alone)
-    if kind not in (REPLICATED, SPLIT) or shift > 15 or (low_bits and shift + low_bits > 8) or \
-            (kind == REPLICATED and (shift or low_bits)):
-        raise ValueError("bad 16-bit split")
-    return Split(kind, shift, low_bits)
 
 
 # -- prediction -------------------------------------------------------------------------------------

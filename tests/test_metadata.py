@@ -164,19 +164,21 @@ def test_unknown_entropy_stage_is_refused(tiny_models, rng):
         container.read_header(forged)
 
 
-@pytest.mark.parametrize("kind", ["noise", "times257", "shifted12", "small", "flat"])
+@pytest.mark.parametrize("kind", ["noise", "times257", "shifted12", "small", "flat", "scaled12"])
 def test_sixteen_bit_planes_round_trip_and_use_their_structure(tiny_models, rng, kind):
-    size = (9, 11, 3)
+    size = (30, 40, 3)
     base = {"noise": rng.integers(0, 65536, size), "times257": rng.integers(0, 256, size) * 257,
             "shifted12": rng.integers(0, 4096, size) << 4, "small": rng.integers(0, 1000, size),
-            "flat": np.full(size, 12345)}[kind].astype(np.uint16)
-    image = images.ImageData("RGBA", 11, 9, [base, base[..., :1].copy()], depth=16)
+            "flat": np.full(size, 12345),
+            # 12-bit data scaled to 16 bits (x 65535/4095): few distinct values, no common zero bits
+            "scaled12": np.rint(rng.integers(1000, 1200, size) * (65535 / 4095))}[kind].astype(np.uint16)
+    image = images.ImageData("RGBA", 40, 30, [base, base[..., :1].copy()], depth=16)
     data, _ = api.compress(image, tile=0)
     header = container.read_header(data)[0]
-    splits = [lowbits.Split(*s) for s in header.splits]
     expected = {"noise": lowbits.Split(0, 0, 8), "times257": lowbits.Split(1), "shifted12": lowbits.Split(0, 4, 4),
-                "small": lowbits.Split(0, 0, 2), "flat": lowbits.Split(0, 0, 6)}[kind]
-    assert splits[0] == expected
+                "small": lowbits.Split(0, 0, 2), "flat": lowbits.Split(2, 0, 0, np.array([12345])),
+                "scaled12": lowbits.Split(2, 0, 0, np.unique(base))}[kind]
+    assert header.splits[0] == expected
     back, _ = api.decompress(data)
     assert back.depth == 16 and all(np.array_equal(a, b) for a, b in zip(back.planes, image.planes))
 
