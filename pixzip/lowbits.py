@@ -35,6 +35,7 @@ from .errors import PixzipError
 REPLICATED, SPLIT, RANKED = 1, 0, 2
 MAX_RANKED_VALUES = 1 << 14       # bounds the header's value list
 CONTEXTS = 10                    # bit length of the local gradient, 0..9 (9: 256 or more)
+ENCODE_BAND = 1 << 20            # samples predicted at once when encoding (bounds the temporaries)
 TABLE_TOTAL = 1 << 12            # stored tables are scaled to at most this total (each count >= 1)
 
 
@@ -172,11 +173,17 @@ def encode(high: np.ndarray, low: np.ndarray, low_bits: int) -> np.ndarray:
     """The low part's stream (uint32 words): tables, lane states, then every lane's words."""
     levels = 1 << low_bits
     h, w, c = high.shape
-    x = (high.astype(np.int64) << low_bits) | low
-    i, j = np.divmod(np.arange(h * w), w)
-    predicted, table_of = _predict(x, high, low_bits, i, j)          # (h*w, c): every pixel at once
-    symbols = ((low.reshape(h * w, c) - predicted) & (levels - 1)).reshape(-1)
-    table_of = table_of.reshape(-1)
+    x = (high.astype(np.int32) << low_bits) | low
+    symbols = np.empty(h * w * c, dtype=np.int64)
+    table_of = np.empty(h * w * c, dtype=np.int64)
+    band = max(1, ENCODE_BAND // max(w * c, 1))
+    for top in range(0, h, band):         # every value is known: predict bands of rows at once
+        rows = slice(top * w * c, min(h, top + band) * w * c)
+        i, j = np.divmod(np.arange(top * w, min(h, top + band) * w), w)
+        predicted, table = _predict(x, high, low_bits, i, j)
+        symbols[rows] = ((low[i, j].astype(np.int64) - predicted) & (levels - 1)).reshape(-1)
+        table_of[rows] = table.reshape(-1)
+    i = np.arange(h * w) // w
     head = bytearray()
     tables = []
     for t in range(c * CONTEXTS):
@@ -276,7 +283,7 @@ def decode(stream: np.ndarray, high: np.ndarray, low_bits: int) -> np.ndarray:
     start = np.concatenate([[0], np.cumsum(counts)[:-1]])
     used = np.zeros(n_lanes, dtype=np.int64)
     lookup = _Tables(cum)
-    x = np.zeros((h, w, c), dtype=np.int64)
+    x = np.zeros((h, w, c), dtype=np.int32)
     for t in range(h + w - 1):                          # anti-diagonal i + j = t
         i = np.arange(max(0, t - w + 1), min(h, t + 1))
         j = t - i
@@ -290,7 +297,7 @@ def decode(stream: np.ndarray, high: np.ndarray, low_bits: int) -> np.ndarray:
         states[lanes] = rans.refill(state, need, word)
         used[lanes] += need
         low = (sym.reshape(-1, c) + predicted) & (levels - 1)
-        x[i, j] = (high[i, j].astype(np.int64) << low_bits) | low
+        x[i, j] = (high[i, j].astype(np.int32) << low_bits) | low
     if (used != counts).any() or (states != rans.LOW).any():
         raise ValueError("lanes do not end where they started")
     return (x & (levels - 1)).astype(np.uint8)
