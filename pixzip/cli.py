@@ -30,7 +30,7 @@ if os.path.basename(_argv0) == "pixzip" or _argv0.endswith(os.path.join("pixzip"
     except ValueError:    # not the main thread: leave signals alone
         pass
 
-from . import api, images, metadata, zoo  # noqa: E402
+from . import api, images, lowbits, metadata, zoo  # noqa: E402
 from .errors import PixzipError
 
 SUFFIX = ".pxz"
@@ -487,6 +487,7 @@ def info(files):
             f"format version:  {h.version}",
             f"image:           {h.width}x{h.height} {h.mode}, {h.depth}-bit" + (", ICC profile" if h.icc else ""),
             "metadata:        " + (", ".join(metadata.describe_all(h.metadata)) or "none"),
+            *([f"16-bit planes:   {', '.join(lowbits.describe(s) for s in h.splits)}"] if h.depth == 16 else []),
             "models:          " + ", ".join(f"{m.name or 'not installed'} (id {m.id[:16]})" for m in h.models),
             f"tile:            {h.tile or 'whole image'}",
             f"bytes:           {len(data)}",

@@ -60,6 +60,15 @@ class Split:
         return out
 
 
+def describe(split: Split) -> str:
+    """For `pixzip info`: how the plane's samples were split."""
+    if split.kind == REPLICATED:
+        return "8-bit values x 257 (no low part)"
+    what = f"ranks of {len(split.values)} values" if split.kind == RANKED else \
+        f"{split.shift} zero low bits" if split.shift else "samples"
+    return f"{what}, low {split.low_bits} bits coded apart"
+
+
 def read_split(reader) -> Split:
     """A split record from the container's reader; ValueError if inconsistent."""
     kind, shift, low_bits = reader.u8(), reader.u8(), reader.u8()

@@ -182,7 +182,7 @@ def test_sixteen_bit_images_keep_their_low_bytes(tmp_path, tiny_models, monkeypa
     back = ic.png_decode(Path("rt.png").read_bytes())
     assert back.dtype == np.uint16 and np.array_equal(back, a)
     r = run("info", "rgb16.png.pxz")
-    assert "30x20 RGB, 16-bit" in r.stdout
+    assert "30x20 RGB, 16-bit" in r.stdout and "16-bit planes:   samples, low 8 bits coded apart" in r.stdout
 
 
 @pytest.mark.parametrize("out", ["x.tif", "x.ppm"])
