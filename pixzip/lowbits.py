@@ -12,9 +12,10 @@ A 16-bit plane is first reduced by what is exactly free:
   (an order-preserving map, so neighbours stay alike), split as above.
 
 The low part is coded after the whole high plane is known. Each value is predicted at full precision
-from its already decoded neighbours (LOCO-I's median predictor over W, N, NW) and the prediction is
-clamped into the value's known bin [h << s, (h + 1) << s): the high plane tells where the value lies,
-the neighbours where inside. The low part's offset from the clamped prediction, modulo 2^s, is coded
+from its already decoded neighbours (LOCO-I's median predictor over W, N, NW; from the second channel
+on, plus the previous channel's prediction error at the same pixel) and the prediction is clamped
+into the value's known bin [h << s, (h + 1) << s): the high plane tells where the value lies, the
+neighbours where inside. The low part's offset from the clamped prediction, modulo 2^s, is coded
 with a frequency table chosen by the channel and the local gradient |W - NW| + |N - NW| (bit length),
 counted on the image and stored in the stream (each table only where it pays for itself). Symbols go
 through interleaved rANS lanes (pixzip.rans), one lane per row and channel, decoded by anti-diagonal
@@ -128,11 +129,12 @@ def join(high: np.ndarray, low: np.ndarray | None, split: Split) -> np.ndarray:
 
 
 # -- prediction -------------------------------------------------------------------------------------
-def _predict(x: np.ndarray, high: np.ndarray, low_bits: int, i: np.ndarray, j: np.ndarray):
-    """For pixels (i, j) (every channel): the predicted low part and the table index, from x's values
-    at W, N and NW (decoded before (i, j) in any wavefront order) and the high plane. Borders: no W ->
-    N; no N -> W; neither -> the centre of the pixel's own bin; no NW -> N."""
-    centre = (high[i, j].astype(np.int64) << low_bits) + (1 << (low_bits - 1))
+def _median(x: np.ndarray, high: np.ndarray, low_bits: int, i: np.ndarray, j: np.ndarray):
+    """For pixels (i, j), every channel: LOCO-I's median of x's W, N, NW (decoded before (i, j) in any
+    wavefront order), the bin's base (high << s) and the table index (channel, gradient). Borders: no
+    W -> N; no N -> W; neither -> the centre of the pixel's own bin; no NW -> N."""
+    base = high[i, j].astype(np.int64) << low_bits
+    centre = base + (1 << (low_bits - 1))
     has_w, has_n = (j > 0)[:, None], (i > 0)[:, None]
     w = x[i, np.maximum(j - 1, 0)]
     n = x[np.maximum(i - 1, 0), j]
@@ -141,12 +143,14 @@ def _predict(x: np.ndarray, high: np.ndarray, low_bits: int, i: np.ndarray, j: n
     nw = np.where(has_w & has_n, nw, n)
     lo, hi = np.minimum(w, n), np.maximum(w, n)
     median = np.where(nw >= hi, lo, np.where(nw <= lo, hi, w + n - nw))
-    base = high[i, j].astype(np.int64) << low_bits
-    predicted = np.clip(median - base, 0, (1 << low_bits) - 1)
     gradient = np.abs(w - nw) + np.abs(n - nw)
-    bucket = np.minimum(_bit_length(gradient), CONTEXTS - 1)
-    table = np.arange(x.shape[2]) * CONTEXTS + bucket
-    return predicted, table
+    table = np.arange(x.shape[2]) * CONTEXTS + np.minimum(_bit_length(gradient), CONTEXTS - 1)
+    return median, base, table
+
+
+def _in_bin(prediction: np.ndarray, base: np.ndarray, low_bits: int) -> np.ndarray:
+    """A full-precision prediction as a low part: clamped into the bin the high plane gives."""
+    return np.clip(prediction - base, 0, (1 << low_bits) - 1)
 
 
 def _bit_length(v: np.ndarray) -> np.ndarray:
@@ -189,7 +193,12 @@ def encode(high: np.ndarray, low: np.ndarray, low_bits: int) -> np.ndarray:
     for top in range(0, h, band):         # every value is known: predict bands of rows at once
         rows = slice(top * w * c, min(h, top + band) * w * c)
         i, j = np.divmod(np.arange(top * w, min(h, top + band) * w), w)
-        predicted, table = _predict(x, high, low_bits, i, j)
+        median, base, table = _median(x, high, low_bits, i, j)
+        # a channel's prediction adds the previous channel's error at the same pixel (colour
+        # channels' fine detail moves together)
+        prediction = median.copy()
+        prediction[:, 1:] += x[i, j][:, :-1] - median[:, :-1]
+        predicted = _in_bin(prediction, base, low_bits)
         symbols[rows] = ((low[i, j].astype(np.int64) - predicted) & (levels - 1)).reshape(-1)
         table_of[rows] = table.reshape(-1)
     i = np.arange(h * w) // w
@@ -296,17 +305,21 @@ def decode(stream: np.ndarray, high: np.ndarray, low_bits: int) -> np.ndarray:
     for t in range(h + w - 1):                          # anti-diagonal i + j = t
         i = np.arange(max(0, t - w + 1), min(h, t + 1))
         j = t - i
-        predicted, table = _predict(x, high, low_bits, i, j)
-        lanes = (i[:, None] * c + np.arange(c)).reshape(-1)
-        lookup.which = table.reshape(-1)
-        sym, state, need = rans.decode_step(states[lanes], lookup)
-        if (need & (used[lanes] >= counts[lanes])).any():
-            raise ValueError("stream too short")
-        word = words[np.where(need, start[lanes] + used[lanes], 0)] if len(words) else np.zeros_like(state)
-        states[lanes] = rans.refill(state, need, word)
-        used[lanes] += need
-        low = (sym.reshape(-1, c) + predicted) & (levels - 1)
-        x[i, j] = (high[i, j].astype(np.int32) << low_bits) | low
+        median, base, table = _median(x, high, low_bits, i, j)
+        error = 0
+        for ch in range(c):                              # channels in order: each needs the one before
+            predicted = _in_bin(median[:, ch] + error, base[:, ch], low_bits)
+            lanes = i * c + ch
+            lookup.which = table[:, ch]
+            sym, state, need = rans.decode_step(states[lanes], lookup)
+            if (need & (used[lanes] >= counts[lanes])).any():
+                raise ValueError("stream too short")
+            word = words[np.where(need, start[lanes] + used[lanes], 0)] if len(words) else np.zeros_like(state)
+            states[lanes] = rans.refill(state, need, word)
+            used[lanes] += need
+            value = base[:, ch] + ((sym + predicted) & (levels - 1))
+            x[i, j, ch] = value
+            error = value - median[:, ch]
     if (used != counts).any() or (states != rans.LOW).any():
         raise ValueError("lanes do not end where they started")
     return (x & (levels - 1)).astype(np.uint8)
