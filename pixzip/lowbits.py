@@ -31,7 +31,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import rans
-from .errors import PixzipError
 
 REPLICATED, SPLIT, RANKED = 1, 0, 2
 MAX_RANKED_VALUES = 1 << 14       # bounds the header's value list
