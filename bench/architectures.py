@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from pixzip import api, bench, modelfile
-from pixzip.images import ImageData
+from pixzip.formats.images import ImageData
 from pixzip.model import ModelConfig, build_model
 from pixzip.train import load_checkpoint, load_weights
 

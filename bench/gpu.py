@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from pixzip import api, codec, zoo  # noqa: E402
-from pixzip.images import ImageData  # noqa: E402
+from pixzip.formats.images import ImageData  # noqa: E402
 
 
 def save_crops(out: Path, n: int):

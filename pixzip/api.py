@@ -8,11 +8,12 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from . import codec, container, zoo
-from .container import FormatError, Header, ModelRef
+from . import codec, zoo
+from .formats import container
+from .formats.container import FormatError, Header, ModelRef
 from .engine import IntEnsemble
 from .errors import PixzipError
-from .images import DEFAULT_MAX_PIXELS, ImageData
+from .formats.images import DEFAULT_MAX_PIXELS, ImageData
 from .modelfile import LoadedModel
 
 # Tiles are coded independently (own streams: decodable in parallel, each losing its context at the

@@ -16,9 +16,10 @@ from typing import Callable
 import numpy as np
 from PIL import Image
 
-from . import api, images
+from . import api
 from .data import list_sources
 from .errors import PixzipError
+from .formats import images
 
 
 @dataclass

@@ -30,7 +30,8 @@ if os.path.basename(_argv0) == "pixzip" or _argv0.endswith(os.path.join("pixzip"
     except ValueError:    # not the main thread: leave signals alone
         pass
 
-from . import api, images, zoo  # noqa: E402
+from . import api, zoo  # noqa: E402
+from .formats import images  # noqa: E402
 from .errors import PixzipError
 
 SUFFIX = ".pxz"

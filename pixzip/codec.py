@@ -27,7 +27,8 @@ import constriction
 import numpy as np
 import torch
 
-from . import native, rans, triton_lanes
+from . import rans, triton_lanes
+from .backends import native
 from .engine import ROW, IntEnsemble, IntModel, IntMultiScale, IntPixelCNN, require_gpu_path
 from .errors import PixzipError
 

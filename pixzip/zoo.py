@@ -6,7 +6,7 @@ import os
 from functools import lru_cache
 from pathlib import Path
 
-from . import native
+from .backends import native
 from .engine import IntEnsemble
 from .errors import PixzipError
 from .modelfile import LoadedModel, load

@@ -14,8 +14,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from pixzip import api, images, modelfile
+from pixzip import api, modelfile
 from pixzip.errors import PixzipError
+from pixzip.formats import images
 
 GOLDEN = Path(__file__).resolve().parent / "golden"
 EXAMPLES = int(os.environ.get("PIXZIP_FUZZ_EXAMPLES", "150"))

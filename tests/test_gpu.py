@@ -16,7 +16,7 @@ from conftest import make_tiny_model
 from pixzip import api, codec
 from pixzip.cli import main
 from pixzip.engine import float_int_mm
-from pixzip.images import ImageData
+from pixzip.formats.images import ImageData
 from test_engine import encoder_stream
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
@@ -143,7 +143,7 @@ def test_auto_device_prefers_the_native_coder_and_decodes_on_the_cpu(monkeypatch
     _, lstm = tiny_rnn("rowlstm")
     assert codec.placed(lstm, "auto", 7) == (lstm, 7)
     # ... and a model the native CPU coder runs (faster than the GPU path measured so far)
-    from pixzip import native
+    from pixzip.backends import native
     net = tiny(dict(channels=3, stream_bits=16, slope=2))
     if native.kernel() != "none":
         assert native.supports(net) and codec.coding_device(net, "auto") is None

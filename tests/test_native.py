@@ -13,7 +13,8 @@ from PIL import Image
 
 from conftest import make_tiny_model
 from test_rans import assert_corruption_refused
-from pixzip import codec, modelfile, native, zoo
+from pixzip import codec, modelfile, zoo
+from pixzip.backends import native
 from pixzip.engine import IntEnsemble, IntPixelCNN, laplace_start
 from pixzip.errors import PixzipError
 

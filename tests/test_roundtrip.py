@@ -9,7 +9,8 @@ import pytest
 from PIL import Image
 
 from conftest import REPO_MODELS, SHARED
-from pixzip import api, images, zoo
+from pixzip import api, zoo
+from pixzip.formats import images
 
 
 def roundtrip(im: Image.Image, tile: int = api.DEFAULT_TILE, model=None) -> Image.Image:

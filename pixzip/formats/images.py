@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .errors import PixzipError
+from ..errors import PixzipError
 
 MODES = ("L", "LA", "RGB", "RGBA", "P", "1")
 # Output formats Pillow writes losslessly for every supported mode (by file suffix).

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .errors import PixzipError
+from ..errors import PixzipError
 
 MAGIC = b"\x89PXZ\r\n\x1a\n"
 VERSION = 3
