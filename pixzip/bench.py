@@ -17,9 +17,9 @@ import numpy as np
 from PIL import Image
 
 from . import api
-from .data import list_sources
 from .errors import PixzipError
 from .formats import images
+from .training.data import list_sources
 
 
 @dataclass

@@ -7,9 +7,9 @@ from functools import lru_cache
 from pathlib import Path
 
 from .backends import native
-from .engine import IntEnsemble
 from .errors import PixzipError
-from .modelfile import LoadedModel, load
+from .nets.ensemble import IntEnsemble
+from .nets.modelfile import LoadedModel, load
 
 # Default model per plane channel count. Changing a default never breaks old files: they name theirs.
 DEFAULTS = {3: "pcnn-rgb-v7", 1: "pcnn-gray-v2"}

@@ -1,13 +1,15 @@
-"""Float PixelRNN (`pixzip.rnn`) -> integer PixelRNN (`pixzip.engine_rnn`)."""
+"""Float PixelRNN (`training.rnn`) -> integer PixelRNN (`nets.rnn`)."""
 
 from __future__ import annotations
 
 import torch
 
-from .engine import QConv, exp_table, int_model_class, invb_table
-from .engine_rnn import IntPixelRNN, gate_tables
-from .export import export_head, multiplier, quantize_conv
-from .rnn import GATE_FRAC, H_FRAC, PixelRNN, StateConv
+from ..nets.qconv import QConv
+from ..nets.rnn import IntDiagBiLSTM, IntPixelRNN, IntRowLSTM, gate_tables
+from ..spec.fixed_point import GATE_FRAC, H_FRAC
+from .quantize import export_head, multiplier, quantize_conv, tables
+from .rnn import PixelRNN, StateConv
+
 
 GATE_RANGE_WIDE = (-(1 << 15), 1 << 15)     # each gate term is clamped wide; their sum to the table
 
@@ -46,4 +48,5 @@ def export_pixelrnn(model: PixelRNN) -> IntPixelRNN:
         mult, shift = multiplier(torch.tensor([s_stream / s_head_in]))
         extra = {"skips_mult": mult, "skips_shift": shift}
     head = {**export_head(model, s_head_in, layers), **extra}
-    return int_model_class(cfg.arch)(cfg, layers, head, {"exp": exp_table(), "invb": invb_table(), **gate_tables()})
+    lstm = {"rowlstm": IntRowLSTM, "diagbilstm": IntDiagBiLSTM}[cfg.arch]
+    return lstm(cfg, layers, head, {**tables(), **gate_tables()})

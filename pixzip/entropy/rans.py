@@ -19,7 +19,7 @@ tables: at most 256 entries of at most 2^16) is scaled to the coder's total 2^PR
 which keeps every symbol's width >= 1 (the scale is >= 1) with no correction terms, so the decoder
 finds the symbol of a slot by one search in C itself: q(k) <= slot  <=>  C(k) < bound(slot).
 
-Where the words go (which lane reads which word when) is the caller's business (`pixzip.codec`): this
+Where the words go (which lane reads which word when) is the caller's business (`backends.codec`): this
 module reports, for every symbol, the word its renormalisation wrote, and decodes given the words read.
 """
 

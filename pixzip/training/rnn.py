@@ -1,8 +1,8 @@
 """Float PixelRNN models for training: Row LSTM and Diagonal BiLSTM (van den Oord et al. 2016, sec. 3).
 
-Both share the PixelCNN's mask-A first layer and masked 1x1 head (`pixzip.model.ARModel`); between
+Both share the PixelCNN's mask-A first layer and masked 1x1 head (`training.base.ARModel`); between
 them sit LSTM layers whose gates and cell are fake-quantised exactly where the integer engine
-(`pixzip.engine_rnn`) rounds:
+(`nets.rnn`) rounds:
   * gate pre-activations z in 1/32 steps, clamped to [-8, 8): sigmoid and tanh become 512-entry tables;
   * gate values (sigmoid, tanh) in Q15, the cell state c in Q12 clamped to +-16;
   * the LSTM output h = o * tanh(c) as int8 in 1/128 steps (|h| < 1, so its scale is fixed);
@@ -23,15 +23,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .model import ActQuant, ARModel, MaskedConv, ModelConfig, group_allowed, round_ste
-
-# Fixed-point formats shared with the integer engine (and written into exported models' tables).
-GATE_FRAC = 32          # gate pre-activations in 1/32, table index range [-256, 256)
-GATE_RANGE = 256
-GATE_ONE = 1 << 15      # sigmoid / tanh values in Q15
-CELL_FRAC = 1 << 12     # cell state in Q12
-CELL_MAX = 16
-H_FRAC = 128            # LSTM output h in 1/128 (int8)
+from ..spec.config import ModelConfig
+from ..spec.fixed_point import CELL_FRAC, CELL_MAX, GATE_FRAC, GATE_ONE, GATE_RANGE, H_FRAC
+from .base import ARModel
+from .layers import ActQuant, MaskedConv, group_allowed, round_ste
 
 
 def _fq(x: torch.Tensor, frac: float, lo: float | None = None, hi: float | None = None) -> torch.Tensor:
@@ -43,7 +38,7 @@ def _fq(x: torch.Tensor, frac: float, lo: float | None = None, hi: float | None 
 
 
 def lstm_cell(z_in: torch.Tensor, z_state: torch.Tensor, c_prev: torch.Tensor, quant: bool):
-    """Gates [i, f, o, g] (B, 4S, ...) -> (h, c). Mirrors `engine_rnn.lstm_cell` when quant is on."""
+    """Gates [i, f, o, g] (B, 4S, ...) -> (h, c). Mirrors `nets.rnn.IntPixelRNN.lstm_cell` when quant is on."""
     if quant:
         z = (round_ste(z_in * GATE_FRAC) + round_ste(z_state * GATE_FRAC)).clamp(-GATE_RANGE, GATE_RANGE - 1)
         z = z / GATE_FRAC

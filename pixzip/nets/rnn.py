@@ -1,4 +1,4 @@
-"""Integer Row LSTM and Diagonal BiLSTM: the coding path of the PixelRNN models (`pixzip.rnn`).
+"""Integer Row LSTM and Diagonal BiLSTM: the coding path of the PixelRNN models (`training.rnn`).
 
 The LSTM cell runs in fixed point with lookup tables stored in the model file (see `lstm_cell`), so
 it is exact on any device. States live in the canvas like every other activation: h as int8, the cell
@@ -15,21 +15,23 @@ dependencies computes the same integers:
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 
-from .engine import Canvas, IntModel, QConv, Scattered, requantize, residual_add
-from .model import ModelConfig
-from .rnn import CELL_FRAC, CELL_MAX, GATE_ONE, GATE_RANGE
+from ..spec.config import ModelConfig
+from ..spec import tables as spec_tables
+from ..spec.fixed_point import CELL_FRAC, CELL_MAX, GATE_RANGE
+from .base import IntModel
+from .canvas import Canvas, Scattered
+from .qconv import QConv, requantize, residual_add
+
 
 RASTER_SLOPE = 1 << 20      # t = j + RASTER_SLOPE * i orders any tile's pixels in raster order
 
 
+
 def gate_tables() -> dict[str, torch.Tensor]:
-    """sigmoid and tanh of z = k/32 for k in [-256, 256), in Q15 (written into the model file)."""
-    z = (np.arange(-GATE_RANGE, GATE_RANGE) / 32.0)
-    return {"sigmoid": torch.tensor(np.round(GATE_ONE / (1 + np.exp(-z))), dtype=torch.int32),
-            "tanh": torch.tensor(np.round(GATE_ONE * np.tanh(z)), dtype=torch.int32)}
+    """The sigmoid and tanh tables (`spec.tables.gate_tables`) as the engine holds them: int32 tensors."""
+    return {name: torch.from_numpy(t) for name, t in spec_tables.gate_tables().items()}
 
 
 class IntPixelRNN(IntModel):
