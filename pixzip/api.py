@@ -8,13 +8,14 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from . import codec, zoo
+from . import zoo
+from .backends import codec
 from .formats import container
 from .formats.container import FormatError, Header, ModelRef
-from .engine import IntEnsemble
 from .errors import PixzipError
 from .formats.images import DEFAULT_MAX_PIXELS, ImageData
-from .modelfile import LoadedModel
+from .nets.ensemble import IntEnsemble
+from .nets.modelfile import LoadedModel
 
 # Tiles are coded independently (own streams: decodable in parallel, each losing its context at the
 # edges). 256 rather than 128: CBSD68 -0.37 % in bits for ~5 % of the native CPU decoder's speed; the

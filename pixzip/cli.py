@@ -543,8 +543,9 @@ def train(data, out, checkpoint, resume, init_from, arch, small_arch, scale, cha
     Quantisation-aware training runs for the last 40% of the steps; the export reports the float and
     the integer model's bits/dim on the validation crops. Ctrl-C saves a checkpoint (--resume continues).
     """
-    from .train import TrainConfig, export_checkpoint, run_training
-    from .model import ModelConfig
+    from .spec.config import ModelConfig
+    from .training.config import TrainConfig
+    from .training.loop import export_checkpoint, run_training
     try:
         lstm = arch != "pixelcnn"
         cfg = ModelConfig(arch=arch, channels=int(channels), levels=int(levels), hidden=hidden, head_hidden=hidden,
@@ -580,7 +581,7 @@ def evaluate(model, data, tile, limit, items, threads):
     """Bits/dim of MODEL (name or .pxm) on DATA: the integer model's ideal code length and the real
     coded size (each image, or each .npy item, as its own tiled plane; no file header counted)."""
     from . import bench as benchmod
-    from .codec import encode_plane
+    from .backends.codec import encode_plane
     try:
         set_device("cpu", threads)
         m = zoo.load_model(model)

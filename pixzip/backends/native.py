@@ -22,7 +22,10 @@ import threading
 import numpy as np
 import torch
 
-from ..engine import LS_FRAC, LS_MIN, IntEnsemble, IntPixelCNN, QConv, conv_taps
+from ..nets.ensemble import IntEnsemble
+from ..nets.pixelcnn import IntPixelCNN
+from ..nets.qconv import QConv, conv_taps
+from ..spec.fixed_point import LS_FRAC, LS_MIN
 
 _i32p, _i64p, _i8p, _u8p = (ctypes.POINTER(t) for t in (ctypes.c_int32, ctypes.c_int64, ctypes.c_int8, ctypes.c_uint8))
 
