@@ -6,9 +6,8 @@ import os
 from functools import lru_cache
 from pathlib import Path
 
-from .backends import native
+from .backends import codec
 from .errors import PixzipError
-from .nets.ensemble import IntEnsemble
 from .nets.modelfile import LoadedModel, load
 
 # Default model per plane channel count. Changing a default never breaks old files: they name theirs.
@@ -28,7 +27,7 @@ EFFORTS = (1, 2)
 SUFFIX = ".pxm"
 
 
-SHIPPED = Path(__file__).resolve().parent.parent / "models"      # the models that come with pixzip
+SHIPPED = Path(__file__).resolve().parent / "models"      # the models that come with pixzip (package data)
 
 
 def search_dirs() -> list[Path]:
@@ -81,7 +80,7 @@ def default_model(channels: int, pixels: int | None = None, effort: int = 1) -> 
     for name in EFFORT_MODELS.get(effort, {}).get(channels, ()):
         if name in available():
             m = load_model(name)
-            if not isinstance(m.net, IntEnsemble) or native.supports(m.net):
+            if codec.codes_here(m.net):
                 return m
     return load_model(DEFAULTS[channels])
 

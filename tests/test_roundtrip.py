@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import REPO_MODELS, SHARED
+from conftest import SHARED
 from pixzip import api, zoo
+from pixzip.zoo import SHIPPED as REPO_MODELS
 from pixzip.formats import images
 
 

@@ -31,7 +31,7 @@ from .gpu import GRAPH_STATS, _DeviceLanes, encode_lanes_here
 from .reference import load_batch as _load_batch  # noqa: F401  (tests fill canvases through the door)
 
 __all__ = ["CODERS", "PASSES", "GRAPH_STATS", "MAX_BATCH_PIXELS", "Choice", "choose", "coding_device", "placed",
-           "check_coder", "check_tile", "stream_count", "stream_shapes", "lanes_per_tile", "tile_grid",
+           "codes_here", "check_coder", "check_tile", "stream_count", "stream_shapes", "lanes_per_tile", "tile_grid",
            "encoder_tables", "tile_symbols", "encode_planes", "encode_plane", "decode_planes", "decode_plane",
            "wavefront_decode"]
 
@@ -104,13 +104,19 @@ def placed(model, device, max_pixels: int):
     return model.on(device), max_pixels
 
 
+def codes_here(model) -> bool:
+    """Whether this installation codes `model`: every model, but an ensemble only where the native
+    coder is installed (it alone runs them)."""
+    return not isinstance(model, IntEnsemble) or native.supports(model)
+
+
 def check_coder(model, coder: str):
     """An ensemble runs only in the native coder (format v3, pixzip/_native.c): say so in one line
     where it cannot run, rather than fail inside another path."""
     if isinstance(model, IntEnsemble):
         if coder != "rans":
             raise PixzipError("ensemble models are coded with format version 3 only")
-        if not native.supports(model):
+        if not codes_here(model):
             raise PixzipError("ensemble models need pixzip's native CPU coder, which this installation lacks "
                               "(it is compiled at install when a C compiler is present; PIXZIP_NATIVE=0 turns it off)")
 
