@@ -8,7 +8,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
+from conftest import make_tiny_model
 from pixzip import zoo
 from pixzip.entropy.rans import PRECISION
 from pixzip.nets.ensemble import IntEnsemble
@@ -75,3 +77,20 @@ def test_laplace_start_points_at_the_table_of_mu(mu16, idx):
     peak = min(255, (mu16 + 8) // 16)
     assert table[peak] == table.max()
     assert np.all(np.diff(table[peak:]) <= 0) and np.all(np.diff(table[:peak + 1]) >= 0)
+
+
+@pytest.mark.parametrize("head", ["softmax", "laplace"])
+def test_the_engines_frequency_tables_are_the_specs(head, rng):
+    """IntModel.frequencies (torch, what the coders read) gives spec.tables' integers: the softmax
+    head's exp of the logit excess, the Laplace head's rows at laplace_start."""
+    _, net = make_tiny_model(3, head=head)
+    exp = net.exp_table.numpy()
+    if head == "softmax":
+        params = rng.integers(-3000, 3000, (200, 256))
+        want = tables.softmax_frequencies(exp, params)
+    else:
+        params = np.stack([rng.integers(0, 4081, 200), rng.integers(0, len(net.invb_table), 200)], axis=1)
+        flat = tables.laplace_rows(exp, net.invb_table.numpy()).reshape(-1)
+        start = tables.laplace_start(params[:, 0], params[:, 1])
+        want = flat[start[:, None] + np.arange(256)]
+    assert np.array_equal(net.frequencies(torch.from_numpy(params)).numpy(), want)
