@@ -26,7 +26,7 @@ import hashlib, sys, time
 import numpy as np
 from PIL import Image
 from pixzip import api, zoo
-from pixzip.images import ImageData
+from pixzip.formats.images import ImageData
 if __name__ == "__main__":
     path, w, h, workers, model = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
     a = np.ascontiguousarray(np.asarray(Image.open(path).convert("RGB"))[:h, :w])

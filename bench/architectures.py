@@ -19,10 +19,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pixzip import api, bench, modelfile
-from pixzip.images import ImageData
-from pixzip.model import ModelConfig, build_model
-from pixzip.train import load_checkpoint, load_weights
+from pixzip import api, bench
+from pixzip.formats.images import ImageData
+from pixzip.nets import modelfile
+from pixzip.spec.config import ModelConfig
+from pixzip.training.loop import load_checkpoint, load_weights
+from pixzip.training.registry import build_model
 
 
 def float_bpd(stem: Path, stack: np.ndarray) -> float:

@@ -19,7 +19,8 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from pixzip import api, images  # noqa: E402
+from pixzip import api  # noqa: E402
+from pixzip.formats import images  # noqa: E402
 
 
 def main():

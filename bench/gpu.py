@@ -5,8 +5,7 @@
     python3 bench/gpu.py verify DIR --out OUT [-m MODEL]... (back here: OUT's files against this machine)
 
 `run`, for the default RGB model and each -m model (PIXZIP_CUDA_GRAPHS=0: decode without CUDA graphs;
-PIXZIP_DEVICE_LANES=0: the rANS lanes on the host; PIXZIP_COMPILE=1: the encoder's lockstep
-steps fused by torch.compile): encodes the crops as one batch on the GPU (median
+PIXZIP_DEVICE_LANES=0: the rANS lanes on the host): encodes the crops as one batch on the GPU (median
 of --repeats runs after a warm-up), checks that the first --cpu-images files are byte for byte what the
 CPU encoder writes, decodes the batch on the GPU and checks every pixel, decodes one GPU-encoded file on
 the CPU, and writes the GPU-encoded files to OUT (so that another machine can decode them and compare
@@ -31,8 +30,9 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from pixzip import api, codec, zoo  # noqa: E402
-from pixzip.images import ImageData  # noqa: E402
+from pixzip import api, zoo  # noqa: E402
+from pixzip.backends import codec  # noqa: E402
+from pixzip.formats.images import ImageData  # noqa: E402
 
 
 def save_crops(out: Path, n: int):
@@ -84,14 +84,14 @@ def run(crop_dir: Path, out: Path, models: list[str], repeats: int, cpu_images: 
                      "gpu_bytes_equal_cpu_bytes": f"{sum(same)}/{len(same)}", "gpu_decode_exact": exact,
                      "gpu_file_decodes_on_cpu": cpu_decoded, "cuda_graphs": dict(codec.GRAPH_STATS),
                      "lanes_on_device": device == "cuda" and os.environ.get("PIXZIP_DEVICE_LANES", "1") != "0",
-                     "compiled": dict(codec.FUSED), "canvas_pixels": codec.MAX_BATCH_PIXELS_CUDA})
+                     "canvas_pixels": codec.MAX_BATCH_PIXELS_CUDA})
         print(rows[-1], flush=True)
         name = torch.cuda.get_device_name() if device == "cuda" else platform.processor() or "cpu"
         info = {"device": name, "torch": torch.__version__, "python": platform.python_version(), "repeats": repeats,
                 "coder_workers": workers, "max_batch_pixels": codec.MAX_BATCH_PIXELS_CUDA, "rows": rows}
         (out / "gpu.json").write_text(json.dumps(info, indent=1))    # after each model: a timeout keeps the rest
     print(f"\n{info['device']}, torch {info['torch']}; {len(images)} images of 768x512 as one batch; medians of {repeats}"
-          f"; lanes on the {'device' if rows[-1]['lanes_on_device'] else 'host'}; compiled {codec.FUSED}\n")
+          f"; lanes on the {'device' if rows[-1]['lanes_on_device'] else 'host'}\n")
     print("| model | bits/sub-pixel | encode MP/s | decode MP/s | GPU bytes = CPU bytes | GPU decode exact | GPU file on CPU |")
     print("|---|---|---|---|---|---|---|")
     for r in rows:

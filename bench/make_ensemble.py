@@ -1,7 +1,7 @@
-"""Build an ensemble model file from member model files (pixzip.engine.IntEnsemble): the equal-weight
+"""Build an ensemble model file from member model files (pixzip.nets.ensemble.IntEnsemble): the equal-weight
 mixture of their distributions, coded by the native CPU coder only.
 
-    python3 bench/make_ensemble.py models/pcnn-rgb-v7.pxm models/pcnn-rgb-small-v5.pxm -o models/pcnn-rgb-mix-v1.pxm
+    python3 bench/make_ensemble.py pixzip/models/pcnn-rgb-v7.pxm pixzip/models/pcnn-rgb-small-v5.pxm -o pixzip/models/pcnn-rgb-mix-v1.pxm
 
 The members' integers are copied unchanged; the provenance names them (name and identity). A shipped
 model file never changes once released: a new ensemble gets a new name.
@@ -16,8 +16,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from pixzip import modelfile  # noqa: E402
-from pixzip.engine import IntEnsemble  # noqa: E402
+from pixzip.nets import modelfile  # noqa: E402
+from pixzip.nets.ensemble import IntEnsemble  # noqa: E402
 
 
 def main():

@@ -22,7 +22,8 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from architectures import code_files, float_bpd   # noqa: E402
 
-from pixzip import bench, modelfile   # noqa: E402
+from pixzip import bench   # noqa: E402
+from pixzip.nets import modelfile   # noqa: E402
 
 PAPER_NATS = 79.20
 

@@ -22,7 +22,7 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from pixzip import api  # noqa: E402
-from pixzip.images import ImageData  # noqa: E402
+from pixzip.formats.images import ImageData  # noqa: E402
 
 
 def main():

@@ -19,7 +19,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from pixzip import codec, zoo  # noqa: E402
+from pixzip import zoo  # noqa: E402
+from pixzip.backends import codec  # noqa: E402
 from speed import crops  # noqa: E402
 
 

@@ -8,12 +8,16 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from . import codec, container, lowbits, zoo
-from .container import FormatError, Header, ModelRef
-from .engine import IntEnsemble
+from . import zoo
+from .backends import codec
+from .entropy import lowbits
+from .formats import depth
+from .formats import container
+from .formats.container import FormatError, Header, ModelRef
 from .errors import PixzipError
-from .images import DEFAULT_MAX_PIXELS, ImageData
-from .modelfile import LoadedModel
+from .formats.images import DEFAULT_MAX_PIXELS, ImageData
+from .nets.ensemble import IntEnsemble
+from .nets.modelfile import LoadedModel
 
 # Tiles are coded independently (own streams: decodable in parallel, each losing its context at the
 # edges). 256 rather than 128: CBSD68 -0.37 % in bits for ~5 % of the native CPU decoder's speed; the
@@ -112,15 +116,15 @@ def _check_version_holds(image: ImageData, version: int):
 class _SplitImage:
     """The planes the models code (a 16-bit plane's top significant byte) and the low parts."""
     model_planes: list
-    splits: list                   # lowbits.Split per plane (16-bit images only)
+    splits: list                   # depth.Split per plane (16-bit images only)
     lows: list                     # low part or None, per plane
 
     @classmethod
     def of(cls, image: ImageData) -> "_SplitImage":
         if image.depth != 16:
             return cls(image.planes, [], [])
-        splits = [lowbits.choose_split(p) for p in image.planes]
-        parts = [lowbits.high_and_low(p, s) for p, s in zip(image.planes, splits)]
+        splits = [depth.choose_split(p) for p in image.planes]
+        parts = [depth.high_and_low(p, s) for p, s in zip(image.planes, splits)]
         return cls([h for h, _ in parts], splits, [low for _, low in parts])
 
     def low_streams(self) -> list:
@@ -281,7 +285,7 @@ def _join_low_parts(h: Header, highs: list, low_streams: list) -> list:
     planes = []
     for high, split in zip(highs, h.splits):
         low = lowbits.decode(next(streams), high, split.low_bits) if split.low_bits else None
-        planes.append(lowbits.join(high, low, split))
+        planes.append(depth.join(high, low, split))
     return planes
 
 

@@ -16,9 +16,10 @@ from typing import Callable
 import numpy as np
 from PIL import Image
 
-from . import api, images
-from .data import list_sources
+from . import api
 from .errors import PixzipError
+from .formats import images
+from .training.data import list_sources
 
 
 @dataclass

@@ -30,7 +30,8 @@ if os.path.basename(_argv0) == "pixzip" or _argv0.endswith(os.path.join("pixzip"
     except ValueError:    # not the main thread: leave signals alone
         pass
 
-from . import api, images, lowbits, metadata, zoo  # noqa: E402
+from . import api, zoo  # noqa: E402
+from .formats import depth, images, metadata  # noqa: E402
 from .errors import PixzipError
 
 SUFFIX = ".pxz"
@@ -487,7 +488,7 @@ def info(files):
             f"format version:  {h.version}",
             f"image:           {h.width}x{h.height} {h.mode}, {h.depth}-bit" + (", ICC profile" if h.icc else ""),
             "metadata:        " + (", ".join(metadata.describe_all(h.metadata)) or "none"),
-            *([f"16-bit planes:   {', '.join(lowbits.describe(s) for s in h.splits)}"] if h.depth == 16 else []),
+            *([f"16-bit planes:   {', '.join(depth.describe(s) for s in h.splits)}"] if h.depth == 16 else []),
             "models:          " + ", ".join(f"{m.name or 'not installed'} (id {m.id[:16]})" for m in h.models),
             f"tile:            {h.tile or 'whole image'}",
             f"bytes:           {len(data)}",
@@ -586,8 +587,9 @@ def train(data, out, checkpoint, resume, init_from, arch, small_arch, scale, cha
     Quantisation-aware training runs for the last 40% of the steps; the export reports the float and
     the integer model's bits/dim on the validation crops. Ctrl-C saves a checkpoint (--resume continues).
     """
-    from .train import TrainConfig, export_checkpoint, run_training
-    from .model import ModelConfig
+    from .spec.config import ModelConfig
+    from .training.config import TrainConfig
+    from .training.loop import export_checkpoint, run_training
     try:
         lstm = arch != "pixelcnn"
         cfg = ModelConfig(arch=arch, channels=int(channels), levels=int(levels), hidden=hidden, head_hidden=hidden,
@@ -623,7 +625,7 @@ def evaluate(model, data, tile, limit, items, threads):
     """Bits/dim of MODEL (name or .pxm) on DATA: the integer model's ideal code length and the real
     coded size (each image, or each .npy item, as its own tiled plane; no file header counted)."""
     from . import bench as benchmod
-    from .codec import encode_plane
+    from .backends.codec import encode_plane
     try:
         set_device("cpu", threads)
         m = zoo.load_model(model)

@@ -6,10 +6,9 @@ import os
 from functools import lru_cache
 from pathlib import Path
 
-from . import native
-from .engine import IntEnsemble
+from .backends import codec
 from .errors import PixzipError
-from .modelfile import LoadedModel, load
+from .nets.modelfile import LoadedModel, load
 
 # Default model per plane channel count. Changing a default never breaks old files: they name theirs.
 DEFAULTS = {3: "pcnn-rgb-v7", 1: "pcnn-gray-v2"}
@@ -28,7 +27,7 @@ EFFORTS = (1, 2)
 SUFFIX = ".pxm"
 
 
-SHIPPED = Path(__file__).resolve().parent.parent / "models"      # the models that come with pixzip
+SHIPPED = Path(__file__).resolve().parent / "models"      # the models that come with pixzip (package data)
 
 
 def search_dirs() -> list[Path]:
@@ -81,7 +80,7 @@ def default_model(channels: int, pixels: int | None = None, effort: int = 1) -> 
     for name in EFFORT_MODELS.get(effort, {}).get(channels, ()):
         if name in available():
             m = load_model(name)
-            if not isinstance(m.net, IntEnsemble) or native.supports(m.net):
+            if codec.codes_here(m.net):
                 return m
     return load_model(DEFAULTS[channels])
 

@@ -8,10 +8,12 @@ import numpy as np
 import pytest
 import torch
 
-from pixzip import modelfile, zoo
-from pixzip.engine import IntEnsemble
-from pixzip.export import export
-from pixzip.model import ModelConfig, build_model
+from pixzip import zoo
+from pixzip.nets import modelfile
+from pixzip.nets.ensemble import IntEnsemble
+from pixzip.spec.config import ModelConfig
+from pixzip.training.export import export
+from pixzip.training.registry import build_model
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 REPO_MODELS = Path(__file__).resolve().parents[1] / "models"
@@ -78,8 +80,8 @@ def float_and_integer_bits(cfg: ModelConfig, size: int, steps: int, qat_from: in
 
 
 def _train_and_compare(cfg: ModelConfig, size: int, steps: int, qat_from: int) -> tuple[float, float, int]:
-    from pixzip import codec
-    from pixzip.export import export
+    from pixzip.backends import codec
+    from pixzip.training.export import export
     model = build_model(cfg)
     yy, xx = np.mgrid[0:size, 0:size]
     plane = np.stack([(yy * 3 + xx * 2) % 256, (yy * 2 + 40) % 256, (xx * 3 + 90) % 256], -1).astype(np.uint8)

@@ -9,8 +9,10 @@ import torch
 
 from conftest import float_and_integer_bits, make_tiny_model
 from test_engine import assert_same_tables, decoder_stream, encoder_stream
-from pixzip import codec, modelfile
-from pixzip.model import ModelConfig, build_model
+from pixzip.backends import codec
+from pixzip.nets import modelfile
+from pixzip.spec.config import ModelConfig
+from pixzip.training.registry import build_model
 
 ARCHS = ["rowlstm", "diagbilstm"]
 
@@ -223,8 +225,8 @@ def test_multiscale_integer_model_matches_float_model():
 def test_lstm_cell_int32_arithmetic_cannot_overflow():
     """The engine's cell runs in int32; against the same formulas in int64, at the extremes of every
     input (gates saturated both ways, cell state at +-16), the integers are identical."""
-    from pixzip.engine_rnn import IntDiagBiLSTM, gate_tables
-    from pixzip.rnn import CELL_FRAC, CELL_MAX, GATE_RANGE
+    from pixzip.nets.rnn import IntDiagBiLSTM, gate_tables
+    from pixzip.spec.fixed_point import CELL_FRAC, CELL_MAX, GATE_RANGE
     t = gate_tables()
     cell = IntDiagBiLSTM.__new__(IntDiagBiLSTM)
     cell.S, cell.sigmoid, cell.tanh = 8, t["sigmoid"].int(), t["tanh"].int()

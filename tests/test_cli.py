@@ -13,7 +13,8 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from pixzip import native, zoo
+from pixzip import zoo
+from pixzip.backends import native
 from pixzip.cli import main
 
 

@@ -8,9 +8,10 @@ import pytest
 import torch
 
 from conftest import float_and_integer_bits, make_tiny_model
-from pixzip import codec
-from pixzip.export import export
-from pixzip.model import ModelConfig, build_model
+from pixzip.backends import codec
+from pixzip.spec.config import ModelConfig
+from pixzip.training.export import export
+from pixzip.training.registry import build_model
 
 
 def encoder_stream(net, plane, tile, max_pixels=codec.MAX_BATCH_PIXELS):
@@ -242,7 +243,7 @@ def test_trimmed_slope_reads_only_earlier_wavefronts(slope):
 
 def _requant_both_ways(conv, acc):
     """(float64 path, int64 path) of QConv.requant for accumulators acc (n, cout)."""
-    from pixzip import engine
+    from pixzip.nets import qconv as engine
     conv._split.clear()
     fast = conv.requant(acc.clone(), None)
     assert conv._params(None).scale is not None, "the float64 path should apply here"
@@ -280,7 +281,8 @@ def test_float_requantisation_equals_the_integer_one(rng):
     """The CPU's float64 requantisation (engine.float_requant_exact) gives the int64 path's integers
     for every layer of every shipped model, on accumulators at every rounding edge and at the
     extremes; its condition is tight enough that a layer beyond it can differ."""
-    from pixzip import engine, zoo
+    from pixzip import zoo
+    from pixzip.nets import qconv as engine
     checked = 0
     for name in zoo.available():
         net = zoo.load_model(name).net
@@ -317,7 +319,7 @@ def test_wide_word_gathers_and_writes_equal_plain_indexing(width, cols, rng):
     """Scattered's gathers (rows read as int64 words where a row is whole words) and group writes (flat
     64-bit copies where the columns are whole words, else a strided copy) move the same bytes as plain
     row indexing."""
-    from pixzip.engine import Canvas, Scattered, _words, rows
+    from pixzip.nets.canvas import Canvas, Scattered, _words, rows
     _, net = make_tiny_model(channels=3)
     canvas = Canvas([(6, 7), (5, 9)], 2, {"b": width})
     buf = canvas.buf["b"]

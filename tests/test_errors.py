@@ -12,7 +12,8 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from pixzip import container, modelfile
+from pixzip.nets import modelfile
+from pixzip.formats import container
 from pixzip.cli import main
 
 

@@ -14,8 +14,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from pixzip import api, images, modelfile
+from pixzip import api
 from pixzip.errors import PixzipError
+from pixzip.formats import images
+from pixzip.nets import modelfile
 
 GOLDEN = Path(__file__).resolve().parent / "golden"
 EXAMPLES = int(os.environ.get("PIXZIP_FUZZ_EXAMPLES", "150"))

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from pixzip import api, modelfile
+from pixzip import api
+from pixzip.nets import modelfile
 
 GOLDEN = Path(__file__).resolve().parent / "golden"
 EXPECTED = json.loads((GOLDEN / "expected.json").read_text())

@@ -14,9 +14,11 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from pixzip import api, container, images, lowbits, metadata, pngio
+from pixzip import api
+from pixzip.entropy import lowbits
+from pixzip.formats import container, depth, images, metadata, pngio
 from pixzip.cli import main
-from pixzip.container import FormatError
+from pixzip.formats.container import FormatError
 
 XMP = b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF/></x:xmpmeta>'
 
@@ -175,9 +177,9 @@ def test_sixteen_bit_planes_round_trip_and_use_their_structure(tiny_models, rng,
     image = images.ImageData("RGBA", 40, 30, [base, base[..., :1].copy()], depth=16)
     data, _ = api.compress(image, tile=0)
     header = container.read_header(data)[0]
-    expected = {"noise": lowbits.Split(0, 0, 8), "times257": lowbits.Split(1), "shifted12": lowbits.Split(0, 4, 4),
-                "small": lowbits.Split(0, 0, 2), "flat": lowbits.Split(2, 0, 0, np.array([12345])),
-                "scaled12": lowbits.Split(2, 0, 0, np.unique(base))}[kind]
+    expected = {"noise": depth.Split(0, 0, 8), "times257": depth.Split(1), "shifted12": depth.Split(0, 4, 4),
+                "small": depth.Split(0, 0, 2), "flat": depth.Split(2, 0, 0, np.array([12345])),
+                "scaled12": depth.Split(2, 0, 0, np.unique(base))}[kind]
     assert header.splits[0] == expected
     back, _ = api.decompress(data)
     assert back.depth == 16 and all(np.array_equal(a, b) for a, b in zip(back.planes, image.planes))

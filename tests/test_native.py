@@ -13,8 +13,12 @@ from PIL import Image
 
 from conftest import make_tiny_model
 from test_rans import assert_corruption_refused
-from pixzip import codec, modelfile, native, zoo
-from pixzip.engine import IntEnsemble, IntPixelCNN, laplace_start
+from pixzip import zoo
+from pixzip.backends import codec, native
+from pixzip.nets import modelfile
+from pixzip.nets.ensemble import IntEnsemble
+from pixzip.nets.pixelcnn import IntPixelCNN
+from pixzip.spec.tables import laplace_start
 from pixzip.errors import PixzipError
 
 pytestmark = pytest.mark.skipif(not native.available(), reason="the native decoder is not built here")
@@ -266,3 +270,16 @@ def test_ensembles_are_refused_where_they_cannot_run(rng, monkeypatch):
         IntEnsemble([tiny(3), tiny(1)])
     with pytest.raises(ValueError, match="2 to 4"):
         IntEnsemble([tiny(3)])
+
+
+def test_the_mixture_reference_gives_the_native_coders_intervals(rng):
+    """IntEnsemble.mixture_interval, the package's reference of the mixture, gives the native
+    encoder's interval widths (and the derivation of them above), on the members' head outputs."""
+    net = ensemble()
+    plane = rng.integers(0, 256, (13, 11, 3), dtype=np.uint8)
+    h, w, C = plane.shape
+    symbols = plane.reshape(-1)[decoding_order(h, w, C, net.slope)]
+    lo, hi = net.mixture_interval([native.tile_params(m, plane) for m in net.members], symbols)
+    _, _, total, width = native.encode_tile(net, plane, 2)
+    assert np.all(total == 1 << 24) and np.all(hi > lo) and np.all(hi <= 1 << 24)
+    assert np.array_equal(hi - lo, width) and np.array_equal(hi - lo, mixture_widths(net, plane))

@@ -14,7 +14,7 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from pixzip import pngio
+from pixzip.formats import pngio
 from pixzip.cli import main
 
 ic = pytest.importorskip("imagecodecs")

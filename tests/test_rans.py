@@ -4,19 +4,14 @@ refused rather than decoded into garbage."""
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
 
 from conftest import make_tiny_model
-from pixzip import codec, rans
-from pixzip.engine import DenseTables
+from pixzip.backends import codec
+from pixzip.entropy import rans
+from pixzip.entropy.tables import DenseTables
 
 
 def random_tables(rng, n: int, levels: int) -> np.ndarray:
@@ -164,45 +159,6 @@ def test_lanes_on_the_device_decode_what_the_host_lanes_decode(kw, rng, monkeypa
         monkeypatch.undo()
 
 
-FUSED_LANES_CHECK = """
-import numpy as np, pytest
-from conftest import make_tiny_model
-from pixzip import codec, triton_lanes
-calls = {"n": 0}
-decode_into = triton_lanes.decode_into
-def counted(*args):
-    calls["n"] += 1
-    return decode_into(*args)
-triton_lanes.decode_into = counted
-codec._lanes_on_device = lambda model: True
-rng = np.random.default_rng(5)
-_, net = make_tiny_model(3, stream_bits=16, slope=2, hidden=6, blocks=1)
-planes = [rng.integers(0, 256, (h, w, 3), dtype=np.uint8) for h, w in [(9, 24), (3, 5)]]
-shapes = [p.shape[:2] for p in planes]
-streams = [s for s, _ in codec.encode_planes(net, planes, 0)]
-assert codec.lanes_per_tile(9, 24, net.slope) == 2
-for got, want in zip(codec.decode_planes(net, shapes, 0, streams), planes):
-    assert np.array_equal(got, want)
-assert calls["n"] == 3 * (24 + 2 * 8), calls
-with pytest.raises(ValueError):
-    codec.decode_planes(net, shapes, 0, [list(streams[0]), [streams[1][0][:-1]]])
-print("fused lanes: same pixels")
-"""
-
-
-def test_the_fused_triton_lanes_decode_what_the_host_lanes_decode():
-    """PIXZIP_TRITON=1: a Laplace head's sub-step as one Triton kernel (pixzip/triton_lanes.py), run
-    by Triton's interpreter on CPU tensors (in a process of its own: the interpreter is chosen when
-    Triton is imported; slow, so a small batch). Two planes of different sizes in one batch, lanes with
-    several rows each (K = 2) and up to 8 passes: the original pixels, the kernel ran at every
-    sub-step, and a corrupt stream is refused."""
-    pytest.importorskip("triton")
-    env = {**os.environ, "PIXZIP_TRITON": "1", "TRITON_INTERPRET": "1",
-           "PYTHONPATH": os.pathsep.join([str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")])}
-    done = subprocess.run([sys.executable, "-c", FUSED_LANES_CHECK], env=env, capture_output=True, text=True)
-    assert done.returncode == 0 and "same pixels" in done.stdout, done.stderr[-3000:]
-
-
 @pytest.mark.parametrize("kw", LANE_CONFIGS)
 def test_lockstep_on_the_device_writes_the_same_bytes(kw, rng, monkeypatch):
     """The GPU's encoder (the lanes' lockstep in torch, `_encode_lanes_here`), run here eagerly: the
@@ -216,42 +172,6 @@ def test_lockstep_on_the_device_writes_the_same_bytes(kw, rng, monkeypatch):
         here = codec._encode_on_device(net, planes, 8, None, codec.MAX_BATCH_PIXELS, 1, "rans")
         for (s1, b1), (s2, b2) in zip(host, here):
             assert len(s1) == len(s2) and all(np.array_equal(a, b) for a, b in zip(s1, s2)) and b1 == b2
-
-
-@pytest.mark.skipif(shutil.which("g++") is None and shutil.which("cc") is None,
-                    reason="torch.compile on the CPU needs a C++ compiler")
-def test_compiled_lanes_compute_the_same_integers(rng, monkeypatch):
-    """PIXZIP_COMPILE=1 fuses the encoder's lockstep step on the device with torch.compile (Triton on
-    a GPU, C++ here): the same streams as numpy's lockstep, and the compiled code really ran."""
-    net, plane, streams = coded(rng, tile=8, size=(20, 27))
-    lanes_on_device(monkeypatch)
-    monkeypatch.setenv("PIXZIP_COMPILE", "1")
-    monkeypatch.setattr(codec, "_fused_cache", {})
-    monkeypatch.setattr(codec, "FUSED", {"compiled": 0, "failed": 0, "error": ""})
-    (again, _), = codec._encode_on_device(net, [plane], 8, None, codec.MAX_BATCH_PIXELS, 1, "rans")
-    assert all(np.array_equal(a, b) for a, b in zip(again, streams))
-    assert np.array_equal(codec.decode_planes(net, [plane.shape[:2]], 8, [streams])[0], plane)
-    assert codec.FUSED["compiled"] == 1 and codec.FUSED["failed"] == 0, codec.FUSED["error"]
-
-
-def test_a_compile_failure_falls_back_to_the_plain_lockstep(rng, monkeypatch):
-    """PIXZIP_COMPILE=1 where torch.compile cannot build the kernels: reported in FUSED, and the plain
-    functions write the same streams."""
-    net, plane, streams = coded(rng, tile=8, size=(20, 27))
-    lanes_on_device(monkeypatch)
-    monkeypatch.setenv("PIXZIP_COMPILE", "1")
-    monkeypatch.setattr(codec, "_fused_cache", {})
-    monkeypatch.setattr(codec, "FUSED", {"compiled": 0, "failed": 0, "error": ""})
-
-    def broken(fn, **kw):
-        def call(*args):
-            raise RuntimeError("no backend here")
-        return call
-
-    monkeypatch.setattr(torch, "compile", broken)
-    (again, _), = codec._encode_on_device(net, [plane], 8, None, codec.MAX_BATCH_PIXELS, 1, "rans")
-    assert all(np.array_equal(a, b) for a, b in zip(again, streams))
-    assert codec.FUSED == {"compiled": 0, "failed": 1, "error": "no backend here"}
 
 
 def assert_corruption_refused(net, plane, streams, tile, rng):

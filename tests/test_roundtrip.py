@@ -8,8 +8,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import REPO_MODELS, SHARED
-from pixzip import api, images, zoo
+from conftest import SHARED
+from pixzip import api, zoo
+from pixzip.zoo import SHIPPED as REPO_MODELS
+from pixzip.formats import images
 
 
 def roundtrip(im: Image.Image, tile: int = api.DEFAULT_TILE, model=None) -> Image.Image:

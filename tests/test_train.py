@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from pixzip import modelfile
+from pixzip.nets import modelfile
 from pixzip.cli import main
 
 
@@ -169,7 +169,7 @@ def test_train_on_cuda_exports_a_model_that_codes_on_the_cpu(tmp_path, data_dir,
 def test_minutes_budget_ends_training_in_time(tmp_path, data_dir, monkeypatch):
     """--minutes re-fits the step count to the wall-clock budget (and --steps stays the most it runs)."""
     import time
-    from pixzip.train import load_checkpoint
+    from pixzip.training.loop import load_checkpoint
     monkeypatch.chdir(tmp_path)
     args = ["train", str(data_dir), "--out", "t.pxm", "--steps", "100000", "--minutes", "0.05", "--val-every", "5",
             "--crop", "12", "--batch", "2", "--hidden", "6", "--blocks", "1", "-q", "-T", "1"]
@@ -183,7 +183,7 @@ def test_minutes_budget_ends_training_in_time(tmp_path, data_dir, monkeypatch):
 
 def test_fit_steps_follows_the_measured_pace():
     import time
-    from pixzip.train import fit_steps
+    from pixzip.training.loop import fit_steps
     now = time.time()
     assert fit_steps(100, (now - 10, 0), now + 20, 10 ** 6) in range(295, 306)    # 10 steps/s, 20 s left
     assert fit_steps(100, (now - 10, 0), now - 1, 10 ** 6) == 100                  # past the deadline: stop
@@ -191,6 +191,7 @@ def test_fit_steps_follows_the_measured_pace():
 
 
 def test_export_without_val_measures_the_last_tenth_of_the_data(tmp_path, rng):
-    from pixzip.train import TrainConfig, validation_arrays
+    from pixzip.training.config import TrainConfig
+    from pixzip.training.loop import validation_arrays
     np.save(tmp_path / "s.npy", rng.integers(0, 256, (30, 8, 8, 3), dtype=np.uint8))
     assert len(validation_arrays(TrainConfig(data=[str(tmp_path / "s.npy")]), 3)) == 3

@@ -20,7 +20,9 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
 from conftest import make_tiny_model  # noqa: E402
-from pixzip import api, images, modelfile  # noqa: E402
+from pixzip import api  # noqa: E402
+from pixzip.formats import images  # noqa: E402
+from pixzip.nets import modelfile  # noqa: E402
 
 
 def golden_images() -> dict[str, Image.Image]:

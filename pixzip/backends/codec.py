@@ -1,0 +1,375 @@
+"""Entropy coding of image planes with an integer model: the one door to the backends.
+
+`choose` is the only place that asks what can run where (the native C coder, the torch reference on
+the CPU or a GPU, the rANS lanes on the device, CUDA graphs, worker processes); every entry point below
+asks it, then drives the backend it names. Formats: "rans" (format v3, `entropy.rans` lanes, the tile
+grid and coding order of `formats.tiles`) and "range" (versions 1-2, constriction's range coder).
+
+The encoder evaluates the model once over every pixel of a batch of tiles; the decoder walks the
+wavefronts of a batch of tiles together. Both run the same layer code and the same integer tables, so
+the bytes never depend on the backend, the batch or the number of workers.
+"""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+from typing import Callable, NamedTuple
+
+import numpy as np
+import torch
+
+from ..entropy import range_coder
+from ..entropy.lanes import pack_states, unpack_states
+from ..errors import PixzipError
+from ..formats.tiles import PASSES, assemble, crop, lanes_per_tile, small_part, tile_grid
+from ..nets.base import require_gpu_path
+from ..nets.ensemble import IntEnsemble
+from ..nets.multiscale import IntMultiScale
+from . import native, pool, reference, wavefront
+from .gpu import GRAPH_STATS, _DeviceLanes, encode_lanes_here
+from .reference import load_batch as _load_batch  # noqa: F401  (tests fill canvases through the door)
+
+__all__ = ["CODERS", "PASSES", "GRAPH_STATS", "MAX_BATCH_PIXELS", "Choice", "choose", "coding_device", "placed",
+           "codes_here", "check_coder", "check_tile", "stream_count", "stream_shapes", "lanes_per_tile", "tile_grid",
+           "encoder_tables", "tile_symbols", "encode_planes", "encode_plane", "decode_planes", "decode_plane",
+           "wavefront_decode"]
+
+CODERS = ("rans", "range")    # format version 3, versions 1-2
+MAX_BATCH_PIXELS = 1 << 20     # tiles coded together at most; bounds memory, never changes the bits
+MAX_BATCH_PIXELS_CUDA = 1 << 23     # on a GPU (about 2 GB of canvas): wider steps, the same bits
+CODER_SYMBOLS = 1 << 21    # symbols coded in one lockstep at most (~70 bytes each): bounds the coder's memory, not the bits;
+# a lockstep costs per step whatever its width, so a 768x512 photo (1.2 M symbols) is one group, not two
+CODER_SYMBOLS_HERE = 1 << 24    # the same on a GPU (~60 bytes each there): a whole canvas of 768x512 photos
+PARALLEL_MIN_PIXELS = 1 << 17
+# The encoder's pass already uses every core through torch's threads; worker processes pay off only
+# for large images (measured on 2 cores: 768x512 1.7 s either way, 2048x1536 14.8 s -> 12.2 s).
+ENCODE_PARALLEL_MIN_PIXELS = 1 << 20
+
+
+# -- what runs where ---------------------------------------------------------------------------------
+class Choice(NamedTuple):
+    """Where a (placed) model's tiles are coded."""
+    native: bool        # the native C coder walks the tiles (format v3), or makes the encoder's head outputs
+    lanes_here: bool    # format v3's rANS lanes run on the model's device (a GPU)
+    graphs: bool        # the decoder's steps replay as CUDA graphs
+
+
+def choose(model, coder: str = "rans", conditioned: bool = False) -> Choice:
+    """The one place that asks what can run where, for a model already placed on its device."""
+    return Choice(native=not conditioned and native.supports(model),
+                  lanes_here=coder == "rans" and _lanes_on_device(model),
+                  graphs=_use_graphs(model))
+
+
+def _on_gpu_path(model) -> bool:
+    """On a GPU, with an architecture the GPU path runs, and no conditioning map (not ported)."""
+    return getattr(model, "gpu_path", False) and model.device.type == "cuda" and not model.cfg.cond
+
+
+def _lanes_on_device(model) -> bool:
+    """Format v3's lanes run on the GPU with the network (`gpu._DeviceLanes`; PixelCNN models, as the
+    graphs), unless PIXZIP_DEVICE_LANES=0."""
+    return _on_gpu_path(model) and os.environ.get("PIXZIP_DEVICE_LANES", "1") != "0"
+
+
+def _use_graphs(model) -> bool:
+    """CUDA graphs for the decoder's steps: on a GPU (PixelCNN models), unless PIXZIP_CUDA_GRAPHS=0."""
+    return _on_gpu_path(model) and os.environ.get("PIXZIP_CUDA_GRAPHS", "1") != "0"
+
+
+def coding_device(model, device) -> torch.device | None:
+    """Where `model` runs for a `device` of "cpu", "cuda", "auto" or None: None for the CPU.
+    ValueError for a model the GPU path does not run. "auto" is the CPU for the models the native
+    coder runs (on two cores it already codes as fast as the GPU path did on an H100, 2.3-2.9 MP/s,
+    and a GPU machine has many cores), else a GPU if torch sees one and the model runs there."""
+    if device == "auto":
+        gpu = torch.cuda.is_available() and getattr(model, "gpu_path", False) and not native.supports(model)
+        device = "cuda" if gpu else None
+    if device is None or torch.device(device).type == "cpu":
+        return None
+    require_gpu_path(model)
+    return torch.device(device)
+
+
+def placed(model, device, max_pixels: int):
+    """(model, max_pixels) for coding on `device` (see coding_device). On a GPU the network runs there,
+    in this process, on wider canvases; the coder stays on the CPU. The integers are the same on every
+    device (tests/test_gpu.py), so the bytes are too."""
+    device = coding_device(model, device)
+    if device is None:
+        return model, max_pixels
+    if max_pixels == MAX_BATCH_PIXELS:
+        max_pixels = MAX_BATCH_PIXELS_CUDA
+    return model.on(device), max_pixels
+
+
+def codes_here(model) -> bool:
+    """Whether this installation codes `model`: every model, but an ensemble only where the native
+    coder is installed (it alone runs them)."""
+    return not isinstance(model, IntEnsemble) or native.supports(model)
+
+
+def check_coder(model, coder: str):
+    """An ensemble runs only in the native coder (format v3, pixzip/_native.c): say so in one line
+    where it cannot run, rather than fail inside another path."""
+    if isinstance(model, IntEnsemble):
+        if coder != "rans":
+            raise PixzipError("ensemble models are coded with format version 3 only")
+        if not codes_here(model):
+            raise PixzipError("ensemble models need pixzip's native CPU coder, which this installation lacks "
+                              "(it is compiled at install when a C compiler is present; PIXZIP_NATIVE=0 turns it off)")
+
+
+def check_tile(model, tile: int):
+    """A multi-scale model's tiles must start on its subsampling grid."""
+    if isinstance(model, IntMultiScale) and tile % model.cfg.scale:
+        raise ValueError(f"the tile size must be a multiple of the model's scale ({model.cfg.scale})")
+
+
+# -- the streams of a plane ----------------------------------------------------------------------------
+def stream_count(model, height: int, width: int, tile: int) -> int:
+    """How many streams a plane has, by arithmetic (no tile list is built)."""
+    n = 1 if tile == 0 else -(-height // tile) * -(-width // tile)
+    if isinstance(model, IntMultiScale):
+        n += stream_count(model.small, *model.small_shape(height, width), tile)
+    return n
+
+
+def stream_shapes(model, height: int, width: int, tile: int) -> list[tuple[int, int]]:
+    """(h, w) of the pixels each of a plane's streams codes, in stream order."""
+    grid = [(h, w) for _, _, h, w in tile_grid(height, width, tile)]
+    if isinstance(model, IntMultiScale):
+        return stream_shapes(model.small, *model.small_shape(height, width), tile) + grid
+    return grid
+
+
+# -- encoding ------------------------------------------------------------------------------------------
+def encoder_tables(model, planes: list[np.ndarray], tile: int, max_pixels: int = MAX_BATCH_PIXELS,
+                   dtype: torch.dtype = torch.int32, conds: list[np.ndarray] | None = None):
+    """Yield ((plane, tile number), symbols, head outputs, frequency tables) chunk by chunk, in coding
+    order (`reference.encoder_tables`, on the backend `choose` names)."""
+    in_native = choose(model, conditioned=conds is not None).native
+    yield from reference.encoder_tables(model, planes, tile, max_pixels, dtype, conds, in_native)
+
+
+def tile_symbols(model, planes: list[np.ndarray], tile: int, max_pixels: int = MAX_BATCH_PIXELS,
+                 conds: list[np.ndarray] | None = None):
+    """Yield ((plane, tile number), symbols, head outputs (n, D) on the CPU) tile by tile, in coding
+    order."""
+    in_native = choose(model, conditioned=conds is not None).native
+    yield from reference.tile_symbols(model, planes, tile, max_pixels, conds, in_native)
+
+
+def encode_planes(model, planes: list[np.ndarray], tile: int, progress: Callable[[int], None] | None = None,
+                  max_pixels: int = MAX_BATCH_PIXELS, workers: int = 1,
+                  device=None, coder: str = "rans") -> list[tuple[list[np.ndarray], float]]:
+    """Code uint8 planes (H, W, C), in one batched pass, into one uint32 word array per tile each
+    (a multi-scale model: the small image's tiles, then the full image's). `device`: where the
+    network runs (None: the CPU; the coder is always there); `coder`: "rans" (format v3) or "range" (v2).
+
+    With workers > 1 (and enough pixels), groups of tiles are coded in parallel processes: every tile
+    is its own stream, so the bytes are the same. Also returns each plane's ideal code length in bits
+    (for reporting; never used for coding)."""
+    if coder not in CODERS:
+        raise ValueError(f"unknown coder {coder!r}")
+    check_coder(model, coder)
+    model, max_pixels = placed(model, device, max_pixels)
+    if isinstance(model, IntMultiScale):
+        check_tile(model, tile)
+        smalls = [model.subsample(p) for p in planes]
+        first = encode_planes(model.small, smalls, tile, None, max_pixels, coder=coder)
+        second = _encode_planes(model.big, planes, tile, progress, max_pixels, smalls, coder)
+        return [(s1 + s2, b1 + b2) for (s1, b1), (s2, b2) in zip(first, second)]
+    grids = [tile_grid(p.shape[0], p.shape[1], tile) for p in planes]
+    jobs = [(k, n, t) for k, g in enumerate(grids) for n, t in enumerate(g)]
+    workers = min(workers, len(jobs))
+    large = sum(p.shape[0] * p.shape[1] for p in planes) >= ENCODE_PARALLEL_MIN_PIXELS
+    where = choose(model, coder)
+    if model.device.type != "cpu":
+        return _encode_on_device(model, planes, tile, progress, max_pixels, workers if large else 1, coder)
+    if coder == "rans" and where.native:
+        return _encode_native(model, planes, jobs, progress, workers if workers > 1 else torch.get_num_threads())
+    if workers <= 1 or not large:
+        return _encode_planes(model, planes, tile, progress, max_pixels, coder=coder)
+    streams = [[None] * len(g) for g in grids]
+    bits = [0.0] * len(planes)
+    for g, result in pool.in_workers(workers, jobs, lambda g: (pool.encode_tiles_job, (
+            model, [crop(planes[k], t) for k, _, t in g], max_pixels, coder, CODER_SYMBOLS, where.native))):
+        for (k, n, (_, _, h, w)), (tile_streams, tile_bits) in zip(g, result):
+            streams[k][n] = tile_streams[0]
+            bits[k] += tile_bits
+            if progress:
+                progress(h * w)
+    return list(zip(streams, bits))
+
+
+def _encode_planes(model, planes, tile, progress, max_pixels, conds=None, coder="rans"):
+    """Code planes in this process, one batch of tiles after another (`reference.encode_planes`): the
+    head outputs from the network's pass, or from the native coder's walk where `choose` says it runs
+    the model; the streams from the reference coders."""
+    in_native = choose(model, coder, conds is not None).native
+    return reference.encode_planes(model, planes, tile, progress, max_pixels, CODER_SYMBOLS, conds, coder, in_native)
+
+
+def _encode_native(model, planes: list[np.ndarray], jobs: list, progress, threads: int):
+    """Format v3 with the native encoder: one call per tile (`jobs`: (plane, tile number, (y, x, h, w))),
+    in `threads` threads (the call releases the GIL); the bytes of reference.code_lanes
+    (tests/test_native.py)."""
+    def one(job):
+        k, _, (y, x, h, w) = job
+        states, words, total, width = native.encode_tile(model, planes[k][y:y + h, x:x + w],
+                                                         lanes_per_tile(h, w, model.slope))
+        bits = np.log2(total.astype(np.float64)) - np.log2(width.astype(np.float64))   # reporting only
+        return np.concatenate([pack_states(states), words]), float(np.sum(bits))
+
+    streams, bits = [[] for _ in planes], [0.0] * len(planes)
+    with ThreadPoolExecutor(max(1, threads)) as threads_pool:
+        for (k, _, (_, _, h, w)), (stream, tile_bits) in zip(jobs, threads_pool.map(one, jobs)):
+            streams[k].append(stream)
+            bits[k] += tile_bits
+            if progress:
+                progress(h * w)
+    return list(zip(streams, bits))
+
+
+def _encode_on_device(model, planes, tile, progress, max_pixels, workers, coder):
+    """The network on the device in this process. The rANS lanes run there too
+    (`gpu.encode_lanes_here`) unless PIXZIP_DEVICE_LANES=0; otherwise the coder runs on the CPU, fanned
+    out to `workers` processes: tile by tile for the range coder, in groups of tiles for the rANS
+    lanes. Every tile is its own stream, so the same bytes."""
+    channels = model.cfg.channels
+    if choose(model, coder).lanes_here:
+        coded = (c for items in reference.batch_symbols(model, planes, tile, max_pixels)
+                 for c in reference.code_lanes(model, items, CODER_SYMBOLS_HERE, encode_lanes_here))
+        return reference.collect(len(planes), coded, progress, channels)
+    if workers <= 1:
+        return _encode_planes(model, planes, tile, progress, max_pixels, coder=coder)
+    coders = pool.coder_pool(workers, model.host)
+    try:
+        if coder == "range":
+            pending = [(key, len(symbols), coders.apply_async(pool.code_tile_job, (symbols, params)))
+                       for key, symbols, params in reference.tile_symbols(model, planes, tile, max_pixels)]
+            coded = ((key, n, job.get()) for key, n, job in pending)
+        else:
+            jobs = []
+            for items in reference.batch_symbols(model, planes, tile, max_pixels):
+                items = [t._replace(params=t.params.cpu()) for t in items]
+                for g in np.array_split(np.arange(len(items)), min(workers, len(items))):
+                    jobs.append(coders.apply_async(pool.code_lanes_job, ([items[i] for i in g], CODER_SYMBOLS)))
+            coded = (c for job in jobs for c in job.get())
+        return reference.collect(len(planes), coded, progress, channels)
+    finally:
+        coders.terminate()
+
+
+def encode_plane(model, plane: np.ndarray, tile: int, progress: Callable[[int], None] | None = None,
+                 max_pixels: int = MAX_BATCH_PIXELS) -> tuple[list[np.ndarray], float]:
+    """encode_planes for one plane."""
+    return encode_planes(model, [plane], tile, progress, max_pixels)[0]
+
+
+# -- decoding ------------------------------------------------------------------------------------------
+def wavefront_decode(model, height: int, width: int, tile: int, choose_symbols, progress=None,
+                     max_pixels: int = MAX_BATCH_PIXELS, dtype: torch.dtype = torch.int32) -> np.ndarray:
+    """Decode one plane wavefront by wavefront (`wavefront.decode_tiles`) with the symbols decided by
+    choose_symbols(tile number, freq, (i, j, c)) (a multi-scale model: the small image's stage first,
+    its tiles numbered from -1 down)."""
+    conds = None
+    if isinstance(model, IntMultiScale):
+        check_tile(model, tile)
+        small = wavefront_decode(model.small, *model.small_shape(height, width), tile,
+                                 lambda n, f, w: choose_symbols(-1 - n, f, w), None, max_pixels, dtype)
+        model, conds = model.big, {}
+    grid = tile_grid(height, width, tile)
+    if conds is not None:
+        conds = {n: small_part(small, y, x, h, w, model.cfg.scale) for n, (y, x, h, w) in enumerate(grid)}
+    parts = wavefront.decode_tiles(model, [(n, h, w) for n, (_, _, h, w) in enumerate(grid)], choose_symbols,
+                                   progress, max_pixels, dtype, conds, graphs=choose(model).graphs)
+    return assemble(height, width, model.cfg.channels, grid, parts, key=lambda n: n)
+
+
+def decode_plane(model, height: int, width: int, tile: int, streams: list[np.ndarray],
+                 progress: Callable[[int], None] | None = None,
+                 max_pixels: int = MAX_BATCH_PIXELS, workers: int = 1, coder: str = "rans") -> np.ndarray:
+    """Inverse of encode_plane. Raises ValueError if the streams do not match the tile grid."""
+    return decode_planes(model, [(height, width)], tile, [streams], progress, max_pixels, workers, coder=coder)[0]
+
+
+def decode_planes(model, shapes: list[tuple[int, int]], tile: int,
+                  streams: list[list[np.ndarray]], progress: Callable[[int], None] | None = None,
+                  max_pixels: int = MAX_BATCH_PIXELS, workers: int = 1, device=None,
+                  coder: str = "rans") -> list[np.ndarray]:
+    """Inverse of encode_planes: the tiles of all planes decode together on shared canvases.
+
+    With workers > 1 (and enough pixels), groups of tiles decode in parallel processes; tiles are
+    independent streams, so the grouping never changes the pixels. A multi-scale model decodes the
+    small images first, then the full ones conditioned on them."""
+    if len(streams) != len(shapes) or any(len(s) != stream_count(model, h, w, tile)
+                                          for s, (h, w) in zip(streams, shapes)):
+        raise ValueError("stream count does not match the tile grid")
+    check_coder(model, coder)
+    model, max_pixels = placed(model, device, max_pixels)
+    smalls = None
+    if isinstance(model, IntMultiScale):
+        check_tile(model, tile)
+        small_shapes = [model.small_shape(h, w) for h, w in shapes]
+        counts = [stream_count(model.small, h, w, tile) for h, w in small_shapes]
+        smalls = decode_planes(model.small, small_shapes, tile, [s[:n] for s, n in zip(streams, counts)],
+                               None, max_pixels, workers, coder=coder)
+        streams = [s[n:] for s, n in zip(streams, counts)]
+        model = model.big
+    grids = [tile_grid(h, w, tile) for h, w in shapes]
+    jobs = [((k, n), h, w) for k, g in enumerate(grids) for n, (_, _, h, w) in enumerate(g)]
+    tile_streams = {(k, n): streams[k][n] for k, g in enumerate(grids) for n in range(len(g))}
+    conds = None if smalls is None else {(k, n): small_part(smalls[k], y, x, h, w, model.cfg.scale)
+                                          for k, g in enumerate(grids) for n, (y, x, h, w) in enumerate(g)}
+    workers = min(workers, len(jobs)) if model.device.type == "cpu" else 1   # a GPU: its one process
+    if coder == "rans" and choose(model, coder, conds is not None).native:     # threads: no process start-up
+        parts = _decode_native(model, jobs, [tile_streams[key] for key, _, _ in jobs], progress, workers)
+    elif workers <= 1 or sum(h * w for h, w in shapes) < PARALLEL_MIN_PIXELS:
+        parts = _decode_streams(model, jobs, [tile_streams[key] for key, _, _ in jobs], max_pixels, progress, conds,
+                                coder)
+    else:
+        parts = {}
+        for g, result in pool.in_workers(workers, jobs, lambda g: (_decode_streams, (
+                model, g, [tile_streams[key] for key, _, _ in g], max_pixels, None,
+                None if conds is None else {key: conds[key] for key, _, _ in g}, coder))):
+            parts.update(result)
+            if progress:
+                progress(sum(h * w for _, h, w in g))
+    C = model.cfg.channels
+    return [assemble(h, w, C, g, parts, key=lambda n, k=k: (k, n)) for k, ((h, w), g) in enumerate(zip(shapes, grids))]
+
+
+def _decode_streams(model, jobs, streams, max_pixels, progress=None, conds=None, coder="rans") -> dict:
+    """Entropy-decode the tiles `jobs` (key, h, w) from their streams (same order), on the backend
+    `choose` names (also a worker process's share)."""
+    where = choose(model, coder, conds is not None)
+    by_key = {key: s for (key, _, _), s in zip(jobs, streams)}
+    if coder == "rans":
+        if where.native:
+            return _decode_native(model, jobs, streams, progress)    # (one worker's share)
+        lanes = _DeviceLanes if where.lanes_here else reference.LaneDecoder
+        return wavefront.decode_tiles(model, jobs, lanes(model, by_key), progress, max_pixels, conds=conds,
+                                      graphs=where.graphs)
+    return wavefront.decode_tiles(model, jobs, range_coder.tile_decoders(by_key), progress, max_pixels,
+                                  dtype=torch.float64, conds=conds, graphs=where.graphs)
+
+
+def _decode_native(model, jobs, streams, progress=None, workers: int = 1) -> dict:
+    """Format v3 tiles decoded by the native decoder, one call per tile, in `workers` threads (the call
+    releases the GIL): the same pixels as decode_tiles with a LaneDecoder (backends/native.py).
+    Raises ValueError for a corrupt stream."""
+    def one(job, stream):
+        (_, h, w), stream = job, np.asarray(stream)
+        states, used = unpack_states(stream, lanes_per_tile(h, w, model.slope))
+        return native.decode_tile(model, states, stream[used:], h, w)
+
+    out = {}
+    with ThreadPoolExecutor(max(1, workers)) as threads:
+        for (key, h, w), pixels in zip(jobs, threads.map(one, jobs, streams)):
+            out[key] = pixels
+            if progress:
+                progress(h * w)
+    return out

@@ -1,0 +1,273 @@
+"""The native CPU decoder (`pixzip/_native.c`, built at install when a C compiler is present).
+
+It decodes a whole tile of format v3 in one call: the integer engine's arithmetic and the rANS lanes,
+pixel by pixel in the decoding order, with the same integers as `IntPixelCNN.step_params` and
+`codec._LaneDecoder` (tests/test_native.py compares them). Python and torch decode a sub-step in ~200
+small calls whatever its width; here it is a loop, which is what makes a CPU decode fast. It also
+encodes a whole tile in one call: a dense pass over the known pixels (row by row, several pixels per
+product) and the lanes run backwards, the bytes of `codec._code_lanes`.
+
+It covers the shipped PixelCNNs' structure (masked R/G/B groups, 16-bit residual stream, Laplace head
+with the linear skip predictor); other models, a missing build, or PIXZIP_NATIVE=0 use the torch path.
+This module only packs a model's integers into the C structures; the C code knows nothing of torch.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import importlib.util
+import os
+import threading
+
+import numpy as np
+import torch
+
+from ..nets.ensemble import IntEnsemble
+from ..nets.pixelcnn import IntPixelCNN
+from ..nets.qconv import QConv, conv_taps
+from ..spec.fixed_point import LS_FRAC, LS_MIN
+
+_i32p, _i64p, _i8p, _u8p = (ctypes.POINTER(t) for t in (ctypes.c_int32, ctypes.c_int64, ctypes.c_int8, ctypes.c_uint8))
+
+
+class _Conv(ctypes.Structure):
+    _fields_ = [("ntaps", ctypes.c_int32), ("cin", ctypes.c_int32), ("k4", ctypes.c_int32),
+                ("cout", ctypes.c_int32), ("groups", ctypes.c_int32), ("npad", ctypes.c_int32),
+                ("nruns", ctypes.c_int32), ("run_dy", _i32p), ("run_dx", _i32p), ("run_len", _i32p),
+                ("w4", _i8p), ("w4_low", _i8p),
+                ("bias", _i64p), ("mult", _i64p), ("shift", _i64p), ("offset", _i64p),
+                ("lo", ctypes.c_int64), ("hi", ctypes.c_int64), ("requant", ctypes.c_int32)]
+
+
+class _Model(ctypes.Structure):
+    _fields_ = [("channels", ctypes.c_int32), ("hidden", ctypes.c_int32), ("blocks", ctypes.c_int32),
+                ("slope", ctypes.c_int32), ("pad", ctypes.c_int32), ("levels", ctypes.c_int32),
+                ("first", _Conv), ("head1", _Conv), ("out", _Conv), ("skip", _Conv),
+                ("conv_a", ctypes.POINTER(_Conv)), ("conv_b", ctypes.POINTER(_Conv)),
+                ("read_mult", _i64p), ("read_shift", _i64p), ("head_mult", _i64p), ("head_shift", _i64p),
+                ("skip_mult", _i64p), ("skip_shift", _i64p), ("prefix", _i64p),
+                ("ls_min", ctypes.c_int64), ("ls_max", ctypes.c_int64), ("symbol_values", _u8p)]
+
+
+def _load():
+    """The compiled library, or None (not built, or switched off with PIXZIP_NATIVE=0)."""
+    if os.environ.get("PIXZIP_NATIVE", "1") == "0":
+        return None
+    spec = importlib.util.find_spec("pixzip._pxnative")
+    if spec is None or not spec.origin:
+        return None
+    try:
+        lib = ctypes.CDLL(spec.origin)
+    except OSError:
+        return None
+    models = ctypes.POINTER(ctypes.POINTER(_Model))      # a model's C structure, or an ensemble's members'
+    lib.pz_decode_tile.argtypes = [models, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_int, _i64p,
+                                   ctypes.POINTER(ctypes.c_uint32), ctypes.c_int64, _u8p]
+    lib.pz_decode_tile.restype = ctypes.c_int
+    lib.pz_tile_params.argtypes = [ctypes.POINTER(_Model), ctypes.c_int, ctypes.c_int, _u8p, _i64p]
+    lib.pz_encode_tile.argtypes = [models, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_int, _u8p, _i64p,
+                                   ctypes.POINTER(ctypes.c_uint32), _i64p, _i32p, _i32p, _i64p]
+    lib.pz_encode_tile.restype = ctypes.c_int
+    lib.pz_select_kernel.argtypes = [ctypes.c_int]
+    lib.pz_limits.argtypes = [ctypes.c_int]
+    # PIXZIP_NATIVE_KERNEL=plain forces the portable product loop (tests compare both)
+    lib.kernel = lib.pz_select_kernel(0 if os.environ.get("PIXZIP_NATIVE_KERNEL") == "plain" else -1)
+    return lib
+
+
+_LIB = _load()
+
+
+def use_kernel(name: str) -> str:
+    """Switch the product kernel ('plain', or 'best': AVX512-VNNI where the CPU has it; for tests and
+    benchmarks); returns the one now in use. The pixels never depend on it."""
+    _LIB.kernel = _LIB.pz_select_kernel(0 if name == "plain" else -1)
+    return kernel()
+
+
+def available() -> bool:
+    return _LIB is not None
+
+
+def kernel() -> str:
+    """Which product kernel the library runs: 'avx512-vnni', 'plain', or 'none' (not available)."""
+    return "none" if _LIB is None else ("avx512-vnni" if _LIB.kernel == 1 else "plain")
+
+
+def supports(model) -> bool:
+    """Whether the native coder computes this model's integers (else the torch path codes it). An
+    ensemble: whether it does for every member (no other path runs ensembles)."""
+    if isinstance(model, IntEnsemble):
+        return all(supports(m) for m in model.members)
+    if _LIB is None or not isinstance(model, IntPixelCNN) or model.device.type != "cpu":
+        return False
+    cfg = model.cfg
+    convs = [model.first, model.head1, model.out, *model.conv_a, *model.conv_b]
+    return (cfg.channel_deps == "masks" and cfg.head == "laplace" and cfg.stream_bits == 16 and not cfg.cond
+            and cfg.levels == 256 and model.skip is not None and getattr(model, "upsample", None) is None
+            and all(not c.relu_in and c.groups == cfg.channels for c in convs + [model.skip])
+            and model.first.cout == cfg.hidden and model.out.cout == 2 * cfg.channels
+            and min(int(model.head[k].min()) for k in ("shift", "skip_shift", "read_shift")) > 0)
+
+
+class _Packed:
+    """A model's integers in the C structures; the arrays are kept alive with them."""
+
+    def __init__(self, model: IntPixelCNN):
+        self.keep: list = []
+        cfg = model.cfg
+        m = _Model(channels=cfg.channels, hidden=cfg.hidden, blocks=cfg.blocks, slope=model.slope, pad=model.pad,
+                   levels=cfg.levels)
+        m.first = self._conv(model.first, image=True)
+        m.skip = self._conv(model.skip, image=True, requant=False)
+        m.head1 = self._conv(model.head1)
+        m.out = self._conv(model.out, requant=False)
+        blocks = [(self._conv(a), self._conv(b)) for a, b in zip(model.conv_a, model.conv_b)]
+        conv_a = (_Conv * max(1, len(blocks)))(*[a for a, _ in blocks])
+        conv_b = (_Conv * max(1, len(blocks)))(*[b for _, b in blocks])
+        self.keep += [conv_a, conv_b]
+        m.conv_a, m.conv_b = conv_a, conv_b
+        m.read_mult = self._ptr(model.head["read_mult"], np.int64)
+        m.read_shift = self._ptr(model.head["read_shift"], np.int64)
+        m.head_mult, m.head_shift = self._ptr(model.head["mult"], np.int64), self._ptr(model.head["shift"], np.int64)
+        m.skip_mult = self._ptr(model.head["skip_mult"], np.int64)
+        m.skip_shift = self._ptr(model.head["skip_shift"], np.int64)
+        m.prefix = self._ptr(model._laplace_prefix(), np.int64)
+        m.ls_min = int(LS_MIN * LS_FRAC)
+        m.ls_max = len(model.invb_table) - 1 + m.ls_min
+        m.symbol_values = self._ptr(np.asarray(model.symbol_values), np.uint8)
+        self.model = m
+
+    def _ptr(self, a, dtype):
+        # a copy that owns its memory: a tensor's storage can move (sending the model to a worker
+        # process moves it to shared memory), which would leave a view pointing at freed memory
+        a = np.array(a.numpy() if torch.is_tensor(a) else a, dtype=dtype, order="C", copy=True)
+        self.keep.append(a)
+        return a.ctypes.data_as(ctypes.POINTER(np.ctypeslib.as_ctypes_type(dtype)))
+
+    def _conv(self, conv: QConv, image: bool = False, requant: bool = True) -> _Conv:
+        """A layer's weights as quads per group (see _native.c); a layer reading the image (uint8 there,
+        int8 value - 128 in the engine) gets -128 * its columns' weight sums in the bias."""
+        taps = conv.taps if conv.taps is not None else conv_taps(conv.k)
+        w = conv.weight.to(torch.int64)
+        wide = conv.weight_low is not None
+        full = w * 256 + conv.weight_low.to(torch.int64) if wide else w
+        bias = conv.bias.to(torch.int64) - (128 * full.sum(0) if image else 0)
+        K, cout, G = w.shape[0], conv.cout, conv.groups
+        n = cout // G
+        k4, npad = -(-K // 4), -(-n // 16) * 16
+        if k4 > _LIB.pz_limits(0) or npad > _LIB.pz_limits(1):
+            raise ValueError("layer too large for the native decoder")
+
+        def quads(weight):
+            q = np.zeros((G, 4 * k4, npad), dtype=np.int8)
+            for g in range(G):
+                q[g, :K, :n] = weight[:, g * n:(g + 1) * n].numpy()
+            return q.reshape(G, k4, 4, npad).transpose(0, 1, 3, 2)
+
+        runs = _runs(taps)
+        return _Conv(ntaps=len(taps), cin=K // len(taps), k4=k4, cout=cout, groups=G, npad=npad, nruns=len(runs),
+                     run_dy=self._ptr([r[0] for r in runs], np.int32), run_dx=self._ptr([r[1] for r in runs], np.int32),
+                     run_len=self._ptr([r[2] for r in runs], np.int32),
+                     w4=self._ptr(quads(conv.weight), np.int8),
+                     w4_low=self._ptr(quads(conv.weight_low), np.int8) if wide else None,
+                     bias=self._ptr(bias, np.int64), mult=self._ptr(conv.mult, np.int64),
+                     shift=self._ptr(conv.shift, np.int64),
+                     offset=self._ptr(bias * conv.mult + (1 << (conv.shift - 1).clamp(min=0)) * (conv.shift > 0), np.int64),
+                     lo=conv.lo, hi=conv.hi, requant=int(requant))
+
+
+def _runs(taps) -> list[tuple[int, int, int]]:
+    """Taps (dy, dx) in weight order as runs (dy, first dx, count) of consecutive columns of one row:
+    each run is one contiguous read of a buffer."""
+    runs: list[list[int]] = []
+    for dy, dx in taps:
+        if runs and runs[-1][0] == dy and runs[-1][1] + runs[-1][2] == dx:
+            runs[-1][2] += 1
+        else:
+            runs.append([dy, dx, 1])
+    return [tuple(r) for r in runs]
+
+
+_PACKING = threading.Lock()
+
+
+def _packed(model: IntPixelCNN) -> _Packed:
+    """The model's C structures, built once (under a lock: tiles decode in threads, and a second
+    packing would free the first's arrays while a thread reads them)."""
+    with _PACKING:
+        if "native" not in model._cache:
+            model._cache["native"] = _Packed(model)
+        return model._cache["native"]
+
+
+def _members(model: IntPixelCNN | IntEnsemble):
+    """(the C array of the model's or its members' structures, their count); the packed models stay
+    alive in the model's cache."""
+    nets = model.members if isinstance(model, IntEnsemble) else [model]
+    array = (ctypes.POINTER(_Model) * len(nets))(*[ctypes.pointer(_packed(m).model) for m in nets])
+    return array, len(nets)
+
+
+def decode_tile(model: IntPixelCNN | IntEnsemble, states: np.ndarray, words: np.ndarray, h: int, w: int) -> np.ndarray:
+    """A tile's pixels (h, w, channels) uint8 from its lanes' start states and its refill words.
+    ValueError if the stream does not decode to its end exactly (corruption)."""
+    members, count = _members(model)
+    out = np.empty((h, w, model.cfg.channels), dtype=np.uint8)
+    x = np.ascontiguousarray(states, dtype=np.int64)
+    words = np.ascontiguousarray(words, dtype=np.uint32)
+    status = _LIB.pz_decode_tile(members, count, h, w, len(x), x.ctypes.data_as(_i64p),
+                                 words.ctypes.data_as(ctypes.POINTER(ctypes.c_uint32)), len(words),
+                                 out.ctypes.data_as(_u8p))
+    if status == -2:
+        raise MemoryError("native decoder: out of memory")
+    if status != 0:
+        raise ValueError("a stream does not decode to its end exactly")
+    return out
+
+
+def tile_params(model: IntPixelCNN, pixels: np.ndarray) -> np.ndarray:
+    """The head outputs (mu16, log-scale index) of every sub-pixel of a known tile (h, w, channels)
+    as the native decoder computes them, in the decoding order (wavefront, channel, row): int64 (n, 2).
+    For tests: they must equal the engine's."""
+    h, w, C = pixels.shape
+    params = np.empty((h * w * C, 2), dtype=np.int64)
+    pixels = np.ascontiguousarray(pixels, dtype=np.uint8)
+    if _LIB.pz_tile_params(ctypes.byref(_packed(model).model), h, w, pixels.ctypes.data_as(_u8p),
+                           params.ctypes.data_as(_i64p)) != 0:
+        raise MemoryError("native decoder: out of memory")
+    return params
+
+
+def _encode_call(model: IntPixelCNN | IntEnsemble, pixels: np.ndarray, lanes: int, params: np.ndarray | None):
+    h, w, C = pixels.shape
+    n = h * w * C
+    pixels = np.ascontiguousarray(pixels, dtype=np.uint8)
+    states = np.empty(max(1, lanes), dtype=np.int64)
+    words = np.empty(0 if params is not None else n, dtype=np.uint32)
+    count = np.zeros(1, dtype=np.int64)
+    total, width = (np.empty(0 if params is not None else n, dtype=np.int32) for _ in range(2))
+    members, n_members = _members(model)
+    status = _LIB.pz_encode_tile(members, n_members, h, w, lanes, pixels.ctypes.data_as(_u8p),
+                                 states.ctypes.data_as(_i64p), words.ctypes.data_as(ctypes.POINTER(ctypes.c_uint32)),
+                                 count.ctypes.data_as(_i64p), total.ctypes.data_as(_i32p),
+                                 width.ctypes.data_as(_i32p), None if params is None else params.ctypes.data_as(_i64p))
+    if status != 0:
+        raise MemoryError("native encoder: out of memory")
+    return states[:lanes], words[:int(count[0])], total, width
+
+
+def encode_tile(model: IntPixelCNN | IntEnsemble, pixels: np.ndarray, lanes: int):
+    """Code a tile of known pixels (h, w, channels) uint8 with `lanes` rANS lanes (row i: lane i % lanes):
+    (final lane states int64, refill words uint32 in the decoder's reading order, and per sub-pixel in
+    the decoding order its table's total and its symbol's width, int32, for the ideal bits). The same
+    integers as codec._code_lanes over the engine's tables (tests/test_native.py)."""
+    return _encode_call(model, pixels, lanes, None)
+
+
+def dense_params(model: IntPixelCNN, pixels: np.ndarray) -> np.ndarray:
+    """The head outputs of every sub-pixel as the native encoder's dense pass computes them, in the
+    decoding order: int64 (n, 2), as tile_params. For tests: they must equal the walk's."""
+    params = np.empty((pixels.shape[0] * pixels.shape[1] * pixels.shape[2], 2), dtype=np.int64)
+    _encode_call(model, pixels, 0, params)
+    return params

@@ -1,0 +1,289 @@
+"""The .pxz container, format versions 1 to 4 (see docs/FORMAT.md). Pure bytes: no torch, no models.
+
+Version 2 (written since pixzip 0.2) is version 1 made smaller for small images: one CRC-32 over the
+whole file instead of a header and a payload CRC, 64-bit model identities instead of 128, the last
+stream's size implied by the file's length, and model names optional (empty for the shipped models,
+which are found by identity). Version 3 (pixzip 0.3) has version 2's layout; only its streams differ:
+they are rANS lanes (`pixzip.rans`) instead of constriction's range coder. Version 4 (DRAFT until the
+adaptive stage lands) adds the bit depth, the 16-bit planes' low parts, a per-plane entropy stage and
+the metadata section. Older files keep decoding."""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..errors import PixzipError
+from . import metadata
+from .depth import read_split
+
+MAGIC = b"\x89PXZ\r\n\x1a\n"
+VERSION = 4
+WRITABLE = (2, 3, 4)     # the versions `write` produces (1 is read only)
+CODERS = {1: "range", 2: "range", 3: "rans", 4: "rans"}    # the model streams' coder, by format version
+# v4: the bit depths each mode may declare (sub-8: a PNG's declared depth; L's planes then hold the
+# samples scaled to 0..255, P's the indices; 16: the planes are uint16)
+DEPTHS = {"L": (2, 4, 8, 16), "LA": (8, 16), "RGB": (8, 16), "RGBA": (8, 16), "P": (1, 2, 4, 8), "1": (1,)}
+# v4: a plane's entropy stage; 0 = the static rANS lanes of v3 with the model's tables (1 is reserved
+# for the adaptive stage of issue 20 and refused until it exists)
+ENTROPY_STAGES = (0,)
+MODE_CODES = {"L": 1, "LA": 2, "RGB": 3, "RGBA": 4, "P": 5, "1": 6}
+MODE_NAMES = {v: k for k, v in MODE_CODES.items()}
+PLANES_PER_MODE = {"L": 1, "LA": 2, "RGB": 1, "RGBA": 2, "P": 1, "1": 1}
+MAX_HEADER = 1 << 26
+
+
+class FormatError(PixzipError):
+    """The bytes are not a valid .pxz file (the message says how)."""
+
+
+@dataclass
+class ModelRef:
+    id: str            # hex of the first ID_BYTES[version] bytes of the integer model's SHA-256
+    name: str          # may be empty (version 2): the model is then found by identity alone
+
+
+@dataclass
+class Header:
+    mode: str
+    width: int
+    height: int
+    tile: int
+    models: list[ModelRef]
+    planes: list[tuple[int, int]]            # (model index, channels) per plane
+    stream_sizes: list[int] = field(default_factory=list)   # bytes per stream, planes then tiles
+    pixel_crc: int = 0
+    payload_crc: int = 0
+    model_bits: float = 0.0                  # the model's ideal code length, for reporting only
+    icc: bytes = b""
+    palette_mode: str = ""
+    palette: bytes = b""
+    transparency: bytes = b""
+    version: int = VERSION
+    depth: int = 8                           # v4 (older files: 8, or 1 for mode 1)
+    entropy: list[int] = field(default_factory=list)      # v4: per plane (empty: 0 for every plane)
+    splits: list = field(default_factory=list)            # v4, 16-bit: depth.Split per plane
+    metadata: list = field(default_factory=list)          # v4: metadata.Item list
+
+    @property
+    def subpixels(self) -> int:
+        return self.width * self.height * sum(c for _, c in self.planes)
+
+    @property
+    def low_streams(self) -> int:
+        """Streams after the models' ones: one per 16-bit plane with a low part."""
+        return sum(1 for split in self.splits if split.low_bits)
+
+
+ID_BYTES = {1: 16, 2: 8, 3: 8, 4: 8}   # model identity: the first 128 (v1) or 64 (v2, v3) bits of its SHA-256
+OPT_ICC, OPT_PALETTE, OPT_TRANSPARENCY = 1, 2, 4
+
+
+class _Reader:
+    def __init__(self, data: bytes):
+        self.data, self.pos = data, 0
+
+    def take(self, n: int) -> bytes:
+        if n < 0 or self.pos + n > len(self.data):
+            raise FormatError("header is corrupted (field beyond its end)")
+        b = self.data[self.pos:self.pos + n]
+        self.pos += n
+        return b
+
+    def u8(self) -> int:
+        return self.take(1)[0]
+
+    def u32(self) -> int:
+        return struct.unpack("<I", self.take(4))[0]
+
+    def varint(self) -> int:
+        """LEB128, at most 9 bytes (63 bits)."""
+        value = 0
+        for shift in range(0, 63, 7):
+            byte = self.u8()
+            value |= (byte & 0x7F) << shift
+            if not byte & 0x80:
+                return value
+        raise FormatError("header is corrupted (varint too long)")
+
+    def blob(self) -> bytes:
+        return self.take(self.varint())
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, n = n & 0x7F, n >> 7
+        out.append(byte | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def _blob(b: bytes) -> bytes:
+    return _varint(len(b)) + b
+
+
+def write(h: Header, streams: list[np.ndarray]) -> bytes:
+    """A file of version h.version (2 or 3: the same layout; 4 adds its fields; the streams are the
+    caller's: the models' streams, then the low parts')."""
+    if h.version not in WRITABLE:
+        raise ValueError(f"cannot write format version {h.version}")
+    if h.version < 4 and (h.depth not in (8, 1) or h.metadata):
+        raise ValueError(f"format version {h.version} holds neither bit depths nor metadata")
+    payload = [s.astype("<u4").tobytes() for s in streams]
+    h.stream_sizes = [len(p) for p in payload]
+    body = _common_fields(h, id_bytes=ID_BYTES[h.version])
+    # every stream's size but the last, which is what remains of the file
+    body += _varint(len(payload)) + b"".join(_varint(n // 4) for n in h.stream_sizes[:-1])
+    body += struct.pack("<I", h.pixel_crc) + _varint(max(0, round(h.model_bits)))
+    head = MAGIC + bytes([h.version, 0]) + _varint(len(body)) + bytes(body)
+    joined = b"".join(payload)
+    return head + struct.pack("<I", zlib.crc32(joined, zlib.crc32(head))) + joined
+
+
+def _common_fields(h: Header, id_bytes: int) -> bytearray:
+    """Mode, size, tile, models, planes and the optional fields (the same in both versions but for
+    the identity length)."""
+    body = bytearray([MODE_CODES[h.mode]])
+    if h.version >= 4:
+        body.append(h.depth)
+    body += _varint(h.width) + _varint(h.height) + _varint(h.tile)
+    body.append(len(h.models))
+    for m in h.models:
+        body += bytes.fromhex(m.id)[:id_bytes] + _blob(m.name.encode())
+    entropy = h.entropy or [0] * len(h.planes)
+    for (model_index, channels), stage in zip(h.planes, entropy):       # as many as the mode has planes
+        body += bytes([model_index, channels]) + (bytes([stage]) if h.version >= 4 else b"")
+    if h.version >= 4 and h.depth == 16:
+        body += b"".join(split.to_bytes() for split in h.splits)
+    optional = (OPT_ICC if h.icc else 0) | (OPT_PALETTE if h.palette else 0) | \
+        (OPT_TRANSPARENCY if h.transparency else 0)
+    body.append(optional)
+    if h.icc:
+        body += _blob(h.icc)
+    if h.palette:
+        body += _blob(h.palette_mode.encode()) + _blob(h.palette)
+    if h.transparency:
+        body += _blob(h.transparency)
+    if h.version >= 4:
+        body += metadata.encode(h.metadata, _varint)
+    return body
+
+
+def read_header(data: bytes) -> tuple[Header, int]:
+    """Parse and check the header; returns it and the payload offset. Checks every length against the
+    actual data before anything is allocated from it."""
+    if len(data) < 11 or data[:8] != MAGIC:
+        if MAGIC.startswith(data[:8]) and len(data) < 11:
+            raise FormatError("file is truncated")
+        raise FormatError("not a pixzip file (bad magic)")
+    version, flags = data[8], data[9]
+    if version > VERSION:
+        raise FormatError(f"file uses format version {version}; this pixzip reads up to version {VERSION} "
+                          "(upgrade pixzip)")
+    pre = _Reader(data[10:20])
+    try:
+        body_len = pre.varint()
+    except FormatError:
+        raise FormatError("file is truncated" if len(data) < 20 else "header is corrupted") from None
+    start = 10 + pre.pos
+    end = start + body_len
+    if body_len > MAX_HEADER or end + 4 > len(data):
+        raise FormatError("file is truncated" if body_len <= MAX_HEADER else "header is corrupted")
+    (crc,) = struct.unpack("<I", data[end:end + 4])
+    if version == 1 and zlib.crc32(data[:end]) != crc:
+        raise FormatError("header is corrupted (checksum mismatch)")
+    if version >= 2 and zlib.crc32(data[end + 4:], zlib.crc32(data[:end])) != crc:
+        raise FormatError("file is corrupted or truncated (checksum mismatch)")
+    if version < 1 or flags != 0:
+        raise FormatError("header is corrupted (bad version or flags)")
+    r = _Reader(data[start:end])
+    code = r.u8()
+    if code not in MODE_NAMES:
+        raise FormatError(f"header names an unknown image mode ({code})")
+    mode = MODE_NAMES[code]
+    depth = r.u8() if version >= 4 else (1 if mode == "1" else 8)
+    if version >= 4 and depth not in DEPTHS[mode]:
+        raise FormatError(f"header is corrupted (bit depth {depth} for mode {mode})")
+    width, height, tile = r.varint(), r.varint(), r.varint()
+    models = [ModelRef(r.take(ID_BYTES[version]).hex(), r.blob().decode("utf-8", "replace")) for _ in range(r.u8())]
+    planes, entropy = [], []
+    for _ in range(PLANES_PER_MODE[mode]):
+        planes.append((r.u8(), r.u8()))
+        entropy.append(r.u8() if version >= 4 else 0)
+    if any(stage not in ENTROPY_STAGES for stage in entropy):
+        raise FormatError(f"file uses entropy stage {max(entropy)}, which this pixzip does not know (upgrade pixzip)")
+    h = Header(mode, width, height, tile, models, planes, version=version, depth=depth, entropy=entropy)
+    if depth == 16:
+        try:
+            h.splits = [read_split(r) for _ in planes]
+        except ValueError:
+            raise FormatError("header is corrupted (16-bit split)") from None
+    optional = r.u8()
+    if optional & ~(OPT_ICC | OPT_PALETTE | OPT_TRANSPARENCY):
+        raise FormatError("header is corrupted (unknown optional fields)")
+    if optional & OPT_ICC:
+        h.icc = r.blob()
+    if optional & OPT_PALETTE:
+        h.palette_mode = r.blob().decode("ascii", "replace")
+        h.palette = r.blob()
+    if optional & OPT_TRANSPARENCY:
+        h.transparency = r.blob()
+    if version >= 4:
+        h.metadata = metadata.decode(r, FormatError)
+    n_streams = r.varint()
+    if not 1 <= n_streams <= len(data):
+        raise FormatError("header is corrupted (stream table)")
+    offset = end + 4
+    if version == 1:
+        h.stream_sizes = [4 * r.varint() for _ in range(n_streams)]
+        h.pixel_crc, h.payload_crc = r.u32(), r.u32()
+    else:
+        sizes = [4 * r.varint() for _ in range(n_streams - 1)]
+        h.stream_sizes = sizes + [len(data) - offset - sum(sizes)]
+        if h.stream_sizes[-1] < 0:
+            raise FormatError("header is corrupted (stream sizes)")
+        h.pixel_crc = r.u32()
+    h.model_bits = float(r.varint())
+    if r.pos != len(r.data):
+        raise FormatError("header is corrupted (unexpected length)")
+    _validate(h)
+    if offset + sum(h.stream_sizes) > len(data):
+        raise FormatError(f"file is truncated ({len(data)} bytes, the header promises "
+                          f"{offset + sum(h.stream_sizes)})")
+    if offset + sum(h.stream_sizes) < len(data):
+        raise FormatError("unexpected data after the end of the compressed streams")
+    return h, offset
+
+
+def _validate(h: Header):
+    if not (1 <= h.width < 1 << 31 and 1 <= h.height < 1 << 31):
+        raise FormatError("header is corrupted (image size)")
+    if not h.models or h.tile > 0xFFFF:
+        raise FormatError("header is corrupted (plane table)")
+    for model_index, channels in h.planes:
+        if model_index >= len(h.models) or channels not in (1, 3):
+            raise FormatError("header is corrupted (plane table)")
+    t = h.tile
+    tiles = 1 if t == 0 else -(-h.width // t) * -(-h.height // t)
+    # at least one stream per tile and plane (a multi-scale model adds its small image's tiles; the
+    # exact count, which depends on the models, is checked by the caller), before any tile list is built
+    if tiles * len(h.planes) + h.low_streams > len(h.stream_sizes):
+        raise FormatError("header is corrupted (stream count)")
+    if any(s % 4 for s in h.stream_sizes):
+        raise FormatError("header is corrupted (stream sizes)")
+
+
+def read_streams(data: bytes, h: Header, offset: int) -> list[np.ndarray]:
+    """Split and checksum the payload."""
+    payload = data[offset:offset + sum(h.stream_sizes)]
+    if h.version == 1 and zlib.crc32(payload) != h.payload_crc:      # (version 2: checked with the header)
+        raise FormatError("compressed data is corrupted (checksum mismatch)")
+    out, pos = [], 0
+    for n in h.stream_sizes:
+        out.append(np.frombuffer(payload, dtype="<u4", count=n // 4, offset=pos).astype(np.uint32))
+        pos += n
+    return out

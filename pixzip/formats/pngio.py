@@ -1,0 +1,159 @@
+"""PNG bytes without Pillow's truncation: the header, the raw chunks, 16-bit pixels, and a writer.
+
+Pillow opens a 16-bit LA/RGB/RGBA PNG as 8-bit modes and a 2- or 4-bit grey PNG as 8-bit grey, so the
+file's own IHDR decides the bit depth and colour type; 16-bit pixels are read with pypng (pure Python,
+exact). The writer is ours (numpy filters + zlib) so that a restored file has the source's bit depth,
+colour type, palette and every ancillary chunk, verbatim and in its original place.
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import PixzipError
+
+SIGNATURE = b"\x89PNG\r\n\x1a\n"
+# colour type -> channels (0 grey, 2 RGB, 3 palette, 4 grey+alpha, 6 RGBA)
+CHANNELS = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}
+COLOUR_TYPES = {"L": 0, "RGB": 2, "P": 3, "LA": 4, "RGBA": 6, "1": 0}
+# where a kept chunk sits: its place is part of the PNG's meaning (e.g. tRNS after PLTE, iCCP before)
+BEFORE_PLTE, BEFORE_IDAT, AFTER_IDAT = 0, 1, 2
+CRITICAL = (b"IHDR", b"PLTE", b"IDAT", b"IEND")
+
+
+@dataclass
+class Ihdr:
+    width: int
+    height: int
+    depth: int
+    colour_type: int
+    interlace: int
+
+
+@dataclass
+class Chunk:
+    type: bytes          # 4 ASCII letters
+    data: bytes
+    place: int           # BEFORE_PLTE, BEFORE_IDAT or AFTER_IDAT
+
+
+def is_png(data: bytes) -> bool:
+    return data[:8] == SIGNATURE
+
+
+def iter_chunks(data: bytes, name: str):
+    """(type, payload) of every chunk, CRCs checked, up to IEND."""
+    pos = 8
+    while pos + 8 <= len(data):
+        length, ctype = struct.unpack(">I4s", data[pos:pos + 8])
+        end = pos + 12 + length
+        if end > len(data):
+            raise PixzipError(f"{name}: PNG is truncated (chunk {ctype!r})")
+        payload = data[pos + 8:pos + 8 + length]
+        if zlib.crc32(ctype + payload) != struct.unpack(">I", data[end - 4:end])[0]:
+            raise PixzipError(f"{name}: PNG chunk {ctype.decode('latin-1')} is corrupted (CRC mismatch)")
+        yield ctype, payload
+        if ctype == b"IEND":
+            return
+        pos = end
+    raise PixzipError(f"{name}: PNG is truncated (no IEND)")
+
+
+def read_header(data: bytes, name: str) -> Ihdr:
+    if len(data) < 33 or data[12:16] != b"IHDR":
+        raise PixzipError(f"{name}: PNG is truncated or has no IHDR")
+    w, h, depth, ctype, _, _, interlace = struct.unpack(">IIBBBBB", data[16:29])
+    if ctype not in CHANNELS:
+        raise PixzipError(f"{name}: PNG colour type {ctype} is invalid")
+    return Ihdr(w, h, depth, ctype, interlace)
+
+
+def kept_chunks(data: bytes, name: str, colour_type: int) -> list[Chunk]:
+    """Every ancillary chunk (and a truecolour image's suggested PLTE), verbatim, with its place. A
+    palette image's PLTE and tRNS are pixel data (kept with the palette), not listed here."""
+    out, place = [], BEFORE_PLTE
+    for ctype, payload in iter_chunks(data, name):
+        if ctype == b"IDAT":
+            place = AFTER_IDAT
+        elif ctype == b"PLTE":
+            if colour_type != 3:       # a truecolour image's suggested palette: kept in its place
+                out.append(Chunk(ctype, payload, place))
+            place = BEFORE_IDAT
+        elif ctype not in CRITICAL and not (colour_type == 3 and ctype == b"tRNS"):
+            out.append(Chunk(ctype, payload, place))
+    return out
+
+
+def read_pixels16(data: bytes, name: str) -> np.ndarray:
+    """A 16-bit PNG's samples, (H, W, channels) uint16, exactly (pypng; tRNS is not applied)."""
+    import png
+    try:
+        w, h, rows, info = png.Reader(bytes=data).read_flat()
+    except (png.Error, ValueError, zlib.error) as e:
+        raise PixzipError(f"{name}: PNG cannot be decoded ({e.__class__.__name__})") from None
+    return np.asarray(rows, dtype=np.uint16).reshape(h, w, info["planes"])
+
+
+# -- writing ------------------------------------------------------------------------------------------
+def _chunk(ctype: bytes, payload: bytes) -> bytes:
+    return struct.pack(">I", len(payload)) + ctype + payload + struct.pack(">I", zlib.crc32(ctype + payload))
+
+
+def _pack_rows(samples: np.ndarray, depth: int) -> np.ndarray:
+    """(H, W, C) integer samples -> (H, row bytes) uint8 as PNG stores them (big-endian, sub-byte
+    samples packed high bits first)."""
+    h = samples.shape[0]
+    if depth == 16:
+        return samples.astype(">u2").view(np.uint8).reshape(h, -1)
+    if depth == 8:
+        return samples.astype(np.uint8).reshape(h, -1)
+    flat = samples.reshape(h, -1).astype(np.uint8)
+    bits = np.unpackbits(flat[..., None], axis=2)[..., 8 - depth:]       # each sample's low `depth` bits
+    return np.packbits(bits.reshape(h, -1), axis=1)
+
+
+def _paeth(a, b, c):
+    p = a + b - c
+    pa, pb, pc = np.abs(p - a), np.abs(p - b), np.abs(p - c)
+    return np.where((pa <= pb) & (pa <= pc), a, np.where(pb <= pc, b, c))
+
+
+def _filter(rows: np.ndarray, bpp: int) -> bytes:
+    """Each row with the filter of least absolute sum (libpng's heuristic), all rows at once."""
+    x = rows.astype(np.int16)
+    a = np.zeros_like(x)
+    a[:, bpp:] = x[:, :-bpp]
+    b = np.zeros_like(x)
+    b[1:] = x[:-1]
+    c = np.zeros_like(x)
+    c[1:, bpp:] = x[:-1, :-bpp]
+    candidates = np.stack([x, x - a, x - b, x - (a + b) // 2, x - _paeth(a, b, c)]) & 0xFF
+    cost = np.minimum(candidates, 256 - candidates).sum(axis=2)       # bytes as signed
+    best = cost.argmin(axis=0)
+    chosen = candidates[best, np.arange(len(rows))].astype(np.uint8)
+    return np.concatenate([best.astype(np.uint8)[:, None], chosen], axis=1).tobytes()
+
+
+def write(samples: np.ndarray, colour_type: int, depth: int, palette: bytes = b"", transparency: bytes = b"",
+          chunks: list[Chunk] = ()) -> bytes:
+    """A non-interlaced PNG of (H, W, C) samples at `depth`, with the palette (PLTE bytes), a palette
+    image's tRNS and the kept chunks in their places."""
+    h, w = samples.shape[:2]
+    rows = _pack_rows(samples, depth)
+    bpp = max(1, depth * CHANNELS[colour_type] // 8)
+    idat = zlib.compress(_filter(rows, bpp), 6)
+    out = [SIGNATURE, _chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, depth, colour_type, 0, 0, 0))]
+    out += [_chunk(c.type, c.data) for c in chunks if c.place == BEFORE_PLTE]
+    if palette:
+        out.append(_chunk(b"PLTE", palette))
+    if transparency:
+        out.append(_chunk(b"tRNS", transparency))
+    out += [_chunk(c.type, c.data) for c in chunks if c.place == BEFORE_IDAT]
+    out.append(_chunk(b"IDAT", idat))
+    out += [_chunk(c.type, c.data) for c in chunks if c.place == AFTER_IDAT]
+    out.append(_chunk(b"IEND", b""))
+    return b"".join(out)
