@@ -1118,7 +1118,10 @@ def _decode_streams(model, jobs, streams, max_pixels, progress=None, conds=None,
     decoders = {key: constriction.stream.queue.RangeDecoder(s) for (key, _, _), s in zip(jobs, streams)}
 
     def choose(key, freq, where):
-        return decoders[key].decode(FAMILY, freq.numpy())
+        try:
+            return decoders[key].decode(FAMILY, freq.numpy())
+        except AssertionError:      # constriction's word for "this stream is not a valid range code"
+            raise ValueError("undecodable range-coded stream") from None
 
     return decode_tiles(model, jobs, choose, progress, max_pixels, dtype=torch.float64, conds=conds)
 
