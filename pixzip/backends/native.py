@@ -53,12 +53,17 @@ def _load():
     """The compiled library, or None (not built, or switched off with PIXZIP_NATIVE=0)."""
     if os.environ.get("PIXZIP_NATIVE", "1") == "0":
         return None
-    spec = importlib.util.find_spec("pixzip._pxnative")
-    if spec is None or not spec.origin:
+    # PIXZIP_NATIVE_LIB names another build of the same sources (a sanitizer build for fuzzing,
+    # fuzz/sanitized_build.py); one that does not load is an error, never a silent fallback.
+    chosen = os.environ.get("PIXZIP_NATIVE_LIB")
+    spec = None if chosen else importlib.util.find_spec("pixzip._pxnative")
+    if not chosen and (spec is None or not spec.origin):
         return None
     try:
-        lib = ctypes.CDLL(spec.origin)
+        lib = ctypes.CDLL(chosen or spec.origin)
     except OSError:
+        if chosen:
+            raise
         return None
     models = ctypes.POINTER(ctypes.POINTER(_Model))      # a model's C structure, or an ensemble's members'
     lib.pz_decode_tile.argtypes = [models, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_int, _i64p,

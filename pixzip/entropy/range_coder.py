@@ -34,6 +34,9 @@ def tile_decoders(streams: dict):
     decoders = {key: constriction.stream.queue.RangeDecoder(s) for key, s in streams.items()}
 
     def choose(key, freq, where):
-        return decoders[key].decode(FAMILY, freq.numpy())
+        try:
+            return decoders[key].decode(FAMILY, freq.numpy())
+        except AssertionError:      # constriction's word for "this stream is not a valid range code"
+            raise ValueError("undecodable range-coded stream") from None
 
     return choose
