@@ -1,0 +1,101 @@
+"""The package as users get it: the wheel's contents, and the CLI of an installed wheel run outside the
+source tree (a temporary venv seeing this interpreter's packages, so no package index is needed)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tomllib
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[1]
+PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
+
+
+def _clean_env() -> dict:
+    """The environment of a user: no worktree on the path, no extra model folders."""
+    return {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PIXZIP_MODELS")}
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory) -> Path:
+    """Build the wheel offline with the installed setuptools (as `pip wheel` would in CI)."""
+    try:
+        import setuptools
+    except ImportError:
+        pytest.skip("setuptools is not installed: the wheel cannot be built offline")
+    if tuple(int(p) for p in setuptools.__version__.split(".")[:2]) < (74, 1):
+        pytest.skip(f"setuptools {setuptools.__version__} < 74.1 cannot read ext-modules from pyproject.toml")
+    out = tmp_path_factory.mktemp("wheel")
+    r = subprocess.run([sys.executable, "-m", "pip", "wheel", str(ROOT), "--no-deps", "--no-build-isolation",
+                        "--no-index", "-q", "-w", str(out)], capture_output=True, text=True, env=_clean_env())
+    assert r.returncode == 0, r.stderr[-3000:]
+    (built,) = out.glob("pixzip-*.whl")
+    return built
+
+
+@pytest.fixture(scope="module")
+def wheel_names(wheel) -> set[str]:
+    with zipfile.ZipFile(wheel) as z:
+        return set(z.namelist())
+
+
+def test_wheel_holds_every_shipped_model(wheel_names):
+    shipped = sorted(p.relative_to(ROOT).as_posix() for p in (ROOT / "pixzip" / "models").glob("*.pxm"))
+    assert shipped, "no shipped models found in pixzip/models"
+    assert [n for n in shipped if n not in wheel_names] == []
+
+
+def test_wheel_holds_the_compiled_coder(wheel_names):
+    """Every extension pyproject.toml declares is in the wheel compiled (a .so / .pyd named after it)."""
+    for ext in PYPROJECT["tool"]["setuptools"]["ext-modules"]:
+        stem = ext["name"].replace(".", "/")
+        compiled = [n for n in wheel_names if n.startswith(stem + ".") and n.endswith((".so", ".pyd"))]
+        assert compiled, f"{ext['name']} is not compiled into the wheel"
+
+
+def test_wheel_holds_every_module(wheel_names):
+    modules = sorted(p.relative_to(ROOT).as_posix() for p in (ROOT / "pixzip").rglob("*.py")
+                     if "__pycache__" not in p.parts)
+    assert [m for m in modules if m not in wheel_names] == []
+
+
+def test_wheel_holds_no_checkpoints_tests_or_data(wheel_names):
+    unwanted = [n for n in wheel_names
+                if n.endswith((".ckpt", ".pt", ".npy", ".npz")) or n.startswith(("tests/", "models/", "bench/"))
+                or "/checkpoints/" in n]
+    assert unwanted == []
+
+
+def test_installed_wheel_compresses_and_decompresses_outside_the_source_tree(wheel, tmp_path):
+    """`pixzip` from a fresh venv, run in a folder that is not the source tree, with the shipped default
+    model: the round trip gives the photo's pixels back."""
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", "--without-pip", str(venv)], check=True)
+    python, pixzip = venv / "bin" / "python", venv / "bin" / "pixzip"
+    env = _clean_env()
+    # pip of this interpreter (seen through --system-site-packages) installs into the venv
+    subprocess.run([str(python), "-m", "pip", "install", "-q", "--no-deps", "--no-index", str(wheel)],
+                   check=True, env=env)
+    work = tmp_path / "work"
+    work.mkdir()
+    where = subprocess.run([str(python), "-c", "import pixzip; print(pixzip.__file__)"], cwd=work, env=env,
+                           capture_output=True, text=True, check=True).stdout.strip()
+    assert Path(where).is_relative_to(venv), where          # the installed copy, not the source tree
+    with Image.open(ROOT / "docs" / "sample.png") as im:
+        photo = im.convert("RGB").crop((0, 0, 96, 72))      # above the small-image size: the photo default
+    photo.save(work / "photo.png")
+    for args in (["compress", "photo.png"], ["decompress", "photo.png.pxz", "-o", "back.png"]):
+        r = subprocess.run([str(pixzip), *args], cwd=work, env=env, capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr
+    with Image.open(work / "back.png") as back:
+        assert np.array_equal(np.asarray(back), np.asarray(photo))
+    info = subprocess.run([str(pixzip), "info", "photo.png.pxz"], cwd=work, env=env, capture_output=True,
+                          text=True, check=True).stdout
+    assert "pcnn-rgb" in info and "not installed" not in info
