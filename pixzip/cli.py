@@ -7,6 +7,7 @@ written atomically, '-' for stdin/stdout, exit 0 on success and 1 on any error (
 from __future__ import annotations
 
 import os
+import re
 import signal
 import sys
 import tempfile
@@ -39,8 +40,8 @@ SUFFIX = ".pxz"
 
 # -- helpers ------------------------------------------------------------------------------------------
 class Reporter:
-    def __init__(self, verbose: int, quiet: bool):
-        self.verbose, self.quiet = verbose, quiet
+    def __init__(self, verbose: int, quiet: bool, progress: bool = False):
+        self.verbose, self.quiet, self.progress = verbose, quiet, progress
 
     def say(self, msg: str):
         if not self.quiet:
@@ -55,16 +56,17 @@ class Reporter:
 
 
 @contextmanager
-def progress_bar(total: int, desc: str, quiet: bool):
-    """A bar on stderr, shown only for work that lasts more than two seconds."""
+def progress_bar(total: int, desc: str, quiet: bool, forced: bool = False, unit: str = "px"):
+    """A bar on stderr, shown on a terminal for work that lasts more than two seconds, or always and at
+    once with --progress (forced); -q hides it."""
     try:
         from tqdm import tqdm
     except ImportError:  # pragma: no cover
         yield None
         return
-    disable = quiet or not sys.stderr.isatty()
-    with tqdm(total=total, desc=desc, unit="px", unit_scale=True, delay=2.0, leave=False,
-              disable=disable, file=sys.stderr) as bar:
+    disable = quiet or not (forced or sys.stderr.isatty())
+    with tqdm(total=total, desc=desc, unit=unit, unit_scale=unit == "px", delay=0 if forced else 2.0,
+              leave=False, disable=disable, file=sys.stderr) as bar:
         yield bar.update
 
 
@@ -162,16 +164,107 @@ def _link_no_clobber(tmp: str, path: Path, dest: str):
         os.replace(tmp, path)
 
 
-def check_outputs(files, output, stdout):
+def check_outputs(files, output, stdout, output_dir=None, keep=False, remove_source=False):
     if output and len(files) > 1:
         raise click.UsageError("-o/--output takes a single input")
     if stdout and len(files) > 1:
         raise click.UsageError("-c/--stdout takes a single input")
+    if output_dir and (output or stdout):
+        raise click.UsageError("--output-dir names outputs by their inputs: not with -o or -c")
+    if keep and remove_source:
+        raise click.UsageError("-k/--keep and --rm contradict each other")
 
 
-def run_each(items, rep: Reporter, work, finally_=None, exit_on_failure: bool = True) -> int:
-    """Apply `work` to every item; report failures one line each and keep going; then `finally_`.
-    Exit 1 if any failed (unless told not to: then return the number of failures)."""
+def image_suffixes() -> set[str]:
+    """Every suffix Pillow or pixzip knows for an image format, but .pxz."""
+    from PIL import Image
+    Image.init()
+    return (set(Image.registered_extensions()) | set(images.LOSSLESS_SUFFIXES)) - {SUFFIX}
+
+
+def expand_inputs(files, recursive: bool, wanted) -> dict[str, str]:
+    """Each input -> where its output goes under --output-dir (the file's name, or for files found under
+    a folder with -r, the folder's name and the path inside it). -r walks folders, in sorted order, for
+    the files whose name `wanted` accepts; without -r a folder stays an input (and is reported)."""
+    found: dict[str, str] = {}
+    for f in files:
+        if recursive and f != "-" and os.path.isdir(f):
+            top = Path(f).resolve()
+            for p in sorted(top.rglob("*")):
+                if p.is_file() and wanted(p.name):
+                    found[str(Path(f) / p.relative_to(top))] = str(p.relative_to(top.parent))
+        else:
+            found[f] = Path(f).name
+    return found
+
+
+def place(dest: str, relative: str, output_dir: str | None) -> str:
+    """dest moved under --output-dir, mirroring the input's folders below a folder given with -r."""
+    if not output_dir or dest == "-":
+        return dest
+    return str(Path(output_dir) / Path(relative).parent / Path(dest).name)
+
+
+def make_parent(dest: str, output_dir: str | None):
+    """--output-dir's folders are created when the first file is written into them (never on refusal)."""
+    if output_dir and dest != "-":
+        Path(dest).parent.mkdir(parents=True, exist_ok=True)
+
+
+def refuse_image_name(output: str | None):
+    """compress -o x.png would write .pxz bytes under an image's name: refused, nothing written."""
+    if output and output != "-" and Path(output).suffix.lower() in image_suffixes():
+        raise PixzipError(f"{output}: compress writes a .pxz file, not a {Path(output).suffix} image "
+                          f"(name it {Path(output).name}{SUFFIX}, or use decompress to write images)")
+
+
+def ratio(before: int, after: int) -> str:
+    return f"{100 * after / before:.2f}%" if before else "-"
+
+
+def expand_levels(args: list[str]) -> list[str]:
+    """-1 ... -9 -> -e 1 ... -e 9 (gzip/xz/zstd's spelling of levels); after `--` nothing is touched."""
+    out = []
+    for i, a in enumerate(args):
+        if a == "--":
+            return out + args[i:]
+        out += ["-e", a[1]] if re.fullmatch(r"-[1-9]", a) else [a]
+    return out
+
+
+class LevelAliases(click.Command):
+    """A command whose -1 ... -9 mean -e 1 ... -e 9 (the range is checked once, by -e's type)."""
+
+    def parse_args(self, ctx, args):
+        return super().parse_args(ctx, expand_levels(args))
+
+
+# zstd/xz/gzip spellings of the commands: `pixzip -d f.pxz` is `pixzip decompress f.pxz`
+COMMAND_ALIASES = {"-d": "decompress", "--decompress": "decompress", "--uncompress": "decompress",
+                   "-t": "test", "--test": "test", "-l": "info", "--list": "info",
+                   "-z": "compress", "--compress": "compress"}
+
+
+class PixzipGroup(click.Group):
+    def parse_args(self, ctx, args):
+        if args and args[0] in COMMAND_ALIASES:
+            args = [COMMAND_ALIASES[args[0]], *args[1:]]
+        elif args and re.fullmatch(r"-[1-9]", args[0]):      # `pixzip -9 photo.png`
+            args = ["compress", *args]
+        return super().parse_args(ctx, args)
+
+
+def naming(item, message: str) -> str:
+    """An error message that names its file: `item` (an input's path) is put first unless it is there."""
+    if isinstance(item, str) and item not in message:
+        return f"{'<stdin>' if item == '-' else item}: {message}"
+    return message
+
+
+def run_each(items, rep: Reporter, work, finally_=None, exit_on_failure: bool = True, unit: str = "") -> int:
+    """Apply `work` to every item; report failures one line each (naming the file) and keep going; then
+    `finally_`. Exit 1 if any failed (unless told not to: then return the number of failures). With a
+    `unit` ("files") and several items, a bar counts them."""
     failed = 0
 
     def attempt(fn, *args):
@@ -179,7 +272,7 @@ def run_each(items, rep: Reporter, work, finally_=None, exit_on_failure: bool = 
         try:
             fn(*args)
         except PixzipError as e:
-            rep.error(str(e))
+            rep.error(naming(args[0] if args else None, str(e)))
             failed += 1
         except KeyboardInterrupt:
             rep.error("interrupted")
@@ -191,8 +284,13 @@ def run_each(items, rep: Reporter, work, finally_=None, exit_on_failure: bool = 
             rep.error(f"{args[0] if args else ''}: {e.strerror or e}")
             failed += 1
 
-    for item in items:
-        attempt(work, item)
+    items = list(items)
+    with progress_bar(len(items) if unit and len(items) > 1 else 0, unit, rep.quiet or not unit or len(items) < 2,
+                      rep.progress, unit=unit or "px") as advance:
+        for item in items:
+            attempt(work, item)
+            if advance:
+                advance(1)
     if finally_ is not None:
         attempt(finally_)
     if failed and exit_on_failure:
@@ -225,6 +323,23 @@ def model_option(f):
                              f"{zoo.SMALL_MAX_PIXELS} pixels), {zoo.DEFAULTS[1]} for grey, alpha and palette.")(f)
 
 
+def input_options(f):
+    """Options of every command that takes many files."""
+    f = click.option("-r", "--recursive", is_flag=True,
+                     help="Folders among the inputs: every file under them that the command takes.")(f)
+    f = click.option("--progress", is_flag=True,
+                     help="Always show progress bars (by default: on a terminal, for work over 2 s).")(f)
+    return f
+
+
+def output_options(f):
+    f = click.option("--output-dir", metavar="DIR",
+                     help="Write outputs into DIR (created if needed), under their input's name; with -r, "
+                          "a folder's tree is mirrored there.")(f)
+    f = click.option("-k", "--keep", is_flag=True, help="Keep the source files (the default; as gzip -k).")(f)
+    return f
+
+
 def common_options(f):
     f = click.option("-q", "--quiet", is_flag=True, help="Print nothing but errors.")(f)
     f = click.option("-v", "--verbose", count=True, help="More detail (model, ideal bits, timings).")(f)
@@ -245,8 +360,8 @@ def _terminate(signum, frame):
 
 
 # -- commands -----------------------------------------------------------------------------------------
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(package_name="pixzip")
+@click.group(cls=PixzipGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(None, "-V", "--version", package_name="pixzip", prog_name="pixzip")
 def main():
     """pixzip: lossless image compression with an integer-exact PixelCNN.
 
@@ -260,14 +375,17 @@ def main():
       pixzip eval MODEL DATA...           a model's bits/dim on images
       pixzip sample MODEL -o draw.png     draw (or complete) an image with a model
 
+    \b
+    zstd/xz spellings: pixzip -d FILE (decompress), -t (test), -l (info), -1 ... -9 (compress -e N).
     Every file decodes bit-exactly on any machine: the model runs in integers only.
     """
     signal.signal(signal.SIGTERM, _terminate)
 
 
-@main.command()
+@main.command(cls=LevelAliases)
 @click.argument("files", nargs=-1, required=True)
-@click.option("-o", "--output", metavar="FILE", help="Output file for a single input ('-' for stdout).")
+@click.option("-o", "--output", metavar="FILE", help="Output file for a single input ('-' for stdout); "
+              "an image format's suffix (x.png) is refused.")
 @click.option("-c", "--stdout", "to_stdout", is_flag=True, help="Write to standard output.")
 @click.option("-f", "--force", is_flag=True, help="Overwrite existing output files.")
 @model_option
@@ -288,13 +406,16 @@ def main():
               help="Drop the metadata (EXIF, XMP, PNG text and other ancillary chunks); the ICC profile "
                    "and a transparent colour are kept.")
 @click.option("-e", "--effort", type=click.IntRange(1, max(zoo.EFFORTS)), default=1, show_default=True,
-              help="1: the default models; 2: the strongest shipped model for colour photos "
+              help="(-1 ... -9 are aliases of -e 1 ... -e 9.) "
+                   "1: the default models; 2: the strongest shipped model for colour photos "
                    f"({zoo.EFFORT_MODELS[2][3][0]}, a mixture of two networks: CBSD68's photos 2.1 % "
                    "smaller, about 5x slower to encode and 7x slower to decode; it needs the native "
                    f"CPU coder, without which {zoo.EFFORT_MODELS[2][3][1]} codes them). -m takes precedence.")
+@input_options
+@output_options
 @common_options
 def compress(files, output, to_stdout, force, model, tile, max_pixels, verify, remove_source, format_version,
-             strip, effort, device, threads, verbose, quiet):
+             strip, effort, recursive, progress, output_dir, keep, device, threads, verbose, quiet):
     """Compress images (PNG, BMP, TIFF, PNM, lossless WebP...) to FILE.pxz.
 
     Modes L, LA, RGB, RGBA, P and 1 at 8 bits, and 16-bit grey, RGB and their alpha, are restored
@@ -308,20 +429,26 @@ def compress(files, output, to_stdout, force, model, tile, max_pixels, verify, r
       pixzip compress photo.png                 # writes photo.png.pxz
       pixzip compress a.png b.bmp -v            # several files; a failing one does not stop the rest
       pixzip compress photo.png -o out.pxz
-      pixzip compress photo.png -e 2            # smaller, slower
+      pixzip compress photo.png -e 2            # smaller, slower (-2: the same)
+      pixzip compress -r photos/ --output-dir packed/
       cat photo.png | pixzip compress - > photo.pxz
     """
-    rep = Reporter(verbose, quiet)
-    check_outputs(files, output, to_stdout)
+    rep = Reporter(verbose, quiet, progress)
+    check_outputs(files, output, to_stdout, output_dir, keep, remove_source)
+    suffixes = image_suffixes()
+    inputs = expand_inputs(files, recursive, lambda name: Path(name).suffix.lower() in suffixes)
     write_failures = []
 
     def read(f):
         set_device(device, threads)
-        dest = output or ("-" if to_stdout or f == "-" else f + SUFFIX)
+        refuse_image_name(output)
+        dest = place(output or ("-" if to_stdout or f == "-" else f + SUFFIX), inputs[f], output_dir)
         if dest != "-" and Path(dest).exists() and not force:
             raise PixzipError(f"{dest}: already exists (use -f to overwrite)")
         name = "<stdin>" if f == "-" else f
-        image = images.read_image(read_input(f) if f == "-" else f, name, max_pixels)
+        raw = read_input(f) if f == "-" else None
+        size = len(raw) if raw is not None else Path(f).stat().st_size if Path(f).is_file() else 0
+        image = images.read_image(raw if raw is not None else f, name, max_pixels)
         if strip:
             image.metadata = metadata.strip(image.metadata)
         if image.lossy:
@@ -329,40 +456,52 @@ def compress(files, output, to_stdout, force, model, tile, max_pixels, verify, r
                     f"{image.lossy} bytes, and is usually larger than the {image.lossy} file")
         for note in image.notes:
             rep.say(f"pixzip: {name}: warning: {note}")
-        pending.add((f, name, dest, image))
+        pending.add((f, name, dest, size, image))
 
     def code(batch):
-        """Code the images of a batch in one pass, then verify, write and report each."""
+        """Code the images of a batch in one pass, then verify, write and report each. If the batch
+        fails, each image is coded alone: the failing one is named and the others are written."""
         preferred = [zoo.load_model(model)] if model else []
         t0 = time.perf_counter()
         total = sum(im.width * im.height * len(im.planes) for *_, im in batch)
         label = batch[0][1] if len(batch) == 1 else f"{len(batch)} images"
-        with progress_bar(total, f"compress {label}", quiet) as bar:
-            results = api.compress_many([im for *_, im in batch], preferred, tile, bar,
-                                        workers=threads or os.cpu_count() or 1,
-                                        device=set_device(device, threads), version=int(format_version),
-                                        effort=effort)
+        try:
+            with progress_bar(total, f"compress {label}", quiet, progress) as bar:
+                results = api.compress_many([im for *_, im in batch], preferred, tile, bar,
+                                            workers=threads or os.cpu_count() or 1,
+                                            device=set_device(device, threads), version=int(format_version),
+                                            effort=effort)
+        except PixzipError as e:
+            if len(batch) == 1:
+                raise PixzipError(naming(batch[0][1], str(e))) from None
+            write_failures.append(run_each(batch, rep, lambda item: code([item]), exit_on_failure=False))
+            return
         seconds = (time.perf_counter() - t0) / len(batch)
         write_failures.append(run_each(list(zip(batch, results)), rep,
                                        lambda item: finish(*item[0], *item[1], seconds, preferred),
                                        exit_on_failure=False))
 
-    def finish(f, name, dest, image, data, stats, seconds, preferred):
+    def finish(f, name, dest, size, image, data, stats, seconds, preferred):
         if verify or remove_source:
             decoded, _ = api.decompress(data, preferred, device=set_device(device, threads, decoding=True))
             if decoded.pixel_bytes() != image.pixel_bytes() or decoded.metadata != image.metadata or \
                     decoded.depth != image.depth:  # pragma: no cover - would be a pixzip bug
                 raise PixzipError(f"{name}: verification failed, nothing written (please report this)")
+        make_parent(dest, output_dir)
         write_output(dest, data, force, None if dest == "-" else source_attributes(f))
         if remove_source and f != "-":
             os.unlink(f)
-        rep.say(f"{name}: {stats.bytes} bytes, {stats.bits_per_subpixel:.3f} bits/sub-pixel")
+        done = ", verified" if verify or remove_source else ""
+        done += ", source removed" if remove_source and f != "-" else ""
+        rep.say(f"{name}: {size} -> {stats.bytes} bytes ({ratio(size, stats.bytes)}), "
+                f"{stats.bits_per_subpixel:.3f} bits/sub-pixel -> {'<stdout>' if dest == '-' else dest}{done}")
         rep.detail(f"  model ideal {stats.model_bits_per_subpixel:.3f} bits/sub-pixel "
                    f"(file {100 * (stats.bits_per_subpixel / stats.model_bits_per_subpixel - 1):+.2f}%), "
                    f"{image.width}x{image.height} {image.mode}, {seconds:.2f} s")
 
-    pending = PixelBatch(lambda item: item[3].width * item[3].height, code)
-    if run_each(files, rep, read, finally_=pending.flush, exit_on_failure=False) + sum(write_failures):
+    pending = PixelBatch(lambda item: item[4].width * item[4].height, code)
+    if run_each(inputs, rep, read, finally_=pending.flush, exit_on_failure=False, unit="files") + \
+            sum(write_failures):
         sys.exit(1)
 
 
@@ -375,6 +514,10 @@ def decompressed_name(f: str) -> str:
         raise PixzipError(f"{f}: unknown suffix, expected {SUFFIX} (use -o to name the output)")
     stripped = f[:-len(SUFFIX)]
     return stripped if images.output_format(stripped) else stripped + ".png"
+
+
+def is_pxz_name(name: str) -> bool:
+    return name.endswith(SUFFIX)
 
 
 def decode_files(files, rep: Reporter, prepare, finish, model, max_pixels, quiet, threads, device) -> None:
@@ -397,7 +540,7 @@ def decode_files(files, rep: Reporter, prepare, finish, model, max_pixels, quiet
         extra = [zoo.load_model(model)] if model else []
         total = sum(h.width * h.height * len(h.planes) for _, _, h, _ in batch)
         label = batch[0][0] if len(batch) == 1 else f"{len(batch)} files"
-        with progress_bar(total, f"decode {label}", quiet) as bar:
+        with progress_bar(total, f"decode {label}", quiet, rep.progress) as bar:
             results = api.decompress_many([d for _, d, _, _ in batch], extra, max_pixels, bar, workers,
                                           set_device(device, threads, decoding=True))
 
@@ -409,7 +552,7 @@ def decode_files(files, rep: Reporter, prepare, finish, model, max_pixels, quiet
         failures.append(run_each(list(zip(batch, results)), rep, done, exit_on_failure=False))
 
     pending = PixelBatch(lambda item: item[2].width * item[2].height, decode)
-    if run_each(files, rep, read, finally_=pending.flush, exit_on_failure=False) + sum(failures):
+    if run_each(files, rep, read, finally_=pending.flush, exit_on_failure=False, unit="files") + sum(failures):
         sys.exit(1)
 
 
@@ -426,17 +569,23 @@ def decode_files(files, rep: Reporter, prepare, finish, model, max_pixels, quiet
 @click.option("--strip", is_flag=True,
               help="Write no metadata (EXIF, XMP, PNG chunks), e.g. to write a format that cannot hold "
                    "them; the ICC profile and a transparent colour are kept.")
+@click.option("--rm", "remove_source", is_flag=True,
+              help="Delete each .pxz once its image is written (it decoded to its checksum).")
+@input_options
+@output_options
 @common_options
-def decompress(files, output, to_stdout, force, model, max_pixels, strip, device, threads, verbose, quiet):
+def decompress(files, output, to_stdout, force, model, max_pixels, strip, remove_source, recursive, progress,
+               output_dir, keep, device, threads, verbose, quiet):
     """Decompress FILE.pxz to FILE (PNG unless the name or -o asks for another lossless format).
 
     Several small files are decoded together (their tiles share the decoder's steps)."""
-    rep = Reporter(verbose, quiet)
-    check_outputs(files, output, to_stdout)
+    rep = Reporter(verbose, quiet, progress)
+    check_outputs(files, output, to_stdout, output_dir, keep, remove_source)
+    inputs = expand_inputs(files, recursive, is_pxz_name)
 
     def prepare(f):
         set_device(device, threads)
-        dest = output or ("-" if to_stdout or f == "-" else decompressed_name(f))
+        dest = place(output or ("-" if to_stdout or f == "-" else decompressed_name(f)), inputs[f], output_dir)
         if dest != "-" and Path(dest).exists() and not force:
             raise PixzipError(f"{dest}: already exists (use -f to overwrite)")
         fmt = "PNG" if dest == "-" else images.output_format(dest)
@@ -451,19 +600,26 @@ def decompress(files, output, to_stdout, force, model, max_pixels, strip, device
             encoded = images.encode(image, fmt, strip)
         except PixzipError as e:
             raise PixzipError(f"{dest}: {e}") from None
+        make_parent(dest, output_dir)
         write_output(dest, encoded, force, attributes)
-        rep.detail(f"{f}: {image.width}x{image.height} {image.mode} -> {dest}")
+        if remove_source and f != "-":
+            os.unlink(f)
+        rep.say(f"{'<stdin>' if f == '-' else f}: {len(data)} -> {len(encoded)} bytes ({ratio(len(encoded), len(data))}), "
+                f"{image.width}x{image.height} {image.mode} -> {'<stdout>' if dest == '-' else dest}"
+                + (", source removed" if remove_source and f != "-" else ""))
 
-    decode_files(files, rep, prepare, finish, model, max_pixels, quiet, threads, device)
+    decode_files(inputs, rep, prepare, finish, model, max_pixels, quiet, threads, device)
 
 
 @main.command()
 @click.argument("files", nargs=-1, required=True)
 @click.option("-m", "--model", metavar="PATH", help="A model file to use if the file's model is not installed.")
+@input_options
 @common_options
-def test(files, model, device, threads, verbose, quiet):
+def test(files, model, recursive, progress, device, threads, verbose, quiet):
     """Decode each file and check it against its checksum; write nothing. Exit 1 if any fails."""
-    rep = Reporter(verbose, quiet)
+    rep = Reporter(verbose, quiet, progress)
+    files = expand_inputs(files, recursive, is_pxz_name)
 
     def prepare(f):
         set_device(device, threads)
@@ -475,9 +631,11 @@ def test(files, model, device, threads, verbose, quiet):
 
 @main.command()
 @click.argument("files", nargs=-1, required=True)
-def info(files):
+@click.option("-r", "--recursive", is_flag=True, help="Folders among the inputs: every .pxz under them.")
+def info(files, recursive):
     """Show a file's header: format version, image, model, size and rate."""
     rep = Reporter(0, False)
+    files = expand_inputs(files, recursive, is_pxz_name)
 
     def work(f):
         data = read_input(f)
