@@ -843,10 +843,11 @@ def bench(data, codecs, models, tile, grey, limit, items, json_out, plot_out, th
     try:
         set_device(device, threads)
         loaded = [zoo.load_model(m) for m in models]
+        names = [c.strip() for c in codecs.split(",") if c.strip()]
+        check_bench_extras(benchmod, names, plot_out)
         imgs = benchmod.load_images(data, grey, limit, parse_slice(items))
         if not imgs:
             raise PixzipError("no images found")
-        names = [c.strip() for c in codecs.split(",") if c.strip()]
         progress = None if quiet else (lambda c, n: click.echo(f"  {c}: {n}", err=True))
         results = benchmod.run(imgs, names, loaded, tile, progress, workers=threads or os.cpu_count() or 1,
                                device=None if device == "cpu" else device, effort=effort)
@@ -912,6 +913,18 @@ def sample(model, output, size, complete_path, rows, seed, force):
     except (PixzipError, OSError) as e:
         click.echo(f"pixzip: {e}", err=True)
         sys.exit(1)
+
+
+def check_bench_extras(benchmod, names: list[str], plot_out) -> None:
+    """Before any image is coded: each codec asked for can be built (those of imagecodecs need the
+    [bench] extra), and --plot finds matplotlib; else one line naming the extra, not a failure at the end."""
+    import importlib.util
+    table = benchmod.codec_table()
+    for name in names:
+        if name in table:          # an unknown name is reported by bench.run, with the known ones
+            table[name]()
+    if plot_out and importlib.util.find_spec("matplotlib") is None:
+        raise PixzipError(f"{plot_out}: --plot needs matplotlib (pip install 'pixzip[bench]')")
 
 
 def parse_slice(text: str) -> slice:

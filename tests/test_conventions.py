@@ -177,3 +177,13 @@ def test_real_process_letters_and_levels(workdir):
     assert p.returncode == 0 and np.array_equal(pixels("back.png"), pixels("a.png"))
     p = subprocess.run([sys.executable, "-m", "pixzip", "-V"], capture_output=True, text=True, env=env)
     assert p.returncode == 0 and pixzip.__version__ in p.stdout
+
+
+@pytest.mark.parametrize("blocked, codecs, needle", [("imagecodecs", "png,jxl7", "imagecodecs"),
+                                                     ("matplotlib", "png", "matplotlib")])
+def test_bench_missing_extras_fail_before_any_coding(workdir, monkeypatch, blocked, codecs, needle):
+    """No image is read (DATA does not even exist) before the missing extra is named, in one line."""
+    monkeypatch.setitem(sys.modules, blocked, None)          # import fails, find_spec finds nothing
+    r = run("bench", "no-such-folder", "--codecs", codecs, "--plot", "plot.png", "-q")
+    assert r.exit_code == 1 and len(errors(r)) == 1 and needle in errors(r)[0] and "bench" in errors(r)[0]
+    assert not Path("plot.png").exists()
