@@ -73,29 +73,44 @@ def test_wheel_holds_no_checkpoints_tests_or_data(wheel_names):
     assert unwanted == []
 
 
-def test_installed_wheel_compresses_and_decompresses_outside_the_source_tree(wheel, tmp_path):
-    """`pixzip` from a fresh venv, run in a folder that is not the source tree, with the shipped default
-    model: the round trip gives the photo's pixels back."""
+def readme_commands() -> list[str]:
+    """README's Quick start commands, as .ci/run reads them."""
+    out = subprocess.run([sys.executable, str(ROOT / ".ci" / "readme_commands.py"), str(ROOT / "README.md")],
+                         capture_output=True, text=True, check=True).stdout
+    return out.splitlines()
+
+
+def test_readme_has_the_two_commands_ci_runs():
+    install, tests = readme_commands()
+    assert install.split(" && ")[:2] == ["pip install torch==2.13.0", "pip install ."]      # not editable
+    assert tests.split(" && ") == ["pip install torch==2.13.0", 'pip install -e ".[test]"', "python3 -m pytest -q"]
+    printed = subprocess.run(["bash", str(ROOT / ".ci" / "run"), "--print"], capture_output=True, text=True,
+                             check=True).stdout.splitlines()
+    assert printed == [install, tests]
+
+
+def test_installed_wheel_runs_readmes_first_command_outside_the_source_tree(wheel, tmp_path):
+    """The wheel installed in a fresh venv (for README's `pip install .`, which needs a package index),
+    then README's pixzip commands exactly as written, in a folder that is not the source tree, with the
+    shipped default model: the sample comes back pixel for pixel, and info names the model."""
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", "--without-pip", str(venv)], check=True)
-    python, pixzip = venv / "bin" / "python", venv / "bin" / "pixzip"
-    env = _clean_env()
+    python = venv / "bin" / "python"
+    env = {**_clean_env(), "PATH": f"{venv / 'bin'}{os.pathsep}{os.environ['PATH']}"}
     # pip of this interpreter (seen through --system-site-packages) installs into the venv
     subprocess.run([str(python), "-m", "pip", "install", "-q", "--no-deps", "--no-index", str(wheel)],
                    check=True, env=env)
-    work = tmp_path / "work"
-    work.mkdir()
+    work = tmp_path / "clone"
+    (work / "docs").mkdir(parents=True)
+    (work / "docs" / "sample.png").write_bytes((ROOT / "docs" / "sample.png").read_bytes())
     where = subprocess.run([str(python), "-c", "import pixzip; print(pixzip.__file__)"], cwd=work, env=env,
                            capture_output=True, text=True, check=True).stdout.strip()
     assert Path(where).is_relative_to(venv), where          # the installed copy, not the source tree
-    with Image.open(ROOT / "docs" / "sample.png") as im:
-        photo = im.convert("RGB").crop((0, 0, 96, 72))      # above the small-image size: the photo default
-    photo.save(work / "photo.png")
-    for args in (["compress", "photo.png"], ["decompress", "photo.png.pxz", "-o", "back.png"]):
-        r = subprocess.run([str(pixzip), *args], cwd=work, env=env, capture_output=True, text=True)
-        assert r.returncode == 0, r.stderr
-    with Image.open(work / "back.png") as back:
-        assert np.array_equal(np.asarray(back), np.asarray(photo))
-    info = subprocess.run([str(pixzip), "info", "photo.png.pxz"], cwd=work, env=env, capture_output=True,
-                          text=True, check=True).stdout
-    assert "pcnn-rgb" in info and "not installed" not in info
+    steps = [c for c in readme_commands()[0].split(" && ") if not c.startswith("pip ")]
+    assert steps and all(c.startswith("pixzip ") for c in steps)
+    for step in steps:
+        r = subprocess.run(["bash", "-c", step], cwd=work, env=env, capture_output=True, text=True)
+        assert r.returncode == 0, f"{step}: {r.stderr}"
+    with Image.open(work / "sample.png") as back, Image.open(ROOT / "docs" / "sample.png") as original:
+        assert np.array_equal(np.asarray(back), np.asarray(original))
+    assert "pcnn-rgb" in r.stdout and "not installed" not in r.stdout          # the last step: pixzip info
