@@ -5,10 +5,15 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from .backends import codec
 from .errors import PixzipError
-from .nets.modelfile import LoadedModel, load
+from .formats import pxm
+
+# The networks and the coder (torch) are imported where a model is loaded, not with this module:
+# `pixzip --help`, `--version` and `info` read names and constants from here without them (issue 21).
+if TYPE_CHECKING:
+    from .nets.modelfile import LoadedModel
 
 # Default model per plane channel count. Changing a default never breaks old files: they name theirs.
 DEFAULTS = {3: "pcnn-rgb-v7", 1: "pcnn-gray-v2"}
@@ -47,6 +52,7 @@ def available() -> dict[str, Path]:
 
 @lru_cache(maxsize=16)
 def _load_cached(path: str, mtime: float) -> LoadedModel:
+    from .nets.modelfile import load
     return load(Path(path))
 
 
@@ -77,6 +83,7 @@ def default_model(channels: int, pixels: int | None = None, effort: int = 1) -> 
     small = SMALL_DEFAULTS.get(channels)
     if pixels is not None and pixels <= SMALL_MAX_PIXELS and small in available():
         return load_model(small)
+    from .backends import codec
     for name in EFFORT_MODELS.get(effort, {}).get(channels, ()):
         if name in available():
             m = load_model(name)
@@ -95,6 +102,18 @@ def installed_by_id(model_id: str) -> LoadedModel | None:
         if m.id.startswith(model_id):
             return m
     return None
+
+
+def installed_name(model_id: str) -> str:
+    """The name of the installed model whose identity starts with `model_id`, or "": read from the
+    model files' headers alone (no network is built, nothing imports torch)."""
+    for name, path in available().items():
+        try:
+            if pxm.header_id(path.read_bytes()).startswith(model_id):
+                return name
+        except (OSError, ValueError, KeyError):       # unreadable or not a model file: not this one
+            continue
+    return ""
 
 
 def is_shipped(m: LoadedModel) -> bool:
