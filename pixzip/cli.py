@@ -31,11 +31,14 @@ if os.path.basename(_argv0) == "pixzip" or _argv0.endswith(os.path.join("pixzip"
     except ValueError:    # not the main thread: leave signals alone
         pass
 
-from . import api, zoo  # noqa: E402
-from .formats import depth, images, metadata  # noqa: E402
+# pixzip.api (the coder: torch) is imported by the commands that code, not here: --help, --version
+# and info start without it (bench/startup.py measures the difference).
+from . import zoo  # noqa: E402
+from .formats import container, depth, images, metadata  # noqa: E402
 from .errors import PixzipError
 
 SUFFIX = ".pxz"
+DEFAULT_TILE = 256       # api.DEFAULT_TILE, without importing the coder (tests/test_conventions.py: equal)
 
 
 # -- helpers ------------------------------------------------------------------------------------------
@@ -389,7 +392,7 @@ def main():
 @click.option("-c", "--stdout", "to_stdout", is_flag=True, help="Write to standard output.")
 @click.option("-f", "--force", is_flag=True, help="Overwrite existing output files.")
 @model_option
-@click.option("--tile", type=click.IntRange(0, 65535), default=api.DEFAULT_TILE, show_default=True,
+@click.option("--tile", type=click.IntRange(0, 65535), default=DEFAULT_TILE, show_default=True,
               help="Tile size in pixels (0: whole image). Tiles are coded independently and decode in "
                    "parallel; larger ones compress slightly better (256 against 128: -0.4 % on photos), "
                    "smaller ones decode faster on a GPU or without the native CPU decoder.")
@@ -461,6 +464,7 @@ def compress(files, output, to_stdout, force, model, tile, max_pixels, verify, r
     def code(batch):
         """Code the images of a batch in one pass, then verify, write and report each. If the batch
         fails, each image is coded alone: the failing one is named and the others are written."""
+        from . import api
         preferred = [zoo.load_model(model)] if model else []
         t0 = time.perf_counter()
         total = sum(im.width * im.height * len(im.planes) for *_, im in batch)
@@ -482,6 +486,7 @@ def compress(files, output, to_stdout, force, model, tile, max_pixels, verify, r
                                        exit_on_failure=False))
 
     def finish(f, name, dest, size, image, data, stats, seconds, preferred):
+        from . import api
         if verify or remove_source:
             decoded, _ = api.decompress(data, preferred, device=set_device(device, threads, decoding=True))
             if decoded.pixel_bytes() != image.pixel_bytes() or decoded.metadata != image.metadata or \
@@ -524,6 +529,7 @@ def decode_files(files, rep: Reporter, prepare, finish, model, max_pixels, quiet
     """Read each file (`prepare(f)` returns what `finish` needs, or raises), decode them in batches that
     share canvases (small files together), then `finish(prepared, data, image)` each. A failing file
     is reported in one line and the rest continue; exit 1 if any failed."""
+    from . import api
     failures = []
     workers = threads or os.cpu_count() or 1
 
@@ -639,7 +645,9 @@ def info(files, recursive):
 
     def work(f):
         data = read_input(f)
-        h = api.read_header(data)
+        h = container.read_header(data)[0]
+        for ref in h.models:             # as api.read_header does, from the model files' headers alone
+            ref.name = ref.name or zoo.installed_name(ref.id)
         subpixels = h.subpixels
         lines = [
             f"file:            {f}",
@@ -774,7 +782,7 @@ def train(data, out, checkpoint, resume, init_from, arch, small_arch, scale, cha
 @main.command(name="eval")
 @click.argument("model")
 @click.argument("data", nargs=-1, required=True)
-@click.option("--tile", type=click.IntRange(0, 65535), default=api.DEFAULT_TILE, show_default=True)
+@click.option("--tile", type=click.IntRange(0, 65535), default=DEFAULT_TILE, show_default=True)
 @click.option("--limit", type=click.IntRange(0), default=0, help="Use only the first N images.")
 @click.option("--items", default=":", show_default=True, metavar="A:B",
               help="Rows of .npy stacks to use, Python slice style (e.g. -1000: for the last 1000).")
@@ -812,7 +820,7 @@ def evaluate(model, data, tile, limit, items, threads):
               help="Comma-separated: pixzip, png, webp, jxl7, jxl9, jpeg2000, jpegls, qoi (all lossless; "
                    "WebP and QOI code grey images as RGB).")
 @click.option("-m", "--model", "models", multiple=True, metavar="NAME|PATH", help="Model(s) for pixzip.")
-@click.option("--tile", type=click.IntRange(0, 65535), default=api.DEFAULT_TILE, show_default=True)
+@click.option("--tile", type=click.IntRange(0, 65535), default=DEFAULT_TILE, show_default=True)
 @click.option("--grey", "--gray", "grey", is_flag=True, help="Convert every image to grey (L) first.")
 @click.option("--limit", type=click.IntRange(0), default=0, help="Use only the first N images.")
 @click.option("--items", default=":", show_default=True, metavar="A:B",
@@ -888,6 +896,8 @@ def sample(model, output, size, complete_path, rows, seed, force):
     """
     import numpy as np
     from PIL import Image
+
+    from . import api
     try:
         m = zoo.load_model(model)
         complete = None

@@ -187,3 +187,24 @@ def test_bench_missing_extras_fail_before_any_coding(workdir, monkeypatch, block
     r = run("bench", "no-such-folder", "--codecs", codecs, "--plot", "plot.png", "-q")
     assert r.exit_code == 1 and len(errors(r)) == 1 and needle in errors(r)[0] and "bench" in errors(r)[0]
     assert not Path("plot.png").exists()
+
+
+def test_the_clis_default_tile_is_the_apis():
+    from pixzip import api, cli
+    assert cli.DEFAULT_TILE == api.DEFAULT_TILE
+
+
+def test_installed_names_are_read_from_model_headers(tiny_models):
+    for name, path in zoo.available().items():
+        assert zoo.installed_name(zoo.load_model(str(path)).id[:16]) == name
+    assert zoo.installed_name("0123456789abcdef") == ""
+
+
+@pytest.mark.parametrize("args", [["--version"], ["--help"], ["compress", "--help"], ["info", "a.png.pxz"]])
+def test_help_version_and_info_do_not_import_torch(workdir, args):
+    assert run("compress", "a.png").exit_code == 0
+    code = ("import sys\nfrom pixzip.cli import main\ntry:\n    main(sys.argv[1:])\nexcept SystemExit as e:\n"
+            "    assert not e.code, e.code\nprint('torch' in sys.modules, 'pixzip.api' in sys.modules)")
+    p = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, env=dict(os.environ))
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.splitlines()[-1] == "False False"
