@@ -437,9 +437,9 @@ def compress(files, output, to_stdout, force, model, tile, max_pixels, verify, r
       cat photo.png | pixzip compress - > photo.pxz
     """
     rep = Reporter(verbose, quiet, progress)
-    check_outputs(files, output, to_stdout, output_dir, keep, remove_source)
     suffixes = image_suffixes()
     inputs = expand_inputs(files, recursive, lambda name: Path(name).suffix.lower() in suffixes)
+    check_outputs(inputs, output, to_stdout, output_dir, keep, remove_source)    # -o: one file, after -r
     write_failures = []
 
     def read(f):
@@ -586,8 +586,8 @@ def decompress(files, output, to_stdout, force, model, max_pixels, strip, remove
 
     Several small files are decoded together (their tiles share the decoder's steps)."""
     rep = Reporter(verbose, quiet, progress)
-    check_outputs(files, output, to_stdout, output_dir, keep, remove_source)
     inputs = expand_inputs(files, recursive, is_pxz_name)
+    check_outputs(inputs, output, to_stdout, output_dir, keep, remove_source)    # -o: one file, after -r
 
     def prepare(f):
         set_device(device, threads)

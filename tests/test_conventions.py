@@ -136,6 +136,14 @@ def test_output_dir_is_not_for_single_outputs(workdir):
     assert r.exit_code == 2 and not Path("d").exists() and not Path("x.pxz").exists()
 
 
+def test_a_folder_of_several_files_takes_no_single_output(workdir):
+    Path("photos").mkdir()
+    Path("a.png").rename("photos/a.png")
+    Path("b.bmp").rename("photos/b.bmp")
+    r = run("compress", "-r", "photos", "-o", "x.pxz")
+    assert r.exit_code == 2 and "-o/--output takes a single input" in r.stderr and not Path("x.pxz").exists()
+
+
 @pytest.mark.parametrize("name", ["x.png", "x.JPG", "x.tif"])
 def test_compress_to_an_image_name_is_refused(workdir, name):
     r = run("compress", "a.png", "-o", name)
