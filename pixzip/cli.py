@@ -249,6 +249,15 @@ COMMAND_ALIASES = {"-d": "decompress", "--decompress": "decompress", "--uncompre
 
 
 class PixzipGroup(click.Group):
+    def invoke(self, ctx):
+        """Ctrl-C or SIGTERM outside a file's work (e.g. while a command imports the coder, which now
+        happens after start-up): the same one line and exit 130 as during it, not click's 'Aborted!'."""
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt:
+            click.echo("pixzip: interrupted", err=True)
+            sys.exit(130)
+
     def parse_args(self, ctx, args):
         if args and args[0] in COMMAND_ALIASES:
             args = [COMMAND_ALIASES[args[0]], *args[1:]]

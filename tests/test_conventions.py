@@ -216,3 +216,14 @@ def test_help_version_and_info_do_not_import_torch(workdir, args):
     p = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, env=dict(os.environ))
     assert p.returncode == 0, p.stderr
     assert p.stdout.splitlines()[-1] == "False False"
+
+
+def test_an_interrupt_outside_a_files_work_exits_130(workdir, monkeypatch):
+    """SIGTERM/Ctrl-C while a command starts (importing the coder, walking folders): one line, 130."""
+    from pixzip import cli
+
+    def interrupted(*args):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(cli, "expand_inputs", interrupted)
+    r = run("decompress", "a.png.pxz")
+    assert r.exit_code == 130 and r.stderr == "pixzip: interrupted\n"
