@@ -1,0 +1,1 @@
+"""Entropy coding stages: the adaptive context-mixing stage of issue 20 (adaptive.py)."""
