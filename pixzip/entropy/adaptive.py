@@ -20,11 +20,15 @@ Probability of a decision (`_Stage.code_bit`), every step integer:
 - contexts: each a hash of a few quantised *features* of the sub-pixel's neighbourhood (`features`),
   selecting a block of 32 slots in its own table; the decision's node picks the slot. A slot is an
   adaptive bit counter (22-bit probability, 10-bit count, rate 1/(n + 1.5) down to 1/(limit + 1.5));
-  the block's last slot holds a check of the hash, and a block found holding another context's check
+  the block's first slot holds a check of the hash, and a block found holding another context's check
   is reset (a context never seen contributes probability 1/2, i.e. nothing, to the mixer);
-- mixers: logistic mixing of the counters' stretch(p) and a bias, weights (16.16 fixed point) chosen by
-  the node and one small feature per mixer, trained online on the coding error; several mixers are
-  combined by a final mixer chosen by the node;
+- the network's own probability of the decision: its Laplace table's frequency (the model's integer
+  prefix sums) of the values still possible that give a 1, over that of all of them;
+- mixers: logistic mixing of the counters' stretch(p), the network's, and a bias, weights (16.16 fixed
+  point) chosen by the node and one small feature per mixer, trained online on the coding error; the
+  network's weight starts at 1 and the contexts' small, so a fresh state codes about as the network
+  alone (small images lose nothing) and learns from there; several mixers are combined by a final
+  mixer chosen by the node;
 - APM/SSE: a table of 33 probabilities per (node, feature) interpolated over stretch(p), trained on
   the bit; the coded probability is (mixer + 3 * APM) / 4, clamped to [1, 4095] of 4096;
 - coder: a carry-less 32-bit binary arithmetic coder, 12-bit probabilities, a minimal flush.
@@ -96,19 +100,19 @@ def counter_update(slot: int, y: int, limit: int) -> int:
 
 # ---- the decision tree ----------------------------------------------------------------------------------
 
-NODES = 32                        # slots per context block: nodes 0..29, 30 unused, 31 the check
-CHECK_SLOT = 31
-NODE_ZERO, NODE_SIGN = 0, 1
+NODES = 32                        # slots per context block (128 bytes): the check, then nodes 1..30
+CHECK_SLOT = 0                    # beside the commonest nodes: most sub-pixels touch one cache line
+NODE_ZERO, NODE_SIGN = 1, 2
 
 
 def node_exponent(negative: int, k: int) -> int:
-    """Unary exponent bit k (is |r| >= 2^(k+1)?), k = 0..6, per sign: nodes 2..15."""
-    return 2 + 7 * negative + k
+    """Unary exponent bit k (is |r| >= 2^(k+1)?), k = 0..6, per sign: nodes 3..16."""
+    return 3 + 7 * negative + k
 
 
 def node_mantissa(e: int, b: int) -> int:
-    """Mantissa bit b of exponent e (e = 1..7): the leading one, or any lower bit: nodes 16..29."""
-    return 16 + 2 * (e - 1) + (b != e - 1)
+    """Mantissa bit b of exponent e (e = 1..7): the leading one, or any lower bit: nodes 17..30."""
+    return 17 + 2 * (e - 1) + (b != e - 1)
 
 
 # ---- features of a sub-pixel's neighbourhood ---------------------------------------------------------------
@@ -216,6 +220,7 @@ class Level:
     mixer_rate: int                          # error multiplier of the mixers' training
     final_rate: int                          # ... of the final mixer
     mixer_init: int                          # initial weight of every context input (16.16)
+    net_init: int                            # initial weight of the network's own probability (16.16)
     apm_rate: int                            # APM entries move by 1/2^rate of their error
 
 
@@ -225,7 +230,16 @@ LEVELS = {
                        (F_DPLANE, F_DNNE, F_IDX8), (F_CH, F_DCW, F_DCN), (F_QRW, F_QRWW, F_QRNN, F_QRN),
                        (F_BRIGHT, F_IDX8, F_CH)),
              mixers=(F_IDX8, F_ACT), apms=(F_IDX2,), max_table_bits=15, counter_limit=255,
-             mixer_rate=12, final_rate=4, mixer_init=22000, apm_rate=7),
+             mixer_rate=24, final_rate=10, mixer_init=4000, net_init=65536, apm_rate=7),
+    2: Level(contexts=((F_IDX, F_FRAC), (F_IDX2, F_QRW, F_QRN), (F_QRN, F_QRNW, F_QRNE, F_IDX8),
+                       (F_CH, F_QR1, F_QR2, F_IDX8), (F_ACT, F_GRAD, F_CH), (F_DW, F_DN, F_IDX8),
+                       (F_DPLANE, F_DNNE, F_IDX8), (F_CH, F_DCW, F_DCN), (F_QRW, F_QRWW, F_QRNN, F_QRN),
+                       (F_BRIGHT, F_IDX8, F_CH),
+                       (F_DNW, F_DNE, F_DAVG), (F_DWNE, F_DNN, F_DWW), (F_RW, F_RN, F_IDX8), (F_R1, F_CH, F_QRWP),
+                       (F_QRWP, F_QRNP, F_QR1, F_CH), (F_IDX, F_FRAC, F_QRW, F_QRN), (F_DCW, F_QR1, F_IDX8),
+                       (F_ACT, F_IDX2), (F_DW, F_DN, F_DNW, F_DNE), (F_IDX2, F_QR1, F_CH)),
+             mixers=(F_IDX8, F_ACT, F_QR1U), apms=(F_IDX2, F_ACT), max_table_bits=15, counter_limit=255,
+             mixer_rate=24, final_rate=10, mixer_init=2500, net_init=65536, apm_rate=7),
 }
 
 
@@ -339,14 +353,16 @@ class State:
         index, check = h >> (32 - self.bits), (h & 0xFFFF) | 0x10000
         blk = self.tables[k].get(index)
         if blk is None or blk[CHECK_SLOT] != check:
-            blk = [COUNTER_INIT] * CHECK_SLOT + [check]
+            blk = [check] + [COUNTER_INIT] * (NODES - 1)
             self.tables[k][index] = blk
         return blk
 
     def mixer_weights(self, m: int, key: int) -> list[int]:
         ws = self.weights[m].get(key)
         if ws is None:
-            ws = [self.level.mixer_init] * len(self.level.contexts) + [0]     # the bias input starts at 0
+            # the network's input starts near weight 1 and the contexts' small: a fresh state codes about
+            # as the network's Laplace alone, and learns from there (small images, a tile's first rows)
+            ws = [self.level.mixer_init] * len(self.level.contexts) + [self.level.net_init, 0]
             self.weights[m][key] = ws
         return ws
 
@@ -381,15 +397,22 @@ def _train(ws, xs, err: int) -> None:
 class _Stage:
     """One sub-pixel's coding: its context blocks, then its decisions."""
 
-    def __init__(self, state: State, coder, F: list[int]):
+    def __init__(self, state: State, coder, F: list[int], cdf: np.ndarray, start: int):
         lv = state.level
         self.state, self.coder, self.F = state, coder, F
+        self.cdf, self.start = cdf, start
         self.blocks = [state.block(k, ctx_hash(k, [F[f] for f in ctx])) for k, ctx in enumerate(lv.contexts)]
 
-    def code_bit(self, node: int, y: int | None) -> int:
-        """Code (or, with y None, decode) one decision at `node`; returns the bit."""
+    def mass(self, a: int, b: int) -> int:
+        """The network's Laplace table's frequency of the values a..b."""
+        return int(self.cdf[self.start + b + 1]) - int(self.cdf[self.start + a])
+
+    def code_bit(self, node: int, y: int | None, ones: int, total: int) -> int:
+        """Code (or, with y None, decode) one decision at `node`; returns the bit. `ones` of the `total`
+        frequency that the network's table gives the values left are those of a 1."""
         st, lv, F = self.state, self.state.level, self.F
-        xs = [STRETCH[blk[node] >> 20] for blk in self.blocks] + [BIAS_INPUT]
+        net = STRETCH[clamp((ones << 12) // total, 1, PROB_ONE - 1)]
+        xs = [STRETCH[blk[node] >> 20] for blk in self.blocks] + [net, BIAS_INPUT]
         sets = [st.mixer_weights(m, node * SELECTOR_SIZES[f] + F[f]) for m, f in enumerate(lv.mixers)]
         outs = [_dot(ws, xs) for ws in sets]
         if len(outs) > 1:
@@ -424,27 +447,35 @@ class _Stage:
 
 
 def _code_subpixel(stage: _Stage, p: int, x: int | None) -> int:
-    """Binarise x around p and code its decisions (x None: decode them); returns x."""
-    bit = stage.code_bit
+    """Binarise x around p and code its decisions (x None: decode them); returns x. Each decision also
+    gets the network's probability of a 1 from its table's frequencies of the values still possible."""
+    bit, mass = stage.code_bit, stage.mass
     r = None if x is None else x - p
-    if bit(NODE_ZERO, None if r is None else int(r == 0)):
+    if bit(NODE_ZERO, None if r is None else int(r == 0), mass(p, p), mass(0, 255)):
         return p
     if 0 < p < 255:
-        negative = bit(NODE_SIGN, None if r is None else int(r < 0))
+        below = mass(0, p - 1)
+        negative = bit(NODE_SIGN, None if r is None else int(r < 0), below, below + mass(p + 1, 255))
     else:
         negative = int(p == 255)
     top = p if negative else 255 - p              # the largest |r| the range allows
+
+    def side(a: int, b: int) -> int:              # the frequency of magnitudes a..b on this side
+        return mass(p - b, p - a) if negative else mass(p + a, p + b)
+
     m = None if r is None else abs(r)
     e = 0
     while (2 << e) <= top:                        # unary: is |r| >= 2^(e+1)?
-        if not bit(node_exponent(negative, e), None if m is None else int(m >= 2 << e)):
+        if not bit(node_exponent(negative, e), None if m is None else int(m >= 2 << e),
+                   side(2 << e, top), side(1 << e, top)):
             break
         e += 1
     v = 1 << e
     for b in range(e - 1, -1, -1):                # mantissa: a 1 that would pass `top` is impossible
         if v | (1 << b) > top:
             continue
-        if bit(node_mantissa(e, b), None if m is None else (m >> b) & 1):
+        hi = min(v | ((2 << b) - 1), top)
+        if bit(node_mantissa(e, b), None if m is None else (m >> b) & 1, side(v | (1 << b), hi), side(v, hi)):
             v |= 1 << b
     return p - v if negative else p + v
 
@@ -466,16 +497,25 @@ def _check_slope(slope: int) -> None:
         raise ValueError("the adaptive stage needs slope >= 2 (NE must precede a pixel in the order)")
 
 
+LAPLACE_ROW = 511                 # the Laplace rows' layout in the model's prefix sums (engine.laplace_start)
+
+
+def laplace_start(mu16: int, idx: int) -> int:
+    """Where the table of (mu16, idx) starts in the prefix sums: C(k) = cdf[start + k] - cdf[start]."""
+    return (idx * 16 + mu16 % 16) * LAPLACE_ROW + (255 - mu16 // 16)
+
+
 def _record(tile: TileData, i: int, j: int, c: int, x: int, p: int) -> None:
     k = (i * tile.w + j) * tile.C + c
     tile.value[k], tile.res[k] = x, x - p
 
 
-def encode_tile(pixels: np.ndarray, params: np.ndarray, slope: int, level: int = 1,
+def encode_tile(pixels: np.ndarray, params: np.ndarray, cdf: np.ndarray, slope: int, level: int = 1,
                 state: State | None = None) -> bytes:
     """A tile's bytes: pixels (h, w, C) uint8 and each sub-pixel's (mu16, idx) in the decoding order
-    (n, 2), as native.tile_params gives them. `state`: carried from earlier tiles of a chain (updated),
-    or None for a fresh one."""
+    (n, 2), as native.tile_params gives them; `cdf` the model's Laplace rows' prefix sums (int64, the
+    engine's `_laplace_prefix()`). `state`: carried from earlier tiles of a chain (updated), or None
+    for a fresh one."""
     h, w, C = pixels.shape
     _check_slope(slope)
     state = state or State(level, h * w * C)
@@ -483,7 +523,8 @@ def encode_tile(pixels: np.ndarray, params: np.ndarray, slope: int, level: int =
     for n, (i, j, c) in enumerate(decoding_order(h, w, C, slope)):
         mu16, idx = int(params[n, 0]), int(params[n, 1])
         x, p = int(pixels[i, j, c]), rounded_mean(mu16)
-        _code_subpixel(_Stage(state, coder, features(tile, i, j, c, mu16, idx)), p, x)
+        stage = _Stage(state, coder, features(tile, i, j, c, mu16, idx), cdf, laplace_start(mu16, idx))
+        _code_subpixel(stage, p, x)
         _record(tile, i, j, c, x, p)
     return coder.finish()
 
@@ -494,9 +535,10 @@ class TileDecoder:
     value; `finish()` returns the pixels (h, w, C) or raises ValueError if the stream was not used
     exactly (corruption)."""
 
-    def __init__(self, data: bytes, h: int, w: int, channels: int, slope: int, level: int = 1,
+    def __init__(self, data: bytes, h: int, w: int, channels: int, cdf: np.ndarray, slope: int, level: int = 1,
                  state: State | None = None):
         _check_slope(slope)
+        self.cdf = cdf
         self.state = state or State(level, h * w * channels)
         self.tile, self.coder = TileData(h, w, channels), BinaryDecoder(data)
         self.order = decoding_order(h, w, channels, slope)
@@ -507,7 +549,8 @@ class TileDecoder:
         i, j, c = self.position
         mu16, idx = int(mu16), int(idx)
         p = rounded_mean(mu16)
-        x = _code_subpixel(_Stage(self.state, self.coder, features(self.tile, i, j, c, mu16, idx)), p, None)
+        F = features(self.tile, i, j, c, mu16, idx)
+        x = _code_subpixel(_Stage(self.state, self.coder, F, self.cdf, laplace_start(mu16, idx)), p, None)
         _record(self.tile, i, j, c, x, p)
         self.pixels[i, j, c] = x
         self.position = next(self.order, None)
@@ -519,11 +562,11 @@ class TileDecoder:
         return self.pixels
 
 
-def decode_tile(data: bytes, h: int, w: int, channels: int, slope: int, params_of, level: int = 1,
-                state: State | None = None) -> np.ndarray:
+def decode_tile(data: bytes, h: int, w: int, channels: int, cdf: np.ndarray, slope: int, params_of,
+                level: int = 1, state: State | None = None) -> np.ndarray:
     """A tile's pixels from its bytes; params_of(i, j, c, pixels so far) gives the network's (mu16, idx)
     for the next sub-pixel (any model, or known outputs in tests)."""
-    dec = TileDecoder(data, h, w, channels, slope, level, state)
+    dec = TileDecoder(data, h, w, channels, cdf, slope, level, state)
     while dec.position is not None:
         i, j, c = dec.position
         dec.step(*params_of(i, j, c, dec.pixels))
