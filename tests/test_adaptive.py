@@ -241,3 +241,65 @@ def test_an_invalid_level_is_refused_by_c():
     bad = dataclasses.replace(A.LEVELS[1], max_table_bits=40)
     with pytest.raises(MemoryError):
         native.AdaptiveState(bad, 100)
+
+
+# ---- inside the native tile coder ---------------------------------------------------------------------------------
+
+def _shipped_or_skip():
+    if not native.adaptive_available() or not native.supports(_v7()):
+        pytest.skip("the native coder with the adaptive stage is not built")
+    return _v7()
+
+
+@pytest.mark.parametrize("h, w", [(1, 1), (1, 17), (13, 1), (5, 7), (31, 20)])
+def test_native_tile_coder_round_trips_and_its_bytes_are_the_stages(h, w):
+    """Encode: the dense pass, then the stage (the same bytes as the stage over the walk's outputs);
+    decode: the wavefront walk calling the stage per sub-pixel."""
+    model = _shipped_or_skip()
+    px = _photo(h, w, seed=h * w)
+    data = native.encode_tile_adaptive(model, px)
+    assert data == native.adaptive_encode_known(px, native.tile_params(model, px), _cdf(), model.slope)
+    assert np.array_equal(native.decode_tile_adaptive(model, data, h, w), px)
+
+
+def test_native_tile_coder_in_two_threads_and_chains_gives_the_same_pixels():
+    from concurrent.futures import ThreadPoolExecutor
+    model = _shipped_or_skip()
+    tiles = [_photo(12 + k, 9 + 2 * k, seed=k) for k in range(4)]
+    alone = [native.encode_tile_adaptive(model, t) for t in tiles]
+    with ThreadPoolExecutor(2) as pool:
+        assert list(pool.map(lambda t: native.encode_tile_adaptive(model, t), tiles)) == alone
+        decoded = list(pool.map(lambda k: native.decode_tile_adaptive(model, alone[k], *tiles[k].shape[:2]), range(4)))
+    assert all(np.array_equal(d, t) for d, t in zip(decoded, tiles))
+    n = sum(t.size for t in tiles)                  # a chain: one state through the tiles in a fixed order
+    state = native.AdaptiveState(1, n)
+    chain = [native.encode_tile_adaptive(model, t, state=state) for t in tiles]
+    assert chain[0] == alone[0] and chain[1:] != alone[1:]
+    state = native.AdaptiveState(1, n)
+    assert all(np.array_equal(native.decode_tile_adaptive(model, s, *t.shape[:2], state=state), t)
+               for s, t in zip(chain, tiles))
+
+
+def test_the_reference_decodes_a_native_tile_with_only_the_networks_causal_outputs():
+    """The slow path where no compiled coder is installed: the reference stage decodes, asking the
+    network for each next sub-pixel's outputs given the pixels decoded so far (here the dense pass over
+    the partial image, whose not-yet-decoded pixels are zero: outputs depend on the past only)."""
+    model = _shipped_or_skip()
+    px = _photo(4, 5, seed=2)
+    data = native.encode_tile_adaptive(model, px)
+    order = {where: n for n, where in enumerate(A.decoding_order(4, 5, 3, model.slope))}
+
+    def params_of(i, j, c, pixels):
+        return native.dense_params(model, pixels)[order[(i, j, c)]]
+
+    assert np.array_equal(A.decode_tile(data, 4, 5, 3, _cdf(), model.slope, params_of), px)
+
+
+def test_native_tile_decoder_refuses_a_damaged_stream():
+    model = _shipped_or_skip()
+    px = _photo(16, 16, seed=4)
+    data = native.encode_tile_adaptive(model, px)
+    with pytest.raises(ValueError):
+        native.decode_tile_adaptive(model, data[:-6], 16, 16)
+    with pytest.raises(ValueError):
+        native.decode_tile_adaptive(model, data + bytes(8), 16, 16)

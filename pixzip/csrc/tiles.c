@@ -22,14 +22,16 @@
 #include "common.h"
 #include "network.h"
 #include "rans.h"
+#include "adaptive.h"
 
 /* Walk a tile in the decoding order with `nm` models (one, or an ensemble's members: same channels,
- * levels and slope). Decoding (`known` NULL): each symbol from the lanes and words. With `known` (h x w
- * x channels pixel values; one model), no coding: every sub-pixel's head outputs go to `params`
- * (mu16, index) in the decoding order, for the tests' comparison with the engine. */
+ * levels and slope). Decoding (`known` NULL): each symbol from the lanes and words, or, with `ad` (one
+ * model), from the adaptive stage's stream. With `known` (h x w x channels pixel values; one model), no
+ * coding: every sub-pixel's head outputs go to `params` (mu16, index) in the decoding order, for the
+ * tests' comparison with the engine. */
 INLINE int walk_tile(const PzModel *const *ms, int nm, int h, int w, int lanes, int64_t *state,
                      const uint32_t *words, int64_t n_words, uint8_t *out, const uint8_t *known, int64_t *params,
-                     int vnni) {
+                     PzAdTile *ad, int vnni) {
     const PzModel *m = ms[0];
     int C = m->channels, s = m->slope;
     Tile tl[MAX_MEMBERS];
@@ -64,6 +66,8 @@ INLINE int walk_tile(const PzModel *const *ms, int nm, int h, int w, int lanes, 
                         *params++ = mu16[0][p];
                         *params++ = idx[0][p];
                         value = known[((size_t)i * w + j) * C + g];
+                    } else if (ad) {
+                        value = ad_decode(ad, i, j, g, (int)mu16[0][p], (int)idx[0][p]);
                     } else {
                         int64_t *x = &state[i % lanes];
                         int sym;
@@ -89,9 +93,13 @@ INLINE int walk_tile(const PzModel *const *ms, int nm, int h, int w, int lanes, 
             }
     }
     if (known) goto done;
-    if (overrun || ptr != n_words) status = -1;
-    for (int k = 0; k < lanes; k++)
-        if (state[k] != LOW) status = -1;
+    if (ad) {
+        status = ad_finish_decode(ad);
+    } else {
+        if (overrun || ptr != n_words) status = -1;
+        for (int k = 0; k < lanes; k++)
+            if (state[k] != LOW) status = -1;
+    }
     for (int i = 0; i < h; i++)    /* (decoding only: `known` returned above) */
         memcpy(out + (size_t)i * w * C, tl[0].img + ((size_t)(i + m->pad) * tl[0].Wp + m->pad) * C, (size_t)w * C);
 done:
@@ -170,10 +178,47 @@ done:
     return status;
 }
 
+/* Encode a tile of known pixels with the adaptive stage (one model): the dense pass gives every
+ * sub-pixel's head outputs in the decoding order, then the stage codes the sub-pixels in that order with
+ * `st` (fresh, or carried along a chain of tiles). The stream goes to `out` (room for cap bytes). Returns
+ * its length, -2 if memory ran out, -4 if cap is too small. */
+INLINE int64_t encode_adaptive(const PzModel *m, PzAdaptive *st, int h, int w, const uint8_t *pixels, uint8_t *out,
+                               int64_t cap, int vnni) {
+    int C = m->channels, s = m->slope, T = (w - 1) + s * (h - 1) + 1;
+    size_t n = (size_t)h * w * C;
+    int64_t status = -2, *first_of = malloc(sizeof(int64_t) * (T + 1)), *params = malloc(sizeof(int64_t) * 2 * n);
+    PzAdTile ad;
+    int begun = 0;
+    if (!first_of || !params) goto done;
+    wavefront_starts(h, w, s, first_of);
+    if (dense_tile(m, h, w, pixels, first_of, params, vnni) != 0) goto done;
+    begun = 1;
+    if (ad_begin_encode(&ad, st, h, w, C, m->prefix) != 0) goto done;
+    const int64_t *pm = params;
+    for (int t = 0; t < T; t++) {
+        int i_lo = t - (w - 1) <= 0 ? 0 : (t - (w - 1) + s - 1) / s, i_hi = t / s < h - 1 ? t / s : h - 1;
+        for (int g = 0; g < C; g++)
+            for (int i = i_lo; i <= i_hi; i++, pm += 2)
+                ad_encode(&ad, i, t - s * i, g, pixels[((size_t)i * w + (t - s * i)) * C + g], (int)pm[0], (int)pm[1]);
+    }
+    status = ad_finish_encode(&ad);
+    if (status > cap) status = -4;
+    if (status >= 0) memcpy(out, ad.buf, (size_t)status);
+done:
+    if (begun) ad_end(&ad);
+    free(first_of); free(params);
+    return status;
+}
+
 /* The same code compiled twice: for any CPU, and for x86-64 with AVX-512 and VNNI. */
 static int walk_plain(const PzModel *const *ms, int nm, int h, int w, int lanes, int64_t *state, const uint32_t *words,
-                      int64_t n_words, uint8_t *out, const uint8_t *known, int64_t *params) {
-    return walk_tile(ms, nm, h, w, lanes, state, words, n_words, out, known, params, 0);
+                      int64_t n_words, uint8_t *out, const uint8_t *known, int64_t *params, PzAdTile *ad) {
+    return walk_tile(ms, nm, h, w, lanes, state, words, n_words, out, known, params, ad, 0);
+}
+
+static int64_t encode_adaptive_plain(const PzModel *m, PzAdaptive *st, int h, int w, const uint8_t *pixels,
+                                     uint8_t *out, int64_t cap) {
+    return encode_adaptive(m, st, h, w, pixels, out, cap, 0);
 }
 
 static int encode_plain(const PzModel *const *ms, int nm, int h, int w, int lanes, const uint8_t *pixels,
@@ -185,8 +230,13 @@ static int encode_plain(const PzModel *const *ms, int nm, int h, int w, int lane
 #ifdef PZ_X86
 VNNI_TARGET static int walk_vnni(const PzModel *const *ms, int nm, int h, int w, int lanes, int64_t *state,
                                  const uint32_t *words, int64_t n_words, uint8_t *out, const uint8_t *known,
-                                 int64_t *params) {
-    return walk_tile(ms, nm, h, w, lanes, state, words, n_words, out, known, params, 1);
+                                 int64_t *params, PzAdTile *ad) {
+    return walk_tile(ms, nm, h, w, lanes, state, words, n_words, out, known, params, ad, 1);
+}
+
+VNNI_TARGET static int64_t encode_adaptive_vnni(const PzModel *m, PzAdaptive *st, int h, int w, const uint8_t *pixels,
+                                                uint8_t *out, int64_t cap) {
+    return encode_adaptive(m, st, h, w, pixels, out, cap, 1);
 }
 
 VNNI_TARGET static int encode_vnni(const PzModel *const *ms, int nm, int h, int w, int lanes, const uint8_t *pixels,
@@ -207,18 +257,18 @@ int pz_decode_tile(const PzModel *const *ms, int nm, int h, int w, int lanes, in
                    const uint32_t *words, int64_t n_words, uint8_t *out) {
     if (nm < 1 || nm > MAX_MEMBERS) return -3;
 #ifdef PZ_X86
-    if (use_vnni) return walk_vnni(ms, nm, h, w, lanes, state, words, n_words, out, NULL, NULL);
+    if (use_vnni) return walk_vnni(ms, nm, h, w, lanes, state, words, n_words, out, NULL, NULL, NULL);
 #endif
-    return walk_plain(ms, nm, h, w, lanes, state, words, n_words, out, NULL, NULL);
+    return walk_plain(ms, nm, h, w, lanes, state, words, n_words, out, NULL, NULL, NULL);
 }
 
 /* The head outputs of every sub-pixel of a known tile as the walk computes them, in the decoding order
  * (2 per sub-pixel). */
 int pz_tile_params(const PzModel *m, int h, int w, const uint8_t *pixels, int64_t *params) {
 #ifdef PZ_X86
-    if (use_vnni) return walk_vnni(&m, 1, h, w, 1, NULL, NULL, 0, NULL, pixels, params);
+    if (use_vnni) return walk_vnni(&m, 1, h, w, 1, NULL, NULL, 0, NULL, pixels, params, NULL);
 #endif
-    return walk_plain(&m, 1, h, w, 1, NULL, NULL, 0, NULL, pixels, params);
+    return walk_plain(&m, 1, h, w, 1, NULL, NULL, 0, NULL, pixels, params, NULL);
 }
 
 /* Encode one tile of h x w known pixels with `nm` models (as pz_decode_tile): the lanes' final states
@@ -233,6 +283,39 @@ int pz_encode_tile(const PzModel *const *ms, int nm, int h, int w, int lanes, co
     if (use_vnni) return encode_vnni(ms, nm, h, w, lanes, pixels, state, words, n_words, total, width, params);
 #endif
     return encode_plain(ms, nm, h, w, lanes, pixels, state, words, n_words, total, width, params);
+}
+
+/* Encode one tile of h x w known pixels with one model and the adaptive stage's state `st` (fresh for
+ * this tile, or carried from the previous tile of a chain: the format decides, never the thread count).
+ * The stream goes to `out` (room for `cap` bytes; 24 per sub-pixel + 16 always suffice). Returns its
+ * length, -2 if memory ran out, -4 if cap is too small, -5 if the model's slope is below 2. */
+int64_t pz_encode_tile_adaptive(const PzModel *m, PzAdaptive *st, int h, int w, const uint8_t *pixels, uint8_t *out,
+                                int64_t cap) {
+    if (m->slope < 2) return -5;
+#ifdef PZ_X86
+    if (use_vnni) return encode_adaptive_vnni(m, st, h, w, pixels, out, cap);
+#endif
+    return encode_adaptive_plain(m, st, h, w, pixels, out, cap);
+}
+
+/* Decode one tile coded by pz_encode_tile_adaptive from its `n`-byte stream, with the same model and a
+ * state in the same condition: the wavefront walk gives the stage each sub-pixel's head outputs in turn.
+ * Writes h x w x channels pixel values to `out`. Returns 0, -1 if the stream is not used exactly to its
+ * end (corrupt), -2 if memory ran out, -5 as above. */
+int pz_decode_tile_adaptive(const PzModel *m, PzAdaptive *st, int h, int w, const uint8_t *data, int64_t n,
+                            uint8_t *out) {
+    if (m->slope < 2) return -5;
+    PzAdTile ad;
+    int status = ad_begin_decode(&ad, st, h, w, m->channels, m->prefix, data, n);
+    if (status == 0) {
+#ifdef PZ_X86
+        if (use_vnni) status = walk_vnni(&m, 1, h, w, 0, NULL, NULL, 0, out, NULL, NULL, &ad);
+        else
+#endif
+        status = walk_plain(&m, 1, h, w, 0, NULL, NULL, 0, out, NULL, NULL, &ad);
+    }
+    ad_end(&ad);
+    return status;
 }
 
 /* Which kernel runs: 1 AVX-512 with VNNI, 0 the portable one. `want` -1: the best the CPU has. */

@@ -229,7 +229,7 @@ LEVELS = {
                        (F_CH, F_QR1, F_QR2, F_IDX8), (F_ACT, F_GRAD, F_CH), (F_DW, F_DN, F_IDX8),
                        (F_DPLANE, F_DNNE, F_IDX8), (F_CH, F_DCW, F_DCN), (F_QRW, F_QRWW, F_QRNN, F_QRN),
                        (F_BRIGHT, F_IDX8, F_CH)),
-             mixers=(F_IDX8, F_ACT), apms=(F_IDX2,), max_table_bits=15, counter_limit=255,
+             mixers=(F_IDX8, F_ACT), apms=(F_IDX2,), max_table_bits=14, counter_limit=255,
              mixer_rate=24, final_rate=10, mixer_init=4000, net_init=65536, apm_rate=7),
     2: Level(contexts=((F_IDX, F_FRAC), (F_IDX2, F_QRW, F_QRN), (F_QRN, F_QRNW, F_QRNE, F_IDX8),
                        (F_CH, F_QR1, F_QR2, F_IDX8), (F_ACT, F_GRAD, F_CH), (F_DW, F_DN, F_IDX8),
