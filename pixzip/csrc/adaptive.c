@@ -29,7 +29,6 @@ static const int32_t SQUASH_POINTS[33] = {1, 2, 4, 6, 10, 17, 27, 45, 74, 120, 1
                                           4090, 4092, 4094, 4095};
 static int16_t STRETCH[PROB_ONE];
 static int32_t RECIP[1024];
-static int tables_ready = 0;
 
 INLINE int32_t squash(int32_t d) {
     if (d > ST_MAX) d = ST_MAX;
@@ -38,15 +37,13 @@ INLINE int32_t squash(int32_t d) {
     return (SQUASH_POINTS[k] * (128 - w) + SQUASH_POINTS[k + 1] * w + 64) >> 7;
 }
 
-/* Built once; every thread computes the same values, so a race on the first call is harmless. */
-static void build_tables(void) {
-    if (tables_ready) return;
+/* Built once when the library is loaded, before any thread can code. */
+__attribute__((constructor)) static void build_tables(void) {
     int p = 0;
     for (int d = -ST_MAX; d <= ST_MAX; d++)
         for (int v = squash(d); p <= v; p++) STRETCH[p] = (int16_t)d;
     for (; p < PROB_ONE; p++) STRETCH[p] = ST_MAX;
     for (int n = 0; n < 1024; n++) RECIP[n] = (1 << 17) / (2 * n + 3);
-    tables_ready = 1;
 }
 
 INLINE int32_t clampi(int32_t v, int32_t lo, int32_t hi) { return v < lo ? lo : (v > hi ? hi : v); }
@@ -135,7 +132,6 @@ void pz_adaptive_free(PzAdaptive *st) {
  * memory ran out. Tables start empty (check 0 matches no context), weights and APMs at their initial
  * values (adaptive.py creates them on first use with the same values). */
 PzAdaptive *pz_adaptive_new(const PzLevel *lv, int64_t n_subpixels) {
-    build_tables();
     if (!level_ok(lv)) return NULL;
     PzAdaptive *st = calloc(1, sizeof(PzAdaptive));
     if (!st) return NULL;
