@@ -32,7 +32,7 @@ from typing import Callable, ClassVar, Sequence
 import numpy as np
 
 from .errors import PixzipError
-from .images import ImageData
+from .images import DEFAULT_MAX_PIXELS, ImageData
 
 # -- modes and their plane layouts ------------------------------------------------------------------------
 # Channels of each plane, per mode (images.py's split). "1" and "P" are listed so that a record naming
@@ -421,7 +421,86 @@ class PaletteOrder(Step):
         return f"{self.NAME}({len(self.order)} used)"
 
 
-STEP_KINDS: dict[int, type[Step]] = {s.KIND: s for s in (DropConstantPlane, GreyFromRGB, Levels, Palette, PaletteOrder)}
+@dataclass(frozen=True)
+class DropRepeats(Step):
+    """Rows equal to the row above, then columns equal to the column before, are not coded: pixel art
+    scaled up by any factor, the flat bands of charts and screenshots. `rows` / `columns` flag, per
+    original row / column, whether it starts a new run (1) or repeats the previous one (0); the first
+    of each is always 1. The image's size changes: the original is known from the flags."""
+    KIND: ClassVar[int] = 6
+    NAME: ClassVar[str] = "repeats"
+    height: int = 0
+    width: int = 0
+    rows: bytes = b""                 # packbits of `height` flags, MSB first
+    columns: bytes = b""
+
+    def flags(self) -> tuple[np.ndarray, np.ndarray]:
+        return (np.unpackbits(np.frombuffer(self.rows, np.uint8))[:self.height].astype(bool),
+                np.unpackbits(np.frombuffer(self.columns, np.uint8))[:self.width].astype(bool))
+
+    def forward(self, image: ImageData) -> ImageData:
+        keep_rows, keep_columns = self.flags()
+        found = repeat_flags(image) if (image.height, image.width) == (self.height, self.width) else None
+        if found is None or not (np.array_equal(found[0], keep_rows) and np.array_equal(found[1], keep_columns)):
+            raise PixzipError(f"transform {self.NAME}: the image's repeated rows and columns differ")
+        planes = [p[keep_rows][:, keep_columns] for p in image.planes]
+        return ImageData(image.mode, int(keep_columns.sum()), int(keep_rows.sum()),
+                         [np.ascontiguousarray(p) for p in planes], icc=image.icc, palette_mode=image.palette_mode,
+                         palette=image.palette, transparency=image.transparency)
+
+    def inverse(self, image: ImageData, max_pixels: int = DEFAULT_MAX_PIXELS) -> ImageData:
+        keep_rows, keep_columns = self.flags()
+        if (image.height, image.width) != (int(keep_rows.sum()), int(keep_columns.sum())):
+            raise PixzipError(f"transform {self.NAME}: a {image.width}x{image.height} image does not fit "
+                              f"its {int(keep_columns.sum())}x{int(keep_rows.sum())} runs")
+        if self.height * self.width > max_pixels:
+            raise PixzipError(f"image is {self.width}x{self.height}, over the limit of {max_pixels} pixels")
+        _expect(image, self.mode_before, self.NAME)
+        row_of = np.cumsum(keep_rows) - 1          # original row -> its run's kept row
+        column_of = np.cumsum(keep_columns) - 1
+        planes = [p[row_of][:, column_of] for p in image.planes]
+        return ImageData(image.mode, self.width, self.height, [np.ascontiguousarray(p) for p in planes],
+                         icc=image.icc, palette_mode=image.palette_mode, palette=image.palette,
+                         transparency=image.transparency)
+
+    def payload(self) -> bytes:
+        return self.height.to_bytes(4, "little") + self.width.to_bytes(4, "little") + self.rows + self.columns
+
+    @classmethod
+    def parse(cls, mode_before: str, r: _Reader) -> "DropRepeats":
+        height, width = int.from_bytes(r.take(4), "little"), int.from_bytes(r.take(4), "little")
+        if not 1 <= height <= 8 * MAX_BODY or not 1 <= width <= 8 * MAX_BODY:   # the flags must fit a body
+            raise _corrupt("repeats size")
+        step = cls(mode_before, height, width, r.take((height + 7) // 8), r.take((width + 7) // 8))
+        keep_rows, keep_columns = step.flags()
+        if not (keep_rows[0] and keep_columns[0]) or step.payload() != _repeats_payload(keep_rows, keep_columns):
+            raise _corrupt("repeats flags")          # a first row that repeats nothing, or padding bits set
+        return step
+
+    def describe(self) -> str:
+        keep_rows, keep_columns = self.flags()
+        return f"{self.NAME}({self.width}x{self.height} -> {int(keep_columns.sum())}x{int(keep_rows.sum())})"
+
+
+def _repeats_payload(keep_rows: np.ndarray, keep_columns: np.ndarray) -> bytes:
+    return (len(keep_rows).to_bytes(4, "little") + len(keep_columns).to_bytes(4, "little")
+            + np.packbits(keep_rows).tobytes() + np.packbits(keep_columns).tobytes())
+
+
+def repeat_flags(image: ImageData) -> tuple[np.ndarray, np.ndarray]:
+    """Per row: differs from the row above (or is the first); then per column of the kept rows: differs
+    from the column before. Columns compared over kept rows only is exact: every row equals a kept one."""
+    stack = np.concatenate(image.planes, axis=2)
+    keep_rows = np.ones(image.height, bool)
+    keep_rows[1:] = (stack[1:] != stack[:-1]).any(axis=(1, 2))
+    kept = stack[keep_rows]
+    keep_columns = np.ones(image.width, bool)
+    keep_columns[1:] = (kept[:, 1:] != kept[:, :-1]).any(axis=(0, 2))
+    return keep_rows, keep_columns
+
+
+STEP_KINDS: dict[int, type[Step]] = {s.KIND: s for s in (DropConstantPlane, GreyFromRGB, Levels, Palette,
+                                                         PaletteOrder, DropRepeats)}
 
 
 # -- the record --------------------------------------------------------------------------------------------
@@ -453,11 +532,17 @@ class TransformRecord:
             image = step.forward(image)
         return image
 
-    def inverse(self, image: ImageData) -> ImageData:
-        """The original image from the decoded one; PixzipError if they do not fit this record."""
+    def inverse(self, image: ImageData, max_pixels: int = DEFAULT_MAX_PIXELS) -> ImageData:
+        """The original image from the decoded one; PixzipError if they do not fit this record, or if
+        the original would be larger than `max_pixels` (the decoder's limit: a record can enlarge)."""
         for step in reversed(self.steps):
-            image = step.inverse(image)
+            image = step.inverse(image, max_pixels) if isinstance(step, DropRepeats) else step.inverse(image)
         return image
+
+    def original_size(self, coded_width: int, coded_height: int) -> tuple[int, int]:
+        """(width, height) of the original image: check it against the pixel limit before decoding."""
+        repeats = [s for s in self.steps if isinstance(s, DropRepeats)]
+        return (repeats[0].width, repeats[0].height) if repeats else (coded_width, coded_height)
 
     def describe(self) -> str:
         return " -> ".join(s.describe() for s in self.steps) or "none"
@@ -494,6 +579,8 @@ class TransformRecord:
         for a, b in zip(steps, steps[1:]):
             if b.mode_before != a.coded_mode:
                 raise _corrupt("steps do not follow on")
+        if sum(isinstance(s, DropRepeats) for s in steps) > 1:
+            raise _corrupt("repeats twice")
         return cls(tuple(steps))
 
 
@@ -603,25 +690,43 @@ def _palette_order_step(image: ImageData) -> Step | None:
     return PaletteOrder("P", image.palette_mode, image.palette, image.transparency, ordered.astype(np.uint8).tobytes())
 
 
+def _repeats_step(image: ImageData) -> Step | None:
+    """A DropRepeats step if any row or column repeats and its flags fit a record."""
+    if image.height < 2 and image.width < 2 or (image.height + image.width) // 8 + 16 > MAX_BODY // 2:
+        return None
+    keep_rows, keep_columns = repeat_flags(image)
+    if keep_rows.all() and keep_columns.all():
+        return None
+    payload = _repeats_payload(keep_rows, keep_columns)
+    rows_end = 8 + (image.height + 7) // 8
+    return DropRepeats(image.mode, image.height, image.width, payload[8:rows_end], payload[rows_end:])
+
+
 def candidates(image: ImageData) -> list[tuple[ImageData, TransformRecord]]:
     """Every chain worth trying, simplest first: the image with its exact reductions, then levels per
-    channel, levels shared across channels, palette (RGB/RGBA/LA), palette order (P)."""
+    channel, levels shared across channels, palette (RGB/RGBA/LA), palette order (P); each again with
+    repeated rows and columns dropped where there are any."""
     if image.mode not in ("L", "LA", "RGB", "RGBA", "P"):
         return [(image, IDENTITY)]
+    base = [] if image.mode == "P" else _exact_reductions(image)
+    reduced = TransformRecord(tuple(base)).forward(image)
+    tails: list[list[Step]] = [[]]
     if image.mode == "P":
         step = _palette_order_step(image)
-        chains = [[]] + ([[step]] if step else [])
+        tails += [[step]] if step else []
     else:
-        base = _exact_reductions(image)
-        reduced = TransformRecord(tuple(base)).forward(image)
-        chains = [base]
         for shared in (False, True):
             extra = _levels_steps(reduced, shared)
-            if extra and base + extra not in chains:
-                chains.append(base + extra)
+            if extra and extra not in tails:
+                tails.append(extra)
         palette = _palette_step(reduced)
         if palette is not None:
-            chains.append(base + [palette])
+            tails.append([palette])
+    repeats = _repeats_step(reduced)
+    chains = [base + tail for tail in tails]
+    if repeats is not None:
+        # repeats first: the sets of values and colours that levels and palette use are unchanged
+        chains += [base + [repeats] + tail for tail in tails]
     out = []
     for chain in chains:
         record = TransformRecord(tuple(chain))

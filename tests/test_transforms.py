@@ -53,6 +53,8 @@ def make_image(mode: str, h: int, w: int, kind: str, n: int, seed: int) -> Image
         pixels[..., 2] = pixels[..., 0]
     if kind == "const-alpha" and mode in ("LA", "RGBA"):
         pixels[..., -1] = n % 256
+    if kind == "repeats":               # runs of equal rows and columns (pixel art scaled up, flat bands)
+        pixels = pixels[np.sort(rng.integers(0, h, h))][:, np.sort(rng.integers(0, w, w))]
     splits = np.cumsum(layout)[:-1]
     d = ImageData(mode, w, h, [np.ascontiguousarray(p) for p in np.split(pixels, splits, axis=2)],
                   icc=b"icc-profile" if seed % 3 == 0 else b"")
@@ -68,7 +70,7 @@ images_strategy = st.builds(
     make_image,
     mode=st.sampled_from(["L", "LA", "RGB", "RGBA", "P", "1"]),
     h=st.integers(1, 24), w=st.integers(1, 24),
-    kind=st.sampled_from(["random", "colours", "grey", "levels", "const-alpha"]),
+    kind=st.sampled_from(["random", "colours", "grey", "levels", "const-alpha", "repeats"]),
     n=st.sampled_from([1, 2, 3, 17, 64, 128, 255, 256, 257, 300]),
     seed=st.integers(0, 2 ** 31))
 
@@ -193,7 +195,7 @@ def test_shared_levels_keep_channels_on_one_scale():
 @pytest.mark.parametrize("n", [1, 2, 256])
 def test_up_to_256_colours_give_a_luminance_sorted_palette(n):
     image = make_image("RGB", 20, 20, "colours", n, 3)
-    palettes = [(c, r) for c, r in T.candidates(image) if T.Palette in _kinds(r)]
+    palettes = [(c, r) for c, r in T.candidates(image) if _kinds(r) == [T.Palette]]
     assert len(palettes) == 1
     coded, record = palettes[0]
     table = record.steps[-1].table().astype(np.int64)
@@ -256,11 +258,45 @@ def test_real_p_file_round_trips_through_pillow():
         assert_same_image(image, record.inverse(coded))
 
 
+def test_repeated_rows_and_columns_are_dropped_and_restored():
+    small = np.random.default_rng(0).integers(0, 256, (5, 7, 3), dtype=np.uint8)
+    big = np.repeat(np.repeat(small, 4, axis=0), 3, axis=1)          # pixel art scaled 3x4
+    image = ImageData("RGB", 21, 20, [big])
+    coded, record = next((c, r) for c, r in T.candidates(image) if _kinds(r) == [T.DropRepeats])
+    assert (coded.width, coded.height) == (7, 5) and np.array_equal(coded.planes[0], small)
+    assert record.original_size(7, 5) == (21, 20)
+    assert_same_image(image, T.TransformRecord.from_bytes(record.to_bytes()).inverse(coded))
+    with pytest.raises(PixzipError, match="limit"):
+        record.inverse(coded, max_pixels=419)
+    with pytest.raises(PixzipError, match="does not fit"):
+        record.inverse(T._derived(image, "RGB", [big]))
+
+
+def test_no_repeats_no_candidate_and_tiny_images():
+    image = ImageData("L", 4, 1, [np.array([1, 2, 3, 4], np.uint8).reshape(1, 4, 1)])
+    assert all(T.DropRepeats not in _kinds(r) for r in _records(image))
+    for h, w in ((1, 1), (1, 5), (6, 1)):
+        image = ImageData("L", w, h, [np.zeros((h, w, 1), np.uint8)])
+        for coded, record in T.candidates(image):
+            assert_same_image(image, record.inverse(coded))
+
+
+def test_repeats_record_with_a_repeating_first_row_or_padding_is_refused():
+    step = T.DropRepeats("L", 3, 2, bytes([0b01100000]), bytes([0b10000000]))
+    body = bytes([1, T.DropRepeats.KIND, 0]) + step.payload()
+    with pytest.raises(PixzipError, match="flags"):
+        T.TransformRecord.from_bytes(bytes([T.RECORD_FORMAT, 0]) + body)
+    step = T.DropRepeats("L", 3, 2, bytes([0b10100001]), bytes([0b10000000]))
+    with pytest.raises(PixzipError, match="flags"):
+        T.TransformRecord.from_bytes(bytes([T.RECORD_FORMAT, 0, 1, T.DropRepeats.KIND, 0]) + step.payload())
+
+
 # -- records: strict parsing ---------------------------------------------------------------------------
 def _all_records():
     out = []
     for mode, kind, n in [("RGBA", "colours", 30), ("RGB", "levels", 64), ("LA", "const-alpha", 3),
-                          ("RGBA", "grey", 0), ("P", "random", 50), ("L", "levels", 2)]:
+                          ("RGBA", "grey", 0), ("P", "random", 50), ("L", "levels", 2),
+                          ("RGB", "repeats", 0), ("P", "repeats", 9)]:
         image = make_image(mode, 8, 9, kind, n, 7)
         out += [(c, r) for c, r in T.candidates(image) if not r.is_identity]
     return out
