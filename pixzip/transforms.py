@@ -15,10 +15,23 @@ Steps (each exact for every input; each inverse checks what it is given and rais
                        luminance so that the index plane looks like a grey image
     PaletteOrder       a P-mode image: its used indices re-ranked by their colour's luminance, the
                        palette, transparency and index numbering kept for the exact P image back
+    DropRepeats        rows equal to the row above and columns equal to the column before are not
+                       coded (pixel art scaled up, flat bands of charts); the image gets smaller
 
 `choose(image, try_coding)` builds the candidate chains and keeps the cheapest: by trial coding when
 the caller passes a coder, else by a cheap residual-entropy estimate. The stored (raw) fallback's
 bit packing is at the end: `pack_bits` / `unpack_bits`, `stored_pays`.
+
+How the coder uses it (api.compress / decompress, the container):
+    encode:  coded, record = choose(image, try_coding)    # try_coding: lambda im: compress(im)[0], or None
+             the container codes `coded` (its mode, width, height, planes) and stores, beside the header,
+             record.to_bytes() when not record.is_identity (an empty field = identity), and the CRC of the
+             ORIGINAL image's pixel_bytes() (so a bad record is caught like bad pixels)
+    decode:  record = TransformRecord.from_bytes(field)   # PixzipError if corrupt
+             check record.coded_mode == header mode and record.original_size(w, h) against max_pixels
+             before decoding; image = record.inverse(decoded, max_pixels); then the CRC
+The ICC profile stays in the container (every step keeps it); a P image's palette and transparency
+travel in the record once PaletteOrder has turned it into an L image.
 
 numpy only: the decoder needs this without torch.
 """
@@ -42,7 +55,7 @@ MODE_CODES = ("L", "LA", "RGB", "RGBA", "P", "1")      # the byte that names a m
 _MODE_OF_LAYOUT = {(1,): "L", (1, 1): "LA", (3,): "RGB", (3, 1): "RGBA"}
 
 RECORD_FORMAT = 1
-MAX_STEPS = 8                 # a real chain has at most 4 (drop, grey, levels per plane)
+MAX_STEPS = 8                 # a real chain has at most 5 (drop, grey, repeats, levels per plane)
 MAX_BODY = 8192               # the largest valid body is ~3 KB (P palette + transparency + order)
 MAX_PALETTE = 1024            # 256 entries of 4 bytes: the most a Pillow palette holds
 MAX_TRANSPARENCY = 1 + 1024   # images.py's prefix byte + tRNS
@@ -759,17 +772,34 @@ def _laplace_bits(residuals: np.ndarray, activity: np.ndarray) -> float:
     return float(-(size[used] * np.log2((1 - theta) / (1 + theta)) + total[used] * np.log2(theta)).sum())
 
 
+ESTIMATE_PIXELS = 1 << 20      # beyond this, the estimate looks at evenly spaced bands of rows
+
+
+def _row_bands(plane: np.ndarray, band: int = 32) -> np.ndarray:
+    """Up to ESTIMATE_PIXELS of a plane as evenly spaced bands of whole rows: the estimate only ranks
+    candidates, and on a large image a sample ranks them as well as every pixel, in bounded time.
+    (A band's first row sees the last row of the band before: a few % of its pixels, in every candidate.)"""
+    height, width = plane.shape[:2]
+    bands = ESTIMATE_PIXELS // max(1, band * width)
+    if height * width <= ESTIMATE_PIXELS or bands < 2:
+        return plane
+    starts = np.linspace(0, height - band, bands).astype(np.int64)
+    return plane[(starts[:, None] + np.arange(band)).reshape(-1)]
+
+
 def estimate_bits(image: ImageData) -> float:
     """A cheap stand-in for coding: MED residuals under per-context Laplace laws, per channel; a later
     channel of a plane may instead code its difference from the previous one, as the network
     conditions on it. Only ranks candidates when no trial coder is given."""
     bits = 0.0
-    for p in image.planes:
+    for whole in image.planes:
+        p = _row_bands(whole)
+        scale = whole.shape[0] / p.shape[0]              # a sample's bits stand for all the rows
         for c in range(p.shape[2]):
             alone = _laplace_bits(*_med_residuals(p[..., c]))
             if c:
                 alone = min(alone, _laplace_bits(*_med_residuals(p[..., c].astype(np.int32) - p[..., c - 1])))
-            bits += alone
+            bits += scale * alone
     return bits
 
 

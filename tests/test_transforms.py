@@ -449,3 +449,19 @@ def test_stored_pays_only_when_strictly_smaller():
 def test_levels_needed_is_max_plus_one():
     assert T.levels_needed(np.array([[0, 5], [2, 1]], np.uint8)) == 6
     assert T.levels_needed(np.zeros((2, 2), np.uint8)) == 1
+
+
+# -- the estimate ----------------------------------------------------------------------------------------
+def test_estimate_of_a_large_image_samples_rows_and_scales_back():
+    rng = np.random.default_rng(0)
+    noise = rng.integers(0, 256, (2048, 1024, 1), dtype=np.uint8)
+    whole = T.estimate_bits(ImageData("L", 1024, 2048, [noise])) / noise.size
+    part = T.estimate_bits(ImageData("L", 1024, 512, [noise[:512]])) / (512 * 1024)
+    assert abs(whole / part - 1) < 0.01 and 7.5 < part < 9.5
+
+
+def test_estimate_prefers_ranks_of_spread_levels():
+    ramp = (np.add.outer(np.arange(64), np.arange(64)) // 2 * 4).astype(np.uint8)[..., None]   # 6-bit, smooth
+    image = ImageData("L", 64, 64, [ramp])
+    coded, record = T.choose(image)
+    assert _kinds(record) == [T.Levels]
