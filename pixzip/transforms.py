@@ -681,26 +681,66 @@ def _levels_steps(image: ImageData, shared: bool) -> list[Step]:
     return steps
 
 
-def _palette_step(image: ImageData) -> Step | None:
+def neighbour_order(index: np.ndarray, colours: np.ndarray) -> np.ndarray:
+    """A second palette order: a path through the colours that puts colours that touch in the image
+    next to each other (charts: a line's anti-aliased shades beside the line colour, whatever their
+    luminance). `index` holds 0..n-1 with `colours` (n, k) in that order. From colour 0, append the
+    unused colour with the most horizontal + vertical neighbour pairs with the path's end; when none
+    touches it, the nearest unused colour; ties: the lowest index. Integer counts: deterministic."""
+    n = len(colours)
+    pairs = np.zeros(n * n, np.int64)
+    for a, b in ((index[:, 1:], index[:, :-1]), (index[1:], index[:-1])):
+        pairs += np.bincount((a.astype(np.int64) * n + b).reshape(-1), minlength=n * n)
+    touch = pairs.reshape(n, n) + pairs.reshape(n, n).T
+    np.fill_diagonal(touch, 0)
+    c = colours.astype(np.int64)
+    used = np.zeros(n, bool)
+    path = [0]
+    used[0] = True
+    for _ in range(n - 1):
+        end = path[-1]
+        weight = np.where(used, -1, touch[end])
+        if weight.max() > 0:
+            nxt = int(np.argmax(weight))
+        else:
+            distance = np.where(used, np.iinfo(np.int64).max, ((c - c[end]) ** 2).sum(axis=1))
+            nxt = int(np.argmin(distance))
+        path.append(nxt)
+        used[nxt] = True
+    return np.array(path, np.int64)
+
+
+def _palette_steps(image: ImageData) -> list[Step]:
+    """Palette by luminance, and by neighbour order when that differs."""
     if sum(_layout(image)) < 2:          # one channel: a palette is exactly Levels
-        return None
+        return []
     colours = distinct_colours(image)
     if colours is None:
-        return None
-    return Palette(image.mode, colours[_luminance_order(colours)].tobytes())
+        return []
+    by_luminance = Palette(image.mode, colours[_luminance_order(colours)].tobytes())
+    table = by_luminance.table()
+    path = neighbour_order(by_luminance.forward(image).planes[0][..., 0], table)
+    by_neighbours = Palette(image.mode, table[path].tobytes())
+    return [by_luminance] + ([by_neighbours] if by_neighbours != by_luminance else [])
 
 
-def _palette_order_step(image: ImageData) -> Step | None:
+def _palette_order_steps(image: ImageData) -> list[Step]:
+    """PaletteOrder by luminance, and by neighbour order when that differs."""
     if len(image.palette) > MAX_PALETTE or len(image.transparency) > MAX_TRANSPARENCY \
             or len(image.palette_mode) > MAX_PALETTE_MODE:
-        return None                       # not a palette Pillow writes: left as it is
+        return []                         # not a palette Pillow writes: left as it is
     used = used_levels(image.planes[0])
     colours = _palette_colours(image.palette_mode, image.palette)
     known = used[used < len(colours)]
     # indices past the palette's end (Pillow reads them) sort after the colours, in index order
     ordered = np.concatenate([known[_luminance_order(colours[known])] if len(known) else known,
-                              used[used >= len(colours)]])
-    return PaletteOrder("P", image.palette_mode, image.palette, image.transparency, ordered.astype(np.uint8).tobytes())
+                              used[used >= len(colours)]]).astype(np.uint8)
+    by_luminance = PaletteOrder("P", image.palette_mode, image.palette, image.transparency, ordered.tobytes())
+    shown = np.zeros((len(ordered), colours.shape[1]), np.uint8)          # past the end: black, for distance
+    shown[:len(known)] = colours[ordered[:len(known)]]
+    path = neighbour_order(by_luminance.forward(image).planes[0][..., 0], shown)
+    by_neighbours = PaletteOrder("P", image.palette_mode, image.palette, image.transparency, ordered[path].tobytes())
+    return [by_luminance] + ([by_neighbours] if by_neighbours != by_luminance else [])
 
 
 def _repeats_step(image: ImageData) -> Step | None:
@@ -717,24 +757,21 @@ def _repeats_step(image: ImageData) -> Step | None:
 
 def candidates(image: ImageData) -> list[tuple[ImageData, TransformRecord]]:
     """Every chain worth trying, simplest first: the image with its exact reductions, then levels per
-    channel, levels shared across channels, palette (RGB/RGBA/LA), palette order (P); each again with
-    repeated rows and columns dropped where there are any."""
+    channel, levels shared across channels, palette (RGB/RGBA/LA) or palette order (P), each by
+    luminance and by neighbours; each again with repeated rows and columns dropped where any repeat."""
     if image.mode not in ("L", "LA", "RGB", "RGBA", "P"):
         return [(image, IDENTITY)]
     base = [] if image.mode == "P" else _exact_reductions(image)
     reduced = TransformRecord(tuple(base)).forward(image)
     tails: list[list[Step]] = [[]]
     if image.mode == "P":
-        step = _palette_order_step(image)
-        tails += [[step]] if step else []
+        tails += [[step] for step in _palette_order_steps(image)]
     else:
         for shared in (False, True):
             extra = _levels_steps(reduced, shared)
             if extra and extra not in tails:
                 tails.append(extra)
-        palette = _palette_step(reduced)
-        if palette is not None:
-            tails.append([palette])
+        tails += [[step] for step in _palette_steps(reduced)]
     repeats = _repeats_step(reduced)
     chains = [base + tail for tail in tails]
     if repeats is not None:
@@ -803,14 +840,18 @@ def estimate_bits(image: ImageData) -> float:
     return bits
 
 
-def choose(image: ImageData, try_coding: Callable[[ImageData], "bytes | int"] | None = None
-           ) -> tuple[ImageData, TransformRecord]:
+def choose(image: ImageData, try_coding: Callable[[ImageData], "bytes | int"] | None = None,
+           max_trials: int | None = None) -> tuple[ImageData, TransformRecord]:
     """The candidate with the fewest bytes (coded image + record). `try_coding(candidate)` returns the
     coded bytes (or their count), e.g. `lambda im: api.compress(im)[0]`; without it a residual-entropy
-    estimate ranks them. Ties keep the simpler chain."""
+    estimate ranks them. `max_trials`: trial-code only that many, the best by the estimate (an effort
+    knob: each trial is one encode). Ties keep the simpler chain."""
     options = candidates(image)
     if len(options) == 1:
         return options[0]
+    if try_coding is not None and max_trials is not None and len(options) > max_trials:
+        estimates = [candidate_cost(c, r) for c, r in options]
+        options = [options[i] for i in sorted(np.argsort(estimates, kind="stable")[:max(1, max_trials)])]
     return options[int(np.argmin([candidate_cost(c, r, try_coding) for c, r in options]))]
 
 
