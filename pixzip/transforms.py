@@ -326,7 +326,7 @@ class Palette(Step):
     one index plane; `colours` (n rows of the mode's channels) turns indices back into pixels."""
     KIND: ClassVar[int] = 4
     NAME: ClassVar[str] = "palette"
-    colours: bytes = b""              # n * channels bytes, row per index
+    colours: bytes = b""              # n * channels bytes, row per index (stored as differences)
 
     @property
     def coded_mode(self) -> str:
@@ -358,21 +358,27 @@ class Palette(Step):
         return _derived(image, self.mode_before, np.split(pixels, splits, axis=2))
 
     def payload(self) -> bytes:
-        return bytes([len(self.table()) - 1]) + self.colours
+        # each colour as its difference from the one before (mod 256): neighbours in either order are
+        # close colours, so the differences are small and the record's deflate shrinks them
+        table = self.table()
+        deltas = np.diff(table, axis=0, prepend=np.zeros((1, table.shape[1]), np.uint8))
+        return bytes([len(table) - 1]) + deltas.astype(np.uint8).tobytes()
 
     @classmethod
     def parse(cls, mode_before: str, r: _Reader) -> "Palette":
         if mode_before not in ("LA", "RGB", "RGBA"):
             raise _corrupt("palette of a single-channel mode")
-        n = r.byte() + 1
-        colours = r.take(n * sum(LAYOUTS[mode_before]))
-        step = cls(mode_before, colours)
+        n, k = r.byte() + 1, sum(LAYOUTS[mode_before])
+        deltas = np.frombuffer(r.take(n * k), np.uint8).reshape(n, k)
+        step = cls(mode_before, np.cumsum(deltas, axis=0, dtype=np.uint8).tobytes())    # wraps mod 256
         if len(np.unique(_colour_keys(step.table()))) != n:      # two indices, one colour: never written
             raise _corrupt("repeated palette colour")
         return step
 
     def describe(self) -> str:
-        return f"{self.NAME}({len(self.table())} colours)"
+        table = self.table()
+        by = "luminance" if np.array_equal(_luminance_order(table), np.arange(len(table))) else "neighbours"
+        return f"{self.NAME}({len(table)} colours by {by})"
 
 
 def _palette_colours(palette_mode: str, palette: bytes) -> np.ndarray:

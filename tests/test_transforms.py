@@ -212,6 +212,13 @@ def test_257_colours_give_no_palette():
     assert T.distinct_colours(image) is None
 
 
+def test_palette_colours_are_stored_as_differences():
+    step = T.Palette("RGB", bytes([250, 3, 0, 4, 200, 0]))
+    assert step.payload() == bytes([1, 250, 3, 0, 10, 197, 0])
+    record = T.TransformRecord((step,))
+    assert T.TransformRecord.from_bytes(record.to_bytes()) == record
+
+
 def test_rgba_palette_restores_alpha():
     image = make_image("RGBA", 12, 12, "colours", 40, 5)
     coded, record = next((c, r) for c, r in T.candidates(image) if T.Palette in _kinds(r))
@@ -401,7 +408,7 @@ def test_steps_that_do_not_follow_on_are_refused():
 
 
 def test_palette_with_a_repeated_colour_is_refused():
-    body = bytes([1, T.Palette.KIND, T.MODE_CODES.index("RGB"), 1]) + b"\x01\x02\x03" * 2
+    body = bytes([1, T.Palette.KIND, T.MODE_CODES.index("RGB"), 1]) + b"\x01\x02\x03" + b"\x00\x00\x00"
     with pytest.raises(PixzipError, match="repeated"):
         T.TransformRecord.from_bytes(bytes([T.RECORD_FORMAT, 0]) + body)
 
