@@ -56,7 +56,7 @@ _MODE_OF_LAYOUT = {(1,): "L", (1, 1): "LA", (3,): "RGB", (3, 1): "RGBA"}
 
 RECORD_FORMAT = 1
 MAX_STEPS = 8                 # a real chain has at most 5 (drop, grey, repeats, levels per plane)
-MAX_BODY = 8192               # the largest valid body is ~3 KB (P palette + transparency + order)
+MAX_BODY = 8192               # the largest valid body: ~2.3 KB of P palette, tRNS, order + <= 4 KB of repeat flags
 MAX_PALETTE = 1024            # 256 entries of 4 bytes: the most a Pillow palette holds
 MAX_TRANSPARENCY = 1 + 1024   # images.py's prefix byte + tRNS
 MAX_PALETTE_MODE = 16
