@@ -56,7 +56,7 @@ _MODE_OF_LAYOUT = {(1,): "L", (1, 1): "LA", (3,): "RGB", (3, 1): "RGBA"}
 
 RECORD_FORMAT = 1
 MAX_STEPS = 8                 # a real chain has at most 5 (drop, grey, repeats, levels per plane)
-MAX_BODY = 8192               # the largest valid body: ~2.3 KB of P palette, tRNS, order + <= 4 KB of repeat flags
+MAX_BODY = 1 << 20            # NearPalette's list: <= 65536 pixels of <= 4 + 5 bytes; the rest < 8 KB
 MAX_PALETTE = 1024            # 256 entries of 4 bytes: the most a Pillow palette holds
 MAX_TRANSPARENCY = 1 + 1024   # images.py's prefix byte + tRNS
 MAX_PALETTE_MODE = 16
@@ -518,8 +518,103 @@ def repeat_flags(image: ImageData) -> tuple[np.ndarray, np.ndarray]:
     return keep_rows, keep_columns
 
 
+MAX_EXCEPTIONS = 1 << 16      # NearPalette: pixels listed with their own colour (bounds the record)
+
+
+def _varints(values: np.ndarray) -> bytes:
+    """Non-negative integers as LEB128 (7 bits a byte, high bit = more follows)."""
+    out = bytearray()
+    for v in values.tolist():
+        while v >= 0x80:
+            out.append(v & 0x7F | 0x80)
+            v >>= 7
+        out.append(v)
+    return bytes(out)
+
+
+def _read_varint(r: _Reader) -> int:
+    value = 0
+    for shift in range(0, 35, 7):
+        b = r.byte()
+        value |= (b & 0x7F) << shift
+        if not b & 0x80:
+            return value
+    raise _corrupt("varint too long")
+
+
+@dataclass(frozen=True)
+class NearPalette(Palette):
+    """An image of more than 256 colours of which a few are rare (a screenshot's anti-aliasing): its 256
+    most frequent colours form the palette, every pixel is coded as its nearest palette colour, and the
+    pixels whose colour is not in the palette are listed with their exact colour (`positions`: raster
+    indices, increasing; `exact`: their colours). Trial coding decides whether the list pays."""
+    KIND: ClassVar[int] = 7
+    NAME: ClassVar[str] = "near-palette"
+    positions: bytes = b""            # uint32 little-endian raster indices, strictly increasing
+    exact: bytes = b""                # channels bytes per listed pixel
+
+    def forward(self, image: ImageData) -> ImageData:
+        table = self.table()
+        pixels = np.concatenate(image.planes, axis=2).reshape(-1, table.shape[1])
+        index = _nearest(pixels, table)
+        listed = np.flatnonzero(np.any(table[index] != pixels, axis=1))
+        if listed.tobytes() != np.frombuffer(self.positions, "<u4").astype(np.int64).tobytes() \
+                or pixels[listed].tobytes() != self.exact:
+            raise PixzipError(f"transform {self.NAME}: the listed pixels differ from the image's")
+        return _derived(image, "L", [index.astype(np.uint8).reshape(image.height, image.width, 1)])
+
+    def inverse(self, image: ImageData) -> ImageData:
+        positions = np.frombuffer(self.positions, "<u4")
+        if len(positions) and int(positions[-1]) >= image.width * image.height:
+            raise PixzipError(f"transform {self.NAME}: a listed pixel is outside the image")
+        restored = Palette.inverse(self, image)
+        k = self.table().shape[1]
+        pixels = np.concatenate(restored.planes, axis=2).reshape(-1, k)
+        pixels[positions] = np.frombuffer(self.exact, np.uint8).reshape(-1, k)
+        splits = np.cumsum(LAYOUTS[self.mode_before])[:-1]
+        return _derived(image, self.mode_before, np.split(pixels.reshape(image.height, image.width, k), splits, axis=2))
+
+    def payload(self) -> bytes:
+        positions = np.frombuffer(self.positions, "<u4").astype(np.int64)
+        gaps = np.diff(positions, prepend=-1) - 1                      # strictly increasing: gaps >= 0
+        return Palette.payload(self) + _varints(np.array([len(positions)])) + _varints(gaps) + self.exact
+
+    @classmethod
+    def parse(cls, mode_before: str, r: _Reader) -> "NearPalette":
+        palette = Palette.parse(mode_before, r)
+        count = _read_varint(r)
+        if count > MAX_EXCEPTIONS:
+            raise _corrupt("too many listed pixels")
+        positions, at = [], -1
+        for _ in range(count):
+            at += _read_varint(r) + 1
+            if at >= 1 << 32:
+                raise _corrupt("listed pixel position")
+            positions.append(at)
+        exact = r.take(count * palette.table().shape[1])
+        return cls(mode_before, palette.colours, np.array(positions, "<u4").tobytes(), exact)
+
+    def describe(self) -> str:
+        return f"{self.NAME}({len(self.table())} colours, {len(self.positions) // 4} pixels listed)"
+
+
+def _nearest(pixels: np.ndarray, table: np.ndarray) -> np.ndarray:
+    """Per pixel, the index of the nearest table colour (squared distance; ties: lowest index),
+    computed once per distinct colour."""
+    keys = _colour_keys(pixels)
+    distinct, inverse = np.unique(keys, return_inverse=True)
+    k = table.shape[1]
+    shifts = np.array([8 * (k - 1 - c) for c in range(k)], np.uint32)
+    colours = ((distinct[:, None] >> shifts) & np.uint32(255)).astype(np.int64)
+    best = np.zeros(len(distinct), np.int64)
+    for start in range(0, len(distinct), 4096):                     # bounded temporaries
+        block = colours[start:start + 4096]
+        best[start:start + 4096] = np.argmin(((block[:, None, :] - table[None].astype(np.int64)) ** 2).sum(2), axis=1)
+    return best[inverse.reshape(-1)]
+
+
 STEP_KINDS: dict[int, type[Step]] = {s.KIND: s for s in (DropConstantPlane, GreyFromRGB, Levels, Palette,
-                                                         PaletteOrder, DropRepeats)}
+                                                         PaletteOrder, DropRepeats, NearPalette)}
 
 
 # -- the record --------------------------------------------------------------------------------------------
@@ -716,13 +811,31 @@ def neighbour_order(index: np.ndarray, colours: np.ndarray) -> np.ndarray:
     return np.array(path, np.int64)
 
 
+def _near_palette_step(image: ImageData) -> Step | None:
+    """NearPalette from the 256 most frequent colours (ties: the lower colour), by luminance, when
+    the other colours' pixels fit the list."""
+    k = sum(_layout(image))
+    pixels = np.concatenate(image.planes, axis=2).reshape(-1, k)
+    keys, counts = np.unique(_colour_keys(pixels), return_counts=True)
+    if counts.sum() - np.sort(counts)[::-1][:256].sum() > MAX_EXCEPTIONS:
+        return None
+    top = np.sort(keys[np.lexsort((keys, -counts))[:256]])
+    shifts = np.array([8 * (k - 1 - c) for c in range(k)], np.uint32)
+    table = ((top[:, None] >> shifts) & np.uint32(255)).astype(np.uint8)
+    table = table[_luminance_order(table)]
+    index = _nearest(pixels, table)
+    listed = np.flatnonzero(np.any(table[index] != pixels, axis=1))
+    return NearPalette(image.mode, table.tobytes(), listed.astype("<u4").tobytes(), pixels[listed].tobytes())
+
+
 def _palette_steps(image: ImageData) -> list[Step]:
-    """Palette by luminance, and by neighbour order when that differs."""
+    """Palette by luminance, and by neighbour order when that differs; past 256 colours, NearPalette."""
     if sum(_layout(image)) < 2:          # one channel: a palette is exactly Levels
         return []
     colours = distinct_colours(image)
     if colours is None:
-        return []
+        near = _near_palette_step(image)
+        return [near] if near is not None else []
     by_luminance = Palette(image.mode, colours[_luminance_order(colours)].tobytes())
     table = by_luminance.table()
     path = neighbour_order(by_luminance.forward(image).planes[0][..., 0], table)
@@ -782,7 +895,12 @@ def candidates(image: ImageData) -> list[tuple[ImageData, TransformRecord]]:
     chains = [base + tail for tail in tails]
     if repeats is not None:
         # repeats first: the sets of values and colours that levels and palette use are unchanged
-        chains += [base + [repeats] + tail for tail in tails]
+        # NearPalette lists pixels by position: rebuilt on the smaller image
+        smaller = repeats.forward(reduced)
+        for tail in tails:
+            tail = [_near_palette_step(smaller) if isinstance(s, NearPalette) else s for s in tail]
+            if None not in tail:           # (fewer pixels list no more than before: never None)
+                chains.append(base + [repeats] + tail)
     out = []
     for chain in chains:
         record = TransformRecord(tuple(chain))

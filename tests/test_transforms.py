@@ -219,6 +219,25 @@ def test_palette_colours_are_stored_as_differences():
     assert T.TransformRecord.from_bytes(record.to_bytes()) == record
 
 
+def test_near_palette_lists_the_pixels_of_rare_colours():
+    rng = np.random.default_rng(1)
+    table = _colours(rng, 300, 3)
+    which = np.concatenate([np.arange(300), rng.integers(0, 250, 40 * 40 - 300)])   # 50 colours once each
+    image = ImageData("RGB", 40, 40, [table[rng.permutation(which).reshape(40, 40)]])
+    coded, record = next((c, r) for c, r in T.candidates(image) if _kinds(r) == [T.NearPalette])
+    step = record.steps[0]
+    listed = np.frombuffer(step.positions, "<u4")
+    pixels = image.planes[0].reshape(-1, 3)
+    in_table = {tuple(c) for c in step.table().tolist()}
+    assert len(step.table()) == 256 and 0 < len(listed) <= 44
+    assert sorted(listed.tolist()) == [i for i, p in enumerate(pixels.tolist()) if tuple(p) not in in_table]
+    assert_same_image(image, T.TransformRecord.from_bytes(record.to_bytes()).inverse(coded))
+    small = T._derived(coded, "L", [coded.planes[0][:20]])
+    small.height = 20
+    with pytest.raises(PixzipError, match="outside"):
+        record.inverse(small)
+
+
 def test_rgba_palette_restores_alpha():
     image = make_image("RGBA", 12, 12, "colours", 40, 5)
     coded, record = next((c, r) for c, r in T.candidates(image) if T.Palette in _kinds(r))
@@ -333,10 +352,10 @@ def test_max_trials_codes_only_the_best_by_estimate():
 # -- records: strict parsing ---------------------------------------------------------------------------
 def _all_records():
     out = []
-    for mode, kind, n in [("RGBA", "colours", 30), ("RGB", "levels", 64), ("LA", "const-alpha", 3),
-                          ("RGBA", "grey", 0), ("P", "random", 50), ("L", "levels", 2),
-                          ("RGB", "repeats", 0), ("P", "repeats", 9)]:
-        image = make_image(mode, 8, 9, kind, n, 7)
+    for mode, kind, n, size in [("RGBA", "colours", 30, 8), ("RGB", "levels", 64, 8), ("LA", "const-alpha", 3, 8),
+                                ("RGBA", "grey", 0, 8), ("P", "random", 50, 8), ("L", "levels", 2, 8),
+                                ("RGB", "repeats", 0, 8), ("P", "repeats", 9, 8), ("RGB", "colours", 300, 18)]:
+        image = make_image(mode, size, size + 1, kind, n, 7)
         out += [(c, r) for c, r in T.candidates(image) if not r.is_identity]
     return out
 
