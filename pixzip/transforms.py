@@ -595,7 +595,7 @@ class NearPalette(Palette):
         return cls(mode_before, palette.colours, np.array(positions, "<u4").tobytes(), exact)
 
     def describe(self) -> str:
-        return f"{self.NAME}({len(self.table())} colours, {len(self.positions) // 4} pixels listed)"
+        return Palette.describe(self).replace(" by", f", {len(self.positions) // 4} pixels listed, by")
 
 
 def _nearest(pixels: np.ndarray, table: np.ndarray) -> np.ndarray:
@@ -835,7 +835,11 @@ def _palette_steps(image: ImageData) -> list[Step]:
     colours = distinct_colours(image)
     if colours is None:
         near = _near_palette_step(image)
-        return [near] if near is not None else []
+        if near is None:
+            return []
+        path = neighbour_order(near.forward(image).planes[0][..., 0], near.table())
+        by_neighbours = NearPalette(image.mode, near.table()[path].tobytes(), near.positions, near.exact)
+        return [near] + ([by_neighbours] if by_neighbours != near else [])
     by_luminance = Palette(image.mode, colours[_luminance_order(colours)].tobytes())
     table = by_luminance.table()
     path = neighbour_order(by_luminance.forward(image).planes[0][..., 0], table)
@@ -874,33 +878,33 @@ def _repeats_step(image: ImageData) -> Step | None:
     return DropRepeats(image.mode, image.height, image.width, payload[8:rows_end], payload[rows_end:])
 
 
+def _tails(image: ImageData) -> list[list[Step]]:
+    """The chains' last parts for an image after its exact reductions (and any repeats): nothing,
+    levels per channel, levels shared, palette or palette order by luminance and by neighbours."""
+    tails: list[list[Step]] = [[]]
+    if image.mode == "P":
+        return tails + [[step] for step in _palette_order_steps(image)]
+    for shared in (False, True):
+        extra = _levels_steps(image, shared)
+        if extra and extra not in tails:
+            tails.append(extra)
+    return tails + [[step] for step in _palette_steps(image)]
+
+
 def candidates(image: ImageData) -> list[tuple[ImageData, TransformRecord]]:
     """Every chain worth trying, simplest first: the image with its exact reductions, then levels per
-    channel, levels shared across channels, palette (RGB/RGBA/LA) or palette order (P), each by
-    luminance and by neighbours; each again with repeated rows and columns dropped where any repeat."""
+    channel, levels shared across channels, palette (RGB/RGBA/LA; NearPalette past 256 colours) or
+    palette order (P), each by luminance and by neighbours; each again with repeated rows and columns
+    dropped where any repeat (the tails built again on the smaller image: NearPalette lists pixels by
+    position, and neighbour counts change)."""
     if image.mode not in ("L", "LA", "RGB", "RGBA", "P"):
         return [(image, IDENTITY)]
     base = [] if image.mode == "P" else _exact_reductions(image)
     reduced = TransformRecord(tuple(base)).forward(image)
-    tails: list[list[Step]] = [[]]
-    if image.mode == "P":
-        tails += [[step] for step in _palette_order_steps(image)]
-    else:
-        for shared in (False, True):
-            extra = _levels_steps(reduced, shared)
-            if extra and extra not in tails:
-                tails.append(extra)
-        tails += [[step] for step in _palette_steps(reduced)]
+    chains = [base + tail for tail in _tails(reduced)]
     repeats = _repeats_step(reduced)
-    chains = [base + tail for tail in tails]
     if repeats is not None:
-        # repeats first: the sets of values and colours that levels and palette use are unchanged
-        # NearPalette lists pixels by position: rebuilt on the smaller image
-        smaller = repeats.forward(reduced)
-        for tail in tails:
-            tail = [_near_palette_step(smaller) if isinstance(s, NearPalette) else s for s in tail]
-            if None not in tail:           # (fewer pixels list no more than before: never None)
-                chains.append(base + [repeats] + tail)
+        chains += [base + [repeats] + tail for tail in _tails(repeats.forward(reduced))]
     out = []
     for chain in chains:
         record = TransformRecord(tuple(chain))
