@@ -12,7 +12,10 @@ Steps (each exact for every input; each inverse checks what it is given and rais
                        the sorted set: monotone, so edges and gradients survive, but the range the
                        network's Laplace spreads over shrinks (6-bit grey: 0..63 instead of 0..252)
     Palette            an image of <= 256 distinct colours becomes one index plane, colours sorted by
-                       luminance so that the index plane looks like a grey image
+                       luminance so that the index plane looks like a grey image, or along a path of
+                       colours that touch in the image (charts: a line beside its anti-aliasing)
+    NearPalette        past 256 colours: the 256 most frequent, every pixel coded as its nearest, and
+                       the pixels of the other colours listed exactly in the record (screenshots)
     PaletteOrder       a P-mode image: its used indices re-ranked by their colour's luminance, the
                        palette, transparency and index numbering kept for the exact P image back
     DropRepeats        rows equal to the row above and columns equal to the column before are not
