@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from pixzip import api, codec, container, images
+from pixzip import api, codec, images
 from pixzip import transforms as T
 from pixzip.bench import _expand, _imagecodecs, _squeeze
 
@@ -156,7 +156,8 @@ def markdown(rows: list[dict], command: str) -> str:
         "",
         "| total bytes | vs JPEG XL e9 | vs PNG | files larger than PNG |",
         "|---|---|---|---|",
-        f"| pixzip today | {ratio(tot['today'], tot['jxl9'])} | {ratio(tot['today'], tot['png'])} | {len(larger_today)} |",
+        f"| pixzip today | {ratio(tot['today'], tot['jxl9'])} | {ratio(tot['today'], tot['png'])} | "
+        f"{len(larger_today)} |",
         f"| pixzip + transforms (trial) | {ratio(tot['transforms'], tot['jxl9'])} | "
         f"{ratio(tot['transforms'], tot['png'])} | {len(larger)} |",
         f"| pixzip + transforms (estimate pick) | {ratio(tot['estimate'], tot['jxl9'])} | "
