@@ -27,8 +27,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from pixzip import api, codec, images
-from pixzip import transforms as T
+from pixzip import api
+from pixzip.backends import codec
+from pixzip.formats import images
+from pixzip.formats import transforms as T
 from pixzip.bench import _expand, _imagecodecs, _squeeze
 
 

@@ -13,10 +13,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from pixzip import images
-from pixzip import transforms as T
+from pixzip.formats import images
+from pixzip.formats import transforms as T
 from pixzip.errors import PixzipError
-from pixzip.images import ImageData
+from pixzip.formats.images import ImageData
 
 SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

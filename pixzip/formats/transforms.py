@@ -47,7 +47,7 @@ from typing import Callable, ClassVar, Sequence
 
 import numpy as np
 
-from .errors import PixzipError
+from ..errors import PixzipError
 from .images import DEFAULT_MAX_PIXELS, ImageData
 
 # -- modes and their plane layouts ------------------------------------------------------------------------
