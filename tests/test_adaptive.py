@@ -104,7 +104,7 @@ def test_decoding_order_is_the_native_walks():
 
 
 def test_laplace_start_is_the_engines():
-    from pixzip.engine import laplace_start
+    from pixzip.spec.tables import laplace_start
     mu, idx = np.array([0, 7, 8, 1234, 4080]), np.array([0, 72, 5, 40, 13])
     assert list(laplace_start(mu, idx)) == [A.laplace_start(int(m), int(i)) for m, i in zip(mu, idx)]
 
