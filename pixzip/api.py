@@ -38,7 +38,8 @@ class Effort:
     #                             which the adaptive stage cannot take: the ensemble) and keep the smaller
 
 
-# Measured in docs/EFFORT... see README "Effort levels" (rates and speeds, the commands that made them).
+# README "Effort levels": what each level costs and gains, measured (bench/effort_speed.py). The default
+# is the best rate whose encode and decode stay about >= 0.5 MP/s on 2 cores, network included.
 EFFORTS = {
     1: Effort(models=1, stage=STATIC),                                       # today's pure-network coding
     2: Effort(models=1, stage=STATIC, transforms="estimate"),
