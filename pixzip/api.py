@@ -13,7 +13,9 @@ from .backends import codec
 from .entropy import lowbits
 from .formats import depth
 from .formats import container
-from .formats.container import FormatError, Header, ModelRef
+from .formats.container import ADAPTIVE, STATIC, STORED, FormatError, Header, ModelRef
+from .formats import transforms
+from .efforts import DEFAULT_EFFORT, EFFORTS, STATIC_ONLY, Effort
 from .errors import PixzipError
 from .formats.images import DEFAULT_MAX_PIXELS, ImageData
 from .nets.ensemble import IntEnsemble
@@ -23,6 +25,18 @@ from .nets.modelfile import LoadedModel
 # edges). 256 rather than 128: CBSD68 -0.37 % in bits for ~5 % of the native CPU decoder's speed; the
 # torch and GPU decoders step through 766 wavefronts a tile instead of 382 (--tile 128 for them).
 DEFAULT_TILE = 256
+
+
+
+
+def effort_plan(effort: int, version: int) -> Effort:
+    """The level's choices, cut down to what the format version holds (v2, v3: static, no transforms)."""
+    if effort not in EFFORTS:
+        raise PixzipError(f"effort must be 1 to {max(EFFORTS)}, not {effort}")
+    plan = EFFORTS[effort]
+    if version < 4:
+        return Effort(models=plan.models, stage=STATIC)
+    return plan
 
 
 @dataclass
@@ -45,9 +59,17 @@ def _fits(model: LoadedModel, image: ImageData, plane) -> bool:
     return model.channels == plane.shape[2] and (model.net.cfg.levels == 256 or image.mode == "1")
 
 
-def choose_models(image: ImageData, preferred: Sequence[LoadedModel], effort: int = 1) -> list[LoadedModel]:
+def choose_models(image: ImageData, preferred: Sequence[LoadedModel], effort: int = 1,
+                  original: ImageData | None = None) -> list[LoadedModel]:
     """One model per plane: the first preferred model that fits the plane (a bilevel model first for a
-    bilevel image), else the default at this effort level (zoo.EFFORT_MODELS)."""
+    bilevel image), else the default at this model choice (zoo.EFFORT_MODELS). A preferred model that
+    fits no plane is refused, unless it fits the `original` image a transform turned into this one
+    (a grey image saved as RGB, coded as grey: `-m` named the colour model for it)."""
+    if original is not None and original is not image:
+        for m in preferred:
+            if not any(_fits(m, image, p) for p in image.planes):
+                choose_models(original, [m], effort)        # refuses a model that fits neither image
+        preferred = [m for m in preferred if any(_fits(m, image, p) for p in image.planes)]
     chosen = []
     for plane in image.planes:
         c = plane.shape[2]
@@ -62,44 +84,151 @@ def choose_models(image: ImageData, preferred: Sequence[LoadedModel], effort: in
 
 def compress(image: ImageData, models: Sequence[LoadedModel] = (), tile: int = DEFAULT_TILE,
              progress: Callable[[int], None] | None = None, workers: int = 1, device=None,
-             version: int = container.VERSION, effort: int = 1) -> tuple[bytes, Stats]:
+             version: int = container.VERSION, effort: int = DEFAULT_EFFORT) -> tuple[bytes, Stats]:
     """Code an image; `models` are preferred over the defaults for planes of their channel count, and
-    `effort` picks the defaults (1: fast; 2: the strongest shipped models, slower). `workers` > 1 codes
-    groups of tiles in parallel processes; `device` ("cuda") runs the network on a GPU. Neither changes
-    a byte. `version`: the format written (4, a draft; 3 for pixzip 0.3 readers, which refuses 16-bit images
-    and metadata; 2 for pixzip 0.2 readers). A 16-bit image's planes are split (pixzip.lowbits): the
-    models code their top significant byte, the low bits follow in streams of their own."""
+    `effort` (1..9, EFFORTS) picks the models, the entropy stage and how transforms are chosen.
+    `workers` > 1 codes tiles in that many threads (native coder) or processes; `device` ("cuda") runs
+    the network on a GPU. Neither changes a byte. `version`: the format written (4; 3 for pixzip 0.3
+    readers and 2 for 0.2's, which hold neither 16-bit images, metadata, transforms nor the adaptive
+    stage). A 16-bit image's planes are split (entropy/lowbits.py): the models code their top
+    significant byte, the low bits follow in streams of their own."""
     return compress_many([image], models, tile, progress, workers, device, version, effort)[0]
 
 
 def compress_many(images: Sequence[ImageData], models: Sequence[LoadedModel] = (), tile: int = DEFAULT_TILE,
                   progress: Callable[[int], None] | None = None, workers: int = 1,
-                  device=None, version: int = container.VERSION, effort: int = 1) -> list[tuple[bytes, Stats]]:
+                  device=None, version: int = container.VERSION,
+                  effort: int = DEFAULT_EFFORT) -> list[tuple[bytes, Stats]]:
     """Code several images in one batched pass per model (tiles of all of them share the canvases);
     each image's file is byte for byte what it would be alone."""
     if version not in container.WRITABLE:
         raise PixzipError(f"cannot write format version {version} (writable: {container.WRITABLE})")
+    plan = effort_plan(effort, version)
     for im in images:
         _check_version_holds(im, version)
-    chosen = [choose_models(im, models, effort) for im in images]
+    chosen = [_transformed(im, plan, models, tile, workers, device, version) for im in images]
+    return _code_images([c for c, _ in chosen], [r for _, r in chosen], images, models, tile, progress,
+                        workers, device, version, plan)
+
+
+def _transformed(image: ImageData, plan: Effort, models, tile: int, workers: int, device,
+                 version: int) -> tuple[ImageData, transforms.TransformRecord]:
+    """The image to code and its transform record (identity where the plan takes none, or where the
+    image is 16-bit or bilevel: no step takes those)."""
+    if plan.transforms == "none" or image.depth == 16 or image.mode == "1":
+        return image, transforms.IDENTITY
+    try_coding = None
+    if plan.transforms == "trial":
+        bare = Effort(plan.models, plan.stage, plan.level, static_too=plan.static_too)
+
+        def try_coding(candidate: ImageData) -> int:
+            # (the original only decides which named models may go unused; the record's bytes are added
+            # by transforms.candidate_cost)
+            return len(_code_images([candidate], [transforms.IDENTITY], [image], models, tile, None,
+                                    workers, device, version, bare)[0][0])
+    return transforms.choose(image, try_coding, plan.max_trials)
+
+
+def _plane_options(model: LoadedModel, plane: np.ndarray, image: ImageData, plan: Effort,
+                   preferred: Sequence[LoadedModel]) -> list[tuple[LoadedModel, int, int]]:
+    """(model, stage, level) candidates for one plane; the smallest result is kept. The adaptive stage
+    takes one PixelCNN: where the plane's model is another (an ensemble, an LSTM) it codes with the
+    plane's single-network default (the ensemble then competes with the static stage at `static_too`), or,
+    for a model the user named, the static stage; so does a model the compiled coder does not run."""
+    if plan.stage == STATIC:
+        return [(model, STATIC, 0)]
+    adaptive_model = model
+    if codec.adaptive_refusal(model.net) and model not in preferred:
+        adaptive_model = zoo.default_model(plane.shape[2], image.width * image.height, 1)
+    options = []
+    # the encoder takes the adaptive stage where the compiled coder runs it: the Python reference codes
+    # about 1 000 sub-pixels a second (a photo in an hour); it still decodes such files anywhere
+    if not codec.adaptive_refusal(adaptive_model.net) and codec.adaptive_native(adaptive_model.net):
+        options.append((adaptive_model, ADAPTIVE, plan.level))
+    if plan.static_too or not options:
+        options.append((model, STATIC, 0))
+    return options
+
+
+def _code_images(images: Sequence[ImageData], records: list, originals: Sequence[ImageData], models,
+                 tile: int, progress, workers: int, device, version: int, plan: Effort) -> list[tuple[bytes, Stats]]:
+    """Code the (transformed) images: every plane with each of its options, batched per model and
+    stage; per plane the smallest, or its samples stored where that is smaller still."""
+    chosen = [choose_models(im, models, plan.models, original) for im, original in zip(images, originals)]
     split = [_SplitImage.of(im) for im in images]
-    jobs: dict[str, tuple[LoadedModel, list]] = {}          # model id -> (model, [(image, plane)])
-    for i, (im, ms) in enumerate(zip(images, chosen)):
-        for p, m in enumerate(ms):
-            jobs.setdefault(m.id, (m, []))[1].append((i, p))
-    coded = {}
-    for m, where in jobs.values():
-        try:
-            codec.check_tile(m.net, tile)
-            codec.coding_device(m.net, device)
-        except ValueError as e:
-            raise PixzipError(f"model {m.name!r}: {e}") from None
+    options = {(i, p): _plane_options(m, im.planes[p], im, plan, models)
+               for i, (im, ms) in enumerate(zip(images, chosen)) for p, m in enumerate(ms)}
+    jobs: dict[tuple, tuple[LoadedModel, int, int, list]] = {}        # (model id, stage, level) -> planes
+    for key, opts in options.items():
+        for m, stage, level in opts:
+            jobs.setdefault((m.id, stage, level), (m, stage, level, []))[3].append(key)
+    coded: dict[tuple, list] = {key: [] for key in options}
+    for m, stage, level, where in jobs.values():
         planes = [split[i].model_planes[p] for i, p in where]
-        for key, result in zip(where, codec.encode_planes(m.net, planes, tile, progress, workers=workers,
-                                                          device=device, coder=container.CODERS[version])):
-            coded[key] = result
-    return [_container(im, ms, [coded[(i, p)] for p in range(len(im.planes))], split[i], tile, version)
-            for i, (im, ms) in enumerate(zip(images, chosen))]
+        for key, (streams, bits) in zip(where, _code_planes(m, stage, level, planes, tile, progress, workers,
+                                                            device, version)):
+            coded[key].append(_CodedPlane(m, stage, level, streams, bits))
+    out = []
+    for i, im in enumerate(images):
+        planes = [_smallest_or_stored(coded[(i, p)], split[i].model_planes[p], version)
+                  for p in range(len(im.planes))]
+        out.append(_container(im, records[i], originals[i], planes, split[i], tile, version))
+    return out
+
+
+@dataclass
+class _CodedPlane:
+    model: LoadedModel
+    stage: int
+    level: int
+    streams: list
+    bits: float                     # the ideal code length (static) or the coded bits (reporting only)
+    stored_bits: int = 0
+
+    @property
+    def size(self) -> int:
+        return sum(4 * s.size for s in self.streams)
+
+
+def _code_planes(m: LoadedModel, stage: int, level: int, planes: list, tile: int, progress, workers: int,
+                 device, version: int) -> list:
+    """[(streams, bits)] per plane, with one model and stage."""
+    try:
+        codec.check_tile(m.net, tile)
+        codec.coding_device(m.net, device)
+    except ValueError as e:
+        raise PixzipError(f"model {m.name!r}: {e}") from None
+    if stage == ADAPTIVE:
+        threads = workers if workers > 1 else torch_threads()
+        return codec.encode_planes_adaptive(m.net, planes, tile, level, [_stored_bits(p) for p in planes],
+                                            progress, threads)
+    return codec.encode_planes(m.net, planes, tile, progress, workers=workers, device=device,
+                               coder=container.CODERS[version])
+
+
+def torch_threads() -> int:
+    """The threads the native coder uses when the caller names none: torch's (the encoder's default)."""
+    import torch
+    return torch.get_num_threads()
+
+
+def _stored_bits(plane: np.ndarray) -> int:
+    """Bits a stored sample of this plane takes: enough for its largest value."""
+    return transforms.bits_for_levels(transforms.levels_needed(plane))
+
+
+def _smallest_or_stored(options: list, plane: np.ndarray, version: int) -> _CodedPlane:
+    """The smallest coded option; in format v4 the plane's samples stored instead where strictly smaller
+    (uniform noise), so that no image costs more than its raw size and a few header bytes."""
+    best = min(options, key=lambda c: c.size)           # ties keep the first: the planned stage
+    best.stored_bits = _stored_bits(plane) if best.stage == ADAPTIVE else 0
+    if version < 4:
+        return best
+    bits = _stored_bits(plane)
+    stored = codec.stored_plane_stream(plane, bits)
+    if 4 * stored.size < best.size:
+        return _CodedPlane(best.model, STORED, 0, [stored], 32.0 * stored.size, bits)
+    return best
 
 
 def _check_version_holds(image: ImageData, version: int):
@@ -132,26 +261,31 @@ class _SplitImage:
                 for h, low, s in zip(self.model_planes, self.lows, self.splits) if low is not None]
 
 
-def _container(image: ImageData, models: list[LoadedModel], coded: list, split: _SplitImage, tile: int,
-               version: int) -> tuple[bytes, Stats]:
+def _container(image: ImageData, record, original: ImageData, planes: list[_CodedPlane], split: _SplitImage,
+               tile: int, version: int) -> tuple[bytes, Stats]:
+    """The file: the coded image's mode, size and planes; the original's depth, profile, metadata and
+    pixel CRC; the transform record where there is one."""
     refs: list[LoadedModel] = []
-    for m in models:
-        if m not in refs:
-            refs.append(m)
+    for c in planes:
+        if c.model not in refs:
+            refs.append(c.model)
     low_streams = split.low_streams()
-    streams = [s for plane_streams, _ in coded for s in plane_streams] + low_streams
+    streams = [s for c in planes for s in c.streams] + low_streams
     # the low parts' coded size counts as their ideal length (reporting only)
-    model_bits = sum(bits for _, bits in coded) + 32 * sum(s.size for s in low_streams)
-    depth = image.depth if version >= 4 else (1 if image.mode == "1" else 8)
+    model_bits = sum(c.bits for c in planes) + 32 * sum(s.size for s in low_streams)
+    depth = original.depth if version >= 4 else (1 if image.mode == "1" else 8)
     header = Header(image.mode, image.width, image.height, tile,
                     [ModelRef(m.id, "" if zoo.is_shipped(m) else m.name) for m in refs],
-                    [(refs.index(m), p.shape[2]) for p, m in zip(image.planes, models)],
-                    pixel_crc=zlib.crc32(image.pixel_bytes()), model_bits=model_bits, icc=image.icc,
+                    [(refs.index(c.model), p.shape[2]) for p, c in zip(image.planes, planes)],
+                    pixel_crc=zlib.crc32(original.pixel_bytes()), model_bits=model_bits, icc=original.icc,
                     palette_mode=image.palette_mode, palette=image.palette, transparency=image.transparency,
                     version=version, depth=depth, splits=list(split.splits),
-                    metadata=list(image.metadata))
+                    metadata=list(original.metadata), entropy=[c.stage for c in planes],
+                    levels=[c.level for c in planes], stored_bits=[c.stored_bits for c in planes],
+                    transform=b"" if record.is_identity else record.to_bytes())
     data = container.write(header, streams)
-    return data, Stats(len(data), header.subpixels, model_bits)
+    subpixels = original.width * original.height * sum(p.shape[2] for p in original.planes)
+    return data, Stats(len(data), subpixels, model_bits)
 
 
 def read_header(data: bytes) -> Header:
@@ -168,9 +302,34 @@ def read_header(data: bytes) -> Header:
 class _Parsed:
     """A file whose header, models and streams passed every check, ready to decode."""
     header: Header
-    models: list[LoadedModel]
-    streams: list[list]           # per plane, per tile
+    models: list                  # per plane (None for a stored plane: it needs no model)
+    streams: list[list]           # per plane, per tile (a stored plane: its one stream)
     low_streams: list             # 16-bit: one per plane with a low part
+    record: transforms.TransformRecord
+
+
+def _record_of(header: Header, max_pixels: int) -> transforms.TransformRecord:
+    """The file's transform record, checked against the header and the pixel limit before decoding."""
+    if not header.transform:
+        return transforms.IDENTITY
+    try:
+        record = transforms.TransformRecord.from_bytes(header.transform)
+    except PixzipError as e:
+        raise FormatError(str(e)) from None
+    if record.is_identity or record.coded_mode != header.mode:
+        raise FormatError("header is corrupted (transform record does not match the image)")
+    if header.depth not in container.DEPTHS[record.original_mode] or header.depth == 16:
+        raise FormatError(f"header is corrupted (bit depth {header.depth} for mode {record.original_mode})")
+    width, height = record.original_size(header.width, header.height)
+    if width * height > max_pixels:
+        raise PixzipError(f"image is {width}x{height}, over the limit of {max_pixels} pixels")
+    return record
+
+
+def _plane_stream_count(header: Header, p: int, model) -> int:
+    if header.entropy[p] == STORED:
+        return 1
+    return codec.stream_count(model.net, header.height, header.width, header.tile)
 
 
 def _parse(data: bytes, extra_models, max_pixels: int | None) -> _Parsed:
@@ -178,32 +337,67 @@ def _parse(data: bytes, extra_models, max_pixels: int | None) -> _Parsed:
     max_pixels = max_pixels or DEFAULT_MAX_PIXELS
     if header.width * header.height > max_pixels:
         raise PixzipError(f"image is {header.width}x{header.height}, over the limit of {max_pixels} pixels")
-    models = [zoo.find_by_id(r.name, r.id, extra_models) for r in header.models]
-    for model_index, channels in header.planes:
-        if models[model_index].channels != channels or (models[model_index].net.cfg.levels != 256
-                                                         and header.mode != "1"):
+    record = _record_of(header, max_pixels)
+    used = {m for (m, _), stage in zip(header.planes, header.entropy) if stage != STORED}
+    models = [zoo.find_by_id(r.name, r.id, extra_models) if k in used else None
+              for k, r in enumerate(header.models)]
+    plane_models = [models[m] for m, _ in header.planes]
+    for (_, channels), stage, model in zip(header.planes, header.entropy, plane_models):
+        if model is None:
+            continue
+        if model.channels != channels or (model.net.cfg.levels != 256 and header.mode != "1"):
             raise FormatError("header is corrupted (model and plane disagree)")
-    counts = [codec.stream_count(models[m].net, header.height, header.width, header.tile) for m, _ in header.planes]
-    if sum(counts) + header.low_streams != len(header.stream_sizes):
-        raise FormatError("header is corrupted (stream count)")
-    for m, _ in header.planes:
+        if stage == ADAPTIVE and codec.adaptive_refusal(model.net):
+            raise FormatError("header is corrupted (the adaptive stage with a model it cannot take)")
         try:
-            codec.check_tile(models[m].net, header.tile)
+            codec.check_tile(model.net, header.tile)
         except ValueError:
             raise FormatError("header is corrupted (tile size)") from None
-    # A stream shorter than its tile's symbols could possibly code to is corrupt: refusing it before
-    # decoding keeps work and memory proportional to the file's real size.
+    counts = [_plane_stream_count(header, p, m) for p, m in enumerate(plane_models)]
+    if sum(counts) + header.low_streams != len(header.stream_sizes):
+        raise FormatError("header is corrupted (stream count)")
+    _check_stream_floors(header, plane_models)
+    streams = container.read_streams(data, header, offset)
+    _check_adaptive_floors(header, plane_models, streams)
+    starts = np.cumsum([0] + counts)
+    return _Parsed(header, plane_models, [streams[a:b] for a, b in zip(starts[:-1], starts[1:])],
+                   streams[starts[-1]:], record)
+
+
+_TOO_SHORT = "compressed data is corrupted (a stream is too short for its tile)"
+
+
+def _check_stream_floors(header: Header, plane_models: list):
+    """A static stream shorter than its tile's symbols could possibly code to is corrupt: refusing it
+    before decoding keeps work and memory proportional to the file's real size. (Stored streams are
+    checked for their exact length; adaptive ones after the payload is split: _check_adaptive_floors.)"""
     sizes = iter(header.stream_sizes)
-    for model_index, channels in header.planes:
-        net = models[model_index].net
-        floor = 0.9 * net.min_bits_per_symbol()
+    for (_, channels), stage, model in zip(header.planes, header.entropy, plane_models):
+        if stage == STORED:
+            next(sizes)
+            continue
+        net = model.net
+        floor = 0.9 * net.min_bits_per_symbol() if stage == STATIC else 0.0
         for h, w in codec.stream_shapes(net, header.height, header.width, header.tile):
             if 8 * next(sizes) + 64 < h * w * channels * floor:
-                raise FormatError("compressed data is corrupted (a stream is too short for its tile)")
-    streams = container.read_streams(data, header, offset)
-    starts = np.cumsum([0] + counts)
-    return _Parsed(header, [models[m] for m, _ in header.planes],
-                   [streams[a:b] for a, b in zip(starts[:-1], starts[1:])], streams[starts[-1]:])
+                raise FormatError(_TOO_SHORT)
+
+
+def _check_adaptive_floors(header: Header, plane_models: list, streams: list):
+    """The same for the adaptive stage's coded tiles: every sub-pixel codes its zero flag at a
+    probability of at most 4095/4096, so a tile of n sub-pixels takes at least n * log2(4096/4095)
+    bits (a stored tile has no network work and is checked for its exact length)."""
+    floor = 0.9 * codec.ADAPTIVE_MIN_BITS
+    at = 0
+    for (_, channels), stage, model in zip(header.planes, header.entropy, plane_models):
+        shapes = [(1, 1)] if stage == STORED else codec.stream_shapes(model.net, header.height, header.width,
+                                                                      header.tile)
+        for h, w in shapes:
+            words = streams[at]
+            at += 1
+            stored = words.size and int(words[0]) & container.FRAME_STORED
+            if stage == ADAPTIVE and not stored and 32 * words.size + 64 < h * w * channels * floor:
+                raise FormatError(_TOO_SHORT)
 
 
 def decompress(data: bytes, extra_models: Sequence[LoadedModel] = (), max_pixels: int | None = None,
@@ -231,19 +425,23 @@ def decompress_many(datas: Sequence[bytes], extra_models: Sequence[LoadedModel] 
             parsed[i] = _parse(data, extra_models, max_pixels)
         except PixzipError as e:
             results[i] = e
-    groups: dict[tuple, list] = {}                 # (model id, tile, coder) -> [(file, plane)]
+    groups: dict[tuple, list] = {}           # (model id, tile, coder, level) -> [(file, plane)]
+    planes: dict[tuple, object] = {}
     for i, f in parsed.items():
         for p, m in enumerate(f.models):
-            groups.setdefault((m.id, f.header.tile, container.CODERS[f.header.version]), []).append((i, p))
-    planes: dict[tuple, object] = {}
-    for (_, tile, coder), members in groups.items():
+            if f.header.entropy[p] == STORED:
+                planes[(i, p)] = _stored_plane(f, p)
+                continue
+            coder = "adaptive" if f.header.entropy[p] == ADAPTIVE else container.CODERS[f.header.version]
+            groups.setdefault((m.id, f.header.tile, coder, f.header.levels[p]), []).append((i, p))
+    for (_, tile, coder, level), members in groups.items():
         model = parsed[members[0][0]].models[members[0][1]]
         try:
             codec.coding_device(model.net, device)
         except ValueError as e:
             raise PixzipError(f"model {model.name!r}: {e}") from None
         try:
-            decoded = _decode_group(parsed, members, tile, coder, progress, workers, device)
+            decoded = _decode_group(parsed, members, tile, coder, level, progress, workers, device)
         except FormatError:
             if len({i for i, _ in members}) == 1:
                 decoded = [FormatError("compressed data is corrupted (undecodable stream)")] * len(members)
@@ -251,7 +449,7 @@ def decompress_many(datas: Sequence[bytes], extra_models: Sequence[LoadedModel] 
                 decoded = []
                 for i, p in members:
                     try:
-                        decoded += _decode_group(parsed, [(i, p)], tile, coder, progress, workers, device)
+                        decoded += _decode_group(parsed, [(i, p)], tile, coder, level, progress, workers, device)
                     except FormatError as e:
                         decoded.append(e)
         planes.update(zip(members, decoded))
@@ -267,14 +465,37 @@ def decompress_many(datas: Sequence[bytes], extra_models: Sequence[LoadedModel] 
         except ValueError:
             results[i] = FormatError("compressed data is corrupted (undecodable low-byte stream)")
             continue
-        image = ImageData(h.mode, h.width, h.height, got, icc=h.icc, palette_mode=h.palette_mode,
-                          palette=h.palette, transparency=h.transparency, depth=h.depth,
-                          metadata=list(h.metadata))
+        try:
+            image = _original(h, got, f.record, max_pixels or DEFAULT_MAX_PIXELS)
+        except PixzipError as e:
+            results[i] = FormatError(f"decoded pixels do not fit the transform record: {e}")
+            continue
         if zlib.crc32(image.pixel_bytes()) != h.pixel_crc:
             results[i] = FormatError("decoded pixels fail the checksum: the file is corrupted")
         else:
             results[i] = (image, h)
     return results
+
+
+def _stored_plane(f: _Parsed, p: int):
+    """A stored plane's samples, or the FormatError its stream raises."""
+    h = f.header
+    try:
+        return codec.stored_plane(f.streams[p][0], (h.height, h.width, h.planes[p][1]), h.stored_bits[p])
+    except (ValueError, FormatError):
+        return FormatError("compressed data is corrupted (stored plane)")
+
+
+def _original(h: Header, planes: list, record: transforms.TransformRecord, max_pixels: int) -> ImageData:
+    """The decoded image, through the transform record's inverse where there is one."""
+    if record.is_identity:
+        return ImageData(h.mode, h.width, h.height, planes, icc=h.icc, palette_mode=h.palette_mode,
+                         palette=h.palette, transparency=h.transparency, depth=h.depth, metadata=list(h.metadata))
+    coded = ImageData(h.mode, h.width, h.height, planes, icc=h.icc, palette_mode=h.palette_mode,
+                      palette=h.palette, transparency=h.transparency)
+    image = record.inverse(coded, max_pixels)
+    image.depth, image.metadata, image.icc = h.depth, list(h.metadata), h.icc
+    return image
 
 
 def _join_low_parts(h: Header, highs: list, low_streams: list) -> list:
@@ -289,11 +510,15 @@ def _join_low_parts(h: Header, highs: list, low_streams: list) -> list:
     return planes
 
 
-def _decode_group(parsed: dict, members: list, tile: int, coder: str, progress, workers, device=None) -> list:
+def _decode_group(parsed: dict, members: list, tile: int, coder: str, level: int, progress, workers,
+                  device=None) -> list:
     model = parsed[members[0][0]].models[members[0][1]]
     shapes = [(parsed[i].header.height, parsed[i].header.width) for i, _ in members]
     streams = [parsed[i].streams[p] for i, p in members]
     try:
+        if coder == "adaptive":
+            bits = [parsed[i].header.stored_bits[p] for i, p in members]
+            return codec.decode_planes_adaptive(model.net, shapes, tile, streams, level, bits, progress, workers)
         return codec.decode_planes(model.net, shapes, tile, streams, progress, workers=workers, device=device,
                                    coder=coder)
     except (ValueError, RuntimeError, OverflowError):

@@ -33,7 +33,7 @@ if os.path.basename(_argv0) == "pixzip" or _argv0.endswith(os.path.join("pixzip"
 
 # pixzip.api (the coder: torch) is imported by the commands that code, not here: --help, --version
 # and info start without it (bench/startup.py measures the difference).
-from . import zoo  # noqa: E402
+from . import efforts, zoo  # noqa: E402
 from .formats import container, depth, images, metadata  # noqa: E402
 from .errors import PixzipError
 
@@ -411,18 +411,20 @@ def main():
 @click.option("--rm", "remove_source", is_flag=True,
               help="Delete each source once its output is written and verified (implies --verify).")
 @click.option("--format-version", type=click.Choice(["2", "3", "4"]), default="4", show_default=True,
-              help="File format to write: 4 (DRAFT: v3 plus 16-bit images, bit depths and metadata), 3 "
+              help="File format to write: 4 (v3 plus 16-bit images, bit depths, metadata, transforms and the "
+                   "adaptive and stored entropy stages), 3 "
                    "(rANS lanes: faster to encode, and to decode on a GPU; about 0.3 % larger than 2; "
                    "readable by pixzip 0.3; refuses 16-bit images and metadata) or 2 (readable by pixzip 0.2).")
 @click.option("--strip", is_flag=True,
               help="Drop the metadata (EXIF, XMP, PNG text and other ancillary chunks); the ICC profile "
                    "and a transparent colour are kept.")
-@click.option("-e", "--effort", type=click.IntRange(1, max(zoo.EFFORTS)), default=1, show_default=True,
-              help="(-1 ... -9 are aliases of -e 1 ... -e 9.) "
-                   "1: the default models; 2: the strongest shipped model for colour photos "
-                   f"({zoo.EFFORT_MODELS[2][3][0]}, a mixture of two networks: CBSD68's photos 2.1 % "
-                   "smaller, about 5x slower to encode and 7x slower to decode; it needs the native "
-                   f"CPU coder, without which {zoo.EFFORT_MODELS[2][3][1]} codes them). -m takes precedence.")
+@click.option("-e", "--effort", type=click.IntRange(1, max(efforts.EFFORTS)), default=efforts.DEFAULT_EFFORT,
+              show_default=True,
+              help="(-1 ... -9 are aliases.) 1-9, faster to smaller (README, Effort levels): 1 the network and static rANS coding; 2 "
+                   "+ transforms (grey, palette, levels) by estimate; 3 + the strongest shipped models "
+                   "(the ensemble); 4 the adaptive stage level 1; 5 its level 2; 6-8 transforms by trial "
+                   "coding; 9 also the ensemble's static coding per plane, the smaller kept. -m takes "
+                   "precedence over the models an effort picks.")
 @input_options
 @output_options
 @common_options
@@ -840,8 +842,8 @@ def evaluate(model, data, tile, limit, items, threads):
 @click.option("-T", "--threads", type=click.IntRange(0), default=0, metavar="N")
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True,
               help="Where pixzip's integer model encodes and decodes (the other codecs use the CPU).")
-@click.option("-e", "--effort", type=click.IntRange(1, max(zoo.EFFORTS)), default=1, show_default=True,
-              help="pixzip's effort level (as for compress).")
+@click.option("-e", "--effort", type=click.IntRange(1, max(efforts.EFFORTS)), default=efforts.DEFAULT_EFFORT,
+              show_default=True, help="pixzip's effort level (as for compress).")
 @click.option("-q", "--quiet", is_flag=True)
 def bench(data, codecs, models, tile, grey, limit, items, json_out, plot_out, threads, device, effort, quiet):
     """Rates and speeds against PNG, WebP and JPEG XL, all measured in this run on the same images.

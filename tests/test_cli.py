@@ -224,7 +224,8 @@ def test_interrupted_decompress_leaves_nothing(workdir, rng):
     import time
     # big enough that the decode still runs after 3 s on a fast machine (~12 000 sequential steps)
     Image.fromarray(rng.integers(0, 256, (800, 800, 3), dtype=np.uint8)).save("big.png")
-    assert run("compress", "big.png", "--tile", "0", "-o", "big.pxz").exit_code == 0
+    # format 3: noise is coded (format 4 would store it, and decode it at once)
+    assert run("compress", "big.png", "--tile", "0", "-o", "big.pxz", "--format-version", "3").exit_code == 0
     os.unlink("big.png")
     before = set(os.listdir("."))
     p = subprocess.Popen([sys.executable, "-m", "pixzip", "decompress", "big.pxz"],
@@ -279,28 +280,29 @@ def test_bench_measures_every_codec_on_the_same_images(workdir, tiny_models):
     assert r.exit_code == 1 and "unknown codec" in r.stderr
 
 
-def test_effort_two_codes_colour_with_the_stronger_model(workdir, tiny_models, monkeypatch):
-    """-e 2 codes colour planes larger than the small-image limit with the first of
+def test_effort_three_codes_colour_with_the_stronger_model(workdir, tiny_models, monkeypatch):
+    """-e 3 (api.EFFORTS: the strongest models, static stage) codes colour planes larger than the small-image limit with the first of
     zoo.EFFORT_MODELS[2][3] this installation codes (an ensemble, with the native coder; grey planes
     keep their default); -m still takes precedence; the file decodes without naming the effort."""
     Image.fromarray(np.random.default_rng(5).integers(0, 256, (70, 80, 3), dtype=np.uint8)).save("big.png")
     assert run("compress", "big.png", "-o", "e1.pxz").exit_code == 0
-    r = run("compress", "big.png", "-o", "e2.pxz", "-e", "2")
+    # format 3 codes the noise (format 4 stores it: its decoder would need no model)
+    r = run("compress", "big.png", "-o", "e2.pxz", "-e", "3", "--format-version", "3")
     assert r.exit_code == 0, r.stderr
     stronger = zoo.EFFORT_MODELS[2][3][0 if native.available() else 1]
     assert stronger in run("info", "e2.pxz").stdout
     assert zoo.DEFAULTS[3] in run("info", "e1.pxz").stdout
     assert run("decompress", "e2.pxz", "-o", "back.png").exit_code == 0 and same_image("back.png", "big.png")
-    assert run("compress", "big.png", "-o", "m.pxz", "-e", "2", "-m", "other-rgb").exit_code == 0
+    assert run("compress", "big.png", "-o", "m.pxz", "-e", "3", "-m", "other-rgb").exit_code == 0
     assert "other-rgb" in run("info", "m.pxz").stdout
     Image.fromarray(np.zeros((70, 80), np.uint8)).save("grey.png")
-    assert run("compress", "grey.png", "-e", "2").exit_code == 0
+    assert run("compress", "grey.png", "-e", "3").exit_code == 0
     assert zoo.DEFAULTS[1] in run("info", "grey.png.pxz").stdout
-    r = run("compress", "big.png", "-o", "x.pxz", "-e", "3")
+    r = run("compress", "big.png", "-o", "x.pxz", "-e", "10")
     assert r.exit_code == 2 and not Path("x.pxz").exists()
     if native.available():      # without the native coder: the next model of the list, and the ensemble's
         monkeypatch.setattr(native, "_LIB", None)      # files are refused in one line
-        r = run("compress", "big.png", "-o", "e2b.pxz", "-e", "2")
+        r = run("compress", "big.png", "-o", "e2b.pxz", "-e", "3")
         assert r.exit_code == 0 and zoo.EFFORT_MODELS[2][3][1] in run("info", "e2b.pxz").stdout
         r = run("decompress", "e2.pxz", "-o", "no.png")
         assert r.exit_code == 1 and "native CPU coder" in r.stderr and "Traceback" not in r.stderr

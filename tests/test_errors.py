@@ -127,8 +127,8 @@ def test_trailing_garbage(good):
 
 def test_file_made_with_another_model(good, tiny_models):
     """A file naming an installed model whose identity differs is refused before decoding."""
-    r = CliRunner().invoke(main, ["compress", "img.png", "-o", "other.pxz", "-q", "-m",
-                                  str(tiny_models / "other-rgb.pxm")])
+    r = CliRunner().invoke(main, ["compress", "img.png", "-o", "other.pxz", "-q", "--format-version", "3", "-m",
+                                  str(tiny_models / "other-rgb.pxm")])      # v3: noise coded, not stored
     assert r.exit_code == 0
 
     def rename(h, streams):
@@ -138,8 +138,8 @@ def test_file_made_with_another_model(good, tiny_models):
 
 
 def test_file_needing_uninstalled_model(good, tiny_models, tmp_path, monkeypatch):
-    r = CliRunner().invoke(main, ["compress", "img.png", "-o", "o.pxz", "-q", "-m",
-                                  str(tiny_models / "other-rgb.pxm")])
+    r = CliRunner().invoke(main, ["compress", "img.png", "-o", "o.pxz", "-q", "--format-version", "3", "-m",
+                                  str(tiny_models / "other-rgb.pxm")])      # v3: noise coded, not stored
     assert r.exit_code == 0
     empty = tmp_path / "empty"
     empty.mkdir()
@@ -199,7 +199,9 @@ def test_dimensions_out_of_proportion_to_the_payload_are_refused(good):
         h.width, h.height, h.tile = 12000, 12000, 0
         h.stream_sizes = h.stream_sizes[:1]
         return streams[:1]
-    write_and_fail("inflated.pxz", rebuild(good, grow), "too short")
+    assert CliRunner().invoke(main, ["compress", "img.png", "-o", "v3.pxz", "-q", "--format-version", "3"]).exit_code == 0
+    write_and_fail("inflated.pxz", rebuild(Path("v3.pxz").read_bytes(), grow), "too short")   # a coded plane
+    write_and_fail("inflated4.pxz", rebuild(good, grow), "stored plane")     # v4 stores noise: its exact length
 
 
 def test_unwritable_destination_is_one_line(good, tmp_path):

@@ -1,6 +1,6 @@
 """Committed .pxz files must keep decoding to the same pixels: any change to the format, the engine's
 arithmetic or the coder that would break old files fails here. Files of older format versions live in
-folders named after the version (v1/, v2/) and must decode forever; the current version's files must also
+folders named after the version (v1/, v2/, v3/) and must decode forever; the current version's files must also
 re-encode to the same bytes. Add a version's files only with a version bump (make_golden.py)."""
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from pixzip import api
+from pixzip.backends import codec
 from pixzip.nets import modelfile
 
 GOLDEN = Path(__file__).resolve().parent / "golden"
@@ -23,12 +24,16 @@ def golden_models():
     return [modelfile.load(GOLDEN / "golden-rgb.pxm"), modelfile.load(GOLDEN / "golden-gray.pxm")]
 
 
-VERSIONS = {"": 3, "v2": 2, "v1": 1}      # folder -> the format version of its files
-WRITABLE = ["", "v2"]                     # the versions pixzip still writes
+VERSIONS = {"": 4, "v3": 3, "v2": 2, "v1": 1}      # folder -> the format version of its files
+WRITABLE = ["", "v3", "v2"]                         # the versions pixzip still writes
 
 
-@pytest.mark.parametrize("folder", sorted(VERSIONS))
-@pytest.mark.parametrize("name", sorted(EXPECTED))
+def names(folder: str) -> list[str]:
+    """The files a folder holds: those of its version and the earlier ones (expected.json's "since")."""
+    return sorted(n for n, e in EXPECTED.items() if e["since"] <= VERSIONS[folder])
+
+
+@pytest.mark.parametrize("folder, name", [(f, n) for f in sorted(VERSIONS) for n in names(f)])
 def test_golden_file_decodes_to_known_pixels(name, folder, golden_models):
     """Every format version's files, written by the pixzip of that time."""
     data = (GOLDEN / folder / name).read_bytes()
@@ -44,19 +49,29 @@ def test_golden_file_decodes_to_known_pixels(name, folder, golden_models):
 def test_golden_files_reencode_identically(golden_models, folder):
     """Encoding the decoded image again gives the committed bytes: the encoder is stable too (for
     every version pixzip writes)."""
-    for name in sorted(EXPECTED):
+    for name in names(folder):
         data = (GOLDEN / folder / name).read_bytes()
         image, header = api.decompress(data, golden_models)
         used = [m for m in golden_models if any(m.id.startswith(r.id) for r in header.models)]
-        again, _ = api.compress(image, used, tile=8, version=VERSIONS[folder])
+        again, _ = api.compress(image, used, tile=8, version=VERSIONS[folder], effort=EXPECTED[name]["effort"])
         assert again == data, name
+
+
+def test_version_4_files_cover_every_stage_and_a_transform():
+    """The current version's golden files hold static, adaptive (both levels) and stored planes and
+    transform records, so that each keeps decoding as written."""
+    headers = [api.read_header((GOLDEN / n).read_bytes())
+               for n in names("") + ["rgb16.pxz", "rgb16-adaptive.pxz", "rgb16-adaptive2.pxz"]]
+    stages = {(s, lv) for h in headers for s, lv in zip(h.entropy, h.levels)}
+    assert {(0, 0), (1, 1), (1, 2), (2, 0)} <= stages
+    assert any(h.transform for h in headers)
 
 
 def test_golden_models_are_stable():
     """The model files hash to the identities the golden files name."""
     ids = [modelfile.load(GOLDEN / f).id for f in ("golden-rgb.pxm", "golden-gray.pxm")]
     for name in EXPECTED:
-        header = api.read_header((GOLDEN / "v1" / name).read_bytes())
+        header = api.read_header((GOLDEN / ("v1" if EXPECTED[name]["since"] == 1 else "") / name).read_bytes())
         assert all(any(i.startswith(m.id) for i in ids) for m in header.models)
 
 
@@ -69,4 +84,18 @@ def test_wide_stream_golden_file(folder):
     data = (GOLDEN / folder / "rgb16.pxz").read_bytes()
     image, _ = api.decompress(data, [model])
     assert hashlib.sha256(image.pixel_bytes()).hexdigest() == EXPECTED["rgb.pxz"]["sha256"]
-    assert api.compress(image, [model], tile=8, version=VERSIONS[folder])[0] == data
+    assert api.compress(image, [model], tile=8, version=VERSIONS[folder], effort=1)[0] == data
+
+
+@pytest.mark.parametrize("name, effort, level", [("rgb16-adaptive.pxz", 4, 1), ("rgb16-adaptive2.pxz", 5, 2)])
+def test_adaptive_golden_files(name, effort, level):
+    """The adaptive stage's files (written with the native coder's model structure) keep decoding (the
+    compiled stage where it is installed, else the reference) and, where the compiled stage encodes,
+    re-encoding to the same bytes."""
+    model = modelfile.load(GOLDEN / "golden-rgb16.pxm")
+    data = (GOLDEN / name).read_bytes()
+    image, header = api.decompress(data, [model])
+    assert header.entropy == [1] and header.levels == [level]
+    assert hashlib.sha256(image.pixel_bytes()).hexdigest() == EXPECTED["rgb.pxz"]["sha256"]
+    if codec.adaptive_native(model.net):
+        assert api.compress(image, [model], tile=8, effort=effort)[0] == data

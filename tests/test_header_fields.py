@@ -85,9 +85,9 @@ class V3File:
 
 
 def golden_rgb() -> V3File:
-    """tests/golden/rgb.pxz rebuilt field by field (checked below)."""
+    """tests/golden/v3/rgb.pxz rebuilt field by field (checked below)."""
     from pixzip.formats import container
-    data = (GOLDEN / "rgb.pxz").read_bytes()
+    data = (GOLDEN / "v3" / "rgb.pxz").read_bytes()
     h, offset = container.read_header(data)
     return V3File(width=h.width, height=h.height, tile=h.tile,
                   models=[(bytes.fromhex(m.id), b"golden-rgb") for m in h.models], planes=list(h.planes),
@@ -114,7 +114,7 @@ def refused(data: bytes) -> str:
 
 
 def test_the_builder_writes_the_golden_file():
-    assert golden_rgb().encode() == (GOLDEN / "rgb.pxz").read_bytes()
+    assert golden_rgb().encode() == (GOLDEN / "v3" / "rgb.pxz").read_bytes()
     image, _ = api.decompress(golden_rgb().encode(), MODELS)
     assert image.width == 23
 

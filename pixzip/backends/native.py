@@ -1,4 +1,4 @@
-"""The native CPU decoder (`pixzip/_native.c`, built at install when a C compiler is present).
+"""The native CPU decoder (`pixzip/csrc/`, built at install when a C compiler is present).
 
 It decodes a whole tile of format v3 in one call: the integer engine's arithmetic and the rANS lanes,
 pixel by pixel in the decoding order, with the same integers as `IntPixelCNN.step_params` and
@@ -49,6 +49,42 @@ class _Model(ctypes.Structure):
                 ("ls_min", ctypes.c_int64), ("ls_max", ctypes.c_int64), ("symbol_values", _u8p)]
 
 
+class _Level(ctypes.Structure):
+    """An effort level of the adaptive stage (csrc/adaptive.h's PzLevel), packed from adaptive.LEVELS."""
+    _fields_ = [("n_contexts", ctypes.c_int32), ("ctx_len", ctypes.c_int32 * 32),
+                ("ctx_feature", (ctypes.c_int32 * 4) * 32),
+                ("n_mixers", ctypes.c_int32), ("mixer_feature", ctypes.c_int32 * 4), ("mixer_size", ctypes.c_int32 * 4),
+                ("n_apms", ctypes.c_int32), ("apm_feature", ctypes.c_int32 * 4), ("apm_size", ctypes.c_int32 * 4),
+                ("max_table_bits", ctypes.c_int32), ("counter_limit", ctypes.c_int32), ("mixer_rate", ctypes.c_int32),
+                ("final_rate", ctypes.c_int32), ("mixer_init", ctypes.c_int32), ("net_init", ctypes.c_int32),
+                ("apm_rate", ctypes.c_int32)]
+
+
+def _declare_adaptive(lib) -> None:
+    """The adaptive stage's C functions (csrc/adaptive.c), where the library has them (an older build
+    does not: the stage then runs in Python, adaptive.py)."""
+    lib.has_adaptive = hasattr(lib, "pz_adaptive_new")
+    if not lib.has_adaptive:
+        return
+    lib.pz_adaptive_new.argtypes = [ctypes.POINTER(_Level), ctypes.c_int64]
+    lib.pz_adaptive_new.restype = ctypes.c_void_p
+    lib.pz_adaptive_free.argtypes = [ctypes.c_void_p]
+    lib.pz_adaptive_memory.argtypes = [ctypes.c_void_p]
+    lib.pz_adaptive_memory.restype = ctypes.c_int64
+    lib.pz_adaptive_encode_known.argtypes = [ctypes.c_void_p, _i64p, ctypes.c_int, ctypes.c_int, ctypes.c_int,
+                                             ctypes.c_int, _u8p, _i64p, _u8p, ctypes.c_int64]
+    lib.pz_adaptive_encode_known.restype = ctypes.c_int64
+    lib.pz_adaptive_decode_known.argtypes = [ctypes.c_void_p, _i64p, ctypes.c_int, ctypes.c_int, ctypes.c_int,
+                                             ctypes.c_int, _u8p, ctypes.c_int64, _i64p, _u8p]
+    lib.pz_adaptive_decode_known.restype = ctypes.c_int
+    lib.pz_encode_tile_adaptive.argtypes = [ctypes.POINTER(_Model), ctypes.c_void_p, ctypes.c_int, ctypes.c_int, _u8p,
+                                            _u8p, ctypes.c_int64]
+    lib.pz_encode_tile_adaptive.restype = ctypes.c_int64
+    lib.pz_decode_tile_adaptive.argtypes = [ctypes.POINTER(_Model), ctypes.c_void_p, ctypes.c_int, ctypes.c_int, _u8p,
+                                            ctypes.c_int64, _u8p]
+    lib.pz_decode_tile_adaptive.restype = ctypes.c_int
+
+
 def _load():
     """The compiled library, or None (not built, or switched off with PIXZIP_NATIVE=0)."""
     if os.environ.get("PIXZIP_NATIVE", "1") == "0":
@@ -75,6 +111,7 @@ def _load():
     lib.pz_encode_tile.restype = ctypes.c_int
     lib.pz_select_kernel.argtypes = [ctypes.c_int]
     lib.pz_limits.argtypes = [ctypes.c_int]
+    _declare_adaptive(lib)
     # PIXZIP_NATIVE_KERNEL=plain forces the portable product loop (tests compare both)
     lib.kernel = lib.pz_select_kernel(0 if os.environ.get("PIXZIP_NATIVE_KERNEL") == "plain" else -1)
     return lib
@@ -92,6 +129,11 @@ def use_kernel(name: str) -> str:
 
 def available() -> bool:
     return _LIB is not None
+
+
+def adaptive_available() -> bool:
+    """Whether the compiled coder has the adaptive stage."""
+    return _LIB is not None and _LIB.has_adaptive
 
 
 def kernel() -> str:
@@ -151,7 +193,7 @@ class _Packed:
         return a.ctypes.data_as(ctypes.POINTER(np.ctypeslib.as_ctypes_type(dtype)))
 
     def _conv(self, conv: QConv, image: bool = False, requant: bool = True) -> _Conv:
-        """A layer's weights as quads per group (see _native.c); a layer reading the image (uint8 there,
+        """A layer's weights as quads per group (see csrc/network.h); a layer reading the image (uint8 there,
         int8 value - 128 in the engine) gets -128 * its columns' weight sums in the bias."""
         taps = conv.taps if conv.taps is not None else conv_taps(conv.k)
         w = conv.weight.to(torch.int64)
@@ -276,3 +318,131 @@ def dense_params(model: IntPixelCNN, pixels: np.ndarray) -> np.ndarray:
     params = np.empty((pixels.shape[0] * pixels.shape[1] * pixels.shape[2], 2), dtype=np.int64)
     _encode_call(model, pixels, 0, params)
     return params
+
+
+# ---- the adaptive entropy stage (csrc/adaptive.c; specification: pixzip/entropy/adaptive.py) -------------------
+
+def _pack_level(level) -> _Level:
+    """adaptive.Level as the C structure (the Python table is the only definition of a level)."""
+    from ..entropy.adaptive import SELECTOR_SIZES
+    lv = _Level(n_contexts=len(level.contexts), n_mixers=len(level.mixers), n_apms=len(level.apms),
+                max_table_bits=level.max_table_bits, counter_limit=level.counter_limit, mixer_rate=level.mixer_rate,
+                final_rate=level.final_rate, mixer_init=level.mixer_init, net_init=level.net_init,
+                apm_rate=level.apm_rate)
+    for k, ctx in enumerate(level.contexts):
+        lv.ctx_len[k] = len(ctx)
+        for f, feature in enumerate(ctx):
+            lv.ctx_feature[k][f] = feature
+    for m, feature in enumerate(level.mixers):
+        lv.mixer_feature[m], lv.mixer_size[m] = feature, SELECTOR_SIZES[feature]
+    for a, feature in enumerate(level.apms):
+        lv.apm_feature[a], lv.apm_size[a] = feature, SELECTOR_SIZES[feature]
+    return lv
+
+
+class AdaptiveState:
+    """The C stage's adaptive state (adaptive.State's numbers) for `level` (a number of adaptive.LEVELS or
+    a Level), sized for n_subpixels: fresh for one tile, or passed to the tiles of a chain in turn."""
+
+    def __init__(self, level, n_subpixels: int, lib=None):
+        from ..entropy.adaptive import LEVELS
+        self.lib = lib or _LIB
+        self.level = LEVELS[level] if isinstance(level, int) else level
+        self.ptr = self.lib.pz_adaptive_new(ctypes.byref(_pack_level(self.level)), n_subpixels)
+        if not self.ptr:
+            raise MemoryError("adaptive stage: out of memory (or an invalid level)")
+
+    @property
+    def memory(self) -> int:
+        """Bytes the state holds (tables, weights, APMs)."""
+        return self.lib.pz_adaptive_memory(self.ptr)
+
+    def __del__(self):
+        if getattr(self, "ptr", None):
+            self.lib.pz_adaptive_free(self.ptr)
+            self.ptr = None
+
+
+def adaptive_encode_known(pixels: np.ndarray, params: np.ndarray, cdf: np.ndarray, slope: int, level=1,
+                          state: AdaptiveState | None = None) -> bytes:
+    """adaptive.encode_tile in C: a tile (h, w, C) uint8, its sub-pixels' (mu16, idx) in the decoding order
+    (n, 2) and the model's Laplace prefix sums (int64) to bytes; `state` carried along a chain, or None
+    for a fresh one."""
+    h, w, C = pixels.shape
+    state = state or AdaptiveState(level, h * w * C)
+    pixels = np.ascontiguousarray(pixels, dtype=np.uint8)
+    params = np.ascontiguousarray(params, dtype=np.int64)
+    cap = _stream_capacity(h * w * C)
+    out = np.empty(cap, dtype=np.uint8)
+    cdf = np.ascontiguousarray(cdf, dtype=np.int64)
+    n = state.lib.pz_adaptive_encode_known(state.ptr, cdf.ctypes.data_as(_i64p), h, w, C, slope, pixels.ctypes.data_as(_u8p),
+                                           params.ctypes.data_as(_i64p), out.ctypes.data_as(_u8p), cap)
+    if n == -5:
+        raise ValueError("the adaptive stage needs slope >= 2")
+    if n < 0:
+        raise MemoryError("adaptive stage: out of memory")
+    return out[:n].tobytes()
+
+
+def adaptive_decode_known(data: bytes, h: int, w: int, C: int, cdf: np.ndarray, slope: int, params: np.ndarray,
+                          level=1, state: AdaptiveState | None = None) -> np.ndarray:
+    """adaptive.decode_tile in C with every sub-pixel's (mu16, idx) known (tests, benchmarks; the coder
+    decodes with the network's outputs as it goes: decode_tile_adaptive). ValueError on corrupt data."""
+    state = state or AdaptiveState(level, h * w * C)
+    params = np.ascontiguousarray(params, dtype=np.int64)
+    buf = np.frombuffer(data, dtype=np.uint8) if len(data) else np.zeros(1, dtype=np.uint8)
+    out = np.empty((h, w, C), dtype=np.uint8)
+    cdf = np.ascontiguousarray(cdf, dtype=np.int64)
+    status = state.lib.pz_adaptive_decode_known(state.ptr, cdf.ctypes.data_as(_i64p), h, w, C, slope,
+                                                buf.ctypes.data_as(_u8p), len(data),
+                                                params.ctypes.data_as(_i64p), out.ctypes.data_as(_u8p))
+    if status == -2:
+        raise MemoryError("adaptive stage: out of memory")
+    if status == -5:
+        raise ValueError("the adaptive stage needs slope >= 2")
+    if status != 0:
+        raise ValueError("adaptive stream: not decoded exactly to its end (corrupt data)")
+    return out
+
+
+def _stream_capacity(n_subpixels: int) -> int:
+    return 24 * n_subpixels + 16         # 16 decisions a sub-pixel at most, 12 bits each at most
+
+
+def encode_tile_adaptive(model: IntPixelCNN, pixels: np.ndarray, level=1, state: AdaptiveState | None = None) -> bytes:
+    """Code a tile of known pixels (h, w, channels) uint8 with the network (its dense pass) and the adaptive
+    stage (entropy stage 1): the stream's bytes. `state`: carried from the previous tile of a chain (the
+    format decides which tiles share one, never the thread count), or None for a fresh one. One model
+    (not an ensemble), slope >= 2."""
+    h, w, C = pixels.shape
+    state = state or AdaptiveState(level, h * w * C)
+    pixels = np.ascontiguousarray(pixels, dtype=np.uint8)
+    cap = _stream_capacity(pixels.size)
+    out = np.empty(cap, dtype=np.uint8)
+    n = _LIB.pz_encode_tile_adaptive(ctypes.byref(_packed(model).model), state.ptr, h, w, pixels.ctypes.data_as(_u8p),
+                                     out.ctypes.data_as(_u8p), cap)
+    if n == -5:
+        raise ValueError("the adaptive stage needs a model of slope >= 2")
+    if n < 0:
+        raise MemoryError("native encoder: out of memory")
+    return out[:n].tobytes()
+
+
+def decode_tile_adaptive(model: IntPixelCNN, data: bytes, h: int, w: int, level=1,
+                         state: AdaptiveState | None = None) -> np.ndarray:
+    """A tile's pixels (h, w, channels) uint8 from its adaptive stream: the wavefront walk gives the stage
+    each sub-pixel's head outputs. `state` as for encode_tile_adaptive, in the same condition. ValueError
+    if the stream does not decode exactly to its end (corruption)."""
+    C = model.cfg.channels
+    state = state or AdaptiveState(level, h * w * C)
+    buf = np.frombuffer(data, dtype=np.uint8) if len(data) else np.zeros(1, dtype=np.uint8)
+    out = np.empty((h, w, C), dtype=np.uint8)
+    status = _LIB.pz_decode_tile_adaptive(ctypes.byref(_packed(model).model), state.ptr, h, w, buf.ctypes.data_as(_u8p),
+                                          len(data), out.ctypes.data_as(_u8p))
+    if status == -2:
+        raise MemoryError("native decoder: out of memory")
+    if status == -5:
+        raise ValueError("the adaptive stage needs a model of slope >= 2")
+    if status != 0:
+        raise ValueError("adaptive stream: not decoded exactly to its end (corrupt data)")
+    return out

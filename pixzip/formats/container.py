@@ -4,9 +4,9 @@ Version 2 (written since pixzip 0.2) is version 1 made smaller for small images:
 whole file instead of a header and a payload CRC, 64-bit model identities instead of 128, the last
 stream's size implied by the file's length, and model names optional (empty for the shipped models,
 which are found by identity). Version 3 (pixzip 0.3) has version 2's layout; only its streams differ:
-they are rANS lanes (`pixzip.rans`) instead of constriction's range coder. Version 4 (DRAFT until the
-adaptive stage lands) adds the bit depth, the 16-bit planes' low parts, a per-plane entropy stage and
-the metadata section. Older files keep decoding."""
+they are rANS lanes (`pixzip.rans`) instead of constriction's range coder. Version 4 adds the bit
+depth, the 16-bit planes' low parts, a per-plane entropy stage (static rANS lanes, the adaptive stage,
+or stored samples), the metadata section and the transform record. Older files keep decoding."""
 
 from __future__ import annotations
 
@@ -27,9 +27,13 @@ CODERS = {1: "range", 2: "range", 3: "rans", 4: "rans"}    # the model streams' 
 # v4: the bit depths each mode may declare (sub-8: a PNG's declared depth; L's planes then hold the
 # samples scaled to 0..255, P's the indices; 16: the planes are uint16)
 DEPTHS = {"L": (2, 4, 8, 16), "LA": (8, 16), "RGB": (8, 16), "RGBA": (8, 16), "P": (1, 2, 4, 8), "1": (1,)}
-# v4: a plane's entropy stage; 0 = the static rANS lanes of v3 with the model's tables (1 is reserved
-# for the adaptive stage of issue 20 and refused until it exists)
-ENTROPY_STAGES = (0,)
+# v4: a plane's entropy stage: 0 = the static rANS lanes of v3 with the model's tables; 1 = the adaptive
+# stage (entropy/adaptive.py) at a level of ADAPTIVE_LEVELS, a fresh state per tile, byte-framed tile
+# streams of which any may be stored instead; 2 = the whole plane stored (bit-packed samples, one stream)
+STATIC, ADAPTIVE, STORED = 0, 1, 2
+ENTROPY_STAGES = (STATIC, ADAPTIVE, STORED)
+ADAPTIVE_LEVELS = (1, 2)          # entropy.adaptive.LEVELS' keys (a test keeps them in step)
+MAX_RECORD = (1 << 20) + 64       # a transform record's bytes at most (transforms.MAX_BODY and its head)
 MODE_CODES = {"L": 1, "LA": 2, "RGB": 3, "RGBA": 4, "P": 5, "1": 6}
 MODE_NAMES = {v: k for k, v in MODE_CODES.items()}
 PLANES_PER_MODE = {"L": 1, "LA": 2, "RGB": 1, "RGBA": 2, "P": 1, "1": 1}
@@ -53,7 +57,7 @@ class Header:
     height: int
     tile: int
     models: list[ModelRef]
-    planes: list[tuple[int, int]]            # (model index, channels) per plane
+    planes: list[tuple[int, int]]            # (model index, channels) per plane (of the coded image)
     stream_sizes: list[int] = field(default_factory=list)   # bytes per stream, planes then tiles
     pixel_crc: int = 0
     payload_crc: int = 0
@@ -65,6 +69,10 @@ class Header:
     version: int = VERSION
     depth: int = 8                           # v4 (older files: 8, or 1 for mode 1)
     entropy: list[int] = field(default_factory=list)      # v4: per plane (empty: 0 for every plane)
+    levels: list[int] = field(default_factory=list)       # v4: per plane, the adaptive stage's level (else 0)
+    stored_bits: list[int] = field(default_factory=list)  # v4: per plane, bits of a stored sample (stages 1, 2)
+    transform: bytes = b""                   # v4: the TransformRecord's bytes (empty: none); mode, size and
+    #                                          planes above are then the coded image's, depth and CRC the original's
     splits: list = field(default_factory=list)            # v4, 16-bit: depth.Split per plane
     metadata: list = field(default_factory=list)          # v4: metadata.Item list
 
@@ -79,7 +87,7 @@ class Header:
 
 
 ID_BYTES = {1: 16, 2: 8, 3: 8, 4: 8}   # model identity: the first 128 (v1) or 64 (v2, v3) bits of its SHA-256
-OPT_ICC, OPT_PALETTE, OPT_TRANSPARENCY = 1, 2, 4
+OPT_ICC, OPT_PALETTE, OPT_TRANSPARENCY, OPT_TRANSFORM = 1, 2, 4, 8
 
 
 class _Reader:
@@ -131,8 +139,8 @@ def write(h: Header, streams: list[np.ndarray]) -> bytes:
     caller's: the models' streams, then the low parts')."""
     if h.version not in WRITABLE:
         raise ValueError(f"cannot write format version {h.version}")
-    if h.version < 4 and (h.depth not in (8, 1) or h.metadata):
-        raise ValueError(f"format version {h.version} holds neither bit depths nor metadata")
+    if h.version < 4 and (h.depth not in (8, 1) or h.metadata or h.transform or any(h.entropy)):
+        raise ValueError(f"format version {h.version} holds no bit depths, metadata, transforms or entropy stages")
     payload = [s.astype("<u4").tobytes() for s in streams]
     h.stream_sizes = [len(p) for p in payload]
     body = _common_fields(h, id_bytes=ID_BYTES[h.version])
@@ -154,13 +162,15 @@ def _common_fields(h: Header, id_bytes: int) -> bytearray:
     body.append(len(h.models))
     for m in h.models:
         body += bytes.fromhex(m.id)[:id_bytes] + _blob(m.name.encode())
-    entropy = h.entropy or [0] * len(h.planes)
-    for (model_index, channels), stage in zip(h.planes, entropy):       # as many as the mode has planes
-        body += bytes([model_index, channels]) + (bytes([stage]) if h.version >= 4 else b"")
+    entropy = h.entropy or [STATIC] * len(h.planes)
+    for p, ((model_index, channels), stage) in enumerate(zip(h.planes, entropy)):   # as many as the mode has
+        body += bytes([model_index, channels])
+        if h.version >= 4:
+            body += bytes([stage]) + _stage_fields(h, p, stage)
     if h.version >= 4 and h.depth == 16:
         body += b"".join(split.to_bytes() for split in h.splits)
     optional = (OPT_ICC if h.icc else 0) | (OPT_PALETTE if h.palette else 0) | \
-        (OPT_TRANSPARENCY if h.transparency else 0)
+        (OPT_TRANSPARENCY if h.transparency else 0) | (OPT_TRANSFORM if h.transform else 0)
     body.append(optional)
     if h.icc:
         body += _blob(h.icc)
@@ -168,9 +178,35 @@ def _common_fields(h: Header, id_bytes: int) -> bytearray:
         body += _blob(h.palette_mode.encode()) + _blob(h.palette)
     if h.transparency:
         body += _blob(h.transparency)
+    if h.transform:
+        body += _blob(h.transform)
     if h.version >= 4:
         body += metadata.encode(h.metadata, _varint)
     return body
+
+
+def _stage_fields(h: Header, p: int, stage: int) -> bytes:
+    """v4: after a plane's stage byte, the adaptive level (stage 1) and the stored sample width (1, 2)."""
+    fields = b""
+    if stage == ADAPTIVE:
+        fields += bytes([h.levels[p]])
+    if stage in (ADAPTIVE, STORED):
+        fields += bytes([h.stored_bits[p]])
+    return fields
+
+
+def _read_stage(r: "_Reader") -> tuple[int, int, int]:
+    """(stage, level, stored bits) of one plane, each bounded; an unknown stage in its own words."""
+    stage = r.u8()
+    if stage not in ENTROPY_STAGES:
+        raise FormatError(f"file uses entropy stage {stage}, which this pixzip does not know (upgrade pixzip)")
+    level = r.u8() if stage == ADAPTIVE else 0
+    if stage == ADAPTIVE and level not in ADAPTIVE_LEVELS:
+        raise FormatError(f"header is corrupted (adaptive level {level})")
+    bits = r.u8() if stage in (ADAPTIVE, STORED) else 0
+    if bits > 8:
+        raise FormatError(f"header is corrupted (stored sample width {bits})")
+    return stage, level, bits
 
 
 def read_header(data: bytes) -> tuple[Header, int]:
@@ -206,24 +242,22 @@ def read_header(data: bytes) -> tuple[Header, int]:
         raise FormatError(f"header names an unknown image mode ({code})")
     mode = MODE_NAMES[code]
     depth = r.u8() if version >= 4 else (1 if mode == "1" else 8)
-    if version >= 4 and depth not in DEPTHS[mode]:
-        raise FormatError(f"header is corrupted (bit depth {depth} for mode {mode})")
     width, height, tile = r.varint(), r.varint(), r.varint()
     models = [ModelRef(r.take(ID_BYTES[version]).hex(), r.blob().decode("utf-8", "replace")) for _ in range(r.u8())]
-    planes, entropy = [], []
+    planes, stages = [], []
     for _ in range(PLANES_PER_MODE[mode]):
         planes.append((r.u8(), r.u8()))
-        entropy.append(r.u8() if version >= 4 else 0)
-    if any(stage not in ENTROPY_STAGES for stage in entropy):
-        raise FormatError(f"file uses entropy stage {max(entropy)}, which this pixzip does not know (upgrade pixzip)")
-    h = Header(mode, width, height, tile, models, planes, version=version, depth=depth, entropy=entropy)
+        stages.append(_read_stage(r) if version >= 4 else (STATIC, 0, 0))
+    h = Header(mode, width, height, tile, models, planes, version=version, depth=depth,
+               entropy=[s[0] for s in stages], levels=[s[1] for s in stages], stored_bits=[s[2] for s in stages])
     if depth == 16:
         try:
             h.splits = [read_split(r) for _ in planes]
         except ValueError:
             raise FormatError("header is corrupted (16-bit split)") from None
     optional = r.u8()
-    if optional & ~(OPT_ICC | OPT_PALETTE | OPT_TRANSPARENCY):
+    known = OPT_ICC | OPT_PALETTE | OPT_TRANSPARENCY | (OPT_TRANSFORM if version >= 4 else 0)
+    if optional & ~known:
         raise FormatError("header is corrupted (unknown optional fields)")
     if optional & OPT_ICC:
         h.icc = r.blob()
@@ -232,6 +266,11 @@ def read_header(data: bytes) -> tuple[Header, int]:
         h.palette = r.blob()
     if optional & OPT_TRANSPARENCY:
         h.transparency = r.blob()
+    if optional & OPT_TRANSFORM:
+        h.transform = r.blob()
+        if not 2 <= len(h.transform) <= MAX_RECORD:
+            raise FormatError("header is corrupted (transform record length)")
+    _check_depth(h)
     if version >= 4:
         h.metadata = metadata.decode(r, FormatError)
     n_streams = r.varint()
@@ -259,6 +298,16 @@ def read_header(data: bytes) -> tuple[Header, int]:
     return h, offset
 
 
+def _check_depth(h: Header):
+    """v4: the declared depth belongs to the original image: the coded mode's depths, or with a
+    transform record any mode's (the record's original mode is checked against it when it is parsed)."""
+    if h.version < 4:
+        return
+    allowed = {d for ds in DEPTHS.values() for d in ds} - {16} if h.transform else DEPTHS[h.mode]
+    if h.depth not in allowed:
+        raise FormatError(f"header is corrupted (bit depth {h.depth} for mode {h.mode})")
+
+
 def _validate(h: Header):
     if not (1 <= h.width < 1 << 31 and 1 <= h.height < 1 << 31):
         raise FormatError("header is corrupted (image size)")
@@ -269,9 +318,11 @@ def _validate(h: Header):
             raise FormatError("header is corrupted (plane table)")
     t = h.tile
     tiles = 1 if t == 0 else -(-h.width // t) * -(-h.height // t)
-    # at least one stream per tile and plane (a multi-scale model adds its small image's tiles; the
-    # exact count, which depends on the models, is checked by the caller), before any tile list is built
-    if tiles * len(h.planes) + h.low_streams > len(h.stream_sizes):
+    # at least one stream per tile and coded plane (a stored plane has one; a multi-scale model adds its
+    # small image's tiles; the exact count, which depends on the models, is checked by the caller),
+    # before any tile list is built
+    least = sum(1 if stage == STORED else tiles for stage in (h.entropy or [STATIC] * len(h.planes)))
+    if least + h.low_streams > len(h.stream_sizes):
         raise FormatError("header is corrupted (stream count)")
     if any(s % 4 for s in h.stream_sizes):
         raise FormatError("header is corrupted (stream sizes)")
@@ -287,3 +338,28 @@ def read_streams(data: bytes, h: Header, offset: int) -> list[np.ndarray]:
         out.append(np.frombuffer(payload, dtype="<u4", count=n // 4, offset=pos).astype(np.uint32))
         pos += n
     return out
+
+
+# -- v4 byte-framed streams (entropy stages 1 and 2) ------------------------------------------------------
+# The adaptive stage writes bytes, the container stores 4-byte words: a framed stream is a head byte
+# (bits 0-1: how many zero bytes pad the end; bit 2: the tile is stored, not coded; other bits zero),
+# the payload, then the padding. The decoder must know the payload's exact end: the adaptive decoder
+# checks that it used its bytes exactly.
+FRAME_PAD, FRAME_STORED = 3, 4
+
+
+def frame(payload: bytes, stored: bool = False) -> np.ndarray:
+    pad = -(1 + len(payload)) % 4
+    data = bytes([pad | (FRAME_STORED if stored else 0)]) + payload + bytes(pad)
+    return np.frombuffer(data, dtype="<u4").astype(np.uint32)
+
+
+def unframe(words: np.ndarray) -> tuple[bytes, bool]:
+    """(payload, stored) of a framed stream; FormatError if the head or the padding is wrong."""
+    data = np.asarray(words, dtype="<u4").tobytes()
+    if not data or data[0] & ~(FRAME_PAD | FRAME_STORED):
+        raise FormatError("compressed data is corrupted (stream head)")
+    pad = data[0] & FRAME_PAD
+    if len(data) < 1 + pad or any(data[len(data) - pad:]):
+        raise FormatError("compressed data is corrupted (stream padding)")
+    return data[1:len(data) - pad], bool(data[0] & FRAME_STORED)

@@ -4,6 +4,9 @@ old ones to a folder named after their version first, e.g. v1/, v2/; they must k
     python tests/golden/make_golden.py
 
 Writes two tiny models, one small image per mode, their .pxz files and the SHA-256 of the decoded pixels.
+Version 4 adds files for its entropy stages and the transform record (V4_FILES: adaptive planes, a
+stored plane, a grey-as-RGB image coded as grey); expected.json records each file's effort (the current
+version's files must re-encode to the same bytes) and the first version that has it.
 """
 
 from __future__ import annotations
@@ -39,6 +42,18 @@ def golden_images() -> dict[str, Image.Image]:
             "p": base.quantize(colors=16), "1": base.convert("L").point(lambda v: 255 * (v > 100)).convert("1")}
 
 
+def v4_images() -> dict[str, tuple[Image.Image, int]]:
+    """Version 4's stages and transforms, each with the effort that codes it so: an RGBA image at -e 5
+    (transforms), a stored plane (noise), a grey image saved as RGB (a transform record)
+    and a P image (its palette order in the record). (The adaptive stage's files use golden-rgb16.pxm,
+the native coder's structure: the encoder takes the stage only where the compiled coder runs the model.)"""
+    base = golden_images()
+    rng = np.random.default_rng(2027)
+    noise = Image.fromarray(rng.integers(0, 256, (11, 13, 3), dtype=np.uint8))
+    return {"transform-rgba.pxz": (base["rgba"], 5), "stored-noise.pxz": (noise, 1),
+            "grey-as-rgb.pxz": (base["l"].convert("RGB"), 2), "palette-p.pxz": (base["p"], 2)}
+
+
 def pixel_hash(im: Image.Image) -> str:
     return hashlib.sha256(images.split(im).pixel_bytes()).hexdigest()
 
@@ -55,9 +70,19 @@ def main():
     for name, im in golden_images().items():
         d = images.split(im)
         used = [m for m in (rgb, gray) if any(p.shape[2] == m.channels for p in d.planes)]
-        data, _ = api.compress(d, used, tile=8)
+        data, _ = api.compress(d, used, tile=8, effort=1)
         (HERE / f"{name}.pxz").write_bytes(data)
-        expected[f"{name}.pxz"] = {"mode": im.mode, "size": list(im.size), "sha256": pixel_hash(im)}
+        expected[f"{name}.pxz"] = {"mode": im.mode, "size": list(im.size), "sha256": pixel_hash(im),
+                                   "effort": 1, "since": 1}
+    for name, (im, effort) in v4_images().items():
+        d = images.split(im)
+        used = [m for m in (rgb, gray) if any(p.shape[2] == m.channels for p in d.planes)]
+        if name == "grey-as-rgb.pxz":
+            used.append(gray)           # its transform turns it into a grey image
+        data, _ = api.compress(d, used, tile=8, effort=effort)
+        (HERE / name).write_bytes(data)
+        expected[name] = {"mode": im.mode, "size": list(im.size), "sha256": pixel_hash(im), "effort": effort,
+                          "since": 4}
     (HERE / "expected.json").write_text(json.dumps(expected, indent=1, sort_keys=True) + "\n")
     wide_stream_golden()
 
@@ -70,8 +95,12 @@ def wide_stream_golden():
     if not path.exists():
         net = make_tiny_model(3, seed=33, blocks=2, first_kernel=7, skip_kernel=5, stream_bits=16, slope=2)[1]
         modelfile.save(net, path, {"note": "golden test model: 16-bit stream, slope 2"})
-    data, _ = api.compress(images.split(golden_images()["rgb"]), [modelfile.load(path)], tile=8)
+    data, _ = api.compress(images.split(golden_images()["rgb"]), [modelfile.load(path)], tile=8, effort=1)
     (HERE / "rgb16.pxz").write_bytes(data)
+    # the native coder's structure: an adaptive file the compiled stage writes (and the reference reads)
+    for name, effort in (("rgb16-adaptive.pxz", 4), ("rgb16-adaptive2.pxz", 5)):
+        data, _ = api.compress(images.split(golden_images()["rgb"]), [modelfile.load(path)], tile=8, effort=effort)
+        (HERE / name).write_bytes(data)
 
 
 if __name__ == "__main__":

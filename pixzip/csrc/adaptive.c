@@ -1,0 +1,543 @@
+/* The adaptive entropy stage in C: pixzip/entropy/adaptive.py's integers (that file is the specification
+ * and explains every step; the names here follow it). Right shifts of negative numbers are arithmetic
+ * (floor), as Python's >>: what gcc, clang and MSVC do. */
+#include "adaptive.h"
+
+#include <stdlib.h>
+#include <string.h>
+#ifdef __linux__
+#include <sys/mman.h>
+#endif
+
+#define INLINE static inline __attribute__((always_inline))
+
+enum { PROB_ONE = 4096, ST_MAX = 2047, NODES = 32, CHECK_SLOT = 0, BIAS_INPUT = 256, W_LIMIT = 1 << 19 };
+enum { NODE_ZERO = 1, NODE_SIGN = 2 };
+static const uint32_t COUNTER_INIT = (uint32_t)1 << 31;       /* probability 1/2 (22 bits) << 10, count 0 */
+
+enum {
+    F_ZERO, F_IDX, F_IDX2, F_IDX8, F_FRAC, F_CH, F_BRIGHT,
+    F_QRW, F_QRN, F_QRNW, F_QRNE, F_QRWW, F_QRNN, F_QR1, F_QR2, F_ACT, F_GRAD,
+    F_DW, F_DN, F_DNW, F_DNE, F_DPLANE, F_DNNE, F_DAVG, F_DWNE, F_DNN, F_DWW, F_DCW, F_DCN,
+    F_RW, F_RN, F_R1, F_QRWP, F_QRNP, F_QR1U
+};
+
+/* ---- logistic tables -------------------------------------------------------------------------------- */
+
+static const int32_t SQUASH_POINTS[33] = {1, 2, 4, 6, 10, 17, 27, 45, 74, 120, 194, 311, 488, 747, 1102, 1546, 2048,
+                                          2550, 2994, 3349, 3608, 3785, 3902, 3976, 4022, 4051, 4069, 4079, 4086,
+                                          4090, 4092, 4094, 4095};
+static int16_t STRETCH[PROB_ONE];
+static int32_t RECIP[1024];
+
+INLINE int32_t squash(int32_t d) {
+    if (d > ST_MAX) d = ST_MAX;
+    if (d < -ST_MAX) d = -ST_MAX;
+    int32_t w = d & 127, k = (d >> 7) + 16;
+    return (SQUASH_POINTS[k] * (128 - w) + SQUASH_POINTS[k + 1] * w + 64) >> 7;
+}
+
+/* Built once when the library is loaded, before any thread can code. */
+__attribute__((constructor)) static void build_tables(void) {
+    int p = 0;
+    for (int d = -ST_MAX; d <= ST_MAX; d++)
+        for (int v = squash(d); p <= v; p++) STRETCH[p] = (int16_t)d;
+    for (; p < PROB_ONE; p++) STRETCH[p] = ST_MAX;
+    for (int n = 0; n < 1024; n++) RECIP[n] = (1 << 17) / (2 * n + 3);
+}
+
+INLINE int32_t clampi(int32_t v, int32_t lo, int32_t hi) { return v < lo ? lo : (v > hi ? hi : v); }
+INLINE int bitlen(uint32_t u) { return u ? 32 - __builtin_clz(u) : 0; }
+
+INLINE int qres(int r) {
+    int a = r < 0 ? -r : r;
+    int b = a == 0 ? 0 : (bitlen((uint32_t)(a - 1)) + 1 < 7 ? bitlen((uint32_t)(a - 1)) + 1 : 7);
+    return r < 0 ? -b : b;
+}
+
+INLINE int qlog(int u) {
+    if (u == 0) return 0;
+    int b = bitlen((uint32_t)(u - 1)) + 1;
+    return b < 10 ? b : 10;
+}
+
+/* ---- the state -------------------------------------------------------------------------------------- */
+
+struct PzAdaptive {
+    PzLevel lv;
+    int bits;                       /* blocks per context table: 2^bits */
+    uint32_t *tables;               /* [context][block][NODES]: slot 0 the check, then the nodes */
+    int32_t *weights[AD_MAX_MIXERS];   /* [node][selector value][contexts + 1] */
+    int32_t *final;                 /* [node][mixers] */
+    uint16_t *apm[AD_MAX_APMS];     /* [node][selector value][33] */
+    int64_t bytes;
+};
+
+static int level_ok(const PzLevel *lv) {
+    if (lv->n_contexts < 1 || lv->n_contexts > AD_MAX_CONTEXTS || lv->n_mixers < 1 || lv->n_mixers > AD_MAX_MIXERS
+        || lv->n_apms < 1 || lv->n_apms > AD_MAX_APMS || lv->max_table_bits < 10 || lv->max_table_bits > 24
+        || lv->counter_limit < 0 || lv->counter_limit > 1023 || lv->apm_rate < 1 || lv->apm_rate > 15
+        || lv->mixer_rate < 0 || lv->mixer_rate > 64 || lv->final_rate < 0 || lv->final_rate > 64
+        || lv->mixer_init < -W_LIMIT || lv->mixer_init > W_LIMIT || lv->net_init < -W_LIMIT || lv->net_init > W_LIMIT)
+        return 0;
+    for (int k = 0; k < lv->n_contexts; k++) {
+        if (lv->ctx_len[k] < 1 || lv->ctx_len[k] > 4) return 0;
+        for (int f = 0; f < lv->ctx_len[k]; f++)
+            if (lv->ctx_feature[k][f] < 0 || lv->ctx_feature[k][f] >= AD_N_FEATURES) return 0;
+    }
+    for (int m = 0; m < lv->n_mixers; m++)
+        if (lv->mixer_feature[m] < 0 || lv->mixer_feature[m] >= AD_N_FEATURES || lv->mixer_size[m] < 1
+            || lv->mixer_size[m] > 256) return 0;
+    for (int a = 0; a < lv->n_apms; a++)
+        if (lv->apm_feature[a] < 0 || lv->apm_feature[a] >= AD_N_FEATURES || lv->apm_size[a] < 1
+            || lv->apm_size[a] > 256) return 0;
+    return 1;
+}
+
+/* adaptive.table_bits */
+static int table_bits(const PzLevel *lv, int64_t n) {
+    int b = 0;
+    while (b < 63 && ((int64_t)1 << b) <= n) b++;     /* n.bit_length() */
+    b -= 2;
+    return b < 10 ? 10 : (b > lv->max_table_bits ? lv->max_table_bits : b);
+}
+
+/* Zeroed memory for the context tables, on 2 MB pages where the system gives them: the tables are read
+ * at random, and with 4 KB pages nearly every read would also miss the TLB (measured: a quarter of the
+ * stage's time waited on the blocks' prefetches). */
+static void *table_alloc(size_t bytes) {
+    void *p = NULL;
+    size_t huge = (size_t)1 << 21;
+    if (bytes >= huge) {
+        if (posix_memalign(&p, huge, (bytes + huge - 1) / huge * huge) != 0) return NULL;
+#ifdef MADV_HUGEPAGE
+        madvise(p, (bytes + huge - 1) / huge * huge, MADV_HUGEPAGE);
+#endif
+        memset(p, 0, bytes);
+        return p;
+    }
+    return calloc(bytes, 1);
+}
+
+void pz_adaptive_free(PzAdaptive *st) {
+    if (!st) return;
+    free(st->tables);
+    for (int m = 0; m < AD_MAX_MIXERS; m++) free(st->weights[m]);
+    for (int a = 0; a < AD_MAX_APMS; a++) free(st->apm[a]);
+    free(st->final);
+    free(st);
+}
+
+/* A fresh state for a level, sized for n_subpixels (adaptive.State); NULL if the level is invalid or
+ * memory ran out. Tables start empty (check 0 matches no context), weights and APMs at their initial
+ * values (adaptive.py creates them on first use with the same values). */
+PzAdaptive *pz_adaptive_new(const PzLevel *lv, int64_t n_subpixels) {
+    if (!level_ok(lv)) return NULL;
+    PzAdaptive *st = calloc(1, sizeof(PzAdaptive));
+    if (!st) return NULL;
+    st->lv = *lv;
+    st->bits = table_bits(lv, n_subpixels);
+    size_t slots = (size_t)lv->n_contexts * ((size_t)1 << st->bits) * NODES;
+    st->tables = table_alloc(slots * sizeof(uint32_t));
+    st->final = malloc(sizeof(int32_t) * NODES * lv->n_mixers);
+    st->bytes = (int64_t)(slots * sizeof(uint32_t));
+    if (!st->tables || !st->final) goto fail;
+    for (int k = 0; k < NODES * lv->n_mixers; k++) st->final[k] = 65536 / lv->n_mixers;
+    int n = lv->n_contexts, inputs = n + 2;       /* the contexts, the network, the bias */
+    for (int m = 0; m < lv->n_mixers; m++) {
+        size_t sets = (size_t)NODES * lv->mixer_size[m];
+        if (!(st->weights[m] = malloc(sizeof(int32_t) * sets * inputs))) goto fail;
+        for (size_t s = 0; s < sets; s++)
+            for (int k = 0; k < inputs; k++) st->weights[m][s * inputs + k] = k < n ? lv->mixer_init : (k == n ? lv->net_init : 0);
+        st->bytes += (int64_t)(sizeof(int32_t) * sets * inputs);
+    }
+    for (int a = 0; a < lv->n_apms; a++) {
+        size_t sets = (size_t)NODES * lv->apm_size[a];
+        if (!(st->apm[a] = malloc(sizeof(uint16_t) * sets * 33))) goto fail;
+        for (size_t s = 0; s < sets; s++)
+            for (int k = 0; k < 33; k++) st->apm[a][s * 33 + k] = (uint16_t)(squash((k - 16) * 128) * 16);
+        st->bytes += (int64_t)(sizeof(uint16_t) * sets * 33);
+    }
+    return st;
+fail:
+    pz_adaptive_free(st);
+    return NULL;
+}
+
+int64_t pz_adaptive_memory(const PzAdaptive *st) { return st->bytes; }
+
+/* ---- features of a sub-pixel's neighbourhood (adaptive.features) ---------------------------------------- */
+
+/* value and residual at (i, j, c), or (p, 0) outside the tile */
+INLINE void neighbour(const PzAdTile *t, int i, int j, int c, int p, int *v, int *r) {
+    if (i < 0 || j < 0 || j >= t->w) {
+        *v = p;
+        *r = 0;
+        return;
+    }
+    size_t k = ((size_t)i * t->w + j) * t->C + c;
+    *v = t->value[k];
+    *r = t->res[k];
+}
+
+INLINE int rounded_mean(int mu16) { return (mu16 + 8) >> 4 < 255 ? (mu16 + 8) >> 4 : 255; }
+
+INLINE void features(const PzAdTile *t, int i, int j, int c, int mu16, int idx, int *F) {
+    int p = rounded_mean(mu16);
+    int W, rW, N, rN, NW, rNW, NE, rNE, WW, rWW, NN, rNN, NNE, rNNE;
+    neighbour(t, i, j - 1, c, p, &W, &rW);
+    neighbour(t, i - 1, j, c, p, &N, &rN);
+    neighbour(t, i - 1, j - 1, c, p, &NW, &rNW);
+    neighbour(t, i - 1, j + 1, c, p, &NE, &rNE);
+    neighbour(t, i, j - 2, c, p, &WW, &rWW);
+    neighbour(t, i - 2, j, c, p, &NN, &rNN);
+    neighbour(t, i - 2, j + 1, c, p, &NNE, &rNNE);
+    F[F_ZERO] = 0;
+    F[F_IDX] = idx; F[F_IDX2] = idx >> 1; F[F_IDX8] = idx >> 3;
+    F[F_FRAC] = mu16 - 16 * p + 8;
+    F[F_CH] = c; F[F_BRIGHT] = p >> 4;
+    F[F_QRW] = qres(rW); F[F_QRN] = qres(rN); F[F_QRNW] = qres(rNW); F[F_QRNE] = qres(rNE);
+    F[F_QRWW] = qres(rWW); F[F_QRNN] = qres(rNN);
+    F[F_ACT] = qlog(abs(rW) + abs(rN) + abs(rNW) + abs(rNE));
+    F[F_GRAD] = qlog(abs(W - NW) + abs(N - NW) + abs(NE - N));
+    F[F_DW] = qres(W - p); F[F_DN] = qres(N - p); F[F_DNW] = qres(NW - p); F[F_DNE] = qres(NE - p);
+    F[F_DPLANE] = qres(clampi(W + N - NW, 0, 255) - p);
+    F[F_DNNE] = qres(clampi(N + NE - NNE, 0, 255) - p);
+    F[F_DAVG] = qres(((N + NE + 1) >> 1) - p);
+    F[F_DWNE] = qres(clampi(W + NE - N, 0, 255) - p);
+    F[F_DNN] = qres(clampi(2 * N - NN, 0, 255) - p);
+    F[F_DWW] = qres(clampi(2 * W - WW, 0, 255) - p);
+    F[F_RW] = clampi(rW, -12, 12); F[F_RN] = clampi(rN, -12, 12);
+    F[F_QR1] = F[F_QR2] = F[F_R1] = F[F_DCW] = F[F_DCN] = F[F_QRWP] = F[F_QRNP] = 0;
+    if (c > 0) {
+        size_t here = ((size_t)i * t->w + j) * t->C;
+        int x1 = t->value[here + c - 1], r1 = t->res[here + c - 1];
+        int W1, rW1, N1, rN1;
+        neighbour(t, i, j - 1, c - 1, p, &W1, &rW1);
+        neighbour(t, i - 1, j, c - 1, p, &N1, &rN1);
+        F[F_QR1] = qres(r1); F[F_R1] = clampi(r1, -12, 12);
+        F[F_QR2] = c > 1 ? qres(t->res[here + c - 2]) : 0;
+        F[F_DCW] = j > 0 ? qres(clampi(W + x1 - W1, 0, 255) - p) : 0;
+        F[F_DCN] = i > 0 ? qres(clampi(N + x1 - N1, 0, 255) - p) : 0;
+        F[F_QRWP] = qres(rW1); F[F_QRNP] = qres(rN1);
+    }
+    F[F_QR1U] = F[F_QR1] + 7;
+}
+
+INLINE uint32_t ctx_hash(int k, const int32_t *feat, int len, const int *F) {
+    uint32_t h = (uint32_t)(k + 1) * 0x9E3779B1u;
+    for (int f = 0; f < len; f++) {
+        h = (h + ((uint32_t)F[feat[f]] & 0xFFFF)) * 0x2545F491u;
+        h ^= h >> 15;
+    }
+    h ^= h >> 16;
+    h *= 0x7FEB352Du;
+    h ^= h >> 15;
+    h *= 0x846CA68Bu;
+    return h ^ (h >> 16);
+}
+
+/* ---- one sub-pixel ---------------------------------------------------------------------------------------- */
+
+typedef struct {
+    PzAdTile *t;
+    const int *F;
+    const int64_t *row;              /* the network's table: C(k) = row[k] - row[0] */
+    uint32_t *blocks[AD_MAX_CONTEXTS];
+} Stage;
+
+/* Context k's block for hash h: found, or (re)initialised with h's check (State.block) */
+INLINE uint32_t *block_of(PzAdaptive *st, int k, uint32_t h) {
+    uint32_t index = h >> (32 - st->bits), check = (h & 0xFFFF) | 0x10000;
+    uint32_t *blk = st->tables + (((size_t)k << st->bits) + index) * NODES;
+    if (blk[CHECK_SLOT] != check) {
+        for (int s = 1; s < NODES; s++) blk[s] = COUNTER_INIT;
+        blk[CHECK_SLOT] = check;
+    }
+    return blk;
+}
+
+enum { LAPLACE_ROW = 511 };
+
+INLINE void stage_init(Stage *sg, PzAdTile *t, const int *F, int mu16, int idx) {
+    PzAdaptive *st = t->st;
+    const PzLevel *lv = &st->lv;
+    uint32_t h[AD_MAX_CONTEXTS];
+    sg->t = t;
+    sg->F = F;
+    sg->row = t->cdf + ((int64_t)idx * 16 + mu16 % 16) * LAPLACE_ROW + (255 - mu16 / 16);   /* laplace_start */
+    __builtin_prefetch(sg->row + mu16 / 16);
+    for (int k = 0; k < lv->n_contexts; k++) {      /* every block's address first: their misses overlap */
+        h[k] = ctx_hash(k, lv->ctx_feature[k], lv->ctx_len[k], F);
+        const uint32_t *blk = st->tables + (((size_t)k << st->bits) + (h[k] >> (32 - st->bits))) * NODES;
+        __builtin_prefetch(blk);        /* the check and nodes 1..15: most sub-pixels need no other line */
+    }
+    for (int k = 0; k < lv->n_contexts; k++) sg->blocks[k] = block_of(st, k, h[k]);
+}
+
+INLINE int32_t dot(const int32_t *ws, const int32_t *xs, int n) {
+    int64_t s = 0;
+    for (int k = 0; k < n; k++) s += (int64_t)ws[k] * xs[k];
+    s >>= 16;
+    return (int32_t)(s < -ST_MAX ? -ST_MAX : (s > ST_MAX ? ST_MAX : s));
+}
+
+INLINE void train(int32_t *ws, const int32_t *xs, int n, int32_t err) {
+    for (int k = 0; k < n; k++) {        /* |x * err| < 2047 * 4096 * 64 < 2^31 - 2^15 (level_ok: rates <= 64) */
+        int32_t v = ws[k] + ((xs[k] * err + 0x8000) >> 16);
+        ws[k] = v < -W_LIMIT ? -W_LIMIT : (v > W_LIMIT ? W_LIMIT : v);
+    }
+}
+
+/* ---- the binary arithmetic coder ------------------------------------------------------------------------- */
+
+INLINE uint32_t split(uint32_t x1, uint32_t x2, int p) {
+    uint32_t r = x2 - x1;
+    return x1 + (r >> 12) * (uint32_t)p + (((r & 0xFFF) * (uint32_t)p) >> 12);
+}
+
+INLINE void put_byte(PzAdTile *t, uint8_t b) {
+    if (t->len == t->cap) {
+        int64_t cap = t->cap ? 2 * t->cap : 4096;
+        uint8_t *buf = realloc(t->buf, (size_t)cap);
+        if (!buf) {
+            t->failed = 1;
+            return;
+        }
+        t->buf = buf;
+        t->cap = cap;
+    }
+    t->buf[t->len++] = b;
+}
+
+INLINE uint8_t get_byte(PzAdTile *t) {
+    uint8_t b = t->pos < t->len ? t->buf[t->pos] : 0;
+    t->pos++;
+    return b;
+}
+
+/* Code bit y with probability p (of a 1, in 1/4096), or decode one with y < 0; returns the bit. */
+INLINE int code(PzAdTile *t, int p, int y) {
+    uint32_t mid = split(t->x1, t->x2, p);
+    if (y < 0) y = t->x <= mid;
+    if (y) t->x2 = mid;
+    else t->x1 = mid + 1;
+    while (((t->x1 ^ t->x2) & 0xFF000000u) == 0) {
+        if (t->decoding) t->x = (t->x << 8) | get_byte(t);
+        else put_byte(t, (uint8_t)(t->x2 >> 24));
+        t->x1 <<= 8;
+        t->x2 = (t->x2 << 8) | 255;
+    }
+    return y;
+}
+
+/* the network's frequency of the values a..b (_Stage.mass) */
+INLINE int64_t mass(const Stage *sg, int a, int b) { return sg->row[b + 1] - sg->row[a]; }
+
+/* _Stage.code_bit: one decision at `node` (y < 0: decode it); the network gives a 1 `ones` of `total` */
+INLINE int code_bit(Stage *sg, int node, int y, int64_t ones, int64_t total) {
+    PzAdaptive *st = sg->t->st;
+    const PzLevel *lv = &st->lv;
+    const int *F = sg->F;
+    int n = lv->n_contexts, inputs = n + 2;
+    int32_t xs[AD_MAX_CONTEXTS + 2], outs[AD_MAX_MIXERS] = {0};
+    int64_t q = (ones << 12) / total;
+    int32_t *sets[AD_MAX_MIXERS], *final = NULL;
+    uint16_t *tables[AD_MAX_APMS];
+    for (int k = 0; k < n; k++) xs[k] = STRETCH[sg->blocks[k][node] >> 20];
+    xs[n] = STRETCH[q < 1 ? 1 : (q > PROB_ONE - 1 ? PROB_ONE - 1 : q)];
+    xs[n + 1] = BIAS_INPUT;
+    for (int m = 0; m < lv->n_mixers; m++) {
+        sets[m] = st->weights[m] + ((size_t)node * lv->mixer_size[m] + F[lv->mixer_feature[m]]) * inputs;
+        outs[m] = dot(sets[m], xs, inputs);
+    }
+    int32_t mixed = outs[0];
+    if (lv->n_mixers > 1) {
+        final = st->final + (size_t)node * lv->n_mixers;
+        mixed = dot(final, outs, lv->n_mixers);
+    }
+    int32_t p_mix = squash(mixed), p_apm = 0;
+    int32_t s = clampi(mixed, -ST_MAX, ST_MAX) + 2048, lo = s >> 7, w = s & 127;
+    for (int a = 0; a < lv->n_apms; a++) {
+        tables[a] = st->apm[a] + ((size_t)node * lv->apm_size[a] + F[lv->apm_feature[a]]) * 33;
+        p_apm += (tables[a][lo] * (128 - w) + tables[a][lo + 1] * w) >> 11;
+    }
+    p_apm /= lv->n_apms;
+    int p = clampi((p_mix + 3 * p_apm + 2) >> 2, 1, PROB_ONE - 1);
+
+    y = code(sg->t, p, y);
+
+    for (int k = 0; k < n; k++) {
+        uint32_t slot = sg->blocks[k][node];
+        int64_t q = slot >> 10;
+        uint32_t c = slot & 1023;
+        q += (((int64_t)y << 22) - q) * RECIP[c] >> 16;
+        if ((int)c < lv->counter_limit) c++;
+        sg->blocks[k][node] = ((uint32_t)q << 10) | c;
+    }
+    for (int m = 0; m < lv->n_mixers; m++) train(sets[m], xs, inputs, ((y << 12) - squash(outs[m])) * lv->mixer_rate);
+    if (final) train(final, outs, lv->n_mixers, ((y << 12) - p_mix) * lv->final_rate);
+    int near = lo + (w >> 6), target = y ? 65535 : 0;
+    for (int a = 0; a < lv->n_apms; a++) tables[a][near] += (target - tables[a][near]) >> lv->apm_rate;
+    return y;
+}
+
+/* the network's frequency of magnitudes a..b on one side of p */
+INLINE int64_t side(const Stage *sg, int p, int negative, int a, int b) {
+    return negative ? mass(sg, p - b, p - a) : mass(sg, p + a, p + b);
+}
+
+/* _code_subpixel: x binarised around p (x < 0: decoded); returns x */
+INLINE int code_subpixel(Stage *sg, int p, int x) {
+    int dec = x < 0, r = x - p, m = r < 0 ? -r : r;
+    if (code_bit(sg, NODE_ZERO, dec ? -1 : r == 0, mass(sg, p, p), mass(sg, 0, 255))) return p;
+    int negative = p == 255;
+    if (p > 0 && p < 255) {
+        int64_t below = mass(sg, 0, p - 1);
+        negative = code_bit(sg, NODE_SIGN, dec ? -1 : r < 0, below, below + mass(sg, p + 1, 255));
+    }
+    int top = negative ? p : 255 - p, e = 0;
+    while ((2 << e) <= top) {
+        if (!code_bit(sg, 3 + 7 * negative + e, dec ? -1 : m >= (2 << e), side(sg, p, negative, 2 << e, top),
+                      side(sg, p, negative, 1 << e, top))) break;
+        e++;
+    }
+    int v = 1 << e;
+    for (int b = e - 1; b >= 0; b--) {
+        if ((v | (1 << b)) > top) continue;
+        int hi = (v | ((2 << b) - 1)) < top ? (v | ((2 << b) - 1)) : top;
+        if (code_bit(sg, 17 + 2 * (e - 1) + (b != e - 1), dec ? -1 : (m >> b) & 1, side(sg, p, negative, v | (1 << b), hi),
+                     side(sg, p, negative, v, hi)))
+            v |= 1 << b;
+    }
+    return negative ? p - v : p + v;
+}
+
+/* ---- tiles ------------------------------------------------------------------------------------------------ */
+
+static int begin(PzAdTile *t, PzAdaptive *st, int h, int w, int C, const int64_t *cdf) {
+    memset(t, 0, sizeof(*t));
+    t->st = st;
+    t->cdf = cdf;
+    t->h = h; t->w = w; t->C = C;
+    t->x2 = 0xFFFFFFFFu;
+    t->value = malloc((size_t)h * w * C);
+    t->res = malloc(sizeof(int16_t) * (size_t)h * w * C);
+    return t->value && t->res ? 0 : -2;
+}
+
+int ad_begin_encode(PzAdTile *t, PzAdaptive *st, int h, int w, int C, const int64_t *cdf) {
+    if (begin(t, st, h, w, C, cdf) != 0) return -2;
+    t->cap = 4096;
+    t->buf = malloc((size_t)t->cap);
+    return t->buf ? 0 : -2;
+}
+
+int ad_begin_decode(PzAdTile *t, PzAdaptive *st, int h, int w, int C, const int64_t *cdf, const uint8_t *data,
+                    int64_t n) {
+    if (begin(t, st, h, w, C, cdf) != 0) return -2;
+    t->buf = (uint8_t *)data;        /* read only */
+    t->len = n;
+    t->decoding = 1;
+    for (int k = 0; k < 4; k++) t->x = (t->x << 8) | get_byte(t);
+    return 0;
+}
+
+INLINE void record(PzAdTile *t, int i, int j, int c, int x, int p) {
+    size_t k = ((size_t)i * t->w + j) * t->C + c;
+    t->value[k] = (uint8_t)x;
+    t->res[k] = (int16_t)(x - p);
+}
+
+void ad_encode(PzAdTile *t, int i, int j, int c, int x, int mu16, int idx) {
+    int F[AD_N_FEATURES], p = rounded_mean(mu16);
+    Stage sg;
+    features(t, i, j, c, mu16, idx, F);
+    stage_init(&sg, t, F, mu16, idx);
+    code_subpixel(&sg, p, x);
+    record(t, i, j, c, x, p);
+}
+
+int ad_decode(PzAdTile *t, int i, int j, int c, int mu16, int idx) {
+    int F[AD_N_FEATURES], p = rounded_mean(mu16);
+    Stage sg;
+    features(t, i, j, c, mu16, idx, F);
+    stage_init(&sg, t, F, mu16, idx);
+    int x = code_subpixel(&sg, p, -1);
+    record(t, i, j, c, x, p);
+    return x;
+}
+
+int64_t ad_finish_encode(PzAdTile *t) {
+    for (int k = 0; k <= 4; k++) {       /* BinaryEncoder.finish: the fewest bytes that land in [x1, x2] */
+        int sh = 32 - 8 * k;
+        uint64_t unit = (uint64_t)1 << sh;
+        uint64_t v = ((uint64_t)t->x1 + unit - 1) / unit * unit;
+        if (v <= t->x2) {
+            for (int b = 0; b < k; b++) put_byte(t, (uint8_t)(v >> (24 - 8 * b)));
+            break;
+        }
+    }
+    return t->failed ? -2 : t->len;
+}
+
+int ad_finish_decode(const PzAdTile *t) { return t->len <= t->pos && t->pos <= t->len + 4 ? 0 : -1; }
+
+void ad_end(PzAdTile *t) {
+    free(t->value);
+    free(t->res);
+    if (!t->decoding) free(t->buf);
+    t->value = NULL; t->res = NULL; t->buf = NULL;
+}
+
+/* ---- whole tiles with known head outputs (tests, benchmarks, other models' outputs) ------------------------ */
+
+/* Loops over a tile's sub-pixels (i, j, c) in the decoding order: wavefront t = j + slope*i, channel, row */
+#define FOR_DECODING_ORDER(h, w, C, slope, i, j, c)                                                         \
+    for (int t_ = 0; t_ <= (w - 1) + slope * (h - 1); t_++)                                                 \
+        for (int c = 0, i_lo_ = t_ - (w - 1) <= 0 ? 0 : (t_ - (w - 1) + slope - 1) / slope,                \
+                 i_hi_ = t_ / slope < h - 1 ? t_ / slope : h - 1; c < C; c++)                               \
+            for (int i = i_lo_, j = t_ - slope * i; i <= i_hi_; i++, j = t_ - slope * i)
+
+/* Encode a tile (h x w x C values) with each sub-pixel's (mu16, idx) in the decoding order (2 int64 per
+ * sub-pixel) and the model's Laplace prefix sums `cdf`, coding with `st` (fresh, or carried along a chain). Writes the stream to out (room for
+ * cap bytes); returns its length, -2 if memory ran out, -4 if cap is too small, -5 for slope < 2. */
+int64_t pz_adaptive_encode_known(PzAdaptive *st, const int64_t *cdf, int h, int w, int C, int slope,
+                                 const uint8_t *pixels, const int64_t *params, uint8_t *out, int64_t cap) {
+    PzAdTile t;
+    if (slope < 2) return -5;
+    if (ad_begin_encode(&t, st, h, w, C, cdf) != 0) {
+        ad_end(&t);
+        return -2;
+    }
+    const int64_t *pm = params;
+    FOR_DECODING_ORDER(h, w, C, slope, i, j, c) {
+        ad_encode(&t, i, j, c, pixels[((size_t)i * w + j) * C + c], (int)pm[0], (int)pm[1]);
+        pm += 2;
+    }
+    int64_t n = ad_finish_encode(&t);
+    if (n >= 0 && n > cap) n = -4;
+    if (n >= 0) memcpy(out, t.buf, (size_t)n);
+    ad_end(&t);
+    return n;
+}
+
+/* Decode a tile coded by pz_adaptive_encode_known with the same head outputs and state: pixels to out
+ * (h x w x C). Returns 0, -1 if the stream is not used exactly to its end (corrupt), -2, -5 as above. */
+int pz_adaptive_decode_known(PzAdaptive *st, const int64_t *cdf, int h, int w, int C, int slope,
+                             const uint8_t *data, int64_t n, const int64_t *params, uint8_t *out) {
+    PzAdTile t;
+    if (slope < 2) return -5;
+    if (ad_begin_decode(&t, st, h, w, C, cdf, data, n) != 0) {
+        ad_end(&t);
+        return -2;
+    }
+    const int64_t *pm = params;
+    FOR_DECODING_ORDER(h, w, C, slope, i, j, c) {
+        out[((size_t)i * w + j) * C + c] = (uint8_t)ad_decode(&t, i, j, c, (int)pm[0], (int)pm[1]);
+        pm += 2;
+    }
+    int status = ad_finish_decode(&t);
+    ad_end(&t);
+    return status;
+}

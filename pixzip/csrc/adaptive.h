@@ -1,0 +1,53 @@
+/* The adaptive entropy stage (issue 20): bitwise context mixing driven by the network's per-sub-pixel
+ * prediction. pixzip/entropy/adaptive.py is its specification (binarisation, features, contexts, counters,
+ * mixers, APM, coder: read it first); this is the same integers in C, and tests/test_adaptive.py checks
+ * that both write the same bytes. docs/ADAPTIVE.md has the design and the measurements. */
+#ifndef PZ_ADAPTIVE_H
+#define PZ_ADAPTIVE_H
+
+#include <stdint.h>
+
+enum { AD_MAX_CONTEXTS = 32, AD_MAX_MIXERS = 4, AD_MAX_APMS = 4, AD_N_FEATURES = 35 };
+
+/* One effort level: adaptive.py's Level, packed by pixzip/native.py (the Python table is the only one). */
+typedef struct {
+    int32_t n_contexts;
+    int32_t ctx_len[AD_MAX_CONTEXTS];          /* features hashed by each context: 1..4 */
+    int32_t ctx_feature[AD_MAX_CONTEXTS][4];
+    int32_t n_mixers, mixer_feature[AD_MAX_MIXERS], mixer_size[AD_MAX_MIXERS];
+    int32_t n_apms, apm_feature[AD_MAX_APMS], apm_size[AD_MAX_APMS];
+    int32_t max_table_bits, counter_limit, mixer_rate, final_rate, mixer_init, net_init, apm_rate;
+} PzLevel;
+
+/* Everything the stage learns (adaptive.py's State): it codes one tile, or a chain of tiles in turn. */
+typedef struct PzAdaptive PzAdaptive;
+
+/* A tile being coded: its values and residuals so far, and the binary coder. */
+typedef struct {
+    PzAdaptive *st;
+    int h, w, C;
+    const int64_t *cdf;          /* the model's Laplace rows' prefix sums (engine._laplace_prefix) */
+    uint8_t *value;
+    int16_t *res;
+    uint32_t x1, x2, x;          /* the coder's interval, and (decoding) the stream's window */
+    uint8_t *buf;                /* encoding: the bytes written (grown as needed); decoding: the stream */
+    int64_t len, cap, pos;
+    int decoding;
+    int failed;                  /* encoding: memory ran out */
+} PzAdTile;
+
+PzAdaptive *pz_adaptive_new(const PzLevel *lv, int64_t n_subpixels);
+void pz_adaptive_free(PzAdaptive *st);
+int64_t pz_adaptive_memory(const PzAdaptive *st);
+
+/* Tile coding, one sub-pixel at a time in the decoding order (the tile walks in tiles.c call these). */
+int ad_begin_encode(PzAdTile *t, PzAdaptive *st, int h, int w, int C, const int64_t *cdf);
+int ad_begin_decode(PzAdTile *t, PzAdaptive *st, int h, int w, int C, const int64_t *cdf, const uint8_t *data,
+                    int64_t n);
+void ad_encode(PzAdTile *t, int i, int j, int c, int x, int mu16, int idx);
+int ad_decode(PzAdTile *t, int i, int j, int c, int mu16, int idx);
+int64_t ad_finish_encode(PzAdTile *t);     /* the flush; the stream's length (bytes in t->buf), -2 on no memory */
+int ad_finish_decode(const PzAdTile *t);   /* 0 if the stream was used exactly to its end, else -1 */
+void ad_end(PzAdTile *t);
+
+#endif

@@ -1,0 +1,38 @@
+"""The effort levels (`-e 1` ... `-e 9`): the only mapping from a level to coding choices. Torch-free, so
+the command line can check and describe levels without loading the coder (README, "Effort levels",
+has each level's measured rate and speed and the commands that made them)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .formats.container import ADAPTIVE, STATIC
+
+
+@dataclass(frozen=True)
+class Effort:
+    """What one effort level (`-e N`) does: the only mapping from a level to coding choices."""
+    models: int                 # the default models (1) or the strongest shipped ones (2: zoo.EFFORT_MODELS)
+    stage: int                  # container.STATIC (static rANS lanes) or ADAPTIVE (the adaptive stage)
+    level: int = 0              # the adaptive stage's level (entropy.adaptive.LEVELS)
+    transforms: str = "none"    # "none", "estimate" (a residual-entropy estimate ranks them) or "trial"
+    max_trials: int | None = None   # trial coding: at most this many candidates (the estimate's best)
+    static_too: bool = False    # also code each plane with the static stage (and the strongest models,
+    #                             which the adaptive stage cannot take: the ensemble) and keep the smaller
+
+
+# README "Effort levels": what each level costs and gains, measured (bench/effort_speed.py). The default
+# is the best rate whose encode and decode stay about >= 0.5 MP/s on 2 cores, network included.
+EFFORTS = {
+    1: Effort(models=1, stage=STATIC),                                       # today's pure-network coding
+    2: Effort(models=1, stage=STATIC, transforms="estimate"),
+    3: Effort(models=2, stage=STATIC, transforms="estimate"),                # the ensemble, static
+    4: Effort(models=1, stage=ADAPTIVE, level=1, transforms="estimate"),
+    5: Effort(models=1, stage=ADAPTIVE, level=2, transforms="estimate"),
+    6: Effort(models=1, stage=ADAPTIVE, level=1, transforms="trial", max_trials=2),
+    7: Effort(models=1, stage=ADAPTIVE, level=2, transforms="trial", max_trials=2),
+    8: Effort(models=1, stage=ADAPTIVE, level=2, transforms="trial", max_trials=4),
+    9: Effort(models=2, stage=ADAPTIVE, level=2, transforms="trial", static_too=True),
+}
+DEFAULT_EFFORT = 4
+STATIC_ONLY = Effort(models=1, stage=STATIC)      # what format versions before 4 can hold (with `models`)

@@ -1,0 +1,306 @@
+"""The adaptive entropy stage (issue 20): the Python reference (pixzip/entropy/adaptive.py, the
+specification) round-trips, the C stage (pixzip/csrc/adaptive.c) writes the same bytes and reads them
+back, adaptive state carried along a chain behaves the same on both sides, and corrupt streams neither
+crash nor pass silently where the coder can tell."""
+
+from __future__ import annotations
+
+import math
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pixzip.backends import native
+from pixzip.nets import modelfile
+from pixzip.entropy import adaptive as A
+
+REPO_MODELS = Path(__file__).resolve().parents[1] / "pixzip" / "models"
+needs_c = pytest.mark.skipif(not native.adaptive_available(), reason="compiled coder with the adaptive stage not built")
+
+
+@lru_cache(maxsize=1)
+def _v7():
+    return modelfile.load(REPO_MODELS / "pcnn-rgb-v7.pxm").net
+
+
+def _cdf() -> np.ndarray:
+    return _v7()._laplace_prefix().numpy()
+
+
+def _photo(h: int, w: int, seed: int = 0) -> np.ndarray:
+    """A smooth image with texture and noise (structured, like a photograph's crop)."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:h, 0:w]
+    base = 120 + 60 * np.sin(x / 5.0 + seed)[..., None] * np.array([1.0, 0.8, 0.6]) + (y * 2)[..., None]
+    return np.clip(base + rng.normal(0, 6, (h, w, 3)), 0, 255).astype(np.uint8)
+
+
+def _network_params(pixels: np.ndarray) -> np.ndarray:
+    """pcnn-rgb-v7's head outputs for the tile, in the decoding order (what the coder gives the stage)."""
+    if native.available():
+        return native.tile_params(_v7(), pixels)
+    rng = np.random.default_rng(1)            # no compiled coder: any outputs exercise the stage
+    n = pixels.size
+    return np.stack([rng.integers(0, 4081, n), rng.integers(0, 73, n)], axis=1)
+
+
+def _random_params(n: int, seed: int) -> np.ndarray:
+    """Outputs at and beside the extremes too: mu at 0 and 255 (forced signs and exponent bits)."""
+    rng = np.random.default_rng(seed)
+    mu = rng.choice([0, 3, 8, 2040, 4072, 4080, *rng.integers(0, 4081, 10)], n)
+    return np.stack([mu, rng.integers(0, 73, n)], axis=1).astype(np.int64)
+
+
+# ---- tables and the binary coder --------------------------------------------------------------------
+
+def test_squash_points_are_the_logistic_function_rounded():
+    assert A.SQUASH_POINTS == tuple(round(4096 / (1 + math.exp(-(k - 16) / 2))) for k in range(33))
+
+
+def test_stretch_inverts_squash():
+    assert all(A.STRETCH[p] <= A.STRETCH[p + 1] for p in range(4095))
+    for p in range(1, 4095):
+        d = A.STRETCH[p]
+        assert A.squash(d) >= p and (d == -A.ST_MAX or A.squash(d - 1) < p)
+
+
+def test_binary_coder_round_trips_and_ends_exactly():
+    rng = np.random.default_rng(0)
+    for n in (0, 1, 7, 2000):
+        probs = rng.integers(1, 4096, n)
+        bits = (rng.random(n) < probs / 4096).astype(int)
+        enc = A.BinaryEncoder()
+        for p, y in zip(probs, bits):
+            enc.code(int(p), int(y))
+        data = enc.finish()
+        dec = A.BinaryDecoder(data)
+        assert [dec.code(int(p)) for p in probs] == list(bits)
+        assert dec.exact()
+        longer = A.BinaryDecoder(data + bytes(5))       # bytes the decoder never reads: caught
+        for p in probs:
+            longer.code(int(p))
+        assert not longer.exact()
+
+
+def test_binary_coder_costs_about_the_ideal_bits():
+    rng = np.random.default_rng(1)
+    probs = rng.integers(50, 4050, 20000)
+    bits = (rng.random(len(probs)) < probs / 4096).astype(int)
+    enc = A.BinaryEncoder()
+    for p, y in zip(probs, bits):
+        enc.code(int(p), int(y))
+    ideal = sum(-math.log2(p / 4096 if y else 1 - p / 4096) for p, y in zip(probs, bits))
+    assert 8 * len(enc.finish()) <= ideal * 1.001 + 32
+
+
+def test_decoding_order_is_the_native_walks():
+    h, w, slope = 5, 7, 2
+    order = list(A.decoding_order(h, w, 3, slope))
+    assert sorted(order) == sorted((i, j, c) for i in range(h) for j in range(w) for c in range(3))
+    t = [j + slope * i for i, j, _ in order]
+    assert t == sorted(t)
+
+
+def test_laplace_start_is_the_engines():
+    from pixzip.spec.tables import laplace_start
+    mu, idx = np.array([0, 7, 8, 1234, 4080]), np.array([0, 72, 5, 40, 13])
+    assert list(laplace_start(mu, idx)) == [A.laplace_start(int(m), int(i)) for m, i in zip(mu, idx)]
+
+
+# ---- the reference ------------------------------------------------------------------------------------------
+
+def test_reference_round_trips_with_the_step_interface():
+    px = _photo(9, 11)
+    params = _network_params(px)
+    data = A.encode_tile(px, params, _cdf(), 2)
+    dec = A.TileDecoder(data, 9, 11, 3, _cdf(), 2)
+    order = list(A.decoding_order(9, 11, 3, 2))
+    for n, where in enumerate(order):
+        assert dec.position == where
+        dec.step(*params[n])
+    assert dec.position is None
+    assert np.array_equal(dec.finish(), px)
+
+
+def test_reference_learns_a_flat_image_far_below_the_network():
+    """A constant image: the stage learns that every residual is the same, the network alone cannot."""
+    px = np.full((16, 16, 3), 77, dtype=np.uint8)
+    params = np.tile(np.array([[16 * 80, 30]]), (px.size, 1))
+    data = A.encode_tile(px, params, _cdf(), 2)
+    start = A.laplace_start(16 * 80, 30)
+    cdf = _cdf()
+    network_bits = px.size * math.log2((cdf[start + 256] - cdf[start]) / (cdf[start + 78] - cdf[start + 77]))
+    assert 8 * len(data) < network_bits / 10
+
+
+def test_reference_decoder_refuses_a_truncated_stream():
+    px = _photo(8, 8, seed=3)
+    params = _network_params(px)
+    data = A.encode_tile(px, params, _cdf(), 2)
+    with pytest.raises(ValueError):
+        A.decode_tile(data[: len(data) // 2], 8, 8, 3, _cdf(), 2, _known(params))
+
+
+def _known(params):
+    it = iter(params)
+    return lambda i, j, c, pixels: next(it)
+
+
+def test_slope_one_is_refused():
+    with pytest.raises(ValueError):
+        A.encode_tile(_photo(2, 2), _random_params(12, 0), _cdf(), 1)
+
+
+# ---- C against the reference ---------------------------------------------------------------------------------
+
+CASES = [(1, 1, 3, 2, 1), (1, 9, 3, 2, 1), (9, 1, 3, 2, 2), (7, 13, 3, 2, 1), (13, 7, 3, 4, 2), (12, 12, 1, 2, 1),
+         (24, 20, 3, 2, 1)]
+
+
+@needs_c
+@pytest.mark.parametrize("h, w, C, slope, level", CASES)
+def test_c_writes_the_references_bytes_and_reads_them_back(h, w, C, slope, level):
+    for kind in ("photo", "random"):
+        if kind == "photo" and C == 3:
+            px = _photo(h, w, seed=h + w)
+            params = _network_params(px)
+        else:
+            rng = np.random.default_rng(h * w)
+            px = rng.integers(0, 256, (h, w, C), dtype=np.uint8)
+            params = _random_params(px.size, h + w)
+        ref = A.encode_tile(px, params, _cdf(), slope, level)
+        got = native.adaptive_encode_known(px, params, _cdf(), slope, level)
+        assert got == ref, (kind, len(got), len(ref))
+        assert np.array_equal(native.adaptive_decode_known(got, h, w, C, _cdf(), slope, params, level), px)
+
+
+@needs_c
+def test_a_chain_of_tiles_carries_the_state_alike_in_c_and_python():
+    tiles = [_photo(10, 12, seed=s) for s in range(3)]
+    params = [_network_params(t) for t in tiles]
+    n = sum(t.size for t in tiles)
+    ref_state, c_state = A.State(1, n), native.AdaptiveState(1, n)
+    streams = []
+    for t, p in zip(tiles, params):
+        ref = A.encode_tile(t, p, _cdf(), 2, state=ref_state)
+        assert native.adaptive_encode_known(t, p, _cdf(), 2, state=c_state) == ref
+        streams.append(ref)
+    assert streams[1] != A.encode_tile(tiles[1], params[1], _cdf(), 2)       # the carried state is used
+    c_state, ref_state = native.AdaptiveState(1, n), A.State(1, n)
+    for t, p, s in zip(tiles, params, streams):
+        assert np.array_equal(native.adaptive_decode_known(s, *t.shape, _cdf(), 2, p, state=c_state), t)
+        assert np.array_equal(A.decode_tile(s, *t.shape, _cdf(), 2, _known(p), state=ref_state), t)
+
+
+@needs_c
+def test_the_reference_decodes_what_c_encoded():
+    px = _photo(11, 10, seed=5)
+    params = _network_params(px)
+    data = native.adaptive_encode_known(px, params, _cdf(), 2)
+    assert np.array_equal(A.decode_tile(data, 11, 10, 3, _cdf(), 2, _known(params)), px)
+
+
+@needs_c
+def test_corrupt_streams_do_not_crash_and_truncation_is_detected():
+    px = _photo(16, 16, seed=9)
+    params = _network_params(px)
+    data = native.adaptive_encode_known(px, params, _cdf(), 2)
+    for cut in (0, 1, len(data) // 3, len(data) - 8):
+        with pytest.raises(ValueError):
+            native.adaptive_decode_known(data[:cut], 16, 16, 3, _cdf(), 2, params)
+    rng = np.random.default_rng(0)
+    caught = 0
+    for trial in range(20):
+        bad = bytearray(data)
+        bad[rng.integers(0, len(bad))] ^= 1 << int(rng.integers(0, 8))
+        try:
+            out = native.adaptive_decode_known(bytes(bad), 16, 16, 3, _cdf(), 2, params)
+        except ValueError:
+            caught += 1
+            continue
+        caught += not np.array_equal(out, px)           # decoded, but not to the pixels (the CRC's job)
+    assert caught == 20
+    garbage = rng.integers(0, 256, 500, dtype=np.uint8).tobytes()
+    with pytest.raises(ValueError):
+        native.adaptive_decode_known(garbage, 16, 16, 3, _cdf(), 2, params)
+
+
+@needs_c
+def test_state_memory_follows_the_size_rule():
+    lv = A.LEVELS[1]
+    for n, bits in ((3072, 10), (196608, lv.max_table_bits)):
+        assert A.table_bits(lv, n) == bits
+        tables = len(lv.contexts) * (1 << bits) * A.NODES * 4
+        assert tables < native.AdaptiveState(1, n).memory < tables + (1 << 20)
+
+
+@needs_c
+def test_an_invalid_level_is_refused_by_c():
+    import dataclasses
+    bad = dataclasses.replace(A.LEVELS[1], max_table_bits=40)
+    with pytest.raises(MemoryError):
+        native.AdaptiveState(bad, 100)
+
+
+# ---- inside the native tile coder ---------------------------------------------------------------------------------
+
+def _shipped_or_skip():
+    if not native.adaptive_available() or not native.supports(_v7()):
+        pytest.skip("the native coder with the adaptive stage is not built")
+    return _v7()
+
+
+@pytest.mark.parametrize("h, w", [(1, 1), (1, 17), (13, 1), (5, 7), (31, 20)])
+def test_native_tile_coder_round_trips_and_its_bytes_are_the_stages(h, w):
+    """Encode: the dense pass, then the stage (the same bytes as the stage over the walk's outputs);
+    decode: the wavefront walk calling the stage per sub-pixel."""
+    model = _shipped_or_skip()
+    px = _photo(h, w, seed=h * w)
+    data = native.encode_tile_adaptive(model, px)
+    assert data == native.adaptive_encode_known(px, native.tile_params(model, px), _cdf(), model.slope)
+    assert np.array_equal(native.decode_tile_adaptive(model, data, h, w), px)
+
+
+def test_native_tile_coder_in_two_threads_and_chains_gives_the_same_pixels():
+    from concurrent.futures import ThreadPoolExecutor
+    model = _shipped_or_skip()
+    tiles = [_photo(12 + k, 9 + 2 * k, seed=k) for k in range(4)]
+    alone = [native.encode_tile_adaptive(model, t) for t in tiles]
+    with ThreadPoolExecutor(2) as pool:
+        assert list(pool.map(lambda t: native.encode_tile_adaptive(model, t), tiles)) == alone
+        decoded = list(pool.map(lambda k: native.decode_tile_adaptive(model, alone[k], *tiles[k].shape[:2]), range(4)))
+    assert all(np.array_equal(d, t) for d, t in zip(decoded, tiles))
+    n = sum(t.size for t in tiles)                  # a chain: one state through the tiles in a fixed order
+    state = native.AdaptiveState(1, n)
+    chain = [native.encode_tile_adaptive(model, t, state=state) for t in tiles]
+    assert chain[0] == alone[0] and chain[1:] != alone[1:]
+    state = native.AdaptiveState(1, n)
+    assert all(np.array_equal(native.decode_tile_adaptive(model, s, *t.shape[:2], state=state), t)
+               for s, t in zip(chain, tiles))
+
+
+def test_the_reference_decodes_a_native_tile_with_only_the_networks_causal_outputs():
+    """The slow path where no compiled coder is installed: the reference stage decodes, asking the
+    network for each next sub-pixel's outputs given the pixels decoded so far (here the dense pass over
+    the partial image, whose not-yet-decoded pixels are zero: outputs depend on the past only)."""
+    model = _shipped_or_skip()
+    px = _photo(4, 5, seed=2)
+    data = native.encode_tile_adaptive(model, px)
+    order = {where: n for n, where in enumerate(A.decoding_order(4, 5, 3, model.slope))}
+
+    def params_of(i, j, c, pixels):
+        return native.dense_params(model, pixels)[order[(i, j, c)]]
+
+    assert np.array_equal(A.decode_tile(data, 4, 5, 3, _cdf(), model.slope, params_of), px)
+
+
+def test_native_tile_decoder_refuses_a_damaged_stream():
+    model = _shipped_or_skip()
+    px = _photo(16, 16, seed=4)
+    data = native.encode_tile_adaptive(model, px)
+    with pytest.raises(ValueError):
+        native.decode_tile_adaptive(model, data[:-6], 16, 16)
+    with pytest.raises(ValueError):
+        native.decode_tile_adaptive(model, data + bytes(8), 16, 16)

@@ -1,0 +1,525 @@
+"""pixzip.transforms: every candidate chain inverts exactly, records parse back to themselves and a
+corrupt record is refused with PixzipError (never another exception, never a wrong image silently),
+and the stored fallback's bit packing is exact."""
+
+from __future__ import annotations
+
+import io
+import zlib
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from PIL import Image
+
+from pixzip.formats import images
+from pixzip.formats import transforms as T
+from pixzip.errors import PixzipError
+from pixzip.formats.images import ImageData
+
+SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+# -- images of every mode with the structures the transforms look for ---------------------------------
+def _colours(rng, n: int, k: int) -> np.ndarray:
+    """n distinct colours of k channels (n <= 256**k)."""
+    keys = rng.choice(256 ** k, size=n, replace=False) if 256 ** k <= 1 << 20 else \
+        np.unique(rng.integers(0, 256 ** k, size=4 * n))[:n]
+    return np.stack([(keys >> (8 * c)) & 255 for c in range(k)], axis=1).astype(np.uint8)
+
+
+def make_image(mode: str, h: int, w: int, kind: str, n: int, seed: int) -> ImageData:
+    """A `mode` image of h x w whose pixels are: random; drawn from n colours; grey (RGB modes);
+    n levels per channel; or with constant alpha."""
+    rng = np.random.default_rng(seed)
+    layout = T.LAYOUTS[mode]
+    k = sum(layout)
+    if mode == "1":
+        pixels = rng.integers(0, 2, (h, w, 1), dtype=np.uint8) * 255
+    elif mode == "P":
+        pixels = rng.integers(0, min(n, 256), (h, w, 1)).astype(np.uint8)
+    elif kind == "colours":
+        table = _colours(rng, min(n, 256 ** k, h * w), k)
+        which = np.concatenate([np.arange(len(table)), rng.integers(0, len(table), h * w - len(table))])
+        pixels = table[rng.permutation(which).reshape(h, w)]          # every colour used
+    elif kind == "levels":
+        table = np.sort(rng.choice(256, size=min(n, 256), replace=False)).astype(np.uint8)
+        pixels = table[rng.integers(0, len(table), (h, w, k))]
+    else:
+        pixels = rng.integers(0, 256, (h, w, k), dtype=np.uint8)
+    if kind == "grey" and mode in ("RGB", "RGBA"):
+        pixels[..., 1] = pixels[..., 0]
+        pixels[..., 2] = pixels[..., 0]
+    if kind == "const-alpha" and mode in ("LA", "RGBA"):
+        pixels[..., -1] = n % 256
+    if kind == "repeats":               # runs of equal rows and columns (pixel art scaled up, flat bands)
+        pixels = pixels[np.sort(rng.integers(0, h, h))][:, np.sort(rng.integers(0, w, w))]
+    splits = np.cumsum(layout)[:-1]
+    d = ImageData(mode, w, h, [np.ascontiguousarray(p) for p in np.split(pixels, splits, axis=2)],
+                  icc=b"icc-profile" if seed % 3 == 0 else b"")
+    if mode == "P":
+        entries = int(rng.integers(1, 257))
+        d.palette_mode = "RGBA" if seed % 2 else "RGB"
+        d.palette = rng.integers(0, 256, entries * len(d.palette_mode), dtype=np.uint8).tobytes()
+        d.transparency = [b"", b"I\x03\x00", b"B" + bytes(range(min(entries, 40)))][seed % 3]
+    return d
+
+
+images_strategy = st.builds(
+    make_image,
+    mode=st.sampled_from(["L", "LA", "RGB", "RGBA", "P", "1"]),
+    h=st.integers(1, 24), w=st.integers(1, 24),
+    kind=st.sampled_from(["random", "colours", "grey", "levels", "const-alpha", "repeats"]),
+    n=st.sampled_from([1, 2, 3, 17, 64, 128, 255, 256, 257, 300]),
+    seed=st.integers(0, 2 ** 31))
+
+
+def assert_same_image(a: ImageData, b: ImageData) -> None:
+    assert (a.mode, a.width, a.height) == (b.mode, b.width, b.height)
+    assert [p.shape for p in a.planes] == [p.shape for p in b.planes]
+    assert all(p.dtype == np.uint8 for p in b.planes)
+    assert all(np.array_equal(p, q) for p, q in zip(a.planes, b.planes))
+    assert (a.icc, a.palette_mode, a.palette, a.transparency) == (b.icc, b.palette_mode, b.palette, b.transparency)
+
+
+def assert_codable(image: ImageData) -> None:
+    """What api.compress takes: a known mode, its plane layout, uint8 planes of the image's size."""
+    assert image.mode in T.LAYOUTS
+    assert tuple(p.shape[2] for p in image.planes) == T.LAYOUTS[image.mode]
+    assert all(p.dtype == np.uint8 and p.shape[:2] == (image.height, image.width) for p in image.planes)
+
+
+# -- exactness -----------------------------------------------------------------------------------------
+@SETTINGS
+@given(images_strategy)
+def test_every_candidate_inverts_exactly_through_its_bytes(image):
+    for coded, record in T.candidates(image):
+        assert_codable(coded)
+        parsed = T.TransformRecord.from_bytes(record.to_bytes())
+        assert parsed == record
+        if not record.is_identity:
+            assert parsed.original_mode == image.mode and parsed.coded_mode == coded.mode
+        assert_same_image(image, parsed.inverse(coded))
+        assert_same_image(coded, record.forward(image))        # forward is deterministic
+
+
+@SETTINGS
+@given(images_strategy)
+def test_choose_inverts_exactly_with_estimate_and_with_a_trial_coder(image):
+    for coder in (None, lambda im: zlib.compress(im.pixel_bytes(), 1)):
+        coded, record = T.choose(image, coder)
+        assert_codable(coded)
+        assert_same_image(image, T.TransformRecord.from_bytes(record.to_bytes()).inverse(coded))
+
+
+def test_choose_takes_the_cheapest_candidate_by_trial_including_the_record():
+    image = make_image("RGB", 16, 16, "colours", 5, 1)
+    options = T.candidates(image)
+    assert len(options) >= 3
+    sizes = {(c.mode, c.pixel_bytes()): 1000 - 10 * i for i, (c, _) in enumerate(options)}   # later: cheaper
+    coded, record = T.choose(image, lambda im: sizes[(im.mode, im.pixel_bytes())])
+    assert record == options[-1][1]
+    # a record that costs more than it saves loses: the identity wins when coding costs the same
+    coded, record = T.choose(image, lambda im: 100)
+    assert record.is_identity
+
+
+def test_mode_1_is_left_alone():
+    image = make_image("1", 5, 7, "random", 2, 0)
+    assert [r for _, r in T.candidates(image)] == [T.IDENTITY]
+
+
+# -- detections -------------------------------------------------------------------------------------------
+def _records(image):
+    return [r for _, r in T.candidates(image)]
+
+
+def _kinds(record):
+    return [type(s) for s in record.steps]
+
+
+def test_grey_rgb_becomes_one_grey_plane_in_every_candidate():
+    image = make_image("RGB", 9, 11, "grey", 0, 4)
+    for coded, record in T.candidates(image):
+        assert coded.mode == "L" and record.steps[0] == T.GreyFromRGB("RGB")
+    rgba = make_image("RGBA", 9, 11, "grey", 0, 4)
+    assert T.candidates(rgba)[0][0].mode == "LA"
+
+
+def test_one_differing_pixel_is_not_grey():
+    image = make_image("RGB", 9, 11, "grey", 0, 4)
+    image.planes[0][8, 10, 2] ^= 1
+    assert all(T.GreyFromRGB not in _kinds(r) for r in _records(image))
+
+
+def test_constant_alpha_is_dropped_and_its_value_kept():
+    image = make_image("RGBA", 6, 5, "const-alpha", 255, 2)
+    coded, record = T.candidates(image)[0]
+    assert coded.mode == "RGB" and record.steps[0] == T.DropConstantPlane("RGBA", 1, b"\xff")
+    la = make_image("LA", 6, 5, "const-alpha", 7, 2)
+    assert T.candidates(la)[0][0].mode == "L"
+
+
+def test_fully_constant_rgba_keeps_its_colour_plane():
+    colour = np.broadcast_to(np.array([9, 10, 11], np.uint8), (3, 4, 3))
+    image = ImageData("RGBA", 4, 3, [colour.copy(), np.full((3, 4, 1), 200, np.uint8)])
+    coded, record = T.candidates(image)[0]
+    assert coded.mode == "RGB" and len(coded.planes) == 1
+    assert_same_image(image, record.inverse(coded))
+
+
+def test_levels_are_ranks_in_a_monotone_table():
+    six_bit = (np.arange(64, dtype=np.uint8) * 4).reshape(8, 8, 1)
+    image = ImageData("L", 8, 8, [six_bit])
+    (_, base), (coded, record) = T.candidates(image)
+    assert base.is_identity and record.steps == (T.Levels("L", 0, False, (T._bitmap(six_bit.reshape(-1)),)),)
+    assert np.array_equal(coded.planes[0], np.arange(64, dtype=np.uint8).reshape(8, 8, 1))
+
+
+def test_all_256_levels_give_no_levels_candidate():
+    image = ImageData("L", 16, 16, [np.arange(256, dtype=np.uint8).reshape(16, 16, 1)])
+    assert _records(image) == [T.IDENTITY]
+
+
+def test_shared_levels_keep_channels_on_one_scale():
+    rng = np.random.default_rng(0)
+    r = rng.integers(0, 32, (8, 8)) * 8
+    g = rng.integers(0, 64, (8, 8)) * 4
+    image = ImageData("RGB", 8, 8, [np.stack([r, g, r], axis=2).astype(np.uint8)])
+    shared = next(c for c, rec in T.candidates(image) if any(getattr(s, "shared", False) for s in rec.steps))
+    union = np.unique(np.concatenate([r.reshape(-1), g.reshape(-1)]))
+    assert np.array_equal(shared.planes[0][..., 0], np.searchsorted(union, r))
+
+
+@pytest.mark.parametrize("n", [1, 2, 256])
+def test_up_to_256_colours_give_a_luminance_sorted_palette(n):
+    image = make_image("RGB", 20, 20, "colours", n, 3)
+    palettes = [(c, r) for c, r in T.candidates(image) if _kinds(r) == [T.Palette]]
+    assert 1 <= len(palettes) <= 2
+    coded, record = palettes[0]                                 # luminance first, then neighbour order
+    table = record.steps[-1].table().astype(np.int64)
+    luminance = table @ np.array([299, 587, 114])
+    assert len(table) == len(np.unique(image.planes[0].reshape(-1, 3), axis=0))
+    assert np.all(np.diff(luminance) >= 0)
+    assert coded.mode == "L" and int(coded.planes[0].max()) < len(table)
+
+
+def test_257_colours_give_no_palette():
+    image = make_image("RGB", 20, 20, "colours", 257, 3)
+    assert len(np.unique(image.planes[0].reshape(-1, 3), axis=0)) == 257
+    assert all(T.Palette not in _kinds(r) for r in _records(image))
+    assert T.distinct_colours(image) is None
+
+
+def test_palette_colours_are_stored_as_differences():
+    step = T.Palette("RGB", bytes([250, 3, 0, 4, 200, 0]))
+    assert step.payload() == bytes([1, 250, 3, 0, 10, 197, 0])
+    record = T.TransformRecord((step,))
+    assert T.TransformRecord.from_bytes(record.to_bytes()) == record
+
+
+def test_near_palette_lists_the_pixels_of_rare_colours():
+    rng = np.random.default_rng(1)
+    table = _colours(rng, 300, 3)
+    which = np.concatenate([np.arange(300), rng.integers(0, 250, 40 * 40 - 300)])   # 50 colours once each
+    image = ImageData("RGB", 40, 40, [table[rng.permutation(which).reshape(40, 40)]])
+    coded, record = next((c, r) for c, r in T.candidates(image) if _kinds(r) == [T.NearPalette])
+    step = record.steps[0]
+    listed = np.frombuffer(step.positions, "<u4")
+    pixels = image.planes[0].reshape(-1, 3)
+    in_table = {tuple(c) for c in step.table().tolist()}
+    assert len(step.table()) == 256 and 0 < len(listed) <= 44
+    assert sorted(listed.tolist()) == [i for i, p in enumerate(pixels.tolist()) if tuple(p) not in in_table]
+    assert_same_image(image, T.TransformRecord.from_bytes(record.to_bytes()).inverse(coded))
+    small = T._derived(coded, "L", [coded.planes[0][:20]])
+    small.height = 20
+    with pytest.raises(PixzipError, match="outside"):
+        record.inverse(small)
+
+
+def test_rgba_palette_restores_alpha():
+    image = make_image("RGBA", 12, 12, "colours", 40, 5)
+    coded, record = next((c, r) for c, r in T.candidates(image) if T.Palette in _kinds(r))
+    assert record.steps[-1].table().shape[1] == 4
+    assert_same_image(image, record.inverse(coded))
+
+
+def _p_image(seed=0, used=(3, 9, 200, 7), entries=256, transparency=b"B\x00\x80"):
+    rng = np.random.default_rng(seed)
+    index = np.array(used, np.uint8)[rng.integers(0, len(used), (10, 13))]
+    d = ImageData("P", 13, 10, [index[..., None]], palette_mode="RGB",
+                  palette=rng.integers(0, 256, 3 * entries, dtype=np.uint8).tobytes(), transparency=transparency)
+    return d
+
+
+def test_p_mode_ranks_used_indices_by_luminance_and_comes_back_identical():
+    image = _p_image()
+    (_, identity), (coded, record) = T.candidates(image)[:2]
+    assert identity.is_identity
+    step = record.steps[0]
+    assert sorted(step.order) == [3, 7, 9, 200] and coded.mode == "L" and int(coded.planes[0].max()) == 3
+    colours = T._palette_colours("RGB", image.palette)[list(step.order)].astype(np.int64)
+    assert np.all(np.diff(colours @ np.array([299, 587, 114])) >= 0)
+    back = T.TransformRecord.from_bytes(record.to_bytes()).inverse(coded)
+    assert_same_image(image, back)
+    # the identical P file: same palette order, same indices, same transparency
+    a, b = io.BytesIO(), io.BytesIO()
+    images.merge(image).save(a, "PNG")
+    images.merge(back).save(b, "PNG")
+    assert a.getvalue() == b.getvalue()
+
+
+def test_p_mode_indices_past_the_palette_end_still_invert():
+    image = _p_image(used=(0, 5, 250), entries=4, transparency=b"I\x05\x00")
+    for coded, record in T.candidates(image):
+        assert_same_image(image, T.TransformRecord.from_bytes(record.to_bytes()).inverse(coded))
+
+
+def test_real_p_file_round_trips_through_pillow():
+    im = Image.fromarray(np.arange(64, dtype=np.uint8).reshape(8, 8) % 5, "P")
+    im.putpalette(bytes(range(255, 255 - 15, -1)))
+    image = images.split(im)
+    for coded, record in T.candidates(image):
+        assert_same_image(image, record.inverse(coded))
+
+
+def test_repeated_rows_and_columns_are_dropped_and_restored():
+    small = np.random.default_rng(0).integers(0, 256, (5, 7, 3), dtype=np.uint8)
+    big = np.repeat(np.repeat(small, 4, axis=0), 3, axis=1)          # pixel art scaled 3x4
+    image = ImageData("RGB", 21, 20, [big])
+    coded, record = next((c, r) for c, r in T.candidates(image) if _kinds(r) == [T.DropRepeats])
+    assert (coded.width, coded.height) == (7, 5) and np.array_equal(coded.planes[0], small)
+    assert record.original_size(7, 5) == (21, 20)
+    assert_same_image(image, T.TransformRecord.from_bytes(record.to_bytes()).inverse(coded))
+    with pytest.raises(PixzipError, match="limit"):
+        record.inverse(coded, max_pixels=419)
+    with pytest.raises(PixzipError, match="does not fit"):
+        record.inverse(T._derived(image, "RGB", [big]))
+
+
+def test_no_repeats_no_candidate_and_tiny_images():
+    image = ImageData("L", 4, 1, [np.array([1, 2, 3, 4], np.uint8).reshape(1, 4, 1)])
+    assert all(T.DropRepeats not in _kinds(r) for r in _records(image))
+    for h, w in ((1, 1), (1, 5), (6, 1)):
+        image = ImageData("L", w, h, [np.zeros((h, w, 1), np.uint8)])
+        for coded, record in T.candidates(image):
+            assert_same_image(image, record.inverse(coded))
+
+
+def test_repeats_record_with_a_repeating_first_row_or_padding_is_refused():
+    step = T.DropRepeats("L", 3, 2, bytes([0b01100000]), bytes([0b10000000]))
+    body = bytes([1, T.DropRepeats.KIND, 0]) + step.payload()
+    with pytest.raises(PixzipError, match="flags"):
+        T.TransformRecord.from_bytes(bytes([T.RECORD_FORMAT, 0]) + body)
+    step = T.DropRepeats("L", 3, 2, bytes([0b10100001]), bytes([0b10000000]))
+    with pytest.raises(PixzipError, match="flags"):
+        T.TransformRecord.from_bytes(bytes([T.RECORD_FORMAT, 0, 1, T.DropRepeats.KIND, 0]) + step.payload())
+
+
+def test_neighbour_order_puts_touching_colours_side_by_side():
+    # stripes dark-bright-dark-bright... next to a mid grey block: luminance order separates the
+    # stripes' two colours by the grey; neighbour order keeps them adjacent
+    stripes = np.tile(np.array([0, 200], np.uint8), 8)[None, :].repeat(8, axis=0)
+    plane = np.concatenate([stripes, np.full((8, 16), 100, np.uint8)], axis=0)
+    rgb = np.repeat(plane[..., None], 3, axis=2)
+    rgb[..., 2] = 7                                              # not grey: a palette image
+    image = ImageData("RGB", 16, 16, [rgb])
+    orders = [r.steps[-1].table()[:, 0].tolist() for _, r in T.candidates(image) if _kinds(r) == [T.Palette]]
+    assert orders == [[0, 100, 200], [0, 200, 100]]
+
+
+@SETTINGS
+@given(n=st.integers(1, 256), seed=st.integers(0, 2 ** 31))
+def test_neighbour_order_is_a_permutation_starting_at_0(n, seed):
+    rng = np.random.default_rng(seed)
+    index = rng.integers(0, n, (9, 11))
+    path = T.neighbour_order(index, rng.integers(0, 256, (n, 3), dtype=np.uint8))
+    assert path[0] == 0 and sorted(path.tolist()) == list(range(n))
+
+
+def test_max_trials_codes_only_the_best_by_estimate():
+    image = make_image("RGB", 16, 16, "colours", 5, 1)
+    coded_ones = []
+    T.choose(image, lambda im: coded_ones.append(im) or 100, max_trials=2)
+    assert len(coded_ones) == 2 < len(T.candidates(image))
+    best_by_estimate = T.choose(image)[1]
+    coded_ones.clear()
+    _, record = T.choose(image, lambda im: coded_ones.append(im) or 100, max_trials=1)
+    assert len(coded_ones) == 1 and record == best_by_estimate
+
+
+# -- records: strict parsing ---------------------------------------------------------------------------
+def _all_records():
+    out = []
+    for mode, kind, n, size in [("RGBA", "colours", 30, 8), ("RGB", "levels", 64, 8), ("LA", "const-alpha", 3, 8),
+                                ("RGBA", "grey", 0, 8), ("P", "random", 50, 8), ("L", "levels", 2, 8),
+                                ("RGB", "repeats", 0, 8), ("P", "repeats", 9, 8), ("RGB", "colours", 300, 18)]:
+        image = make_image(mode, size, size + 1, kind, n, 7)
+        out += [(c, r) for c, r in T.candidates(image) if not r.is_identity]
+    return out
+
+
+def test_fixture_covers_every_step_kind():
+    kinds = {type(s) for _, r in _all_records() for s in r.steps}
+    assert kinds == set(T.STEP_KINDS.values())
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.data())
+def test_mutated_records_are_refused_or_invert_without_crashing(data):
+    records = _all_records()
+    coded, record = records[data.draw(st.integers(0, len(records) - 1))]
+    raw = bytearray(record.to_bytes())
+    if raw[1] & 1:                                      # mutate the body itself, not only its deflate
+        raw = bytearray(raw[:1] + b"\x00" + zlib.decompress(bytes(raw[2:])))
+    action = data.draw(st.sampled_from(["flip", "truncate", "extend"]))
+    if action == "flip":
+        i = data.draw(st.integers(0, len(raw) - 1))
+        raw[i] ^= data.draw(st.integers(1, 255))
+    elif action == "truncate":
+        raw = raw[:data.draw(st.integers(0, len(raw) - 1))]
+    else:
+        raw += bytes(data.draw(st.binary(min_size=1, max_size=4)))
+    try:
+        parsed = T.TransformRecord.from_bytes(bytes(raw))
+    except PixzipError:
+        return
+    try:
+        back = parsed.inverse(coded)
+    except PixzipError:
+        return
+    assert_codable(back)           # a record that parses and fits gives a well-formed image
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=64))
+def test_random_bytes_never_raise_anything_but_pixzip_error(raw):
+    for data in (raw, bytes([T.RECORD_FORMAT, 0]) + raw, bytes([T.RECORD_FORMAT, 1]) + zlib.compress(raw)):
+        try:
+            record = T.TransformRecord.from_bytes(data)
+        except PixzipError:
+            continue
+        assert T.TransformRecord.from_bytes(record.to_bytes()) == record
+
+
+def test_deflate_bomb_and_framing_are_refused():
+    bomb = bytes([T.RECORD_FORMAT, 1]) + zlib.compress(b"\x00" * (T.MAX_BODY + 1))
+    with pytest.raises(PixzipError):
+        T.TransformRecord.from_bytes(bomb)
+    good = _all_records()[0][1].to_bytes()
+    assert good[1] == 1
+    for bad in (good[:-1], good + b"\x00", bytes([2]) + good[1:], good[:1] + b"\x03" + good[2:]):
+        with pytest.raises(PixzipError):
+            T.TransformRecord.from_bytes(bad)
+
+
+def test_identity_record_is_three_bytes():
+    assert T.IDENTITY.to_bytes() == bytes([T.RECORD_FORMAT, 0, 0])
+    assert T.TransformRecord.from_bytes(T.IDENTITY.to_bytes()).is_identity
+
+
+def test_steps_that_do_not_follow_on_are_refused():
+    body = bytes([2]) + bytes([T.GreyFromRGB.KIND, T.MODE_CODES.index("RGB")]) \
+        + bytes([T.GreyFromRGB.KIND, T.MODE_CODES.index("RGB")])
+    with pytest.raises(PixzipError, match="follow on"):
+        T.TransformRecord.from_bytes(bytes([T.RECORD_FORMAT, 0]) + body)
+
+
+def test_palette_with_a_repeated_colour_is_refused():
+    body = bytes([1, T.Palette.KIND, T.MODE_CODES.index("RGB"), 1]) + b"\x01\x02\x03" + b"\x00\x00\x00"
+    with pytest.raises(PixzipError, match="repeated"):
+        T.TransformRecord.from_bytes(bytes([T.RECORD_FORMAT, 0]) + body)
+
+
+def test_inverse_refuses_a_decoded_image_that_does_not_fit():
+    image = make_image("RGB", 8, 8, "colours", 4, 1)
+    coded, record = next((c, r) for c, r in T.candidates(image) if T.Palette in _kinds(r))
+    bad = T._derived(coded, "L", [np.full_like(coded.planes[0], 4)])        # index 4 of 4 colours
+    with pytest.raises(PixzipError, match="beyond"):
+        record.inverse(bad)
+    with pytest.raises(PixzipError, match="expected"):
+        record.inverse(image)                                                  # wrong mode
+    six = ImageData("L", 4, 4, [(np.arange(16, dtype=np.uint8) * 4).reshape(4, 4, 1)])
+    coded, record = T.candidates(six)[1]
+    with pytest.raises(PixzipError, match="beyond"):
+        record.inverse(T._derived(coded, "L", [np.full_like(coded.planes[0], 16)]))
+
+
+def test_forward_refuses_an_image_the_record_does_not_fit():
+    image = make_image("RGB", 8, 8, "colours", 4, 1)
+    other = make_image("RGB", 8, 8, "colours", 4, 2)
+    for _, record in T.candidates(image)[1:]:
+        with pytest.raises(PixzipError):
+            record.forward(other)
+
+
+# -- the stored fallback ---------------------------------------------------------------------------------
+@pytest.mark.parametrize("levels,bits", [(1, 0), (2, 1), (3, 2), (4, 2), (5, 3), (64, 6), (65, 7), (256, 8)])
+def test_bits_for_levels(levels, bits):
+    assert T.bits_for_levels(levels) == bits
+
+
+def test_bits_for_levels_refuses_outside_1_to_256():
+    for bad in (0, 257):
+        with pytest.raises(ValueError):
+            T.bits_for_levels(bad)
+
+
+@settings(max_examples=200, deadline=None)
+@given(bits=st.integers(0, 8), shape=st.tuples(st.integers(1, 17), st.integers(1, 17), st.sampled_from([1, 3])),
+       seed=st.integers(0, 2 ** 31))
+def test_pack_unpack_is_exact_at_every_bit_width(bits, shape, seed):
+    values = np.random.default_rng(seed).integers(0, 1 << bits, shape).astype(np.uint8)
+    packed = T.pack_bits(values, bits)
+    assert len(packed) == T.stored_size(values.size, bits)
+    assert np.array_equal(T.unpack_bits(packed, shape, bits), values)
+
+
+def test_pack_layout_is_msb_first():
+    assert T.pack_bits(np.array([1, 2, 3], np.uint8), 2) == bytes([0b01101100])
+    assert T.pack_bits(np.array([255, 0], np.uint8), 8) == b"\xff\x00"
+
+
+def test_unpack_refuses_wrong_length_and_nonzero_padding():
+    packed = T.pack_bits(np.array([1, 2, 3], np.uint8), 2)
+    with pytest.raises(PixzipError, match="length"):
+        T.unpack_bits(packed + b"\x00", (3,), 2)
+    with pytest.raises(PixzipError, match="padding"):
+        T.unpack_bits(bytes([packed[0] | 1]), (3,), 2)
+    with pytest.raises(PixzipError):
+        T.unpack_bits(packed, (3,), 9)
+
+
+def test_pack_refuses_a_value_too_wide():
+    with pytest.raises(ValueError):
+        T.pack_bits(np.array([4], np.uint8), 2)
+
+
+def test_stored_pays_only_when_strictly_smaller():
+    count = 1000                                   # 6 bits each: 750 bytes
+    assert T.stored_pays(751, count, 6)
+    assert not T.stored_pays(750, count, 6)
+    assert not T.stored_pays(751, count, 6, stored_overhead=1)
+    assert T.stored_pays(1, count, 0)              # one level: nothing to store
+
+
+def test_levels_needed_is_max_plus_one():
+    assert T.levels_needed(np.array([[0, 5], [2, 1]], np.uint8)) == 6
+    assert T.levels_needed(np.zeros((2, 2), np.uint8)) == 1
+
+
+# -- the estimate ----------------------------------------------------------------------------------------
+def test_estimate_of_a_large_image_samples_rows_and_scales_back():
+    rng = np.random.default_rng(0)
+    noise = rng.integers(0, 256, (2048, 1024, 1), dtype=np.uint8)
+    whole = T.estimate_bits(ImageData("L", 1024, 2048, [noise])) / noise.size
+    part = T.estimate_bits(ImageData("L", 1024, 512, [noise[:512]])) / (512 * 1024)
+    assert abs(whole / part - 1) < 0.01 and 7.5 < part < 9.5
+
+
+def test_estimate_prefers_ranks_of_spread_levels():
+    ramp = (np.add.outer(np.arange(64), np.arange(64)) // 2 * 4).astype(np.uint8)[..., None]   # 6-bit, smooth
+    image = ImageData("L", 64, 64, [ramp])
+    coded, record = T.choose(image)
+    assert _kinds(record) == [T.Levels]

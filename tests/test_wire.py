@@ -1,0 +1,314 @@
+"""Format v4 wired into compress/decompress: effort levels, the adaptive and stored entropy stages, the
+transform record, their validation, threads, and the reference decoding a native file."""
+
+from __future__ import annotations
+
+import zlib
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import make_tiny_model
+from pixzip import api
+from pixzip.backends import codec, native
+from pixzip.entropy import adaptive
+from pixzip.errors import PixzipError
+from pixzip.formats import container, images, transforms
+from pixzip.formats.container import ADAPTIVE, STATIC, STORED
+from pixzip.nets import modelfile
+
+needs_c = pytest.mark.skipif(not native.adaptive_available(), reason="needs the compiled adaptive coder")
+
+
+@pytest.fixture(scope="module")
+def fast_rgb(tmp_path_factory):
+    """A tiny model of the native coder's structure (16-bit stream, slope 2, skip predictor): the encoder
+    takes the adaptive stage only where the compiled coder runs the model."""
+    path = tmp_path_factory.mktemp("fast") / "fast-rgb.pxm"
+    modelfile.save(make_tiny_model(3, hidden=12, seed=21, blocks=2, stream_bits=16, slope=2, skip_kernel=5)[1], path)
+    model = modelfile.load(path)
+    if not codec.adaptive_native(model.net):
+        pytest.skip("needs the compiled adaptive coder")
+    return model
+
+
+def _photo_like(h: int, w: int, seed: int = 0) -> np.ndarray:
+    """Smooth colour fields plus a little noise: what the coders gain on."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:h, 0:w]
+    base = np.stack([xx * 3 + yy, 128 + 40 * np.sin(xx / 5.0), yy * 4], -1)
+    return np.clip(base + rng.integers(-3, 4, (h, w, 3)), 0, 255).astype(np.uint8)
+
+
+def _pil(mode: str, h: int, w: int, rng) -> Image.Image:
+    base = Image.fromarray(_photo_like(h, w, int(rng.integers(1000))))
+    if mode == "P":
+        return base.quantize(colors=29)
+    if mode == "1":
+        return base.convert("L").point(lambda v: 255 if v > 128 else 0).convert("1", dither=Image.Dither.NONE)
+    im = base.convert(mode)
+    if "A" in mode:
+        im.putalpha(Image.fromarray(rng.integers(0, 256, (h, w), dtype=np.uint8)))
+    return im
+
+
+def _round_trip(image: images.ImageData, **kw) -> tuple[bytes, images.ImageData, container.Header]:
+    data, stats = api.compress(image, **kw)
+    assert stats.bytes == len(data)
+    decoded, header = api.decompress(data)
+    assert decoded.mode == image.mode and decoded.depth == image.depth
+    assert decoded.palette == image.palette and decoded.transparency == image.transparency
+    assert all(np.array_equal(a, b) for a, b in zip(decoded.planes, image.planes))
+    return data, decoded, header
+
+
+# -- every effort, every mode -------------------------------------------------------------------------------
+@pytest.mark.parametrize("effort", sorted(api.EFFORTS))
+def test_every_effort_round_trips_every_mode(tiny_models, rng, effort):
+    for mode, (h, w), tile in (("L", (13, 11), 8), ("LA", (9, 14), 0), ("RGB", (17, 21), 8),
+                               ("RGBA", (11, 7), 8), ("P", (15, 12), 8), ("1", (10, 19), 8)):
+        _round_trip(images.split(_pil(mode, h, w, rng)), tile=tile, effort=effort)
+    deep = images.ImageData("L", 12, 9, [(rng.integers(0, 4096, (9, 12, 1)) * 16).astype(np.uint16)], depth=16)
+    _round_trip(deep, tile=8, effort=effort)
+
+
+def test_efforts_outside_the_table_are_refused_in_one_line(tiny_models, rng):
+    image = images.split(_pil("RGB", 5, 5, rng))
+    for effort in (0, max(api.EFFORTS) + 1):
+        with pytest.raises(PixzipError, match="effort must be"):
+            api.compress(image, effort=effort)
+
+
+def test_the_ladder_uses_the_stages_it_names(tiny_models, fast_rgb):
+    image = images.ImageData("RGB", 24, 20, [_photo_like(20, 24)])
+    for effort, plan in api.EFFORTS.items():
+        header = api.decompress(api.compress(image, [fast_rgb], tile=16, effort=effort)[0], [fast_rgb])[1]
+        assert header.entropy[0] in (plan.stage, STORED) or plan.static_too
+        if header.entropy[0] == ADAPTIVE:
+            assert header.levels == [plan.level]
+
+
+def test_without_the_compiled_coder_the_encoder_takes_the_static_stage(tiny_models):
+    """The tiny default models are not of the native coder's structure: the reference stage would code
+    them at ~1 000 sub-pixels a second, so the adaptive efforts code them statically."""
+    image = images.ImageData("RGB", 20, 16, [_photo_like(16, 20)])
+    header = api.decompress(api.compress(image, tile=8, effort=4)[0])[1]
+    assert header.entropy[0] in (STATIC, STORED)
+
+
+def test_older_versions_get_the_static_stage_at_any_effort(tiny_models):
+    image = images.ImageData("RGB", 20, 16, [_photo_like(16, 20)])
+    data, _ = api.compress(image, tile=8, effort=max(api.EFFORTS), version=3)
+    assert data[8] == 3
+    decoded, header = api.decompress(data)
+    assert header.entropy == [STATIC] and np.array_equal(decoded.planes[0], image.planes[0])
+
+
+# -- threads ------------------------------------------------------------------------------------------------
+@needs_c
+@pytest.mark.parametrize("effort", [4, 5])
+def test_one_and_two_threads_give_the_same_bytes(effort):
+    image = images.ImageData("RGB", 45, 37, [_photo_like(37, 45, seed=3)])
+    one = api.compress(image, tile=16, workers=1, effort=effort)[0]
+    two = api.compress(image, tile=16, workers=2, effort=effort)[0]
+    assert one == two and api.decompress(one)[1].entropy == [ADAPTIVE]
+    assert np.array_equal(api.decompress(one, workers=2)[0].planes[0], image.planes[0])
+
+
+# -- the stored fallback ------------------------------------------------------------------------------------
+@pytest.mark.parametrize("effort", [1, 4])
+def test_noise_is_stored_within_a_few_bytes_of_raw(tiny_models, rng, effort):
+    pixels = rng.integers(0, 256, (31, 29, 3), dtype=np.uint8)
+    data, _, header = _round_trip(images.ImageData("RGB", 29, 31, [pixels]), tile=8, effort=effort)
+    assert header.entropy == [STORED] and header.stored_bits == [8]
+    assert len(data) <= pixels.size + 64
+
+
+def test_few_levels_are_stored_at_fewer_bits(tiny_models, rng):
+    pixels = rng.integers(0, 4, (20, 30, 1), dtype=np.uint8)     # noise over 4 values: 2 bits a sample
+    data, _, header = _round_trip(images.ImageData("L", 30, 20, [pixels]), tile=8, effort=1)
+    assert header.entropy == [STORED] and header.stored_bits == [2]
+    assert len(data) <= pixels.size // 4 + 64
+
+
+def test_a_noise_tile_beside_smooth_ones_is_stored_alone(rng, fast_rgb):
+    """Within an adaptive plane, a tile whose samples cost more coded than raw is stored by itself."""
+    pixels = _photo_like(16, 32, seed=5)
+    pixels[:, 16:] = rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)
+    data, _ = api.compress(images.ImageData("RGB", 32, 16, [pixels]), [fast_rgb], tile=16, effort=4)
+    decoded, header = api.decompress(data, [fast_rgb])
+    assert np.array_equal(decoded.planes[0], pixels)
+    assert header.entropy == [ADAPTIVE]
+    h, offset = container.read_header(data)
+    flags = [container.unframe(s)[1] for s in container.read_streams(data, h, offset)]
+    assert flags == [False, True]
+
+
+# -- transforms ---------------------------------------------------------------------------------------------
+def _record(data: bytes) -> transforms.TransformRecord:
+    return transforms.TransformRecord.from_bytes(container.read_header(data)[0].transform)
+
+
+def test_grey_saved_as_rgb_is_coded_as_grey(tiny_models):
+    grey = _photo_like(21, 17)[:, :, :1]
+    data, _, header = _round_trip(images.ImageData("RGB", 17, 21, [np.repeat(grey, 3, axis=2)]), tile=8, effort=2)
+    assert header.mode == "L" and any(isinstance(s, transforms.GreyFromRGB) for s in _record(data).steps)
+
+
+def test_few_colours_are_coded_as_a_palette(tiny_models, rng):
+    colours = rng.integers(0, 256, (5, 3), dtype=np.uint8)
+    pixels = colours[(np.arange(24 * 30).reshape(24, 30, 1) // 37) % 5][:, :, 0]
+    data, _, header = _round_trip(images.ImageData("RGB", 30, 24, [pixels]), tile=8, effort=2)
+    assert any(isinstance(s, (transforms.Palette, transforms.Levels)) for s in _record(data).steps)
+
+
+@pytest.mark.parametrize("effort", [2, 6])
+def test_a_p_image_stays_p_with_its_palette_order(tiny_models, rng, effort):
+    im = Image.fromarray(_photo_like(19, 23)).quantize(colors=17)
+    im.info["transparency"] = 3
+    image = images.split(im)
+    _, decoded, _ = _round_trip(image, tile=8, effort=effort)
+    back = images.merge(decoded)
+    assert back.mode == "P" and back.getpalette() == im.getpalette()
+    assert np.array_equal(np.asarray(back), np.asarray(im)) and back.info.get("transparency") == 3
+
+
+def test_the_pixel_crc_covers_the_original_image(tiny_models):
+    grey = np.repeat(_photo_like(9, 11)[:, :, :1], 3, axis=2)
+    image = images.ImageData("RGB", 11, 9, [grey])
+    data, _ = api.compress(image, tile=8, effort=2)
+    assert container.read_header(data)[0].pixel_crc == zlib.crc32(image.pixel_bytes())
+
+
+# -- corrupt new fields -------------------------------------------------------------------------------------
+def _rewrite(data: bytes, edit) -> bytes:
+    """The file re-written after `edit(header, streams)` (a valid CRC: only the field under test is bad)."""
+    h, offset = container.read_header(data)
+    streams = container.read_streams(data, h, offset)
+    streams = edit(h, streams) or streams
+    return container.write(h, streams)
+
+
+def _refused(data: bytes, match: str, models=()):
+    with pytest.raises(PixzipError, match=match) as e:
+        api.decompress(data, models)
+    assert "\n" not in str(e.value)
+
+
+@pytest.fixture
+def adaptive_file(tiny_models, fast_rgb):
+    data = api.compress(images.ImageData("RGB", 20, 18, [_photo_like(18, 20)]), [fast_rgb], tile=8, effort=4)[0]
+    assert container.read_header(data)[0].entropy == [ADAPTIVE]
+    return data
+
+
+def _set(**fields):
+    def edit(h, streams):
+        for k, v in fields.items():
+            setattr(h, k, v)
+    return edit
+
+
+def test_unknown_stage_level_and_width_are_refused(adaptive_file, fast_rgb):
+    assert api.decompress(adaptive_file, [fast_rgb])[1].entropy == [ADAPTIVE]
+    _refused(_rewrite(adaptive_file, _set(entropy=[3])), "entropy stage 3", [fast_rgb])
+    _refused(_rewrite(adaptive_file, _set(levels=[9])), r"adaptive level 9", [fast_rgb])
+    _refused(_rewrite(adaptive_file, _set(stored_bits=[9])), "stored sample width", [fast_rgb])
+
+
+def test_a_damaged_frame_is_refused(adaptive_file, fast_rgb):
+    def bad_head(h, streams):
+        streams[0] = streams[0].copy()
+        streams[0][0] |= 0x80
+    _refused(_rewrite(adaptive_file, bad_head), "corrupted", [fast_rgb])
+
+    def bad_padding(h, streams):
+        s = streams[0].copy()
+        raw = bytearray(s.astype("<u4").tobytes())
+        raw[0] = (raw[0] & ~3) | 3          # claims three padding bytes that are not all zero
+        raw[-1] = raw[-1] or 1
+        streams[0] = np.frombuffer(bytes(raw), "<u4").astype(np.uint32)
+    _refused(_rewrite(adaptive_file, bad_padding), "corrupted", [fast_rgb])
+
+
+def test_an_adaptive_stream_too_short_for_its_tile_is_refused(adaptive_file, fast_rgb):
+    def grow(h, streams):
+        h.width, h.height, h.tile = 9000, 9000, 0
+        return [container.frame(b"\x01\x02")]
+    _refused(_rewrite(adaptive_file, grow), "too short", [fast_rgb])
+
+
+def test_a_stored_plane_of_the_wrong_length_is_refused(tiny_models, rng):
+    data = api.compress(images.ImageData("L", 9, 7, [rng.integers(0, 256, (7, 9, 1), dtype=np.uint8)]),
+                        tile=8, effort=1)[0]
+    assert container.read_header(data)[0].entropy == [STORED]
+    _refused(_rewrite(data, lambda h, s: [container.frame(b"\x00" * 62)]), "stored plane")
+
+
+def test_a_corrupt_transform_record_is_refused(tiny_models):
+    grey = np.repeat(_photo_like(9, 11)[:, :, :1], 3, axis=2)
+    data = api.compress(images.ImageData("RGB", 11, 9, [grey]), tile=8, effort=2)[0]
+    _refused(_rewrite(data, _set(transform=b"\x01\x00\x07")), "transform record")
+    _refused(_rewrite(data, _set(transform=b"\x09\x00\x00")), "transform record")
+    record = container.read_header(data)[0].transform
+    _refused(_rewrite(data, _set(mode="RGB", planes=[(0, 3)], transform=record)), "corrupted")
+
+
+def test_a_record_that_enlarges_past_the_pixel_limit_is_refused_before_decoding(tiny_models):
+    art = np.repeat(np.repeat(_photo_like(6, 5), 4, axis=0), 4, axis=1)       # pixel art scaled up 4x
+    data = api.compress(images.ImageData("RGB", 20, 24, [art]), tile=8, effort=2)[0]
+    h = container.read_header(data)[0]
+    assert h.width * h.height < 20 * 24
+    with pytest.raises(PixzipError, match="over the limit"):
+        api.decompress(data, max_pixels=h.width * h.height + 1)
+
+
+def test_older_versions_refuse_the_new_optional_field(adaptive_file, fast_rgb):
+    h, offset = container.read_header(adaptive_file)
+    h.version, h.entropy, h.transform = 3, [], b""
+    v3 = bytearray(container.write(h, container.read_streams(adaptive_file, h, offset)))
+    # the optional-field mask follows the plane table: set the transform bit in a version 3 file
+    mask_at = v3.index(bytes([0]), 12 + 1 + 3 + 1 + 8 + 1 + 2)
+    v3[mask_at] = container.OPT_TRANSFORM
+    end = len(v3) - sum(h.stream_sizes) - 4
+    v3[end:end + 4] = zlib.crc32(v3[end + 4:], zlib.crc32(bytes(v3[:end]))).to_bytes(4, "little")
+    with pytest.raises(PixzipError, match="corrupted"):
+        api.decompress(bytes(v3), [fast_rgb])
+
+
+def test_the_formats_levels_are_the_stages(tiny_models):
+    assert container.ADAPTIVE_LEVELS == tuple(sorted(adaptive.LEVELS))
+
+
+# -- the reference stage decodes a native file --------------------------------------------------------------
+def test_the_reference_decodes_a_natively_coded_adaptive_file(monkeypatch, capsys):
+    from pixzip import zoo
+    model = zoo.load_model("pcnn-rgb-v7")
+    if not (native.adaptive_available() and native.supports(model.net)):
+        pytest.skip("needs the compiled adaptive coder and the shipped model")
+    image = images.ImageData("RGB", 7, 6, [_photo_like(6, 7, seed=9)])
+    data = api.compress(image, [model], tile=4, effort=5)[0]
+    assert container.read_header(data)[0].entropy == [ADAPTIVE]
+    monkeypatch.setattr(codec, "adaptive_native", lambda m: False)
+    monkeypatch.setattr(codec, "_NOTICE_GIVEN", [])
+    decoded, _ = api.decompress(data)
+    assert np.array_equal(decoded.planes[0], image.planes[0])
+    assert capsys.readouterr().err.count("Python reference") == 1
+
+
+def test_the_reference_encoder_writes_the_native_bytes(monkeypatch, fast_rgb):
+    plane = _photo_like(6, 7, seed=4)
+    fast = codec.encode_planes_adaptive(fast_rgb.net, [plane], 4, 1, [8])
+    monkeypatch.setattr(codec, "adaptive_native", lambda m: False)
+    slow = codec.encode_planes_adaptive(fast_rgb.net, [plane], 4, 1, [8])
+    assert all(np.array_equal(a, b) for a, b in zip(fast[0][0], slow[0][0]))
+
+
+def test_models_the_stage_cannot_take_say_so_in_one_line(tiny_models):
+    from pixzip import zoo
+    ensemble = zoo.load_model("pcnn-rgb-mix-v1")
+    why = codec.adaptive_refusal(ensemble.net)
+    assert why and "\n" not in why
+    with pytest.raises(PixzipError, match="ensemble"):
+        codec.encode_planes_adaptive(ensemble.net, [_photo_like(4, 4)], 0, 1, [8])
