@@ -9,6 +9,10 @@ product) and the lanes run backwards, the bytes of `codec._code_lanes`.
 
 It covers the shipped PixelCNNs' structure (masked R/G/B groups, 16-bit residual stream, Laplace head
 with the linear skip predictor); other models, a missing build, or PIXZIP_NATIVE=0 use the torch path.
+
+The same library holds the adaptive entropy stage (csrc/adaptive.c, specification
+pixzip/entropy/adaptive.py, docs/ADAPTIVE.md): encode_tile_adaptive / decode_tile_adaptive code a tile
+with the network and the stage instead of the rANS lanes; AdaptiveState is the stage's learned state.
 This module only packs a model's integers into the C structures; the C code knows nothing of torch.
 """
 

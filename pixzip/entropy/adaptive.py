@@ -6,15 +6,16 @@ compiled coder is installed, so no file depends on the C build.
 
 What it codes. Sub-pixels in the decoder's order (wavefront t = j + slope*i, then channel, then row:
 `decoding_order`), each with the network's head outputs: mu16 (mean in 1/16 grey level, 0..4080) and
-idx (log-scale index, 0 = the smallest scale). The network's Laplace is not coded with; its mean is the
-centre of the binarisation and both outputs are contexts, so the stage learns how far to trust them on
-this image (docs/ADAPTIVE.md has the measurements).
+idx (log-scale index, 0 = the smallest scale). The network's Laplace is not the coding distribution: its
+mean is the centre of the binarisation, both outputs are contexts, and its probability of each decision
+is one input of the mixers, so the stage learns how far to trust it on this image (docs/ADAPTIVE.md has
+the measurements).
 
 Binarisation (`_code_subpixel`): p = round(mu), r = x - p, then binary decisions, each at a *node*
 (its position in the decision tree): zero flag (r == 0), sign, the exponent e = floor(log2 |r|) in
 unary, the e mantissa bits below the leading one, most significant first. A decision the range 0..255
 forces (no negative values when p = 0, no exponent or mantissa bit that would pass 0 or 255) is not
-coded. About 3.7 decisions per sub-pixel on photographs.
+coded. About 3.9 decisions per sub-pixel on a CBSD68 photograph.
 
 Probability of a decision (`_Stage.code_bit`), every step integer:
 - contexts: each a hash of a few quantised *features* of the sub-pixel's neighbourhood (`features`),
