@@ -65,3 +65,15 @@ def test_an_out_of_bounds_read_is_caught(sanitized_library, tmp_path):
     p = subprocess.run([sys.executable, "-c", probe], env=sanitized_build.sanitizer_env(sanitized_library),
                        capture_output=True, text=True, timeout=120)
     assert p.returncode == 86 and "heap-buffer-overflow" in p.stderr, p.stderr[-2000:]
+
+
+def test_adaptive_tile_decoder_under_sanitizers(sanitized_library, tmp_path):
+    """The adaptive stage's decoder on mutated tile streams, called directly (no container, no CRC in
+    front): every byte reaches the arithmetic decoder, the context tables and the mixers."""
+    p = subprocess.run([sys.executable, str(ROOT / "fuzz" / "adaptive_tiles.py"), "--executions", "1500",
+                        "--seconds", "600", "--seed", "2026", "--findings", str(tmp_path)],
+                       env=sanitized_build.sanitizer_env(sanitized_library), capture_output=True, text=True,
+                       timeout=900)
+    report = (p.stdout + p.stderr)[-4000:]
+    assert p.returncode == 0, f"exit {p.returncode}:\n{report}"
+    assert f"coder: {sanitized_library}" in p.stdout and "1500 adaptive tile decodes" in p.stdout, report
