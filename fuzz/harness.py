@@ -69,10 +69,13 @@ def make_seeds(rng: np.random.Generator) -> list[bytes]:
     """Golden files of every version, and fresh files from the shipped models at both efforts."""
     seeds = [p.read_bytes() for p in sorted(GOLDEN.rglob("*.pxz"))]
     ims = test_images(rng)
-    for effort, every in ((1, 1), (2, 4)):         # (effort 2's ensemble is slow to encode under ASan)
+    # static rANS (1), transforms (2), the adaptive stage at both levels with stored tiles (4, 5), the
+    # ensemble (3, slow to encode under ASan: a quarter of the images); v3 files too
+    for effort, every in ((1, 1), (2, 2), (3, 4), (4, 1), (5, 2)):
         for tile in (0, 8):
             for im in ims[::every]:
                 seeds.append(api.compress(im, tile=tile, effort=effort)[0])
+    seeds += [api.compress(im, tile=8, effort=1, version=3)[0] for im in ims[::3]]
     return seeds
 
 
@@ -183,7 +186,7 @@ def decode_once(blob: bytes, models: list) -> str:
 
 def encode_once(im: images.ImageData, r: random.Random, models: list) -> None:
     """A random image coded and decoded back: exact, or a finding."""
-    data, _ = api.compress(im, tile=r.choice((0, 1, 5, 8, 256)), effort=r.choice((1, 2)))
+    data, _ = api.compress(im, tile=r.choice((0, 1, 5, 8, 256)), effort=r.randint(1, 6))
     out, _ = api.decompress(data, models)
     if out.pixel_bytes() != im.pixel_bytes():
         raise AssertionError("round trip changed the pixels")
