@@ -117,7 +117,7 @@ def codes_here(model) -> bool:
 
 
 def check_coder(model, coder: str):
-    """An ensemble runs only in the native coder (format v3, pixzip/_native.c): say so in one line
+    """An ensemble runs only in the native coder (pixzip/csrc/): say so in one line
     where it cannot run, rather than fail inside another path."""
     if isinstance(model, IntEnsemble):
         if coder != "rans":

@@ -13,7 +13,7 @@ class IntEnsemble:
     """An ensemble: the equal-weight mixture of its members' distributions (PixelCNNs with the same
     channels, levels and decode slope). Each member's table is scaled to the coder's total 2^24,
     q_m(k) = floor(C_m(k) * 2^24 / S_m), and the mixture is C(k) = floor(sum_m q_m(k) / n): strictly
-    increasing, total 2^24. Only the native CPU coder (pixzip/_native.c) runs it: the members' walks in
+    increasing, total 2^24. Only the native CPU coder (pixzip/csrc/) runs it: the members' walks in
     lockstep, one mixture per sub-pixel (`codec` refuses it elsewhere with a one-line error);
     `mixture_interval` is the reference of its integers."""
 

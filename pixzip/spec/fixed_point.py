@@ -2,7 +2,7 @@
 
 These numbers are written, in effect, into every exported model: changing one changes the integers
 that decide probabilities, so a model file made with the old value would no longer decode. The C
-coder repeats the ones it needs (pixzip/_native.c); tests/test_native.py checks it against the
+coder repeats the ones it needs (pixzip/csrc/); tests/test_native.py checks it against the
 package's reference integers."""
 
 # The head: location mu, log-scale, logits
