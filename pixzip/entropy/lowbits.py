@@ -30,6 +30,7 @@ import struct
 import numpy as np
 
 from . import rans
+from ..formats.varint import varint as _varint
 
 CONTEXTS = 10                    # bit length of the local gradient, 0..9 (9: 256 or more)
 ENCODE_BAND = 1 << 20            # samples predicted at once when encoding (bounds the temporaries)
@@ -81,14 +82,6 @@ def _cost_bits(counts: np.ndarray, table: np.ndarray) -> float:
 
 
 # -- the stream ---------------------------------------------------------------------------------------
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte, n = n & 0x7F, n >> 7
-        out.append(byte | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
-
 
 def encode(high: np.ndarray, low: np.ndarray, low_bits: int) -> np.ndarray:
     """The low part's stream (uint32 words): tables, lane states, then every lane's words."""

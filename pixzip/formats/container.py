@@ -19,6 +19,7 @@ import numpy as np
 from ..errors import PixzipError
 from . import metadata
 from .depth import read_split
+from .varint import varint as _varint
 
 MAGIC = b"\x89PXZ\r\n\x1a\n"
 VERSION = 4
@@ -119,15 +120,6 @@ class _Reader:
 
     def blob(self) -> bytes:
         return self.take(self.varint())
-
-
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte, n = n & 0x7F, n >> 7
-        out.append(byte | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
 
 
 def _blob(b: bytes) -> bytes:

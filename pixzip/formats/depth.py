@@ -16,6 +16,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .varint import varint as _varint
+
 REPLICATED, SPLIT, RANKED = 1, 0, 2
 MAX_RANKED_VALUES = 1 << 14       # bounds the header's value list
 
@@ -108,10 +110,3 @@ def join(high: np.ndarray, low: np.ndarray | None, split: Split) -> np.ndarray:
     return (v << split.shift).astype(np.uint16)
 
 
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte, n = n & 0x7F, n >> 7
-        out.append(byte | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
