@@ -91,14 +91,7 @@ def set_device(device: str, threads: int, decoding: bool = False) -> str:
 def read_input(path: str) -> bytes:
     if path == "-":
         return sys.stdin.buffer.read()
-    try:
-        return Path(path).read_bytes()
-    except FileNotFoundError:
-        raise PixzipError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise PixzipError(f"{path}: is a directory") from None
-    except OSError as e:
-        raise PixzipError(f"{path}: {e.strerror}") from None
+    return images.read_bytes(path, path)
 
 
 def source_attributes(path: str) -> tuple[int, int] | None:

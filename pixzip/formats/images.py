@@ -56,7 +56,7 @@ class ImageData:
 
 def read_image(source, name: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> ImageData:
     """Read a file path or bytes into planes and metadata; PixzipError (one line) if it cannot be kept."""
-    data = _read_bytes(source, name)
+    data = read_bytes(source, name)
     if pngio.is_png(data):
         return _read_png(data, name, max_pixels)
     if pnm.is_binary_pnm(data):
@@ -86,7 +86,8 @@ def _trns(value) -> bytes:
     return b"".join(int(v).to_bytes(2, "big") for v in values)
 
 
-def _read_bytes(source, name: str) -> bytes:
+def read_bytes(source, name: str) -> bytes:
+    """A path's bytes (or the bytes given); a one-line PixzipError naming the file if unreadable."""
     if isinstance(source, bytes):
         return source
     try:
