@@ -82,6 +82,7 @@ def main():
       pixzip info photo.png.pxz           show the header
       pixzip bench DATA...                rates and speeds against PNG, WebP, JPEG XL
       pixzip train DATA... --out m.pxm    train and export a model (then: compress -m m.pxm)
+      pixzip train --recipe R.toml        train a model as its recipe says (models/recipes/)
       pixzip eval MODEL DATA...           a model's bits/dim on images
       pixzip sample MODEL -o draw.png     draw (or complete) an image with a model
 

@@ -1,4 +1,4 @@
-"""The tools: train, eval, bench and sample.
+"""The tools: train (from options or a recipe), eval, bench and sample.
 
 Cheap to import: torch, the training code and the benchmark's codecs are imported inside the commands."""
 
@@ -17,9 +17,21 @@ from ..formats import images
 from .common import DEFAULT_TILE, progress_bar, set_device, write_output
 
 
+# train's options that a recipe may be run with; every other one is the recipe's to set
+RECIPE_OPTIONS = {"data", "recipe_file", "runs", "recipe_paths", "dry_run", "resume", "quiet"}
+
+
 @click.command()
-@click.argument("data", nargs=-1, required=True)
-@click.option("--out", "out", required=True, type=click.Path(dir_okay=False), help="Exported model (.pxm).")
+@click.argument("data", nargs=-1)
+@click.option("--recipe", "recipe_file", type=click.Path(dir_okay=False, exists=True), metavar="FILE",
+              help="Train as a recipe says (models/recipes/*.toml: the model and its chained stages) "
+                   "instead of from DATA and the options; only --runs, --path, --dry-run, --resume and -q go with it.")
+@click.option("--runs", type=click.Path(file_okay=False), default="runs", show_default=True,
+              help="With --recipe: where each stage's checkpoint and model go (the last stage's model is the recipe's).")
+@click.option("--path", "recipe_paths", multiple=True, metavar="NAME=VALUE",
+              help="With --recipe: fill {NAME} in the recipe's paths (repeatable).")
+@click.option("--dry-run", is_flag=True, help="With --recipe: print the stages, train nothing.")
+@click.option("--out", "out", type=click.Path(dir_okay=False), help="Exported model (.pxm); required with DATA.")
 @click.option("--checkpoint", type=click.Path(dir_okay=False), help="Checkpoint path (default: OUT.ckpt).")
 @click.option("--resume", is_flag=True, help="Continue from the checkpoint.")
 @click.option("--init", "init_from", type=click.Path(dir_okay=False, exists=True),
@@ -90,19 +102,31 @@ from .common import DEFAULT_TILE, progress_bar, set_device, write_output
                    "processes: launch with torchrun --nproc_per_node N -m pixzip train ...")
 @click.option("-T", "--threads", type=click.IntRange(0), default=0)
 @click.option("-q", "--quiet", is_flag=True)
-def train(data, out, checkpoint, resume, init_from, arch, small_arch, scale, channels, levels, steps, minutes, batch, crop, hidden, blocks,
+@click.pass_context
+def train(ctx, data, recipe_file, runs, recipe_paths, dry_run, out, checkpoint, resume, init_from, arch, small_arch, scale, channels, levels, steps, minutes, batch, crop, hidden, blocks,
           state, first_kernel, row_kernel, residual, skips, slope, stream_bits, channel_deps, head, skip_kernel, qat_start, lr, optimizer, val,
           jpeg_downsample, flip, seed, val_every, device, threads, quiet):
-    """Train a model on image folders / .npy stacks and export it for coding.
+    """Train a model on image folders / .npy stacks (DATA), or as a recipe says (--recipe), and export
+    it for coding.
 
     \b
       pixzip train photos/ --out models/mine.pxm --steps 20000
       pixzip train cifar.npy --arch diagbilstm --layers 4 --hidden 32 --out diag.pxm
+      pixzip train --recipe models/recipes/pcnn-rgb-v7.toml --path shared=DIR --runs runs/
+      pixzip train --recipe models/recipes/pcnn-gray-v2.toml --dry-run
       pixzip compress img.png -m models/mine.pxm
 
     Quantisation-aware training runs for the last 40% of the steps; the export reports the float and
     the integer model's bits/dim on the validation crops. Ctrl-C saves a checkpoint (--resume continues).
+    A recipe chains its stages, each from the previous one's checkpoint, and exports each into --runs.
     """
+    if recipe_file or not data:
+        return train_recipe(ctx, data, recipe_file, Path(runs), recipe_paths, dry_run, resume, quiet)
+    given = given_options(ctx, lambda name: name in ("runs", "recipe_paths", "dry_run"))
+    if given:
+        raise click.UsageError(f"{given[0]} goes with --recipe, not with DATA")
+    if not out:
+        raise click.UsageError("Missing option '--out' (the model trained on DATA is exported there).")
     from ..spec.config import ModelConfig
     from ..training.config import TrainConfig
     from ..training.loop import export_checkpoint, run_training
@@ -127,6 +151,40 @@ def train(data, out, checkpoint, resume, init_from, arch, small_arch, scale, cha
         sys.exit(1)
     click.echo(f"exported {out}: float {report['float_bpd']:.4f}, integer {report['int_bpd']:.4f} bits/dim "
                f"on validation crops (id {report['id'][:16]})", err=True)
+
+
+def given_options(ctx, which) -> list[str]:
+    """The options of the command that the command line gave (not left at their defaults), of those
+    whose name `which` accepts."""
+    return [p.opts[0] for p in ctx.command.params
+            if which(p.name) and ctx.get_parameter_source(p.name) != click.core.ParameterSource.DEFAULT]
+
+
+def train_recipe(ctx, data, recipe_file, runs: Path, recipe_paths, dry_run: bool, resume: bool, quiet: bool):
+    """`pixzip train --recipe FILE`: usage errors (exit 2) for DATA or a training option beside it, or
+    for neither DATA nor a recipe; the recipe's own errors are one line and exit 1."""
+    if not recipe_file:
+        raise click.UsageError("give DATA (image folders, .npy stacks) or --recipe FILE")
+    if data:
+        raise click.UsageError("give DATA or --recipe FILE, not both")
+    extra = given_options(ctx, lambda name: name not in RECIPE_OPTIONS)
+    if extra:
+        raise click.UsageError(f"{extra[0]} does not go with --recipe (the recipe sets it)")
+    from ..training import recipe
+    try:
+        paths = recipe.parse_paths(recipe_paths)
+    except ValueError as e:
+        raise click.UsageError(str(e)) from None
+    try:
+        loaded = recipe.load_recipe(Path(recipe_file), paths)
+        if dry_run:
+            click.echo(recipe.describe(loaded, runs))
+            return
+        model = recipe.run_recipe(loaded, runs, resume, quiet)
+    except (PixzipError, OSError, ValueError) as e:       # tomllib's errors are ValueErrors
+        click.echo(f"pixzip: {e}", err=True)
+        sys.exit(1)
+    click.echo(f"{loaded.name}: the recipe's model is {model}", err=True)
 
 
 @click.command(name="eval")
