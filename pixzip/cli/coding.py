@@ -32,7 +32,6 @@ def ratio(before: int, after: int) -> str:
     return f"{100 * after / before:.2f}%" if before else "-"
 
 
-
 @click.command(cls=LevelAliases)
 @click.argument("files", nargs=-1, required=True)
 @click.option("-o", "--output", metavar="FILE", help="Output file for a single input ('-' for stdout); "
@@ -158,7 +157,6 @@ def compress(files, output, to_stdout, force, model, tile, max_pixels, verify, r
     if run_each(inputs, rep, read, finally_=pending.flush, exit_on_failure=False, unit="files") + \
             sum(write_failures):
         sys.exit(1)
-
 
 
 def decompressed_name(f: str) -> str:

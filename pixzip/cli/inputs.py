@@ -69,7 +69,6 @@ def make_parent(dest: str, output_dir: str | None):
         Path(dest).parent.mkdir(parents=True, exist_ok=True)
 
 
-
 def expand_levels(args: list[str]) -> list[str]:
     """-1 ... -9 -> -e 1 ... -e 9 (gzip/xz/zstd's spelling of levels); after `--` nothing is touched."""
     out = []
@@ -85,7 +84,6 @@ class LevelAliases(click.Command):
 
     def parse_args(self, ctx, args):
         return super().parse_args(ctx, expand_levels(args))
-
 
 
 def naming(item, message: str) -> str:

@@ -173,7 +173,6 @@ class PaletteOrder(Step):
         return f"{self.NAME}({len(self.order)} used)"
 
 
-
 @dataclass(frozen=True)
 class NearPalette(Palette):
     """An image of more than 256 colours of which a few are rare (a screenshot's anti-aliasing): its 256

@@ -53,7 +53,6 @@ def expect(image: ImageData, mode: str, step: str) -> None:
             raise PixzipError(f"transform {step}: a plane is not uint8 {image.height}x{image.width}")
 
 
-
 def read_mode(r: Reader) -> str:
     code = r.u8()
     if code >= len(MODE_CODES):
@@ -241,8 +240,6 @@ class Levels(Step):
         return f"{self.NAME}(plane {self.plane}, {'shared ' if self.shared else ''}{counts})"
 
 
-
-
 @dataclass(frozen=True)
 class DropRepeats(Step):
     """Rows equal to the row above, then columns equal to the column before, are not coded: pixel art
@@ -319,7 +316,6 @@ def repeat_flags(image: ImageData) -> tuple[np.ndarray, np.ndarray]:
     keep_columns = np.ones(image.width, bool)
     keep_columns[1:] = (kept[:, 1:] != kept[:, :-1]).any(axis=(0, 2))
     return keep_rows, keep_columns
-
 
 
 # -- detection ---------------------------------------------------------------------------------------------
