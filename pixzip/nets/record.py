@@ -11,6 +11,7 @@ This module imports neither torch nor any module that does (tests/test_layout.py
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -205,6 +206,16 @@ def record_of(model) -> NetRecord | EnsembleRecord:
     cache = getattr(model, "_cache", None)
     if cache is not None and "record" in cache:
         return cache["record"]
+    with _MAKING:           # tiles code in threads: one record per network, which its packing lives in
+        if cache is not None and "record" in cache:
+            return cache["record"]
+        return _record_of(model, cache)
+
+
+_MAKING = threading.RLock()
+
+
+def _record_of(model, cache) -> NetRecord | EnsembleRecord:
     if hasattr(model, "members"):
         record = EnsembleRecord([record_of(m) for m in model.members])
     else:
