@@ -35,7 +35,7 @@ if os.path.basename(_argv0) == "pixzip" or _argv0.endswith(os.path.join("pixzip"
 # and info start without it (bench/startup.py measures the difference).
 from . import efforts, zoo  # noqa: E402
 from .formats import container, depth, images, metadata  # noqa: E402
-from .errors import PixzipError
+from .errors import PixzipError, torch_missing
 
 SUFFIX = ".pxz"
 DEFAULT_TILE = 256       # api.DEFAULT_TILE, without importing the coder (tests/test_conventions.py: equal)
@@ -246,6 +246,11 @@ class PixzipGroup(click.Group):
         except KeyboardInterrupt:
             click.echo("pixzip: interrupted", err=True)
             sys.exit(130)
+        except ModuleNotFoundError as e:       # train, eval, sample without torch (the `torch` extra)
+            if (e.name or "").split(".")[0] != "torch":
+                raise
+            click.echo(f"pixzip: {torch_missing(f'pixzip {ctx.invoked_subcommand}')}", err=True)
+            sys.exit(1)
 
     def parse_args(self, ctx, args):
         if args and args[0] in COMMAND_ALIASES:

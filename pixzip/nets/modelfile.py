@@ -75,7 +75,7 @@ class LoadedModel:
     @property
     def net(self):
         """The torch integer network (built on first use; needs torch)."""
-        return network(self.record, f"model {self.name!r} on this path")
+        return network(self.record, f"the torch network of model {self.name!r}")
 
     @property
     def channels(self) -> int:
