@@ -26,8 +26,6 @@ class GroupParams(NamedTuple):
     scale: torch.Tensor | None     # float64 mult * 2^-shift, where `float_requant_exact` holds (CPU only)
 
 
-
-
 def int_mm(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
     """int8 (m, k) @ int8 (k, n) -> int32 (m, n), exact: int32 accumulation on the CPU; on a GPU
     float32 products (cuBLAS's int8 path refuses many shapes: CUBLAS_STATUS_NOT_SUPPORTED on an H100)."""
