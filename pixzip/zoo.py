@@ -98,7 +98,7 @@ def installed_by_id(model_id: str) -> LoadedModel | None:
     whose header names that identity is loaded (and its content checked against it)."""
     for path in available().values():
         try:
-            if not pxm.header_id(path.read_bytes()).startswith(model_id):
+            if not pxm.file_id(path).startswith(model_id):
                 continue
             m = _load(path)
         except (OSError, PixzipError, ValueError, KeyError):
@@ -113,7 +113,7 @@ def installed_name(model_id: str) -> str:
     model files' headers alone (no network is built, nothing imports torch)."""
     for name, path in available().items():
         try:
-            if pxm.header_id(path.read_bytes()).startswith(model_id):
+            if pxm.file_id(path).startswith(model_id):
                 return name
         except (OSError, ValueError, KeyError):       # unreadable or not a model file: not this one
             continue

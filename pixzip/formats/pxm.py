@@ -63,6 +63,19 @@ def header_id(data: bytes) -> str:
     return json.loads(data[12:12 + struct.unpack("<I", data[8:12])[0]])["id"]
 
 
+def file_id(path) -> str:
+    """The identity stored in a model file's header, reading the header only (ValueError, KeyError or
+    OSError for a file that is not a readable model file)."""
+    with open(path, "rb") as f:
+        start = f.read(12)
+        if len(start) < 12 or start[:8] != MAGIC:
+            raise ValueError("not a pixzip model file")
+        (hlen,) = struct.unpack("<I", start[8:12])
+        if hlen > MAX_HEADER:
+            raise ValueError("not a pixzip model file")
+        return header_id(start + f.read(hlen))
+
+
 def unpack(data: bytes, name: str = "model") -> tuple[dict, dict[str, np.ndarray]]:
     """(header, {tensor name: array}) of a model file, its identity verified. PixzipError for anything
     that is not a well-formed model file of this format; KeyError, TypeError, ValueError or
