@@ -1,4 +1,8 @@
-"""Compress and decompress whole images: planes, models, container. The CLI's only entry point."""
+"""Compress and decompress whole images: planes, models, container. The CLI's only entry point.
+
+Models travel as their numpy records (`LoadedModel.record`) down to `backends.codec`, which builds a torch
+network only for a path that needs one: coding with a shipped PixelCNN through the native coder
+imports no torch (tests/test_torchless.py)."""
 
 from __future__ import annotations
 
@@ -16,9 +20,8 @@ from .formats import container
 from .formats.container import ADAPTIVE, STATIC, STORED, FormatError, Header, ModelRef
 from .formats import stored, transforms
 from .efforts import DEFAULT_EFFORT, EFFORTS, STATIC_ONLY, Effort
-from .errors import PixzipError
+from .errors import PixzipError, TorchMissing
 from .formats.images import DEFAULT_MAX_PIXELS, ImageData
-from .nets.ensemble import IntEnsemble
 from .nets.modelfile import LoadedModel
 
 # Tiles are coded independently (own streams: decodable in parallel, each losing its context at the
@@ -56,7 +59,7 @@ class Stats:
 
 def _fits(model: LoadedModel, image: ImageData, plane) -> bool:
     """A model codes planes of its channel count; a bilevel (2-level) model only bilevel images."""
-    return model.channels == plane.shape[2] and (model.net.cfg.levels == 256 or image.mode == "1")
+    return model.channels == plane.shape[2] and (model.record.cfg.levels == 256 or image.mode == "1")
 
 
 def choose_models(image: ImageData, preferred: Sequence[LoadedModel], effort: int = 1,
@@ -73,11 +76,11 @@ def choose_models(image: ImageData, preferred: Sequence[LoadedModel], effort: in
     chosen = []
     for plane in image.planes:
         c = plane.shape[2]
-        fitting = sorted((m for m in preferred if _fits(m, image, plane)), key=lambda m: m.net.cfg.levels)
+        fitting = sorted((m for m in preferred if _fits(m, image, plane)), key=lambda m: m.record.cfg.levels)
         chosen.append(fitting[0] if fitting else zoo.default_model(c, image.width * image.height, effort))
     for m in preferred:
         if m not in chosen:
-            what = "bilevel (mode 1) images" if m.net.cfg.levels == 2 else f"{m.channels}-channel planes"
+            what = "bilevel (mode 1) images" if m.record.cfg.levels == 2 else f"{m.channels}-channel planes"
             raise PixzipError(f"model {m.name!r} codes {what}; this {image.mode} image has none")
     return chosen
 
@@ -138,12 +141,12 @@ def _plane_options(model: LoadedModel, plane: np.ndarray, image: ImageData, plan
     if plan.stage == STATIC:
         return [(model, STATIC, 0)]
     adaptive_model = model
-    if codec.adaptive_refusal(model.net) and model not in preferred:
+    if codec.adaptive_refusal(model.record) and model not in preferred:
         adaptive_model = zoo.default_model(plane.shape[2], image.width * image.height, 1)
     options = []
     # the encoder takes the adaptive stage where the compiled coder runs it: the Python reference codes
     # about 1 000 sub-pixels a second (a photo in an hour); it still decodes such files anywhere
-    if not codec.adaptive_refusal(adaptive_model.net) and codec.adaptive_native(adaptive_model.net):
+    if not codec.adaptive_refusal(adaptive_model.record) and codec.adaptive_native(adaptive_model.record):
         options.append((adaptive_model, ADAPTIVE, plan.level))
     if plan.static_too or not options:
         options.append((model, STATIC, 0))
@@ -194,22 +197,21 @@ def _code_planes(m: LoadedModel, stage: int, level: int, planes: list, tile: int
                  device, version: int) -> list:
     """[(streams, bits)] per plane, with one model and stage."""
     try:
-        codec.check_tile(m.net, tile)
-        codec.coding_device(m.net, device)
+        codec.check_tile(m.record, tile)
+        codec.coding_device(m.record, device)
     except ValueError as e:
         raise PixzipError(f"model {m.name!r}: {e}") from None
-    if stage == ADAPTIVE:
-        threads = workers if workers > 1 else torch_threads()
-        return codec.encode_planes_adaptive(m.net, planes, tile, level, [_stored_bits(p) for p in planes],
-                                            progress, threads)
-    return codec.encode_planes(m.net, planes, tile, progress, workers=workers, device=device,
-                               coder=container.CODERS[version])
-
-
-def torch_threads() -> int:
-    """The threads the native coder uses when the caller names none: torch's (the encoder's default)."""
-    import torch
-    return torch.get_num_threads()
+    except TorchMissing as e:
+        raise TorchMissing(f"model {m.name!r}: {e}") from None
+    try:
+        if stage == ADAPTIVE:
+            threads = workers if workers > 1 else codec.coding_threads()
+            return codec.encode_planes_adaptive(m.record, planes, tile, level, [_stored_bits(p) for p in planes],
+                                                progress, threads)
+        return codec.encode_planes(m.record, planes, tile, progress, workers=workers, device=device,
+                                   coder=container.CODERS[version])
+    except TorchMissing as e:                 # a path that needs torch, which is not installed
+        raise TorchMissing(f"model {m.name!r}: {e}") from None
 
 
 def _stored_bits(plane: np.ndarray) -> int:
@@ -329,7 +331,7 @@ def _record_of(header: Header, max_pixels: int) -> transforms.TransformRecord:
 def _plane_stream_count(header: Header, p: int, model) -> int:
     if header.entropy[p] == STORED:
         return 1
-    return codec.stream_count(model.net, header.height, header.width, header.tile)
+    return codec.stream_count(model.record, header.height, header.width, header.tile)
 
 
 def _parse(data: bytes, extra_models, max_pixels: int | None) -> _Parsed:
@@ -345,12 +347,12 @@ def _parse(data: bytes, extra_models, max_pixels: int | None) -> _Parsed:
     for (_, channels), stage, model in zip(header.planes, header.entropy, plane_models):
         if model is None:
             continue
-        if model.channels != channels or (model.net.cfg.levels != 256 and header.mode != "1"):
+        if model.channels != channels or (model.record.cfg.levels != 256 and header.mode != "1"):
             raise FormatError("header is corrupted (model and plane disagree)")
-        if stage == ADAPTIVE and codec.adaptive_refusal(model.net):
+        if stage == ADAPTIVE and codec.adaptive_refusal(model.record):
             raise FormatError("header is corrupted (the adaptive stage with a model it cannot take)")
         try:
-            codec.check_tile(model.net, header.tile)
+            codec.check_tile(model.record, header.tile)
         except ValueError:
             raise FormatError("header is corrupted (tile size)") from None
     counts = [_plane_stream_count(header, p, m) for p, m in enumerate(plane_models)]
@@ -376,7 +378,7 @@ def _check_stream_floors(header: Header, plane_models: list):
         if stage == STORED:
             next(sizes)
             continue
-        net = model.net
+        net = model.record
         floor = 0.9 * net.min_bits_per_symbol() if stage == STATIC else 0.0
         for h, w in codec.stream_shapes(net, header.height, header.width, header.tile):
             if 8 * next(sizes) + 64 < h * w * channels * floor:
@@ -390,7 +392,7 @@ def _check_adaptive_floors(header: Header, plane_models: list, streams: list):
     floor = 0.9 * codec.ADAPTIVE_MIN_BITS
     at = 0
     for (_, channels), stage, model in zip(header.planes, header.entropy, plane_models):
-        shapes = [(1, 1)] if stage == STORED else codec.stream_shapes(model.net, header.height, header.width,
+        shapes = [(1, 1)] if stage == STORED else codec.stream_shapes(model.record, header.height, header.width,
                                                                       header.tile)
         for h, w in shapes:
             words = streams[at]
@@ -437,11 +439,15 @@ def decompress_many(datas: Sequence[bytes], extra_models: Sequence[LoadedModel] 
     for (_, tile, coder, level), members in groups.items():
         model = parsed[members[0][0]].models[members[0][1]]
         try:
-            codec.coding_device(model.net, device)
+            codec.coding_device(model.record, device)
         except ValueError as e:
             raise PixzipError(f"model {model.name!r}: {e}") from None
+        except TorchMissing as e:         # --device cuda, or a GPU asked of a model that needs torch
+            raise TorchMissing(f"model {model.name!r}: {e}") from None
         try:
             decoded = _decode_group(parsed, members, tile, coder, level, progress, workers, device)
+        except TorchMissing as e:         # this group's files need torch: each says so, the others decode
+            decoded = [TorchMissing(f"model {model.name!r}: {e}")] * len(members)
         except FormatError:
             if len({i for i, _ in members}) == 1:
                 decoded = [FormatError("compressed data is corrupted (undecodable stream)")] * len(members)
@@ -518,8 +524,8 @@ def _decode_group(parsed: dict, members: list, tile: int, coder: str, level: int
     try:
         if coder == "adaptive":
             bits = [parsed[i].header.stored_bits[p] for i, p in members]
-            return codec.decode_planes_adaptive(model.net, shapes, tile, streams, level, bits, progress, workers)
-        return codec.decode_planes(model.net, shapes, tile, streams, progress, workers=workers, device=device,
+            return codec.decode_planes_adaptive(model.record, shapes, tile, streams, level, bits, progress, workers)
+        return codec.decode_planes(model.record, shapes, tile, streams, progress, workers=workers, device=device,
                                    coder=coder)
     except (ValueError, RuntimeError, OverflowError):
         raise FormatError("compressed data is corrupted (undecodable stream)") from None
@@ -531,7 +537,7 @@ def sample(model: LoadedModel, height: int, width: int, seed: int = 0, complete=
     With `complete` (a plane of the model's channel count), its first `rows` rows are kept and the rest
     is drawn conditioned on them. Returns uint8 (height, width, channels)."""
     import numpy as np
-    if isinstance(model.net, IntEnsemble):     # only the native coder runs ensembles, and it draws nothing
+    if hasattr(model.record, "members"):     # only the native coder runs ensembles, and it draws nothing
         raise PixzipError(f"{model.name} is an ensemble; sample from one of its members instead")
     rng = np.random.default_rng(seed)
 

@@ -10,8 +10,9 @@ from typing import TYPE_CHECKING
 from .errors import PixzipError
 from .formats import pxm
 
-# The networks and the coder (torch) are imported where a model is loaded, not with this module:
-# `pixzip --help`, `--version` and `info` read names and constants from here without them (issue 21).
+# The model files' reader and the coder are imported where a model is loaded, not with this module:
+# `pixzip --help`, `--version` and `info` read names and constants from here without them. Loading a
+# model imports no torch either (its numpy record; the torch network is built where a path needs it).
 if TYPE_CHECKING:
     from .nets.modelfile import LoadedModel
 
@@ -87,17 +88,20 @@ def default_model(channels: int, pixels: int | None = None, effort: int = 1) -> 
     for name in EFFORT_MODELS.get(effort, {}).get(channels, ()):
         if name in available():
             m = load_model(name)
-            if codec.codes_here(m.net):
+            if codec.codes_here(m.record):
                 return m
     return load_model(DEFAULTS[channels])
 
 
 def installed_by_id(model_id: str) -> LoadedModel | None:
-    """The installed model whose identity starts with `model_id` (a file's prefix), if any."""
+    """The installed model whose identity starts with `model_id` (a file's prefix), if any. Only a file
+    whose header names that identity is loaded (and its content checked against it)."""
     for path in available().values():
         try:
+            if not pxm.file_id(path).startswith(model_id):
+                continue
             m = _load(path)
-        except (OSError, PixzipError):
+        except (OSError, PixzipError, ValueError, KeyError):
             continue
         if m.id.startswith(model_id):
             return m
@@ -109,7 +113,7 @@ def installed_name(model_id: str) -> str:
     model files' headers alone (no network is built, nothing imports torch)."""
     for name, path in available().items():
         try:
-            if pxm.header_id(path.read_bytes()).startswith(model_id):
+            if pxm.file_id(path).startswith(model_id):
                 return name
         except (OSError, ValueError, KeyError):       # unreadable or not a model file: not this one
             continue

@@ -1,6 +1,7 @@
 """The package's layering (docs/ARCHITECTURE.md): no import cycles, no import that goes up a layer,
-every module claimed by a layer, no torch in the torch-free layers, no module too long to read.
-Imports are read with `ast`, those inside functions included, so a lazy import cannot hide a cycle."""
+every module claimed by a layer, no torch in the torch-free layers and none on import in the "lazy"
+ones, no module too long to read. Imports are read with `ast`, those inside functions included, so a
+lazy import cannot hide a cycle."""
 
 from __future__ import annotations
 
@@ -15,8 +16,11 @@ PACKAGE = ROOT / "pixzip"
 MAP = ROOT / "docs" / "ARCHITECTURE.md"
 
 
-def layer_table() -> list[tuple[str, int, str, bool]]:
-    """(module prefix, rank, layer, torch allowed) rows of the map page's layer table."""
+TORCH = ("no", "lazy", "yes")      # the torch column: never / not on import / anywhere
+
+
+def layer_table() -> list[tuple[str, int, str, str]]:
+    """(module prefix, rank, layer, torch: "no", "lazy" or "yes") rows of the map page's layer table."""
     text = MAP.read_text()
     block = re.search(r"<!-- layers:.*?-->(.*?)<!-- /layers -->", text, re.S)
     assert block, "docs/ARCHITECTURE.md lost its layer table"
@@ -26,8 +30,9 @@ def layer_table() -> list[tuple[str, int, str, bool]]:
         if len(cells) != 4 or not cells[0].isdigit():
             continue
         rank, layer, modules, torch_cell = cells
+        assert torch_cell in TORCH, f"torch column {torch_cell!r}: one of {TORCH}"
         for prefix in re.findall(r"`([\w.]+)`", modules):
-            rows.append((prefix, int(rank), layer, torch_cell == "yes"))
+            rows.append((prefix, int(rank), layer, torch_cell))
     assert rows, "the layer table has no rows"
     return rows
 
@@ -43,12 +48,28 @@ def modules() -> dict[str, Path]:
     return {module_name(p): p for p in sorted(PACKAGE.rglob("*.py"))}
 
 
-def imports(name: str, path: Path, known: set[str]) -> list[tuple[str, int]]:
-    """(imported name, line) of every import in a module, anywhere in it; relative imports resolved,
-    `from X import y` naming the module X.y where that is a module of the package."""
+def _on_import(tree: ast.AST):
+    """The nodes that run when a module is imported: all but function bodies and `if TYPE_CHECKING:`."""
+    todo = [tree]
+    while todo:
+        node = todo.pop()
+        yield node
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+                continue
+            if isinstance(child, ast.If) and "TYPE_CHECKING" in ast.unparse(child.test):
+                continue
+            todo.append(child)
+
+
+def imports(name: str, path: Path, known: set[str], on_import: bool = False) -> list[tuple[str, int]]:
+    """(imported name, line) of every import in a module, anywhere in it (on_import: only those that
+    run when it is imported); relative imports resolved, `from X import y` naming the module X.y where
+    that is a module of the package."""
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
     found = []
-    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+    tree = ast.parse(path.read_text(), str(path))
+    for node in (_on_import(tree) if on_import else ast.walk(tree)):
         if isinstance(node, ast.Import):
             found += [(a.name, node.lineno) for a in node.names]
         elif isinstance(node, ast.ImportFrom):
@@ -63,7 +84,7 @@ def imports(name: str, path: Path, known: set[str]) -> list[tuple[str, int]]:
     return found
 
 
-def owner(name: str, table) -> tuple[str, int, str, bool] | None:
+def owner(name: str, table) -> tuple[str, int, str, str] | None:
     """The table row with the longest prefix of `name` (a whole dotted component)."""
     rows = [r for r in table if name == r[0] or name.startswith(r[0] + ".")]
     return max(rows, key=lambda r: len(r[0]), default=None)
@@ -131,11 +152,20 @@ def test_imports_go_down_the_layers():
 
 
 def test_torch_free_layers_do_not_import_torch():
+    """"no": neither torch nor a module that may import it, anywhere in the module; "lazy": neither on
+    import (inside functions, for the paths that need it, they may): importing a "lazy" module never
+    imports torch, whatever it imports (tests/test_torchless.py checks the same at run time)."""
     table = layer_table()
     mods = modules()
-    pulled = [f"{name}:{line} imports {target}"
-              for name, path in mods.items() if not owner(name, table)[3]
-              for target, line in imports(name, path, set(mods)) if target.split(".")[0] == "torch"]
+    pulled = []
+    for name, path in mods.items():
+        mine = owner(name, table)[3]
+        if mine == "yes":
+            continue
+        for target, line in imports(name, path, set(mods), on_import=mine == "lazy"):
+            theirs = owner(target, table)[3] if target in mods else None
+            if target.split(".")[0] == "torch" or theirs == "yes" or (mine == "no" and theirs == "lazy"):
+                pulled.append(f"{name}:{line} imports {target}")
     assert pulled == []
 
 
@@ -149,10 +179,11 @@ def test_no_module_is_too_long_to_read_in_one_sitting():
     assert not long, f"modules over {MAX_LINES} lines: {', '.join(sorted(long))}"
 
 
-@pytest.mark.parametrize("case", ["cycle", "upward", "torch", "long"])
+@pytest.mark.parametrize("case", ["cycle", "upward", "torch", "through", "lazy", "long"])
 def test_the_checks_catch_what_they_are_for(case, tmp_path, monkeypatch):
     """The checks above on a made-up package: a cycle through a function-level import, an import from
-    a lower layer up into a higher one, torch in a torch-free layer."""
+    a lower layer up into a higher one, torch in a torch-free layer, a torch-free module importing
+    one that uses torch, a "lazy" module importing torch on import."""
     pkg = tmp_path / "pixzip"
     for sub in ("spec", "nets"):
         (pkg / sub).mkdir(parents=True)
@@ -162,12 +193,16 @@ def test_the_checks_catch_what_they_are_for(case, tmp_path, monkeypatch):
     (pkg / "nets" / "b.py").write_text("def f():\n    from .a import x\n" if case == "cycle" else "")
     (pkg / "spec" / "c.py").write_text({"upward": "from ..nets import a\n", "torch": "import torch\n",
                                         "long": "x = 1\n" * (MAX_LINES + 1)}.get(case, ""))
+    (pkg / "top.py").write_text({"through": "def f():\n    from .nets import a\n",
+                                 "lazy": "import torch\ndef f():\n    from .nets import a\n"}.get(case, ""))
     monkeypatch.setitem(globals(), "ROOT", tmp_path)
     monkeypatch.setitem(globals(), "PACKAGE", pkg)
-    monkeypatch.setitem(globals(), "layer_table", lambda: [("pixzip.spec", 1, "spec", False),
-                                                          ("pixzip.nets", 3, "nets", True), ("pixzip", 6, "top", True)])
+    monkeypatch.setitem(globals(), "layer_table", lambda: [("pixzip.spec", 1, "spec", "no"),
+                                                          ("pixzip.nets", 3, "nets", "yes"),
+                                                          ("pixzip", 6, "top", "no" if case == "through" else "lazy")])
     check = {"cycle": test_no_import_cycles, "upward": test_imports_go_down_the_layers,
-             "torch": test_torch_free_layers_do_not_import_torch,
+             "torch": test_torch_free_layers_do_not_import_torch, "through": test_torch_free_layers_do_not_import_torch,
+             "lazy": test_torch_free_layers_do_not_import_torch,
              "long": test_no_module_is_too_long_to_read_in_one_sitting}[case]
     with pytest.raises(AssertionError):
         check()

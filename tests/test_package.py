@@ -114,3 +114,47 @@ def test_installed_wheel_runs_readmes_first_command_outside_the_source_tree(whee
     with Image.open(work / "sample.png") as back, Image.open(ROOT / "docs" / "sample.png") as original:
         assert np.array_equal(np.asarray(back), np.asarray(original))
     assert "pcnn-rgb" in r.stdout and "not installed" not in r.stdout          # the last step: pixzip info
+
+
+NO_TORCH = """import sys
+
+
+class _NoTorch:
+    # torch unimportable, as on a machine without it
+    def find_spec(self, name, path=None, target=None):
+        if name == "torch" or name.startswith("torch."):
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+        return None
+
+
+sys.meta_path.insert(0, _NoTorch())
+"""
+
+
+def test_installed_wheel_codes_a_photo_without_torch(wheel, tmp_path):
+    """The core install: the wheel in a fresh venv (--no-deps; its core dependencies seen from this
+    interpreter's site), torch made unimportable for every process (a sitecustomize on the path), the
+    installed `pixzip` compresses and decompresses a photo with the default model, exactly."""
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", "--without-pip", str(venv)], check=True)
+    python = venv / "bin" / "python"
+    block = tmp_path / "block"
+    block.mkdir()
+    (block / "sitecustomize.py").write_text(NO_TORCH)
+    env = {**_clean_env(), "PATH": f"{venv / 'bin'}{os.pathsep}{os.environ['PATH']}"}
+    subprocess.run([str(python), "-m", "pip", "install", "-q", "--no-deps", "--no-index", str(wheel)],
+                   check=True, env=env)
+    env["PYTHONPATH"] = str(block)
+    probe = subprocess.run([str(python), "-c", "import torch"], env=env, capture_output=True, text=True)
+    assert probe.returncode != 0 and "No module named 'torch'" in probe.stderr       # the block holds
+    work = tmp_path / "work"
+    work.mkdir()
+    with Image.open(ROOT / "docs" / "sample.png") as im:
+        im.convert("RGB").save(work / "photo.png")
+    for step in ("pixzip compress photo.png -o photo.pxz", "pixzip decompress photo.pxz -o back.png",
+                 "pixzip test photo.pxz", "pixzip info photo.pxz"):
+        r = subprocess.run(["bash", "-c", step], cwd=work, env=env, capture_output=True, text=True)
+        assert r.returncode == 0, f"{step}: {r.stderr}"
+    with Image.open(work / "back.png") as back, Image.open(work / "photo.png") as original:
+        assert np.array_equal(np.asarray(back), np.asarray(original))
+    assert "pcnn-rgb" in r.stdout

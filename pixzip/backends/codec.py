@@ -8,32 +8,44 @@ grid and coding order of `formats.tiles`) and "range" (versions 1-2, constrictio
 The encoder evaluates the model once over every pixel of a batch of tiles; the decoder walks the
 wavefronts of a batch of tiles together. Both run the same layer code and the same integer tables, so
 the bytes never depend on the backend, the batch or the number of workers.
+
+Importing this module imports no torch: a model is a numpy record (`nets.record`, what a model file
+loads into) or a torch integer network, and the native coder codes a record as it is. The torch
+backends (`reference`, `wavefront`, `gpu`, `pool`) and the range coder are imported where a path that
+needs them is taken, and a record gets its torch network there (`network`); without torch that is one
+line naming the fix (`errors.torch_missing`).
 """
 
 from __future__ import annotations
 
 import os
+import sys
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, NamedTuple
 
 import numpy as np
-import torch
 
-import sys
-
-from ..entropy import adaptive, range_coder
+from ..entropy import adaptive
 from ..entropy.lanes import pack_states, unpack_states
-from ..errors import PixzipError
+from ..errors import PixzipError, torch_missing
 from ..formats.container import frame, unframe
 from ..formats.stored import pack_bits, stored_size, unpack_bits
 from ..formats.tiles import PASSES, assemble, crop, lanes_per_tile, small_part, tile_grid
-from ..nets.base import require_gpu_path
-from ..nets.ensemble import IntEnsemble
-from ..nets.multiscale import IntMultiScale
-from ..nets.pixelcnn import IntPixelCNN
-from . import native, pool, reference, wavefront
-from .gpu import GRAPH_STATS, _DeviceLanes, encode_lanes_here
-from .reference import load_batch as _load_batch  # noqa: F401  (tests fill canvases through the door)
+from ..nets.record import RECORDS, NetRecord
+from . import native
+
+# the torch backends' names this module serves, imported on first access (module __getattr__)
+_LAZY = {"GRAPH_STATS": ("gpu", "GRAPH_STATS"), "_DeviceLanes": ("gpu", "_DeviceLanes"),
+         "encode_lanes_here": ("gpu", "encode_lanes_here"),
+         "_load_batch": ("reference", "load_batch")}      # (tests fill canvases through the door)
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+        module, attr = _LAZY[name]
+        return getattr(importlib.import_module(f"{__package__}.{module}"), attr)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 __all__ = ["CODERS", "PASSES", "GRAPH_STATS", "MAX_BATCH_PIXELS", "Choice", "choose", "coding_device", "placed",
            "codes_here", "check_coder", "check_tile", "stream_count", "stream_shapes", "lanes_per_tile", "tile_grid",
@@ -54,6 +66,82 @@ ENCODE_PARALLEL_MIN_PIXELS = 1 << 20
 
 
 # -- what runs where ---------------------------------------------------------------------------------
+_THREADS = [0]          # -T: torch's thread count, applied when a torch path is first taken
+
+
+def configure(device: str, threads: int = 0, decoding: bool = False) -> str:
+    """Apply a thread count (torch's, now if it is imported, else when a torch path first runs; the
+    native coder takes its threads from the caller) and resolve a device name: "cuda" must exist (and
+    needs torch), "auto" decodes on the CPU (a GPU decode is ~1 100 sequential sub-steps of small
+    kernels whatever the batch: 0.9-1.4 MP/s for batches of 7-18 photos on an H100, while the CPU
+    decodes tiles on every core) and leaves encoding to `coding_device`: a GPU only for models the
+    native CPU coder does not run."""
+    if threads:
+        _THREADS[0] = threads
+        if "torch" in sys.modules:
+            sys.modules["torch"].set_num_threads(threads)
+    if device == "cuda" and not _torch("--device cuda").cuda.is_available():
+        raise PixzipError("--device cuda: no CUDA device is available (use --device cpu)")
+    if device == "auto":
+        return "cpu" if decoding else "auto"
+    return device
+
+
+def _torch(what: str):
+    """torch, imported here (PixzipError naming the fix where it is not installed)."""
+    try:
+        import torch
+    except ImportError as e:
+        if (e.name or "torch").split(".")[0] != "torch":
+            raise
+        raise torch_missing(what) from None
+    if _THREADS[0]:
+        torch.set_num_threads(_THREADS[0])
+        _THREADS[0] = 0
+    return torch
+
+
+def network(model):
+    """The torch integer network a torch path runs: the model itself where it is one, a record's built
+    from its arrays (once). Without torch: one line saying what needed it and how to install it."""
+    if not isinstance(model, RECORDS):
+        return model
+    arch = "ensemble" if hasattr(model, "members") else model.cfg.arch
+    if arch not in ("pixelcnn", "ensemble"):
+        what = f"the {arch} architecture"
+    elif not native.available():
+        what = "coding without pixzip's compiled coder (not built in this installation, or PIXZIP_NATIVE=0)"
+    else:
+        what = "the torch path (for the models the compiled coder does not run)"
+    _torch(what)
+    from ..nets.modelfile import network as build
+    return build(model, what)
+
+
+def coding_threads() -> int:
+    """Threads for the native coder where the caller names none: torch's where it is imported (a
+    caller's set_num_threads), else the CPUs this process may run on."""
+    if "torch" in sys.modules:
+        return sys.modules["torch"].get_num_threads()
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:           # not on Linux
+        return os.cpu_count() or 1
+
+
+def _is_ensemble(model) -> bool:
+    return hasattr(model, "members")
+
+
+def _is_multiscale(model) -> bool:
+    return model.cfg.arch == "multiscale"
+
+
+def _on_cpu(model) -> bool:
+    device = getattr(model, "device", None)        # a torch network's; a record is on the CPU
+    return device is None or device.type == "cpu"
+
+
 class Choice(NamedTuple):
     """Where a (placed) model's tiles are coded."""
     native: bool        # the native C coder walks the tiles (format v3), or makes the encoder's head outputs
@@ -84,18 +172,24 @@ def _use_graphs(model) -> bool:
     return _on_gpu_path(model) and os.environ.get("PIXZIP_CUDA_GRAPHS", "1") != "0"
 
 
-def coding_device(model, device) -> torch.device | None:
-    """Where `model` runs for a `device` of "cpu", "cuda", "auto" or None: None for the CPU.
-    ValueError for a model the GPU path does not run. "auto" is the CPU for the models the native
-    coder runs (on two cores it already codes as fast as the GPU path did on an H100, 2.3-2.9 MP/s,
-    and a GPU machine has many cores), else a GPU if torch sees one and the model runs there."""
+def coding_device(model, device):
+    """Where `model` runs for a `device` of "cpu", "cuda", "auto" or None: None for the CPU, else a
+    torch.device. ValueError for a model the GPU path does not run. "auto" is the CPU for the models
+    the native coder runs (on two cores it already codes as fast as the GPU path did on an H100,
+    2.3-2.9 MP/s, and a GPU machine has many cores), else a GPU if torch sees one and the model runs
+    there. Neither None, "cpu" nor "auto" with a model the native coder runs imports torch."""
     if device == "auto":
-        gpu = torch.cuda.is_available() and getattr(model, "gpu_path", False) and not native.supports(model)
+        if native.supports(model):
+            return None
+        net = network(model)
+        gpu = getattr(net, "gpu_path", False) and _torch("a GPU").cuda.is_available()
         device = "cuda" if gpu else None
-    if device is None or torch.device(device).type == "cpu":
+    if device is None or str(device).split(":")[0] == "cpu":
         return None
-    require_gpu_path(model)
-    return torch.device(device)
+    from ..nets.base import require_gpu_path
+    net = network(model)
+    require_gpu_path(net)
+    return _torch("--device cuda").device(device)
 
 
 def placed(model, device, max_pixels: int):
@@ -107,19 +201,19 @@ def placed(model, device, max_pixels: int):
         return model, max_pixels
     if max_pixels == MAX_BATCH_PIXELS:
         max_pixels = MAX_BATCH_PIXELS_CUDA
-    return model.on(device), max_pixels
+    return network(model).on(device), max_pixels
 
 
 def codes_here(model) -> bool:
     """Whether this installation codes `model`: every model, but an ensemble only where the native
     coder is installed (it alone runs them)."""
-    return not isinstance(model, IntEnsemble) or native.supports(model)
+    return not _is_ensemble(model) or native.supports(model)
 
 
 def check_coder(model, coder: str):
     """An ensemble runs only in the native coder (pixzip/csrc/): say so in one line
     where it cannot run, rather than fail inside another path."""
-    if isinstance(model, IntEnsemble):
+    if _is_ensemble(model):
         if coder != "rans":
             raise PixzipError("ensemble models are coded with format version 3 only")
         if not codes_here(model):
@@ -129,33 +223,45 @@ def check_coder(model, coder: str):
 
 def check_tile(model, tile: int):
     """A multi-scale model's tiles must start on its subsampling grid."""
-    if isinstance(model, IntMultiScale) and tile % model.cfg.scale:
+    if _is_multiscale(model) and tile % model.cfg.scale:
         raise ValueError(f"the tile size must be a multiple of the model's scale ({model.cfg.scale})")
 
 
 # -- the streams of a plane ----------------------------------------------------------------------------
 def stream_count(model, height: int, width: int, tile: int) -> int:
     """How many streams a plane has, by arithmetic (no tile list is built)."""
-    n = 1 if tile == 0 else -(-height // tile) * -(-width // tile)
-    if isinstance(model, IntMultiScale):
-        n += stream_count(model.small, *model.small_shape(height, width), tile)
+    def tiles(height, width):
+        return 1 if tile == 0 else -(-height // tile) * -(-width // tile)
+    n = tiles(height, width)
+    if _is_multiscale(model):            # the small image's stage (never multi-scale itself) first
+        n += tiles(*_small_shape(model, height, width))
     return n
+
+
+def _small_shape(model, height: int, width: int) -> tuple[int, int]:
+    """A multi-scale model's subsampled image size (`IntMultiScale.small_shape`), from its config."""
+    s = model.cfg.scale
+    return -(-height // s), -(-width // s)
 
 
 def stream_shapes(model, height: int, width: int, tile: int) -> list[tuple[int, int]]:
     """(h, w) of the pixels each of a plane's streams codes, in stream order."""
     grid = [(h, w) for _, _, h, w in tile_grid(height, width, tile)]
-    if isinstance(model, IntMultiScale):
-        return stream_shapes(model.small, *model.small_shape(height, width), tile) + grid
+    if _is_multiscale(model):
+        return [(h, w) for _, _, h, w in tile_grid(*_small_shape(model, height, width), tile)] + grid
     return grid
 
 
 # -- encoding ------------------------------------------------------------------------------------------
 def encoder_tables(model, planes: list[np.ndarray], tile: int, max_pixels: int = MAX_BATCH_PIXELS,
-                   dtype: torch.dtype = torch.int32, conds: list[np.ndarray] | None = None):
+                   dtype=None, conds: list[np.ndarray] | None = None):
     """Yield ((plane, tile number), symbols, head outputs, frequency tables) chunk by chunk, in coding
-    order (`reference.encoder_tables`, on the backend `choose` names)."""
+    order (`reference.encoder_tables`, on the backend `choose` names). `dtype`: the tables' torch dtype
+    (None: int32)."""
+    model = network(model)
+    from . import reference
     in_native = choose(model, conditioned=conds is not None).native
+    dtype = _torch("the frequency tables").int32 if dtype is None else dtype
     yield from reference.encoder_tables(model, planes, tile, max_pixels, dtype, conds, in_native)
 
 
@@ -163,6 +269,8 @@ def tile_symbols(model, planes: list[np.ndarray], tile: int, max_pixels: int = M
                  conds: list[np.ndarray] | None = None):
     """Yield ((plane, tile number), symbols, head outputs (n, D) on the CPU) tile by tile, in coding
     order."""
+    model = network(model)
+    from . import reference
     in_native = choose(model, conditioned=conds is not None).native
     yield from reference.tile_symbols(model, planes, tile, max_pixels, conds, in_native)
 
@@ -181,21 +289,23 @@ def encode_planes(model, planes: list[np.ndarray], tile: int, progress: Callable
         raise ValueError(f"unknown coder {coder!r}")
     check_coder(model, coder)
     model, max_pixels = placed(model, device, max_pixels)
-    if isinstance(model, IntMultiScale):
+    grids = [tile_grid(p.shape[0], p.shape[1], tile) for p in planes]
+    jobs = [(k, n, t) for k, g in enumerate(grids) for n, t in enumerate(g)]
+    workers = min(workers, len(jobs))
+    if coder == "rans" and _on_cpu(model) and choose(model, coder).native:      # no torch on this path
+        return _encode_native(model, planes, jobs, progress, workers if workers > 1 else coding_threads())
+    model = network(model)
+    from . import pool
+    if _is_multiscale(model):
         check_tile(model, tile)
         smalls = [model.subsample(p) for p in planes]
         first = encode_planes(model.small, smalls, tile, None, max_pixels, coder=coder)
         second = _encode_planes(model.big, planes, tile, progress, max_pixels, smalls, coder)
         return [(s1 + s2, b1 + b2) for (s1, b1), (s2, b2) in zip(first, second)]
-    grids = [tile_grid(p.shape[0], p.shape[1], tile) for p in planes]
-    jobs = [(k, n, t) for k, g in enumerate(grids) for n, t in enumerate(g)]
-    workers = min(workers, len(jobs))
     large = sum(p.shape[0] * p.shape[1] for p in planes) >= ENCODE_PARALLEL_MIN_PIXELS
     where = choose(model, coder)
     if model.device.type != "cpu":
         return _encode_on_device(model, planes, tile, progress, max_pixels, workers if large else 1, coder)
-    if coder == "rans" and where.native:
-        return _encode_native(model, planes, jobs, progress, workers if workers > 1 else torch.get_num_threads())
     if workers <= 1 or not large:
         return _encode_planes(model, planes, tile, progress, max_pixels, coder=coder)
     streams = [[None] * len(g) for g in grids]
@@ -214,6 +324,7 @@ def _encode_planes(model, planes, tile, progress, max_pixels, conds=None, coder=
     """Code planes in this process, one batch of tiles after another (`reference.encode_planes`): the
     head outputs from the network's pass, or from the native coder's walk where `choose` says it runs
     the model; the streams from the reference coders."""
+    from . import reference
     in_native = choose(model, coder, conds is not None).native
     return reference.encode_planes(model, planes, tile, progress, max_pixels, CODER_SYMBOLS, conds, coder, in_native)
 
@@ -244,6 +355,8 @@ def _encode_on_device(model, planes, tile, progress, max_pixels, workers, coder)
     (`gpu.encode_lanes_here`) unless PIXZIP_DEVICE_LANES=0; otherwise the coder runs on the CPU, fanned
     out to `workers` processes: tile by tile for the range coder, in groups of tiles for the rANS
     lanes. Every tile is its own stream, so the same bytes."""
+    from . import pool, reference
+    from .gpu import encode_lanes_here
     channels = model.cfg.channels
     if choose(model, coder).lanes_here:
         coded = (c for items in reference.batch_symbols(model, planes, tile, max_pixels)
@@ -277,12 +390,15 @@ def encode_plane(model, plane: np.ndarray, tile: int, progress: Callable[[int], 
 
 # -- decoding ------------------------------------------------------------------------------------------
 def wavefront_decode(model, height: int, width: int, tile: int, choose_symbols, progress=None,
-                     max_pixels: int = MAX_BATCH_PIXELS, dtype: torch.dtype = torch.int32) -> np.ndarray:
+                     max_pixels: int = MAX_BATCH_PIXELS, dtype=None) -> np.ndarray:
     """Decode one plane wavefront by wavefront (`wavefront.decode_tiles`) with the symbols decided by
     choose_symbols(tile number, freq, (i, j, c)) (a multi-scale model: the small image's stage first,
-    its tiles numbered from -1 down)."""
+    its tiles numbered from -1 down). `dtype`: the tables' torch dtype (None: int32)."""
+    model = network(model)
+    from . import wavefront
+    dtype = _torch("decoding").int32 if dtype is None else dtype
     conds = None
-    if isinstance(model, IntMultiScale):
+    if _is_multiscale(model):
         check_tile(model, tile)
         small = wavefront_decode(model.small, *model.small_shape(height, width), tile,
                                  lambda n, f, w: choose_symbols(-1 - n, f, w), None, max_pixels, dtype)
@@ -316,8 +432,17 @@ def decode_planes(model, shapes: list[tuple[int, int]], tile: int,
         raise ValueError("stream count does not match the tile grid")
     check_coder(model, coder)
     model, max_pixels = placed(model, device, max_pixels)
+    if coder == "rans" and _on_cpu(model) and not _is_multiscale(model) and choose(model, coder).native:
+        grids = [tile_grid(h, w, tile) for h, w in shapes]      # the native decoder: no torch on this path
+        jobs = [((k, n), h, w) for k, g in enumerate(grids) for n, (_, _, h, w) in enumerate(g)]
+        parts = _decode_native(model, jobs, [streams[k][n] for (k, n), _, _ in jobs], progress,
+                               min(workers, len(jobs)))      # threads: no process start-up
+        return [assemble(h, w, model.cfg.channels, g, parts, key=lambda n, k=k: (k, n))
+                for k, ((h, w), g) in enumerate(zip(shapes, grids))]
+    model = network(model)
+    from . import pool
     smalls = None
-    if isinstance(model, IntMultiScale):
+    if _is_multiscale(model):
         check_tile(model, tile)
         small_shapes = [model.small_shape(h, w) for h, w in shapes]
         counts = [stream_count(model.small, h, w, tile) for h, w in small_shapes]
@@ -331,9 +456,7 @@ def decode_planes(model, shapes: list[tuple[int, int]], tile: int,
     conds = None if smalls is None else {(k, n): small_part(smalls[k], y, x, h, w, model.cfg.scale)
                                           for k, g in enumerate(grids) for n, (y, x, h, w) in enumerate(g)}
     workers = min(workers, len(jobs)) if model.device.type == "cpu" else 1   # a GPU: its one process
-    if coder == "rans" and choose(model, coder, conds is not None).native:     # threads: no process start-up
-        parts = _decode_native(model, jobs, [tile_streams[key] for key, _, _ in jobs], progress, workers)
-    elif workers <= 1 or sum(h * w for h, w in shapes) < PARALLEL_MIN_PIXELS:
+    if workers <= 1 or sum(h * w for h, w in shapes) < PARALLEL_MIN_PIXELS:
         parts = _decode_streams(model, jobs, [tile_streams[key] for key, _, _ in jobs], max_pixels, progress, conds,
                                 coder)
     else:
@@ -351,6 +474,8 @@ def decode_planes(model, shapes: list[tuple[int, int]], tile: int,
 def _decode_streams(model, jobs, streams, max_pixels, progress=None, conds=None, coder="rans") -> dict:
     """Entropy-decode the tiles `jobs` (key, h, w) from their streams (same order), on the backend
     `choose` names (also a worker process's share)."""
+    from . import reference, wavefront
+    from .gpu import _DeviceLanes
     where = choose(model, coder, conds is not None)
     by_key = {key: s for (key, _, _), s in zip(jobs, streams)}
     if coder == "rans":
@@ -359,8 +484,9 @@ def _decode_streams(model, jobs, streams, max_pixels, progress=None, conds=None,
         lanes = _DeviceLanes if where.lanes_here else reference.LaneDecoder
         return wavefront.decode_tiles(model, jobs, lanes(model, by_key), progress, max_pixels, conds=conds,
                                       graphs=where.graphs)
+    from ..entropy import range_coder
     return wavefront.decode_tiles(model, jobs, range_coder.tile_decoders(by_key), progress, max_pixels,
-                                  dtype=torch.float64, conds=conds, graphs=where.graphs)
+                                  dtype=_torch("format v1-v2 files").float64, conds=conds, graphs=where.graphs)
 
 
 def _decode_native(model, jobs, streams, progress=None, workers: int = 1) -> dict:
@@ -397,9 +523,9 @@ def adaptive_refusal(model) -> str | None:
     """Why the adaptive stage cannot code `model`'s planes, in one line (None: it can). It takes one
     PixelCNN's Laplace prediction (mu, scale); LSTM and multi-scale models and ensembles are coded by
     the static stage instead (docs/ADAPTIVE.md)."""
-    if isinstance(model, IntEnsemble):
+    if _is_ensemble(model):
         return "the adaptive stage takes one network's prediction, not an ensemble's"
-    if not isinstance(model, IntPixelCNN) or model.cfg.head != "laplace" or model.cfg.levels != 256 \
+    if model.cfg.arch != "pixelcnn" or model.cfg.head != "laplace" or model.cfg.levels != 256 \
             or model.cfg.cond or model.slope < 2:
         return "the adaptive stage codes PixelCNN models with a Laplace head and a slope of 2 or more only"
     return None
@@ -411,7 +537,7 @@ def adaptive_native(model) -> bool:
 
 
 def _cdf(model) -> np.ndarray:
-    return model._laplace_prefix().numpy()
+    return model.laplace_prefix() if isinstance(model, NetRecord) else model._laplace_prefix().numpy()
 
 
 def _encode_tile_adaptive(model, pixels: np.ndarray, level: int, bits: int, in_native: bool) -> np.ndarray:
@@ -419,6 +545,7 @@ def _encode_tile_adaptive(model, pixels: np.ndarray, level: int, bits: int, in_n
     if in_native:
         data = native.encode_tile_adaptive(model, pixels, level)
     else:           # the torch engine's outputs (its dense pass), in the decoding order, to the reference
+        from . import reference
         (_, _, params), = reference.tile_symbols(model, [pixels], 0, MAX_BATCH_PIXELS)
         data = adaptive.encode_tile(pixels, params.numpy(), _cdf(model), model.slope, level)
     if stored_size(pixels.size, bits) < len(data):
@@ -436,6 +563,8 @@ def encode_planes_adaptive(model, planes: list[np.ndarray], tile: int, level: in
     if why:
         raise PixzipError(why)
     in_native = adaptive_native(model)
+    if not in_native:
+        model = network(model)
     jobs = [(k, t) for k, p in enumerate(planes) for t in tile_grid(p.shape[0], p.shape[1], tile)]
 
     def one(job):
@@ -520,6 +649,8 @@ def decode_planes_adaptive(model, shapes: list[tuple[int, int]], tile: int, stre
                 if progress:
                     progress(pixels.shape[0] * pixels.shape[1])
     elif coded:
+        model = network(model)
+        from . import wavefront
         _slow_notice()
         jobs = [(key, h, w) for key, (_, h, w) in coded.items()]
         decider = _AdaptiveDecider(model, {key: p for key, (p, _, _) in coded.items()}, level)

@@ -13,7 +13,9 @@ with the linear skip predictor); other models, a missing build, or PIXZIP_NATIVE
 The same library holds the adaptive entropy stage (csrc/adaptive.c, specification
 pixzip/entropy/adaptive.py, docs/ADAPTIVE.md): encode_tile_adaptive / decode_tile_adaptive code a tile
 with the network and the stage instead of the rANS lanes; AdaptiveState is the stage's learned state.
-This module only packs a model's integers into the C structures; the C code knows nothing of torch.
+This module only packs a model's integers into the C structures, from its numpy record (`nets.record`:
+what a model file loads into, or a torch network's integers): it imports no torch, and neither does the
+C code.
 """
 
 from __future__ import annotations
@@ -24,11 +26,8 @@ import os
 import threading
 
 import numpy as np
-import torch
 
-from ..nets.ensemble import IntEnsemble
-from ..nets.pixelcnn import IntPixelCNN
-from ..nets.qconv import QConv, conv_taps
+from ..nets.record import ConvRecord, EnsembleRecord, NetRecord, record_of
 from ..spec.fixed_point import LS_FRAC, LS_MIN
 
 _i32p, _i64p, _i8p, _u8p = (ctypes.POINTER(t) for t in (ctypes.c_int32, ctypes.c_int64, ctypes.c_int8, ctypes.c_uint8))
@@ -146,64 +145,80 @@ def kernel() -> str:
 
 
 def supports(model) -> bool:
-    """Whether the native coder computes this model's integers (else the torch path codes it). An
-    ensemble: whether it does for every member (no other path runs ensembles)."""
-    if isinstance(model, IntEnsemble):
-        return all(supports(m) for m in model.members)
-    if _LIB is None or not isinstance(model, IntPixelCNN) or model.device.type != "cpu":
+    """Whether the native coder computes this model's integers (else the torch path codes it): a
+    record or a torch integer network on the CPU. An ensemble: whether it does for every member (no
+    other path runs ensembles)."""
+    if _LIB is None:
         return False
-    cfg = model.cfg
-    convs = [model.first, model.head1, model.out, *model.conv_a, *model.conv_b]
+    device = getattr(model, "device", None)           # a torch network's; a record is on the CPU
+    if device is not None and device.type != "cpu":
+        return False
+    if not hasattr(model, "members") and model.cfg.arch != "pixelcnn":
+        return False
+    rec = record_of(model)
+    if "supports" not in rec._cache:
+        rec._cache["supports"] = _structure_supported(rec)
+    return rec._cache["supports"]
+
+
+def _structure_supported(rec: NetRecord | EnsembleRecord) -> bool:
+    if isinstance(rec, EnsembleRecord):
+        return all(_structure_supported(m) for m in rec.members)
+    cfg = rec.cfg
+    if cfg.arch != "pixelcnn":
+        return False
+    first, head1, out, skip, conv_a, conv_b = rec.pixelcnn_layers()
+    convs = [first, head1, out, *conv_a, *conv_b]
     return (cfg.channel_deps == "masks" and cfg.head == "laplace" and cfg.stream_bits == 16 and not cfg.cond
-            and cfg.levels == 256 and model.skip is not None and getattr(model, "upsample", None) is None
-            and all(not c.relu_in and c.groups == cfg.channels for c in convs + [model.skip])
-            and model.first.cout == cfg.hidden and model.out.cout == 2 * cfg.channels
-            and min(int(model.head[k].min()) for k in ("shift", "skip_shift", "read_shift")) > 0)
+            and cfg.levels == 256 and skip is not None and "upsample" not in rec.convs
+            and all(not c.relu_in and c.groups == cfg.channels for c in convs + [skip])
+            and first.cout == cfg.hidden and out.cout == 2 * cfg.channels
+            and min(int(rec.head[k].min()) for k in ("shift", "skip_shift", "read_shift")) > 0)
 
 
 class _Packed:
     """A model's integers in the C structures; the arrays are kept alive with them."""
 
-    def __init__(self, model: IntPixelCNN):
+    def __init__(self, rec: NetRecord):
         self.keep: list = []
-        cfg = model.cfg
-        m = _Model(channels=cfg.channels, hidden=cfg.hidden, blocks=cfg.blocks, slope=model.slope, pad=model.pad,
+        cfg = rec.cfg
+        first, head1, out, skip, conv_a, conv_b = rec.pixelcnn_layers()
+        m = _Model(channels=cfg.channels, hidden=cfg.hidden, blocks=cfg.blocks, slope=rec.slope, pad=rec.pad,
                    levels=cfg.levels)
-        m.first = self._conv(model.first, image=True)
-        m.skip = self._conv(model.skip, image=True, requant=False)
-        m.head1 = self._conv(model.head1)
-        m.out = self._conv(model.out, requant=False)
-        blocks = [(self._conv(a), self._conv(b)) for a, b in zip(model.conv_a, model.conv_b)]
+        m.first = self._conv(first, image=True)
+        m.skip = self._conv(skip, image=True, requant=False)
+        m.head1 = self._conv(head1)
+        m.out = self._conv(out, requant=False)
+        blocks = [(self._conv(a), self._conv(b)) for a, b in zip(conv_a, conv_b)]
         conv_a = (_Conv * max(1, len(blocks)))(*[a for a, _ in blocks])
         conv_b = (_Conv * max(1, len(blocks)))(*[b for _, b in blocks])
         self.keep += [conv_a, conv_b]
         m.conv_a, m.conv_b = conv_a, conv_b
-        m.read_mult = self._ptr(model.head["read_mult"], np.int64)
-        m.read_shift = self._ptr(model.head["read_shift"], np.int64)
-        m.head_mult, m.head_shift = self._ptr(model.head["mult"], np.int64), self._ptr(model.head["shift"], np.int64)
-        m.skip_mult = self._ptr(model.head["skip_mult"], np.int64)
-        m.skip_shift = self._ptr(model.head["skip_shift"], np.int64)
-        m.prefix = self._ptr(model._laplace_prefix(), np.int64)
+        head = rec.head
+        m.read_mult = self._ptr(head["read_mult"], np.int64)
+        m.read_shift = self._ptr(head["read_shift"], np.int64)
+        m.head_mult, m.head_shift = self._ptr(head["mult"], np.int64), self._ptr(head["shift"], np.int64)
+        m.skip_mult = self._ptr(head["skip_mult"], np.int64)
+        m.skip_shift = self._ptr(head["skip_shift"], np.int64)
+        m.prefix = self._ptr(rec.laplace_prefix(), np.int64)
         m.ls_min = int(LS_MIN * LS_FRAC)
-        m.ls_max = len(model.invb_table) - 1 + m.ls_min
-        m.symbol_values = self._ptr(np.asarray(model.symbol_values), np.uint8)
+        m.ls_max = len(rec.tables["invb"]) - 1 + m.ls_min
+        m.symbol_values = self._ptr(np.asarray(rec.symbol_values), np.uint8)
         self.model = m
 
     def _ptr(self, a, dtype):
-        # a copy that owns its memory: a tensor's storage can move (sending the model to a worker
-        # process moves it to shared memory), which would leave a view pointing at freed memory
-        a = np.array(a.numpy() if torch.is_tensor(a) else a, dtype=dtype, order="C", copy=True)
+        a = np.array(a, dtype=dtype, order="C", copy=True)        # owned by this packing, kept alive with it
         self.keep.append(a)
         return a.ctypes.data_as(ctypes.POINTER(np.ctypeslib.as_ctypes_type(dtype)))
 
-    def _conv(self, conv: QConv, image: bool = False, requant: bool = True) -> _Conv:
+    def _conv(self, conv: ConvRecord, image: bool = False, requant: bool = True) -> _Conv:
         """A layer's weights as quads per group (see csrc/network.h); a layer reading the image (uint8 there,
         int8 value - 128 in the engine) gets -128 * its columns' weight sums in the bias."""
-        taps = conv.taps if conv.taps is not None else conv_taps(conv.k)
-        w = conv.weight.to(torch.int64)
+        taps = conv.tap_list()
+        w = conv.weight.astype(np.int64)
         wide = conv.weight_low is not None
-        full = w * 256 + conv.weight_low.to(torch.int64) if wide else w
-        bias = conv.bias.to(torch.int64) - (128 * full.sum(0) if image else 0)
+        full = w * 256 + conv.weight_low.astype(np.int64) if wide else w
+        bias = conv.bias.astype(np.int64) - (128 * full.sum(0) if image else 0)
         K, cout, G = w.shape[0], conv.cout, conv.groups
         n = cout // G
         k4, npad = -(-K // 4), -(-n // 16) * 16
@@ -213,18 +228,19 @@ class _Packed:
         def quads(weight):
             q = np.zeros((G, 4 * k4, npad), dtype=np.int8)
             for g in range(G):
-                q[g, :K, :n] = weight[:, g * n:(g + 1) * n].numpy()
+                q[g, :K, :n] = weight[:, g * n:(g + 1) * n]
             return q.reshape(G, k4, 4, npad).transpose(0, 1, 3, 2)
 
+        mult, shift = conv.mult.astype(np.int64), conv.shift.astype(np.int64)
+        offset = bias * mult + (np.int64(1) << np.maximum(shift - 1, 0)) * (shift > 0)
         runs = _runs(taps)
         return _Conv(ntaps=len(taps), cin=K // len(taps), k4=k4, cout=cout, groups=G, npad=npad, nruns=len(runs),
                      run_dy=self._ptr([r[0] for r in runs], np.int32), run_dx=self._ptr([r[1] for r in runs], np.int32),
                      run_len=self._ptr([r[2] for r in runs], np.int32),
                      w4=self._ptr(quads(conv.weight), np.int8),
                      w4_low=self._ptr(quads(conv.weight_low), np.int8) if wide else None,
-                     bias=self._ptr(bias, np.int64), mult=self._ptr(conv.mult, np.int64),
-                     shift=self._ptr(conv.shift, np.int64),
-                     offset=self._ptr(bias * conv.mult + (1 << (conv.shift - 1).clamp(min=0)) * (conv.shift > 0), np.int64),
+                     bias=self._ptr(bias, np.int64), mult=self._ptr(mult, np.int64),
+                     shift=self._ptr(shift, np.int64), offset=self._ptr(offset, np.int64),
                      lo=conv.lo, hi=conv.hi, requant=int(requant))
 
 
@@ -243,24 +259,27 @@ def _runs(taps) -> list[tuple[int, int, int]]:
 _PACKING = threading.Lock()
 
 
-def _packed(model: IntPixelCNN) -> _Packed:
-    """The model's C structures, built once (under a lock: tiles decode in threads, and a second
-    packing would free the first's arrays while a thread reads them)."""
+def _packed(model) -> _Packed:
+    """The C structures of a model (a record or a torch network: its record's), built once (under a
+    lock: tiles decode in threads, and a second packing would free the first's arrays while a thread
+    reads them)."""
+    rec = record_of(model)
     with _PACKING:
-        if "native" not in model._cache:
-            model._cache["native"] = _Packed(model)
-        return model._cache["native"]
+        if "native" not in rec._cache:
+            rec._cache["native"] = _Packed(rec)
+        return rec._cache["native"]
 
 
-def _members(model: IntPixelCNN | IntEnsemble):
+def _members(model):
     """(the C array of the model's or its members' structures, their count); the packed models stay
-    alive in the model's cache."""
-    nets = model.members if isinstance(model, IntEnsemble) else [model]
+    alive in the records' caches."""
+    rec = record_of(model)
+    nets = rec.members if isinstance(rec, EnsembleRecord) else [rec]
     array = (ctypes.POINTER(_Model) * len(nets))(*[ctypes.pointer(_packed(m).model) for m in nets])
     return array, len(nets)
 
 
-def decode_tile(model: IntPixelCNN | IntEnsemble, states: np.ndarray, words: np.ndarray, h: int, w: int) -> np.ndarray:
+def decode_tile(model: NetRecord | EnsembleRecord, states: np.ndarray, words: np.ndarray, h: int, w: int) -> np.ndarray:
     """A tile's pixels (h, w, channels) uint8 from its lanes' start states and its refill words.
     ValueError if the stream does not decode to its end exactly (corruption)."""
     members, count = _members(model)
@@ -277,7 +296,7 @@ def decode_tile(model: IntPixelCNN | IntEnsemble, states: np.ndarray, words: np.
     return out
 
 
-def tile_params(model: IntPixelCNN, pixels: np.ndarray) -> np.ndarray:
+def tile_params(model: NetRecord, pixels: np.ndarray) -> np.ndarray:
     """The head outputs (mu16, log-scale index) of every sub-pixel of a known tile (h, w, channels)
     as the native decoder computes them, in the decoding order (wavefront, channel, row): int64 (n, 2).
     For tests: they must equal the engine's."""
@@ -290,7 +309,7 @@ def tile_params(model: IntPixelCNN, pixels: np.ndarray) -> np.ndarray:
     return params
 
 
-def _encode_call(model: IntPixelCNN | IntEnsemble, pixels: np.ndarray, lanes: int, params: np.ndarray | None):
+def _encode_call(model: NetRecord | EnsembleRecord, pixels: np.ndarray, lanes: int, params: np.ndarray | None):
     h, w, C = pixels.shape
     n = h * w * C
     pixels = np.ascontiguousarray(pixels, dtype=np.uint8)
@@ -308,7 +327,7 @@ def _encode_call(model: IntPixelCNN | IntEnsemble, pixels: np.ndarray, lanes: in
     return states[:lanes], words[:int(count[0])], total, width
 
 
-def encode_tile(model: IntPixelCNN | IntEnsemble, pixels: np.ndarray, lanes: int):
+def encode_tile(model: NetRecord | EnsembleRecord, pixels: np.ndarray, lanes: int):
     """Code a tile of known pixels (h, w, channels) uint8 with `lanes` rANS lanes (row i: lane i % lanes):
     (final lane states int64, refill words uint32 in the decoder's reading order, and per sub-pixel in
     the decoding order its table's total and its symbol's width, int32, for the ideal bits). The same
@@ -316,7 +335,7 @@ def encode_tile(model: IntPixelCNN | IntEnsemble, pixels: np.ndarray, lanes: int
     return _encode_call(model, pixels, lanes, None)
 
 
-def dense_params(model: IntPixelCNN, pixels: np.ndarray) -> np.ndarray:
+def dense_params(model: NetRecord, pixels: np.ndarray) -> np.ndarray:
     """The head outputs of every sub-pixel as the native encoder's dense pass computes them, in the
     decoding order: int64 (n, 2), as tile_params. For tests: they must equal the walk's."""
     params = np.empty((pixels.shape[0] * pixels.shape[1] * pixels.shape[2], 2), dtype=np.int64)
@@ -413,7 +432,7 @@ def _stream_capacity(n_subpixels: int) -> int:
     return 24 * n_subpixels + 16         # 16 decisions a sub-pixel at most, 12 bits each at most
 
 
-def encode_tile_adaptive(model: IntPixelCNN, pixels: np.ndarray, level=1, state: AdaptiveState | None = None) -> bytes:
+def encode_tile_adaptive(model: NetRecord, pixels: np.ndarray, level=1, state: AdaptiveState | None = None) -> bytes:
     """Code a tile of known pixels (h, w, channels) uint8 with the network (its dense pass) and the adaptive
     stage (entropy stage 1): the stream's bytes. `state`: carried from the previous tile of a chain (the
     format decides which tiles share one, never the thread count), or None for a fresh one. One model
@@ -432,7 +451,7 @@ def encode_tile_adaptive(model: IntPixelCNN, pixels: np.ndarray, level=1, state:
     return out[:n].tobytes()
 
 
-def decode_tile_adaptive(model: IntPixelCNN, data: bytes, h: int, w: int, level=1,
+def decode_tile_adaptive(model: NetRecord, data: bytes, h: int, w: int, level=1,
                          state: AdaptiveState | None = None) -> np.ndarray:
     """A tile's pixels (h, w, channels) uint8 from its adaptive stream: the wavefront walk gives the stage
     each sub-pixel's head outputs. `state` as for encode_tile_adaptive, in the same condition. ValueError

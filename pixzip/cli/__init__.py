@@ -33,6 +33,7 @@ if os.path.basename(_argv0) == "pixzip" or _argv0.endswith(os.path.join("pixzip"
         pass
 
 # the commands import the coder (torch) when they run: these are cheap
+from ..errors import torch_missing  # noqa: E402
 from .coding import compress, decompress, info, test  # noqa: E402
 from .common import DEFAULT_TILE, SUFFIX, set_device  # noqa: E402
 from .inputs import expand_levels  # noqa: E402
@@ -55,6 +56,11 @@ class PixzipGroup(click.Group):
         except KeyboardInterrupt:
             click.echo("pixzip: interrupted", err=True)
             sys.exit(130)
+        except ModuleNotFoundError as e:       # train, eval, sample without torch (the `torch` extra)
+            if (e.name or "").split(".")[0] != "torch":
+                raise
+            click.echo(f"pixzip: {torch_missing(f'pixzip {ctx.invoked_subcommand}')}", err=True)
+            sys.exit(1)
 
     def parse_args(self, ctx, args):
         if args and args[0] in COMMAND_ALIASES:

@@ -40,14 +40,16 @@ class Reporter:
 def progress_bar(total: int, desc: str, quiet: bool, forced: bool = False, unit: str = "px"):
     """A bar on stderr, shown on a terminal for work that lasts more than two seconds, or always and at
     once with --progress (forced); -q hides it."""
+    if quiet or not (forced or sys.stderr.isatty()):      # no bar: tqdm (~25 ms to import) stays unimported
+        yield None
+        return
     try:
         from tqdm import tqdm
     except ImportError:  # pragma: no cover
         yield None
         return
-    disable = quiet or not (forced or sys.stderr.isatty())
     with tqdm(total=total, desc=desc, unit=unit, unit_scale=unit == "px", delay=0 if forced else 2.0,
-              leave=False, disable=disable, file=sys.stderr) as bar:
+              leave=False, file=sys.stderr) as bar:
         yield bar.update
 
 
@@ -56,14 +58,8 @@ def set_device(device: str, threads: int, decoding: bool = False) -> str:
     sub-steps of small kernels whatever the batch: 0.9-1.4 MP/s for batches of 7-18 photos on an
     H100, while the CPU decodes tiles on every core) and leaves encoding to codec.coding_device: a
     GPU only for models the native CPU coder does not run."""
-    import torch
-    if threads:
-        torch.set_num_threads(threads)
-    if device == "cuda" and not torch.cuda.is_available():
-        raise PixzipError("--device cuda: no CUDA device is available (use --device cpu)")
-    if device == "auto":
-        return "cpu" if decoding else "auto"      # the codec takes a GPU for the models it can run there
-    return device
+    from ..backends import codec      # imports torch only for --device cuda (or a path that needs it)
+    return codec.configure(device, threads, decoding)
 
 
 def read_input(path: str) -> bytes:

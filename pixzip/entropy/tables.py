@@ -4,7 +4,6 @@ prefix-sum array (the Laplace head: no table is materialised) or given in full (
 from __future__ import annotations
 
 import numpy as np
-import torch
 
 
 class PrefixTables:
@@ -25,7 +24,11 @@ class PrefixTables:
 
     def locate(self, bound: np.ndarray):
         """For 0 < bound <= total: the last k with C(k) < bound, C(k) and C(k + 1)."""
-        search = torch.searchsorted if torch.is_tensor(self.prefix) else np.searchsorted
+        if isinstance(self.prefix, np.ndarray):
+            search = np.searchsorted
+        else:                    # int64 tensors: torch is already imported by whoever made them
+            import torch
+            search = torch.searchsorted
         g = search(self.prefix, self.base + bound)          # first prefix >= target
         return g - 1 - self.start, self.prefix[g - 1] - self.base, self.prefix[g] - self.base
 
@@ -41,9 +44,9 @@ class DenseTables:
         return DenseTables(self.cum[part])
 
     def at(self, k: np.ndarray) -> np.ndarray:
-        if torch.is_tensor(self.cum):
-            return self.cum.gather(1, k[:, None])[:, 0]
-        return np.take_along_axis(self.cum, k[:, None], 1)[:, 0]
+        if isinstance(self.cum, np.ndarray):
+            return np.take_along_axis(self.cum, k[:, None], 1)[:, 0]
+        return self.cum.gather(1, k[:, None])[:, 0]
 
     def locate(self, bound: np.ndarray):
         k = (self.cum < bound[:, None]).sum(1) - 1

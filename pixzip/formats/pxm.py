@@ -11,7 +11,8 @@ The identity `id` is the SHA-256 of the canonical JSON of config, layers and ten
 raw bytes: it names exactly the integers that decide probabilities. Provenance is not part of it. A file
 whose content does not hash to its stored id is refused (tampering or corruption).
 
-This module knows bytes and numpy arrays only; `nets.modelfile` turns them into integer networks.
+This module knows bytes and numpy arrays only; `nets.record` reads them as a network's integers,
+`nets.modelfile` loads and saves model files.
 """
 
 from __future__ import annotations
@@ -55,8 +56,24 @@ def pack(config: dict, layers: dict, tensors: dict[str, np.ndarray], provenance:
 
 
 def header_id(data: bytes) -> str:
-    """The identity stored in a file's header (of bytes `pack` wrote)."""
+    """The identity stored in a file's header (of bytes `pack` wrote); ValueError or KeyError for
+    bytes that are not a model file."""
+    if len(data) < 12 or data[:8] != MAGIC:
+        raise ValueError("not a pixzip model file")
     return json.loads(data[12:12 + struct.unpack("<I", data[8:12])[0]])["id"]
+
+
+def file_id(path) -> str:
+    """The identity stored in a model file's header, reading the header only (ValueError, KeyError or
+    OSError for a file that is not a readable model file)."""
+    with open(path, "rb") as f:
+        start = f.read(12)
+        if len(start) < 12 or start[:8] != MAGIC:
+            raise ValueError("not a pixzip model file")
+        (hlen,) = struct.unpack("<I", start[8:12])
+        if hlen > MAX_HEADER:
+            raise ValueError("not a pixzip model file")
+        return header_id(start + f.read(hlen))
 
 
 def unpack(data: bytes, name: str = "model") -> tuple[dict, dict[str, np.ndarray]]:

@@ -58,7 +58,7 @@ class IntModel:
         self.host = self           # the model on the CPU (where the coder's tables are made)
         self._on: dict = {}        # device -> this model's copy there
         # symbol -> pixel value (bilevel models code 0 and 255 as 0 and 1)
-        self.symbol_values = np.arange(256) if cfg.levels == 256 else np.array([0, 255])
+        self.symbol_values = cfg.symbol_values
 
     def named_convs(self):
         """(name, QConv) of every layer, as the model file stores them."""
@@ -164,8 +164,7 @@ class IntModel:
     def min_bits_per_symbol(self) -> float:
         """No symbol costs less: the likeliest value gets at most exp_table[0] against at least
         exp_table[-1] for each of the other levels (for reporting and sanity bounds, not for coding)."""
-        top, floor = int(self.exp_table[0]), int(self.exp_table[-1])
-        return float(np.log2((top + (self.cfg.levels - 1) * floor) / top))
+        return spec_tables.min_bits_per_symbol(self.exp_table.numpy(), self.cfg.levels)
 
     def frequencies(self, params: torch.Tensor, dtype: torch.dtype = torch.int32) -> torch.Tensor:
         """Head outputs (n, D) of n sub-pixels -> integer frequency tables (n, levels), every entry >= 1.
@@ -207,8 +206,8 @@ class IntModel:
         C(k) = prefix[start + k] - prefix[start]; strictly increasing (every entry is >= 1)."""
         key = "laplace_prefix"
         if key not in self._cache:
-            rows = self.laplace_rows(torch.int32).view(-1).to(torch.int64)
-            self._cache[key] = torch.cat([torch.zeros(1, dtype=torch.int64), rows.cumsum(0)])
+            self._cache[key] = torch.from_numpy(spec_tables.laplace_prefix(self.exp_table.numpy(),
+                                                                           self.invb_table.numpy()))
         return self._cache[key]
 
     def cdf_tables(self, params: torch.Tensor | np.ndarray) -> "DenseTables | PrefixTables":

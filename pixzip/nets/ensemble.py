@@ -31,6 +31,10 @@ class IntEnsemble:
         self.slope = first.slope
         self.symbol_values = first.symbol_values
         self.device = torch.device("cpu")        # where the codec places it: the native coder is CPU only
+        self._cache: dict = {}                   # its record (nets.record), made once
+
+    def __getstate__(self):
+        return {**self.__dict__, "_cache": {}}
 
     @property
     def arch(self) -> str:

@@ -1,52 +1,29 @@
-"""Integer networks to and from .pxm model files (`formats.pxm` holds the bytes)."""
+"""Integer networks to and from .pxm model files (`formats.pxm` holds the bytes, `nets.record` the
+numpy arrays they load into).
+
+Loading a model builds no network: `LoadedModel.record` is what the native coder packs, torch-free;
+`LoadedModel.net`, the torch integer network of the reference, GPU and LSTM paths, is built from the
+same arrays on first use (`network`), and needs torch."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-import torch
-
-from ..errors import PixzipError
+from ..errors import PixzipError, torch_missing
 from ..formats import pxm
 from ..formats.pxm import MAGIC  # noqa: F401  (the file's signature, for callers that sniff files)
-from ..spec.config import ModelConfig
-from .base import IntModel
-from .ensemble import IntEnsemble
-from .qconv import QConv
-from .registry import from_convs
+from . import record as records
+from .record import EnsembleRecord, NetRecord, record_of
 
 
-def _conv_entries(name: str, conv: QConv):
-    meta = {"k": conv.k, "relu_in": conv.relu_in, "lo": conv.lo, "hi": conv.hi, "groups": conv.groups}
-    if conv.taps is not None:
-        meta["taps"] = [list(t) for t in conv.taps]
-    tensors = {f"{name}.weight": conv.weight, f"{name}.bias": conv.bias,
-               f"{name}.mult": conv.mult, f"{name}.shift": conv.shift}
-    if conv.weight_low is not None:
-        tensors[f"{name}.weight_low"] = conv.weight_low
-    return meta, tensors
-
-
-def serialize(model: IntModel | IntEnsemble, provenance: dict | None = None) -> bytes:
-    """The model file's bytes. An ensemble stores its members' layers, heads and tables under the
-    prefixes m0., m1., ... and the config {"arch": "ensemble", "members": [their configs]}."""
-    layers, tensors = {}, {}
-    for name, conv in model.named_convs():
-        layers[name], t = _conv_entries(name, conv)
-        tensors.update(t)
-    parts = list(enumerate(model.members)) if isinstance(model, IntEnsemble) else [(None, model)]
-    for k, part in parts:
-        prefix = "" if k is None else f"m{k}."
-        tensors.update({f"{prefix}head.{n}": v for n, v in part.head.items()})
-        tensors.update({f"{prefix}table.{n}": v for n, v in part.tables.items()})
-    config = ({"arch": "ensemble", "members": [m.cfg.to_dict() for m in model.members]}
-              if isinstance(model, IntEnsemble) else model.cfg.to_dict())
-    arrays = {name: t.contiguous().numpy() for name, t in tensors.items()}
+def serialize(model, provenance: dict | None = None) -> bytes:
+    """The model file's bytes, of a torch integer network or ensemble or of a record."""
+    config, layers, arrays = records.to_file(record_of(model))
     return pxm.pack(config, layers, arrays, provenance)
 
 
-def save(model: IntModel, path: Path, provenance: dict | None = None) -> str:
+def save(model, path: Path, provenance: dict | None = None) -> str:
     data = serialize(model, provenance)
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
@@ -55,51 +32,65 @@ def save(model: IntModel, path: Path, provenance: dict | None = None) -> str:
     return pxm.header_id(data)
 
 
-class LoadedModel:
-    """An integer model with its identity, name and provenance."""
+def network(record: NetRecord | EnsembleRecord, what: str | None = None):
+    """The torch integer network (IntModel, IntMultiScale or IntEnsemble) of a record, built once from
+    its arrays (no copy). PixzipError in one line, naming the fix, where torch is not installed
+    (`what`: what needs it, for that line)."""
+    if "network" in record._cache:
+        return record._cache["network"]
+    try:
+        from .ensemble import IntEnsemble
+        from .qconv import QConv
+        from .registry import from_convs
+    except ImportError as e:
+        if (e.name or "").split(".")[0] != "torch":
+            raise
+        arch = "ensemble" if isinstance(record, EnsembleRecord) else record.cfg.arch
+        raise torch_missing(what or f"a {arch} model's network") from None
+    try:
+        if isinstance(record, EnsembleRecord):
+            net = IntEnsemble([network(m, what) for m in record.members])
+        else:
+            net = from_convs(record.cfg, {n: QConv.from_record(c) for n, c in record.convs.items()},
+                             _tensors(record.head), _tensors(record.tables))
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        raise PixzipError(f"not a valid pixzip model file ({type(e).__name__})") from None
+    if hasattr(net, "_cache"):
+        net._cache["record"] = record          # the native coder packs these arrays, not a copy
+    record._cache["network"] = net
+    return net
 
-    def __init__(self, net: IntModel, model_id: str, name: str, provenance: dict):
-        self.net, self.id, self.name, self.provenance = net, model_id, name, provenance
+
+def _tensors(arrays: dict) -> dict:
+    import torch
+    return {k: torch.from_numpy(v) for k, v in arrays.items()}
+
+
+class LoadedModel:
+    """A model file's record, with its identity, name and provenance; `net` its torch network."""
+
+    def __init__(self, record: NetRecord | EnsembleRecord, model_id: str, name: str, provenance: dict):
+        self.record, self.id, self.name, self.provenance = record, model_id, name, provenance
+
+    @property
+    def net(self):
+        """The torch integer network (built on first use; needs torch)."""
+        return network(self.record, f"the torch network of model {self.name!r}")
 
     @property
     def channels(self) -> int:
-        return self.net.cfg.channels
-
-
-def _network(body: dict, tensors: dict[str, torch.Tensor]) -> IntModel | IntEnsemble:
-    """The integer network a model file's header and tensors describe."""
-    def conv(n):
-        m = body["layers"][n]
-        taps = m.get("taps")
-        return QConv(k=int(m["k"]), weight=tensors[f"{n}.weight"], bias=tensors[f"{n}.bias"],
-                     mult=tensors[f"{n}.mult"], shift=tensors[f"{n}.shift"], relu_in=bool(m["relu_in"]),
-                     lo=int(m["lo"]), hi=int(m["hi"]), groups=int(m["groups"]),
-                     weight_low=tensors.get(f"{n}.weight_low"),
-                     taps=None if taps is None else tuple((int(dy), int(dx)) for dy, dx in taps))
-
-    convs = {n: conv(n) for n in body["layers"]}
-
-    def build(config: dict, prefix: str = ""):
-        cfg = ModelConfig.from_dict(config)
-        part = {n[len(prefix):]: c for n, c in convs.items() if n.startswith(prefix)}
-        head = {k[len(prefix) + 5:]: v for k, v in tensors.items() if k.startswith(prefix + "head.")}
-        tables = {k[len(prefix) + 6:]: v for k, v in tensors.items() if k.startswith(prefix + "table.")}
-        return from_convs(cfg, part, head, tables)
-
-    if body["config"].get("arch") == "ensemble":
-        return IntEnsemble([build(c, f"m{k}.") for k, c in enumerate(body["config"]["members"])])
-    return build(body["config"])
+        return self.record.cfg.channels
 
 
 def parse(data: bytes, name: str = "model") -> LoadedModel:
     try:
         body, arrays = pxm.unpack(data, name)
-        net = _network(body, {k: torch.from_numpy(a) for k, a in arrays.items()})
+        record = records.from_file(body, arrays)
     except PixzipError:
         raise
     except (KeyError, TypeError, ValueError, AttributeError, json.JSONDecodeError) as e:
         raise PixzipError(f"{name}: not a valid pixzip model file ({type(e).__name__})") from None
-    return LoadedModel(net, body["id"], name, body.get("provenance", {}))
+    return LoadedModel(record, body["id"], name, body.get("provenance", {}))
 
 
 def load(path: Path) -> LoadedModel:

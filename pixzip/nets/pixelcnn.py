@@ -48,12 +48,12 @@ class IntPixelCNN(IntModel):
     # -- scheduling -----------------------------------------------------------------------------------
     @property
     def pad(self) -> int:
-        return max(self.cfg.first_kernel, self.cfg.block_kernel) // 2
+        return self.cfg.pixelcnn_pad
 
     @property
     def slope(self) -> int:
         """Wavefront slope s: pixel (i, j) only needs pixels of smaller t = j + s*i."""
-        return self.cfg.slope or self.pad + 1
+        return self.cfg.pixelcnn_slope
 
     @property
     def wide_stream(self) -> bool:

@@ -12,6 +12,8 @@ from typing import NamedTuple
 
 import torch
 
+from .record import conv_taps  # noqa: F401  (the causal pattern, defined with the layers' records)
+
 
 class GroupParams(NamedTuple):
     """One channel group's slice of a QConv, with the bias folded into the rounding offset."""
@@ -22,12 +24,6 @@ class GroupParams(NamedTuple):
     shift: torch.Tensor            # int64
     weight_low: torch.Tensor | None
     scale: torch.Tensor | None     # float64 mult * 2^-shift, where `float_requant_exact` holds (CPU only)
-
-
-def conv_taps(k: int) -> list[tuple[int, int]]:
-    """(dy, dx) offsets a causal kxk convolution reads: rows above, left in the row, the centre."""
-    p = k // 2
-    return [(dy, dx) for dy in range(-p, 1) for dx in range(-p, p + 1) if dy < 0 or dx <= 0]
 
 
 def int_mm(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
@@ -71,6 +67,14 @@ class QConv:
     weight_low: torch.Tensor | None = None   # wide weights: w = 256 * weight + weight_low (both int8)
     taps: tuple | None = None     # (dy, dx) offsets read, in weight order; None: conv_taps(k)
     _split: dict = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def from_record(cls, conv) -> "QConv":
+        """The layer of a `nets.record.ConvRecord`, its tensors sharing the record's arrays."""
+        low = None if conv.weight_low is None else torch.from_numpy(conv.weight_low)
+        return cls(k=conv.k, weight=torch.from_numpy(conv.weight), bias=torch.from_numpy(conv.bias),
+                   mult=torch.from_numpy(conv.mult), shift=torch.from_numpy(conv.shift), relu_in=conv.relu_in,
+                   lo=conv.lo, hi=conv.hi, groups=conv.groups, weight_low=low, taps=conv.taps)
 
     @property
     def cout(self) -> int:

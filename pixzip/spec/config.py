@@ -100,6 +100,22 @@ class ModelConfig:
         return small, big
 
     @property
+    def symbol_values(self):
+        """symbol -> pixel value (numpy): 0..255, or 0 and 255 for a bilevel model."""
+        import numpy as np
+        return np.arange(256) if self.levels == 256 else np.array([0, 255])
+
+    @property
+    def pixelcnn_pad(self) -> int:
+        """A PixelCNN's canvas padding: its widest kernel's radius."""
+        return max(self.first_kernel, self.block_kernel) // 2
+
+    @property
+    def pixelcnn_slope(self) -> int:
+        """A PixelCNN's decode wavefront slope: `slope`, or the square kernels' own, pad + 1."""
+        return self.slope or self.pixelcnn_pad + 1
+
+    @property
     def state_width(self) -> int:
         return self.state or max(self.channels, self.hidden // 2)
 

@@ -71,3 +71,18 @@ def softmax_frequencies(exp: np.ndarray, logits: np.ndarray) -> np.ndarray:
     logits = np.asarray(logits, dtype=np.int64)
     excess = np.minimum(logits.max(axis=1, keepdims=True) - logits, len(exp) - 1)
     return np.asarray(exp)[excess]
+
+
+def laplace_prefix(exp: np.ndarray, invb: np.ndarray) -> np.ndarray:
+    """Prefix sums of the flattened Laplace rows (int64), with a leading 0: a table starting at `start`
+    (`laplace_start`) has C(k) = prefix[start + k] - prefix[start]; strictly increasing (every entry
+    is >= 1). What the rANS coder and the native coder read instead of the tables themselves."""
+    rows = laplace_rows(exp, invb).reshape(-1).astype(np.int64)
+    return np.concatenate([np.zeros(1, dtype=np.int64), np.cumsum(rows)])
+
+
+def min_bits_per_symbol(exp: np.ndarray, levels: int) -> float:
+    """No symbol costs less: the likeliest value gets at most exp[0] against at least exp[-1] for each
+    of the other levels (for reporting and sanity bounds, not for coding)."""
+    top, floor = int(exp[0]), int(exp[-1])
+    return float(np.log2((top + (levels - 1) * floor) / top))
