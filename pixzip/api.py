@@ -29,11 +29,15 @@ DEFAULT_TILE = 256
 
 
 
-def effort_plan(effort: int, version: int) -> Effort:
-    """The level's choices, cut down to what the format version holds (v2, v3: static, no transforms)."""
-    if effort not in EFFORTS:
+def effort_plan(effort: int | Effort, version: int) -> Effort:
+    """The level's choices, cut down to what the format version holds (v2, v3: static, no transforms).
+    An Effort itself passes through (tests re-encode files of adaptive levels no effort writes now)."""
+    if isinstance(effort, Effort):
+        plan = effort
+    elif effort not in EFFORTS:
         raise PixzipError(f"effort must be 1 to {max(EFFORTS)}, not {effort}")
-    plan = EFFORTS[effort]
+    else:
+        plan = EFFORTS[effort]
     if version < 4:
         return Effort(models=plan.models, stage=STATIC)
     return plan

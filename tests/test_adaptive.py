@@ -156,7 +156,8 @@ def test_slope_one_is_refused():
 # ---- C against the reference ---------------------------------------------------------------------------------
 
 CASES = [(1, 1, 3, 2, 1), (1, 9, 3, 2, 1), (9, 1, 3, 2, 2), (7, 13, 3, 2, 1), (13, 7, 3, 4, 2), (12, 12, 1, 2, 1),
-         (24, 20, 3, 2, 1)]
+         (24, 20, 3, 2, 1), (1, 1, 3, 2, 3), (9, 11, 3, 2, 3), (12, 12, 1, 2, 3), (10, 9, 4, 2, 3), (24, 20, 3, 2, 3),
+         (11, 8, 3, 3, 4)]
 
 
 @needs_c
@@ -177,18 +178,19 @@ def test_c_writes_the_references_bytes_and_reads_them_back(h, w, C, slope, level
 
 
 @needs_c
-def test_a_chain_of_tiles_carries_the_state_alike_in_c_and_python():
+@pytest.mark.parametrize("level", [1, 3])
+def test_a_chain_of_tiles_carries_the_state_alike_in_c_and_python(level):
     tiles = [_photo(10, 12, seed=s) for s in range(3)]
     params = [_network_params(t) for t in tiles]
     n = sum(t.size for t in tiles)
-    ref_state, c_state = A.State(1, n), native.AdaptiveState(1, n)
+    ref_state, c_state = A.State(level, n), native.AdaptiveState(level, n)
     streams = []
     for t, p in zip(tiles, params):
         ref = A.encode_tile(t, p, _cdf(), 2, state=ref_state)
         assert native.adaptive_encode_known(t, p, _cdf(), 2, state=c_state) == ref
         streams.append(ref)
-    assert streams[1] != A.encode_tile(tiles[1], params[1], _cdf(), 2)       # the carried state is used
-    c_state, ref_state = native.AdaptiveState(1, n), A.State(1, n)
+    assert streams[1] != A.encode_tile(tiles[1], params[1], _cdf(), 2, level)       # the carried state is used
+    c_state, ref_state = native.AdaptiveState(level, n), A.State(level, n)
     for t, p, s in zip(tiles, params, streams):
         assert np.array_equal(native.adaptive_decode_known(s, *t.shape, _cdf(), 2, p, state=c_state), t)
         assert np.array_equal(A.decode_tile(s, *t.shape, _cdf(), 2, _known(p), state=ref_state), t)

@@ -7,7 +7,7 @@
 
 #include <stdint.h>
 
-enum { AD_MAX_CONTEXTS = 32, AD_MAX_MIXERS = 4, AD_MAX_APMS = 4, AD_N_FEATURES = 35 };
+enum { AD_MAX_CONTEXTS = 32, AD_MAX_MIXERS = 4, AD_MAX_APMS = 4, AD_N_FEATURES = 37, AD_LMS_INPUTS = 12 };
 
 /* One effort level: adaptive.py's Level, packed by pixzip/native.py (the Python table is the only one). */
 typedef struct {
@@ -17,6 +17,7 @@ typedef struct {
     int32_t n_mixers, mixer_feature[AD_MAX_MIXERS], mixer_size[AD_MAX_MIXERS];
     int32_t n_apms, apm_feature[AD_MAX_APMS], apm_size[AD_MAX_APMS];
     int32_t max_table_bits, counter_limit, mixer_rate, final_rate, mixer_init, net_init, apm_rate;
+    int32_t lms;                 /* the residual predictor's step 2^-lms; 0: none (adaptive.Level.lms) */
 } PzLevel;
 
 /* Everything the stage learns (adaptive.py's State): it codes one tile, or a chain of tiles in turn. */

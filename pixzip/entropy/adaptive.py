@@ -39,7 +39,7 @@ Negative numbers are shifted right with floor semantics (Python's >>; the C comp
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -121,10 +121,10 @@ def node_mantissa(e: int, b: int) -> int:
 (F_ZERO, F_IDX, F_IDX2, F_IDX8, F_FRAC, F_CH, F_BRIGHT,
  F_QRW, F_QRN, F_QRNW, F_QRNE, F_QRWW, F_QRNN, F_QR1, F_QR2, F_ACT, F_GRAD,
  F_DW, F_DN, F_DNW, F_DNE, F_DPLANE, F_DNNE, F_DAVG, F_DWNE, F_DNN, F_DWW, F_DCW, F_DCN,
- F_RW, F_RN, F_R1, F_QRWP, F_QRNP, F_QR1U) = range(35)
-N_FEATURES = 35
+ F_RW, F_RN, F_R1, F_QRWP, F_QRNP, F_QR1U, F_LMS, F_LMSU) = range(37)
+N_FEATURES = 37
 # features that select mixer weight sets or APM tables: their number of values (all >= 0)
-SELECTOR_SIZES = {F_ZERO: 1, F_IDX2: 37, F_IDX8: 10, F_CH: 3, F_ACT: 11, F_QR1U: 15, F_GRAD: 11}
+SELECTOR_SIZES = {F_ZERO: 1, F_IDX2: 37, F_IDX8: 10, F_CH: 3, F_ACT: 11, F_QR1U: 15, F_GRAD: 11, F_LMSU: 15}
 N_IDX = 73                        # log-scale indices 0..72 (engine: LS_MIN..LS_MAX in 1/8)
 
 
@@ -168,8 +168,38 @@ class TileData:
         return self.value[k], self.res[k]
 
 
-def features(tile: TileData, i: int, j: int, c: int, mu16: int, idx: int) -> list[int]:
-    """The quantised neighbourhood of sub-pixel (i, j, c): N_FEATURES small integers."""
+class ResidualPredictor:
+    """What this image's residuals say about the next one: a normalised LMS filter per channel over the
+    neighbours' residuals, the pixel's earlier channels' residuals and the neighbours' differences to p,
+    learning online (weights 16.16). The network is one fixed predictor for every image; this one fits
+    the image in hand (e.g. a network that undershoots this image's edges), and its prediction, in
+    1/16 grey level, is a feature (F_LMS). Part of the state: it carries along a chain of tiles."""
+
+    INPUTS = 12
+    W_LIMIT = 1 << 18
+
+    def __init__(self, step: int):
+        self.step = step                   # adaptation rate 2^-step
+        self.w = [[0] * self.INPUTS for _ in range(4)]
+        self.u, self.pred = [0] * self.INPUTS, 0
+
+    def predict(self, c: int, u: list[int]) -> int:
+        self.u = u
+        self.pred = clamp(sum(w * x for w, x in zip(self.w[c & 3], u)) >> 12, -2048, 2048)
+        return self.pred
+
+    def update(self, c: int, r: int) -> None:
+        norm = 16 + sum(x * x for x in self.u)
+        g = (clamp(16 * r - self.pred, -1024, 1024) * 65536) // norm
+        w = self.w[c & 3]
+        for k, x in enumerate(self.u):
+            w[k] = clamp(w[k] + ((g * x) >> (4 + self.step)), -self.W_LIMIT, self.W_LIMIT)
+
+
+def features(tile: TileData, i: int, j: int, c: int, mu16: int, idx: int,
+             lms: ResidualPredictor | None = None) -> list[int]:
+    """The quantised neighbourhood of sub-pixel (i, j, c): N_FEATURES small integers (with `lms`, the
+    residual predictor's inputs are set and its prediction taken)."""
     p = rounded_mean(mu16)
 
     def nb(di, dj, cc=c):
@@ -205,6 +235,12 @@ def features(tile: TileData, i: int, j: int, c: int, mu16: int, idx: int) -> lis
         F[F_DCN] = qres(clamp(N + x1 - N1, 0, 255) - p) if i > 0 else 0
         F[F_QRWP], F[F_QRNP] = qres(rW1), qres(rN1)
     F[F_QR1U] = F[F_QR1] + 7
+    if lms is not None:
+        here = (i * tile.w + j) * tile.C
+        u = [rW, rN, rNW, rNE, rWW, rNN, tile.res[here + c - 1] if c > 0 else 0,
+             tile.res[here + c - 2] if c > 1 else 0, W - p, N - p, NW - p, NE - p]
+        F[F_LMS] = qres(lms.predict(c, u) >> 2)
+        F[F_LMSU] = F[F_LMS] + 7
     return F
 
 
@@ -223,6 +259,7 @@ class Level:
     mixer_init: int                          # initial weight of every context input (16.16)
     net_init: int                            # initial weight of the network's own probability (16.16)
     apm_rate: int                            # APM entries move by 1/2^rate of their error
+    lms: int = 0                             # the residual predictor's step 2^-lms (0: none, F_LMS is 0)
 
 
 LEVELS = {
@@ -242,6 +279,10 @@ LEVELS = {
              mixers=(F_IDX8, F_ACT, F_QR1U), apms=(F_IDX2, F_ACT), max_table_bits=15, counter_limit=255,
              mixer_rate=24, final_rate=10, mixer_init=2500, net_init=65536, apm_rate=7),
 }
+# Levels 3 and 4: levels 1 and 2 with the residual predictor and one context on its prediction (session 13:
+# -0.32 % / -0.28 % on CBSD68, -0.6 % / -0.3 % on the kinds, docs/ADAPTIVE.md)
+LEVELS[3] = replace(LEVELS[1], contexts=LEVELS[1].contexts + ((F_LMS, F_IDX8),), lms=5)
+LEVELS[4] = replace(LEVELS[2], contexts=LEVELS[2].contexts + ((F_LMS, F_IDX8),), lms=5)
 
 
 def table_bits(level: Level, n_subpixels: int) -> int:
@@ -348,6 +389,7 @@ class State:
         self.weights = [dict() for _ in self.level.mixers]
         self.final = dict()
         self.apm = [dict() for _ in self.level.apms]
+        self.lms = ResidualPredictor(self.level.lms) if self.level.lms else None
 
     def block(self, k: int, h: int) -> list[int]:
         """Context k's block for hash h: found, or (re)initialised with h's check."""
@@ -524,9 +566,11 @@ def encode_tile(pixels: np.ndarray, params: np.ndarray, cdf: np.ndarray, slope: 
     for n, (i, j, c) in enumerate(decoding_order(h, w, C, slope)):
         mu16, idx = int(params[n, 0]), int(params[n, 1])
         x, p = int(pixels[i, j, c]), rounded_mean(mu16)
-        stage = _Stage(state, coder, features(tile, i, j, c, mu16, idx), cdf, laplace_start(mu16, idx))
+        stage = _Stage(state, coder, features(tile, i, j, c, mu16, idx, state.lms), cdf, laplace_start(mu16, idx))
         _code_subpixel(stage, p, x)
         _record(tile, i, j, c, x, p)
+        if state.lms:
+            state.lms.update(c, x - p)
     return coder.finish()
 
 
@@ -550,9 +594,11 @@ class TileDecoder:
         i, j, c = self.position
         mu16, idx = int(mu16), int(idx)
         p = rounded_mean(mu16)
-        F = features(self.tile, i, j, c, mu16, idx)
+        F = features(self.tile, i, j, c, mu16, idx, self.state.lms)
         x = _code_subpixel(_Stage(self.state, self.coder, F, self.cdf, laplace_start(mu16, idx)), p, None)
         _record(self.tile, i, j, c, x, p)
+        if self.state.lms:
+            self.state.lms.update(c, x - p)
         self.pixels[i, j, c] = x
         self.position = next(self.order, None)
         return x
