@@ -29,9 +29,9 @@ EFFORTS = {
     3: Effort(models=2, stage=STATIC, transforms="estimate"),                # the ensemble, static
     4: Effort(models=1, stage=ADAPTIVE, level=3, transforms="estimate"),
     5: Effort(models=1, stage=ADAPTIVE, level=4, transforms="estimate"),
-    6: Effort(models=1, stage=ADAPTIVE, level=3, transforms="trial", max_trials=2),
-    7: Effort(models=1, stage=ADAPTIVE, level=4, transforms="trial", max_trials=2),
-    8: Effort(models=1, stage=ADAPTIVE, level=4, transforms="trial", max_trials=4),
+    6: Effort(models=1, stage=ADAPTIVE, level=4, transforms="trial", max_trials=2),
+    7: Effort(models=2, stage=ADAPTIVE, level=4, transforms="estimate"),    # the ensemble in the stage
+    8: Effort(models=2, stage=ADAPTIVE, level=4, transforms="trial", max_trials=2),
     9: Effort(models=2, stage=ADAPTIVE, level=4, transforms="trial", static_too=True),
 }
 DEFAULT_EFFORT = 4

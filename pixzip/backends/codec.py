@@ -116,6 +116,10 @@ def codes_here(model) -> bool:
     return not isinstance(model, IntEnsemble) or native.supports(model)
 
 
+ENSEMBLE_NEEDS_NATIVE = ("ensemble models need pixzip's native CPU coder, which this installation lacks "
+                         "(it is compiled at install when a C compiler is present; PIXZIP_NATIVE=0 turns it off)")
+
+
 def check_coder(model, coder: str):
     """An ensemble runs only in the native coder (pixzip/csrc/): say so in one line
     where it cannot run, rather than fail inside another path."""
@@ -123,8 +127,7 @@ def check_coder(model, coder: str):
         if coder != "rans":
             raise PixzipError("ensemble models are coded with format version 3 only")
         if not codes_here(model):
-            raise PixzipError("ensemble models need pixzip's native CPU coder, which this installation lacks "
-                              "(it is compiled at install when a C compiler is present; PIXZIP_NATIVE=0 turns it off)")
+            raise PixzipError(ENSEMBLE_NEEDS_NATIVE)
 
 
 def check_tile(model, tile: int):
@@ -394,11 +397,17 @@ ADAPTIVE_MIN_BITS = float(np.log2(4096 / 4095))
 
 
 def adaptive_refusal(model) -> str | None:
-    """Why the adaptive stage cannot code `model`'s planes, in one line (None: it can). It takes one
-    PixelCNN's Laplace prediction (mu, scale); LSTM and multi-scale models and ensembles are coded by
-    the static stage instead (docs/ADAPTIVE.md)."""
+    """Why the adaptive stage cannot code `model`'s planes, in one line (None: it can). It takes a
+    PixelCNN's Laplace prediction (mu, scale), or an ensemble's members' averaged (the native coder
+    only); LSTM and multi-scale models are coded by the static stage instead (docs/ADAPTIVE.md)."""
     if isinstance(model, IntEnsemble):
-        return "the adaptive stage takes one network's prediction, not an ensemble's"
+        whys = [adaptive_refusal(m) for m in model.members]
+        if any(whys):
+            return next(w for w in whys if w)
+        first = _cdf(model.members[0])
+        if not all(np.array_equal(first, _cdf(m)) for m in model.members[1:]):
+            return "the adaptive stage takes an ensemble whose members share their Laplace tables only"
+        return None
     if not isinstance(model, IntPixelCNN) or model.cfg.head != "laplace" or model.cfg.levels != 256 \
             or model.cfg.cond or model.slope < 2:
         return "the adaptive stage codes PixelCNN models with a Laplace head and a slope of 2 or more only"
@@ -411,6 +420,9 @@ def adaptive_native(model) -> bool:
 
 
 def _cdf(model) -> np.ndarray:
+    """The Laplace rows' prefix sums the stage reads (an ensemble's members share them: adaptive_refusal)."""
+    if isinstance(model, IntEnsemble):
+        model = model.members[0]
     return model._laplace_prefix().numpy()
 
 
@@ -436,6 +448,8 @@ def encode_planes_adaptive(model, planes: list[np.ndarray], tile: int, level: in
     if why:
         raise PixzipError(why)
     in_native = adaptive_native(model)
+    if isinstance(model, IntEnsemble) and not in_native:
+        raise PixzipError(ENSEMBLE_NEEDS_NATIVE)
     jobs = [(k, t) for k, p in enumerate(planes) for t in tile_grid(p.shape[0], p.shape[1], tile)]
 
     def one(job):
@@ -520,6 +534,8 @@ def decode_planes_adaptive(model, shapes: list[tuple[int, int]], tile: int, stre
                 if progress:
                     progress(pixels.shape[0] * pixels.shape[1])
     elif coded:
+        if isinstance(model, IntEnsemble):
+            raise PixzipError(ENSEMBLE_NEEDS_NATIVE)
         _slow_notice()
         jobs = [(key, h, w) for key, (_, h, w) in coded.items()]
         decider = _AdaptiveDecider(model, {key: p for key, (p, _, _) in coded.items()}, level)

@@ -81,10 +81,11 @@ def _declare_adaptive(lib) -> None:
     lib.pz_adaptive_decode_known.argtypes = [ctypes.c_void_p, _i64p, ctypes.c_int, ctypes.c_int, ctypes.c_int,
                                              ctypes.c_int, _u8p, ctypes.c_int64, _i64p, _u8p]
     lib.pz_adaptive_decode_known.restype = ctypes.c_int
-    lib.pz_encode_tile_adaptive.argtypes = [ctypes.POINTER(_Model), ctypes.c_void_p, ctypes.c_int, ctypes.c_int, _u8p,
+    members = ctypes.POINTER(ctypes.POINTER(_Model))
+    lib.pz_encode_tile_adaptive.argtypes = [members, ctypes.c_int, ctypes.c_void_p, ctypes.c_int, ctypes.c_int, _u8p,
                                             _u8p, ctypes.c_int64]
     lib.pz_encode_tile_adaptive.restype = ctypes.c_int64
-    lib.pz_decode_tile_adaptive.argtypes = [ctypes.POINTER(_Model), ctypes.c_void_p, ctypes.c_int, ctypes.c_int, _u8p,
+    lib.pz_decode_tile_adaptive.argtypes = [members, ctypes.c_int, ctypes.c_void_p, ctypes.c_int, ctypes.c_int, _u8p,
                                             ctypes.c_int64, _u8p]
     lib.pz_decode_tile_adaptive.restype = ctypes.c_int
 
@@ -413,26 +414,27 @@ def _stream_capacity(n_subpixels: int) -> int:
     return 24 * n_subpixels + 16         # 16 decisions a sub-pixel at most, 12 bits each at most
 
 
-def encode_tile_adaptive(model: IntPixelCNN, pixels: np.ndarray, level=1, state: AdaptiveState | None = None) -> bytes:
+def encode_tile_adaptive(model: IntPixelCNN | IntEnsemble, pixels: np.ndarray, level=1,
+                         state: AdaptiveState | None = None) -> bytes:
     """Code a tile of known pixels (h, w, channels) uint8 with the network (its dense pass) and the adaptive
     stage (entropy stage 1): the stream's bytes. `state`: carried from the previous tile of a chain (the
-    format decides which tiles share one, never the thread count), or None for a fresh one. One model
-    (not an ensemble), slope >= 2."""
+    format decides which tiles share one, never the thread count), or None for a fresh one. One model,
+    or an ensemble whose members' outputs the stage takes averaged (adaptive.ensemble_outputs); slope >= 2."""
     h, w, C = pixels.shape
     state = state or AdaptiveState(level, h * w * C)
     pixels = np.ascontiguousarray(pixels, dtype=np.uint8)
     cap = _stream_capacity(pixels.size)
     out = np.empty(cap, dtype=np.uint8)
-    n = _LIB.pz_encode_tile_adaptive(ctypes.byref(_packed(model).model), state.ptr, h, w, pixels.ctypes.data_as(_u8p),
+    n = _LIB.pz_encode_tile_adaptive(*_members(model), state.ptr, h, w, pixels.ctypes.data_as(_u8p),
                                      out.ctypes.data_as(_u8p), cap)
-    if n == -5:
-        raise ValueError("the adaptive stage needs a model of slope >= 2")
+    if n in (-3, -5):
+        raise ValueError("the adaptive stage needs models of slope >= 2 (an ensemble's alike)")
     if n < 0:
         raise MemoryError("native encoder: out of memory")
     return out[:n].tobytes()
 
 
-def decode_tile_adaptive(model: IntPixelCNN, data: bytes, h: int, w: int, level=1,
+def decode_tile_adaptive(model: IntPixelCNN | IntEnsemble, data: bytes, h: int, w: int, level=1,
                          state: AdaptiveState | None = None) -> np.ndarray:
     """A tile's pixels (h, w, channels) uint8 from its adaptive stream: the wavefront walk gives the stage
     each sub-pixel's head outputs. `state` as for encode_tile_adaptive, in the same condition. ValueError
@@ -441,12 +443,12 @@ def decode_tile_adaptive(model: IntPixelCNN, data: bytes, h: int, w: int, level=
     state = state or AdaptiveState(level, h * w * C)
     buf = np.frombuffer(data, dtype=np.uint8) if len(data) else np.zeros(1, dtype=np.uint8)
     out = np.empty((h, w, C), dtype=np.uint8)
-    status = _LIB.pz_decode_tile_adaptive(ctypes.byref(_packed(model).model), state.ptr, h, w, buf.ctypes.data_as(_u8p),
+    status = _LIB.pz_decode_tile_adaptive(*_members(model), state.ptr, h, w, buf.ctypes.data_as(_u8p),
                                           len(data), out.ctypes.data_as(_u8p))
     if status == -2:
         raise MemoryError("native decoder: out of memory")
-    if status == -5:
-        raise ValueError("the adaptive stage needs a model of slope >= 2")
+    if status in (-3, -5):
+        raise ValueError("the adaptive stage needs models of slope >= 2 (an ensemble's alike)")
     if status != 0:
         raise ValueError("adaptive stream: not decoded exactly to its end (corrupt data)")
     return out

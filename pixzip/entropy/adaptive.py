@@ -540,6 +540,17 @@ def _check_slope(slope: int) -> None:
         raise ValueError("the adaptive stage needs slope >= 2 (NE must precede a pixel in the order)")
 
 
+def ensemble_outputs(member_params: list[np.ndarray]) -> np.ndarray:
+    """What the stage takes from an ensemble (members with the same Laplace rows): per sub-pixel the
+    rounded means of the members' mu16 and of their log-scale indices, (n, 2) int64 as one model's. The
+    average of two differently trained networks' means is a better centre than either (CBSD68, level 1:
+    -1.6 % against pcnn-rgb-v7 alone, docs/ADAPTIVE.md); the stage learns the rest. (The C walk computes
+    the same: csrc/tiles.c.)"""
+    n = len(member_params)
+    total = sum(np.asarray(p, dtype=np.int64) for p in member_params)
+    return (total + n // 2) // n
+
+
 LAPLACE_ROW = 511                 # the Laplace rows' layout in the model's prefix sums (engine.laplace_start)
 
 
