@@ -432,7 +432,7 @@ def _encode_tile_adaptive(model, pixels: np.ndarray, level: int, bits: int, in_n
         data = native.encode_tile_adaptive(model, pixels, level)
     else:           # the torch engine's outputs (its dense pass), in the decoding order, to the reference
         (_, _, params), = reference.tile_symbols(model, [pixels], 0, MAX_BATCH_PIXELS)
-        data = adaptive.encode_tile(pixels, params.numpy(), _cdf(model), model.slope, level)
+        data = adaptive.encode_tile(pixels, params.numpy(), _cdf(model), model.slope, adaptive.level_for(level, model))
     if stored_size(pixels.size, bits) < len(data):
         return frame(pack_bits(pixels, bits), stored=True)
     return frame(data)
@@ -483,7 +483,8 @@ class _AdaptiveDecider:
     row). ValueError at the end of a batch unless every stream was used exactly."""
 
     def __init__(self, model, payloads: dict, level: int):
-        self.model, self.payloads, self.level, self.cdf = model, payloads, level, _cdf(model)
+        self.model, self.payloads, self.cdf = model, payloads, _cdf(model)
+        self.level = adaptive.level_for(level, model)
 
     def begin(self, batch, tiles: np.ndarray, ii: np.ndarray, t: np.ndarray):
         C, slope = self.model.cfg.channels, self.model.slope

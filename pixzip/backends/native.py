@@ -26,6 +26,7 @@ import threading
 import numpy as np
 import torch
 
+from ..entropy import adaptive
 from ..nets.ensemble import IntEnsemble
 from ..nets.pixelcnn import IntPixelCNN
 from ..nets.qconv import QConv, conv_taps
@@ -61,7 +62,8 @@ class _Level(ctypes.Structure):
                 ("n_apms", ctypes.c_int32), ("apm_feature", ctypes.c_int32 * 4), ("apm_size", ctypes.c_int32 * 4),
                 ("max_table_bits", ctypes.c_int32), ("counter_limit", ctypes.c_int32), ("mixer_rate", ctypes.c_int32),
                 ("final_rate", ctypes.c_int32), ("mixer_init", ctypes.c_int32), ("net_init", ctypes.c_int32),
-                ("apm_rate", ctypes.c_int32), ("lms", ctypes.c_int32)]
+                ("apm_rate", ctypes.c_int32), ("lms", ctypes.c_int32),
+                ("prior", ctypes.c_void_p), ("prior_len", ctypes.c_int64)]
 
 
 def _declare_adaptive(lib) -> None:
@@ -75,6 +77,8 @@ def _declare_adaptive(lib) -> None:
     lib.pz_adaptive_free.argtypes = [ctypes.c_void_p]
     lib.pz_adaptive_memory.argtypes = [ctypes.c_void_p]
     lib.pz_adaptive_memory.restype = ctypes.c_int64
+    lib.pz_adaptive_learned.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
+    lib.pz_adaptive_learned.restype = ctypes.c_int64
     lib.pz_adaptive_encode_known.argtypes = [ctypes.c_void_p, _i64p, ctypes.c_int, ctypes.c_int, ctypes.c_int,
                                              ctypes.c_int, _u8p, _i64p, _u8p, ctypes.c_int64]
     lib.pz_adaptive_encode_known.restype = ctypes.c_int64
@@ -328,9 +332,11 @@ def dense_params(model: IntPixelCNN, pixels: np.ndarray) -> np.ndarray:
 # ---- the adaptive entropy stage (csrc/adaptive.c; specification: pixzip/entropy/adaptive.py) -------------------
 
 def _pack_level(level) -> _Level:
-    """adaptive.Level as the C structure (the Python table is the only definition of a level)."""
-    from ..entropy.adaptive import SELECTOR_SIZES
-    lv = _Level(n_contexts=len(level.contexts), n_mixers=len(level.mixers), n_apms=len(level.apms),
+    """adaptive.Level as the C structure (the Python table is the only definition of a level; its prior,
+    adaptive.prior_of, is the array the structure points to, kept alive by that function's cache)."""
+    from ..entropy.adaptive import SELECTOR_SIZES, prior_of
+    prior = prior_of(level)
+    lv = _Level(prior=None if prior is None else prior.ctypes.data, prior_len=0 if prior is None else prior.size,n_contexts=len(level.contexts), n_mixers=len(level.mixers), n_apms=len(level.apms),
                 max_table_bits=level.max_table_bits, counter_limit=level.counter_limit, mixer_rate=level.mixer_rate,
                 final_rate=level.final_rate, mixer_init=level.mixer_init, net_init=level.net_init,
                 apm_rate=level.apm_rate, lms=level.lms)
@@ -356,6 +362,12 @@ class AdaptiveState:
         self.ptr = self.lib.pz_adaptive_new(ctypes.byref(_pack_level(self.level)), n_subpixels)
         if not self.ptr:
             raise MemoryError("adaptive stage: out of memory (or an invalid level)")
+
+    def learned(self) -> np.ndarray:
+        """The learned small state (adaptive.State.learned's int32 order): what priors are made of."""
+        out = np.zeros(self.lib.pz_adaptive_learned(self.ptr, None), dtype=np.int32)
+        self.lib.pz_adaptive_learned(self.ptr, out.ctypes.data)
+        return out
 
     @property
     def memory(self) -> int:
@@ -421,7 +433,7 @@ def encode_tile_adaptive(model: IntPixelCNN | IntEnsemble, pixels: np.ndarray, l
     format decides which tiles share one, never the thread count), or None for a fresh one. One model,
     or an ensemble whose members' outputs the stage takes averaged (adaptive.ensemble_outputs); slope >= 2."""
     h, w, C = pixels.shape
-    state = state or AdaptiveState(level, h * w * C)
+    state = state or AdaptiveState(adaptive.level_for(level, model), h * w * C)
     pixels = np.ascontiguousarray(pixels, dtype=np.uint8)
     cap = _stream_capacity(pixels.size)
     out = np.empty(cap, dtype=np.uint8)
@@ -440,7 +452,7 @@ def decode_tile_adaptive(model: IntPixelCNN | IntEnsemble, data: bytes, h: int, 
     each sub-pixel's head outputs. `state` as for encode_tile_adaptive, in the same condition. ValueError
     if the stream does not decode exactly to its end (corruption)."""
     C = model.cfg.channels
-    state = state or AdaptiveState(level, h * w * C)
+    state = state or AdaptiveState(adaptive.level_for(level, model), h * w * C)
     buf = np.frombuffer(data, dtype=np.uint8) if len(data) else np.zeros(1, dtype=np.uint8)
     out = np.empty((h, w, C), dtype=np.uint8)
     status = _LIB.pz_decode_tile_adaptive(*_members(model), state.ptr, h, w, buf.ctypes.data_as(_u8p),

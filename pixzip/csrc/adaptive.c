@@ -134,6 +134,8 @@ void pz_adaptive_free(PzAdaptive *st) {
 /* A fresh state for a level, sized for n_subpixels (adaptive.State); NULL if the level is invalid or
  * memory ran out. Tables start empty (check 0 matches no context), weights and APMs at their initial
  * values (adaptive.py creates them on first use with the same values). */
+static int64_t learned(PzAdaptive *st, int32_t *buf, int load);
+
 PzAdaptive *pz_adaptive_new(const PzLevel *lv, int64_t n_subpixels) {
     if (!level_ok(lv)) return NULL;
     PzAdaptive *st = calloc(1, sizeof(PzAdaptive));
@@ -161,6 +163,12 @@ PzAdaptive *pz_adaptive_new(const PzLevel *lv, int64_t n_subpixels) {
             for (int k = 0; k < 33; k++) st->apm[a][s * 33 + k] = (uint16_t)(squash((k - 16) * 128) * 16);
         st->bytes += (int64_t)(sizeof(uint16_t) * sets * 33);
     }
+    if (lv->prior) {                 /* the level's prior: its length checked, its values bounded */
+        if (lv->prior_len != learned(st, NULL, 0)) goto fail;
+        for (int64_t k = 0; k < lv->prior_len; k++)
+            if (lv->prior[k] < -W_LIMIT || lv->prior[k] > W_LIMIT) goto fail;
+        learned(st, (int32_t *)lv->prior, 1);
+    }
     return st;
 fail:
     pz_adaptive_free(st);
@@ -168,6 +176,26 @@ fail:
 }
 
 int64_t pz_adaptive_memory(const PzAdaptive *st) { return st->bytes; }
+
+/* The learned small state in one int32 order (adaptive.State.learned): each mixer's weight sets
+ * [node][selector value][input], the final mixer's [node][mixer], each APM's [node][selector value][33].
+ * load: from buf into the state (a level's prior), else from the state into buf. Returns the count. */
+static int64_t learned(PzAdaptive *st, int32_t *buf, int load) {
+    const PzLevel *lv = &st->lv;
+    size_t inputs = (size_t)lv->n_contexts + 2;
+    int64_t k = 0;
+    for (int m = 0; m < lv->n_mixers; m++)
+        for (size_t q = 0; q < (size_t)NODES * lv->mixer_size[m] * inputs; q++, k++)
+            if (buf) { if (load) st->weights[m][q] = buf[k]; else buf[k] = st->weights[m][q]; }
+    for (size_t q = 0; q < (size_t)NODES * lv->n_mixers; q++, k++)
+        if (buf) { if (load) st->final[q] = buf[k]; else buf[k] = st->final[q]; }
+    for (int a = 0; a < lv->n_apms; a++)
+        for (size_t q = 0; q < (size_t)NODES * lv->apm_size[a] * 33; q++, k++)
+            if (buf) { if (load) st->apm[a][q] = (uint16_t)buf[k]; else buf[k] = st->apm[a][q]; }
+    return k;
+}
+
+int64_t pz_adaptive_learned(const PzAdaptive *st, int32_t *buf) { return learned((PzAdaptive *)st, buf, 0); }
 
 /* ---- features of a sub-pixel's neighbourhood (adaptive.features) ---------------------------------------- */
 
