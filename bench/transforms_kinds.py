@@ -29,7 +29,7 @@ from PIL import Image
 
 from pixzip import api
 from pixzip.backends import codec
-from pixzip.formats import images
+from pixzip.formats import images, stored
 from pixzip.formats import transforms as T
 from pixzip.bench import _expand, _imagecodecs, _squeeze
 
@@ -88,9 +88,9 @@ def projected_with_stored(data: bytes, coded: images.ImageData) -> int:
     total = len(data) - sum(header.stream_sizes)
     assert len(header.stream_sizes) == len(grid) * len(coded.planes)
     for plane in coded.planes:
-        bits = T.bits_for_levels(T.levels_needed(plane))
+        bits = stored.bits_for_levels(stored.levels_needed(plane))
         for h, w in grid:
-            total += min(next(sizes), 1 + T.stored_size(h * w * plane.shape[2], bits))
+            total += min(next(sizes), 1 + stored.stored_size(h * w * plane.shape[2], bits))
     return total
 
 

@@ -14,7 +14,7 @@ from .entropy import lowbits
 from .formats import depth
 from .formats import container
 from .formats.container import ADAPTIVE, STATIC, STORED, FormatError, Header, ModelRef
-from .formats import transforms
+from .formats import stored, transforms
 from .efforts import DEFAULT_EFFORT, EFFORTS, STATIC_ONLY, Effort
 from .errors import PixzipError
 from .formats.images import DEFAULT_MAX_PIXELS, ImageData
@@ -218,7 +218,7 @@ def torch_threads() -> int:
 
 def _stored_bits(plane: np.ndarray) -> int:
     """Bits a stored sample of this plane takes: enough for its largest value."""
-    return transforms.bits_for_levels(transforms.levels_needed(plane))
+    return stored.bits_for_levels(stored.levels_needed(plane))
 
 
 def _smallest_or_stored(options: list, plane: np.ndarray, version: int) -> _CodedPlane:

@@ -186,5 +186,5 @@ def _refuse_existing(dest: Path, force: bool):
 def _write(dest: Path, data: bytes, force: bool):
     """Atomically, as the CLI writes: a temporary file in the same folder, then a rename (a link unless
     forcing, so that a file created meanwhile is not clobbered)."""
-    from .cli import write_output
+    from .cli.common import write_output
     write_output(str(dest), data, force)

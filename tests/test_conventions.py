@@ -219,10 +219,10 @@ def test_help_version_and_info_do_not_import_torch(workdir, args):
 
 def test_an_interrupt_outside_a_files_work_exits_130(workdir, monkeypatch):
     """SIGTERM/Ctrl-C while a command starts (importing the coder, walking folders): one line, 130."""
-    from pixzip import cli
+    from pixzip.cli import coding
 
     def interrupted(*args):
         raise KeyboardInterrupt
-    monkeypatch.setattr(cli, "expand_inputs", interrupted)
+    monkeypatch.setattr(coding, "expand_inputs", interrupted)
     r = run("decompress", "a.png.pxz")
     assert r.exit_code == 130 and r.stderr == "pixzip: interrupted\n"

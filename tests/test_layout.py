@@ -1,6 +1,6 @@
 """The package's layering (docs/ARCHITECTURE.md): no import cycles, no import that goes up a layer,
-every module claimed by a layer, no torch in the torch-free layers. Imports are read with `ast`, those
-inside functions included, so a lazy import cannot hide a cycle."""
+every module claimed by a layer, no torch in the torch-free layers, no module too long to read.
+Imports are read with `ast`, those inside functions included, so a lazy import cannot hide a cycle."""
 
 from __future__ import annotations
 
@@ -139,7 +139,17 @@ def test_torch_free_layers_do_not_import_torch():
     assert pulled == []
 
 
-@pytest.mark.parametrize("case", ["cycle", "upward", "torch"])
+MAX_LINES = 600
+
+
+def test_no_module_is_too_long_to_read_in_one_sitting():
+    """Issue 19: no Python module over MAX_LINES lines; split a longer one where its jobs divide."""
+    long = {f"{path.relative_to(ROOT)} ({n} lines)" for path in sorted(PACKAGE.rglob("*.py"))
+            if (n := len(path.read_text().splitlines())) > MAX_LINES}
+    assert not long, f"modules over {MAX_LINES} lines: {', '.join(sorted(long))}"
+
+
+@pytest.mark.parametrize("case", ["cycle", "upward", "torch", "long"])
 def test_the_checks_catch_what_they_are_for(case, tmp_path, monkeypatch):
     """The checks above on a made-up package: a cycle through a function-level import, an import from
     a lower layer up into a higher one, torch in a torch-free layer."""
@@ -150,12 +160,14 @@ def test_the_checks_catch_what_they_are_for(case, tmp_path, monkeypatch):
     (pkg / "__init__.py").write_text("")
     (pkg / "nets" / "a.py").write_text("from . import b\n")
     (pkg / "nets" / "b.py").write_text("def f():\n    from .a import x\n" if case == "cycle" else "")
-    (pkg / "spec" / "c.py").write_text({"upward": "from ..nets import a\n", "torch": "import torch\n"}.get(case, ""))
+    (pkg / "spec" / "c.py").write_text({"upward": "from ..nets import a\n", "torch": "import torch\n",
+                                        "long": "x = 1\n" * (MAX_LINES + 1)}.get(case, ""))
     monkeypatch.setitem(globals(), "ROOT", tmp_path)
     monkeypatch.setitem(globals(), "PACKAGE", pkg)
     monkeypatch.setitem(globals(), "layer_table", lambda: [("pixzip.spec", 1, "spec", False),
                                                           ("pixzip.nets", 3, "nets", True), ("pixzip", 6, "top", True)])
     check = {"cycle": test_no_import_cycles, "upward": test_imports_go_down_the_layers,
-             "torch": test_torch_free_layers_do_not_import_torch}[case]
+             "torch": test_torch_free_layers_do_not_import_torch,
+             "long": test_no_module_is_too_long_to_read_in_one_sitting}[case]
     with pytest.raises(AssertionError):
         check()

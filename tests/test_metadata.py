@@ -135,8 +135,7 @@ def test_metadata_section_is_bounded():
     items = [metadata.Item(metadata.XMP, b"x" * 10)] * 3
     encoded = metadata.encode(items, container._varint)
 
-    class Reader(container._Reader):
-        pass
+    Reader = container._reader          # the container's strict reader (formats.varint.Reader)
     assert metadata.decode(Reader(encoded), FormatError) == items
     too_many = container._varint(metadata.MAX_ITEMS + 1)
     with pytest.raises(FormatError, match="metadata"):

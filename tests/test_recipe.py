@@ -1,6 +1,7 @@
 """Recipes (pixzip/training/recipe.py): one per default model, each describing the network it ships, and
 a tiny recipe that really trains: stages chained by their checkpoints, a model change taking effect
-from its stage on, and the last stage's export coding an image exactly."""
+from its stage on, and the last stage's export coding an image exactly; `pixzip train --recipe` runs
+them from the command line."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from pixzip import zoo
 from pixzip.backends import codec
@@ -85,3 +87,75 @@ def test_a_faulty_recipe_is_refused_in_one_line(text, message, tmp_path, capsys)
     path.write_text(text)
     assert recipe.main([str(path), "--dry-run"]) == 1
     assert message in capsys.readouterr().err
+
+
+# -- `pixzip train --recipe` ------------------------------------------------------------------------------
+def train(*args):
+    from click.testing import CliRunner
+
+    from pixzip.cli import main
+    return CliRunner().invoke(main, ["train", *args])
+
+
+def test_the_command_line_prints_a_recipes_stages_and_trains_nothing(tmp_path):
+    runs = tmp_path / "runs"
+    r = train("--recipe", str(RECIPES / "pcnn-rgb-v7.toml"), "--dry-run", "--runs", str(runs),
+              "--path", f"prepared={tmp_path / 'prep'}")
+    assert r.exit_code == 0, r.output
+    expected = recipe.describe(recipe.load_recipe(RECIPES / "pcnn-rgb-v7.toml", {"prepared": str(tmp_path / "prep")}),
+                               runs)
+    assert r.stdout.strip() == expected
+    lines = r.stdout.splitlines()
+    assert lines[0] == "pcnn-rgb-v7: 9 stage(s)" and len(lines) == 10
+    assert str(tmp_path / "prep" / "photos") in r.stdout and f"{runs}/pcnn-rgb-v7.v7.pxm" in lines[-1]
+    assert not runs.exists()
+
+
+@pytest.mark.parametrize("args, message", [
+    ([], "give DATA (image folders, .npy stacks) or --recipe FILE"),
+    (["data/", "--recipe", "{recipe}"], "give DATA or --recipe FILE, not both"),
+    (["--recipe", "{recipe}", "--steps", "5"], "--steps does not go with --recipe"),
+    (["--recipe", "{recipe}", "--out", "m.pxm"], "--out does not go with --recipe"),
+    (["--recipe", "{recipe}", "--path", "nothing"], "--path 'nothing': expected NAME=VALUE"),
+    (["data/", "--out", "m.pxm", "--dry-run"], "--dry-run goes with --recipe, not with DATA"),
+    (["data/"], "Missing option '--out'"),
+])
+def test_the_command_line_refuses_a_recipe_with_data_or_options_in_one_line(args, message, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    args = [a.replace("{recipe}", str(RECIPES / "pcnn-gray-v2.toml")) for a in args]
+    r = train(*args)
+    errors = [line for line in r.stderr.splitlines() if line.startswith("Error:")]
+    assert r.exit_code == 2 and len(errors) == 1 and errors[0].startswith(f"Error: {message}")
+    assert not Path("m.pxm").exists() and not Path("runs").exists()
+
+
+def test_the_command_line_reports_a_faulty_recipe_in_one_line(tmp_path):
+    path = tmp_path / "r.toml"
+    path.write_text('[[stage]]\nstep = 1\n')
+    r = train("--recipe", str(path), "--dry-run")
+    assert r.exit_code == 1 and r.stderr.splitlines() == [
+        "pixzip: stage stage1: unknown TrainConfig field(s) step"]
+
+
+def test_the_command_line_trains_a_tiny_recipe(tmp_path, rng):
+    """Two tiny images in a folder, one stage of three steps: the model file is written, with the
+    recipe's network, and codes an image exactly."""
+    data = tmp_path / "images"
+    data.mkdir()
+    for k in range(2):
+        Image.fromarray(rng.integers(0, 256, (16, 20, 3), dtype=np.uint8)).save(data / f"{k}.png")
+    path = tmp_path / "tiny.toml"
+    path.write_text('name = "tiny"\n[model]\nhidden = 6\nhead_hidden = 6\nblocks = 1\nskip_kernel = 3\n'
+                    '[[stage]]\nname = "only"\ndata = ["{images}"]\nval = ["{images}"]\nsteps = 3\nbatch = 2\n'
+                    'crop = 12\nval_crops = 2\n')
+    runs = tmp_path / "runs"
+    r = train("--recipe", str(path), "--runs", str(runs), "--path", f"images={data}", "-q")
+    assert r.exit_code == 0, r.output
+    model = runs / "tiny.only.pxm"
+    assert r.stderr.splitlines()[-1] == f"tiny: the recipe's model is {model}"
+    loaded = modelfile.load(model)
+    assert loaded.net.cfg.to_dict() == recipe.load_recipe(path, {"images": str(data)}).stages[-1].model.to_dict()
+    assert loaded.provenance["steps"] == 3 and (runs / "tiny.only.pt").exists()
+    plane = rng.integers(0, 256, (9, 14, 3), dtype=np.uint8)
+    (streams, _), = codec.encode_planes(loaded.net, [plane], 8)
+    assert np.array_equal(codec.decode_planes(loaded.net, [plane.shape[:2]], 8, [streams])[0], plane)

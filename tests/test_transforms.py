@@ -14,7 +14,9 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from pixzip.formats import images
+from pixzip.formats import stored as S
 from pixzip.formats import transforms as T
+from pixzip.formats.transforms import palette, steps
 from pixzip.errors import PixzipError
 from pixzip.formats.images import ImageData
 
@@ -173,7 +175,7 @@ def test_levels_are_ranks_in_a_monotone_table():
     six_bit = (np.arange(64, dtype=np.uint8) * 4).reshape(8, 8, 1)
     image = ImageData("L", 8, 8, [six_bit])
     (_, base), (coded, record) = T.candidates(image)
-    assert base.is_identity and record.steps == (T.Levels("L", 0, False, (T._bitmap(six_bit.reshape(-1)),)),)
+    assert base.is_identity and record.steps == (T.Levels("L", 0, False, (steps.levels_bitmap(six_bit.reshape(-1)),)),)
     assert np.array_equal(coded.planes[0], np.arange(64, dtype=np.uint8).reshape(8, 8, 1))
 
 
@@ -232,7 +234,7 @@ def test_near_palette_lists_the_pixels_of_rare_colours():
     assert len(step.table()) == 256 and 0 < len(listed) <= 44
     assert sorted(listed.tolist()) == [i for i, p in enumerate(pixels.tolist()) if tuple(p) not in in_table]
     assert_same_image(image, T.TransformRecord.from_bytes(record.to_bytes()).inverse(coded))
-    small = T._derived(coded, "L", [coded.planes[0][:20]])
+    small = steps.derived(coded, "L", [coded.planes[0][:20]])
     small.height = 20
     with pytest.raises(PixzipError, match="outside"):
         record.inverse(small)
@@ -259,7 +261,7 @@ def test_p_mode_ranks_used_indices_by_luminance_and_comes_back_identical():
     assert identity.is_identity
     step = record.steps[0]
     assert sorted(step.order) == [3, 7, 9, 200] and coded.mode == "L" and int(coded.planes[0].max()) == 3
-    colours = T._palette_colours("RGB", image.palette)[list(step.order)].astype(np.int64)
+    colours = palette.palette_colours("RGB", image.palette)[list(step.order)].astype(np.int64)
     assert np.all(np.diff(colours @ np.array([299, 587, 114])) >= 0)
     back = T.TransformRecord.from_bytes(record.to_bytes()).inverse(coded)
     assert_same_image(image, back)
@@ -295,7 +297,7 @@ def test_repeated_rows_and_columns_are_dropped_and_restored():
     with pytest.raises(PixzipError, match="limit"):
         record.inverse(coded, max_pixels=419)
     with pytest.raises(PixzipError, match="does not fit"):
-        record.inverse(T._derived(image, "RGB", [big]))
+        record.inverse(steps.derived(image, "RGB", [big]))
 
 
 def test_no_repeats_no_candidate_and_tiny_images():
@@ -435,7 +437,7 @@ def test_palette_with_a_repeated_colour_is_refused():
 def test_inverse_refuses_a_decoded_image_that_does_not_fit():
     image = make_image("RGB", 8, 8, "colours", 4, 1)
     coded, record = next((c, r) for c, r in T.candidates(image) if T.Palette in _kinds(r))
-    bad = T._derived(coded, "L", [np.full_like(coded.planes[0], 4)])        # index 4 of 4 colours
+    bad = steps.derived(coded, "L", [np.full_like(coded.planes[0], 4)])        # index 4 of 4 colours
     with pytest.raises(PixzipError, match="beyond"):
         record.inverse(bad)
     with pytest.raises(PixzipError, match="expected"):
@@ -443,7 +445,7 @@ def test_inverse_refuses_a_decoded_image_that_does_not_fit():
     six = ImageData("L", 4, 4, [(np.arange(16, dtype=np.uint8) * 4).reshape(4, 4, 1)])
     coded, record = T.candidates(six)[1]
     with pytest.raises(PixzipError, match="beyond"):
-        record.inverse(T._derived(coded, "L", [np.full_like(coded.planes[0], 16)]))
+        record.inverse(steps.derived(coded, "L", [np.full_like(coded.planes[0], 16)]))
 
 
 def test_forward_refuses_an_image_the_record_does_not_fit():
@@ -457,13 +459,13 @@ def test_forward_refuses_an_image_the_record_does_not_fit():
 # -- the stored fallback ---------------------------------------------------------------------------------
 @pytest.mark.parametrize("levels,bits", [(1, 0), (2, 1), (3, 2), (4, 2), (5, 3), (64, 6), (65, 7), (256, 8)])
 def test_bits_for_levels(levels, bits):
-    assert T.bits_for_levels(levels) == bits
+    assert S.bits_for_levels(levels) == bits
 
 
 def test_bits_for_levels_refuses_outside_1_to_256():
     for bad in (0, 257):
         with pytest.raises(ValueError):
-            T.bits_for_levels(bad)
+            S.bits_for_levels(bad)
 
 
 @settings(max_examples=200, deadline=None)
@@ -471,42 +473,42 @@ def test_bits_for_levels_refuses_outside_1_to_256():
        seed=st.integers(0, 2 ** 31))
 def test_pack_unpack_is_exact_at_every_bit_width(bits, shape, seed):
     values = np.random.default_rng(seed).integers(0, 1 << bits, shape).astype(np.uint8)
-    packed = T.pack_bits(values, bits)
-    assert len(packed) == T.stored_size(values.size, bits)
-    assert np.array_equal(T.unpack_bits(packed, shape, bits), values)
+    packed = S.pack_bits(values, bits)
+    assert len(packed) == S.stored_size(values.size, bits)
+    assert np.array_equal(S.unpack_bits(packed, shape, bits), values)
 
 
 def test_pack_layout_is_msb_first():
-    assert T.pack_bits(np.array([1, 2, 3], np.uint8), 2) == bytes([0b01101100])
-    assert T.pack_bits(np.array([255, 0], np.uint8), 8) == b"\xff\x00"
+    assert S.pack_bits(np.array([1, 2, 3], np.uint8), 2) == bytes([0b01101100])
+    assert S.pack_bits(np.array([255, 0], np.uint8), 8) == b"\xff\x00"
 
 
 def test_unpack_refuses_wrong_length_and_nonzero_padding():
-    packed = T.pack_bits(np.array([1, 2, 3], np.uint8), 2)
+    packed = S.pack_bits(np.array([1, 2, 3], np.uint8), 2)
     with pytest.raises(PixzipError, match="length"):
-        T.unpack_bits(packed + b"\x00", (3,), 2)
+        S.unpack_bits(packed + b"\x00", (3,), 2)
     with pytest.raises(PixzipError, match="padding"):
-        T.unpack_bits(bytes([packed[0] | 1]), (3,), 2)
+        S.unpack_bits(bytes([packed[0] | 1]), (3,), 2)
     with pytest.raises(PixzipError):
-        T.unpack_bits(packed, (3,), 9)
+        S.unpack_bits(packed, (3,), 9)
 
 
 def test_pack_refuses_a_value_too_wide():
     with pytest.raises(ValueError):
-        T.pack_bits(np.array([4], np.uint8), 2)
+        S.pack_bits(np.array([4], np.uint8), 2)
 
 
 def test_stored_pays_only_when_strictly_smaller():
     count = 1000                                   # 6 bits each: 750 bytes
-    assert T.stored_pays(751, count, 6)
-    assert not T.stored_pays(750, count, 6)
-    assert not T.stored_pays(751, count, 6, stored_overhead=1)
-    assert T.stored_pays(1, count, 0)              # one level: nothing to store
+    assert S.stored_pays(751, count, 6)
+    assert not S.stored_pays(750, count, 6)
+    assert not S.stored_pays(751, count, 6, stored_overhead=1)
+    assert S.stored_pays(1, count, 0)              # one level: nothing to store
 
 
 def test_levels_needed_is_max_plus_one():
-    assert T.levels_needed(np.array([[0, 5], [2, 1]], np.uint8)) == 6
-    assert T.levels_needed(np.zeros((2, 2), np.uint8)) == 1
+    assert S.levels_needed(np.array([[0, 5], [2, 1]], np.uint8)) == 6
+    assert S.levels_needed(np.zeros((2, 2), np.uint8)) == 1
 
 
 # -- the estimate ----------------------------------------------------------------------------------------

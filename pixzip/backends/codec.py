@@ -25,7 +25,7 @@ from ..entropy import adaptive, range_coder
 from ..entropy.lanes import pack_states, unpack_states
 from ..errors import PixzipError
 from ..formats.container import frame, unframe
-from ..formats.transforms import pack_bits, stored_size, unpack_bits
+from ..formats.stored import pack_bits, stored_size, unpack_bits
 from ..formats.tiles import PASSES, assemble, crop, lanes_per_tile, small_part, tile_grid
 from ..nets.base import require_gpu_path
 from ..nets.ensemble import IntEnsemble

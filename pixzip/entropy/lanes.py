@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..formats.varint import Reader, varint
 from .rans import LOW, WORD_BITS, WORD_MASK
 
 
@@ -13,12 +14,7 @@ def pack_states(states: np.ndarray) -> np.ndarray:
     where 3 would be fixed: the states' magnitudes are spread evenly on a log scale), lane by lane,
     zero-padded to whole words; then the low words. The decoder reads the low words as ordinary
     refills."""
-    packed = bytearray()
-    for high in (states >> WORD_BITS).tolist():
-        while high >= 0x80:
-            packed.append(high & 0x7F | 0x80)
-            high >>= 7
-        packed.append(high)
+    packed = b"".join(varint(high) for high in (states >> WORD_BITS).tolist())
     packed += bytes(-len(packed) % 4)
     return np.concatenate([np.frombuffer(bytes(packed), dtype="<u4"), states & WORD_MASK]).astype(np.uint32)
 
@@ -27,21 +23,15 @@ def unpack_states(words: np.ndarray, lanes: int) -> tuple[np.ndarray, int]:
     """Inverse of pack_states at the start of a stream: (states int64, words used). ValueError for a
     stream too short for them or with non-canonical varints or padding."""
     data = np.asarray(words[:4 * lanes + 4], dtype="<u4").tobytes()   # enough for any K varints
-    high, pos = [], 0
+    r = Reader(data, lambda what: ValueError("stream too short for its lanes' states"))
+    high = []
     for _ in range(lanes):
-        value, shift = 0, 0
-        while True:
-            if pos >= len(data) or shift > 21:
-                raise ValueError("stream too short for its lanes' states")
-            byte = data[pos]
-            pos += 1
-            value |= (byte & 0x7F) << shift
-            shift += 7
-            if not byte & 0x80:
-                break
-        if byte == 0 and shift > 7 or value >= LOW:           # a redundant zero byte, or too large
+        start = r.pos
+        value = r.varint(max_bits=28)                           # high parts < 2^24: 4 bytes at most
+        if data[r.pos - 1] == 0 and r.pos - start > 1 or value >= LOW:   # a redundant zero byte, or too large
             raise ValueError("malformed lane state")
         high.append(value)
+    pos = r.pos
     n_high = -(-pos // 4)
     if any(data[pos:4 * n_high]) or len(words) < n_high + lanes:
         raise ValueError("stream too short for its lanes' states")

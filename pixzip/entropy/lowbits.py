@@ -30,7 +30,7 @@ import struct
 import numpy as np
 
 from . import rans
-from ..formats.varint import varint as _varint
+from ..formats.varint import Reader, varint as _varint
 
 CONTEXTS = 10                    # bit length of the local gradient, 0..9 (9: 256 or more)
 ENCODE_BAND = 1 << 20            # samples predicted at once when encoding (bounds the temporaries)
@@ -131,26 +131,6 @@ def encode(high: np.ndarray, low: np.ndarray, low_bits: int) -> np.ndarray:
                            words[written][order].astype(np.uint32)]).astype(np.uint32)
 
 
-class _Reader:
-    def __init__(self, data: bytes):
-        self.data, self.pos = data, 0
-
-    def take(self, n: int) -> bytes:
-        if self.pos + n > len(self.data):
-            raise ValueError("stream too short")
-        self.pos += n
-        return self.data[self.pos - n:self.pos]
-
-    def varint(self) -> int:
-        value = 0
-        for shift in range(0, 63, 7):
-            byte = self.take(1)[0]
-            value |= (byte & 0x7F) << shift
-            if not byte & 0x80:
-                return value
-        raise ValueError("varint too long")
-
-
 class _Tables:
     """rans.decode_step's view of the stored tables: symbol of a cumulative bound by lookup."""
 
@@ -176,7 +156,7 @@ def decode(stream: np.ndarray, high: np.ndarray, low_bits: int) -> np.ndarray:
     corruption)."""
     levels = 1 << low_bits
     h, w, c = high.shape
-    r = _Reader(stream.astype("<u4").tobytes())
+    r = Reader(stream.astype("<u4").tobytes(), ValueError)
     tables = []
     for _ in range(c * CONTEXTS):
         flag = r.take(1)[0]

@@ -19,7 +19,7 @@ import numpy as np
 from ..errors import PixzipError
 from . import metadata
 from .depth import read_split
-from .varint import varint as _varint
+from .varint import Reader, varint as _varint
 
 MAGIC = b"\x89PXZ\r\n\x1a\n"
 VERSION = 4
@@ -91,35 +91,8 @@ ID_BYTES = {1: 16, 2: 8, 3: 8, 4: 8}   # model identity: the first 128 (v1) or 6
 OPT_ICC, OPT_PALETTE, OPT_TRANSPARENCY, OPT_TRANSFORM = 1, 2, 4, 8
 
 
-class _Reader:
-    def __init__(self, data: bytes):
-        self.data, self.pos = data, 0
-
-    def take(self, n: int) -> bytes:
-        if n < 0 or self.pos + n > len(self.data):
-            raise FormatError("header is corrupted (field beyond its end)")
-        b = self.data[self.pos:self.pos + n]
-        self.pos += n
-        return b
-
-    def u8(self) -> int:
-        return self.take(1)[0]
-
-    def u32(self) -> int:
-        return struct.unpack("<I", self.take(4))[0]
-
-    def varint(self) -> int:
-        """LEB128, at most 9 bytes (63 bits)."""
-        value = 0
-        for shift in range(0, 63, 7):
-            byte = self.u8()
-            value |= (byte & 0x7F) << shift
-            if not byte & 0x80:
-                return value
-        raise FormatError("header is corrupted (varint too long)")
-
-    def blob(self) -> bytes:
-        return self.take(self.varint())
+def _reader(data: bytes) -> Reader:
+    return Reader(data, lambda what: FormatError(f"header is corrupted ({what})"))
 
 
 def _blob(b: bytes) -> bytes:
@@ -187,7 +160,7 @@ def _stage_fields(h: Header, p: int, stage: int) -> bytes:
     return fields
 
 
-def _read_stage(r: "_Reader") -> tuple[int, int, int]:
+def _read_stage(r: Reader) -> tuple[int, int, int]:
     """(stage, level, stored bits) of one plane, each bounded; an unknown stage in its own words."""
     stage = r.u8()
     if stage not in ENTROPY_STAGES:
@@ -212,7 +185,7 @@ def read_header(data: bytes) -> tuple[Header, int]:
     if version > VERSION:
         raise FormatError(f"file uses format version {version}; this pixzip reads up to version {VERSION} "
                           "(upgrade pixzip)")
-    pre = _Reader(data[10:20])
+    pre = _reader(data[10:20])
     try:
         body_len = pre.varint()
     except FormatError:
@@ -228,7 +201,7 @@ def read_header(data: bytes) -> tuple[Header, int]:
         raise FormatError("file is corrupted or truncated (checksum mismatch)")
     if version < 1 or flags != 0:
         raise FormatError("header is corrupted (bad version or flags)")
-    r = _Reader(data[start:end])
+    r = _reader(data[start:end])
     code = r.u8()
     if code not in MODE_NAMES:
         raise FormatError(f"header names an unknown image mode ({code})")

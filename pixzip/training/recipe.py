@@ -1,8 +1,9 @@
 """Recipes: how a model is made, as one small TOML file that chains training runs (nanoGPT style: the
 config is data, the loop is `training.loop`).
 
-    python -m pixzip.training.recipe models/recipes/pcnn-rgb-v7.toml --runs runs/ --path prepared=DIR
-    python -m pixzip.training.recipe RECIPE --dry-run          (print the stages, train nothing)
+    pixzip train --recipe models/recipes/pcnn-rgb-v7.toml --runs runs/ --path prepared=DIR
+    pixzip train --recipe RECIPE --dry-run          (print the stages, train nothing)
+    python -m pixzip.training.recipe RECIPE ...     (the same, without the command line's other commands)
 
 A recipe names the model, its `[model]` (ModelConfig fields) and its `[[stage]]`s (TrainConfig fields,
 plus an optional `[stage.model]` of ModelConfig fields that change from that stage on, e.g. a 16-bit
@@ -76,6 +77,14 @@ def parse_recipe(text: str, paths: dict[str, str] | None = None) -> Recipe:
     return Recipe(doc.get("name", "model"), stages)
 
 
+def parse_paths(items) -> dict[str, str]:
+    """`--path NAME=VALUE` arguments as {NAME: VALUE}; ValueError naming one without '='."""
+    bad = [item for item in items if "=" not in item]
+    if bad:
+        raise ValueError(f"--path {bad[0]!r}: expected NAME=VALUE")
+    return dict(item.split("=", 1) for item in items)
+
+
 def load_recipe(path: Path, paths: dict[str, str] | None = None) -> Recipe:
     return parse_recipe(Path(path).read_text(), paths)
 
@@ -130,8 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-q", "--quiet", action="store_true")
     args = parser.parse_args(argv)
     try:
-        paths = dict(p.split("=", 1) for p in args.path)
-        recipe = load_recipe(args.recipe, paths)
+        recipe = load_recipe(args.recipe, parse_paths(args.path))
         if args.dry_run:
             print(describe(recipe, args.runs))
             return 0

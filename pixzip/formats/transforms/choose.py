@@ -1,0 +1,266 @@
+"""Choosing a chain: the candidate chains worth trying for an image (its exact reductions, then levels,
+palette or palette order, each again with repeated rows and columns dropped), and the choice among
+them, by trial coding when the caller passes a coder, else by a cheap residual-entropy estimate.
+
+The encoder's side only (the decoder reads the record); numpy only, and the trial coder comes in as a
+callable, so nothing here imports the coding path."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+
+from ..images import ImageData
+from .palette import (MAX_EXCEPTIONS, NearPalette, Palette, PaletteOrder, colour_keys, colours_of_keys,
+                      distinct_colours, luminance_order, nearest, palette_colours)
+from .record import IDENTITY, TransformRecord
+from .steps import (MAX_BODY, MAX_PALETTE, MAX_PALETTE_MODE, MAX_TRANSPARENCY, DropConstantPlane, DropRepeats,
+                    GreyFromRGB, Levels, Step, constant_values, is_grey, layout_of, levels_bitmap, repeat_flags,
+                    repeats_payload, used_levels)
+
+
+def _exact_reductions(image: ImageData) -> list[Step]:
+    """Steps that only remove what the image does not have: a constant plane beside another one, and
+    G and B of a grey image. Applied to every candidate (they shrink what is coded, and a network
+    spends bits on even a perfectly predictable channel)."""
+    steps: list[Step] = []
+    current = image
+    while current.mode in ("LA", "RGBA"):
+        # alpha first: with both planes constant, the colour plane stays and grey detection still applies
+        dropped = next(((i, v) for i, p in reversed(list(enumerate(current.planes)))
+                        if (v := constant_values(p)) is not None), None)
+        if dropped is None:
+            break
+        step = DropConstantPlane(current.mode, dropped[0], dropped[1])
+        steps.append(step)
+        current = step.forward(current)
+    if current.mode in ("RGB", "RGBA") and is_grey(current.planes[0]):
+        steps.append(GreyFromRGB(current.mode))
+    return steps
+
+
+def _levels_steps(image: ImageData, shared: bool) -> list[Step]:
+    """A Levels step for each plane with a channel under 256 values (`shared`: one table per plane, the
+    union of its channels' values)."""
+    steps: list[Step] = []
+    for i, p in enumerate(image.planes):
+        per_channel = [used_levels(p[..., c]) for c in range(p.shape[2])]
+        if shared and p.shape[2] > 1:
+            union = np.unique(np.concatenate(per_channel))
+            if len(union) < 256:
+                steps.append(Levels(image.mode, i, True, (levels_bitmap(union),)))
+        elif min(len(v) for v in per_channel) < 256:
+            steps.append(Levels(image.mode, i, False, tuple(levels_bitmap(v) for v in per_channel)))
+    return steps
+
+
+def neighbour_order(index: np.ndarray, colours: np.ndarray) -> np.ndarray:
+    """A second palette order: a path through the colours that puts colours that touch in the image
+    next to each other (charts: a line's anti-aliased shades beside the line colour, whatever their
+    luminance). `index` holds 0..n-1 with `colours` (n, k) in that order. From colour 0, append the
+    unused colour with the most horizontal + vertical neighbour pairs with the path's end; when none
+    touches it, the nearest unused colour; ties: the lowest index. Integer counts: deterministic."""
+    n = len(colours)
+    pairs = np.zeros(n * n, np.int64)
+    for a, b in ((index[:, 1:], index[:, :-1]), (index[1:], index[:-1])):
+        pairs += np.bincount((a.astype(np.int64) * n + b).reshape(-1), minlength=n * n)
+    touch = pairs.reshape(n, n) + pairs.reshape(n, n).T
+    np.fill_diagonal(touch, 0)
+    c = colours.astype(np.int64)
+    used = np.zeros(n, bool)
+    path = [0]
+    used[0] = True
+    for _ in range(n - 1):
+        end = path[-1]
+        weight = np.where(used, -1, touch[end])
+        if weight.max() > 0:
+            nxt = int(np.argmax(weight))
+        else:
+            distance = np.where(used, np.iinfo(np.int64).max, ((c - c[end]) ** 2).sum(axis=1))
+            nxt = int(np.argmin(distance))
+        path.append(nxt)
+        used[nxt] = True
+    return np.array(path, np.int64)
+
+
+def _near_palette_step(image: ImageData) -> Step | None:
+    """NearPalette from the 256 most frequent colours (ties: the lower colour), by luminance, when
+    the other colours' pixels fit the list."""
+    k = sum(layout_of(image))
+    pixels = np.concatenate(image.planes, axis=2).reshape(-1, k)
+    keys, counts = np.unique(colour_keys(pixels), return_counts=True)
+    if counts.sum() - np.sort(counts)[::-1][:256].sum() > MAX_EXCEPTIONS:
+        return None
+    top = np.sort(keys[np.lexsort((keys, -counts))[:256]])
+    table = colours_of_keys(top, k)
+    table = table[luminance_order(table)]
+    index = nearest(pixels, table)
+    listed = np.flatnonzero(np.any(table[index] != pixels, axis=1))
+    return NearPalette(image.mode, table.tobytes(), listed.astype("<u4").tobytes(), pixels[listed].tobytes())
+
+
+def _palette_steps(image: ImageData) -> list[Step]:
+    """Palette by luminance, and by neighbour order when that differs; past 256 colours, NearPalette."""
+    if sum(layout_of(image)) < 2:          # one channel: a palette is exactly Levels
+        return []
+    colours = distinct_colours(image)
+    if colours is None:
+        near = _near_palette_step(image)
+        if near is None:
+            return []
+        path = neighbour_order(near.forward(image).planes[0][..., 0], near.table())
+        by_neighbours = NearPalette(image.mode, near.table()[path].tobytes(), near.positions, near.exact)
+        return [near] + ([by_neighbours] if by_neighbours != near else [])
+    by_luminance = Palette(image.mode, colours[luminance_order(colours)].tobytes())
+    table = by_luminance.table()
+    path = neighbour_order(by_luminance.forward(image).planes[0][..., 0], table)
+    by_neighbours = Palette(image.mode, table[path].tobytes())
+    return [by_luminance] + ([by_neighbours] if by_neighbours != by_luminance else [])
+
+
+def _palette_order_steps(image: ImageData) -> list[Step]:
+    """PaletteOrder by luminance, and by neighbour order when that differs."""
+    if len(image.palette) > MAX_PALETTE or len(image.transparency) > MAX_TRANSPARENCY \
+            or len(image.palette_mode) > MAX_PALETTE_MODE:
+        return []                         # not a palette Pillow writes: left as it is
+    used = used_levels(image.planes[0])
+    colours = palette_colours(image.palette_mode, image.palette)
+    known = used[used < len(colours)]
+    # indices past the palette's end (Pillow reads them) sort after the colours, in index order
+    ordered = np.concatenate([known[luminance_order(colours[known])] if len(known) else known,
+                              used[used >= len(colours)]]).astype(np.uint8)
+    by_luminance = PaletteOrder("P", image.palette_mode, image.palette, image.transparency, ordered.tobytes())
+    shown = np.zeros((len(ordered), colours.shape[1]), np.uint8)          # past the end: black, for distance
+    shown[:len(known)] = colours[ordered[:len(known)]]
+    path = neighbour_order(by_luminance.forward(image).planes[0][..., 0], shown)
+    by_neighbours = PaletteOrder("P", image.palette_mode, image.palette, image.transparency, ordered[path].tobytes())
+    return [by_luminance] + ([by_neighbours] if by_neighbours != by_luminance else [])
+
+
+def _repeats_step(image: ImageData) -> Step | None:
+    """A DropRepeats step if any row or column repeats and its flags fit a record."""
+    if image.height < 2 and image.width < 2 or (image.height + image.width) // 8 + 16 > MAX_BODY // 2:
+        return None
+    keep_rows, keep_columns = repeat_flags(image)
+    if keep_rows.all() and keep_columns.all():
+        return None
+    payload = repeats_payload(keep_rows, keep_columns)
+    rows_end = 8 + (image.height + 7) // 8
+    return DropRepeats(image.mode, image.height, image.width, payload[8:rows_end], payload[rows_end:])
+
+
+def _tails(image: ImageData) -> list[list[Step]]:
+    """The chains' last parts for an image after its exact reductions (and any repeats): nothing,
+    levels per channel, levels shared, palette or palette order by luminance and by neighbours."""
+    tails: list[list[Step]] = [[]]
+    if image.mode == "P":
+        return tails + [[step] for step in _palette_order_steps(image)]
+    for shared in (False, True):
+        extra = _levels_steps(image, shared)
+        if extra and extra not in tails:
+            tails.append(extra)
+    return tails + [[step] for step in _palette_steps(image)]
+
+
+def candidates(image: ImageData) -> list[tuple[ImageData, TransformRecord]]:
+    """Every chain worth trying, simplest first: the image with its exact reductions, then levels per
+    channel, levels shared across channels, palette (RGB/RGBA/LA; NearPalette past 256 colours) or
+    palette order (P), each by luminance and by neighbours; each again with repeated rows and columns
+    dropped where any repeat (the tails built again on the smaller image: NearPalette lists pixels by
+    position, and neighbour counts change)."""
+    if image.mode not in ("L", "LA", "RGB", "RGBA", "P"):
+        return [(image, IDENTITY)]
+    base = [] if image.mode == "P" else _exact_reductions(image)
+    reduced = TransformRecord(tuple(base)).forward(image)
+    chains = [base + tail for tail in _tails(reduced)]
+    repeats = _repeats_step(reduced)
+    if repeats is not None:
+        chains += [base + [repeats] + tail for tail in _tails(repeats.forward(reduced))]
+    out = []
+    for chain in chains:
+        record = TransformRecord(tuple(chain))
+        out.append((record.forward(image), record))
+    return out
+
+
+# -- choosing ----------------------------------------------------------------------------------------------
+def _med_residuals(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """LOCO-I's median edge detector (a cheap stand-in for the network's mean): signed residuals, and
+    the local activity |W-NW| + |N-NW| + |N-NE| the network's scale would follow."""
+    x = x.astype(np.int32)
+    pad = np.pad(x, ((1, 0), (1, 1)), mode="edge")
+    w, n, nw, ne = pad[1:, :-2], pad[:-1, 1:-1], pad[:-1, :-2], pad[:-1, 2:]
+    pred = np.where(nw >= np.maximum(w, n), np.minimum(w, n),
+                    np.where(nw <= np.minimum(w, n), np.maximum(w, n), w + n - nw))
+    return x - pred, np.abs(w - nw) + np.abs(n - nw) + np.abs(n - ne)
+
+
+def _laplace_bits(residuals: np.ndarray, activity: np.ndarray) -> float:
+    """Bits of the residuals under a two-sided geometric law fitted per activity bucket. A fitted law,
+    not a histogram: like the network's, it spreads mass over the values between the ones that occur,
+    so 6-bit levels spaced by 4 cost their ~2 extra bits here too, and ranks 0..63 do not."""
+    bucket = np.minimum(np.log2(activity.reshape(-1) + 1).astype(np.int64), 11)
+    size = np.bincount(bucket, minlength=12).astype(np.float64)
+    total = np.bincount(bucket, weights=np.abs(residuals.reshape(-1)), minlength=12)
+    used = size > 0
+    m = total[used] / size[used]
+    theta = np.clip((np.sqrt(1 + m * m) - 1) / np.maximum(m, 1e-9), 1e-3, 0.999)   # E|r| = 2t/(1-t^2)
+    return float(-(size[used] * np.log2((1 - theta) / (1 + theta)) + total[used] * np.log2(theta)).sum())
+
+
+ESTIMATE_PIXELS = 1 << 20      # beyond this, the estimate looks at evenly spaced bands of rows
+
+
+def _row_bands(plane: np.ndarray, band: int = 32) -> np.ndarray:
+    """Up to ESTIMATE_PIXELS of a plane as evenly spaced bands of whole rows: the estimate only ranks
+    candidates, and on a large image a sample ranks them as well as every pixel, in bounded time.
+    (A band's first row sees the last row of the band before: a few % of its pixels, in every candidate.)"""
+    height, width = plane.shape[:2]
+    bands = ESTIMATE_PIXELS // max(1, band * width)
+    if height * width <= ESTIMATE_PIXELS or bands < 2:
+        return plane
+    starts = np.linspace(0, height - band, bands).astype(np.int64)
+    return plane[(starts[:, None] + np.arange(band)).reshape(-1)]
+
+
+def estimate_bits(image: ImageData) -> float:
+    """A cheap stand-in for coding: MED residuals under per-context Laplace laws, per channel; a later
+    channel of a plane may instead code its difference from the previous one, as the network
+    conditions on it. Only ranks candidates when no trial coder is given."""
+    bits = 0.0
+    for whole in image.planes:
+        p = _row_bands(whole)
+        scale = whole.shape[0] / p.shape[0]              # a sample's bits stand for all the rows
+        for c in range(p.shape[2]):
+            alone = _laplace_bits(*_med_residuals(p[..., c]))
+            if c:
+                alone = min(alone, _laplace_bits(*_med_residuals(p[..., c].astype(np.int32) - p[..., c - 1])))
+            bits += scale * alone
+    return bits
+
+
+def choose(image: ImageData, try_coding: Callable[[ImageData], "bytes | int"] | None = None,
+           max_trials: int | None = None) -> tuple[ImageData, TransformRecord]:
+    """The candidate with the fewest bytes (coded image + record). `try_coding(candidate)` returns the
+    coded bytes (or their count), e.g. `lambda im: api.compress(im)[0]`; without it a residual-entropy
+    estimate ranks them. `max_trials`: trial-code only that many, the best by the estimate (an effort
+    knob: each trial is one encode). Ties keep the simpler chain."""
+    options = candidates(image)
+    if len(options) == 1:
+        return options[0]
+    if try_coding is not None and max_trials is not None and len(options) > max_trials:
+        estimates = [candidate_cost(c, r) for c, r in options]
+        options = [options[i] for i in sorted(np.argsort(estimates, kind="stable")[:max(1, max_trials)])]
+    return options[int(np.argmin([candidate_cost(c, r, try_coding) for c, r in options]))]
+
+
+def candidate_cost(coded: ImageData, record: TransformRecord,
+                   try_coding: Callable[[ImageData], "bytes | int"] | None = None) -> float:
+    """Bytes a candidate costs: its coding (trial or estimate) plus its record (none for the identity)."""
+    overhead = 0 if record.is_identity else len(record.to_bytes())
+    if try_coding is None:
+        return estimate_bits(coded) / 8 + overhead
+    result = try_coding(coded)
+    return (result if isinstance(result, int) else len(result)) + overhead
+

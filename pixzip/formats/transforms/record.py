@@ -1,0 +1,118 @@
+"""The transform record: the chain of steps from the original image to the coded one, as the container
+stores it beside the header (an empty field: the identity).
+
+numpy only: the decoder needs this without torch."""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass, field
+
+from ...errors import PixzipError
+from ..images import DEFAULT_MAX_PIXELS, ImageData
+from ..varint import Reader
+from .palette import NearPalette, Palette, PaletteOrder
+from .steps import (MAX_BODY, MODE_CODES, DropConstantPlane, DropRepeats, GreyFromRGB, Levels, Step, corrupt,
+                    read_mode)
+
+RECORD_FORMAT = 1
+MAX_STEPS = 8                 # a real chain has at most 5 (drop, grey, repeats, levels per plane)
+_FLAG_DEFLATED = 1
+
+STEP_KINDS: dict[int, type[Step]] = {s.KIND: s for s in (DropConstantPlane, GreyFromRGB, Levels, Palette,
+                                                         PaletteOrder, DropRepeats, NearPalette)}
+
+
+@dataclass(frozen=True)
+class TransformRecord:
+    """The chain of steps from the original image to the coded one; empty = identity.
+
+    Bytes: format (1), flags (bit 0: body deflated), body. Body: step count (1 byte, <= MAX_STEPS), then
+    per step: kind (1), mode before the step (1, MODE_CODES), the kind's fields (see each `payload`).
+    Every field is bounded and checked; the chain's modes must follow on from each other."""
+    steps: tuple[Step, ...] = field(default_factory=tuple)
+
+    @property
+    def is_identity(self) -> bool:
+        return not self.steps
+
+    @property
+    def original_mode(self) -> str | None:
+        return self.steps[0].mode_before if self.steps else None
+
+    @property
+    def coded_mode(self) -> str | None:
+        return self.steps[-1].coded_mode if self.steps else None
+
+    def forward(self, image: ImageData) -> ImageData:
+        for step in self.steps:
+            if image.mode != step.mode_before:
+                raise PixzipError(f"transform {step.NAME} takes a {step.mode_before} image, not {image.mode}")
+            image = step.forward(image)
+        return image
+
+    def inverse(self, image: ImageData, max_pixels: int = DEFAULT_MAX_PIXELS) -> ImageData:
+        """The original image from the decoded one; PixzipError if they do not fit this record, or if
+        the original would be larger than `max_pixels` (the decoder's limit: a record can enlarge)."""
+        for step in reversed(self.steps):
+            image = step.inverse(image, max_pixels) if isinstance(step, DropRepeats) else step.inverse(image)
+        return image
+
+    def original_size(self, coded_width: int, coded_height: int) -> tuple[int, int]:
+        """(width, height) of the original image: check it against the pixel limit before decoding."""
+        repeats = [s for s in self.steps if isinstance(s, DropRepeats)]
+        return (repeats[0].width, repeats[0].height) if repeats else (coded_width, coded_height)
+
+    def describe(self) -> str:
+        return " -> ".join(s.describe() for s in self.steps) or "none"
+
+    def to_bytes(self) -> bytes:
+        body = bytes([len(self.steps)]) + b"".join(
+            bytes([s.KIND, MODE_CODES.index(s.mode_before)]) + s.payload() for s in self.steps)
+        if len(body) > MAX_BODY or len(self.steps) > MAX_STEPS:
+            raise PixzipError("transform record too large")        # the encoder's own bug, refused early
+        packed = zlib.compress(body, 9)
+        if len(packed) < len(body):                                 # colour tables deflate; tiny bodies do not
+            return bytes([RECORD_FORMAT, _FLAG_DEFLATED]) + packed
+        return bytes([RECORD_FORMAT, 0]) + body
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> "TransformRecord":
+        if len(data) < 2 or data[0] != RECORD_FORMAT or data[1] & ~_FLAG_DEFLATED:
+            raise corrupt("header")
+        body = _inflate(data[2:]) if data[1] & _FLAG_DEFLATED else data[2:]
+        if len(body) > MAX_BODY:
+            raise corrupt("too large")
+        r = Reader(body, corrupt)
+        count = r.u8()
+        if count > MAX_STEPS:
+            raise corrupt("too many steps")
+        steps = []
+        for _ in range(count):
+            kind = r.u8()
+            if kind not in STEP_KINDS:
+                raise corrupt("unknown step")
+            steps.append(STEP_KINDS[kind].parse(read_mode(r), r))
+        if r.pos != len(body):
+            raise corrupt("trailing bytes")
+        for a, b in zip(steps, steps[1:]):
+            if b.mode_before != a.coded_mode:
+                raise corrupt("steps do not follow on")
+        if sum(isinstance(s, DropRepeats) for s in steps) > 1:
+            raise corrupt("repeats twice")
+        return cls(tuple(steps))
+
+
+def _inflate(data: bytes) -> bytes:
+    """Deflated body, bounded: a record that inflates past MAX_BODY is refused without inflating it all."""
+    d = zlib.decompressobj()
+    try:
+        body = d.decompress(data, MAX_BODY + 1)
+    except zlib.error:
+        raise corrupt("bad deflate data") from None
+    if len(body) > MAX_BODY or not d.eof or d.unused_data or d.unconsumed_tail:
+        raise corrupt("bad deflate framing")
+    return body
+
+
+IDENTITY = TransformRecord()
