@@ -6,10 +6,11 @@
 set -e
 D=${1:-../shared/data}
 P=pixzip/entropy/priors
+M=pixzip/models
 mk() { python3 -m pixzip.training.adaptive_prior "$@"; }
 for L in 3 4; do
-  mk --level $L --model pcnn-rgb-v7 --out $P/level$L-c3-h48-b4.npy $D/urban100 $D/photos
-  mk --level $L --model pcnn-rgb-small-v5 --out $P/level$L-c3-h96-b8.npy $D/cifar10/train_x_partial.npy
-  mk --level $L --model pcnn-gray-v2 --out $P/level$L-c1-h48-b4.npy $D/urban100 $D/photos
+  mk --level $L --model $M/pcnn-rgb-v7.pxm --out $P/level$L-c3-h48-b4.npy $D/urban100 $D/photos
+  mk --level $L --model $M/pcnn-rgb-small-v5.pxm --out $P/level$L-c3-h96-b8.npy $D/cifar10/train_x_partial.npy
+  mk --level $L --model $M/pcnn-gray-v2.pxm --out $P/level$L-c1-h48-b4.npy $D/urban100 $D/photos
 done
-mk --level 4 --model pcnn-rgb-mix-v1 --per-image 1 --out $P/level4-c3-h48-b4+c3-h96-b8.npy $D/urban100 $D/photos
+mk --level 4 --model $M/pcnn-rgb-mix-v1.pxm --per-image 1 --out $P/level4-c3-h48-b4+c3-h96-b8.npy $D/urban100 $D/photos

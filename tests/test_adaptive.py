@@ -306,3 +306,55 @@ def test_native_tile_decoder_refuses_a_damaged_stream():
         native.decode_tile_adaptive(model, data[:-6], 16, 16)
     with pytest.raises(ValueError):
         native.decode_tile_adaptive(model, data + bytes(8), 16, 16)
+
+
+# ---- priors: the learned state a level's fresh state starts from, per network ------------------------------------
+
+def _v7_level(level: int) -> A.Level:
+    return A.level_for(level, _v7())
+
+
+def test_levels_take_their_networks_prior_and_no_other():
+    lv = _v7_level(3)
+    assert lv.prior and A.prior_of(lv) is not None
+    assert A.level_for(1, _v7()).prior == ""                    # levels 1 and 2 have none
+    other = type("Net", (), {"cfg": type("Cfg", (), {"channels": 3, "hidden": 7, "blocks": 1})()})()
+    assert A.level_for(3, other).prior == ""                     # a network without one starts untrained
+    for level in A.LEVELS.values():                              # every named prior is shipped, and intact
+        for _, name in level.priors:
+            assert A._load_prior(name).size == A.State(replace_prior(level, name), 1).learned().size
+
+
+def replace_prior(level, name):
+    import dataclasses
+    return dataclasses.replace(level, prior=name)
+
+
+@needs_c
+@pytest.mark.parametrize("level", [3, 4])
+def test_c_and_the_reference_start_from_the_prior_alike(level):
+    lv = _v7_level(level)
+    px = _photo(9, 10, seed=level)
+    params = _network_params(px)
+    ref_state, c_state = A.State(lv, px.size), native.AdaptiveState(lv, px.size)
+    assert np.array_equal(ref_state.learned(), c_state.learned())
+    assert np.array_equal(ref_state.learned(), A.prior_of(lv))
+    ref = A.encode_tile(px, params, _cdf(), 2, state=ref_state)
+    assert native.adaptive_encode_known(px, params, _cdf(), 2, state=c_state) == ref
+    assert np.array_equal(ref_state.learned(), c_state.learned())          # the learned state after it too
+    assert ref != A.encode_tile(px, params, _cdf(), 2, level)               # the prior is used
+    assert np.array_equal(A.decode_tile(ref, 9, 10, 3, _cdf(), 2, _known(params), lv), px)
+
+
+def test_a_damaged_prior_is_refused(tmp_path, monkeypatch):
+    name = _v7_level(3).prior
+    data = bytearray((A.PRIORS / name).read_bytes())
+    data[-1] ^= 1
+    (tmp_path / name).write_bytes(bytes(data))
+    monkeypatch.setattr(A, "PRIORS", tmp_path)
+    A._load_prior.cache_clear()
+    try:
+        with pytest.raises(ValueError, match="damaged"):
+            A.State(_v7_level(3), 100)
+    finally:
+        A._load_prior.cache_clear()

@@ -168,8 +168,12 @@ LEVELS = {
 }
 # Levels 3 and 4: levels 1 and 2 with the residual predictor and one context on its prediction (session 13:
 # -0.32 % / -0.28 % on CBSD68, -0.6 % / -0.3 % on the kinds, docs/ADAPTIVE.md)
-LEVELS[3] = replace(LEVELS[1], contexts=LEVELS[1].contexts + ((F_LMS, F_IDX8),), lms=5)
-LEVELS[4] = replace(LEVELS[2], contexts=LEVELS[2].contexts + ((F_LMS, F_IDX8),), lms=5)
+# and priors, per network shape (prior_key; the files are in priors/, made by bench/make_priors.sh)
+_PHOTO, _SMALL, _GREY, _MIX = "c3-h48-b4", "c3-h96-b8", "c1-h48-b4", "c3-h48-b4+c3-h96-b8"
+LEVELS[3] = replace(LEVELS[1], contexts=LEVELS[1].contexts + ((F_LMS, F_IDX8),), lms=5,
+                    priors=tuple((k, f"level3-{k}.npy") for k in (_PHOTO, _SMALL, _GREY)))
+LEVELS[4] = replace(LEVELS[2], contexts=LEVELS[2].contexts + ((F_LMS, F_IDX8),), lms=5,
+                    priors=tuple((k, f"level4-{k}.npy") for k in (_PHOTO, _SMALL, _GREY, _MIX)))
 
 
 def table_bits(level: Level, n_subpixels: int) -> int:
@@ -273,7 +277,15 @@ PRIORS = Path(__file__).resolve().parent / "priors"
 # A prior is part of the format (files name their level, the level its prior): each file's SHA-256 is
 # fixed here, and one that differs is refused rather than decode differently. Made by
 # pixzip/training/adaptive_prior.py from training photographs only (docs/ADAPTIVE.md).
-PRIOR_SHA256: dict[str, str] = {}
+PRIOR_SHA256: dict[str, str] = {
+    "level3-c3-h48-b4.npy": "a14ada032c506efe907d809ca657c79203bbe7774d78af432f8940dbfe1d6d47",
+    "level3-c3-h96-b8.npy": "fdf0b5dcf0b48ebe638a7ea18e1e5391bb4f4ea2bc9d71a9b76d24a50a432d5b",
+    "level3-c1-h48-b4.npy": "55582b4e064162cb2e7707294923cf261c4809cfe9965aff4a9385b3219c3aae",
+    "level4-c3-h48-b4.npy": "75bf33e016acd5915f2b540b1897106c26a1ee5067da975f8102beb78fe2707b",
+    "level4-c3-h96-b8.npy": "8c04a02f069eee777851bf87c547fc060b055d8fbaa8da5a2598582d55c23705",
+    "level4-c1-h48-b4.npy": "1333208d631c8f609c87bf229ffaf36bf325821d42a2d9b181585a94c0f7ba1b",
+    "level4-c3-h48-b4+c3-h96-b8.npy": "fff54153119b08b5cc232e5d832d191b0e0410211f9ea146ae7d58ef8874ad38",
+}
 
 
 @functools.lru_cache(maxsize=None)

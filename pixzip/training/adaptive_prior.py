@@ -6,9 +6,9 @@ network; most of that is the same for every photograph. The prior is the mean of
 the end of many training tiles (each coded from a fresh, prior-less state by the compiled stage), floor
 division of the int64 sums. Training photographs only (the validation sets are never used):
 
-    python3 -m pixzip.training.adaptive_prior --level 3 --model pcnn-rgb-v7 \\
+    python3 -m pixzip.training.adaptive_prior --level 3 --model pixzip/models/pcnn-rgb-v7.pxm \\
         --out pixzip/entropy/priors/level3-c3-h48-b4.npy ../shared/data/urban100 ../shared/data/photos
-    python3 -m pixzip.training.adaptive_prior --level 3 --model pcnn-rgb-small-v5 \\
+    python3 -m pixzip.training.adaptive_prior --level 3 --model pixzip/models/pcnn-rgb-small-v5.pxm \\
         --out pixzip/entropy/priors/level3-c3-h96-b8.npy ../shared/data/cifar10/train_x_partial.npy
 
 (bench/make_priors.sh makes every shipped prior)
@@ -69,17 +69,17 @@ def make_prior(level: adaptive.Level, model, tiles) -> np.ndarray:
 
 
 def main(argv=None):
-    from .. import zoo
+    from ..nets import modelfile
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("folders", nargs="+", type=Path)
     ap.add_argument("--level", type=int, required=True)
-    ap.add_argument("--model", default="pcnn-rgb-v7")
+    ap.add_argument("--model", type=Path, required=True, help="the model file (.pxm)")
     ap.add_argument("--tile", type=int, default=256)
     ap.add_argument("--per-image", type=int, default=2, help="tiles per image")
     ap.add_argument("--rows", type=int, default=1500, help="CIFAR-10 training rows (an .npy folder argument)")
     ap.add_argument("--out", type=Path, required=True)
     a = ap.parse_args(argv)
-    net = zoo.load_model(a.model).net
+    net = modelfile.load(a.model).net
     prior = make_prior(adaptive.LEVELS[a.level], net, training_tiles(a.folders, a.tile, a.per_image, net.cfg.channels,
                                                                     a.rows))
     print(f"network key {adaptive.prior_key(net)}")
