@@ -13,13 +13,13 @@ from typing import Callable, Sequence
 import numpy as np
 
 from . import zoo
-from .backends import codec
+from .backends import adaptive_planes, codec
 from .entropy import lowbits
 from .formats import depth
 from .formats import container
 from .formats.container import ADAPTIVE, STATIC, STORED, FormatError, Header, ModelRef
 from .formats import stored, transforms
-from .efforts import DEFAULT_EFFORT, EFFORTS, STATIC_ONLY, Effort
+from .efforts import DEFAULT_EFFORT, EFFORTS, Effort
 from .errors import PixzipError, TorchMissing
 from .formats.images import DEFAULT_MAX_PIXELS, ImageData
 from .nets.modelfile import LoadedModel
@@ -32,11 +32,15 @@ DEFAULT_TILE = 256
 
 
 
-def effort_plan(effort: int, version: int) -> Effort:
-    """The level's choices, cut down to what the format version holds (v2, v3: static, no transforms)."""
-    if effort not in EFFORTS:
+def effort_plan(effort: int | Effort, version: int) -> Effort:
+    """The level's choices, cut down to what the format version holds (v2, v3: static, no transforms).
+    An Effort itself passes through (tests re-encode files of adaptive levels no effort writes now)."""
+    if isinstance(effort, Effort):
+        plan = effort
+    elif effort not in EFFORTS:
         raise PixzipError(f"effort must be 1 to {max(EFFORTS)}, not {effort}")
-    plan = EFFORTS[effort]
+    else:
+        plan = EFFORTS[effort]
     if version < 4:
         return Effort(models=plan.models, stage=STATIC)
     return plan
@@ -141,12 +145,12 @@ def _plane_options(model: LoadedModel, plane: np.ndarray, image: ImageData, plan
     if plan.stage == STATIC:
         return [(model, STATIC, 0)]
     adaptive_model = model
-    if codec.adaptive_refusal(model.record) and model not in preferred:
+    if adaptive_planes.adaptive_refusal(model.record) and model not in preferred:
         adaptive_model = zoo.default_model(plane.shape[2], image.width * image.height, 1)
     options = []
     # the encoder takes the adaptive stage where the compiled coder runs it: the Python reference codes
     # about 1 000 sub-pixels a second (a photo in an hour); it still decodes such files anywhere
-    if not codec.adaptive_refusal(adaptive_model.record) and codec.adaptive_native(adaptive_model.record):
+    if not adaptive_planes.adaptive_refusal(adaptive_model.record) and adaptive_planes.adaptive_native(adaptive_model.record):
         options.append((adaptive_model, ADAPTIVE, plan.level))
     if plan.static_too or not options:
         options.append((model, STATIC, 0))
@@ -206,7 +210,7 @@ def _code_planes(m: LoadedModel, stage: int, level: int, planes: list, tile: int
     try:
         if stage == ADAPTIVE:
             threads = workers if workers > 1 else codec.coding_threads()
-            return codec.encode_planes_adaptive(m.record, planes, tile, level, [_stored_bits(p) for p in planes],
+            return adaptive_planes.encode_planes_adaptive(m.record, planes, tile, level, [_stored_bits(p) for p in planes],
                                                 progress, threads)
         return codec.encode_planes(m.record, planes, tile, progress, workers=workers, device=device,
                                    coder=container.CODERS[version])
@@ -349,7 +353,7 @@ def _parse(data: bytes, extra_models, max_pixels: int | None) -> _Parsed:
             continue
         if model.channels != channels or (model.record.cfg.levels != 256 and header.mode != "1"):
             raise FormatError("header is corrupted (model and plane disagree)")
-        if stage == ADAPTIVE and codec.adaptive_refusal(model.record):
+        if stage == ADAPTIVE and adaptive_planes.adaptive_refusal(model.record):
             raise FormatError("header is corrupted (the adaptive stage with a model it cannot take)")
         try:
             codec.check_tile(model.record, header.tile)
@@ -389,7 +393,7 @@ def _check_adaptive_floors(header: Header, plane_models: list, streams: list):
     """The same for the adaptive stage's coded tiles: every sub-pixel codes its zero flag at a
     probability of at most 4095/4096, so a tile of n sub-pixels takes at least n * log2(4096/4095)
     bits (a stored tile has no network work and is checked for its exact length)."""
-    floor = 0.9 * codec.ADAPTIVE_MIN_BITS
+    floor = 0.9 * adaptive_planes.ADAPTIVE_MIN_BITS
     at = 0
     for (_, channels), stage, model in zip(header.planes, header.entropy, plane_models):
         shapes = [(1, 1)] if stage == STORED else codec.stream_shapes(model.record, header.height, header.width,
@@ -524,7 +528,7 @@ def _decode_group(parsed: dict, members: list, tile: int, coder: str, level: int
     try:
         if coder == "adaptive":
             bits = [parsed[i].header.stored_bits[p] for i, p in members]
-            return codec.decode_planes_adaptive(model.record, shapes, tile, streams, level, bits, progress, workers)
+            return adaptive_planes.decode_planes_adaptive(model.record, shapes, tile, streams, level, bits, progress, workers)
         return codec.decode_planes(model.record, shapes, tile, streams, progress, workers=workers, device=device,
                                    coder=coder)
     except (ValueError, RuntimeError, OverflowError):

@@ -27,12 +27,12 @@ EFFORTS = {
     1: Effort(models=1, stage=STATIC),                                       # today's pure-network coding
     2: Effort(models=1, stage=STATIC, transforms="estimate"),
     3: Effort(models=2, stage=STATIC, transforms="estimate"),                # the ensemble, static
-    4: Effort(models=1, stage=ADAPTIVE, level=1, transforms="estimate"),
-    5: Effort(models=1, stage=ADAPTIVE, level=2, transforms="estimate"),
-    6: Effort(models=1, stage=ADAPTIVE, level=1, transforms="trial", max_trials=2),
-    7: Effort(models=1, stage=ADAPTIVE, level=2, transforms="trial", max_trials=2),
-    8: Effort(models=1, stage=ADAPTIVE, level=2, transforms="trial", max_trials=4),
-    9: Effort(models=2, stage=ADAPTIVE, level=2, transforms="trial", static_too=True),
+    4: Effort(models=1, stage=ADAPTIVE, level=3, transforms="estimate"),
+    5: Effort(models=1, stage=ADAPTIVE, level=4, transforms="estimate"),
+    6: Effort(models=1, stage=ADAPTIVE, level=4, transforms="trial", max_trials=2),
+    7: Effort(models=2, stage=ADAPTIVE, level=4, transforms="estimate"),    # the ensemble in the stage
+    8: Effort(models=2, stage=ADAPTIVE, level=4, transforms="trial", max_trials=2),
+    9: Effort(models=2, stage=ADAPTIVE, level=4, transforms="trial", static_too=True),
 }
 DEFAULT_EFFORT = 4
 STATIC_ONLY = Effort(models=1, stage=STATIC)      # what format versions before 4 can hold (with `models`)

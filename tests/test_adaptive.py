@@ -156,7 +156,8 @@ def test_slope_one_is_refused():
 # ---- C against the reference ---------------------------------------------------------------------------------
 
 CASES = [(1, 1, 3, 2, 1), (1, 9, 3, 2, 1), (9, 1, 3, 2, 2), (7, 13, 3, 2, 1), (13, 7, 3, 4, 2), (12, 12, 1, 2, 1),
-         (24, 20, 3, 2, 1)]
+         (24, 20, 3, 2, 1), (1, 1, 3, 2, 3), (9, 11, 3, 2, 3), (12, 12, 1, 2, 3), (10, 9, 4, 2, 3), (24, 20, 3, 2, 3),
+         (11, 8, 3, 3, 4)]
 
 
 @needs_c
@@ -177,18 +178,19 @@ def test_c_writes_the_references_bytes_and_reads_them_back(h, w, C, slope, level
 
 
 @needs_c
-def test_a_chain_of_tiles_carries_the_state_alike_in_c_and_python():
+@pytest.mark.parametrize("level", [1, 3])
+def test_a_chain_of_tiles_carries_the_state_alike_in_c_and_python(level):
     tiles = [_photo(10, 12, seed=s) for s in range(3)]
     params = [_network_params(t) for t in tiles]
     n = sum(t.size for t in tiles)
-    ref_state, c_state = A.State(1, n), native.AdaptiveState(1, n)
+    ref_state, c_state = A.State(level, n), native.AdaptiveState(level, n)
     streams = []
     for t, p in zip(tiles, params):
         ref = A.encode_tile(t, p, _cdf(), 2, state=ref_state)
         assert native.adaptive_encode_known(t, p, _cdf(), 2, state=c_state) == ref
         streams.append(ref)
-    assert streams[1] != A.encode_tile(tiles[1], params[1], _cdf(), 2)       # the carried state is used
-    c_state, ref_state = native.AdaptiveState(1, n), A.State(1, n)
+    assert streams[1] != A.encode_tile(tiles[1], params[1], _cdf(), 2, level)       # the carried state is used
+    c_state, ref_state = native.AdaptiveState(level, n), A.State(level, n)
     for t, p, s in zip(tiles, params, streams):
         assert np.array_equal(native.adaptive_decode_known(s, *t.shape, _cdf(), 2, p, state=c_state), t)
         assert np.array_equal(A.decode_tile(s, *t.shape, _cdf(), 2, _known(p), state=ref_state), t)
@@ -304,3 +306,55 @@ def test_native_tile_decoder_refuses_a_damaged_stream():
         native.decode_tile_adaptive(model, data[:-6], 16, 16)
     with pytest.raises(ValueError):
         native.decode_tile_adaptive(model, data + bytes(8), 16, 16)
+
+
+# ---- priors: the learned state a level's fresh state starts from, per network ------------------------------------
+
+def _v7_level(level: int) -> A.Level:
+    return A.level_for(level, _v7())
+
+
+def test_levels_take_their_networks_prior_and_no_other():
+    lv = _v7_level(3)
+    assert lv.prior and A.prior_of(lv) is not None
+    assert A.level_for(1, _v7()).prior == ""                    # levels 1 and 2 have none
+    other = type("Net", (), {"cfg": type("Cfg", (), {"channels": 3, "hidden": 7, "blocks": 1})()})()
+    assert A.level_for(3, other).prior == ""                     # a network without one starts untrained
+    for level in A.LEVELS.values():                              # every named prior is shipped, and intact
+        for _, name in level.priors:
+            assert A._load_prior(name).size == A.State(replace_prior(level, name), 1).learned().size
+
+
+def replace_prior(level, name):
+    import dataclasses
+    return dataclasses.replace(level, prior=name)
+
+
+@needs_c
+@pytest.mark.parametrize("level", [3, 4])
+def test_c_and_the_reference_start_from_the_prior_alike(level):
+    lv = _v7_level(level)
+    px = _photo(9, 10, seed=level)
+    params = _network_params(px)
+    ref_state, c_state = A.State(lv, px.size), native.AdaptiveState(lv, px.size)
+    assert np.array_equal(ref_state.learned(), c_state.learned())
+    assert np.array_equal(ref_state.learned(), A.prior_of(lv))
+    ref = A.encode_tile(px, params, _cdf(), 2, state=ref_state)
+    assert native.adaptive_encode_known(px, params, _cdf(), 2, state=c_state) == ref
+    assert np.array_equal(ref_state.learned(), c_state.learned())          # the learned state after it too
+    assert ref != A.encode_tile(px, params, _cdf(), 2, level)               # the prior is used
+    assert np.array_equal(A.decode_tile(ref, 9, 10, 3, _cdf(), 2, _known(params), lv), px)
+
+
+def test_a_damaged_prior_is_refused(tmp_path, monkeypatch):
+    name = _v7_level(3).prior
+    data = bytearray((A.PRIORS / name).read_bytes())
+    data[-1] ^= 1
+    (tmp_path / name).write_bytes(bytes(data))
+    monkeypatch.setattr(A, "PRIORS", tmp_path)
+    A._load_prior.cache_clear()
+    try:
+        with pytest.raises(ValueError, match="damaged"):
+            A.State(_v7_level(3), 100)
+    finally:
+        A._load_prior.cache_clear()

@@ -283,3 +283,36 @@ def test_the_mixture_reference_gives_the_native_coders_intervals(rng):
     _, _, total, width = native.encode_tile(net, plane, 2)
     assert np.all(total == 1 << 24) and np.all(hi > lo) and np.all(hi <= 1 << 24)
     assert np.array_equal(hi - lo, width) and np.array_equal(hi - lo, mixture_widths(net, plane))
+
+
+# ---- an ensemble in the adaptive stage: the members' head outputs averaged (adaptive.ensemble_outputs) ----
+
+@pytest.mark.skipif(not native.adaptive_available(), reason="no compiled adaptive stage")
+@pytest.mark.parametrize("h, w, level", [(1, 1, 3), (6, 9, 3), (13, 7, 4)])
+def test_an_ensemble_in_the_adaptive_stage_codes_the_references_bytes(h, w, level):
+    from pixzip.entropy import adaptive
+    net = ensemble()
+    plane = np.random.default_rng(h * w).integers(0, 256, (h, w, 3), dtype=np.uint8)
+    plane[:, :, 1] = plane[:, :, 0] // 2 + 60          # some structure for the stage to learn
+    params = adaptive.ensemble_outputs([native.dense_params(m, plane) for m in net.members])
+    cdf = net.members[0]._laplace_prefix().numpy()
+    ref = adaptive.encode_tile(plane, params, cdf, net.slope, level)
+    got = native.encode_tile_adaptive(net, plane, level)
+    assert got == ref
+    assert got != native.encode_tile_adaptive(net.members[0], plane, level)     # the members do count
+    assert np.array_equal(native.decode_tile_adaptive(net, got, h, w, level), plane)   # the walk averages alike
+
+
+@pytest.mark.skipif(not native.adaptive_available(), reason="no compiled adaptive stage")
+def test_an_ensemble_file_at_the_strongest_effort_takes_the_adaptive_stage(tiny_models):
+    from pixzip import api, zoo
+    from pixzip.formats import images
+    rng = np.random.default_rng(5)
+    base = np.cumsum(rng.integers(-3, 4, (20, 24, 3)), axis=1) + 128
+    image = images.split(Image.fromarray(np.clip(base, 0, 255).astype(np.uint8)))
+    mix = zoo.load_model(zoo.EFFORT_MODELS[2][3][0])
+    data, _ = api.compress(image, [mix], tile=8, effort=9)
+    header = api.read_header(data)
+    assert header.entropy == [1] and header.levels == [4] and mix.id.startswith(header.models[0].id)
+    out, _ = api.decompress(data, [mix])
+    assert out.pixel_bytes() == image.pixel_bytes()

@@ -67,10 +67,13 @@ def test_wheel_holds_every_module(wheel_names):
 
 
 def test_wheel_holds_no_checkpoints_tests_or_data(wheel_names):
-    unwanted = [n for n in wheel_names
-                if n.endswith((".ckpt", ".pt", ".npy", ".npz")) or n.startswith(("tests/", "models/", "bench/"))
-                or "/checkpoints/" in n]
+    priors = [n for n in wheel_names if n.startswith("pixzip/entropy/priors/")]   # part of the format
+    unwanted = [n for n in wheel_names if n not in priors
+                and (n.endswith((".ckpt", ".pt", ".npy", ".npz")) or n.startswith(("tests/", "models/", "bench/"))
+                     or "/checkpoints/" in n)]
     assert unwanted == []
+    from pixzip.entropy import adaptive
+    assert sorted(p.rsplit("/", 1)[1] for p in priors) == sorted(adaptive.PRIOR_SHA256)
 
 
 def readme_commands() -> list[str]:

@@ -27,6 +27,7 @@ import threading
 
 import numpy as np
 
+from ..entropy import adaptive
 from ..nets.record import ConvRecord, EnsembleRecord, NetRecord, record_of
 from ..spec.fixed_point import LS_FRAC, LS_MIN
 
@@ -60,7 +61,8 @@ class _Level(ctypes.Structure):
                 ("n_apms", ctypes.c_int32), ("apm_feature", ctypes.c_int32 * 4), ("apm_size", ctypes.c_int32 * 4),
                 ("max_table_bits", ctypes.c_int32), ("counter_limit", ctypes.c_int32), ("mixer_rate", ctypes.c_int32),
                 ("final_rate", ctypes.c_int32), ("mixer_init", ctypes.c_int32), ("net_init", ctypes.c_int32),
-                ("apm_rate", ctypes.c_int32)]
+                ("apm_rate", ctypes.c_int32), ("lms", ctypes.c_int32),
+                ("prior", ctypes.c_void_p), ("prior_len", ctypes.c_int64)]
 
 
 def _declare_adaptive(lib) -> None:
@@ -74,16 +76,19 @@ def _declare_adaptive(lib) -> None:
     lib.pz_adaptive_free.argtypes = [ctypes.c_void_p]
     lib.pz_adaptive_memory.argtypes = [ctypes.c_void_p]
     lib.pz_adaptive_memory.restype = ctypes.c_int64
+    lib.pz_adaptive_learned.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
+    lib.pz_adaptive_learned.restype = ctypes.c_int64
     lib.pz_adaptive_encode_known.argtypes = [ctypes.c_void_p, _i64p, ctypes.c_int, ctypes.c_int, ctypes.c_int,
                                              ctypes.c_int, _u8p, _i64p, _u8p, ctypes.c_int64]
     lib.pz_adaptive_encode_known.restype = ctypes.c_int64
     lib.pz_adaptive_decode_known.argtypes = [ctypes.c_void_p, _i64p, ctypes.c_int, ctypes.c_int, ctypes.c_int,
                                              ctypes.c_int, _u8p, ctypes.c_int64, _i64p, _u8p]
     lib.pz_adaptive_decode_known.restype = ctypes.c_int
-    lib.pz_encode_tile_adaptive.argtypes = [ctypes.POINTER(_Model), ctypes.c_void_p, ctypes.c_int, ctypes.c_int, _u8p,
+    members = ctypes.POINTER(ctypes.POINTER(_Model))
+    lib.pz_encode_tile_adaptive.argtypes = [members, ctypes.c_int, ctypes.c_void_p, ctypes.c_int, ctypes.c_int, _u8p,
                                             _u8p, ctypes.c_int64]
     lib.pz_encode_tile_adaptive.restype = ctypes.c_int64
-    lib.pz_decode_tile_adaptive.argtypes = [ctypes.POINTER(_Model), ctypes.c_void_p, ctypes.c_int, ctypes.c_int, _u8p,
+    lib.pz_decode_tile_adaptive.argtypes = [members, ctypes.c_int, ctypes.c_void_p, ctypes.c_int, ctypes.c_int, _u8p,
                                             ctypes.c_int64, _u8p]
     lib.pz_decode_tile_adaptive.restype = ctypes.c_int
 
@@ -346,12 +351,16 @@ def dense_params(model: NetRecord, pixels: np.ndarray) -> np.ndarray:
 # ---- the adaptive entropy stage (csrc/adaptive.c; specification: pixzip/entropy/adaptive.py) -------------------
 
 def _pack_level(level) -> _Level:
-    """adaptive.Level as the C structure (the Python table is the only definition of a level)."""
-    from ..entropy.adaptive import SELECTOR_SIZES
-    lv = _Level(n_contexts=len(level.contexts), n_mixers=len(level.mixers), n_apms=len(level.apms),
+    """adaptive.Level as the C structure (the Python table is the only definition of a level; its prior,
+    adaptive.prior_of, is the array the structure points to, kept alive by that function's cache)."""
+    from ..entropy.adaptive import SELECTOR_SIZES, prior_of
+    prior = prior_of(level)
+    lv = _Level(prior=None if prior is None else prior.ctypes.data, prior_len=0 if prior is None else prior.size,
+                n_contexts=len(level.contexts), n_mixers=len(level.mixers), n_apms=len(level.apms),
                 max_table_bits=level.max_table_bits, counter_limit=level.counter_limit, mixer_rate=level.mixer_rate,
                 final_rate=level.final_rate, mixer_init=level.mixer_init, net_init=level.net_init,
-                apm_rate=level.apm_rate)
+                apm_rate=level.apm_rate, lms=level.lms)
+    lv.keep = prior          # the array the pointer names lives as long as the structure (the C stage copies it)
     for k, ctx in enumerate(level.contexts):
         lv.ctx_len[k] = len(ctx)
         for f, feature in enumerate(ctx):
@@ -374,6 +383,12 @@ class AdaptiveState:
         self.ptr = self.lib.pz_adaptive_new(ctypes.byref(_pack_level(self.level)), n_subpixels)
         if not self.ptr:
             raise MemoryError("adaptive stage: out of memory (or an invalid level)")
+
+    def learned(self) -> np.ndarray:
+        """The learned small state (adaptive.State.learned's int32 order): what priors are made of."""
+        out = np.zeros(self.lib.pz_adaptive_learned(self.ptr, None), dtype=np.int32)
+        self.lib.pz_adaptive_learned(self.ptr, out.ctypes.data)
+        return out
 
     @property
     def memory(self) -> int:
@@ -432,40 +447,41 @@ def _stream_capacity(n_subpixels: int) -> int:
     return 24 * n_subpixels + 16         # 16 decisions a sub-pixel at most, 12 bits each at most
 
 
-def encode_tile_adaptive(model: NetRecord, pixels: np.ndarray, level=1, state: AdaptiveState | None = None) -> bytes:
+def encode_tile_adaptive(model: NetRecord | EnsembleRecord, pixels: np.ndarray, level=1,
+                         state: AdaptiveState | None = None) -> bytes:
     """Code a tile of known pixels (h, w, channels) uint8 with the network (its dense pass) and the adaptive
     stage (entropy stage 1): the stream's bytes. `state`: carried from the previous tile of a chain (the
-    format decides which tiles share one, never the thread count), or None for a fresh one. One model
-    (not an ensemble), slope >= 2."""
+    format decides which tiles share one, never the thread count), or None for a fresh one. One model,
+    or an ensemble whose members' outputs the stage takes averaged (adaptive.ensemble_outputs); slope >= 2."""
     h, w, C = pixels.shape
-    state = state or AdaptiveState(level, h * w * C)
+    state = state or AdaptiveState(adaptive.level_for(level, model), h * w * C)
     pixels = np.ascontiguousarray(pixels, dtype=np.uint8)
     cap = _stream_capacity(pixels.size)
     out = np.empty(cap, dtype=np.uint8)
-    n = _LIB.pz_encode_tile_adaptive(ctypes.byref(_packed(model).model), state.ptr, h, w, pixels.ctypes.data_as(_u8p),
+    n = _LIB.pz_encode_tile_adaptive(*_members(model), state.ptr, h, w, pixels.ctypes.data_as(_u8p),
                                      out.ctypes.data_as(_u8p), cap)
-    if n == -5:
-        raise ValueError("the adaptive stage needs a model of slope >= 2")
+    if n in (-3, -5):
+        raise ValueError("the adaptive stage needs models of slope >= 2 (an ensemble's alike)")
     if n < 0:
         raise MemoryError("native encoder: out of memory")
     return out[:n].tobytes()
 
 
-def decode_tile_adaptive(model: NetRecord, data: bytes, h: int, w: int, level=1,
+def decode_tile_adaptive(model: NetRecord | EnsembleRecord, data: bytes, h: int, w: int, level=1,
                          state: AdaptiveState | None = None) -> np.ndarray:
     """A tile's pixels (h, w, channels) uint8 from its adaptive stream: the wavefront walk gives the stage
     each sub-pixel's head outputs. `state` as for encode_tile_adaptive, in the same condition. ValueError
     if the stream does not decode exactly to its end (corruption)."""
     C = model.cfg.channels
-    state = state or AdaptiveState(level, h * w * C)
+    state = state or AdaptiveState(adaptive.level_for(level, model), h * w * C)
     buf = np.frombuffer(data, dtype=np.uint8) if len(data) else np.zeros(1, dtype=np.uint8)
     out = np.empty((h, w, C), dtype=np.uint8)
-    status = _LIB.pz_decode_tile_adaptive(ctypes.byref(_packed(model).model), state.ptr, h, w, buf.ctypes.data_as(_u8p),
+    status = _LIB.pz_decode_tile_adaptive(*_members(model), state.ptr, h, w, buf.ctypes.data_as(_u8p),
                                           len(data), out.ctypes.data_as(_u8p))
     if status == -2:
         raise MemoryError("native decoder: out of memory")
-    if status == -5:
-        raise ValueError("the adaptive stage needs a model of slope >= 2")
+    if status in (-3, -5):
+        raise ValueError("the adaptive stage needs models of slope >= 2 (an ensemble's alike)")
     if status != 0:
         raise ValueError("adaptive stream: not decoded exactly to its end (corrupt data)")
     return out

@@ -60,9 +60,9 @@ def ratio(before: int, after: int) -> str:
               show_default=True,
               help="(-1 ... -9 are aliases.) 1-9, faster to smaller (README, Effort levels): 1 the network and static rANS coding; 2 "
                    "+ transforms (grey, palette, levels) by estimate; 3 + the strongest shipped models "
-                   "(the ensemble); 4 the adaptive stage level 1; 5 its level 2; 6-8 transforms by trial "
-                   "coding; 9 also the ensemble's static coding per plane, the smaller kept. -m takes "
-                   "precedence over the models an effort picks.")
+                   "(the ensemble); 4 the adaptive stage (level 3); 5 its level 4; 6 + transforms by trial "
+                   "coding; 7 the ensemble in the stage; 8 + trials; 9 + every trial and the ensemble's static "
+                   "coding per plane, the smaller kept. -m takes precedence over the models an effort picks.")
 @input_options
 @output_options
 @common_options

@@ -19,7 +19,7 @@ enum {
     F_ZERO, F_IDX, F_IDX2, F_IDX8, F_FRAC, F_CH, F_BRIGHT,
     F_QRW, F_QRN, F_QRNW, F_QRNE, F_QRWW, F_QRNN, F_QR1, F_QR2, F_ACT, F_GRAD,
     F_DW, F_DN, F_DNW, F_DNE, F_DPLANE, F_DNNE, F_DAVG, F_DWNE, F_DNN, F_DWW, F_DCW, F_DCN,
-    F_RW, F_RN, F_R1, F_QRWP, F_QRNP, F_QR1U
+    F_RW, F_RN, F_R1, F_QRWP, F_QRNP, F_QR1U, F_LMS, F_LMSU
 };
 
 /* ---- logistic tables -------------------------------------------------------------------------------- */
@@ -70,6 +70,8 @@ struct PzAdaptive {
     int32_t *weights[AD_MAX_MIXERS];   /* [node][selector value][contexts + 1] */
     int32_t *final;                 /* [node][mixers] */
     uint16_t *apm[AD_MAX_APMS];     /* [node][selector value][33] */
+    int32_t lms_w[4][AD_LMS_INPUTS];   /* the residual predictor's weights per channel (16.16) */
+    int32_t lms_u[AD_LMS_INPUTS], lms_pred;   /* its inputs and prediction (1/16) for the sub-pixel being coded */
     int64_t bytes;
 };
 
@@ -78,6 +80,7 @@ static int level_ok(const PzLevel *lv) {
         || lv->n_apms < 1 || lv->n_apms > AD_MAX_APMS || lv->max_table_bits < 10 || lv->max_table_bits > 24
         || lv->counter_limit < 0 || lv->counter_limit > 1023 || lv->apm_rate < 1 || lv->apm_rate > 15
         || lv->mixer_rate < 0 || lv->mixer_rate > 64 || lv->final_rate < 0 || lv->final_rate > 64
+        || lv->lms < 0 || lv->lms > 12
         || lv->mixer_init < -W_LIMIT || lv->mixer_init > W_LIMIT || lv->net_init < -W_LIMIT || lv->net_init > W_LIMIT)
         return 0;
     for (int k = 0; k < lv->n_contexts; k++) {
@@ -131,6 +134,8 @@ void pz_adaptive_free(PzAdaptive *st) {
 /* A fresh state for a level, sized for n_subpixels (adaptive.State); NULL if the level is invalid or
  * memory ran out. Tables start empty (check 0 matches no context), weights and APMs at their initial
  * values (adaptive.py creates them on first use with the same values). */
+static int64_t learned(PzAdaptive *st, int32_t *buf, int load);
+
 PzAdaptive *pz_adaptive_new(const PzLevel *lv, int64_t n_subpixels) {
     if (!level_ok(lv)) return NULL;
     PzAdaptive *st = calloc(1, sizeof(PzAdaptive));
@@ -158,6 +163,13 @@ PzAdaptive *pz_adaptive_new(const PzLevel *lv, int64_t n_subpixels) {
             for (int k = 0; k < 33; k++) st->apm[a][s * 33 + k] = (uint16_t)(squash((k - 16) * 128) * 16);
         st->bytes += (int64_t)(sizeof(uint16_t) * sets * 33);
     }
+    if (lv->prior) {                 /* the level's prior: its length checked, its values bounded */
+        if (lv->prior_len != learned(st, NULL, 0)) goto fail;
+        for (int64_t k = 0; k < lv->prior_len; k++)
+            if (lv->prior[k] < -W_LIMIT || lv->prior[k] > W_LIMIT) goto fail;
+        learned(st, (int32_t *)lv->prior, 1);
+    }
+    st->lv.prior = NULL;             /* copied: the caller's array is not read again */
     return st;
 fail:
     pz_adaptive_free(st);
@@ -166,7 +178,44 @@ fail:
 
 int64_t pz_adaptive_memory(const PzAdaptive *st) { return st->bytes; }
 
+/* The learned small state in one int32 order (adaptive.State.learned): each mixer's weight sets
+ * [node][selector value][input], the final mixer's [node][mixer], each APM's [node][selector value][33].
+ * load: from buf into the state (a level's prior), else from the state into buf. Returns the count. */
+static int64_t learned(PzAdaptive *st, int32_t *buf, int load) {
+    const PzLevel *lv = &st->lv;
+    size_t inputs = (size_t)lv->n_contexts + 2;
+    int64_t k = 0;
+    for (int m = 0; m < lv->n_mixers; m++)
+        for (size_t q = 0; q < (size_t)NODES * lv->mixer_size[m] * inputs; q++, k++)
+            if (buf) { if (load) st->weights[m][q] = buf[k]; else buf[k] = st->weights[m][q]; }
+    for (size_t q = 0; q < (size_t)NODES * lv->n_mixers; q++, k++)
+        if (buf) { if (load) st->final[q] = buf[k]; else buf[k] = st->final[q]; }
+    for (int a = 0; a < lv->n_apms; a++)
+        for (size_t q = 0; q < (size_t)NODES * lv->apm_size[a] * 33; q++, k++)
+            if (buf) { if (load) st->apm[a][q] = (uint16_t)buf[k]; else buf[k] = st->apm[a][q]; }
+    return k;
+}
+
+int64_t pz_adaptive_learned(const PzAdaptive *st, int32_t *buf) { return learned((PzAdaptive *)st, buf, 0); }
+
 /* ---- features of a sub-pixel's neighbourhood (adaptive.features) ---------------------------------------- */
+
+/* ---- the residual predictor (adaptive.ResidualPredictor) ---------------------------------------------- */
+
+enum { LMS_W_LIMIT = 1 << 18 };
+
+INLINE int64_t floordiv(int64_t a, int64_t b) {      /* b > 0: Python's a // b */
+    int64_t q = a / b;
+    return (a % b != 0 && a < 0) ? q - 1 : q;
+}
+
+/* the residual expected from the inputs, in 1/16 grey level, within +-128 levels */
+INLINE int lms_predict(const int32_t *w, const int32_t *u) {
+    int64_t s = 0;
+    for (int k = 0; k < AD_LMS_INPUTS; k++) s += (int64_t)w[k] * u[k];
+    s >>= 12;
+    return (int)(s < -2048 ? -2048 : (s > 2048 ? 2048 : s));
+}
 
 /* value and residual at (i, j, c), or (p, 0) outside the tile */
 INLINE void neighbour(const PzAdTile *t, int i, int j, int c, int p, int *v, int *r) {
@@ -222,6 +271,34 @@ INLINE void features(const PzAdTile *t, int i, int j, int c, int mu16, int idx, 
         F[F_QRWP] = qres(rW1); F[F_QRNP] = qres(rN1);
     }
     F[F_QR1U] = F[F_QR1] + 7;
+    F[F_LMS] = F[F_LMSU] = 0;
+    if (t->st->lv.lms) {
+        int32_t *u = t->st->lms_u;
+        size_t here = ((size_t)i * t->w + j) * t->C;
+        u[0] = rW; u[1] = rN; u[2] = rNW; u[3] = rNE; u[4] = rWW; u[5] = rNN;
+        u[6] = c > 0 ? t->res[here + c - 1] : 0;
+        u[7] = c > 1 ? t->res[here + c - 2] : 0;
+        u[8] = W - p; u[9] = N - p; u[10] = NW - p; u[11] = NE - p;
+        int pred = lms_predict(t->st->lms_w[c & 3], u);
+        t->st->lms_pred = pred;
+        F[F_LMS] = qres(pred >> 2);
+        F[F_LMSU] = F[F_LMS] + 7;
+    }
+}
+
+/* After coding a sub-pixel of channel c with residual r: one normalised LMS step of the residual
+ * predictor (adaptive.ResidualPredictor.update). */
+INLINE void lms_update(PzAdaptive *st, int c, int r) {
+    if (!st->lv.lms) return;
+    const int32_t *u = st->lms_u;
+    int32_t *w = st->lms_w[c & 3];
+    int64_t norm = 16;
+    for (int k = 0; k < AD_LMS_INPUTS; k++) norm += (int64_t)u[k] * u[k];
+    int64_t err = clampi(16 * r - st->lms_pred, -1024, 1024), g = floordiv(err * 65536, norm);
+    for (int k = 0; k < AD_LMS_INPUTS; k++) {
+        int64_t v = w[k] + ((g * u[k]) >> (4 + st->lv.lms));
+        w[k] = (int32_t)(v < -LMS_W_LIMIT ? -LMS_W_LIMIT : (v > LMS_W_LIMIT ? LMS_W_LIMIT : v));
+    }
 }
 
 INLINE uint32_t ctx_hash(int k, const int32_t *feat, int len, const int *F) {
@@ -456,6 +533,7 @@ void ad_encode(PzAdTile *t, int i, int j, int c, int x, int mu16, int idx) {
     stage_init(&sg, t, F, mu16, idx);
     code_subpixel(&sg, p, x);
     record(t, i, j, c, x, p);
+    lms_update(t->st, c, x - p);
 }
 
 int ad_decode(PzAdTile *t, int i, int j, int c, int mu16, int idx) {
@@ -465,6 +543,7 @@ int ad_decode(PzAdTile *t, int i, int j, int c, int mu16, int idx) {
     stage_init(&sg, t, F, mu16, idx);
     int x = code_subpixel(&sg, p, -1);
     record(t, i, j, c, x, p);
+    lms_update(t->st, c, x - p);
     return x;
 }
 

@@ -7,7 +7,7 @@
 
 #include <stdint.h>
 
-enum { AD_MAX_CONTEXTS = 32, AD_MAX_MIXERS = 4, AD_MAX_APMS = 4, AD_N_FEATURES = 35 };
+enum { AD_MAX_CONTEXTS = 32, AD_MAX_MIXERS = 4, AD_MAX_APMS = 4, AD_N_FEATURES = 37, AD_LMS_INPUTS = 12 };
 
 /* One effort level: adaptive.py's Level, packed by pixzip/native.py (the Python table is the only one). */
 typedef struct {
@@ -17,6 +17,9 @@ typedef struct {
     int32_t n_mixers, mixer_feature[AD_MAX_MIXERS], mixer_size[AD_MAX_MIXERS];
     int32_t n_apms, apm_feature[AD_MAX_APMS], apm_size[AD_MAX_APMS];
     int32_t max_table_bits, counter_limit, mixer_rate, final_rate, mixer_init, net_init, apm_rate;
+    int32_t lms;                 /* the residual predictor's step 2^-lms; 0: none (adaptive.Level.lms) */
+    const int32_t *prior;        /* the learned state a fresh one starts from (adaptive.Level.prior), or NULL */
+    int64_t prior_len;           /* its length: pz_adaptive_learned's count for the level */
 } PzLevel;
 
 /* Everything the stage learns (adaptive.py's State): it codes one tile, or a chain of tiles in turn. */
@@ -39,6 +42,9 @@ typedef struct {
 PzAdaptive *pz_adaptive_new(const PzLevel *lv, int64_t n_subpixels);
 void pz_adaptive_free(PzAdaptive *st);
 int64_t pz_adaptive_memory(const PzAdaptive *st);
+/* The learned small state (mixer weights, final weights, APM tables) as int32s, adaptive.State.learned's
+ * order, into buf; returns the count (buf NULL: the count only). Priors are made from it. */
+int64_t pz_adaptive_learned(const PzAdaptive *st, int32_t *buf);
 
 /* Tile coding, one sub-pixel at a time in the decoding order (the tile walks in tiles.c call these). */
 int ad_begin_encode(PzAdTile *t, PzAdaptive *st, int h, int w, int C, const int64_t *cdf);

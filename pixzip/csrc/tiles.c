@@ -67,7 +67,9 @@ INLINE int walk_tile(const PzModel *const *ms, int nm, int h, int w, int lanes, 
                         *params++ = idx[0][p];
                         value = known[((size_t)i * w + j) * C + g];
                     } else if (ad) {
-                        value = ad_decode(ad, i, j, g, (int)mu16[0][p], (int)idx[0][p]);
+                        int64_t mu_sum = 0, idx_sum = 0;      /* adaptive.ensemble_outputs */
+                        for (int k = 0; k < nm; k++) { mu_sum += mu16[k][p]; idx_sum += idx[k][p]; }
+                        value = ad_decode(ad, i, j, g, (int)((mu_sum + nm / 2) / nm), (int)((idx_sum + nm / 2) / nm));
                     } else {
                         int64_t *x = &state[i % lanes];
                         int sym;
@@ -178,20 +180,29 @@ done:
     return status;
 }
 
-/* Encode a tile of known pixels with the adaptive stage (one model): the dense pass gives every
- * sub-pixel's head outputs in the decoding order, then the stage codes the sub-pixels in that order with
- * `st` (fresh, or carried along a chain of tiles). The stream goes to `out` (room for cap bytes). Returns
+/* Encode a tile of known pixels with the adaptive stage and `nm` models (one, or an ensemble's members,
+ * whose head outputs are averaged: adaptive.ensemble_outputs): the dense pass gives every sub-pixel's
+ * head outputs in the decoding order, then the stage codes the sub-pixels in that order with `st`
+ * (fresh, or carried along a chain of tiles). The stream goes to `out` (room for cap bytes). Returns
  * its length, -2 if memory ran out, -4 if cap is too small. */
-INLINE int64_t encode_adaptive(const PzModel *m, PzAdaptive *st, int h, int w, const uint8_t *pixels, uint8_t *out,
-                               int64_t cap, int vnni) {
+INLINE int64_t encode_adaptive(const PzModel *const *ms, int nm, PzAdaptive *st, int h, int w, const uint8_t *pixels,
+                               uint8_t *out, int64_t cap, int vnni) {
+    const PzModel *m = ms[0];
     int C = m->channels, s = m->slope, T = (w - 1) + s * (h - 1) + 1;
     size_t n = (size_t)h * w * C;
     int64_t status = -2, *first_of = malloc(sizeof(int64_t) * (T + 1)), *params = malloc(sizeof(int64_t) * 2 * n);
+    int64_t *member = nm > 1 ? malloc(sizeof(int64_t) * 2 * n) : NULL;
     PzAdTile ad;
     int begun = 0;
-    if (!first_of || !params) goto done;
+    if (!first_of || !params || (nm > 1 && !member)) goto done;
     wavefront_starts(h, w, s, first_of);
     if (dense_tile(m, h, w, pixels, first_of, params, vnni) != 0) goto done;
+    for (int k = 1; k < nm; k++) {            /* the members' sums, then their rounded means */
+        if (dense_tile(ms[k], h, w, pixels, first_of, member, vnni) != 0) goto done;
+        for (size_t q = 0; q < 2 * n; q++) params[q] += member[q];
+    }
+    if (nm > 1)
+        for (size_t q = 0; q < 2 * n; q++) params[q] = (params[q] + nm / 2) / nm;
     begun = 1;
     if (ad_begin_encode(&ad, st, h, w, C, m->prefix) != 0) goto done;
     const int64_t *pm = params;
@@ -206,7 +217,7 @@ INLINE int64_t encode_adaptive(const PzModel *m, PzAdaptive *st, int h, int w, c
     if (status >= 0) memcpy(out, ad.buf, (size_t)status);
 done:
     if (begun) ad_end(&ad);
-    free(first_of); free(params);
+    free(first_of); free(params); free(member);
     return status;
 }
 
@@ -216,9 +227,9 @@ static int walk_plain(const PzModel *const *ms, int nm, int h, int w, int lanes,
     return walk_tile(ms, nm, h, w, lanes, state, words, n_words, out, known, params, ad, 0);
 }
 
-static int64_t encode_adaptive_plain(const PzModel *m, PzAdaptive *st, int h, int w, const uint8_t *pixels,
-                                     uint8_t *out, int64_t cap) {
-    return encode_adaptive(m, st, h, w, pixels, out, cap, 0);
+static int64_t encode_adaptive_plain(const PzModel *const *ms, int nm, PzAdaptive *st, int h, int w,
+                                     const uint8_t *pixels, uint8_t *out, int64_t cap) {
+    return encode_adaptive(ms, nm, st, h, w, pixels, out, cap, 0);
 }
 
 static int encode_plain(const PzModel *const *ms, int nm, int h, int w, int lanes, const uint8_t *pixels,
@@ -234,9 +245,9 @@ VNNI_TARGET static int walk_vnni(const PzModel *const *ms, int nm, int h, int w,
     return walk_tile(ms, nm, h, w, lanes, state, words, n_words, out, known, params, ad, 1);
 }
 
-VNNI_TARGET static int64_t encode_adaptive_vnni(const PzModel *m, PzAdaptive *st, int h, int w, const uint8_t *pixels,
-                                                uint8_t *out, int64_t cap) {
-    return encode_adaptive(m, st, h, w, pixels, out, cap, 1);
+VNNI_TARGET static int64_t encode_adaptive_vnni(const PzModel *const *ms, int nm, PzAdaptive *st, int h, int w,
+                                                const uint8_t *pixels, uint8_t *out, int64_t cap) {
+    return encode_adaptive(ms, nm, st, h, w, pixels, out, cap, 1);
 }
 
 VNNI_TARGET static int encode_vnni(const PzModel *const *ms, int nm, int h, int w, int lanes, const uint8_t *pixels,
@@ -285,34 +296,48 @@ int pz_encode_tile(const PzModel *const *ms, int nm, int h, int w, int lanes, co
     return encode_plain(ms, nm, h, w, lanes, pixels, state, words, n_words, total, width, params);
 }
 
-/* Encode one tile of h x w known pixels with one model and the adaptive stage's state `st` (fresh for
- * this tile, or carried from the previous tile of a chain: the format decides, never the thread count).
- * The stream goes to `out` (room for `cap` bytes; 24 per sub-pixel + 16 always suffice). Returns its
- * length, -2 if memory ran out, -4 if cap is too small, -5 if the model's slope is below 2. */
-int64_t pz_encode_tile_adaptive(const PzModel *m, PzAdaptive *st, int h, int w, const uint8_t *pixels, uint8_t *out,
-                                int64_t cap) {
-    if (m->slope < 2) return -5;
-#ifdef PZ_X86
-    if (use_vnni) return encode_adaptive_vnni(m, st, h, w, pixels, out, cap);
-#endif
-    return encode_adaptive_plain(m, st, h, w, pixels, out, cap);
+/* The members of an adaptive tile's ensemble (or its one model) fit together: 1..MAX_MEMBERS of them with
+ * the same channels, slope (>= 2) and Laplace rows (the stage reads the first member's). 0, -3, or -5. */
+static int adaptive_members_ok(const PzModel *const *ms, int nm) {
+    if (nm < 1 || nm > MAX_MEMBERS) return -3;
+    for (int k = 0; k < nm; k++) {
+        if (ms[k]->slope < 2) return -5;
+        if (ms[k]->slope != ms[0]->slope || ms[k]->channels != ms[0]->channels) return -3;
+    }
+    return 0;
 }
 
-/* Decode one tile coded by pz_encode_tile_adaptive from its `n`-byte stream, with the same model and a
+/* Encode one tile of h x w known pixels with `nm` models (one, or an ensemble's members: their head
+ * outputs averaged) and the adaptive stage's state `st` (fresh for this tile, or carried from the
+ * previous tile of a chain: the format decides, never the thread count). The stream goes to `out`
+ * (room for `cap` bytes; 24 per sub-pixel + 16 always suffice). Returns its length, -2 if memory ran
+ * out, -4 if cap is too small, -3 or -5 for members that do not fit (adaptive_members_ok). */
+int64_t pz_encode_tile_adaptive(const PzModel *const *ms, int nm, PzAdaptive *st, int h, int w, const uint8_t *pixels,
+                                uint8_t *out, int64_t cap) {
+    int bad = adaptive_members_ok(ms, nm);
+    if (bad) return bad;
+#ifdef PZ_X86
+    if (use_vnni) return encode_adaptive_vnni(ms, nm, st, h, w, pixels, out, cap);
+#endif
+    return encode_adaptive_plain(ms, nm, st, h, w, pixels, out, cap);
+}
+
+/* Decode one tile coded by pz_encode_tile_adaptive from its `n`-byte stream, with the same models and a
  * state in the same condition: the wavefront walk gives the stage each sub-pixel's head outputs in turn.
  * Writes h x w x channels pixel values to `out`. Returns 0, -1 if the stream is not used exactly to its
- * end (corrupt), -2 if memory ran out, -5 as above. */
-int pz_decode_tile_adaptive(const PzModel *m, PzAdaptive *st, int h, int w, const uint8_t *data, int64_t n,
-                            uint8_t *out) {
-    if (m->slope < 2) return -5;
+ * end (corrupt), -2 if memory ran out, -3 or -5 as above. */
+int pz_decode_tile_adaptive(const PzModel *const *ms, int nm, PzAdaptive *st, int h, int w, const uint8_t *data,
+                            int64_t n, uint8_t *out) {
+    int status = adaptive_members_ok(ms, nm);
+    if (status) return status;
     PzAdTile ad;
-    int status = ad_begin_decode(&ad, st, h, w, m->channels, m->prefix, data, n);
+    status = ad_begin_decode(&ad, st, h, w, ms[0]->channels, ms[0]->prefix, data, n);
     if (status == 0) {
 #ifdef PZ_X86
-        if (use_vnni) status = walk_vnni(&m, 1, h, w, 0, NULL, NULL, 0, out, NULL, NULL, &ad);
+        if (use_vnni) status = walk_vnni(ms, nm, h, w, 0, NULL, NULL, 0, out, NULL, NULL, &ad);
         else
 #endif
-        status = walk_plain(&m, 1, h, w, 0, NULL, NULL, 0, out, NULL, NULL, &ad);
+        status = walk_plain(ms, nm, h, w, 0, NULL, NULL, 0, out, NULL, NULL, &ad);
     }
     ad_end(&ad);
     return status;

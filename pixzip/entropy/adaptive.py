@@ -39,11 +39,21 @@ Negative numbers are shifted right with floor semantics (Python's >>; the C comp
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import functools
+import hashlib
+import io
+from dataclasses import dataclass, replace
+from pathlib import Path
 
 import numpy as np
 
-M32 = 0xFFFFFFFF
+from .adaptive_features import (  # noqa: F401  (the specification's names, one place to read them from)
+    F_ACT, F_BRIGHT, F_CH, F_DAVG, F_DCN, F_DCW, F_DN, F_DNE, F_DNN, F_DNNE, F_DNW, F_DPLANE, F_DW, F_DWNE,
+    F_DWW, F_FRAC, F_GRAD, F_IDX, F_IDX2, F_IDX8, F_LMS, F_LMSU, F_QR1, F_QR1U, F_QR2, F_QRN, F_QRNE, F_QRNN,
+    F_QRNP, F_QRNW, F_QRW, F_QRWP, F_QRWW, F_R1, F_RN, F_RW, F_ZERO, N_FEATURES, N_IDX, SELECTOR_SIZES,
+    ResidualPredictor, TileData, clamp, features, qlog, qres, rounded_mean)
+from .binary_coder import M32, BinaryDecoder, BinaryEncoder  # noqa: F401
+
 PROB_BITS = 12                    # probabilities of a 1 bit, in 1/4096
 PROB_ONE = 1 << PROB_BITS
 ST_MAX = 2047                     # stretch domain: ln(p / (1 - p)) in 1/256, clamped to +-2047
@@ -116,97 +126,7 @@ def node_mantissa(e: int, b: int) -> int:
     return 17 + 2 * (e - 1) + (b != e - 1)
 
 
-# ---- features of a sub-pixel's neighbourhood ---------------------------------------------------------------
-
-(F_ZERO, F_IDX, F_IDX2, F_IDX8, F_FRAC, F_CH, F_BRIGHT,
- F_QRW, F_QRN, F_QRNW, F_QRNE, F_QRWW, F_QRNN, F_QR1, F_QR2, F_ACT, F_GRAD,
- F_DW, F_DN, F_DNW, F_DNE, F_DPLANE, F_DNNE, F_DAVG, F_DWNE, F_DNN, F_DWW, F_DCW, F_DCN,
- F_RW, F_RN, F_R1, F_QRWP, F_QRNP, F_QR1U) = range(35)
-N_FEATURES = 35
-# features that select mixer weight sets or APM tables: their number of values (all >= 0)
-SELECTOR_SIZES = {F_ZERO: 1, F_IDX2: 37, F_IDX8: 10, F_CH: 3, F_ACT: 11, F_QR1U: 15, F_GRAD: 11}
-N_IDX = 73                        # log-scale indices 0..72 (engine: LS_MIN..LS_MAX in 1/8)
-
-
-def qres(r: int) -> int:
-    """A residual or difference in signed logarithmic buckets: 0, +-1, +-2, +-3..4, ..., +-33..: -7..7."""
-    a = -r if r < 0 else r
-    b = 0 if a == 0 else min(7, (a - 1).bit_length() + 1)
-    return -b if r < 0 else b
-
-
-def qlog(u: int) -> int:
-    """A non-negative sum in logarithmic buckets 0..10."""
-    return 0 if u == 0 else min(10, (u - 1).bit_length() + 1)
-
-
-def clamp(v: int, lo: int, hi: int) -> int:
-    return lo if v < lo else (hi if v > hi else v)
-
-
-def rounded_mean(mu16: int) -> int:
-    """round(mu) in grey levels, 0..255: the centre of the binarisation."""
-    return min(255, (mu16 + 8) >> 4)
-
-
-class TileData:
-    """A tile's coded values and residuals so far (flat, (i * w + j) * C + c). In the decoding order
-    every neighbour used (W, WW, NW, N, NN, NE, NNE: earlier wavefronts when slope >= 2) and every
-    earlier channel of the pixel is known; outside the tile a value reads as the current prediction p
-    and a residual as 0."""
-
-    def __init__(self, h: int, w: int, channels: int):
-        self.h, self.w, self.C = h, w, channels
-        self.value = [0] * (h * w * channels)
-        self.res = [0] * (h * w * channels)
-
-    def at(self, i: int, j: int, c: int):
-        """(value, residual) at (i, j, c), or None outside the tile."""
-        if i < 0 or j < 0 or j >= self.w:
-            return None
-        k = (i * self.w + j) * self.C + c
-        return self.value[k], self.res[k]
-
-
-def features(tile: TileData, i: int, j: int, c: int, mu16: int, idx: int) -> list[int]:
-    """The quantised neighbourhood of sub-pixel (i, j, c): N_FEATURES small integers."""
-    p = rounded_mean(mu16)
-
-    def nb(di, dj, cc=c):
-        got = tile.at(i + di, j + dj, cc)
-        return (p, 0) if got is None else got
-
-    (W, rW), (N, rN), (NW, rNW), (NE, rNE) = nb(0, -1), nb(-1, 0), nb(-1, -1), nb(-1, 1)
-    (WW, rWW), (NN, rNN), (NNE, _) = nb(0, -2), nb(-2, 0), nb(-2, 1)
-    F = [0] * N_FEATURES
-    F[F_IDX], F[F_IDX2], F[F_IDX8] = idx, idx >> 1, idx >> 3
-    F[F_FRAC] = mu16 - 16 * p + 8
-    F[F_CH], F[F_BRIGHT] = c, p >> 4
-    F[F_QRW], F[F_QRN], F[F_QRNW], F[F_QRNE] = qres(rW), qres(rN), qres(rNW), qres(rNE)
-    F[F_QRWW], F[F_QRNN] = qres(rWW), qres(rNN)
-    F[F_ACT] = qlog(abs(rW) + abs(rN) + abs(rNW) + abs(rNE))
-    F[F_GRAD] = qlog(abs(W - NW) + abs(N - NW) + abs(NE - N))
-    F[F_DW], F[F_DN], F[F_DNW], F[F_DNE] = qres(W - p), qres(N - p), qres(NW - p), qres(NE - p)
-    F[F_DPLANE] = qres(clamp(W + N - NW, 0, 255) - p)
-    F[F_DNNE] = qres(clamp(N + NE - NNE, 0, 255) - p)
-    F[F_DAVG] = qres(((N + NE + 1) >> 1) - p)
-    F[F_DWNE] = qres(clamp(W + NE - N, 0, 255) - p)
-    F[F_DNN] = qres(clamp(2 * N - NN, 0, 255) - p)
-    F[F_DWW] = qres(clamp(2 * W - WW, 0, 255) - p)
-    F[F_RW], F[F_RN] = clamp(rW, -12, 12), clamp(rN, -12, 12)
-    if c > 0:                     # the earlier channels of this pixel, and of W and N
-        here = (i * tile.w + j) * tile.C
-        x1, r1 = tile.value[here + c - 1], tile.res[here + c - 1]
-        (W1, rW1), (N1, rN1) = nb(0, -1, c - 1), nb(-1, 0, c - 1)
-        F[F_QR1], F[F_R1] = qres(r1), clamp(r1, -12, 12)
-        F[F_QR2] = qres(tile.res[here + c - 2]) if c > 1 else 0
-        # colour-guided predictors W_c + (x_{c-1} - W_{c-1}): where W is outside, W = W1 = p: no guide
-        F[F_DCW] = qres(clamp(W + x1 - W1, 0, 255) - p) if j > 0 else 0
-        F[F_DCN] = qres(clamp(N + x1 - N1, 0, 255) - p) if i > 0 else 0
-        F[F_QRWP], F[F_QRNP] = qres(rW1), qres(rN1)
-    F[F_QR1U] = F[F_QR1] + 7
-    return F
-
+# ---- features of a sub-pixel's neighbourhood: adaptive_features.py; the coder: binary_coder.py ---------
 
 # ---- effort levels -------------------------------------------------------------------------------------------
 
@@ -223,6 +143,10 @@ class Level:
     mixer_init: int                          # initial weight of every context input (16.16)
     net_init: int                            # initial weight of the network's own probability (16.16)
     apm_rate: int                            # APM entries move by 1/2^rate of their error
+    lms: int = 0                             # the residual predictor's step 2^-lms (0: none, F_LMS is 0)
+    priors: tuple[tuple[str, str], ...] = ()  # (network key, priors/FILE): the learned state a fresh one starts
+    #                                            from, per network (prior_key); none for other networks
+    prior: str = ""                           # the one in use: level_for() resolves it for a network
 
 
 LEVELS = {
@@ -242,6 +166,14 @@ LEVELS = {
              mixers=(F_IDX8, F_ACT, F_QR1U), apms=(F_IDX2, F_ACT), max_table_bits=15, counter_limit=255,
              mixer_rate=24, final_rate=10, mixer_init=2500, net_init=65536, apm_rate=7),
 }
+# Levels 3 and 4: levels 1 and 2 with the residual predictor and one context on its prediction (session 13:
+# -0.32 % / -0.28 % on CBSD68, -0.6 % / -0.3 % on the kinds, docs/ADAPTIVE.md)
+# and priors, per network shape (prior_key; the files are in priors/, made by bench/make_priors.sh)
+_PHOTO, _SMALL, _GREY, _MIX = "c3-h48-b4", "c3-h96-b8", "c1-h48-b4", "c3-h48-b4+c3-h96-b8"
+LEVELS[3] = replace(LEVELS[1], contexts=LEVELS[1].contexts + ((F_LMS, F_IDX8),), lms=5,
+                    priors=tuple((k, f"level3-{k}.npy") for k in (_PHOTO, _SMALL, _GREY)))
+LEVELS[4] = replace(LEVELS[2], contexts=LEVELS[2].contexts + ((F_LMS, F_IDX8),), lms=5,
+                    priors=tuple((k, f"level4-{k}.npy") for k in (_PHOTO, _SMALL, _GREY, _MIX)))
 
 
 def table_bits(level: Level, n_subpixels: int) -> int:
@@ -263,76 +195,6 @@ def ctx_hash(k: int, values) -> int:
     return h ^ (h >> 16)
 
 
-# ---- the binary arithmetic coder ---------------------------------------------------------------------------
-
-def _split(x1: int, x2: int, p: int) -> int:
-    """The last value of the 1-bit's part of [x1, x2]: about p/4096 of it."""
-    r = x2 - x1
-    return x1 + (r >> 12) * p + (((r & 0xFFF) * p) >> 12)
-
-
-class BinaryEncoder:
-    """Carry-less 32-bit arithmetic coder: [x1, x2] narrows; equal leading bytes are written."""
-
-    def __init__(self):
-        self.x1, self.x2 = 0, M32
-        self.out = bytearray()
-
-    def code(self, p: int, y: int) -> int:
-        mid = _split(self.x1, self.x2, p)
-        if y:
-            self.x2 = mid
-        else:
-            self.x1 = mid + 1
-        while ((self.x1 ^ self.x2) & 0xFF000000) == 0:
-            self.out.append(self.x2 >> 24)
-            self.x1 = (self.x1 << 8) & M32
-            self.x2 = ((self.x2 << 8) & M32) | 255
-        return y
-
-    def finish(self) -> bytes:
-        """The fewest bytes k (0..4) such that they, followed by the zeros the decoder reads past the
-        end, make a number in [x1, x2]."""
-        for k in range(5):
-            unit = 1 << (32 - 8 * k)
-            v = -(-self.x1 // unit) * unit
-            if v <= self.x2:
-                self.out += (v >> (32 - 8 * k)).to_bytes(k, "big") if k else b""
-                return bytes(self.out)
-        raise AssertionError("unreachable: k = 4 gives x1")
-
-
-class BinaryDecoder:
-    def __init__(self, data: bytes):
-        self.data, self.pos = data, 0
-        self.x1, self.x2, self.x = 0, M32, 0
-        for _ in range(4):
-            self.x = (self.x << 8) | self._byte()
-
-    def _byte(self) -> int:
-        b = self.data[self.pos] if self.pos < len(self.data) else 0
-        self.pos += 1
-        return b
-
-    def code(self, p: int, y=None) -> int:
-        mid = _split(self.x1, self.x2, p)
-        y = int(self.x <= mid)
-        if y:
-            self.x2 = mid
-        else:
-            self.x1 = mid + 1
-        while ((self.x1 ^ self.x2) & 0xFF000000) == 0:
-            self.x1 = (self.x1 << 8) & M32
-            self.x2 = ((self.x2 << 8) & M32) | 255
-            self.x = ((self.x << 8) & M32) | self._byte()
-        return y
-
-    def exact(self) -> bool:
-        """Whether the stream was used to its end, and past it only by the flush's missing bytes
-        (0..4): false for most truncated, extended or corrupted streams."""
-        return len(self.data) <= self.pos <= len(self.data) + 4
-
-
 # ---- the adaptive state ---------------------------------------------------------------------------------------
 
 class State:
@@ -348,6 +210,8 @@ class State:
         self.weights = [dict() for _ in self.level.mixers]
         self.final = dict()
         self.apm = [dict() for _ in self.level.apms]
+        self.lms = ResidualPredictor(self.level.lms) if self.level.lms else None
+        self.prior = _split_prior(self.level)
 
     def block(self, k: int, h: int) -> list[int]:
         """Context k's block for hash h: found, or (re)initialised with h's check."""
@@ -358,28 +222,130 @@ class State:
             self.tables[k][index] = blk
         return blk
 
+    # Where a weight set, final weight set or APM table is first used, it starts from the level's prior
+    # (a learned state, `prior_of`) or, without one, from these values: the network's input near weight
+    # 1 and the contexts' small, so a fresh state codes about as the network's Laplace alone, and learns
+    # from there (small images, a tile's first rows).
+    def _initial(self, part: int, index: int, key: int) -> list[int]:
+        prior = self.prior
+        if prior is not None:
+            return [int(v) for v in prior[part][index][key]]
+        lv = self.level
+        if part == 0:
+            return [lv.mixer_init] * len(lv.contexts) + [lv.net_init, 0]
+        if part == 1:
+            return [65536 // len(lv.mixers)] * len(lv.mixers)
+        return [squash((k - 16) * 128) * 16 for k in range(33)]
+
     def mixer_weights(self, m: int, key: int) -> list[int]:
         ws = self.weights[m].get(key)
         if ws is None:
-            # the network's input starts near weight 1 and the contexts' small: a fresh state codes about
-            # as the network's Laplace alone, and learns from there (small images, a tile's first rows)
-            ws = [self.level.mixer_init] * len(self.level.contexts) + [self.level.net_init, 0]
-            self.weights[m][key] = ws
+            ws = self.weights[m][key] = self._initial(0, m, key)
         return ws
 
     def final_weights(self, node: int) -> list[int]:
         ws = self.final.get(node)
         if ws is None:
-            ws = [65536 // len(self.level.mixers)] * len(self.level.mixers)
-            self.final[node] = ws
+            ws = self.final[node] = self._initial(1, 0, node)
         return ws
 
     def apm_table(self, a: int, key: int) -> list[int]:
         t = self.apm[a].get(key)
         if t is None:
-            t = [squash((k - 16) * 128) * 16 for k in range(33)]
-            self.apm[a][key] = t
+            t = self.apm[a][key] = self._initial(2, a, key)
         return t
+
+    def learned(self) -> np.ndarray:
+        """The learned small state as int32s, in the order priors are stored (and the C stage's
+        pz_adaptive_learned): each mixer's weight sets [node][selector value][input], the final
+        mixer's [node][mixer], each APM's [node][selector value][33]."""
+        lv, out = self.level, []
+        for m, f in enumerate(lv.mixers):
+            for key in range(NODES * SELECTOR_SIZES[f]):
+                out += self.weights[m].get(key) or self._initial(0, m, key)
+        for node in range(NODES):
+            out += self.final.get(node) or self._initial(1, 0, node)
+        for a, f in enumerate(lv.apms):
+            for key in range(NODES * SELECTOR_SIZES[f]):
+                out += self.apm[a].get(key) or self._initial(2, a, key)
+        return np.array(out, dtype=np.int32)
+
+
+# ---- priors: learned states a level's fresh state starts from -------------------------------------------------
+
+PRIORS = Path(__file__).resolve().parent / "priors"
+# A prior is part of the format (files name their level, the level its prior): each file's SHA-256 is
+# fixed here, and one that differs is refused rather than decode differently. Made by
+# pixzip/training/adaptive_prior.py from training photographs only (docs/ADAPTIVE.md).
+PRIOR_SHA256: dict[str, str] = {
+    "level3-c3-h48-b4.npy": "a14ada032c506efe907d809ca657c79203bbe7774d78af432f8940dbfe1d6d47",
+    "level3-c3-h96-b8.npy": "fdf0b5dcf0b48ebe638a7ea18e1e5391bb4f4ea2bc9d71a9b76d24a50a432d5b",
+    "level3-c1-h48-b4.npy": "55582b4e064162cb2e7707294923cf261c4809cfe9965aff4a9385b3219c3aae",
+    "level4-c3-h48-b4.npy": "75bf33e016acd5915f2b540b1897106c26a1ee5067da975f8102beb78fe2707b",
+    "level4-c3-h96-b8.npy": "8c04a02f069eee777851bf87c547fc060b055d8fbaa8da5a2598582d55c23705",
+    "level4-c1-h48-b4.npy": "1333208d631c8f609c87bf229ffaf36bf325821d42a2d9b181585a94c0f7ba1b",
+    "level4-c3-h48-b4+c3-h96-b8.npy": "fff54153119b08b5cc232e5d832d191b0e0410211f9ea146ae7d58ef8874ad38",
+}
+
+
+@functools.lru_cache(maxsize=None)
+def _load_prior(name: str) -> np.ndarray:
+    data = (PRIORS / name).read_bytes()
+    if hashlib.sha256(data).hexdigest() != PRIOR_SHA256.get(name):
+        raise ValueError(f"adaptive stage: prior {name} is damaged or unknown (reinstall pixzip)")
+    array = np.load(io.BytesIO(data), allow_pickle=False)
+    if array.dtype != np.int32 or array.ndim != 1:
+        raise ValueError(f"adaptive stage: prior {name} is not a flat int32 array")
+    return np.ascontiguousarray(array)
+
+
+def prior_key(model) -> str:
+    """Which prior a network takes: its shape (channels, width, blocks), an ensemble's members' joined. A
+    prior is the starting state of the stage for that network's outputs (their calibration differs from
+    network to network: a photo network's prior costs CIFAR images coded by the small-image network
+    +0.6 %), and the shape is what both sides know from the model file."""
+    members = getattr(model, "members", None) or [model]
+    return "+".join(f"c{m.cfg.channels}-h{m.cfg.hidden}-b{m.cfg.blocks}" for m in members)
+
+
+def level_for(level: int | Level, model) -> Level:
+    """Level `level` as the stage runs it for `model`'s outputs: with that network's prior, if the level has
+    one for it (a Level passes through as it is)."""
+    if isinstance(level, Level):
+        return level
+    lv = LEVELS[level]
+    return replace(lv, prior=dict(lv.priors).get(prior_key(model), ""))
+
+
+def prior_of(level: Level) -> np.ndarray | None:
+    """The level's prior (int32, State.learned's order), or None."""
+    return _load_prior(level.prior) if level.prior else None
+
+
+def _split_prior(level: Level):
+    """The prior cut into (mixers' weight sets, [final weight sets], APMs' tables), or None."""
+    prior = prior_of(level)
+    if prior is None:
+        return None
+    parts, at = ([], [], []), 0
+
+    def take(width: int, sets: int) -> np.ndarray:
+        nonlocal at
+        block = prior[at:at + width * sets]
+        at += width * sets
+        if block.size != width * sets:
+            raise ValueError("adaptive stage: a prior shorter than its level")
+        return block.reshape(sets, width)
+
+    inputs = len(level.contexts) + 2
+    for f in level.mixers:
+        parts[0].append(take(inputs, NODES * SELECTOR_SIZES[f]))
+    parts[1].append(take(len(level.mixers), NODES))
+    for f in level.apms:
+        parts[2].append(take(33, NODES * SELECTOR_SIZES[f]))
+    if at != prior.size:
+        raise ValueError("adaptive stage: a prior longer than its level")
+    return parts
 
 
 BIAS_INPUT = 256
@@ -498,6 +464,17 @@ def _check_slope(slope: int) -> None:
         raise ValueError("the adaptive stage needs slope >= 2 (NE must precede a pixel in the order)")
 
 
+def ensemble_outputs(member_params: list[np.ndarray]) -> np.ndarray:
+    """What the stage takes from an ensemble (members with the same Laplace rows): per sub-pixel the
+    rounded means of the members' mu16 and of their log-scale indices, (n, 2) int64 as one model's. The
+    average of two differently trained networks' means is a better centre than either (CBSD68, level 1:
+    -1.6 % against pcnn-rgb-v7 alone, docs/ADAPTIVE.md); the stage learns the rest. (The C walk computes
+    the same: csrc/tiles.c.)"""
+    n = len(member_params)
+    total = sum(np.asarray(p, dtype=np.int64) for p in member_params)
+    return (total + n // 2) // n
+
+
 LAPLACE_ROW = 511                 # the Laplace rows' layout in the model's prefix sums (engine.laplace_start)
 
 
@@ -524,9 +501,11 @@ def encode_tile(pixels: np.ndarray, params: np.ndarray, cdf: np.ndarray, slope: 
     for n, (i, j, c) in enumerate(decoding_order(h, w, C, slope)):
         mu16, idx = int(params[n, 0]), int(params[n, 1])
         x, p = int(pixels[i, j, c]), rounded_mean(mu16)
-        stage = _Stage(state, coder, features(tile, i, j, c, mu16, idx), cdf, laplace_start(mu16, idx))
+        stage = _Stage(state, coder, features(tile, i, j, c, mu16, idx, state.lms), cdf, laplace_start(mu16, idx))
         _code_subpixel(stage, p, x)
         _record(tile, i, j, c, x, p)
+        if state.lms:
+            state.lms.update(c, x - p)
     return coder.finish()
 
 
@@ -550,9 +529,11 @@ class TileDecoder:
         i, j, c = self.position
         mu16, idx = int(mu16), int(idx)
         p = rounded_mean(mu16)
-        F = features(self.tile, i, j, c, mu16, idx)
+        F = features(self.tile, i, j, c, mu16, idx, self.state.lms)
         x = _code_subpixel(_Stage(self.state, self.coder, F, self.cdf, laplace_start(mu16, idx)), p, None)
         _record(self.tile, i, j, c, x, p)
+        if self.state.lms:
+            self.state.lms.update(c, x - p)
         self.pixels[i, j, c] = x
         self.position = next(self.order, None)
         return x

@@ -24,6 +24,8 @@ sys.path.insert(0, str(HERE.parent))
 
 from conftest import make_tiny_model  # noqa: E402
 from pixzip import api  # noqa: E402
+from pixzip.efforts import Effort  # noqa: E402
+from pixzip.formats import container  # noqa: E402
 from pixzip.formats import images  # noqa: E402
 from pixzip.nets import modelfile  # noqa: E402
 
@@ -98,7 +100,9 @@ def wide_stream_golden():
     data, _ = api.compress(images.split(golden_images()["rgb"]), [modelfile.load(path)], tile=8, effort=1)
     (HERE / "rgb16.pxz").write_bytes(data)
     # the native coder's structure: an adaptive file the compiled stage writes (and the reference reads)
-    for name, effort in (("rgb16-adaptive.pxz", 4), ("rgb16-adaptive2.pxz", 5)):
+    # one per level; levels 1 and 2 (files of session 12) are kept as written, not rewritten
+    for name, level in (("rgb16-adaptive3.pxz", 3), ("rgb16-adaptive4.pxz", 4)):
+        effort = Effort(models=1, stage=container.ADAPTIVE, level=level)
         data, _ = api.compress(images.split(golden_images()["rgb"]), [modelfile.load(path)], tile=8, effort=effort)
         (HERE / name).write_bytes(data)
 

@@ -1,0 +1,183 @@
+"""Entropy stage 1 (format v4): a plane's tiles coded by the adaptive stage (entropy/adaptive.py), in the
+compiled coder (backends/native.py) where it runs the model, else by the reference on the torch engine's
+outputs. The codec (backends/codec.py) stays the one door for what runs where; this module asks it."""
+
+from __future__ import annotations
+
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from typing import Callable
+
+import numpy as np
+
+from ..entropy import adaptive
+from ..errors import PixzipError
+from ..formats.container import frame, unframe
+from ..formats.stored import pack_bits, stored_size, unpack_bits
+from ..formats.tiles import assemble, tile_grid
+from ..nets.record import NetRecord
+from . import native
+from .codec import ENSEMBLE_NEEDS_NATIVE, MAX_BATCH_PIXELS, _is_ensemble, network
+
+# A plane coded by the adaptive stage has one framed byte stream per tile (formats.container.frame), each
+# coded with a fresh state: tiles stay independent, so they encode and decode in threads, and the bytes
+# never depend on the thread count (a chain per row of tiles would save 0.26 % on CBSD68 but leave a
+# 481x321 photo's two threads 4:1 unbalanced: docs/ADAPTIVE.md). A tile whose samples bit-packed are
+# smaller than its coded bytes is stored instead (uniform noise), so no tile costs more than raw + 4 bytes.
+
+# Every sub-pixel codes its zero flag at a probability clamped to at most 4095/4096 (entropy.adaptive):
+# the fewest bits a sub-pixel can cost, the floor the decoder holds a stream's length to
+ADAPTIVE_MIN_BITS = float(np.log2(4096 / 4095))
+
+
+def adaptive_refusal(model) -> str | None:
+    """Why the adaptive stage cannot code `model`'s planes, in one line (None: it can). It takes a
+    PixelCNN's Laplace prediction (mu, scale), or an ensemble's members' averaged (the native coder
+    only); LSTM and multi-scale models are coded by the static stage instead (docs/ADAPTIVE.md)."""
+    if _is_ensemble(model):
+        whys = [adaptive_refusal(m) for m in model.members]
+        if any(whys):
+            return next(w for w in whys if w)
+        first = _cdf(model.members[0])
+        if not all(np.array_equal(first, _cdf(m)) for m in model.members[1:]):
+            return "the adaptive stage takes an ensemble whose members share their Laplace tables only"
+        return None
+    if model.cfg.arch != "pixelcnn" or model.cfg.head != "laplace" or model.cfg.levels != 256 \
+            or model.cfg.cond or model.slope < 2:
+        return "the adaptive stage codes PixelCNN models with a Laplace head and a slope of 2 or more only"
+    return None
+
+
+def adaptive_native(model) -> bool:
+    """Whether the compiled adaptive stage codes this model's tiles (else the Python reference does)."""
+    return native.supports(model) and native.adaptive_available()
+
+
+def _cdf(model) -> np.ndarray:
+    """The Laplace rows' prefix sums the stage reads (an ensemble's members share them: adaptive_refusal)."""
+    if _is_ensemble(model):
+        model = model.members[0]
+    return model.laplace_prefix() if isinstance(model, NetRecord) else model._laplace_prefix().numpy()
+
+
+def _encode_tile_adaptive(model, pixels: np.ndarray, level: int, bits: int, in_native: bool) -> np.ndarray:
+    """One tile's framed stream: the adaptive stage's bytes, or the samples stored where smaller."""
+    if in_native:
+        data = native.encode_tile_adaptive(model, pixels, level)
+    else:           # the torch engine's outputs (its dense pass), in the decoding order, to the reference
+        from . import reference
+        (_, _, params), = reference.tile_symbols(model, [pixels], 0, MAX_BATCH_PIXELS)
+        data = adaptive.encode_tile(pixels, params.numpy(), _cdf(model), model.slope, adaptive.level_for(level, model))
+    if stored_size(pixels.size, bits) < len(data):
+        return frame(pack_bits(pixels, bits), stored=True)
+    return frame(data)
+
+
+def encode_planes_adaptive(model, planes: list[np.ndarray], tile: int, level: int, bits: list[int],
+                           progress: Callable[[int], None] | None = None,
+                           threads: int = 1) -> list[tuple[list[np.ndarray], float]]:
+    """Entropy stage 1: per plane, its tiles' framed streams and their bits (reporting). `bits`: each
+    plane's stored sample width (its values are below 2^bits). The native coder runs tiles in `threads`
+    threads (the calls release the GIL); without it, the reference stage on the torch engine's outputs."""
+    why = adaptive_refusal(model)
+    if why:
+        raise PixzipError(why)
+    in_native = adaptive_native(model)
+    if not in_native:
+        if _is_ensemble(model):
+            raise PixzipError(ENSEMBLE_NEEDS_NATIVE)
+        model = network(model)
+    jobs = [(k, t) for k, p in enumerate(planes) for t in tile_grid(p.shape[0], p.shape[1], tile)]
+
+    def one(job):
+        k, (y, x, h, w) = job
+        return _encode_tile_adaptive(model, np.ascontiguousarray(planes[k][y:y + h, x:x + w]), level, bits[k],
+                                     in_native)
+
+    streams, total = [[] for _ in planes], [0.0] * len(planes)
+    with ThreadPoolExecutor(max(1, threads if in_native else 1)) as threads_pool:
+        for (k, (_, _, h, w)), stream in zip(jobs, threads_pool.map(one, jobs)):
+            streams[k].append(stream)
+            total[k] += 32.0 * stream.size
+            if progress:
+                progress(h * w)
+    return list(zip(streams, total))
+
+
+_NOTICE_GIVEN = []
+
+
+def _slow_notice():
+    """Once per process: the reference stage decodes adaptive files, correctly but slowly."""
+    if not _NOTICE_GIVEN:
+        _NOTICE_GIVEN.append(True)
+        print("pixzip: no compiled adaptive coder here; decoding with the Python reference (slow)", file=sys.stderr)
+
+
+class _AdaptiveDecider:
+    """wavefront.decode_tiles' decider for adaptive tiles: each tile's reference decoder takes the
+    network's (mu16, idx) of its next sub-pixel (the order per tile is the stage's: wavefront, channel,
+    row). ValueError at the end of a batch unless every stream was used exactly."""
+
+    def __init__(self, model, payloads: dict, level: int):
+        self.model, self.payloads, self.cdf = model, payloads, _cdf(model)
+        self.level = adaptive.level_for(level, model)
+
+    def begin(self, batch, tiles: np.ndarray, ii: np.ndarray, t: np.ndarray):
+        C, slope = self.model.cfg.channels, self.model.slope
+        self.decoders = [adaptive.TileDecoder(self.payloads[key], h, w, C, self.cdf, slope, self.level)
+                         for key, _, _, h, w in batch]
+        self.tiles = tiles
+
+    def step(self, params, s: int, e: int, c: int) -> np.ndarray:
+        params = np.asarray(params.cpu())
+        return np.array([self.decoders[self.tiles[n]].step(params[n - s, 0], params[n - s, 1])
+                         for n in range(s, e)], dtype=np.int64)
+
+    def finish(self):
+        for d in self.decoders:
+            d.finish()
+
+
+def decode_planes_adaptive(model, shapes: list[tuple[int, int]], tile: int, streams: list[list[np.ndarray]],
+                           level: int, bits: list[int], progress: Callable[[int], None] | None = None,
+                           threads: int = 1) -> list[np.ndarray]:
+    """Inverse of encode_planes_adaptive. ValueError (or FormatError) for a corrupt stream."""
+    why = adaptive_refusal(model)
+    if why:
+        raise ValueError(why)
+    grids = [tile_grid(h, w, tile) for h, w in shapes]
+    if any(len(s) != len(g) for s, g in zip(streams, grids)) or len(streams) != len(shapes):
+        raise ValueError("stream count does not match the tile grid")
+    C = model.cfg.channels
+    parts, coded = {}, {}
+    for k, g in enumerate(grids):
+        for n, (_, _, h, w) in enumerate(g):
+            payload, stored = unframe(streams[k][n])
+            if stored:
+                try:
+                    parts[(k, n)] = unpack_bits(payload, (h, w, C), bits[k])
+                except PixzipError as e:
+                    raise ValueError(str(e)) from None
+            else:
+                coded[(k, n)] = (payload, h, w)
+    if adaptive_native(model):
+        def one(key):
+            payload, h, w = coded[key]
+            return native.decode_tile_adaptive(model, payload, h, w, level)
+
+        with ThreadPoolExecutor(max(1, threads)) as threads_pool:
+            for key, pixels in zip(coded, threads_pool.map(one, list(coded))):
+                parts[key] = pixels
+                if progress:
+                    progress(pixels.shape[0] * pixels.shape[1])
+    elif coded:
+        if _is_ensemble(model):
+            raise PixzipError(ENSEMBLE_NEEDS_NATIVE)
+        model = network(model)
+        from . import wavefront
+        _slow_notice()
+        jobs = [(key, h, w) for key, (_, h, w) in coded.items()]
+        decider = _AdaptiveDecider(model, {key: p for key, (p, _, _) in coded.items()}, level)
+        parts.update(wavefront.decode_tiles(model, jobs, decider, progress, MAX_BATCH_PIXELS))
+    return [assemble(h, w, C, g, parts, key=lambda n, k=k: (k, n)) for k, ((h, w), g) in enumerate(zip(shapes, grids))]

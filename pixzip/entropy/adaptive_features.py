@@ -1,0 +1,130 @@
+"""The adaptive stage's view of a sub-pixel's neighbourhood (part of its specification, entropy/adaptive.py):
+the quantised features its contexts hash, and the residual predictor that fits each image as it is coded.
+The C stage (csrc/adaptive.c, `features`, `lms_update`) computes the same integers."""
+
+from __future__ import annotations
+
+(F_ZERO, F_IDX, F_IDX2, F_IDX8, F_FRAC, F_CH, F_BRIGHT,
+ F_QRW, F_QRN, F_QRNW, F_QRNE, F_QRWW, F_QRNN, F_QR1, F_QR2, F_ACT, F_GRAD,
+ F_DW, F_DN, F_DNW, F_DNE, F_DPLANE, F_DNNE, F_DAVG, F_DWNE, F_DNN, F_DWW, F_DCW, F_DCN,
+ F_RW, F_RN, F_R1, F_QRWP, F_QRNP, F_QR1U, F_LMS, F_LMSU) = range(37)
+N_FEATURES = 37
+# features that select mixer weight sets or APM tables: their number of values (all >= 0)
+SELECTOR_SIZES = {F_ZERO: 1, F_IDX2: 37, F_IDX8: 10, F_CH: 3, F_ACT: 11, F_QR1U: 15, F_GRAD: 11, F_LMSU: 15}
+N_IDX = 73                        # log-scale indices 0..72 (engine: LS_MIN..LS_MAX in 1/8)
+
+
+def qres(r: int) -> int:
+    """A residual or difference in signed logarithmic buckets: 0, +-1, +-2, +-3..4, ..., +-33..: -7..7."""
+    a = -r if r < 0 else r
+    b = 0 if a == 0 else min(7, (a - 1).bit_length() + 1)
+    return -b if r < 0 else b
+
+
+def qlog(u: int) -> int:
+    """A non-negative sum in logarithmic buckets 0..10."""
+    return 0 if u == 0 else min(10, (u - 1).bit_length() + 1)
+
+
+def clamp(v: int, lo: int, hi: int) -> int:
+    return lo if v < lo else (hi if v > hi else v)
+
+
+def rounded_mean(mu16: int) -> int:
+    """round(mu) in grey levels, 0..255: the centre of the binarisation."""
+    return min(255, (mu16 + 8) >> 4)
+
+
+class TileData:
+    """A tile's coded values and residuals so far (flat, (i * w + j) * C + c). In the decoding order
+    every neighbour used (W, WW, NW, N, NN, NE, NNE: earlier wavefronts when slope >= 2) and every
+    earlier channel of the pixel is known; outside the tile a value reads as the current prediction p
+    and a residual as 0."""
+
+    def __init__(self, h: int, w: int, channels: int):
+        self.h, self.w, self.C = h, w, channels
+        self.value = [0] * (h * w * channels)
+        self.res = [0] * (h * w * channels)
+
+    def at(self, i: int, j: int, c: int):
+        """(value, residual) at (i, j, c), or None outside the tile."""
+        if i < 0 or j < 0 or j >= self.w:
+            return None
+        k = (i * self.w + j) * self.C + c
+        return self.value[k], self.res[k]
+
+
+class ResidualPredictor:
+    """What this image's residuals say about the next one: a normalised LMS filter per channel over the
+    neighbours' residuals, the pixel's earlier channels' residuals and the neighbours' differences to p,
+    learning online (weights 16.16). The network is one fixed predictor for every image; this one fits
+    the image in hand (e.g. a network that undershoots this image's edges), and its prediction, in
+    1/16 grey level, is a feature (F_LMS). Part of the state: it carries along a chain of tiles."""
+
+    INPUTS = 12
+    W_LIMIT = 1 << 18
+
+    def __init__(self, step: int):
+        self.step = step                   # adaptation rate 2^-step
+        self.w = [[0] * self.INPUTS for _ in range(4)]
+        self.u, self.pred = [0] * self.INPUTS, 0
+
+    def predict(self, c: int, u: list[int]) -> int:
+        self.u = u
+        self.pred = clamp(sum(w * x for w, x in zip(self.w[c & 3], u)) >> 12, -2048, 2048)
+        return self.pred
+
+    def update(self, c: int, r: int) -> None:
+        norm = 16 + sum(x * x for x in self.u)
+        g = (clamp(16 * r - self.pred, -1024, 1024) * 65536) // norm
+        w = self.w[c & 3]
+        for k, x in enumerate(self.u):
+            w[k] = clamp(w[k] + ((g * x) >> (4 + self.step)), -self.W_LIMIT, self.W_LIMIT)
+
+
+def features(tile: TileData, i: int, j: int, c: int, mu16: int, idx: int,
+             lms: ResidualPredictor | None = None) -> list[int]:
+    """The quantised neighbourhood of sub-pixel (i, j, c): N_FEATURES small integers (with `lms`, the
+    residual predictor's inputs are set and its prediction taken)."""
+    p = rounded_mean(mu16)
+
+    def nb(di, dj, cc=c):
+        got = tile.at(i + di, j + dj, cc)
+        return (p, 0) if got is None else got
+
+    (W, rW), (N, rN), (NW, rNW), (NE, rNE) = nb(0, -1), nb(-1, 0), nb(-1, -1), nb(-1, 1)
+    (WW, rWW), (NN, rNN), (NNE, _) = nb(0, -2), nb(-2, 0), nb(-2, 1)
+    F = [0] * N_FEATURES
+    F[F_IDX], F[F_IDX2], F[F_IDX8] = idx, idx >> 1, idx >> 3
+    F[F_FRAC] = mu16 - 16 * p + 8
+    F[F_CH], F[F_BRIGHT] = c, p >> 4
+    F[F_QRW], F[F_QRN], F[F_QRNW], F[F_QRNE] = qres(rW), qres(rN), qres(rNW), qres(rNE)
+    F[F_QRWW], F[F_QRNN] = qres(rWW), qres(rNN)
+    F[F_ACT] = qlog(abs(rW) + abs(rN) + abs(rNW) + abs(rNE))
+    F[F_GRAD] = qlog(abs(W - NW) + abs(N - NW) + abs(NE - N))
+    F[F_DW], F[F_DN], F[F_DNW], F[F_DNE] = qres(W - p), qres(N - p), qres(NW - p), qres(NE - p)
+    F[F_DPLANE] = qres(clamp(W + N - NW, 0, 255) - p)
+    F[F_DNNE] = qres(clamp(N + NE - NNE, 0, 255) - p)
+    F[F_DAVG] = qres(((N + NE + 1) >> 1) - p)
+    F[F_DWNE] = qres(clamp(W + NE - N, 0, 255) - p)
+    F[F_DNN] = qres(clamp(2 * N - NN, 0, 255) - p)
+    F[F_DWW] = qres(clamp(2 * W - WW, 0, 255) - p)
+    F[F_RW], F[F_RN] = clamp(rW, -12, 12), clamp(rN, -12, 12)
+    if c > 0:                     # the earlier channels of this pixel, and of W and N
+        here = (i * tile.w + j) * tile.C
+        x1, r1 = tile.value[here + c - 1], tile.res[here + c - 1]
+        (W1, rW1), (N1, rN1) = nb(0, -1, c - 1), nb(-1, 0, c - 1)
+        F[F_QR1], F[F_R1] = qres(r1), clamp(r1, -12, 12)
+        F[F_QR2] = qres(tile.res[here + c - 2]) if c > 1 else 0
+        # colour-guided predictors W_c + (x_{c-1} - W_{c-1}): where W is outside, W = W1 = p: no guide
+        F[F_DCW] = qres(clamp(W + x1 - W1, 0, 255) - p) if j > 0 else 0
+        F[F_DCN] = qres(clamp(N + x1 - N1, 0, 255) - p) if i > 0 else 0
+        F[F_QRWP], F[F_QRNP] = qres(rW1), qres(rN1)
+    F[F_QR1U] = F[F_QR1] + 7
+    if lms is not None:
+        here = (i * tile.w + j) * tile.C
+        u = [rW, rN, rNW, rNE, rWW, rNN, tile.res[here + c - 1] if c > 0 else 0,
+             tile.res[here + c - 2] if c > 1 else 0, W - p, N - p, NW - p, NE - p]
+        F[F_LMS] = qres(lms.predict(c, u) >> 2)
+        F[F_LMSU] = F[F_LMS] + 7
+    return F
