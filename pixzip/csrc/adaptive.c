@@ -19,7 +19,7 @@ enum {
     F_ZERO, F_IDX, F_IDX2, F_IDX8, F_FRAC, F_CH, F_BRIGHT,
     F_QRW, F_QRN, F_QRNW, F_QRNE, F_QRWW, F_QRNN, F_QR1, F_QR2, F_ACT, F_GRAD,
     F_DW, F_DN, F_DNW, F_DNE, F_DPLANE, F_DNNE, F_DAVG, F_DWNE, F_DNN, F_DWW, F_DCW, F_DCN,
-    F_RW, F_RN, F_R1, F_QRWP, F_QRNP, F_QR1U, F_LMS, F_LMSU
+    F_RW, F_RN, F_R1, F_QRWP, F_QRNP, F_QR1U, F_LMS, F_LMSU, F_DWX, F_DNX, F_DNEX, F_DNWX
 };
 
 /* ---- logistic tables -------------------------------------------------------------------------------- */
@@ -271,6 +271,8 @@ INLINE void features(const PzAdTile *t, int i, int j, int c, int mu16, int idx, 
         F[F_QRWP] = qres(rW1); F[F_QRNP] = qres(rN1);
     }
     F[F_QR1U] = F[F_QR1] + 7;
+    F[F_DWX] = clampi(W - p, -15, 15); F[F_DNX] = clampi(N - p, -15, 15);      /* exact, where small */
+    F[F_DNEX] = clampi(NE - p, -15, 15); F[F_DNWX] = clampi(NW - p, -15, 15);
     F[F_LMS] = F[F_LMSU] = 0;
     if (t->st->lv.lms) {
         int32_t *u = t->st->lms_u;

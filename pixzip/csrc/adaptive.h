@@ -7,7 +7,7 @@
 
 #include <stdint.h>
 
-enum { AD_MAX_CONTEXTS = 32, AD_MAX_MIXERS = 4, AD_MAX_APMS = 4, AD_N_FEATURES = 37, AD_LMS_INPUTS = 12 };
+enum { AD_MAX_CONTEXTS = 32, AD_MAX_MIXERS = 4, AD_MAX_APMS = 4, AD_N_FEATURES = 41, AD_LMS_INPUTS = 12 };
 
 /* One effort level: adaptive.py's Level, packed by pixzip/native.py (the Python table is the only one). */
 typedef struct {

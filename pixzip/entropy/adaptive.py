@@ -48,10 +48,10 @@ from pathlib import Path
 import numpy as np
 
 from .adaptive_features import (  # noqa: F401  (the specification's names, one place to read them from)
-    F_ACT, F_BRIGHT, F_CH, F_DAVG, F_DCN, F_DCW, F_DN, F_DNE, F_DNN, F_DNNE, F_DNW, F_DPLANE, F_DW, F_DWNE,
-    F_DWW, F_FRAC, F_GRAD, F_IDX, F_IDX2, F_IDX8, F_LMS, F_LMSU, F_QR1, F_QR1U, F_QR2, F_QRN, F_QRNE, F_QRNN,
-    F_QRNP, F_QRNW, F_QRW, F_QRWP, F_QRWW, F_R1, F_RN, F_RW, F_ZERO, N_FEATURES, N_IDX, SELECTOR_SIZES,
-    ResidualPredictor, TileData, clamp, features, qlog, qres, rounded_mean)
+    F_ACT, F_BRIGHT, F_CH, F_DAVG, F_DCN, F_DCW, F_DN, F_DNE, F_DNEX, F_DNN, F_DNNE, F_DNW, F_DNWX, F_DNX,
+    F_DPLANE, F_DW, F_DWNE, F_DWW, F_DWX, F_FRAC, F_GRAD, F_IDX, F_IDX2, F_IDX8, F_LMS, F_LMSU, F_QR1, F_QR1U,
+    F_QR2, F_QRN, F_QRNE, F_QRNN, F_QRNP, F_QRNW, F_QRW, F_QRWP, F_QRWW, F_R1, F_RN, F_RW, F_ZERO, N_FEATURES,
+    N_IDX, SELECTOR_SIZES, ResidualPredictor, TileData, clamp, features, qlog, qres, rounded_mean)
 from .binary_coder import M32, BinaryDecoder, BinaryEncoder  # noqa: F401
 
 PROB_BITS = 12                    # probabilities of a 1 bit, in 1/4096
@@ -170,9 +170,11 @@ LEVELS = {
 # -0.32 % / -0.28 % on CBSD68, -0.6 % / -0.3 % on the kinds, docs/ADAPTIVE.md)
 # and priors, per network shape (prior_key; the files are in priors/, made by bench/make_priors.sh)
 _PHOTO, _SMALL, _GREY, _MIX = "c3-h48-b4", "c3-h96-b8", "c1-h48-b4", "c3-h48-b4+c3-h96-b8"
-LEVELS[3] = replace(LEVELS[1], contexts=LEVELS[1].contexts + ((F_LMS, F_IDX8),), lms=5,
+# and the neighbours' exact differences to p (-0.05 % on CBSD68, -4.4 % on the kinds: flat colours, gradients)
+_EXACT = ((F_DWX, F_CH), (F_DNX, F_CH), (F_DNEX, F_DNWX, F_CH))
+LEVELS[3] = replace(LEVELS[1], contexts=LEVELS[1].contexts + ((F_LMS, F_IDX8),) + _EXACT, lms=5,
                     priors=tuple((k, f"level3-{k}.npy") for k in (_PHOTO, _SMALL, _GREY)))
-LEVELS[4] = replace(LEVELS[2], contexts=LEVELS[2].contexts + ((F_LMS, F_IDX8),), lms=5,
+LEVELS[4] = replace(LEVELS[2], contexts=LEVELS[2].contexts + ((F_LMS, F_IDX8),) + _EXACT, lms=5,
                     priors=tuple((k, f"level4-{k}.npy") for k in (_PHOTO, _SMALL, _GREY, _MIX)))
 
 
@@ -278,13 +280,13 @@ PRIORS = Path(__file__).resolve().parent / "priors"
 # fixed here, and one that differs is refused rather than decode differently. Made by
 # pixzip/training/adaptive_prior.py from training photographs only (docs/ADAPTIVE.md).
 PRIOR_SHA256: dict[str, str] = {
-    "level3-c3-h48-b4.npy": "a14ada032c506efe907d809ca657c79203bbe7774d78af432f8940dbfe1d6d47",
-    "level3-c3-h96-b8.npy": "fdf0b5dcf0b48ebe638a7ea18e1e5391bb4f4ea2bc9d71a9b76d24a50a432d5b",
-    "level3-c1-h48-b4.npy": "55582b4e064162cb2e7707294923cf261c4809cfe9965aff4a9385b3219c3aae",
-    "level4-c3-h48-b4.npy": "75bf33e016acd5915f2b540b1897106c26a1ee5067da975f8102beb78fe2707b",
-    "level4-c3-h96-b8.npy": "8c04a02f069eee777851bf87c547fc060b055d8fbaa8da5a2598582d55c23705",
-    "level4-c1-h48-b4.npy": "1333208d631c8f609c87bf229ffaf36bf325821d42a2d9b181585a94c0f7ba1b",
-    "level4-c3-h48-b4+c3-h96-b8.npy": "fff54153119b08b5cc232e5d832d191b0e0410211f9ea146ae7d58ef8874ad38",
+    "level3-c3-h48-b4.npy": "58626e5597e226bb4a0c60631b0ee7016a0f8f9634f35f13ce3e479aa16a49bc",
+    "level3-c3-h96-b8.npy": "2481f083fc1eda06b4c24ceb01249dbb65d2e5643dccad20e163866efea57f9e",
+    "level3-c1-h48-b4.npy": "034cf2f1173a64569553e5176e3c2fdc397f5169c987c77ed098b3ce426f14e9",
+    "level4-c3-h48-b4.npy": "43010feca77915154bf34d33c9047d61d87dfa30e6becfb1174eb2db5e2724a3",
+    "level4-c3-h96-b8.npy": "e368f34014b077f00ed15766cf34b0034450ba0d0f2f818574c3c8b87ee2813a",
+    "level4-c1-h48-b4.npy": "9eadda5cda6b00e8e2d840e2554ff9e6adfaadd5172e83b755857d9a849d2247",
+    "level4-c3-h48-b4+c3-h96-b8.npy": "9b47d4368852d183b2e0072b1d11cc7289ad4adaed8b5e6be9e7b4bc265b4602",
 }
 
 

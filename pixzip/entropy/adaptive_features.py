@@ -7,8 +7,8 @@ from __future__ import annotations
 (F_ZERO, F_IDX, F_IDX2, F_IDX8, F_FRAC, F_CH, F_BRIGHT,
  F_QRW, F_QRN, F_QRNW, F_QRNE, F_QRWW, F_QRNN, F_QR1, F_QR2, F_ACT, F_GRAD,
  F_DW, F_DN, F_DNW, F_DNE, F_DPLANE, F_DNNE, F_DAVG, F_DWNE, F_DNN, F_DWW, F_DCW, F_DCN,
- F_RW, F_RN, F_R1, F_QRWP, F_QRNP, F_QR1U, F_LMS, F_LMSU) = range(37)
-N_FEATURES = 37
+ F_RW, F_RN, F_R1, F_QRWP, F_QRNP, F_QR1U, F_LMS, F_LMSU, F_DWX, F_DNX, F_DNEX, F_DNWX) = range(41)
+N_FEATURES = 41
 # features that select mixer weight sets or APM tables: their number of values (all >= 0)
 SELECTOR_SIZES = {F_ZERO: 1, F_IDX2: 37, F_IDX8: 10, F_CH: 3, F_ACT: 11, F_QR1U: 15, F_GRAD: 11, F_LMSU: 15}
 N_IDX = 73                        # log-scale indices 0..72 (engine: LS_MIN..LS_MAX in 1/8)
@@ -110,6 +110,10 @@ def features(tile: TileData, i: int, j: int, c: int, mu16: int, idx: int,
     F[F_DNN] = qres(clamp(2 * N - NN, 0, 255) - p)
     F[F_DWW] = qres(clamp(2 * W - WW, 0, 255) - p)
     F[F_RW], F[F_RN] = clamp(rW, -12, 12), clamp(rN, -12, 12)
+    # the neighbours' differences to p exactly where small: where a neighbour equals the pixel (a flat
+    # colour, a gradient along a row or a column, a diagonal step), they tell the residual exactly
+    F[F_DWX], F[F_DNX] = clamp(W - p, -15, 15), clamp(N - p, -15, 15)
+    F[F_DNEX], F[F_DNWX] = clamp(NE - p, -15, 15), clamp(NW - p, -15, 15)
     if c > 0:                     # the earlier channels of this pixel, and of W and N
         here = (i * tile.w + j) * tile.C
         x1, r1 = tile.value[here + c - 1], tile.res[here + c - 1]
