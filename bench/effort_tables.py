@@ -383,6 +383,34 @@ def plot(results: Path = RESULTS) -> str:
     return f"wrote {out.relative_to(ROOT)}"
 
 
+def readme_tables(results: Path = RESULTS) -> str:
+    """The compact per-set tables README's "Effort levels" shows, from the effort-*.json present."""
+    labels = {"png": "PNG (Pillow optimize)", "webp": "WebP lossless m6", "jxl7": "JPEG XL e7", "jxl9": "JPEG XL e9"}
+    out = []
+    for name in SETS:
+        f = results / f"effort-{name}.json"
+        if not f.exists():
+            continue
+        run = json.loads(f.read_text())
+        meta, agg = run["meta"], run["aggregate"]
+        load = meta["load"]
+        out += [f"**{meta['title']}** (`{meta['command']}`; {meta['when']}, load average {load['min']:.1f}-"
+                f"{load['max']:.1f} on {meta['cpus']} cores, {meta['jobs']} job(s) of {meta['threads']} thread(s); "
+                f"[bench/results/effort-{name}.md](bench/results/effort-{name}.md)):", "",
+                "| `-e` | bpsp (file) | bpsp (streams) | x JPEG XL e9 | files > PNG | encode / decode MP/s (one core, CPU time) |",
+                "|---|---|---|---|---|---|"]
+        for e, d in sorted(agg["levels"].items(), key=lambda kv: int(kv[0])):
+            bold = "**" if int(e) == DEFAULT_LEVEL else ""
+            out.append(f"| {bold}{e}{bold} | {bold}{d['bpsp']:.4f}{bold} | {d['stream_bpsp']:.4f} | {d['vs_jxl9']:.3f} | "
+                       f"{len(d['larger_than_png'])} | {d['encode_cpu_mp_s']:.3f} / {d['decode_cpu_mp_s']:.3f} |")
+        jx = agg["others"]["jxl9"]["bytes"]
+        for c, d in agg["others"].items():
+            out.append(f"| {labels[c]} | {d['bpsp']:.4f} | | {d['bytes'] / jx:.3f} | | "
+                       f"{d['encode_cpu_mp_s']:.3f} / {d['decode_cpu_mp_s']:.3f} |")
+        out.append("")
+    return "\n".join(out)
+
+
 # -- main --------------------------------------------------------------------------------------------------
 TITLES = {"cbsd68": "CBSD68 (68 photos, 481x321)", "kinds": "kinds (32 non-photo images, own modes)",
           "cifar": f"CIFAR-10, the last {CIFAR_HELD_OUT} rows of train_x_partial.npy (held out), one 32x32 file each"}
@@ -417,7 +445,11 @@ def main():
     ap.add_argument("--out", help="output prefix (default bench/results/effort-<data>; with --limit, /tmp/...)")
     ap.add_argument("--resume", action="store_true", help="reuse the chunks a killed run saved in <out>.partial.jsonl")
     ap.add_argument("--plot-only", action="store_true")
+    ap.add_argument("--readme", action="store_true", help="print README's compact tables from the effort-*.json")
     args = ap.parse_args()
+    if args.readme:
+        print(readme_tables())
+        return
     if args.plot_only:
         print(plot())
         return
@@ -441,10 +473,9 @@ def main():
         partial.unlink()
     key = lambda t: f"{t[0][0]}+{len(t)}"
     todo = sorted((t for t in tasks if key(t) not in done), key=lambda t: -sum(map(pixels_of, t)))
-    cmd = " ".join(["PYTHONPATH=$PWD python3", "bench/effort_tables.py"] + [shlex.quote(a) for a in sys.argv[1:]])
     nice = os.nice(0)
-    if nice:
-        cmd = f"nice -n {nice} " + cmd
+    cmd = " ".join(["PYTHONPATH=$PWD" + (f" nice -n {nice}" if nice else "") + " python3 bench/effort_tables.py"]
+                   + [shlex.quote(a) for a in sys.argv[1:]])
     print(f"{cmd}: {len(srcs)} images in {len(tasks)} chunks ({len(done)} reused), levels {levels}, "
           f"{args.jobs} job(s) x {threads} thread(s)", file=sys.stderr, flush=True)
     sampler = LoadSampler()
