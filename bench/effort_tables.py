@@ -478,6 +478,7 @@ def main():
                    + [shlex.quote(a) for a in sys.argv[1:]])
     print(f"{cmd}: {len(srcs)} images in {len(tasks)} chunks ({len(done)} reused), levels {levels}, "
           f"{args.jobs} job(s) x {threads} thread(s)", file=sys.stderr, flush=True)
+    rev = git_rev()                      # the code that runs (a commit made during the run is not it)
     sampler = LoadSampler()
     sampler.start()
     t0 = time.perf_counter()
@@ -516,7 +517,7 @@ def main():
     import PIL
     meta = {"title": TITLES[args.data] + (f", first {args.limit}" if args.limit else "")
             + (f", names containing {args.match!r}" if args.match else ""), "command": cmd,
-            "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "git": git_rev(), "cpu": cpu_name(),
+            "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "git": rev, "cpu": cpu_name(),
             "cpus": os.cpu_count(), "jobs": args.jobs, "threads": threads, "nice": nice,
             "load": sampler.summary(), "wall_s": wall, "levels": levels, "chunk_pixels": args.chunk_pixels,
             "imagecodecs": imagecodecs.__version__, "pillow": PIL.__version__}
