@@ -108,30 +108,35 @@ def codec_array(pim: Image.Image) -> np.ndarray:
     return np.asarray(pim.convert("RGB"))
 
 
-def png_pair(pim):
-    def enc(_):
+# each codec: (encode: () -> bytes, decode: bytes -> decoded, same: decoded -> exact?); only the first two timed
+def png_codec(pim):
+    def enc():
         buf = io.BytesIO()
         pim.save(buf, "PNG", optimize=True)
         return buf.getvalue()
 
-    def same(blob):
+    def dec(blob):
         back = Image.open(io.BytesIO(blob))
+        back.load()
+        return back
+
+    def same(back):
         return back.mode == pim.mode and np.array_equal(np.asarray(back.convert("RGBA")),
                                                         np.asarray(pim.convert("RGBA")))
-    return enc, same
+    return enc, dec, same
 
 
-def webp_pair(a):
+def webp_codec(a):
     import imagecodecs as ic
     fed = np.repeat(a[..., None], 3, axis=2) if a.ndim == 2 else a
-    return (lambda _: ic.webp_encode(fed, level=100, lossless=True, method=6),
-            lambda blob: np.array_equal(ic.webp_decode(blob), fed))
+    return (lambda: ic.webp_encode(fed, level=100, lossless=True, method=6), ic.webp_decode,
+            lambda back: np.array_equal(back, fed))
 
 
-def jxl_pair(a, effort):
+def jxl_codec(a, effort):
     import imagecodecs as ic
-    return (lambda _: ic.jpegxl_encode(a, lossless=True, effort=effort),
-            lambda blob: np.array_equal(np.squeeze(ic.jpegxl_decode(blob)), np.squeeze(a)))
+    return (lambda: ic.jpegxl_encode(a, lossless=True, effort=effort), ic.jpegxl_decode,
+            lambda back: np.array_equal(np.squeeze(back), np.squeeze(a)))
 
 
 def timed(fn, *args):
@@ -188,10 +193,11 @@ def run_chunk(items: list, levels: list[int]) -> dict:
                 "transform": transforms.TransformRecord.from_bytes(h.transform).describe() if h.transform else "none"}
     for rec, (_, _, pim) in zip(recs, loaded):
         a = codec_array(pim)
-        pairs = {"png": png_pair(pim), "webp": webp_pair(a), "jxl7": jxl_pair(a, 7), "jxl9": jxl_pair(a, 9)}
-        for name, (enc, same) in pairs.items():
-            blob, te, ce = timed(enc, None)
-            ok, td, cd = timed(same, blob)
+        codecs = {"png": png_codec(pim), "webp": webp_codec(a), "jxl7": jxl_codec(a, 7), "jxl9": jxl_codec(a, 9)}
+        for name, (enc, dec, same) in codecs.items():
+            blob, te, ce = timed(enc)
+            back, td, cd = timed(dec, blob)
+            ok = same(back)
             rec["others"][name] = {"bytes": len(blob), "exact": bool(ok), "encode_s": te, "encode_cpu_s": ce,
                                    "decode_s": td, "decode_cpu_s": cd}
     return {"images": recs, "timing": timing, "pixels": sum(r["pixels"] for r in recs)}
