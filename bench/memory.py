@@ -1,6 +1,6 @@
 """Peak memory of `pixzip compress` and `pixzip decompress` on a 50-megapixel RGB image (issue 4).
 
-    python3 bench/memory.py [--megapixels 50] [--work /tmp/pixzip-memory] [--out bench/results/memory.md]
+    python3 bench/memory.py [--effort N] [--work /tmp/pixzip-memory] [--out bench/results/memory.md]
 
 Builds an 8192x6144 RGB PNG from a 2x2 mosaic of the photos in ../shared/data/photos (each fitted to
 4096x3072, Lanczos), then runs the two commands as real subprocesses with default options, sampling
@@ -8,7 +8,9 @@ the resident set size (VmRSS from /proc) of the command and all its worker proce
 Reports the peak of the sum of their proportional set sizes (PSS: shared pages such as torch's
 libraries counted once, so the sum is what the machine must have) and the peak RSS of the largest
 single process,
-the wall time, and checks that the round trip is exact.
+the wall time, and checks that the round trip is exact. `--effort N` passes `-e N` (default: none, the
+CLI's default level). Also reports the adaptive stage's state memory (context tables, mixer weights,
+APMs: what each coding thread holds at once) for a full tile at the level the effort uses.
 """
 
 from __future__ import annotations
@@ -81,12 +83,34 @@ def measure(cmd: list[str]) -> dict:
             "processes": most, "stderr": err.strip()}
 
 
+def stage_memory(pxz: Path, effort: int | None = None) -> str:
+    """The effort, the file's entropy stages and, for adaptive planes, the state one coding thread holds
+    (native.AdaptiveState.memory for a full tile of the plane's channels)."""
+    import os
+    from pixzip import api
+    from pixzip.efforts import DEFAULT_EFFORT
+    from pixzip.formats.container import ADAPTIVE
+    h = api.read_header(pxz.read_bytes())
+    stages = ", ".join({0: "static", 1: "adaptive level {}", 2: "stored"}[e].format(lv) for e, lv in zip(h.entropy, h.levels))
+    out = (f"Effort -e {effort or DEFAULT_EFFORT}{'' if effort else ' (the default)'}; planes: {stages}; tile {h.tile}; "
+           f"threads: {os.cpu_count()} (the CLI's default, all cores).")
+    levels = sorted({lv for e, lv in zip(h.entropy, h.levels) if e == ADAPTIVE})
+    if levels:
+        from pixzip.backends.native import AdaptiveState
+        channels = max(c for _, c in h.planes)
+        per = [f"level {lv}: {AdaptiveState(lv, h.tile * h.tile * channels).memory / 2**20:.1f} MiB" for lv in levels]
+        out += (" The adaptive stage's state per coding thread (context tables, mixer weights, APMs for a "
+                f"{h.tile}x{h.tile}x{channels} tile; one per thread at a time): " + ", ".join(per) + ".")
+    return out
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", default=str(ROOT.parent / "shared" / "data"))
     ap.add_argument("--work", default="/tmp/pixzip-memory")
     ap.add_argument("--width", type=int, default=8192)
     ap.add_argument("--height", type=int, default=6144)
+    ap.add_argument("--effort", type=int, help="pass -e N (default: the CLI's default level)")
     ap.add_argument("--out")
     args = ap.parse_args()
     work = Path(args.work)
@@ -96,7 +120,9 @@ def main():
         mosaic(Path(args.data), args.width, args.height).save(src, compress_level=1)
     pixels = args.width * args.height
     rows = {}
-    rows["compress"] = measure([sys.executable, "-m", "pixzip", "compress", str(src), "-o", str(work / "big.pxz"), "-f"])
+    effort = ["-e", str(args.effort)] if args.effort else []
+    rows["compress"] = measure([sys.executable, "-m", "pixzip", "compress", str(src), "-o", str(work / "big.pxz"), "-f",
+                                *effort])
     rows["decompress"] = measure([sys.executable, "-m", "pixzip", "decompress", str(work / "big.pxz"), "-o",
                                   str(work / "back.png"), "-f"])
     with Image.open(src) as a, Image.open(work / "back.png") as b:
@@ -109,10 +135,12 @@ def main():
     for name, r in rows.items():
         lines.append(f"| pixzip {name} | {r['seconds']:.1f} | {pixels / 1e6 / r['seconds']:.3f} | "
                      f"{r['peak_total_mib']:.0f} | {r['peak_single_mib']:.0f} | {r['processes']} |")
+    lines += ["", stage_memory(work / "big.pxz", args.effort)]
     text = "\n".join(lines)
     print(text)
     if args.out:
-        Path(args.out).write_text(f"`python3 bench/memory.py --out {args.out}`\n\n{text}\n")
+        opts = f" --effort {args.effort}" if args.effort else ""
+        Path(args.out).write_text(f"`PYTHONPATH=$PWD python3 bench/memory.py{opts} --out {args.out}`\n\n{text}\n")
     digest = hashlib.sha256(np.asarray(Image.open(src)).tobytes()).hexdigest()[:16]
     print(f"(source pixels sha256 {digest})", file=sys.stderr)
 
