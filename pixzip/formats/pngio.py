@@ -122,8 +122,9 @@ def _paeth(a, b, c):
     return np.where((pa <= pb) & (pa <= pc), a, np.where(pb <= pc, b, c))
 
 
-def _filter(rows: np.ndarray, bpp: int) -> bytes:
-    """Each row with the filter of least absolute sum (libpng's heuristic), all rows at once."""
+def _filter(rows: np.ndarray, bpp: int, above: np.ndarray | None = None) -> bytes:
+    """Each row with the filter of least absolute sum (libpng's heuristic), a band of rows at once;
+    `above`: the row before the band (None: the image's first row, whose row above is zeros)."""
     x = rows.astype(np.int16)
     a = np.zeros_like(x)
     a[:, bpp:] = x[:, :-bpp]
@@ -131,11 +132,29 @@ def _filter(rows: np.ndarray, bpp: int) -> bytes:
     b[1:] = x[:-1]
     c = np.zeros_like(x)
     c[1:, bpp:] = x[:-1, :-bpp]
+    if above is not None:
+        b[0] = above
+        c[0, bpp:] = above[:-bpp]
     candidates = np.stack([x, x - a, x - b, x - (a + b) // 2, x - _paeth(a, b, c)]) & 0xFF
     cost = np.minimum(candidates, 256 - candidates).sum(axis=2)       # bytes as signed
     best = cost.argmin(axis=0)
     chosen = candidates[best, np.arange(len(rows))].astype(np.uint8)
     return np.concatenate([best.astype(np.uint8)[:, None], chosen], axis=1).tobytes()
+
+
+BAND_BYTES = 1 << 21      # rows filtered together: the filter's int16 work is ~40 bytes per row byte
+
+
+def _idat(rows: np.ndarray, bpp: int) -> bytes:
+    """The zlib stream of the filtered rows, band by band (memory bounded by the band, not the image;
+    deflate's output does not depend on how its input is split: the same bytes as one call)."""
+    band = max(1, BAND_BYTES // max(1, rows.shape[1]))
+    z = zlib.compressobj(6)
+    out = []
+    for s in range(0, rows.shape[0], band):
+        out.append(z.compress(_filter(rows[s:s + band], bpp, rows[s - 1].astype(np.int16) if s else None)))
+    out.append(z.flush())
+    return b"".join(out)
 
 
 def write(samples: np.ndarray, colour_type: int, depth: int, palette: bytes = b"", transparency: bytes = b"",
@@ -145,7 +164,7 @@ def write(samples: np.ndarray, colour_type: int, depth: int, palette: bytes = b"
     h, w = samples.shape[:2]
     rows = _pack_rows(samples, depth)
     bpp = max(1, depth * CHANNELS[colour_type] // 8)
-    idat = zlib.compress(_filter(rows, bpp), 6)
+    idat = _idat(rows, bpp)
     out = [SIGNATURE, _chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, depth, colour_type, 0, 0, 0))]
     out += [_chunk(c.type, c.data) for c in chunks if c.place == BEFORE_PLTE]
     if palette:
