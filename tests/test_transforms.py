@@ -17,8 +17,10 @@ from pixzip.formats import images
 from pixzip.formats import stored as S
 from pixzip.formats import transforms as T
 from pixzip.formats.transforms import palette, steps
+from pixzip.formats.transforms.choose import _med_residuals, _touching
 from pixzip.errors import PixzipError
 from pixzip.formats.images import ImageData
+from pixzip.formats.varint import varint
 
 SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -340,6 +342,110 @@ def test_neighbour_order_is_a_permutation_starting_at_0(n, seed):
     assert path[0] == 0 and sorted(path.tolist()) == list(range(n))
 
 
+def _neighbour_order_reference(index, colours):
+    """neighbour_order as first written (the weights masked afresh each step): the faster loop must agree."""
+    n = len(colours)
+    pairs = np.zeros(n * n, np.int64)
+    for a, b in ((index[:, 1:], index[:, :-1]), (index[1:], index[:-1])):
+        pairs += np.bincount((a.astype(np.int64) * n + b).reshape(-1), minlength=n * n)
+    touch = pairs.reshape(n, n) + pairs.reshape(n, n).T
+    np.fill_diagonal(touch, 0)
+    c = colours.astype(np.int64)
+    used = np.zeros(n, bool)
+    path = [0]
+    used[0] = True
+    for _ in range(n - 1):
+        end = path[-1]
+        weight = np.where(used, -1, touch[end])
+        if weight.max() > 0:
+            nxt = int(np.argmax(weight))
+        else:
+            nxt = int(np.argmin(np.where(used, np.iinfo(np.int64).max, ((c - c[end]) ** 2).sum(axis=1))))
+        path.append(nxt)
+        used[nxt] = True
+    return np.array(path, np.int64)
+
+
+@SETTINGS
+@given(n=st.integers(1, 256), side=st.integers(1, 40), levels=st.sampled_from([2, 4, 256]),
+       seed=st.integers(0, 2 ** 31))
+def test_neighbour_order_matches_the_plain_loop(n, side, levels, seed):
+    rng = np.random.default_rng(seed)
+    index = rng.integers(0, n, (side, side + 3))           # small planes: many colours touch none (the fallback)
+    colours = (rng.integers(0, levels, (n, 3)) * (255 // (levels - 1))).astype(np.uint8)   # equal distances
+    assert np.array_equal(T.neighbour_order(index, colours), _neighbour_order_reference(index, colours))
+
+
+@SETTINGS
+@given(n=st.integers(1, 256), h=st.integers(1, 60), w=st.integers(1, 60), seed=st.integers(0, 2 ** 31))
+def test_touching_counted_in_a_table_or_from_the_pairs_agree(n, h, w, seed):
+    index = np.random.default_rng(seed).integers(0, n, (h, w)).astype(np.uint8)
+    assert _touching(index, n, dense=True) == _touching(index, n, dense=False)
+
+
+def _nearest_reference(pixels, table):
+    """Every pixel against every table colour in int64 (ties: the lowest index)."""
+    d = ((pixels[:, None, :].astype(np.int64) - table[None].astype(np.int64)) ** 2).sum(2)
+    return np.argmin(d, axis=1)
+
+
+@SETTINGS
+@given(k=st.integers(1, 4), levels=st.sampled_from([2, 3, 16, 256]), n=st.integers(1, 400),
+       m=st.integers(1, 256), shared=st.booleans(), seed=st.integers(0, 2 ** 31))
+def test_nearest_matches_every_distance(k, levels, n, m, shared, seed):
+    """nearest's shortcuts (a listed colour is its own nearest, int32 per channel) give the int64
+    distances' answer, ties and repeated table colours included."""
+    rng = np.random.default_rng(seed)
+    step = 255 // (levels - 1)
+    pixels = (rng.integers(0, levels, (n, k)) * step).astype(np.uint8)
+    table = (rng.integers(0, levels, (m, k)) * step).astype(np.uint8)
+    if shared:
+        table[:m // 2] = pixels[rng.integers(0, n, m // 2)]
+    assert np.array_equal(palette.nearest(pixels, table), _nearest_reference(pixels, table))
+    index, tied = palette.nearest(pixels, table, ties=True)
+    d = ((pixels[:, None, :].astype(np.int64) - table[None].astype(np.int64)) ** 2).sum(2)
+    assert np.array_equal(index, _nearest_reference(pixels, table))
+    assert np.array_equal(tied, (d == d.min(axis=1, keepdims=True)).sum(axis=1) > 1)
+
+
+def test_near_palette_orders_resolve_equal_distances_in_their_own_order():
+    """The chooser derives the neighbour-ordered NearPalette's index plane from the luminance one's
+    search: a pixel halfway between two palette colours takes the one earlier in each order."""
+    rng = np.random.default_rng(3)
+    even = np.arange(0, 256, 2)
+    zero = np.zeros_like(even)
+    frequent = np.concatenate([np.stack([even, zero, zero], 1), np.stack([even, zero + 100, zero], 1)])
+    halfway = np.stack([even[:-1] + 1, zero[:-1], zero[:-1]], 1)          # as near to v - 1 as to v + 1
+    pixels = np.concatenate([np.repeat(frequent, 12, axis=0), halfway])[rng.permutation(3199)][:56 * 57]
+    image = ImageData("RGB", 57, 56, [pixels.reshape(56, 57, 3).astype(np.uint8)])
+    near = [(c, r) for c, r in T.candidates(image) if _kinds(r) == [T.NearPalette]]
+    assert len(near) == 2
+    for coded, record in near:
+        assert_same_image(coded, record.forward(image))
+    path = [int(np.flatnonzero((near[0][1].steps[0].table() == row).all(1))[0]) for row in near[1][1].steps[0].table()]
+    rank = np.empty(256, np.int64)
+    rank[path] = np.arange(256)
+    moved = rank[near[0][0].planes[0]] != near[1][0].planes[0]
+    assert moved.any()                                  # some halfway pixels pick the other colour
+
+
+def test_nearest_past_one_block_of_distinct_colours():
+    rng = np.random.default_rng(5)
+    pixels = rng.integers(0, 256, (9000, 3), dtype=np.uint8)         # > 4096 distinct colours: two blocks
+    table = np.concatenate([pixels[:100], rng.integers(0, 256, (156, 3), dtype=np.uint8)])
+    assert np.array_equal(palette.nearest(pixels, table), _nearest_reference(pixels, table))
+
+
+@pytest.mark.parametrize("gap", [0, 127, 128, 300])
+def test_near_palette_payload_writes_each_gap_as_a_varint(gap):
+    positions = np.cumsum(np.array([3, gap + 1, 1, 5])).astype("<u4")
+    step = T.NearPalette("RGB", bytes(range(6)), positions.tobytes(), bytes(12))
+    gaps = np.diff(positions.astype(np.int64), prepend=-1) - 1
+    expected = palette.Palette.payload(step) + varint(4) + b"".join(varint(g) for g in gaps.tolist()) + bytes(12)
+    assert step.payload() == expected
+    assert T.TransformRecord.from_bytes(T.TransformRecord((step,)).to_bytes()).steps[0] == step
+
+
 def test_max_trials_codes_only_the_best_by_estimate():
     image = make_image("RGB", 16, 16, "colours", 5, 1)
     coded_ones = []
@@ -512,6 +618,21 @@ def test_levels_needed_is_max_plus_one():
 
 
 # -- the estimate ----------------------------------------------------------------------------------------
+@SETTINGS
+@given(h=st.integers(1, 12), w=st.integers(1, 12), signed=st.booleans(), seed=st.integers(0, 2 ** 31))
+def test_med_residuals_are_the_median_edge_detector(h, w, signed, seed):
+    """The clipped form equals LOCO-I's three cases, on planes and on channel differences."""
+    rng = np.random.default_rng(seed)
+    x = rng.integers(-255 if signed else 0, 256, (h, w)).astype(np.int32 if signed else np.uint8)
+    pad = np.pad(x.astype(np.int32), ((1, 0), (1, 1)), mode="edge")
+    wv, n, nw, ne = pad[1:, :-2], pad[:-1, 1:-1], pad[:-1, :-2], pad[:-1, 2:]
+    pred = np.where(nw >= np.maximum(wv, n), np.minimum(wv, n),
+                    np.where(nw <= np.minimum(wv, n), np.maximum(wv, n), wv + n - nw))
+    residuals, activity = _med_residuals(x)
+    assert np.array_equal(residuals, x - pred)
+    assert np.array_equal(activity, np.abs(wv - nw) + np.abs(n - nw) + np.abs(n - ne))
+
+
 def test_estimate_of_a_large_image_samples_rows_and_scales_back():
     rng = np.random.default_rng(0)
     noise = rng.integers(0, 256, (2048, 1024, 1), dtype=np.uint8)

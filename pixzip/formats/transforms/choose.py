@@ -11,13 +11,41 @@ from typing import Callable
 
 import numpy as np
 
+from ...errors import PixzipError
 from ..images import ImageData
 from .palette import (MAX_EXCEPTIONS, NearPalette, Palette, PaletteOrder, colour_keys, colours_of_keys,
-                      distinct_colours, luminance_order, nearest, palette_colours)
+                      luminance_order, nearest, palette_colours)
 from .record import IDENTITY, TransformRecord
 from .steps import (MAX_BODY, MAX_PALETTE, MAX_PALETTE_MODE, MAX_TRANSPARENCY, DropConstantPlane, DropRepeats,
-                    GreyFromRGB, Levels, Step, constant_values, is_grey, layout_of, levels_bitmap, repeat_flags,
-                    repeats_payload, used_levels)
+                    GreyFromRGB, Levels, Step, constant_values, derived, is_grey, layout_of, levels_bitmap,
+                    repeat_flags, repeats_payload, used_levels)
+
+
+class _Forwards:
+    """Each step's output on each image, computed once per `candidates` call: the chains share their
+    first steps (the exact reductions, the repeats), and a palette step's image is needed both for its
+    neighbour order and as a candidate. The same outputs as `TransformRecord.forward` (a step's
+    forward depends only on its fields and the image); the inputs are held, so an id is not reused."""
+
+    def __init__(self):
+        self._outputs: dict[tuple[int, Step], tuple[ImageData, ImageData]] = {}
+
+    def step(self, step: Step, image: ImageData) -> ImageData:
+        key = (id(image), step)
+        if key not in self._outputs:
+            if image.mode != step.mode_before:
+                raise PixzipError(f"transform {step.NAME} takes a {step.mode_before} image, not {image.mode}")
+            self._outputs[key] = (image, step.forward(image))
+        return self._outputs[key][1]
+
+    def known(self, step: Step, image: ImageData, output: ImageData) -> None:
+        """`output` is `step.forward(image)`, computed by the caller along with something else."""
+        self._outputs[(id(image), step)] = (image, output)
+
+    def chain(self, steps: list[Step], image: ImageData) -> ImageData:
+        for step in steps:
+            image = self.step(step, image)
+        return image
 
 
 def _exact_reductions(image: ImageData) -> list[Step]:
@@ -55,6 +83,33 @@ def _levels_steps(image: ImageData, shared: bool) -> list[Step]:
     return steps
 
 
+def _touching(index: np.ndarray, n: int, dense: bool | None = None) -> tuple[list[int], list[int]]:
+    """Each colour's touching colours (horizontal + vertical neighbour pairs, either way round, a colour
+    never touching itself), most pairs first, ties: the lower index; colour i's are
+    `touching[starts[i]:starts[i + 1]]`. Counted in an n x n table when the image has more pairs than
+    that, else from the sorted pairs themselves (a small image: no pass over n^2 entries). `dense`
+    forces one way (tests: both give the same lists)."""
+    codes = [(a.astype(np.int64) * n + b).reshape(-1) for a, b in ((index[:, 1:], index[:, :-1]),
+                                                                     (index[1:], index[:-1]))]
+    if dense is None:
+        dense = 2 * sum(len(c) for c in codes) > n * n
+    if dense:
+        pairs = np.zeros(n * n, np.int64)
+        for c in codes:
+            pairs += np.bincount(c, minlength=n * n)
+        touch = (pairs.reshape(n, n) + pairs.reshape(n, n).T).reshape(-1)
+        touch[::n + 1] = 0
+        code = np.flatnonzero(touch)                                       # by row, then column
+        count = touch[code]
+    else:
+        one_way = np.concatenate(codes)
+        code, count = np.unique(np.concatenate([one_way, one_way % n * n + one_way // n]), return_counts=True)
+        keep = code // n != code % n
+        code, count = code[keep], count[keep]
+    order = np.argsort(code // n * (int(count.max(initial=0)) + 1) - count, kind="stable")
+    return (code[order] % n).tolist(), np.searchsorted(code, np.arange(n + 1) * n).tolist()
+
+
 def neighbour_order(index: np.ndarray, colours: np.ndarray) -> np.ndarray:
     """A second palette order: a path through the colours that puts colours that touch in the image
     next to each other (charts: a line's anti-aliased shades beside the line colour, whatever their
@@ -62,64 +117,81 @@ def neighbour_order(index: np.ndarray, colours: np.ndarray) -> np.ndarray:
     unused colour with the most horizontal + vertical neighbour pairs with the path's end; when none
     touches it, the nearest unused colour; ties: the lowest index. Integer counts: deterministic."""
     n = len(colours)
-    pairs = np.zeros(n * n, np.int64)
-    for a, b in ((index[:, 1:], index[:, :-1]), (index[1:], index[:-1])):
-        pairs += np.bincount((a.astype(np.int64) * n + b).reshape(-1), minlength=n * n)
-    touch = pairs.reshape(n, n) + pairs.reshape(n, n).T
-    np.fill_diagonal(touch, 0)
-    c = colours.astype(np.int64)
+    touching, starts = _touching(index, n)
+    ct = colours.T.astype(np.int64)
     used = np.zeros(n, bool)
     path = [0]
     used[0] = True
     for _ in range(n - 1):
         end = path[-1]
-        weight = np.where(used, -1, touch[end])
-        if weight.max() > 0:
-            nxt = int(np.argmax(weight))
-        else:
-            distance = np.where(used, np.iinfo(np.int64).max, ((c - c[end]) ** 2).sum(axis=1))
+        nxt = next((j for j in touching[starts[end]:starts[end + 1]] if not used[j]), -1)
+        if nxt < 0:
+            distance = ((ct - ct[:, end, None]) ** 2).sum(axis=0)
+            distance[used] = np.iinfo(np.int64).max
             nxt = int(np.argmin(distance))
         path.append(nxt)
         used[nxt] = True
     return np.array(path, np.int64)
 
 
-def _near_palette_step(image: ImageData) -> Step | None:
+def _near_palette_step(image: ImageData, pixels: np.ndarray, keys: np.ndarray, distinct: np.ndarray,
+                       counts: np.ndarray) -> Step | None:
     """NearPalette from the 256 most frequent colours (ties: the lower colour), by luminance, when
-    the other colours' pixels fit the list."""
-    k = sum(layout_of(image))
-    pixels = np.concatenate(image.planes, axis=2).reshape(-1, k)
-    keys, counts = np.unique(colour_keys(pixels), return_counts=True)
+    the other colours' pixels fit the list. `pixels` (n, k), their `keys`, and the keys' distinct
+    values and counts (np.unique) come from the caller, which counted them once."""
     if counts.sum() - np.sort(counts)[::-1][:256].sum() > MAX_EXCEPTIONS:
         return None
-    top = np.sort(keys[np.lexsort((keys, -counts))[:256]])
-    table = colours_of_keys(top, k)
+    top = np.sort(distinct[np.lexsort((distinct, -counts))[:256]])
+    table = colours_of_keys(top, pixels.shape[1])
     table = table[luminance_order(table)]
-    index = nearest(pixels, table)
-    listed = np.flatnonzero(np.any(table[index] != pixels, axis=1))
+    # the listed pixels: those whose colour the table lacks (a listed colour is its own nearest)
+    listed = np.flatnonzero(~np.isin(keys, top))
     return NearPalette(image.mode, table.tobytes(), listed.astype("<u4").tobytes(), pixels[listed].tobytes())
 
 
-def _palette_steps(image: ImageData) -> list[Step]:
-    """Palette by luminance, and by neighbour order when that differs; past 256 colours, NearPalette."""
-    if sum(layout_of(image)) < 2:          # one channel: a palette is exactly Levels
+def _index_image(image: ImageData, index: np.ndarray) -> ImageData:
+    """A palette step's coded image: the index plane (NearPalette.forward's output)."""
+    return derived(image, "L", [index.astype(np.uint8).reshape(image.height, image.width, 1)])
+
+
+def _palette_steps(image: ImageData, forwards: _Forwards) -> list[Step]:
+    """Palette by luminance, and by neighbour order when that differs; past 256 colours, NearPalette.
+    The distinct colours are counted once, for both."""
+    k = sum(layout_of(image))
+    if k < 2:                             # one channel: a palette is exactly Levels
         return []
-    colours = distinct_colours(image)
-    if colours is None:
-        near = _near_palette_step(image)
+    pixels = np.concatenate(image.planes, axis=2).reshape(-1, k)
+    keys = colour_keys(pixels)
+    distinct, counts = np.unique(keys, return_counts=True)
+    if len(distinct) > 256:
+        near = _near_palette_step(image, pixels, keys, distinct, counts)
         if near is None:
             return []
-        path = neighbour_order(near.forward(image).planes[0][..., 0], near.table())
-        by_neighbours = NearPalette(image.mode, near.table()[path].tobytes(), near.positions, near.exact)
-        return [near] + ([by_neighbours] if by_neighbours != near else [])
+        # both orders' index planes from one distance search: NearPalette.forward's, without its
+        # self-check (the listed pixels are the ones the table lacks, by construction)
+        table = near.table()
+        index, tied = nearest(pixels, table, ties=True)
+        forwards.known(near, image, _index_image(image, index))
+        path = neighbour_order(index.reshape(image.height, image.width), table)
+        by_neighbours = NearPalette(image.mode, table[path].tobytes(), near.positions, near.exact)
+        if by_neighbours == near:
+            return [near]
+        rank = np.empty(len(path), np.int64)
+        rank[path] = np.arange(len(path))
+        index = rank[index]                 # the same nearest entry at its new index, unless another
+        if tied.any():                      # entry is as near: the lowest in the new order then
+            index[tied] = nearest(pixels[tied], table[path])
+        forwards.known(by_neighbours, image, _index_image(image, index))
+        return [near, by_neighbours]
+    colours = colours_of_keys(distinct, k)
     by_luminance = Palette(image.mode, colours[luminance_order(colours)].tobytes())
     table = by_luminance.table()
-    path = neighbour_order(by_luminance.forward(image).planes[0][..., 0], table)
+    path = neighbour_order(forwards.step(by_luminance, image).planes[0][..., 0], table)
     by_neighbours = Palette(image.mode, table[path].tobytes())
     return [by_luminance] + ([by_neighbours] if by_neighbours != by_luminance else [])
 
 
-def _palette_order_steps(image: ImageData) -> list[Step]:
+def _palette_order_steps(image: ImageData, forwards: _Forwards) -> list[Step]:
     """PaletteOrder by luminance, and by neighbour order when that differs."""
     if len(image.palette) > MAX_PALETTE or len(image.transparency) > MAX_TRANSPARENCY \
             or len(image.palette_mode) > MAX_PALETTE_MODE:
@@ -133,7 +205,7 @@ def _palette_order_steps(image: ImageData) -> list[Step]:
     by_luminance = PaletteOrder("P", image.palette_mode, image.palette, image.transparency, ordered.tobytes())
     shown = np.zeros((len(ordered), colours.shape[1]), np.uint8)          # past the end: black, for distance
     shown[:len(known)] = colours[ordered[:len(known)]]
-    path = neighbour_order(by_luminance.forward(image).planes[0][..., 0], shown)
+    path = neighbour_order(forwards.step(by_luminance, image).planes[0][..., 0], shown)
     by_neighbours = PaletteOrder("P", image.palette_mode, image.palette, image.transparency, ordered[path].tobytes())
     return [by_luminance] + ([by_neighbours] if by_neighbours != by_luminance else [])
 
@@ -150,17 +222,17 @@ def _repeats_step(image: ImageData) -> Step | None:
     return DropRepeats(image.mode, image.height, image.width, payload[8:rows_end], payload[rows_end:])
 
 
-def _tails(image: ImageData) -> list[list[Step]]:
+def _tails(image: ImageData, forwards: _Forwards) -> list[list[Step]]:
     """The chains' last parts for an image after its exact reductions (and any repeats): nothing,
     levels per channel, levels shared, palette or palette order by luminance and by neighbours."""
     tails: list[list[Step]] = [[]]
     if image.mode == "P":
-        return tails + [[step] for step in _palette_order_steps(image)]
+        return tails + [[step] for step in _palette_order_steps(image, forwards)]
     for shared in (False, True):
         extra = _levels_steps(image, shared)
         if extra and extra not in tails:
             tails.append(extra)
-    return tails + [[step] for step in _palette_steps(image)]
+    return tails + [[step] for step in _palette_steps(image, forwards)]
 
 
 def candidates(image: ImageData) -> list[tuple[ImageData, TransformRecord]]:
@@ -171,28 +243,28 @@ def candidates(image: ImageData) -> list[tuple[ImageData, TransformRecord]]:
     position, and neighbour counts change)."""
     if image.mode not in ("L", "LA", "RGB", "RGBA", "P"):
         return [(image, IDENTITY)]
+    forwards = _Forwards()
     base = [] if image.mode == "P" else _exact_reductions(image)
-    reduced = TransformRecord(tuple(base)).forward(image)
-    chains = [base + tail for tail in _tails(reduced)]
+    reduced = forwards.chain(base, image)
+    chains = [base + tail for tail in _tails(reduced, forwards)]
     repeats = _repeats_step(reduced)
     if repeats is not None:
-        chains += [base + [repeats] + tail for tail in _tails(repeats.forward(reduced))]
-    out = []
-    for chain in chains:
-        record = TransformRecord(tuple(chain))
-        out.append((record.forward(image), record))
-    return out
+        chains += [base + [repeats] + tail for tail in _tails(forwards.step(repeats, reduced), forwards)]
+    return [(forwards.chain(chain, image), TransformRecord(tuple(chain))) for chain in chains]
 
 
 # -- choosing ----------------------------------------------------------------------------------------------
 def _med_residuals(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """LOCO-I's median edge detector (a cheap stand-in for the network's mean): signed residuals, and
     the local activity |W-NW| + |N-NW| + |N-NE| the network's scale would follow."""
-    x = x.astype(np.int32)
-    pad = np.pad(x, ((1, 0), (1, 1)), mode="edge")
-    w, n, nw, ne = pad[1:, :-2], pad[:-1, 1:-1], pad[:-1, :-2], pad[:-1, 2:]
-    pred = np.where(nw >= np.maximum(w, n), np.minimum(w, n),
-                    np.where(nw <= np.minimum(w, n), np.maximum(w, n), w + n - nw))
+    pad = np.empty((x.shape[0] + 1, x.shape[1] + 2), np.int32)      # np.pad's "edge", without its overhead
+    pad[1:, 1:-1] = x
+    pad[0, 1:-1] = x[0]
+    pad[:, 0] = pad[:, 1]
+    pad[:, -1] = pad[:, -2]
+    x, w, n, nw, ne = pad[1:, 1:-1], pad[1:, :-2], pad[:-1, 1:-1], pad[:-1, :-2], pad[:-1, 2:]
+    # the median of W, N and W + N - NW is W + N - NW clipped to [min(W, N), max(W, N)]
+    pred = np.minimum(np.maximum(w + n - nw, np.minimum(w, n)), np.maximum(w, n))
     return x - pred, np.abs(w - nw) + np.abs(n - nw) + np.abs(n - ne)
 
 

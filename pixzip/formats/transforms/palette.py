@@ -208,7 +208,10 @@ class NearPalette(Palette):
     def payload(self) -> bytes:
         positions = np.frombuffer(self.positions, "<u4").astype(np.int64)
         gaps = np.diff(positions, prepend=-1) - 1                      # strictly increasing: gaps >= 0
-        return Palette.payload(self) + varint(len(positions)) + b"".join(map(varint, gaps.tolist())) + self.exact
+        # a gap under 128 is its own one-byte varint: the usual case, written without a call per pixel
+        packed = gaps.astype(np.uint8).tobytes() if len(gaps) == 0 or gaps.max() < 128 \
+            else b"".join(map(varint, gaps.tolist()))
+        return Palette.payload(self) + varint(len(positions)) + packed + self.exact
 
     @classmethod
     def parse(cls, mode_before: str, r: Reader) -> "NearPalette":
@@ -229,18 +232,38 @@ class NearPalette(Palette):
         return Palette.describe(self).replace(" by", f", {len(self.positions) // 4} pixels listed, by")
 
 
-def nearest(pixels: np.ndarray, table: np.ndarray) -> np.ndarray:
+def nearest(pixels: np.ndarray, table: np.ndarray, ties: bool = False):
     """Per pixel, the index of the nearest table colour (squared distance; ties: lowest index),
-    computed once per distinct colour."""
+    computed once per distinct colour. A colour the table holds is its own nearest (distance 0: its
+    first entry); only the others are measured against the table, a channel at a time in int32
+    (at most 4 * 255^2: exact, so the same argmin as the int64 distances). `ties`: also, per pixel,
+    whether another table entry is as near (then a reordered table may pick another entry; elsewhere
+    the same entry, at its new index)."""
     keys = colour_keys(pixels)
     distinct, inverse = np.unique(keys, return_inverse=True)
     k = table.shape[1]
-    colours = colours_of_keys(distinct, k).astype(np.int64)
-    best = np.zeros(len(distinct), np.int64)
-    for start in range(0, len(distinct), 4096):                     # bounded temporaries
-        block = colours[start:start + 4096]
-        best[start:start + 4096] = np.argmin(((block[:, None, :] - table[None].astype(np.int64)) ** 2).sum(2), axis=1)
-    return best[inverse.reshape(-1)]
+    table_keys, first, repeats = np.unique(colour_keys(table), return_index=True, return_counts=True)
+    at = np.minimum(np.searchsorted(table_keys, distinct), len(table_keys) - 1)
+    member = table_keys[at] == distinct
+    best = np.where(member, first[at], 0).astype(np.int64)
+    tied = member & (repeats[at] > 1)
+    others = np.flatnonzero(~member)
+    if len(others):
+        colours = colours_of_keys(distinct[others], k).astype(np.int32)
+        entries = table.astype(np.int32)
+        for start in range(0, len(others), 4096):                    # bounded temporaries
+            block = colours[start:start + 4096]
+            distance = np.zeros((len(block), len(table)), np.int32)
+            for c in range(k):
+                step = block[:, c, None] - entries[None, :, c]
+                distance += step * step
+            where = others[start:start + 4096]
+            best[where] = np.argmin(distance, axis=1)
+            if ties:
+                least = distance[np.arange(len(block)), best[where]]
+                tied[where] = (distance == least[:, None]).sum(axis=1) > 1
+    index = best[inverse.reshape(-1)]
+    return (index, tied[inverse.reshape(-1)]) if ties else index
 
 
 def distinct_colours(image: ImageData, limit: int = 256) -> np.ndarray | None:
