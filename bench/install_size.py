@@ -23,13 +23,8 @@ from importlib import metadata
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-NO_TORCH = """import sys
-class _NoTorch:
-    def find_spec(self, name, path=None, target=None):
-        if name == "torch" or name.startswith("torch."):
-            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
-sys.meta_path.insert(0, _NoTorch())
-"""
+sys.path.insert(0, str(ROOT / "bench"))
+from startup import NO_TORCH  # noqa: E402  (the one prelude that makes torch unimportable)
 
 
 def requirement_name(req: str) -> str:

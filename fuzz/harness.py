@@ -37,6 +37,7 @@ sys.path.insert(0, str(ROOT))
 
 from pixzip import api  # noqa: E402
 from pixzip.formats import container, images  # noqa: E402
+from pixzip.formats.varint import varint  # noqa: E402
 from pixzip.nets import modelfile  # noqa: E402
 from pixzip.errors import PixzipError  # noqa: E402
 
@@ -120,15 +121,6 @@ def fix_checksums(blob: bytearray) -> bytearray:
         crc = zlib.crc32(bytes(blob[end + 4:]), zlib.crc32(bytes(blob[:end])))
     blob[end:end + 4] = struct.pack("<I", crc)
     return blob
-
-
-def varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte, n = n & 0x7F, n >> 7
-        out.append(byte | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
 
 
 def mutate(blob: bytes, seeds: list[bytes], r: random.Random) -> bytearray:

@@ -19,6 +19,22 @@ SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 REPO_MODELS = Path(__file__).resolve().parents[1] / "models"
 
 
+# A prelude (a sitecustomize.py, or code run before a script) that makes torch unimportable, as on a machine
+# without it: any import of torch or of a submodule raises ModuleNotFoundError, whoever asks.
+NO_TORCH = """import sys
+
+
+class _NoTorch:
+    def find_spec(self, name, path=None, target=None):
+        if name == "torch" or name.startswith("torch."):
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+        return None
+
+
+sys.meta_path.insert(0, _NoTorch())
+"""
+
+
 def make_tiny_model(channels: int, head: str = "laplace", seed: int = 0, hidden: int = 6, blocks: int = 1,
                     first_kernel: int = 5, skip_kernel: int = 0, channel_deps: str = "masks", **extra):
     """A random float model, calibrated on random crops, exported to integers. `extra` goes to

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from pixzip import api
+from pixzip.formats.varint import varint
 from pixzip.nets import modelfile
 from pixzip.errors import PixzipError
 
@@ -24,15 +25,6 @@ HUGE = (1 << 63) - 1                        # the largest value a 9-byte varint 
 # Python allocations (numpy's included) while one corrupt file is refused; the files here are < 3 KiB,
 # so anything near this bound would mean a field was trusted. Not a timing: the same on a busy machine.
 PEAK_BYTES = 16 << 20
-
-
-def varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte, n = n & 0x7F, n >> 7
-        out.append(byte | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
 
 
 def blob(b: bytes) -> bytes:

@@ -14,6 +14,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from conftest import NO_TORCH
+
 ROOT = Path(__file__).resolve().parents[1]
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
 
@@ -117,21 +119,6 @@ def test_installed_wheel_runs_readmes_first_command_outside_the_source_tree(whee
     with Image.open(work / "sample.png") as back, Image.open(ROOT / "docs" / "sample.png") as original:
         assert np.array_equal(np.asarray(back), np.asarray(original))
     assert "pcnn-rgb" in r.stdout and "not installed" not in r.stdout          # the last step: pixzip info
-
-
-NO_TORCH = """import sys
-
-
-class _NoTorch:
-    # torch unimportable, as on a machine without it
-    def find_spec(self, name, path=None, target=None):
-        if name == "torch" or name.startswith("torch."):
-            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
-        return None
-
-
-sys.meta_path.insert(0, _NoTorch())
-"""
 
 
 def test_installed_wheel_codes_a_photo_without_torch(wheel, tmp_path):

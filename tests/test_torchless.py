@@ -17,25 +17,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from conftest import NO_TORCH
+
 from pixzip.backends import native
 
 ROOT = Path(__file__).resolve().parents[1]
 
 pytestmark = pytest.mark.skipif(not native.available(), reason="the native coder is not built here")
 
-# A prelude that makes torch unimportable, as on a machine without it: any import of torch or of a
-# submodule raises ModuleNotFoundError, whoever asks.
-BLOCK_TORCH = textwrap.dedent("""
-    import sys
-
-    class _NoTorch:
-        def find_spec(self, name, path=None, target=None):
-            if name == "torch" or name.startswith("torch."):
-                raise ModuleNotFoundError(f"No module named {name!r}", name=name)
-            return None
-
-    sys.meta_path.insert(0, _NoTorch())
-""")
 
 ROUND_TRIP = textwrap.dedent("""
     import sys
@@ -77,7 +66,7 @@ def photo_like(h: int = 72, w: int = 96) -> np.ndarray:
 def run_python(code: str, cwd: Path, block: bool, env: dict | None = None) -> subprocess.CompletedProcess:
     env = {**(env or os.environ), "PYTHONPATH": str(ROOT)}
     env.pop("PIXZIP_MODELS", None)                      # the shipped models
-    return subprocess.run([sys.executable, "-c", (BLOCK_TORCH if block else "") + code], cwd=cwd, env=env,
+    return subprocess.run([sys.executable, "-c", (NO_TORCH if block else "") + code], cwd=cwd, env=env,
                           capture_output=True, text=True)
 
 
