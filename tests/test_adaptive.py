@@ -5,6 +5,7 @@ crash nor pass silently where the coder can tell."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from functools import lru_cache
 from pathlib import Path
@@ -240,7 +241,6 @@ def test_state_memory_follows_the_size_rule():
 
 @needs_c
 def test_an_invalid_level_is_refused_by_c():
-    import dataclasses
     bad = dataclasses.replace(A.LEVELS[1], max_table_bits=40)
     with pytest.raises(MemoryError):
         native.AdaptiveState(bad, 100)
@@ -322,12 +322,7 @@ def test_levels_take_their_networks_prior_and_no_other():
     assert A.level_for(3, other).prior == ""                     # a network without one starts untrained
     for level in A.LEVELS.values():                              # every named prior is shipped, and intact
         for _, name in level.priors:
-            assert A._load_prior(name).size == A.State(replace_prior(level, name), 1).learned().size
-
-
-def replace_prior(level, name):
-    import dataclasses
-    return dataclasses.replace(level, prior=name)
+            assert A._load_prior(name).size == A.State(dataclasses.replace(level, prior=name), 1).learned().size
 
 
 @needs_c

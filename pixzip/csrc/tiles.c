@@ -24,6 +24,10 @@
 #include "rans.h"
 #include "adaptive.h"
 
+/* The rounded mean of `nm` members' head outputs (non-negative: mu16, log-scale index): what the adaptive
+ * stage takes from an ensemble (adaptive.ensemble_outputs). */
+INLINE int64_t members_mean(int64_t sum, int nm) { return (sum + nm / 2) / nm; }
+
 /* Walk a tile in the decoding order with `nm` models (one, or an ensemble's members: same channels,
  * levels and slope). Decoding (`known` NULL): each symbol from the lanes and words, or, with `ad` (one
  * model), from the adaptive stage's stream. With `known` (h x w x channels pixel values; one model), no
@@ -69,7 +73,7 @@ INLINE int walk_tile(const PzModel *const *ms, int nm, int h, int w, int lanes, 
                     } else if (ad) {
                         int64_t mu_sum = 0, idx_sum = 0;      /* adaptive.ensemble_outputs */
                         for (int k = 0; k < nm; k++) { mu_sum += mu16[k][p]; idx_sum += idx[k][p]; }
-                        value = ad_decode(ad, i, j, g, (int)((mu_sum + nm / 2) / nm), (int)((idx_sum + nm / 2) / nm));
+                        value = ad_decode(ad, i, j, g, (int)members_mean(mu_sum, nm), (int)members_mean(idx_sum, nm));
                     } else {
                         int64_t *x = &state[i % lanes];
                         int sym;
@@ -202,7 +206,7 @@ INLINE int64_t encode_adaptive(const PzModel *const *ms, int nm, PzAdaptive *st,
         for (size_t q = 0; q < 2 * n; q++) params[q] += member[q];
     }
     if (nm > 1)
-        for (size_t q = 0; q < 2 * n; q++) params[q] = (params[q] + nm / 2) / nm;
+        for (size_t q = 0; q < 2 * n; q++) params[q] = members_mean(params[q], nm);
     begun = 1;
     if (ad_begin_encode(&ad, st, h, w, C, m->prefix) != 0) goto done;
     const int64_t *pm = params;

@@ -258,19 +258,24 @@ class State:
         return t
 
     def learned(self) -> np.ndarray:
-        """The learned small state as int32s, in the order priors are stored (and the C stage's
-        pz_adaptive_learned): each mixer's weight sets [node][selector value][input], the final
-        mixer's [node][mixer], each APM's [node][selector value][33]."""
-        lv, out = self.level, []
-        for m, f in enumerate(lv.mixers):
-            for key in range(NODES * SELECTOR_SIZES[f]):
-                out += self.weights[m].get(key) or self._initial(0, m, key)
-        for node in range(NODES):
-            out += self.final.get(node) or self._initial(1, 0, node)
-        for a, f in enumerate(lv.apms):
-            for key in range(NODES * SELECTOR_SIZES[f]):
-                out += self.apm[a].get(key) or self._initial(2, a, key)
+        """The learned small state as int32s, in the order priors are stored (`learned_layout`; the C
+        stage's pz_adaptive_learned)."""
+        tables = (self.weights, [self.final], self.apm)
+        out = []
+        for part, index, sets, _ in learned_layout(self.level):
+            for key in range(sets):
+                out += tables[part][index].get(key) or self._initial(part, index, key)
         return np.array(out, dtype=np.int32)
+
+
+def learned_layout(level: Level) -> list[tuple[int, int, int, int]]:
+    """The learned small state's order, (part, index, sets, width) in turn: each mixer's weight sets
+    [node][selector value][input] (part 0), the final mixer's [node][mixer] (part 1), each APM's
+    [node][selector value][33] (part 2). Priors are stored in it; the C stage's `learned` walks the same."""
+    inputs = len(level.contexts) + 2
+    return ([(0, m, NODES * SELECTOR_SIZES[f], inputs) for m, f in enumerate(level.mixers)]
+            + [(1, 0, NODES, len(level.mixers))]
+            + [(2, a, NODES * SELECTOR_SIZES[f], 33) for a, f in enumerate(level.apms)])
 
 
 # ---- priors: learned states a level's fresh state starts from -------------------------------------------------
@@ -330,21 +335,12 @@ def _split_prior(level: Level):
     if prior is None:
         return None
     parts, at = ([], [], []), 0
-
-    def take(width: int, sets: int) -> np.ndarray:
-        nonlocal at
-        block = prior[at:at + width * sets]
-        at += width * sets
-        if block.size != width * sets:
+    for part, _, sets, width in learned_layout(level):
+        block = prior[at:at + sets * width]
+        if block.size != sets * width:
             raise ValueError("adaptive stage: a prior shorter than its level")
-        return block.reshape(sets, width)
-
-    inputs = len(level.contexts) + 2
-    for f in level.mixers:
-        parts[0].append(take(inputs, NODES * SELECTOR_SIZES[f]))
-    parts[1].append(take(len(level.mixers), NODES))
-    for f in level.apms:
-        parts[2].append(take(33, NODES * SELECTOR_SIZES[f]))
+        parts[part].append(block.reshape(sets, width))
+        at += sets * width
     if at != prior.size:
         raise ValueError("adaptive stage: a prior longer than its level")
     return parts
