@@ -29,7 +29,12 @@ class PxzImageFile(ImageFile.ImageFile):
         header = container.read_header(self._pxz)[0]
         self._mode = _pillow_mode(header)
         self._size = (header.width, header.height)
-        if header.mode == "P":
+        if header.transform:             # the header's mode and size are then the coded image's
+            from .formats.transforms import TransformRecord
+            record = TransformRecord.from_bytes(header.transform)
+            self._mode = record.original_mode
+            self._size = record.original_size(header.width, header.height)
+        elif header.mode == "P":         # (a transformed original's palette comes with its pixels)
             self.palette = ImagePalette.raw(header.palette_mode, header.palette)
         if header.icc:
             self.info["icc_profile"] = header.icc

@@ -128,15 +128,48 @@ def test_pillow_16_bit_grey_and_refused_16_bit_colour(rng, tmp_path):
         Image.open(tmp_path / "c.pxz")
 
 
+@pytest.mark.parametrize("kind", ["grey as RGB", "few colours", "repeated rows"])
+def test_pillow_opens_transformed_files_with_the_original_mode_and_size(rng, tmp_path, kind):
+    """A file whose encoder chose a transform has the coded image's mode and size in its header; Pillow
+    must see the original's (it once showed grey-as-RGB as L with RGB's bytes)."""
+    if kind == "grey as RGB":
+        a = np.repeat(rng.integers(0, 256, (9, 10, 1), dtype=np.uint8), 3, axis=2)
+    elif kind == "few colours":
+        a = np.array([[0, 0, 0], [255, 0, 0], [0, 0, 255]], np.uint8)[rng.integers(0, 3, (9, 10))]
+    else:
+        a = np.repeat(rng.integers(0, 256, (3, 10, 3), dtype=np.uint8), 4, axis=0)
+    (tmp_path / "t.pxz").write_bytes(pixzip.encode(a, effort=4))
+    assert container.read_header((tmp_path / "t.pxz").read_bytes())[0].transform     # a transform was chosen
+    with Image.open(tmp_path / "t.pxz") as im:
+        assert (im.mode, im.size) == ("RGB", (10, a.shape[0]))
+        assert np.array_equal(np.asarray(im), a)
+
+
 def test_plugin_magic_is_the_containers():
     assert pillow.MAGIC == container.MAGIC
 
 
 def test_import_pixzip_is_cheap():
-    """No torch, no numpy, no coder at `import pixzip`: the API loads on first use."""
-    code = ("import sys, pixzip; from PIL import Image; "
-            "print(sorted(m for m in ('torch', 'numpy', 'pixzip.api', 'pixzip.simple') if m in sys.modules), "
-            "'PXZ' in Image.OPEN, callable(pixzip.encode))")
+    """No torch, no numpy, no coder, not even Pillow at `import pixzip`: the API loads on first use."""
+    code = ("import sys, pixzip; "
+            "print(sorted(m for m in ('torch', 'numpy', 'PIL', 'pixzip.api', 'pixzip.simple') if m in sys.modules), "
+            "callable(pixzip.encode))")
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
-    assert out.stdout.split() == ["[]", "True", "True"]
+    assert out.stdout.split() == ["[]", "True"]
+
+
+@pytest.mark.parametrize("imports", ["import pixzip; from PIL import Image",
+                                     "from PIL import Image; import pixzip",
+                                     "import pixzip; from PIL import ImageFile, Image",
+                                     "import pixzip, PIL.ImageFile; from PIL import Image"])
+def test_pillow_finds_the_plugin_whatever_was_imported_first(tmp_path, imports):
+    """The plugin registers when PIL.Image is first used (or at once if it was imported before pixzip),
+    also when PIL.Image is imported halfway through PIL.ImageFile, which the plugin's class needs."""
+    code = (f"{imports}\nimport numpy as np\n"
+            f"Image.fromarray(np.full((3, 4, 3), 7, np.uint8)).save({str(tmp_path / 'x.pxz')!r})\n"
+            f"im = Image.open({str(tmp_path / 'x.pxz')!r})\n"
+            "print(im.format, np.asarray(im).sum(), Image.registered_extensions()['.pxz'])")
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert out.stdout.split() == ["PXZ", str(7 * 36), "PXZ"], out.stderr

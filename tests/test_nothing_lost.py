@@ -266,15 +266,20 @@ def test_sub_8_bit_grey_to_pnm_and_tiff_is_written_at_8_bits_with_the_same_value
     assert np.array_equal(independent_decode("g.tif"), (np.arange(H * W).reshape(H, W) % 4 * 85).astype(np.uint8))
 
 
-def test_the_png_writer_filters_in_bands_and_writes_the_same_bytes(monkeypatch):
-    """The restored PNG is filtered band by band (its memory bounded by the band: 50 MP decompressed in
-    6.3 GiB before); the bytes are those of filtering every row at once, for any band height."""
+def test_the_png_writer_deflates_in_blocks_with_the_same_bytes_on_any_thread_count(monkeypatch):
+    """The restored PNG is filtered and deflated block by block (memory bounded by the blocks: 50 MP
+    decompressed in 6.3 GiB before; blocks deflate in parallel, as pigz): the stream inflates to every row
+    filtered at once, for any block height, and its bytes do not depend on the thread count."""
     import zlib
     rng = np.random.default_rng(3)
     for h, w, bpp in ((1, 1, 1), (9, 5, 3), (301, 40, 6)):
         rows = rng.integers(0, 256, (h, w * bpp)).astype(np.uint8)
         rows[:, :w] = (np.arange(w) % 5)[None, :]            # some rows a filter likes
-        whole = zlib.compress(pngio._filter(rows, bpp), 6)
-        for band_bytes in (1, 7 * w * bpp, 1 << 21):          # one row, a few rows, all rows a band
-            monkeypatch.setattr(pngio, "BAND_BYTES", band_bytes)
-            assert pngio._idat(rows, bpp) == whole
+        whole = pngio._filter(rows, bpp)
+        for block_bytes in (1, 7 * w * bpp, 1 << 18):         # one row, a few rows, all rows a block
+            monkeypatch.setattr(pngio, "BLOCK_BYTES", block_bytes)
+            one = pngio._idat(rows, bpp)
+            assert zlib.decompress(one) == whole              # zlib checks the Adler-32 too
+            assert pngio._idat(rows, bpp, threads=3) == one
+    a, b = b"pixzip" * 5000, bytes(range(256)) * 300
+    assert pngio._adler32_combine(zlib.adler32(a), zlib.adler32(b), len(b)) == zlib.adler32(a + b)

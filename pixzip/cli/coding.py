@@ -248,7 +248,7 @@ def decompress(files, output, to_stdout, force, model, max_pixels, strip, remove
         f, dest, fmt = prepared
         attributes = None if f == "-" or dest == "-" else source_attributes(f)
         try:
-            encoded = images.encode(image, fmt, strip)
+            encoded = images.encode(image, fmt, strip, threads or os.cpu_count() or 1)
         except PixzipError as e:
             raise PixzipError(f"{dest}: {e}") from None
         make_parent(dest, output_dir)

@@ -17,12 +17,15 @@ import io
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-from PIL import Image
 
 from ..errors import PixzipError
 from . import metadata, pngio, pnm
+
+if TYPE_CHECKING:                    # Pillow is imported where it is used: decompressing to PNG needs none
+    from PIL import Image
 
 MODES = ("L", "LA", "RGB", "RGBA", "P", "1")
 # Output formats Pillow writes losslessly for every supported mode (by file suffix).
@@ -106,6 +109,7 @@ def check_size(width: int, height: int, name: str, max_pixels: int):
 
 
 def _open_with_pillow(data: bytes, name: str, max_pixels: int) -> Image.Image:
+    from PIL import Image
     saved = Image.MAX_IMAGE_PIXELS
     try:
         # Pillow's own bomb check (on the header, before decoding) with our limit, then restored
@@ -280,6 +284,7 @@ def split(im: Image.Image, with_profile: bool = True) -> ImageData:
 
 def merge(d: ImageData) -> Image.Image:
     """Rebuild the Pillow image from decoded planes."""
+    from PIL import Image
     if d.mode == "L":
         im = Image.fromarray(d.planes[0][..., 0], "L")
     elif d.mode == "LA":
@@ -308,20 +313,21 @@ def output_format(path_name: str) -> str | None:
     return LOSSLESS_SUFFIXES.get(Path(path_name).suffix.lower())
 
 
-def encode(d: ImageData, fmt: str, strip: bool = False) -> bytes:
+def encode(d: ImageData, fmt: str, strip: bool = False, threads: int = 1) -> bytes:
     """The file to restore, in `fmt`: PNG by pngio (the source's bit depth, palette and chunks), 16-bit
     TIFF and PNM by tifffile and pnm, the rest by Pillow with the metadata it can carry. What the format
     cannot hold is refused (PixzipError), never dropped; `strip` drops the metadata first (but the
-    ICC profile and transparency, which decide the pixels' look)."""
+    ICC profile and transparency, which decide the pixels' look). `threads`: PNG's deflate (the same
+    bytes for any count)."""
     items = metadata.strip(d.metadata) if strip else d.metadata
     if fmt == "PNG":
-        return _encode_png(d, items)
+        return _encode_png(d, items, threads)
     if d.depth == 16:
         return _encode16(d, items, fmt)
     return encode_image_file(merge(d), fmt, metadata.pillow_save_options(items, d.icc, fmt))
 
 
-def _encode_png(d: ImageData, items: list) -> bytes:
+def _encode_png(d: ImageData, items: list, threads: int) -> bytes:
     samples = np.concatenate(d.planes, axis=2)
     depth = d.depth
     if d.mode == "1":
@@ -332,7 +338,7 @@ def _encode_png(d: ImageData, items: list) -> bytes:
     if d.mode == "P":
         palette, transparency = _png_palette(d)
     return pngio.write(samples, pngio.COLOUR_TYPES[d.mode], depth, palette, transparency,
-                       metadata.as_png_chunks(items, d.icc))
+                       metadata.as_png_chunks(items, d.icc), threads)
 
 
 def _png_palette(d: ImageData) -> tuple[bytes, bytes]:
