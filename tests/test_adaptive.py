@@ -16,6 +16,7 @@ import pytest
 from pixzip.backends import native
 from pixzip.nets import modelfile
 from pixzip.entropy import adaptive as A
+from pixzip.entropy import adaptive_features as F
 
 REPO_MODELS = Path(__file__).resolve().parents[1] / "pixzip" / "models"
 needs_c = pytest.mark.skipif(not native.adaptive_available(), reason="compiled coder with the adaptive stage not built")
@@ -158,16 +159,33 @@ def test_slope_one_is_refused():
 
 CASES = [(1, 1, 3, 2, 1), (1, 9, 3, 2, 1), (9, 1, 3, 2, 2), (7, 13, 3, 2, 1), (13, 7, 3, 4, 2), (12, 12, 1, 2, 1),
          (24, 20, 3, 2, 1), (1, 1, 3, 2, 3), (9, 11, 3, 2, 3), (12, 12, 1, 2, 3), (10, 9, 4, 2, 3), (24, 20, 3, 2, 3),
-         (11, 8, 3, 3, 4)]
+         (11, 8, 3, 3, 4), (1, 1, 3, 2, 5), (9, 11, 3, 2, 5), (12, 12, 1, 2, 5), (10, 9, 4, 2, 5), (24, 20, 3, 2, 5),
+         (13, 7, 3, 3, 6), (16, 17, 3, 2, 6)]
+
+
+def _exact_structure(h: int, w: int, C: int, seed: int) -> np.ndarray:
+    """Flat patches, a gradient along a diagonal, a channel equal to another and noise: where the exact-
+    predictor vote (levels 5 and 6) fires, with every candidate exact somewhere."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:h, 0:w]
+    px = np.stack([(x + y) * 3 % 256, np.where(x < w // 2, 40, 200), (x * 7) % 256, y * 5 % 256][:C], axis=2)
+    if C > 1:
+        px[h // 2:, :, 1] = px[h // 2:, :, 0]
+    noisy = rng.random((h, w)) < 0.15
+    px[noisy] = rng.integers(0, 256, (int(noisy.sum()), C))
+    return px.astype(np.uint8)
 
 
 @needs_c
 @pytest.mark.parametrize("h, w, C, slope, level", CASES)
 def test_c_writes_the_references_bytes_and_reads_them_back(h, w, C, slope, level):
-    for kind in ("photo", "random"):
+    for kind in ("photo", "random", "exact"):
         if kind == "photo" and C == 3:
             px = _photo(h, w, seed=h + w)
             params = _network_params(px)
+        elif kind == "exact":
+            px = _exact_structure(h, w, C, h + w)
+            params = _network_params(px) if C == 3 else _random_params(px.size, h * w)
         else:
             rng = np.random.default_rng(h * w)
             px = rng.integers(0, 256, (h, w, C), dtype=np.uint8)
@@ -308,6 +326,60 @@ def test_native_tile_decoder_refuses_a_damaged_stream():
         native.decode_tile_adaptive(model, data + bytes(8), 16, 16)
 
 
+# ---- the exact-predictor vote (levels 5 and 6) -------------------------------------------------------------------
+
+def _tile_with(values: np.ndarray) -> F.TileData:
+    """A tile whose sub-pixels so far are `values` (h, w, C; -1: not coded yet), with their exact-masks
+    recorded as the stage records them (candidates taken in raster order, as far as they are coded)."""
+    h, w, C = values.shape
+    tile = F.TileData(h, w, C)
+    for i in range(h):
+        for j in range(w):
+            for c in range(C):
+                if values[i, j, c] >= 0:
+                    cand = F.exact_candidates(tile, i, j, c)
+                    k = (i * w + j) * C + c
+                    tile.value[k], tile.exact[k] = int(values[i, j, c]), F.exact_mask(cand, int(values[i, j, c]))
+    return tile
+
+
+def test_the_vote_names_the_predictor_exact_around_the_pixel():
+    """A diagonal gradient (x = NE everywhere) votes NE (candidate 2), and the feature gives NE - p; a
+    column gradient votes N (1); below the threshold, or with a level without a vote, nothing."""
+    diag = np.array([[10 * (i + j) for j in range(5)] for i in range(4)])[..., None]
+    known = diag.copy()
+    known[3, 2:] = -1                                   # coding (3, 2): W, N, NW, NE known
+    tile = _tile_with(known)
+    cand = F.exact_candidates(tile, 3, 2, 0)
+    assert cand[:5] == [40, 40, 50, 30, 50] and cand[5:] == [-1, -1, -1]
+    vote, vx = F.exact_vote(tile, 3, 2, 0, 57, cand, 2)
+    # NE and W + N - NW were both exact at W, N, NW and NE (4 hits): the first, NE, is the vote
+    assert vote == 1 + 4 * 2 + min(4 - 2, 3) and vx == 50 - 57
+    column = np.array([[7 * j for j in range(5)] for i in range(4)])[..., None]     # constant down each column
+    column[3, 2:] = -1
+    tile = _tile_with(column)
+    vote, vx = F.exact_vote(tile, 3, 2, 0, 20, F.exact_candidates(tile, 3, 2, 0), 2)
+    assert (vote - 1) // 4 == 1 and vx == 14 - 20
+    assert F.exact_vote(tile, 3, 2, 0, 20, F.exact_candidates(tile, 3, 2, 0), 6) == (0, 16)
+    assert F.features(tile, 3, 2, 0, 320, 10)[F.F_VOTE] == 0      # no vote asked: none taken
+
+
+@needs_c
+def test_the_vote_codes_a_diagonal_gradient_in_far_fewer_bytes():
+    """What the vote is for: a tile where one predictor is always exact (here NE, in every channel: x + y
+    ramps) costs level 5 a fraction of level 3's bytes, with the same head outputs."""
+    y, x = np.mgrid[0:48, 0:48]
+    px = np.repeat(((x + y) * 5 // 2 % 256)[..., None], 3, axis=2).astype(np.uint8)
+    px[..., 1] = (px[..., 1].astype(int) + 40) % 256
+    rng = np.random.default_rng(5)                # a network's outputs: within a few levels of the truth
+    params = np.array([(16 * int(np.clip(int(px[i, j, c]) + rng.integers(-6, 7), 0, 255)), 20)
+                       for i, j, c in A.decoding_order(48, 48, 3, 2)], dtype=np.int64)
+    level3 = native.adaptive_encode_known(px, params, _cdf(), 2, 3)
+    level5 = native.adaptive_encode_known(px, params, _cdf(), 2, 5)
+    assert len(level5) < 0.8 * len(level3), (len(level5), len(level3))
+    assert np.array_equal(native.adaptive_decode_known(level5, 48, 48, 3, _cdf(), 2, params, 5), px)
+
+
 # ---- priors: the learned state a level's fresh state starts from, per network ------------------------------------
 
 def _v7_level(level: int) -> A.Level:
@@ -326,7 +398,7 @@ def test_levels_take_their_networks_prior_and_no_other():
 
 
 @needs_c
-@pytest.mark.parametrize("level", [3, 4])
+@pytest.mark.parametrize("level", [3, 4, 5, 6])
 def test_c_and_the_reference_start_from_the_prior_alike(level):
     lv = _v7_level(level)
     px = _photo(9, 10, seed=level)

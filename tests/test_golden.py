@@ -89,9 +89,10 @@ def test_wide_stream_golden_file(folder):
     assert api.compress(image, [model], tile=8, version=VERSIONS[folder], effort=1)[0] == data
 
 
-# levels 1 and 2 were efforts 4 and 5 in session 12; levels 3 and 4 (with the residual predictor) since
+# levels 1 and 2 were efforts 4 and 5 in session 12; levels 3 and 4 (with the residual predictor) in session
+# 13; levels 5 and 6 (with the exact-predictor vote) since
 ADAPTIVE_GOLDEN = [("rgb16-adaptive.pxz", 1), ("rgb16-adaptive2.pxz", 2), ("rgb16-adaptive3.pxz", 3),
-                   ("rgb16-adaptive4.pxz", 4)]
+                   ("rgb16-adaptive4.pxz", 4), ("rgb16-adaptive5.pxz", 5), ("rgb16-adaptive6.pxz", 6)]
 
 
 @pytest.mark.parametrize("name, level", ADAPTIVE_GOLDEN)

@@ -19,7 +19,7 @@ enum {
     F_ZERO, F_IDX, F_IDX2, F_IDX8, F_FRAC, F_CH, F_BRIGHT,
     F_QRW, F_QRN, F_QRNW, F_QRNE, F_QRWW, F_QRNN, F_QR1, F_QR2, F_ACT, F_GRAD,
     F_DW, F_DN, F_DNW, F_DNE, F_DPLANE, F_DNNE, F_DAVG, F_DWNE, F_DNN, F_DWW, F_DCW, F_DCN,
-    F_RW, F_RN, F_R1, F_QRWP, F_QRNP, F_QR1U, F_LMS, F_LMSU, F_DWX, F_DNX, F_DNEX, F_DNWX
+    F_RW, F_RN, F_R1, F_QRWP, F_QRNP, F_QR1U, F_LMS, F_LMSU, F_DWX, F_DNX, F_DNEX, F_DNWX, F_VOTE, F_VX
 };
 
 /* ---- logistic tables -------------------------------------------------------------------------------- */
@@ -28,6 +28,7 @@ static const int32_t SQUASH_POINTS[33] = {1, 2, 4, 6, 10, 17, 27, 45, 74, 120, 1
                                           2550, 2994, 3349, 3608, 3785, 3902, 3976, 4022, 4051, 4069, 4079, 4086,
                                           4090, 4092, 4094, 4095};
 static int16_t STRETCH[PROB_ONE];
+static uint32_t SPREAD[256];       /* bit k of a byte -> nibble k: the vote's hits counted eight at once */
 static int32_t RECIP[1024];
 
 INLINE int32_t squash(int32_t d) {
@@ -44,6 +45,8 @@ __attribute__((constructor)) static void build_tables(void) {
         for (int v = squash(d); p <= v; p++) STRETCH[p] = (int16_t)d;
     for (; p < PROB_ONE; p++) STRETCH[p] = ST_MAX;
     for (int n = 0; n < 1024; n++) RECIP[n] = (1 << 17) / (2 * n + 3);
+    for (int m = 0; m < 256; m++)
+        for (int k = 0; k < 8; k++) SPREAD[m] |= (uint32_t)((m >> k) & 1) << (4 * k);
 }
 
 INLINE int32_t clampi(int32_t v, int32_t lo, int32_t hi) { return v < lo ? lo : (v > hi ? hi : v); }
@@ -80,7 +83,7 @@ static int level_ok(const PzLevel *lv) {
         || lv->n_apms < 1 || lv->n_apms > AD_MAX_APMS || lv->max_table_bits < 10 || lv->max_table_bits > 24
         || lv->counter_limit < 0 || lv->counter_limit > 1023 || lv->apm_rate < 1 || lv->apm_rate > 15
         || lv->mixer_rate < 0 || lv->mixer_rate > 64 || lv->final_rate < 0 || lv->final_rate > 64
-        || lv->lms < 0 || lv->lms > 12
+        || lv->lms < 0 || lv->lms > 12 || lv->vote < 0 || lv->vote > 5
         || lv->mixer_init < -W_LIMIT || lv->mixer_init > W_LIMIT || lv->net_init < -W_LIMIT || lv->net_init > W_LIMIT)
         return 0;
     for (int k = 0; k < lv->n_contexts; k++) {
@@ -286,6 +289,51 @@ INLINE void features(const PzAdTile *t, int i, int j, int c, int mu16, int idx, 
         F[F_LMS] = qres(pred >> 2);
         F[F_LMSU] = F[F_LMS] + 7;
     }
+}
+
+/* The exact-predictor vote (adaptive_features.exact_candidates, exact_vote): the candidates' values at
+ * (i, j, c), -1 where a neighbour one needs is outside the tile; each one's hits, the exact-masks of W, N, NW,
+ * NE and of the pixel's previous channel that have its bit; the first with the most hits is the vote. With
+ * at least the level's threshold of hits, F_VOTE names it and its hits and F_VX is its value's difference to
+ * p (within +-15), else F_VOTE 0 and F_VX 16. */
+INLINE void exact_vote(const PzAdTile *t, int i, int j, int c, int p, int *cand, int *F) {
+    const int C = t->C, w = t->w;
+    const size_t here = ((size_t)i * w + j) * C + c, up = (size_t)w * C;
+    const int in_w = j > 0, in_n = i > 0, in_nw = in_n && in_w, in_ne = in_n && j + 1 < w;
+    int W = in_w ? t->value[here - C] : -1, N = in_n ? t->value[here - up] : -1;
+    int NW = in_nw ? t->value[here - up - C] : -1, NE = in_ne ? t->value[here - up + C] : -1;
+    cand[0] = W; cand[1] = N; cand[2] = NE; cand[3] = NW;
+    cand[4] = in_nw ? clampi(W + N - NW, 0, 255) : -1;
+    cand[5] = cand[6] = cand[7] = -1;
+    if (c > 0) {
+        int x1 = t->value[here - 1];
+        cand[5] = x1;
+        if (in_w) cand[6] = clampi(W + x1 - t->value[here - C - 1], 0, 255);
+        if (in_n) cand[7] = clampi(N + x1 - t->value[here - up - 1], 0, 255);
+    }
+    /* hits of all eight at once: each mask's bit k spread to nibble k, the five added */
+    uint32_t hits = (in_w ? SPREAD[t->exact[here - C]] : 0) + (in_n ? SPREAD[t->exact[here - up]] : 0)
+                  + (in_nw ? SPREAD[t->exact[here - up - C]] : 0) + (in_ne ? SPREAD[t->exact[here - up + C]] : 0)
+                  + (c > 0 ? SPREAD[t->exact[here - 1]] : 0);
+    int best = 0, most = -1;
+    for (int k = 0; k < AD_CANDIDATES; k++) {
+        int n = (hits >> (4 * k)) & 15;
+        if (n > most) { best = k; most = n; }
+    }
+    int threshold = t->st->lv.vote;
+    if (most < threshold || cand[best] < 0) {
+        F[F_VOTE] = 0;
+        F[F_VX] = 16;
+        return;
+    }
+    F[F_VOTE] = 1 + 4 * best + (most - threshold < 3 ? most - threshold : 3);
+    F[F_VX] = clampi(cand[best] - p, -15, 15);
+}
+
+INLINE int exact_mask(const int *cand, int x) {
+    int m = 0;
+    for (int k = 0; k < AD_CANDIDATES; k++) m |= (cand[k] == x) << k;
+    return m;
 }
 
 /* After coding a sub-pixel of channel c with residual r: one normalised LMS step of the residual
@@ -502,7 +550,8 @@ static int begin(PzAdTile *t, PzAdaptive *st, int h, int w, int C, const int64_t
     t->x2 = 0xFFFFFFFFu;
     t->value = malloc((size_t)h * w * C);
     t->res = malloc(sizeof(int16_t) * (size_t)h * w * C);
-    return t->value && t->res ? 0 : -2;
+    t->exact = calloc((size_t)h * w * C, 1);
+    return t->value && t->res && t->exact ? 0 : -2;
 }
 
 int ad_begin_encode(PzAdTile *t, PzAdaptive *st, int h, int w, int C, const int64_t *cdf) {
@@ -522,32 +571,30 @@ int ad_begin_decode(PzAdTile *t, PzAdaptive *st, int h, int w, int C, const int6
     return 0;
 }
 
-INLINE void record(PzAdTile *t, int i, int j, int c, int x, int p) {
+INLINE void record(PzAdTile *t, int i, int j, int c, int x, int p, const int *cand) {
     size_t k = ((size_t)i * t->w + j) * t->C + c;
     t->value[k] = (uint8_t)x;
     t->res[k] = (int16_t)(x - p);
+    if (t->st->lv.vote) t->exact[k] = (uint8_t)exact_mask(cand, x);
 }
 
-void ad_encode(PzAdTile *t, int i, int j, int c, int x, int mu16, int idx) {
-    int F[AD_N_FEATURES], p = rounded_mean(mu16);
+/* one sub-pixel (adaptive._code_one): x >= 0 encodes it, x < 0 decodes it; returns it */
+INLINE int code_one(PzAdTile *t, int i, int j, int c, int x, int mu16, int idx) {
+    int F[AD_N_FEATURES], cand[AD_CANDIDATES], p = rounded_mean(mu16);
     Stage sg;
     features(t, i, j, c, mu16, idx, F);
+    F[F_VOTE] = F[F_VX] = 0;
+    if (t->st->lv.vote) exact_vote(t, i, j, c, p, cand, F);
     stage_init(&sg, t, F, mu16, idx);
-    code_subpixel(&sg, p, x);
-    record(t, i, j, c, x, p);
-    lms_update(t->st, c, x - p);
-}
-
-int ad_decode(PzAdTile *t, int i, int j, int c, int mu16, int idx) {
-    int F[AD_N_FEATURES], p = rounded_mean(mu16);
-    Stage sg;
-    features(t, i, j, c, mu16, idx, F);
-    stage_init(&sg, t, F, mu16, idx);
-    int x = code_subpixel(&sg, p, -1);
-    record(t, i, j, c, x, p);
+    x = code_subpixel(&sg, p, x);
+    record(t, i, j, c, x, p, cand);
     lms_update(t->st, c, x - p);
     return x;
 }
+
+void ad_encode(PzAdTile *t, int i, int j, int c, int x, int mu16, int idx) { code_one(t, i, j, c, x, mu16, idx); }
+
+int ad_decode(PzAdTile *t, int i, int j, int c, int mu16, int idx) { return code_one(t, i, j, c, -1, mu16, idx); }
 
 int64_t ad_finish_encode(PzAdTile *t) {
     for (int k = 0; k <= 4; k++) {       /* BinaryEncoder.finish: the fewest bytes that land in [x1, x2] */
@@ -567,8 +614,9 @@ int ad_finish_decode(const PzAdTile *t) { return t->len <= t->pos && t->pos <= t
 void ad_end(PzAdTile *t) {
     free(t->value);
     free(t->res);
+    free(t->exact);
     if (!t->decoding) free(t->buf);
-    t->value = NULL; t->res = NULL; t->buf = NULL;
+    t->value = NULL; t->res = NULL; t->exact = NULL; t->buf = NULL;
 }
 
 /* ---- whole tiles with known head outputs (tests, benchmarks, other models' outputs) ------------------------ */

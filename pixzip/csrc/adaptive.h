@@ -7,7 +7,7 @@
 
 #include <stdint.h>
 
-enum { AD_MAX_CONTEXTS = 32, AD_MAX_MIXERS = 4, AD_MAX_APMS = 4, AD_N_FEATURES = 41, AD_LMS_INPUTS = 12 };
+enum { AD_MAX_CONTEXTS = 32, AD_MAX_MIXERS = 4, AD_MAX_APMS = 4, AD_N_FEATURES = 43, AD_LMS_INPUTS = 12, AD_CANDIDATES = 8 };
 
 /* One effort level: adaptive.py's Level, packed by pixzip/native.py (the Python table is the only one). */
 typedef struct {
@@ -18,6 +18,7 @@ typedef struct {
     int32_t n_apms, apm_feature[AD_MAX_APMS], apm_size[AD_MAX_APMS];
     int32_t max_table_bits, counter_limit, mixer_rate, final_rate, mixer_init, net_init, apm_rate;
     int32_t lms;                 /* the residual predictor's step 2^-lms; 0: none (adaptive.Level.lms) */
+    int32_t vote;                /* the exact-predictor vote's threshold; 0: none (adaptive.Level.vote) */
     const int32_t *prior;        /* the learned state a fresh one starts from (adaptive.Level.prior), or NULL */
     int64_t prior_len;           /* its length: pz_adaptive_learned's count for the level */
 } PzLevel;
@@ -32,6 +33,7 @@ typedef struct {
     const int64_t *cdf;          /* the model's Laplace rows' prefix sums (engine._laplace_prefix) */
     uint8_t *value;
     int16_t *res;
+    uint8_t *exact;              /* per sub-pixel: which candidate predictors were exact (the vote's levels) */
     uint32_t x1, x2, x;          /* the coder's interval, and (decoding) the stream's window */
     uint8_t *buf;                /* encoding: the bytes written (grown as needed); decoding: the stream */
     int64_t len, cap, pos;

@@ -50,8 +50,8 @@ import numpy as np
 from .adaptive_features import (  # noqa: F401  (the specification's names, one place to read them from)
     F_ACT, F_BRIGHT, F_CH, F_DAVG, F_DCN, F_DCW, F_DN, F_DNE, F_DNEX, F_DNN, F_DNNE, F_DNW, F_DNWX, F_DNX,
     F_DPLANE, F_DW, F_DWNE, F_DWW, F_DWX, F_FRAC, F_GRAD, F_IDX, F_IDX2, F_IDX8, F_LMS, F_LMSU, F_QR1, F_QR1U,
-    F_QR2, F_QRN, F_QRNE, F_QRNN, F_QRNP, F_QRNW, F_QRW, F_QRWP, F_QRWW, F_R1, F_RN, F_RW, F_ZERO, N_FEATURES,
-    N_IDX, SELECTOR_SIZES, ResidualPredictor, TileData, clamp, features, qlog, qres, rounded_mean)
+    F_QR2, F_QRN, F_QRNE, F_QRNN, F_QRNP, F_QRNW, F_QRW, F_QRWP, F_QRWW, F_R1, F_RN, F_RW, F_VOTE, F_VX, F_ZERO, N_FEATURES,
+    N_IDX, SELECTOR_SIZES, ResidualPredictor, TileData, clamp, exact_mask, features, qlog, qres, rounded_mean)
 from .binary_coder import M32, BinaryDecoder, BinaryEncoder  # noqa: F401
 
 PROB_BITS = 12                    # probabilities of a 1 bit, in 1/4096
@@ -144,6 +144,7 @@ class Level:
     net_init: int                            # initial weight of the network's own probability (16.16)
     apm_rate: int                            # APM entries move by 1/2^rate of their error
     lms: int = 0                             # the residual predictor's step 2^-lms (0: none, F_LMS is 0)
+    vote: int = 0                            # the exact-predictor vote's threshold (0: none, F_VOTE is 0)
     priors: tuple[tuple[str, str], ...] = ()  # (network key, priors/FILE): the learned state a fresh one starts
     #                                            from, per network (prior_key); none for other networks
     prior: str = ""                           # the one in use: level_for() resolves it for a network
@@ -176,6 +177,14 @@ LEVELS[3] = replace(LEVELS[1], contexts=LEVELS[1].contexts + ((F_LMS, F_IDX8),) 
                     priors=tuple((k, f"level3-{k}.npy") for k in (_PHOTO, _SMALL, _GREY)))
 LEVELS[4] = replace(LEVELS[2], contexts=LEVELS[2].contexts + ((F_LMS, F_IDX8),) + _EXACT, lms=5,
                     priors=tuple((k, f"level4-{k}.npy") for k in (_PHOTO, _SMALL, _GREY, _MIX)))
+# Levels 5 and 6: levels 3 and 4 with the exact-predictor vote (session 14): which of eight simple predictors
+# was exact at the neighbours, and the voted one's difference to p, in two contexts; an APM (level 5) or a
+# mixer (level 6) selected by the vote. 17 CBSD68 photos -0.7 %, the kinds' tiles -1.4 % (docs/ADAPTIVE.md)
+_VOTE = ((F_VOTE, F_VX), (F_VX, F_CH))
+LEVELS[5] = replace(LEVELS[3], contexts=LEVELS[3].contexts + _VOTE, apms=LEVELS[3].apms + (F_VOTE,), vote=2,
+                    priors=tuple((k, f"level5-{k}.npy") for k in (_PHOTO, _SMALL, _GREY)))
+LEVELS[6] = replace(LEVELS[4], contexts=LEVELS[4].contexts + _VOTE, mixers=LEVELS[4].mixers + (F_VOTE,), vote=2,
+                    priors=tuple((k, f"level6-{k}.npy") for k in (_PHOTO, _SMALL, _GREY, _MIX)))
 
 
 def table_bits(level: Level, n_subpixels: int) -> int:
@@ -292,6 +301,13 @@ PRIOR_SHA256: dict[str, str] = {
     "level4-c3-h96-b8.npy": "e368f34014b077f00ed15766cf34b0034450ba0d0f2f818574c3c8b87ee2813a",
     "level4-c1-h48-b4.npy": "9eadda5cda6b00e8e2d840e2554ff9e6adfaadd5172e83b755857d9a849d2247",
     "level4-c3-h48-b4+c3-h96-b8.npy": "9b47d4368852d183b2e0072b1d11cc7289ad4adaed8b5e6be9e7b4bc265b4602",
+    "level5-c3-h48-b4.npy": "f13df2912711923934b6c3a7cc7bd437cc161c4892e4fc344272215138e7b6a9",
+    "level5-c3-h96-b8.npy": "7266036831c84e689a77644a8461f0b45f2ff5e8184a77bc523c456725652344",
+    "level5-c1-h48-b4.npy": "06293c5f55eb55949b390ffb1b2d70c358c5459d4e4c120f5f468a43955a1cd3",
+    "level6-c3-h48-b4.npy": "74273afa452fa189f31a46d4686103eb2064a7cf71ced804db55b60351737cb4",
+    "level6-c3-h96-b8.npy": "a098998c4ac48f424b145019a48cb04e53ced1453c3fb1d19464bea8b08437d6",
+    "level6-c1-h48-b4.npy": "635c2970c7270188d82e9b33df88ef0cee44197904292e69dc291af718cc5fce",
+    "level6-c3-h48-b4+c3-h96-b8.npy": "1b9f197b0547633a5c3fca926f92f52ff1bbf5042b4d86c8162895f424a395ad",
 }
 
 
@@ -484,6 +500,8 @@ def laplace_start(mu16: int, idx: int) -> int:
 def _record(tile: TileData, i: int, j: int, c: int, x: int, p: int) -> None:
     k = (i * tile.w + j) * tile.C + c
     tile.value[k], tile.res[k] = x, x - p
+    if tile.candidates is not None:
+        tile.exact[k] = exact_mask(tile.candidates, x)
 
 
 def encode_tile(pixels: np.ndarray, params: np.ndarray, cdf: np.ndarray, slope: int, level: int = 1,
@@ -499,7 +517,7 @@ def encode_tile(pixels: np.ndarray, params: np.ndarray, cdf: np.ndarray, slope: 
     for n, (i, j, c) in enumerate(decoding_order(h, w, C, slope)):
         mu16, idx = int(params[n, 0]), int(params[n, 1])
         x, p = int(pixels[i, j, c]), rounded_mean(mu16)
-        stage = _Stage(state, coder, features(tile, i, j, c, mu16, idx, state.lms), cdf, laplace_start(mu16, idx))
+        stage = _Stage(state, coder, features(tile, i, j, c, mu16, idx, state.lms, state.level.vote), cdf, laplace_start(mu16, idx))
         _code_subpixel(stage, p, x)
         _record(tile, i, j, c, x, p)
         if state.lms:
@@ -527,7 +545,7 @@ class TileDecoder:
         i, j, c = self.position
         mu16, idx = int(mu16), int(idx)
         p = rounded_mean(mu16)
-        F = features(self.tile, i, j, c, mu16, idx, self.state.lms)
+        F = features(self.tile, i, j, c, mu16, idx, self.state.lms, self.state.level.vote)
         x = _code_subpixel(_Stage(self.state, self.coder, F, self.cdf, laplace_start(mu16, idx)), p, None)
         _record(self.tile, i, j, c, x, p)
         if self.state.lms:

@@ -7,11 +7,12 @@ from __future__ import annotations
 (F_ZERO, F_IDX, F_IDX2, F_IDX8, F_FRAC, F_CH, F_BRIGHT,
  F_QRW, F_QRN, F_QRNW, F_QRNE, F_QRWW, F_QRNN, F_QR1, F_QR2, F_ACT, F_GRAD,
  F_DW, F_DN, F_DNW, F_DNE, F_DPLANE, F_DNNE, F_DAVG, F_DWNE, F_DNN, F_DWW, F_DCW, F_DCN,
- F_RW, F_RN, F_R1, F_QRWP, F_QRNP, F_QR1U, F_LMS, F_LMSU, F_DWX, F_DNX, F_DNEX, F_DNWX) = range(41)
-N_FEATURES = 41
+ F_RW, F_RN, F_R1, F_QRWP, F_QRNP, F_QR1U, F_LMS, F_LMSU, F_DWX, F_DNX, F_DNEX, F_DNWX, F_VOTE, F_VX) = range(43)
+N_FEATURES = 43
 # features that select mixer weight sets or APM tables: their number of values (all >= 0)
-SELECTOR_SIZES = {F_ZERO: 1, F_IDX2: 37, F_IDX8: 10, F_CH: 3, F_ACT: 11, F_QR1U: 15, F_GRAD: 11, F_LMSU: 15}
+SELECTOR_SIZES = {F_ZERO: 1, F_IDX2: 37, F_IDX8: 10, F_CH: 3, F_ACT: 11, F_QR1U: 15, F_GRAD: 11, F_LMSU: 15, F_VOTE: 33}
 N_IDX = 73                        # log-scale indices 0..72 (engine: LS_MIN..LS_MAX in 1/8)
+CANDIDATES = 8                    # the exact-predictor vote's candidates (exact_candidates)
 
 
 def qres(r: int) -> int:
@@ -45,6 +46,8 @@ class TileData:
         self.h, self.w, self.C = h, w, channels
         self.value = [0] * (h * w * channels)
         self.res = [0] * (h * w * channels)
+        self.exact = [0] * (h * w * channels)    # which vote candidates were exact (levels with a vote)
+        self.candidates: list[int] | None = None  # the sub-pixel being coded's, for its exact-mask
 
     def at(self, i: int, j: int, c: int):
         """(value, residual) at (i, j, c), or None outside the tile."""
@@ -82,10 +85,51 @@ class ResidualPredictor:
             w[k] = clamp(w[k] + ((g * x) >> (4 + self.step)), -self.W_LIMIT, self.W_LIMIT)
 
 
+def exact_candidates(tile: TileData, i: int, j: int, c: int) -> list[int]:
+    """The vote's candidate predictors of sub-pixel (i, j, c): W, N, NE, NW, W + N - NW, the pixel's
+    previous channel x1, W + x1 - W1 and N + x1 - N1 (colour-guided); -1 where a neighbour one needs is
+    outside the tile (or there is no previous channel)."""
+    def v(di, dj, cc=c):
+        got = tile.at(i + di, j + dj, cc)
+        return -1 if got is None or i + di < 0 else got[0]
+    W, N, NW, NE = v(0, -1), v(-1, 0), v(-1, -1), v(-1, 1)
+    cand = [W, N, NE, NW, clamp(W + N - NW, 0, 255) if NW >= 0 else -1, -1, -1, -1]
+    if c > 0:
+        x1 = v(0, 0, c - 1)
+        cand[5] = x1
+        if W >= 0:
+            cand[6] = clamp(W + x1 - v(0, -1, c - 1), 0, 255)
+        if N >= 0:
+            cand[7] = clamp(N + x1 - v(-1, 0, c - 1), 0, 255)
+    return cand
+
+
+def exact_mask(candidates: list[int], x: int) -> int:
+    """Bit k set where candidate k equalled the value coded."""
+    return sum(1 << k for k, v in enumerate(candidates) if v == x)
+
+
+def exact_vote(tile: TileData, i: int, j: int, c: int, p: int, cand: list[int], threshold: int) -> tuple[int, int]:
+    """(F_VOTE, F_VX): which candidate was exact around this sub-pixel. Each candidate's hits are the
+    exact-masks of W, N, NW, NE and of the pixel's previous channel that have its bit; the first with the
+    most hits is the vote. With at least `threshold` hits, F_VOTE = 1 + 4 k + min(hits - threshold, 3) and
+    F_VX its value's difference to p within +-15 (where a predictor keeps being exact, e.g. a gradient along
+    a diagonal, the residual is then known); else (0, 16)."""
+    def mask(di, dj, cc=c):
+        return 0 if i + di < 0 or tile.at(i + di, j + dj, cc) is None else tile.exact[((i + di) * tile.w + j + dj) * tile.C + cc]
+    masks = [mask(0, -1), mask(-1, 0), mask(-1, -1), mask(-1, 1), mask(0, 0, c - 1) if c > 0 else 0]
+    hits = [sum((m >> k) & 1 for m in masks) for k in range(CANDIDATES)]
+    best = hits.index(max(hits))
+    if hits[best] < threshold or cand[best] < 0:
+        return 0, 16
+    return 1 + 4 * best + min(hits[best] - threshold, 3), clamp(cand[best] - p, -15, 15)
+
+
 def features(tile: TileData, i: int, j: int, c: int, mu16: int, idx: int,
-             lms: ResidualPredictor | None = None) -> list[int]:
+             lms: ResidualPredictor | None = None, vote: int = 0) -> list[int]:
     """The quantised neighbourhood of sub-pixel (i, j, c): N_FEATURES small integers (with `lms`, the
-    residual predictor's inputs are set and its prediction taken)."""
+    residual predictor's inputs are set and its prediction taken; with a `vote` threshold, the exact-
+    predictor vote is taken and the candidates kept in the tile for the sub-pixel's exact-mask)."""
     p = rounded_mean(mu16)
 
     def nb(di, dj, cc=c):
@@ -131,4 +175,7 @@ def features(tile: TileData, i: int, j: int, c: int, mu16: int, idx: int,
              tile.res[here + c - 2] if c > 1 else 0, W - p, N - p, NW - p, NE - p]
         F[F_LMS] = qres(lms.predict(c, u) >> 2)
         F[F_LMSU] = F[F_LMS] + 7
+    if vote:
+        tile.candidates = exact_candidates(tile, i, j, c)
+        F[F_VOTE], F[F_VX] = exact_vote(tile, i, j, c, p, tile.candidates, vote)
     return F

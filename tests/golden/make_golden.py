@@ -100,8 +100,9 @@ def wide_stream_golden():
     data, _ = api.compress(images.split(golden_images()["rgb"]), [modelfile.load(path)], tile=8, effort=1)
     (HERE / "rgb16.pxz").write_bytes(data)
     # the native coder's structure: an adaptive file the compiled stage writes (and the reference reads)
-    # one per level; levels 1 and 2 (files of session 12) are kept as written, not rewritten
-    for name, level in (("rgb16-adaptive3.pxz", 3), ("rgb16-adaptive4.pxz", 4)):
+    # one per level; the files of earlier sessions (levels 1 and 2: session 12, 3 and 4: session 13) are kept
+    # as written, not rewritten
+    for name, level in (("rgb16-adaptive5.pxz", 5), ("rgb16-adaptive6.pxz", 6)):
         effort = Effort(models=1, stage=container.ADAPTIVE, level=level)
         data, _ = api.compress(images.split(golden_images()["rgb"]), [modelfile.load(path)], tile=8, effort=effort)
         (HERE / name).write_bytes(data)
