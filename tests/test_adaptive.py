@@ -353,14 +353,14 @@ def test_the_vote_names_the_predictor_exact_around_the_pixel():
     cand = F.exact_candidates(tile, 3, 2, 0)
     assert cand[:5] == [40, 40, 50, 30, 50] and cand[5:] == [-1, -1, -1]
     vote, vx = F.exact_vote(tile, 3, 2, 0, 57, cand, 2)
-    # NE and W + N - NW were both exact at W, N, NW and NE (4 hits): the first, NE, is the vote
-    assert vote == 1 + 4 * 2 + min(4 - 2, 3) and vx == 50 - 57
+    # NE was exact at W, N, NW, NE, NN and WW (6 hits; W + N - NW at 5: WW has no NW): NE is the vote
+    assert vote == 1 + 4 * 2 + min(6 - 2, 3) and vx == 50 - 57
     column = np.array([[7 * j for j in range(5)] for i in range(4)])[..., None]     # constant down each column
     column[3, 2:] = -1
     tile = _tile_with(column)
     vote, vx = F.exact_vote(tile, 3, 2, 0, 20, F.exact_candidates(tile, 3, 2, 0), 2)
     assert (vote - 1) // 4 == 1 and vx == 14 - 20
-    assert F.exact_vote(tile, 3, 2, 0, 20, F.exact_candidates(tile, 3, 2, 0), 6) == (0, 16)
+    assert F.exact_vote(tile, 3, 2, 0, 20, F.exact_candidates(tile, 3, 2, 0), 7) == (0, 16)   # 6 hits
     assert F.features(tile, 3, 2, 0, 320, 10)[F.F_VOTE] == 0      # no vote asked: none taken
 
 

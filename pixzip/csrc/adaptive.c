@@ -293,7 +293,7 @@ INLINE void features(const PzAdTile *t, int i, int j, int c, int mu16, int idx, 
 
 /* The exact-predictor vote (adaptive_features.exact_candidates, exact_vote): the candidates' values at
  * (i, j, c), -1 where a neighbour one needs is outside the tile; each one's hits, the exact-masks of W, N, NW,
- * NE and of the pixel's previous channel that have its bit; the first with the most hits is the vote. With
+ * NE, NN, WW and of the pixel's previous channel that have its bit; the first with the most hits is the vote. With
  * at least the level's threshold of hits, F_VOTE names it and its hits and F_VX is its value's difference to
  * p (within +-15), else F_VOTE 0 and F_VX 16. */
 INLINE void exact_vote(const PzAdTile *t, int i, int j, int c, int p, int *cand, int *F) {
@@ -311,10 +311,11 @@ INLINE void exact_vote(const PzAdTile *t, int i, int j, int c, int p, int *cand,
         if (in_w) cand[6] = clampi(W + x1 - t->value[here - C - 1], 0, 255);
         if (in_n) cand[7] = clampi(N + x1 - t->value[here - up - 1], 0, 255);
     }
-    /* hits of all eight at once: each mask's bit k spread to nibble k, the five added */
+    /* hits of all eight at once: each mask's bit k spread to nibble k, the seven added (at most 7 a nibble) */
     uint32_t hits = (in_w ? SPREAD[t->exact[here - C]] : 0) + (in_n ? SPREAD[t->exact[here - up]] : 0)
                   + (in_nw ? SPREAD[t->exact[here - up - C]] : 0) + (in_ne ? SPREAD[t->exact[here - up + C]] : 0)
-                  + (c > 0 ? SPREAD[t->exact[here - 1]] : 0);
+                  + (c > 0 ? SPREAD[t->exact[here - 1]] : 0)
+                  + (i > 1 ? SPREAD[t->exact[here - 2 * up]] : 0) + (j > 1 ? SPREAD[t->exact[here - 2 * C]] : 0);
     int best = 0, most = -1;
     for (int k = 0; k < AD_CANDIDATES; k++) {
         int n = (hits >> (4 * k)) & 15;
