@@ -44,6 +44,18 @@ def golden_images() -> dict[str, Image.Image]:
             "p": base.quantize(colors=16), "1": base.convert("L").point(lambda v: 255 * (v > 100)).convert("1")}
 
 
+def vote_image() -> Image.Image:
+    """Where the exact-predictor vote of levels 5 and 6 fires: a ramp along the anti-diagonals (NE exact),
+    flat halves, a channel equal to another in the lower half, sparse noise."""
+    rng = np.random.default_rng(2028)
+    yy, xx = np.mgrid[0:19, 0:23]
+    px = np.stack([(xx + yy) * 9 % 256, np.where(xx < 12, 40, 200), xx * 7 % 256], -1)
+    px[10:, :, 2] = px[10:, :, 0]
+    noisy = rng.random((19, 23)) < 0.1
+    px[noisy] = rng.integers(0, 256, (int(noisy.sum()), 3))
+    return Image.fromarray(px.astype(np.uint8))
+
+
 def v4_images() -> dict[str, tuple[Image.Image, int]]:
     """Version 4's stages and transforms, each with the effort that codes it so: an RGBA image at -e 5
     (transforms), a stored plane (noise), a grey image saved as RGB (a transform record)
@@ -102,9 +114,10 @@ def wide_stream_golden():
     # the native coder's structure: an adaptive file the compiled stage writes (and the reference reads)
     # one per level; the files of earlier sessions (levels 1 and 2: session 12, 3 and 4: session 13) are kept
     # as written, not rewritten
+    # (levels 5 and 6 code vote_image, where their vote has something to find)
     for name, level in (("rgb16-adaptive5.pxz", 5), ("rgb16-adaptive6.pxz", 6)):
         effort = Effort(models=1, stage=container.ADAPTIVE, level=level)
-        data, _ = api.compress(images.split(golden_images()["rgb"]), [modelfile.load(path)], tile=8, effort=effort)
+        data, _ = api.compress(images.split(vote_image()), [modelfile.load(path)], tile=8, effort=effort)
         (HERE / name).write_bytes(data)
 
 
