@@ -118,9 +118,10 @@ def test_what_needs_torch_says_so_in_one_line_and_writes_nothing(work, tiny_dir)
 
 
 def test_commands_that_need_torch_say_so(work):
-    """train and sample without torch: one line naming the fix, nothing written."""
+    """train, eval and sample without torch: one line naming the fix, nothing written."""
     (work / "data").mkdir()
-    for args in (["train", "data", "--out", "m.pxm"], ["sample", "pcnn-rgb-v7", "--size", "8x8", "-o", "s.png"]):
+    for args in (["train", "data", "--out", "m.pxm"], ["sample", "pcnn-rgb-v7", "--size", "8x8", "-o", "s.png"],
+                 ["eval", "pcnn-rgb-v7", "photo.png"]):
         r = run_python(CLI.replace("sys.argv[1:]", repr(args)), work, block=True)
         _one_line_refusal(r)
     assert not (work / "m.pxm").exists() and not (work / "s.png").exists()
