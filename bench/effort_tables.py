@@ -336,6 +336,19 @@ def markdown(meta: dict, agg: dict, images: list) -> str:
 SHORT = {"cbsd68": "CBSD68 (68 photos)", "kinds": "kinds (32 non-photo images)", "cifar": "CIFAR-10, 1000 held-out 32x32"}
 
 
+def _merged_run(results: Path, name: str) -> dict:
+    """effort-<name>.json, whose adaptive levels (4-9) give way to those of a newer effort-<name>-adaptive.json
+    where there is one (the stage's levels re-run alone): levels that run did not re-make are left out
+    rather than shown from an older stage."""
+    run = json.loads((results / f"effort-{name}.json").read_text())
+    newer = results / f"effort-{name}-adaptive.json"
+    if newer.exists():
+        levels = json.loads(newer.read_text())["aggregate"]["levels"]
+        run["aggregate"]["levels"] = {**{e: v for e, v in run["aggregate"]["levels"].items() if int(e) <= 3},
+                                      **levels}
+    return run
+
+
 def plot(results: Path = RESULTS) -> str:
     try:
         import matplotlib
@@ -344,8 +357,7 @@ def plot(results: Path = RESULTS) -> str:
         from matplotlib.lines import Line2D
     except ImportError:
         return "matplotlib is not installed: no plot"
-    runs = [(s, json.loads((results / f"effort-{s}.json").read_text())) for s in SETS
-            if (results / f"effort-{s}.json").exists()]
+    runs = [(s, _merged_run(results, s)) for s in SETS if (results / f"effort-{s}.json").exists()]
     if not runs:
         return "no effort-*.json yet: no plot"
     colours = {"png": "tab:grey", "webp": "tab:green", "jxl7": "tab:orange", "jxl9": "tab:red"}

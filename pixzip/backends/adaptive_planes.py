@@ -38,14 +38,26 @@ def adaptive_refusal(model) -> str | None:
         whys = [adaptive_refusal(m) for m in model.members]
         if any(whys):
             return next(w for w in whys if w)
-        first = _cdf(model.members[0])
-        if not all(np.array_equal(first, _cdf(m)) for m in model.members[1:]):
+        if not _members_share_tables(model):
             return "the adaptive stage takes an ensemble whose members share their Laplace tables only"
         return None
     if model.cfg.arch != "pixelcnn" or model.cfg.head != "laplace" or model.cfg.levels != 256 \
             or model.cfg.cond or model.slope < 2:
         return "the adaptive stage codes PixelCNN models with a Laplace head and a slope of 2 or more only"
     return None
+
+
+def _members_share_tables(model) -> bool:
+    """Whether an ensemble's members have the same Laplace prefix sums (megabytes each: compared once per
+    record, which keeps the answer in its cache)."""
+    cache = getattr(model, "_cache", None)
+    if cache is not None and "members_share_tables" in cache:
+        return cache["members_share_tables"]
+    first = _cdf(model.members[0])
+    same = all(np.array_equal(first, _cdf(m)) for m in model.members[1:])
+    if cache is not None:
+        cache["members_share_tables"] = same
+    return same
 
 
 def adaptive_native(model) -> bool:
