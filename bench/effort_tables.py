@@ -337,15 +337,16 @@ SHORT = {"cbsd68": "CBSD68 (68 photos)", "kinds": "kinds (32 non-photo images)",
 
 
 def _merged_run(results: Path, name: str) -> dict:
-    """effort-<name>.json, whose adaptive levels (4-9) give way to those of a newer effort-<name>-adaptive.json
-    where there is one (the stage's levels re-run alone): levels that run did not re-make are left out
-    rather than shown from an older stage."""
+    """effort-<name>.json, whose adaptive levels (4-9) give way to those of the newer effort-<name>-adaptive*.json
+    runs where there are any (the stage's levels re-run alone): levels those runs did not re-make are left
+    out rather than shown from an older stage."""
     run = json.loads((results / f"effort-{name}.json").read_text())
-    newer = results / f"effort-{name}-adaptive.json"
-    if newer.exists():
-        levels = json.loads(newer.read_text())["aggregate"]["levels"]
-        run["aggregate"]["levels"] = {**{e: v for e, v in run["aggregate"]["levels"].items() if int(e) <= 3},
-                                      **levels}
+    newer = sorted(results.glob(f"effort-{name}-adaptive*.json"))       # -adaptive, then -adaptive-689, ...
+    if newer:
+        levels = {e: v for e, v in run["aggregate"]["levels"].items() if int(e) <= 3}
+        for f in newer:
+            levels.update(json.loads(f.read_text())["aggregate"]["levels"])
+        run["aggregate"]["levels"] = levels
     return run
 
 
