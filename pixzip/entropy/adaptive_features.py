@@ -91,7 +91,7 @@ def exact_candidates(tile: TileData, i: int, j: int, c: int) -> list[int]:
     outside the tile (or there is no previous channel)."""
     def v(di, dj, cc=c):
         got = tile.at(i + di, j + dj, cc)
-        return -1 if got is None or i + di < 0 else got[0]
+        return -1 if got is None else got[0]
     W, N, NW, NE = v(0, -1), v(-1, 0), v(-1, -1), v(-1, 1)
     cand = [W, N, NE, NW, clamp(W + N - NW, 0, 255) if NW >= 0 else -1, -1, -1, -1]
     if c > 0:
@@ -111,12 +111,14 @@ def exact_mask(candidates: list[int], x: int) -> int:
 
 def exact_vote(tile: TileData, i: int, j: int, c: int, p: int, cand: list[int], threshold: int) -> tuple[int, int]:
     """(F_VOTE, F_VX): which candidate was exact around this sub-pixel. Each candidate's hits are the
-    exact-masks of W, N, NW, NE, NN, WW and of the pixel's previous channel that have its bit; the first with the
-    most hits is the vote. With at least `threshold` hits, F_VOTE = 1 + 4 k + min(hits - threshold, 3) and
+    exact-masks of W, N, NW, NE, NN, WW and of the pixel's previous channel that have its bit; the first
+    with the most hits is the vote. With at least `threshold` hits, F_VOTE = 1 + 4 k + min(hits - threshold, 3) and
     F_VX its value's difference to p within +-15 (where a predictor keeps being exact, e.g. a gradient along
     a diagonal, the residual is then known); else (0, 16)."""
     def mask(di, dj, cc=c):
-        return 0 if i + di < 0 or tile.at(i + di, j + dj, cc) is None else tile.exact[((i + di) * tile.w + j + dj) * tile.C + cc]
+        if tile.at(i + di, j + dj, cc) is None:
+            return 0
+        return tile.exact[((i + di) * tile.w + j + dj) * tile.C + cc]
     masks = [mask(0, -1), mask(-1, 0), mask(-1, -1), mask(-1, 1), mask(0, 0, c - 1) if c > 0 else 0,
              mask(-2, 0), mask(0, -2)]
     hits = [sum((m >> k) & 1 for m in masks) for k in range(CANDIDATES)]
