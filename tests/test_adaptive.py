@@ -361,7 +361,7 @@ def test_the_vote_names_the_predictor_exact_around_the_pixel():
     vote, vx = F.exact_vote(tile, 3, 2, 0, 20, F.exact_candidates(tile, 3, 2, 0), 2)
     assert (vote - 1) // 4 == 1 and vx == 14 - 20
     assert F.exact_vote(tile, 3, 2, 0, 20, F.exact_candidates(tile, 3, 2, 0), 7) == (0, 16)   # 6 hits
-    assert F.features(tile, 3, 2, 0, 320, 10)[F.F_VOTE] == 0      # no vote asked: none taken
+    assert F.features(tile, 3, 2, 0, 320, 10)[F.F_VOTE] == 0      # features alone take no vote (the coder does)
 
 
 @needs_c

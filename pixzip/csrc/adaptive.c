@@ -551,8 +551,8 @@ static int begin(PzAdTile *t, PzAdaptive *st, int h, int w, int C, const int64_t
     t->x2 = 0xFFFFFFFFu;
     t->value = malloc((size_t)h * w * C);
     t->res = malloc(sizeof(int16_t) * (size_t)h * w * C);
-    t->exact = calloc((size_t)h * w * C, 1);
-    return t->value && t->res && t->exact ? 0 : -2;
+    t->exact = st->lv.vote ? calloc((size_t)h * w * C, 1) : NULL;      /* only the vote reads it */
+    return t->value && t->res && (t->exact || !st->lv.vote) ? 0 : -2;
 }
 
 int ad_begin_encode(PzAdTile *t, PzAdaptive *st, int h, int w, int C, const int64_t *cdf) {

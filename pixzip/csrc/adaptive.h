@@ -33,7 +33,7 @@ typedef struct {
     const int64_t *cdf;          /* the model's Laplace rows' prefix sums (engine._laplace_prefix) */
     uint8_t *value;
     int16_t *res;
-    uint8_t *exact;              /* per sub-pixel: which candidate predictors were exact (the vote's levels) */
+    uint8_t *exact;              /* per sub-pixel: which candidate predictors were exact (levels with a vote; else NULL) */
     uint32_t x1, x2, x;          /* the coder's interval, and (decoding) the stream's window */
     uint8_t *buf;                /* encoding: the bytes written (grown as needed); decoding: the stream */
     int64_t len, cap, pos;

@@ -29,8 +29,8 @@
 INLINE int64_t members_mean(int64_t sum, int nm) { return (sum + nm / 2) / nm; }
 
 /* Walk a tile in the decoding order with `nm` models (one, or an ensemble's members: same channels,
- * levels and slope). Decoding (`known` NULL): each symbol from the lanes and words, or, with `ad` (one
- * model), from the adaptive stage's stream. With `known` (h x w x channels pixel values; one model), no
+ * levels and slope). Decoding (`known` NULL): each symbol from the lanes and words, or, with `ad`, from
+ * the adaptive stage's stream (given the members' averaged head outputs). With `known` (h x w x channels pixel values; one model), no
  * coding: every sub-pixel's head outputs go to `params` (mu16, index) in the decoding order, for the
  * tests' comparison with the engine. */
 INLINE int walk_tile(const PzModel *const *ms, int nm, int h, int w, int lanes, int64_t *state,

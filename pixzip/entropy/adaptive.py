@@ -50,8 +50,10 @@ import numpy as np
 from .adaptive_features import (  # noqa: F401  (the specification's names, one place to read them from)
     F_ACT, F_BRIGHT, F_CH, F_DAVG, F_DCN, F_DCW, F_DN, F_DNE, F_DNEX, F_DNN, F_DNNE, F_DNW, F_DNWX, F_DNX,
     F_DPLANE, F_DW, F_DWNE, F_DWW, F_DWX, F_FRAC, F_GRAD, F_IDX, F_IDX2, F_IDX8, F_LMS, F_LMSU, F_QR1, F_QR1U,
-    F_QR2, F_QRN, F_QRNE, F_QRNN, F_QRNP, F_QRNW, F_QRW, F_QRWP, F_QRWW, F_R1, F_RN, F_RW, F_VOTE, F_VX, F_ZERO, N_FEATURES,
-    N_IDX, SELECTOR_SIZES, ResidualPredictor, TileData, clamp, exact_mask, features, qlog, qres, rounded_mean)
+    F_QR2, F_QRN, F_QRNE, F_QRNN, F_QRNP, F_QRNW, F_QRW, F_QRWP, F_QRWW, F_R1, F_RN, F_RW, F_VOTE, F_VX, F_ZERO,
+    N_FEATURES,
+    N_IDX, SELECTOR_SIZES, ResidualPredictor, TileData, clamp, exact_candidates, exact_mask, exact_vote, features,
+    qlog, qres, rounded_mean)
 from .binary_coder import M32, BinaryDecoder, BinaryEncoder  # noqa: F401
 
 PROB_BITS = 12                    # probabilities of a 1 bit, in 1/4096
@@ -179,7 +181,7 @@ LEVELS[4] = replace(LEVELS[2], contexts=LEVELS[2].contexts + ((F_LMS, F_IDX8),) 
                     priors=tuple((k, f"level4-{k}.npy") for k in (_PHOTO, _SMALL, _GREY, _MIX)))
 # Levels 5 and 6: levels 3 and 4 with the exact-predictor vote (session 14): which of eight simple predictors
 # was exact at the neighbours, and the voted one's difference to p, in two contexts; an APM (level 5) or a
-# mixer (level 6) selected by the vote. 17 CBSD68 photos -0.7 %, the kinds' tiles -1.4 % (docs/ADAPTIVE.md)
+# mixer (level 6) selected by the vote. 17 CBSD68 photos -0.8 %, the kinds' tiles -1.3 % / -1.1 % (docs/ADAPTIVE.md)
 _VOTE = ((F_VOTE, F_VX), (F_VX, F_CH))
 LEVELS[5] = replace(LEVELS[3], contexts=LEVELS[3].contexts + _VOTE, apms=LEVELS[3].apms + (F_VOTE,), vote=2,
                     priors=tuple((k, f"level5-{k}.npy") for k in (_PHOTO, _SMALL, _GREY)))
@@ -497,11 +499,29 @@ def laplace_start(mu16: int, idx: int) -> int:
     return (idx * 16 + mu16 % 16) * LAPLACE_ROW + (255 - mu16 // 16)
 
 
-def _record(tile: TileData, i: int, j: int, c: int, x: int, p: int) -> None:
+def _record(tile: TileData, i: int, j: int, c: int, x: int, p: int, candidates: list[int] | None) -> None:
     k = (i * tile.w + j) * tile.C + c
     tile.value[k], tile.res[k] = x, x - p
-    if tile.candidates is not None:
-        tile.exact[k] = exact_mask(tile.candidates, x)
+    if candidates is not None:
+        tile.exact[k] = exact_mask(candidates, x)
+
+
+def _code_one(state: State, coder, tile: TileData, cdf: np.ndarray, i: int, j: int, c: int, mu16: int, idx: int,
+              x: int | None) -> int:
+    """One sub-pixel in the decoding order (x None: decode it), the same for the encoder and the decoder:
+    its features (and, at levels with a vote, the vote), its decisions, then what the tile and the state
+    learn from it. Returns its value. (C: code_one.)"""
+    p = rounded_mean(mu16)
+    F = features(tile, i, j, c, mu16, idx, state.lms)
+    candidates = None
+    if state.level.vote:
+        candidates = exact_candidates(tile, i, j, c)
+        F[F_VOTE], F[F_VX] = exact_vote(tile, i, j, c, p, candidates, state.level.vote)
+    x = _code_subpixel(_Stage(state, coder, F, cdf, laplace_start(mu16, idx)), p, x)
+    _record(tile, i, j, c, x, p, candidates)
+    if state.lms:
+        state.lms.update(c, x - p)
+    return x
 
 
 def encode_tile(pixels: np.ndarray, params: np.ndarray, cdf: np.ndarray, slope: int, level: int = 1,
@@ -515,13 +535,7 @@ def encode_tile(pixels: np.ndarray, params: np.ndarray, cdf: np.ndarray, slope: 
     state = state or State(level, h * w * C)
     tile, coder = TileData(h, w, C), BinaryEncoder()
     for n, (i, j, c) in enumerate(decoding_order(h, w, C, slope)):
-        mu16, idx = int(params[n, 0]), int(params[n, 1])
-        x, p = int(pixels[i, j, c]), rounded_mean(mu16)
-        stage = _Stage(state, coder, features(tile, i, j, c, mu16, idx, state.lms, state.level.vote), cdf, laplace_start(mu16, idx))
-        _code_subpixel(stage, p, x)
-        _record(tile, i, j, c, x, p)
-        if state.lms:
-            state.lms.update(c, x - p)
+        _code_one(state, coder, tile, cdf, i, j, c, int(params[n, 0]), int(params[n, 1]), int(pixels[i, j, c]))
     return coder.finish()
 
 
@@ -543,13 +557,7 @@ class TileDecoder:
 
     def step(self, mu16: int, idx: int) -> int:
         i, j, c = self.position
-        mu16, idx = int(mu16), int(idx)
-        p = rounded_mean(mu16)
-        F = features(self.tile, i, j, c, mu16, idx, self.state.lms, self.state.level.vote)
-        x = _code_subpixel(_Stage(self.state, self.coder, F, self.cdf, laplace_start(mu16, idx)), p, None)
-        _record(self.tile, i, j, c, x, p)
-        if self.state.lms:
-            self.state.lms.update(c, x - p)
+        x = _code_one(self.state, self.coder, self.tile, self.cdf, i, j, c, int(mu16), int(idx), None)
         self.pixels[i, j, c] = x
         self.position = next(self.order, None)
         return x

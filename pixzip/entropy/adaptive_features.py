@@ -47,7 +47,6 @@ class TileData:
         self.value = [0] * (h * w * channels)
         self.res = [0] * (h * w * channels)
         self.exact = [0] * (h * w * channels)    # which vote candidates were exact (levels with a vote)
-        self.candidates: list[int] | None = None  # the sub-pixel being coded's, for its exact-mask
 
     def at(self, i: int, j: int, c: int):
         """(value, residual) at (i, j, c), or None outside the tile."""
@@ -129,10 +128,10 @@ def exact_vote(tile: TileData, i: int, j: int, c: int, p: int, cand: list[int], 
 
 
 def features(tile: TileData, i: int, j: int, c: int, mu16: int, idx: int,
-             lms: ResidualPredictor | None = None, vote: int = 0) -> list[int]:
+             lms: ResidualPredictor | None = None) -> list[int]:
     """The quantised neighbourhood of sub-pixel (i, j, c): N_FEATURES small integers (with `lms`, the
-    residual predictor's inputs are set and its prediction taken; with a `vote` threshold, the exact-
-    predictor vote is taken and the candidates kept in the tile for the sub-pixel's exact-mask)."""
+    residual predictor's inputs are set and its prediction taken). F_VOTE and F_VX are 0 here: the
+    coder sets them at levels with a vote (adaptive._code_one)."""
     p = rounded_mean(mu16)
 
     def nb(di, dj, cc=c):
@@ -178,7 +177,4 @@ def features(tile: TileData, i: int, j: int, c: int, mu16: int, idx: int,
              tile.res[here + c - 2] if c > 1 else 0, W - p, N - p, NW - p, NE - p]
         F[F_LMS] = qres(lms.predict(c, u) >> 2)
         F[F_LMSU] = F[F_LMS] + 7
-    if vote:
-        tile.candidates = exact_candidates(tile, i, j, c)
-        F[F_VOTE], F[F_VX] = exact_vote(tile, i, j, c, p, tile.candidates, vote)
     return F
