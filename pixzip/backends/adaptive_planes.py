@@ -72,6 +72,14 @@ def _cdf(model) -> np.ndarray:
     return model.laplace_prefix() if isinstance(model, NetRecord) else model._laplace_prefix().numpy()
 
 
+def _reference_network(model):
+    """The torch network whose outputs the reference stage takes, where the compiled coder does not run the
+    model (an ensemble runs only there: refused in one line)."""
+    if _is_ensemble(model):
+        raise PixzipError(ENSEMBLE_NEEDS_NATIVE)
+    return network(model)
+
+
 def _encode_tile_adaptive(model, pixels: np.ndarray, level: int, bits: int, in_native: bool) -> np.ndarray:
     """One tile's framed stream: the adaptive stage's bytes, or the samples stored where smaller."""
     if in_native:
@@ -96,9 +104,7 @@ def encode_planes_adaptive(model, planes: list[np.ndarray], tile: int, level: in
         raise PixzipError(why)
     in_native = adaptive_native(model)
     if not in_native:
-        if _is_ensemble(model):
-            raise PixzipError(ENSEMBLE_NEEDS_NATIVE)
-        model = network(model)
+        model = _reference_network(model)
     jobs = [(k, t) for k, p in enumerate(planes) for t in tile_grid(p.shape[0], p.shape[1], tile)]
 
     def one(job):
@@ -184,9 +190,7 @@ def decode_planes_adaptive(model, shapes: list[tuple[int, int]], tile: int, stre
                 if progress:
                     progress(pixels.shape[0] * pixels.shape[1])
     elif coded:
-        if _is_ensemble(model):
-            raise PixzipError(ENSEMBLE_NEEDS_NATIVE)
-        model = network(model)
+        model = _reference_network(model)
         from . import wavefront
         _slow_notice()
         jobs = [(key, h, w) for key, (_, h, w) in coded.items()]
