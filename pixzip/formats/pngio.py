@@ -150,17 +150,20 @@ def _block_rows(row_bytes: int) -> int:
     return max(1, BLOCK_BYTES // max(1, row_bytes))
 
 
+def _filtered(rows: np.ndarray, bpp: int, s: int, e: int) -> bytes:
+    """Rows s..e filtered as in the whole image (row s - 1 above them)."""
+    return _filter(rows[s:e], bpp, rows[s - 1].astype(np.int16) if s else None)
+
+
 def _deflate_block(rows: np.ndarray, bpp: int, s: int, e: int, last: bool) -> tuple[bytes, int, int]:
     """(raw deflate of the filtered rows s..e, their Adler-32 with its length) as pigz makes a block: the
     dictionary is the tail of the filtered rows before s (filtered again here, so that every block is
     independent work), ended by a sync flush (the final block by the stream's end)."""
-    above = rows[s - 1].astype(np.int16) if s else None
-    data = _filter(rows[s:e], bpp, above)
+    data = _filtered(rows, bpp, s, e)
     options = {}
     if s:
         back = max(0, s - -(-WINDOW // (rows.shape[1] + 1)))          # the rows whose bytes fill a window
-        tail = _filter(rows[back:s], bpp, rows[back - 1].astype(np.int16) if back else None)
-        options["zdict"] = tail[-WINDOW:]
+        options["zdict"] = _filtered(rows, bpp, back, s)[-WINDOW:]
     z = zlib.compressobj(6, zlib.DEFLATED, -15, **options)
     out = z.compress(data) + z.flush(zlib.Z_FINISH if last else zlib.Z_SYNC_FLUSH)
     return out, zlib.adler32(data), len(data)
