@@ -60,7 +60,8 @@ def ratio(before: int, after: int) -> str:
               show_default=True,
               help="(-1 ... -9 are aliases.) 1-9, faster to smaller (README, Effort levels): 1 the network and static rANS coding; 2 "
                    "+ transforms (grey, palette, levels) by estimate; 3 + the strongest shipped models "
-                   "(the ensemble); 4 the adaptive stage (level 3); 5 its level 4; 6 + transforms by trial "
+                   f"(the ensemble); 4 the adaptive stage (level {efforts.EFFORTS[4].level}); 5 its level "
+                   f"{efforts.EFFORTS[5].level}; 6 + transforms by trial "
                    "coding; 7 the ensemble in the stage; 8 + trials; 9 + every trial and the ensemble's static "
                    "coding per plane, the smaller kept. -m takes precedence over the models an effort picks.")
 @input_options
