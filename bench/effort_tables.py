@@ -168,13 +168,15 @@ def run_chunk(items: list, levels: list[int]) -> dict:
     """Code a chunk of images at every level (batched, as the CLI) and with the other codecs (each
     image once); check every round trip."""
     from pixzip import api
+    from pixzip.entropy import lz
     from pixzip.formats import container, images, transforms
     threads = _THREADS[0]
     loaded = [(name, *load(src)) for name, src in items]
     ims = [images.read_image(raw, name) for name, raw, _ in loaded]
     recs = [{"image": name, "mode": im.mode, "width": im.width, "height": im.height, "pixels": im.width * im.height,
              "levels": {}, "others": {}} for (name, _, _), im in zip(loaded, ims)]
-    stage_names = {container.STATIC: "static", container.ADAPTIVE: "adaptive", container.STORED: "stored"}
+    stage_names = {container.STATIC: "static", container.ADAPTIVE: "adaptive", container.STORED: "stored",
+                   container.LZ: "LZMA2"}
     timing = {}
     for e in levels:
         coded, te, ce = timed(lambda: api.compress_many(ims, effort=e, workers=threads))
@@ -188,7 +190,8 @@ def run_chunk(items: list, levels: list[int]) -> dict:
             rec["levels"][str(e)] = {
                 "bytes": len(blob), "stream_bits": st.model_bits, "exact": bool(exact),
                 "stages": [stage_names[s] + (f" L{lv}" if s == container.ADAPTIVE else "")
-                           for s, lv in zip(h.entropy, h.levels)],
+                           + (f" ({lz.mode_name(m)})" if s == container.LZ else "")
+                           for s, lv, m in zip(h.entropy, h.levels, h.lz_modes)],
                 "models": [m.name or m.id[:16] for m in h.models],
                 "transform": transforms.TransformRecord.from_bytes(h.transform).describe() if h.transform else "none"}
     for rec, (_, _, pim) in zip(recs, loaded):

@@ -17,7 +17,7 @@ from .backends import adaptive_planes, codec
 from .entropy import lowbits
 from .formats import depth
 from .formats import container
-from .formats.container import ADAPTIVE, STATIC, STORED, FormatError, Header, ModelRef
+from .formats.container import ADAPTIVE, LZ, STATIC, STORED, WHOLE_PLANE, FormatError, Header, ModelRef
 from .formats import stored, transforms
 from .efforts import DEFAULT_EFFORT, EFFORTS, Effort
 from .errors import PixzipError, TorchMissing
@@ -191,6 +191,7 @@ class _CodedPlane:
     streams: list
     bits: float                     # the ideal code length (static) or the coded bits (reporting only)
     stored_bits: int = 0
+    lz_mode: int = 0
 
     @property
     def size(self) -> int:
@@ -225,7 +226,8 @@ def _stored_bits(plane: np.ndarray) -> int:
 
 def _smallest_or_stored(options: list, plane: np.ndarray, version: int) -> _CodedPlane:
     """The smallest coded option; in format v4 the plane's samples stored instead where strictly smaller
-    (uniform noise), so that no image costs more than its raw size and a few header bytes."""
+    (uniform noise), so that no image costs more than its raw size and a few header bytes, or
+    LZMA2-compressed where that is strictly smaller (screenshots, synthetic ramps: entropy/lz.py)."""
     best = min(options, key=lambda c: c.size)           # ties keep the first: the planned stage
     best.stored_bits = _stored_bits(plane) if best.stage == ADAPTIVE else 0
     if version < 4:
@@ -233,7 +235,11 @@ def _smallest_or_stored(options: list, plane: np.ndarray, version: int) -> _Code
     bits = _stored_bits(plane)
     stored = codec.stored_plane_stream(plane, bits)
     if 4 * stored.size < best.size:
-        return _CodedPlane(best.model, STORED, 0, [stored], 32.0 * stored.size, bits)
+        best = _CodedPlane(best.model, STORED, 0, [stored], 32.0 * stored.size, bits)
+    coded = codec.lz_plane_stream(plane, best.size)
+    if coded is not None:
+        mode, words = coded
+        best = _CodedPlane(best.model, LZ, 0, [words], 32.0 * words.size, lz_mode=mode)
     return best
 
 
@@ -288,6 +294,7 @@ def _container(image: ImageData, record, original: ImageData, planes: list[_Code
                     version=version, depth=depth, splits=list(split.splits),
                     metadata=list(original.metadata), entropy=[c.stage for c in planes],
                     levels=[c.level for c in planes], stored_bits=[c.stored_bits for c in planes],
+                    lz_modes=[c.lz_mode for c in planes],
                     transform=b"" if record.is_identity else record.to_bytes())
     data = container.write(header, streams)
     subpixels = original.width * original.height * sum(p.shape[2] for p in original.planes)
@@ -333,7 +340,7 @@ def _record_of(header: Header, max_pixels: int) -> transforms.TransformRecord:
 
 
 def _plane_stream_count(header: Header, p: int, model) -> int:
-    if header.entropy[p] == STORED:
+    if header.entropy[p] in WHOLE_PLANE:
         return 1
     return codec.stream_count(model.record, header.height, header.width, header.tile)
 
@@ -344,7 +351,7 @@ def _parse(data: bytes, extra_models, max_pixels: int | None) -> _Parsed:
     if header.width * header.height > max_pixels:
         raise PixzipError(f"image is {header.width}x{header.height}, over the limit of {max_pixels} pixels")
     record = _record_of(header, max_pixels)
-    used = {m for (m, _), stage in zip(header.planes, header.entropy) if stage != STORED}
+    used = {m for (m, _), stage in zip(header.planes, header.entropy) if stage not in WHOLE_PLANE}
     models = [zoo.find_by_id(r.name, r.id, extra_models) if k in used else None
               for k, r in enumerate(header.models)]
     plane_models = [models[m] for m, _ in header.planes]
@@ -379,7 +386,7 @@ def _check_stream_floors(header: Header, plane_models: list):
     checked for their exact length; adaptive ones after the payload is split: _check_adaptive_floors.)"""
     sizes = iter(header.stream_sizes)
     for (_, channels), stage, model in zip(header.planes, header.entropy, plane_models):
-        if stage == STORED:
+        if stage in WHOLE_PLANE:
             next(sizes)
             continue
         net = model.record
@@ -396,7 +403,7 @@ def _check_adaptive_floors(header: Header, plane_models: list, streams: list):
     floor = 0.9 * adaptive_planes.ADAPTIVE_MIN_BITS
     at = 0
     for (_, channels), stage, model in zip(header.planes, header.entropy, plane_models):
-        shapes = [(1, 1)] if stage == STORED else codec.stream_shapes(model.record, header.height, header.width,
+        shapes = [(1, 1)] if stage in WHOLE_PLANE else codec.stream_shapes(model.record, header.height, header.width,
                                                                       header.tile)
         for h, w in shapes:
             words = streams[at]
@@ -435,8 +442,8 @@ def decompress_many(datas: Sequence[bytes], extra_models: Sequence[LoadedModel] 
     planes: dict[tuple, object] = {}
     for i, f in parsed.items():
         for p, m in enumerate(f.models):
-            if f.header.entropy[p] == STORED:
-                planes[(i, p)] = _stored_plane(f, p)
+            if f.header.entropy[p] in WHOLE_PLANE:
+                planes[(i, p)] = _whole_plane(f, p)
                 continue
             coder = "adaptive" if f.header.entropy[p] == ADAPTIVE else container.CODERS[f.header.version]
             groups.setdefault((m.id, f.header.tile, coder, f.header.levels[p]), []).append((i, p))
@@ -487,13 +494,16 @@ def decompress_many(datas: Sequence[bytes], extra_models: Sequence[LoadedModel] 
     return results
 
 
-def _stored_plane(f: _Parsed, p: int):
-    """A stored plane's samples, or the FormatError its stream raises."""
+def _whole_plane(f: _Parsed, p: int):
+    """A stored or LZ-coded plane's samples, or the FormatError its stream raises."""
     h = f.header
+    shape = (h.height, h.width, h.planes[p][1])
     try:
-        return codec.stored_plane(f.streams[p][0], (h.height, h.width, h.planes[p][1]), h.stored_bits[p])
+        if h.entropy[p] == LZ:
+            return codec.lz_plane(f.streams[p][0], shape, h.lz_modes[p])
+        return codec.stored_plane(f.streams[p][0], shape, h.stored_bits[p])
     except (ValueError, FormatError):
-        return FormatError("compressed data is corrupted (stored plane)")
+        return FormatError(f"compressed data is corrupted ({'LZ' if h.entropy[p] == LZ else 'stored'} plane)")
 
 
 def _original(h: Header, planes: list, record: transforms.TransformRecord, max_pixels: int) -> ImageData:

@@ -212,9 +212,10 @@ def _set(**fields):
 
 def test_unknown_stage_level_and_width_are_refused(adaptive_file, fast_rgb):
     assert api.decompress(adaptive_file, [fast_rgb])[1].entropy == [ADAPTIVE]
-    _refused(_rewrite(adaptive_file, _set(entropy=[3])), "entropy stage 3", [fast_rgb])
+    _refused(_rewrite(adaptive_file, _set(entropy=[4])), "entropy stage 4", [fast_rgb])
     _refused(_rewrite(adaptive_file, _set(levels=[9])), r"adaptive level 9", [fast_rgb])
     _refused(_rewrite(adaptive_file, _set(stored_bits=[9])), "stored sample width", [fast_rgb])
+    _refused(_rewrite(adaptive_file, _set(entropy=[3], lz_modes=[8])), r"LZ stage mode 8", [fast_rgb])
 
 
 def test_a_damaged_frame_is_refused(adaptive_file, fast_rgb):

@@ -25,6 +25,7 @@ from typing import Callable, NamedTuple
 
 import numpy as np
 
+from ..entropy import lz
 from ..entropy.lanes import pack_states, unpack_states
 from ..errors import PixzipError, torch_missing
 from ..formats.container import frame, unframe
@@ -513,6 +514,24 @@ def _decode_native(model, jobs, streams, progress=None, workers: int = 1) -> dic
 def stored_plane_stream(plane: np.ndarray, bits: int) -> np.ndarray:
     """Entropy stage 2: a whole plane's samples bit-packed (raster order, channel-last), framed."""
     return frame(pack_bits(plane, bits))
+
+
+def lz_plane_stream(plane: np.ndarray, budget: int) -> tuple[int, np.ndarray] | None:
+    """Entropy stage 3: (mode, framed stream) of the plane LZMA2-coded (entropy/lz.py) where its stream
+    is strictly smaller than `budget` bytes, else None."""
+    coded = lz.encode(plane, budget - 4)                # the frame's head and padding: at most 4 bytes
+    if coded is None:
+        return None
+    words = frame(coded[1])
+    return (coded[0], words) if 4 * words.size < budget else None
+
+
+def lz_plane(words: np.ndarray, shape: tuple[int, int, int], mode: int) -> np.ndarray:
+    """Inverse of lz_plane_stream; ValueError if the stream is not exactly that plane."""
+    payload, stored = unframe(words)
+    if stored:
+        raise ValueError("an LZ plane's stream has the stored-tile flag")
+    return lz.decode(payload, shape, mode)
 
 
 def stored_plane(words: np.ndarray, shape: tuple[int, int, int], bits: int) -> np.ndarray:

@@ -14,6 +14,7 @@ import click
 
 from .. import efforts, zoo
 from ..errors import PixzipError
+from ..entropy import lz
 from ..formats import container, depth, images, metadata
 from .common import DEFAULT_TILE, SUFFIX, Reporter, progress_bar, read_input, set_device, source_attributes, \
     write_output
@@ -281,6 +282,18 @@ def test(files, model, recursive, progress, device, threads, verbose, quiet):
                  device)
 
 
+def _stage_text(h: container.Header, p: int) -> str:
+    """How plane p is coded, in words (docs/FORMAT.md, "Entropy stages")."""
+    stage = (h.entropy or [container.STATIC] * len(h.planes))[p]
+    if stage == container.ADAPTIVE:
+        return f"adaptive level {h.levels[p]}"
+    if stage == container.STORED:
+        return f"stored ({h.stored_bits[p]}-bit samples)"
+    if stage == container.LZ:
+        return f"LZMA2 ({lz.mode_name(h.lz_modes[p])})"
+    return "static rANS"
+
+
 @click.command()
 @click.argument("files", nargs=-1, required=True)
 @click.option("-r", "--recursive", is_flag=True, help="Folders among the inputs: every .pxz under them.")
@@ -303,6 +316,7 @@ def info(files, recursive):
             *([f"16-bit planes:   {', '.join(depth.describe(s) for s in h.splits)}"] if h.depth == 16 else []),
             "models:          " + ", ".join(f"{m.name or 'not installed'} (id {m.id[:16]})" for m in h.models),
             f"tile:            {h.tile or 'whole image'}",
+            "entropy stages:  " + ", ".join(_stage_text(h, p) for p in range(len(h.planes))),
             f"bytes:           {len(data)}",
             f"bits/sub-pixel:  {8 * len(data) / subpixels:.4f}",
             f"model ideal:     {h.model_bits / subpixels:.4f} bits/sub-pixel "

@@ -30,9 +30,12 @@ CODERS = {1: "range", 2: "range", 3: "rans", 4: "rans"}    # the model streams' 
 DEPTHS = {"L": (2, 4, 8, 16), "LA": (8, 16), "RGB": (8, 16), "RGBA": (8, 16), "P": (1, 2, 4, 8), "1": (1,)}
 # v4: a plane's entropy stage: 0 = the static rANS lanes of v3 with the model's tables; 1 = the adaptive
 # stage (entropy/adaptive.py) at a level of ADAPTIVE_LEVELS, a fresh state per tile, byte-framed tile
-# streams of which any may be stored instead; 2 = the whole plane stored (bit-packed samples, one stream)
-STATIC, ADAPTIVE, STORED = 0, 1, 2
-ENTROPY_STAGES = (STATIC, ADAPTIVE, STORED)
+# streams of which any may be stored instead; 2 = the whole plane stored (bit-packed samples, one stream);
+# 3 = the whole plane filtered and LZMA2-compressed (entropy/lz.py, one stream)
+STATIC, ADAPTIVE, STORED, LZ = 0, 1, 2, 3
+ENTROPY_STAGES = (STATIC, ADAPTIVE, STORED, LZ)
+WHOLE_PLANE = (STORED, LZ)                    # the stages that code a plane as one stream, without a model
+LZ_MODES = tuple(range(8))                    # the LZ stage's mode byte (entropy/lz.py): filter in bits 0-1, bit 2 planar
 ADAPTIVE_LEVELS = (1, 2, 3, 4, 5, 6)          # entropy.adaptive.LEVELS' keys (a test keeps them in step)
 MAX_RECORD = (1 << 20) + 64       # a transform record's bytes at most (transforms.MAX_BODY and its head)
 MODE_CODES = {"L": 1, "LA": 2, "RGB": 3, "RGBA": 4, "P": 5, "1": 6}
@@ -72,6 +75,7 @@ class Header:
     entropy: list[int] = field(default_factory=list)      # v4: per plane (empty: 0 for every plane)
     levels: list[int] = field(default_factory=list)       # v4: per plane, the adaptive stage's level (else 0)
     stored_bits: list[int] = field(default_factory=list)  # v4: per plane, bits of a stored sample (stages 1, 2)
+    lz_modes: list[int] = field(default_factory=list)     # v4: per plane, the LZ stage's filter and order (else 0)
     transform: bytes = b""                   # v4: the TransformRecord's bytes (empty: none); mode, size and
     #                                          planes above are then the coded image's, depth and CRC the original's
     splits: list = field(default_factory=list)            # v4, 16-bit: depth.Split per plane
@@ -151,17 +155,20 @@ def _common_fields(h: Header, id_bytes: int) -> bytearray:
 
 
 def _stage_fields(h: Header, p: int, stage: int) -> bytes:
-    """v4: after a plane's stage byte, the adaptive level (stage 1) and the stored sample width (1, 2)."""
+    """v4: after a plane's stage byte, the adaptive level (stage 1), the stored sample width (1, 2) or
+    the LZ stage's mode (3)."""
     fields = b""
     if stage == ADAPTIVE:
         fields += bytes([h.levels[p]])
     if stage in (ADAPTIVE, STORED):
         fields += bytes([h.stored_bits[p]])
+    if stage == LZ:
+        fields += bytes([h.lz_modes[p]])
     return fields
 
 
-def _read_stage(r: Reader) -> tuple[int, int, int]:
-    """(stage, level, stored bits) of one plane, each bounded; an unknown stage in its own words."""
+def _read_stage(r: Reader) -> tuple[int, int, int, int]:
+    """(stage, level, stored bits, LZ mode) of one plane, each bounded; an unknown stage in its own words."""
     stage = r.u8()
     if stage not in ENTROPY_STAGES:
         raise FormatError(f"file uses entropy stage {stage}, which this pixzip does not know (upgrade pixzip)")
@@ -171,7 +178,10 @@ def _read_stage(r: Reader) -> tuple[int, int, int]:
     bits = r.u8() if stage in (ADAPTIVE, STORED) else 0
     if bits > 8:
         raise FormatError(f"header is corrupted (stored sample width {bits})")
-    return stage, level, bits
+    lz_mode = r.u8() if stage == LZ else 0
+    if lz_mode not in LZ_MODES:
+        raise FormatError(f"header is corrupted (LZ stage mode {lz_mode})")
+    return stage, level, bits, lz_mode
 
 
 def read_header(data: bytes) -> tuple[Header, int]:
@@ -212,9 +222,10 @@ def read_header(data: bytes) -> tuple[Header, int]:
     planes, stages = [], []
     for _ in range(PLANES_PER_MODE[mode]):
         planes.append((r.u8(), r.u8()))
-        stages.append(_read_stage(r) if version >= 4 else (STATIC, 0, 0))
+        stages.append(_read_stage(r) if version >= 4 else (STATIC, 0, 0, 0))
     h = Header(mode, width, height, tile, models, planes, version=version, depth=depth,
-               entropy=[s[0] for s in stages], levels=[s[1] for s in stages], stored_bits=[s[2] for s in stages])
+               entropy=[s[0] for s in stages], levels=[s[1] for s in stages], stored_bits=[s[2] for s in stages],
+               lz_modes=[s[3] for s in stages])
     if depth == 16:
         try:
             h.splits = [read_split(r) for _ in planes]
@@ -286,7 +297,7 @@ def _validate(h: Header):
     # at least one stream per tile and coded plane (a stored plane has one; a multi-scale model adds its
     # small image's tiles; the exact count, which depends on the models, is checked by the caller),
     # before any tile list is built
-    least = sum(1 if stage == STORED else tiles for stage in (h.entropy or [STATIC] * len(h.planes)))
+    least = sum(1 if stage in WHOLE_PLANE else tiles for stage in (h.entropy or [STATIC] * len(h.planes)))
     if least + h.low_streams > len(h.stream_sizes):
         raise FormatError("header is corrupted (stream count)")
     if any(s % 4 for s in h.stream_sizes):

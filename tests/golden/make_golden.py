@@ -56,16 +56,30 @@ def vote_image() -> Image.Image:
     return Image.fromarray(px.astype(np.uint8))
 
 
+def glyphs_image() -> Image.Image:
+    """Where the LZ stage (entropy stage 3) wins: three 6x8 'glyphs' of three inks repeated on a flat ground
+    (48x120: the stage takes planes of 2^12 samples or more)."""
+    rng = np.random.default_rng(2029)
+    inks = np.array([[20, 20, 30], [110, 120, 200], [235, 235, 230]], dtype=np.uint8)
+    glyphs = inks[rng.integers(0, 3, (3, 6, 8))]
+    px = np.full((48, 120, 3), 235, dtype=np.uint8)
+    for k in range(120):
+        y, x = 6 * (k // 15), 8 * (k % 15)
+        px[y:y + 6, x:x + 8] = glyphs[(k * 2 + k // 4) % 3]
+    return Image.fromarray(px)
+
+
 def v4_images() -> dict[str, tuple[Image.Image, int]]:
     """Version 4's stages and transforms, each with the effort that codes it so: an RGBA image at -e 5
-    (transforms), a stored plane (noise), a grey image saved as RGB (a transform record)
-    and a P image (its palette order in the record). (The adaptive stage's files use golden-rgb16.pxm,
+    (transforms), a stored plane (noise), a grey image saved as RGB (a transform record),
+    a P image (its palette order in the record) and repeated glyphs (an LZ plane). (The adaptive stage's files use golden-rgb16.pxm,
 the native coder's structure: the encoder takes the stage only where the compiled coder runs the model.)"""
     base = golden_images()
     rng = np.random.default_rng(2027)
     noise = Image.fromarray(rng.integers(0, 256, (11, 13, 3), dtype=np.uint8))
     return {"transform-rgba.pxz": (base["rgba"], 5), "stored-noise.pxz": (noise, 1),
-            "grey-as-rgb.pxz": (base["l"].convert("RGB"), 2), "palette-p.pxz": (base["p"], 2)}
+            "grey-as-rgb.pxz": (base["l"].convert("RGB"), 2), "palette-p.pxz": (base["p"], 2),
+            "lz-glyphs.pxz": (glyphs_image(), 1)}
 
 
 def pixel_hash(im: Image.Image) -> str:

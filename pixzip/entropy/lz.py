@@ -1,0 +1,110 @@
+"""Entropy stage 3: a whole plane's samples, filtered by a simple predictor, compressed with LZMA2.
+
+Why a dictionary coder beside the context-mixing stage: the adaptive stage predicts each sample from
+its neighbourhood and has no memory of long repeats, the same glyph all over a screenshot or the rows
+of a synthetic ramp repeating with a shift. An LZ77 coder finds them: on the kinds' screenshots LZMA2
+codes the palette indices in about half the adaptive stage's bytes, and `gradient.png` (a ramp at a
+fractional slope) in a tenth (docs/ADAPTIVE.md, "The LZ stage"). On photographs it is 1.5-4x worse, so
+the encoder rules it out with a fast probe of the first rows and keeps it only where it is smaller.
+
+A plane's *mode* byte: bits 0-1 the filter (residual = sample minus the prediction, modulo 256):
+0 none, 1 W (PNG's Sub), 2 N (PNG's Up), 3 W + N - NW (both at once); bit 2: the residuals in planar
+order (channel, row, column) instead of the samples' order (row, column, channel). Neighbours outside
+the plane read as 0. Every filter is undone by wrapping cumulative sums (numpy), so a decoder without
+the compiled coder is as fast as with it. The payload is a raw LZMA2 stream (xz's, Python's `lzma`):
+the decoder gives it a dictionary of the plane's size, which holds any distance the stream can name.
+"""
+
+from __future__ import annotations
+
+import lzma
+
+import numpy as np
+
+from ..formats.container import LZ_MODES as MODES
+
+FILTERS = ("none", "W", "N", "W+N-NW")
+PLANAR = 4
+MIN_SAMPLES = 1 << 12       # smaller planes are not tried: too short for long repeats to pay
+CHEAP_BITS = 1.5            # a plane coded under this many bits per sample is "cheap" (not a photograph)
+_PROBE_BYTES = 1 << 16      # the first rows' residual bytes a fast probe compresses to rule the stage out
+_PROBE_MARGIN = {True: 2.5, False: 0.8}   # ... where the probe is over this times the coded bytes' share
+#                                           (cheap planes: long repeats may lie beyond the first rows)
+_MAX_DICT = 1 << 25         # the encoder's dictionary at most (memory: about 11x this while encoding)
+
+
+def mode_name(mode: int) -> str:
+    return f"{FILTERS[mode & 3]}{', planar' if mode & PLANAR else ''}"
+
+
+def residuals(plane: np.ndarray, mode: int) -> bytes:
+    """The bytes the LZMA2 stream holds: the plane's (h, w, C) uint8 samples minus the filter's
+    prediction, modulo 256, in the mode's order."""
+    r = np.asarray(plane, dtype=np.uint8)
+    if mode & 1:                                    # W, or W + N - NW (the W difference first)
+        r = np.diff(r, axis=1, prepend=np.uint8(0))
+    if mode & 2:                                    # N
+        r = np.diff(r, axis=0, prepend=np.uint8(0))
+    if mode & PLANAR:
+        r = r.transpose(2, 0, 1)
+    return np.ascontiguousarray(r).tobytes()
+
+
+def samples(data: bytes, shape: tuple[int, int, int], mode: int) -> np.ndarray:
+    """Inverse of `residuals` (uint8 arithmetic wraps modulo 256, as the filters did)."""
+    h, w, c = shape
+    r = np.frombuffer(data, dtype=np.uint8)
+    r = r.reshape(c, h, w).transpose(1, 2, 0) if mode & PLANAR else r.reshape(h, w, c)
+    if mode & 2:
+        r = np.cumsum(r, axis=0, dtype=np.uint8)
+    if mode & 1:
+        r = np.cumsum(r, axis=1, dtype=np.uint8)
+    return np.ascontiguousarray(r, dtype=np.uint8)
+
+
+def _compress(data: bytes, preset: int, lc: int = 0) -> bytes:
+    dict_size = min(_MAX_DICT, max(1 << 12, 1 << (max(len(data), 1) - 1).bit_length()))
+    return lzma.compress(data, format=lzma.FORMAT_RAW, filters=[
+        {"id": lzma.FILTER_LZMA2, "preset": preset, "dict_size": dict_size, "lc": lc, "lp": 0, "pb": 0}])
+
+
+def encode(plane: np.ndarray, budget: int) -> tuple[int, bytes] | None:
+    """(mode, payload) of the plane under `budget` bytes (the best coding so far), or None where the
+    stage does not beat it or the plane has under MIN_SAMPLES samples. Cheap where it cannot: the first
+    rows' residual bytes (about _PROBE_BYTES),
+    compressed fast without and with the plane filter, must take at most _PROBE_MARGIN times their share
+    of the budget (2.5 on a plane already coded under CHEAP_BITS a sample, 0.8 on a dear one: a
+    photograph stops there, in about 20 ms). Then every mode is compressed fast to pick one, which is
+    compressed hard (lc 0 and 1)."""
+    plane = np.asarray(plane, dtype=np.uint8)
+    h, w, c = plane.shape
+    if plane.size < MIN_SAMPLES:
+        return None
+    head = plane[:max(1, min(h, -(-_PROBE_BYTES // (w * c))))]
+    probe = min(len(_compress(residuals(head, m), 0)) for m in (0, 3))
+    cheap = 8 * budget < CHEAP_BITS * plane.size
+    if probe > _PROBE_MARGIN[cheap] * budget * head.size / plane.size:
+        return None
+    modes = MODES if c > 1 else MODES[:len(FILTERS)]
+    fast = {m: len(_compress(residuals(plane, m), 1)) for m in modes}
+    mode = min(modes, key=lambda m: (fast[m], m))
+    data = residuals(plane, mode)
+    payload = min((_compress(data, 9 | lzma.PRESET_EXTREME, lc) for lc in (0, 1)), key=len)
+    return (mode, payload) if len(payload) < budget else None
+
+
+def decode(payload: bytes, shape: tuple[int, int, int], mode: int) -> np.ndarray:
+    """The plane (h, w, C) uint8; ValueError unless the payload is one complete LZMA2 stream of exactly
+    the plane's bytes (it never inflates more than that)."""
+    if mode not in MODES:
+        raise ValueError(f"LZ stage mode {mode}")
+    size = shape[0] * shape[1] * shape[2]
+    d = lzma.LZMADecompressor(format=lzma.FORMAT_RAW,
+                              filters=[{"id": lzma.FILTER_LZMA2, "dict_size": max(1 << 12, size)}])
+    try:
+        data = d.decompress(payload, max_length=size + 1)
+    except lzma.LZMAError as e:
+        raise ValueError(f"LZMA2 stream: {e}") from None
+    if len(data) != size or not d.eof or d.unused_data:
+        raise ValueError("LZMA2 stream does not hold exactly the plane")
+    return samples(data, shape, mode)
