@@ -30,6 +30,8 @@ CHEAP_BITS = 1.5            # a plane coded under this many bits per sample is "
 _PROBE_BYTES = 1 << 16      # the first rows' residual bytes a fast probe compresses to rule the stage out
 _PROBE_MARGIN = {True: 2.5, False: 0.8}   # ... where the probe is over this times the coded bytes' share
 #                                           (cheap planes: long repeats may lie beyond the first rows)
+_PICK_BYTES = 1 << 22       # the first rows' bytes (about) the modes are compared on
+_EXTREME_BYTES = 1 << 24    # planes up to this many bytes are compressed with xz's -9e, larger ones with -9
 _MAX_DICT = 1 << 25         # the encoder's dictionary at most (memory: about 11x this while encoding)
 
 
@@ -74,8 +76,8 @@ def encode(plane: np.ndarray, budget: int) -> tuple[int, bytes] | None:
     rows' residual bytes (about _PROBE_BYTES),
     compressed fast without and with the plane filter, must take at most _PROBE_MARGIN times their share
     of the budget (2.5 on a plane already coded under CHEAP_BITS a sample, 0.8 on a dear one: a
-    photograph stops there, in about 20 ms). Then every mode is compressed fast to pick one, which is
-    compressed hard (lc 0 and 1)."""
+    photograph stops there, in about 20 ms). Then every mode is compressed fast (the first rows, about
+    _PICK_BYTES) to pick one, which is compressed hard (lc 0 and 1)."""
     plane = np.asarray(plane, dtype=np.uint8)
     h, w, c = plane.shape
     if plane.size < MIN_SAMPLES:
@@ -86,10 +88,12 @@ def encode(plane: np.ndarray, budget: int) -> tuple[int, bytes] | None:
     if probe > _PROBE_MARGIN[cheap] * budget * head.size / plane.size:
         return None
     modes = MODES if c > 1 else MODES[:len(FILTERS)]
-    fast = {m: len(_compress(residuals(plane, m), 1)) for m in modes}
+    sample = plane[:max(1, min(h, -(-_PICK_BYTES // (w * c))))]
+    fast = {m: len(_compress(residuals(sample, m), 1)) for m in modes}
     mode = min(modes, key=lambda m: (fast[m], m))
     data = residuals(plane, mode)
-    payload = min((_compress(data, 9 | lzma.PRESET_EXTREME, lc) for lc in (0, 1)), key=len)
+    hard = 9 | lzma.PRESET_EXTREME if len(data) <= _EXTREME_BYTES else 9
+    payload = min((_compress(data, hard, lc) for lc in (0, 1)), key=len)
     return (mode, payload) if len(payload) < budget else None
 
 
