@@ -4,6 +4,7 @@ where strictly smaller; files judged with an independent decoder (Pillow reads w
 from __future__ import annotations
 
 import lzma
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +14,7 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
+from conftest import NO_TORCH
 from pixzip.cli import main
 from pixzip.entropy import lz
 from pixzip.formats import container
@@ -156,3 +158,17 @@ def test_an_unknown_lz_mode_is_a_corrupt_header(tmp_path):
     data = _with_lz_plane(tmp_path)
     with pytest.raises(container.FormatError, match="LZ stage mode 9"):
         container.read_header(_rebuild(data, lambda h, s: setattr(h, "lz_modes", [9])))
+
+
+def test_an_lz_file_decodes_without_torch_and_without_the_compiled_coder(tmp_path):
+    """The LZ stage needs neither: numpy and the standard library's lzma (its plane's model is not even
+    looked up)."""
+    img = repeated_tiles()
+    out, h = _compress(tmp_path, img, "glyphs")
+    assert h.entropy == [container.LZ]
+    code = NO_TORCH + ("import sys\nfrom pixzip.cli import main\n"
+                       "main(['decompress', 'glyphs.pxz', '-o', 'back.png', '-q'])\n")
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]), "PIXZIP_NATIVE": "0"}
+    r = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-3000:]
+    np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "back.png")), img)

@@ -153,7 +153,7 @@ def compress(files, output, to_stdout, force, model, tile, max_pixels, verify, r
                 f"{stats.bits_per_subpixel:.3f} bits/sub-pixel -> {'<stdout>' if dest == '-' else dest}{done}")
         rep.detail(f"  model ideal {stats.model_bits_per_subpixel:.3f} bits/sub-pixel "
                    f"(file {100 * (stats.bits_per_subpixel / stats.model_bits_per_subpixel - 1):+.2f}%), "
-                   f"{image.width}x{image.height} {image.mode}, {seconds:.2f} s")
+                   f"{image.width}x{image.height} {image.mode}, {seconds:.2f} s, {_stages_text(data)}")
 
     pending = PixelBatch(lambda item: item[4].width * item[4].height, code)
     if run_each(inputs, rep, read, finally_=pending.flush, exit_on_failure=False, unit="files") + \
@@ -280,6 +280,12 @@ def test(files, model, recursive, progress, device, threads, verbose, quiet):
 
     decode_files(files, rep, prepare, lambda f, data, image: rep.say(f"{f}: OK"), model, None, quiet, threads,
                  device)
+
+
+def _stages_text(data: bytes) -> str:
+    """The entropy stage of each plane of a file just written, for -v."""
+    h = container.read_header(data)[0]
+    return "coded by " + ", ".join(_stage_text(h, p) for p in range(len(h.planes)))
 
 
 def _stage_text(h: container.Header, p: int) -> str:
