@@ -319,7 +319,7 @@ def markdown(meta: dict, agg: dict, images: list) -> str:
               f"{meta['imagecodecs']}, Pillow {meta['pillow']}).", ""]
     lines += ["What each level chose (planes by stage; images with a transform):", ""]
     for e, d in lv.items():
-        st = ", ".join(f"{k}: {v} planes" for k, v in sorted(d["stages"].items()))
+        st = ", ".join(f"{k}: {v} plane{'s' if v != 1 else ''}" for k, v in sorted(d["stages"].items()))
         more = f"; larger than PNG: {', '.join(d['larger_than_png'])}" if 0 < len(d["larger_than_png"]) <= 8 else ""
         lines.append(f"- `-e {e}`: {st}; {d['transformed']} transformed; {d['larger_than_jxl9']} files larger "
                      f"than JPEG XL e9{more}")

@@ -1,6 +1,6 @@
 """Peak memory of `pixzip compress` and `pixzip decompress` on a 50-megapixel RGB image (issue 4).
 
-    python3 bench/memory.py [--effort N] [--work /tmp/pixzip-memory] [--out bench/results/memory.md]
+    python3 bench/memory.py [--effort N] [--image photos|ramp] [--work /tmp/pixzip-memory] [--out bench/results/memory.md]
 
 Builds an 8192x6144 RGB PNG from a 2x2 mosaic of the photos in ../shared/data/photos (each fitted to
 4096x3072, Lanczos), then runs the two commands as real subprocesses with default options, sampling
@@ -36,6 +36,13 @@ def mosaic(data: Path, width: int, height: int) -> Image.Image:
         with Image.open(f) as im:
             out.paste(ImageOps.fit(im.convert("RGB"), (w, h), Image.Resampling.LANCZOS), ((k % 2) * w, (k // 2) * h))
     return out
+
+
+def ramp(width: int, height: int) -> Image.Image:
+    """Three ramps at fractional slopes (steps of 1 every few pixels, rows shifted): kinds' gradient.png, large."""
+    y, x = np.mgrid[0:height, 0:width]
+    rgb = np.stack([(x * 3 // 8 + y // 7), (y // 2 + x // 97), (2 * x + 3 * y) // 11], -1) % 256
+    return Image.fromarray(rgb.astype(np.uint8))
 
 
 def tree(pid: int) -> list[int]:
@@ -91,7 +98,8 @@ def stage_memory(pxz: Path, effort: int | None = None) -> str:
     from pixzip.efforts import DEFAULT_EFFORT
     from pixzip.formats.container import ADAPTIVE
     h = api.read_header(pxz.read_bytes())
-    stages = ", ".join({0: "static", 1: "adaptive level {}", 2: "stored"}[e].format(lv) for e, lv in zip(h.entropy, h.levels))
+    names = {0: "static", 1: "adaptive level {}", 2: "stored", 3: "LZ stage (LZMA2)"}
+    stages = ", ".join(names[e].format(lv) for e, lv in zip(h.entropy, h.levels))
     out = (f"Effort -e {effort or DEFAULT_EFFORT}{'' if effort else ' (the default)'}; planes: {stages}; tile {h.tile}; "
            f"threads: {os.cpu_count()} (the CLI's default, all cores).")
     levels = sorted({lv for e, lv in zip(h.entropy, h.levels) if e == ADAPTIVE})
@@ -111,13 +119,17 @@ def main():
     ap.add_argument("--width", type=int, default=8192)
     ap.add_argument("--height", type=int, default=6144)
     ap.add_argument("--effort", type=int, help="pass -e N (default: the CLI's default level)")
+    ap.add_argument("--image", choices=("photos", "ramp"), default="photos",
+                    help="the photos' mosaic, or a synthetic ramp at fractional slopes (the LZ stage codes it: its "
+                         "worst case, the whole plane compressed at once)")
     ap.add_argument("--out")
     args = ap.parse_args()
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
-    src = work / "big.png"
+    src = work / ("big.png" if args.image == "photos" else "ramp.png")
     if not src.exists():
-        mosaic(Path(args.data), args.width, args.height).save(src, compress_level=1)
+        im = mosaic(Path(args.data), args.width, args.height) if args.image == "photos" else ramp(args.width, args.height)
+        im.save(src, compress_level=1)
     pixels = args.width * args.height
     rows = {}
     effort = ["-e", str(args.effort)] if args.effort else []
@@ -139,7 +151,7 @@ def main():
     text = "\n".join(lines)
     print(text)
     if args.out:
-        opts = f" --effort {args.effort}" if args.effort else ""
+        opts = (f" --effort {args.effort}" if args.effort else "") + (f" --image {args.image}" if args.image != "photos" else "")
         Path(args.out).write_text(f"`PYTHONPATH=$PWD python3 bench/memory.py{opts} --out {args.out}`\n\n{text}\n")
     digest = hashlib.sha256(np.asarray(Image.open(src)).tobytes()).hexdigest()[:16]
     print(f"(source pixels sha256 {digest})", file=sys.stderr)
