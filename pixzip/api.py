@@ -126,7 +126,7 @@ def _transformed(image: ImageData, plan: Effort, models, tile: int, workers: int
         return image, transforms.IDENTITY
     try_coding = None
     if plan.transforms == "trial":
-        bare = Effort(plan.models, plan.stage, plan.level, static_too=plan.static_too)
+        bare = Effort(plan.models, plan.stage, plan.level, static_too=plan.static_too, lz_hard=plan.lz_hard)
 
         def try_coding(candidate: ImageData) -> int:
             # (the original only decides which named models may go unused; the record's bytes are added
@@ -177,7 +177,7 @@ def _code_images(images: Sequence[ImageData], records: list, originals: Sequence
             coded[key].append(_CodedPlane(m, stage, level, streams, bits))
     out = []
     for i, im in enumerate(images):
-        planes = [_smallest_or_stored(coded[(i, p)], split[i].model_planes[p], version)
+        planes = [_smallest_or_stored(coded[(i, p)], split[i].model_planes[p], version, plan.lz_hard)
                   for p in range(len(im.planes))]
         out.append(_container(im, records[i], originals[i], planes, split[i], tile, version))
     return out
@@ -224,7 +224,7 @@ def _stored_bits(plane: np.ndarray) -> int:
     return stored.bits_for_levels(stored.levels_needed(plane))
 
 
-def _smallest_or_stored(options: list, plane: np.ndarray, version: int) -> _CodedPlane:
+def _smallest_or_stored(options: list, plane: np.ndarray, version: int, lz_hard: bool = True) -> _CodedPlane:
     """The smallest coded option; in format v4 the plane's samples stored instead where strictly smaller
     (uniform noise), so that no image costs more than its raw size and a few header bytes, or
     LZMA2-compressed where that is strictly smaller (screenshots, synthetic ramps: entropy/lz.py)."""
@@ -236,7 +236,7 @@ def _smallest_or_stored(options: list, plane: np.ndarray, version: int) -> _Code
     stored = codec.stored_plane_stream(plane, bits)
     if 4 * stored.size < best.size:
         best = _CodedPlane(best.model, STORED, 0, [stored], 32.0 * stored.size, bits)
-    coded = codec.lz_plane_stream(plane, best.size)
+    coded = codec.lz_plane_stream(plane, best.size, lz_hard)
     if coded is not None:
         mode, words = coded
         best = _CodedPlane(best.model, LZ, 0, [words], 32.0 * words.size, lz_mode=mode)

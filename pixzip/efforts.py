@@ -19,14 +19,16 @@ class Effort:
     max_trials: int | None = None   # trial coding: at most this many candidates (the estimate's best)
     static_too: bool = False    # also code each plane with the static stage (and the strongest models,
     #                             which the adaptive stage cannot take: the ensemble) and keep the smaller
+    lz_hard: bool = True        # the LZ stage's final compression: xz -9e twice (lc 0, 1), else -9 once
+    #                             (4-8x faster, 3-40 % larger where it wins: the fast levels')
 
 
 # README "Effort levels": what each level costs and gains, measured (bench/effort_speed.py). The default
 # is the best rate whose encode and decode stay about >= 0.5 MP/s on 2 cores, network included. Levels 3
 # and 4 (session 13's -e 4 and -e 5..9) stay decodable; files name their level.
 EFFORTS = {
-    1: Effort(models=1, stage=STATIC),                                       # today's pure-network coding
-    2: Effort(models=1, stage=STATIC, transforms="estimate"),
+    1: Effort(models=1, stage=STATIC, lz_hard=False),                        # today's pure-network coding
+    2: Effort(models=1, stage=STATIC, transforms="estimate", lz_hard=False),
     3: Effort(models=2, stage=STATIC, transforms="estimate"),                # the ensemble, static
     4: Effort(models=1, stage=ADAPTIVE, level=5, transforms="estimate"),
     5: Effort(models=1, stage=ADAPTIVE, level=6, transforms="estimate"),

@@ -56,7 +56,20 @@ def test_golden_files_reencode_identically(golden_models, folder):
         image, header = api.decompress(data, golden_models)
         used = [m for m in golden_models if any(m.id.startswith(r.id) for r in header.models)]
         again, _ = api.compress(image, used, tile=8, version=VERSIONS[folder], effort=EXPECTED[name]["effort"])
+        if again != data and container.LZ in header.entropy:
+            _same_but_the_lz_stream(again, data, golden_models, name)
+            continue
         assert again == data, name
+
+
+def _same_but_the_lz_stream(again: bytes, data: bytes, models, name: str):
+    """An LZ plane's bytes are liblzma's encoder's, which may differ between liblzma versions (its
+    decoder's reading of them may not; so may the mode its sizes pick): the header must be the same
+    otherwise, and the pixels."""
+    h1, h2 = api.read_header(again), api.read_header(data)
+    for f in ("mode", "width", "height", "tile", "planes", "entropy", "pixel_crc", "transform"):
+        assert getattr(h1, f) == getattr(h2, f), (name, f)
+    assert api.decompress(again, models)[0].pixel_bytes() == api.decompress(data, models)[0].pixel_bytes(), name
 
 
 def test_version_4_files_cover_every_stage_and_a_transform():

@@ -80,14 +80,15 @@ def probe_rows(plane: np.ndarray) -> np.ndarray:
     return np.concatenate([plane[s:s + _PROBE_BAND] for s in starts])
 
 
-def encode(plane: np.ndarray, budget: int) -> tuple[int, bytes] | None:
+def encode(plane: np.ndarray, budget: int, hard: bool = True) -> tuple[int, bytes] | None:
     """(mode, payload) of the plane under `budget` bytes (the best coding so far), or None where the
     stage does not beat it or the plane has under MIN_SAMPLES samples. Cheap where it cannot: bands of
     rows spread over the plane (probe_rows), compressed fast without and with the plane filter, must take
     at most _PROBE_MARGIN times their share of the budget (measured, session 15: the planes the stage
     won took 0.54-0.68 of their share, every photograph and every plane it lost 1.07 or more; the probe
     takes 2-12 ms on a 768x512 photo). Then every mode is compressed fast (the first rows, about
-    _PICK_BYTES) to pick one, which is compressed hard (lc 0 and 1)."""
+    _PICK_BYTES) to pick one, which is compressed hard (`hard`: xz -9e with lc 0 and with lc 1, the
+    smaller kept) or once with -9 and lc 0 (4-8x faster, 3-40 % larger)."""
     plane = np.asarray(plane, dtype=np.uint8)
     h, w, c = plane.shape
     if plane.size < MIN_SAMPLES:
@@ -101,8 +102,11 @@ def encode(plane: np.ndarray, budget: int) -> tuple[int, bytes] | None:
     fast = {m: len(_compress(residuals(head, m), 1)) for m in modes}
     mode = min(modes, key=lambda m: (fast[m], m))
     data = residuals(plane, mode)
-    hard = 9 | lzma.PRESET_EXTREME if len(data) <= _EXTREME_BYTES else 9
-    payload = min((_compress(data, hard, lc) for lc in (0, 1)), key=len)
+    if hard:
+        preset = 9 | lzma.PRESET_EXTREME if len(data) <= _EXTREME_BYTES else 9
+        payload = min((_compress(data, preset, lc) for lc in (0, 1)), key=len)
+    else:
+        payload = _compress(data, 9)
     return (mode, payload) if len(payload) < budget else None
 
 
