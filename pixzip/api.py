@@ -126,6 +126,7 @@ def _transformed(image: ImageData, plan: Effort, models, tile: int, workers: int
         return image, transforms.IDENTITY
     try_coding = None
     if plan.transforms == "trial":
+        # (each candidate's planes meet the LZ stage's probe; only the chosen image's are searched in full)
         bare = Effort(plan.models, plan.stage, plan.level, static_too=plan.static_too, lz_hard=plan.lz_hard)
 
         def try_coding(candidate: ImageData) -> int:
@@ -177,7 +178,7 @@ def _code_images(images: Sequence[ImageData], records: list, originals: Sequence
             coded[key].append(_CodedPlane(m, stage, level, streams, bits))
     out = []
     for i, im in enumerate(images):
-        planes = [_smallest_or_stored(coded[(i, p)], split[i].model_planes[p], version, plan.lz_hard)
+        planes = [_smallest_or_stored(coded[(i, p)], split[i].model_planes[p], version, plan)
                   for p in range(len(im.planes))]
         out.append(_container(im, records[i], originals[i], planes, split[i], tile, version))
     return out
@@ -224,7 +225,7 @@ def _stored_bits(plane: np.ndarray) -> int:
     return stored.bits_for_levels(stored.levels_needed(plane))
 
 
-def _smallest_or_stored(options: list, plane: np.ndarray, version: int, lz_hard: bool = True) -> _CodedPlane:
+def _smallest_or_stored(options: list, plane: np.ndarray, version: int, plan: Effort) -> _CodedPlane:
     """The smallest coded option; in format v4 the plane's samples stored instead where strictly smaller
     (uniform noise), so that no image costs more than its raw size and a few header bytes, or
     LZMA2-compressed where that is strictly smaller (screenshots, synthetic ramps: entropy/lz.py)."""
@@ -236,7 +237,7 @@ def _smallest_or_stored(options: list, plane: np.ndarray, version: int, lz_hard:
     stored = codec.stored_plane_stream(plane, bits)
     if 4 * stored.size < best.size:
         best = _CodedPlane(best.model, STORED, 0, [stored], 32.0 * stored.size, bits)
-    coded = codec.lz_plane_stream(plane, best.size, lz_hard)
+    coded = codec.lz_plane_stream(plane, best.size, plan.lz_hard, plan.lz_probe)
     if coded is not None:
         mode, words = coded
         best = _CodedPlane(best.model, LZ, 0, [words], 32.0 * words.size, lz_mode=mode)

@@ -21,6 +21,8 @@ class Effort:
     #                             which the adaptive stage cannot take: the ensemble) and keep the smaller
     lz_hard: bool = True        # the LZ stage's final compression: xz -9e twice (lc 0, 1), else -9 once
     #                             (4-8x faster, 3-40 % larger where it wins: the fast levels')
+    lz_probe: bool = True       # rule the LZ stage out by its fast probe (entropy/lz.py); the trial levels
+    #                             search every plane instead (the probe misses some: a radial gradient)
 
 
 # README "Effort levels": what each level costs and gains, measured (bench/effort_speed.py). The default
@@ -32,10 +34,10 @@ EFFORTS = {
     3: Effort(models=2, stage=STATIC, transforms="estimate"),                # the ensemble, static
     4: Effort(models=1, stage=ADAPTIVE, level=5, transforms="estimate"),
     5: Effort(models=1, stage=ADAPTIVE, level=6, transforms="estimate"),
-    6: Effort(models=1, stage=ADAPTIVE, level=6, transforms="trial", max_trials=2),
+    6: Effort(models=1, stage=ADAPTIVE, level=6, transforms="trial", max_trials=2, lz_probe=False),
     7: Effort(models=2, stage=ADAPTIVE, level=6, transforms="estimate"),    # the ensemble in the stage
-    8: Effort(models=2, stage=ADAPTIVE, level=6, transforms="trial", max_trials=2),
-    9: Effort(models=2, stage=ADAPTIVE, level=6, transforms="trial", static_too=True),
+    8: Effort(models=2, stage=ADAPTIVE, level=6, transforms="trial", max_trials=2, lz_probe=False),
+    9: Effort(models=2, stage=ADAPTIVE, level=6, transforms="trial", static_too=True, lz_probe=False),
 }
 DEFAULT_EFFORT = 4
 STATIC_ONLY = Effort(models=1, stage=STATIC)      # what format versions before 4 can hold (with `models`)

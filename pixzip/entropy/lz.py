@@ -80,22 +80,29 @@ def probe_rows(plane: np.ndarray) -> np.ndarray:
     return np.concatenate([plane[s:s + _PROBE_BAND] for s in starts])
 
 
-def encode(plane: np.ndarray, budget: int, hard: bool = True) -> tuple[int, bytes] | None:
+def _ruled_out(plane: np.ndarray, budget: int) -> bool:
+    """The probe: the bands' residuals, compressed fast without and with the plane filter, take more than
+    _PROBE_MARGIN times the bands' share of the budget."""
+    sample = probe_rows(plane)
+    probe = min(len(_compress(residuals(sample, m), 0)) for m in (0, 3))
+    return probe > _PROBE_MARGIN * budget * sample.size / plane.size
+
+
+def encode(plane: np.ndarray, budget: int, hard: bool = True, probe: bool = True) -> tuple[int, bytes] | None:
     """(mode, payload) of the plane under `budget` bytes (the best coding so far), or None where the
-    stage does not beat it or the plane has under MIN_SAMPLES samples. Cheap where it cannot: bands of
-    rows spread over the plane (probe_rows), compressed fast without and with the plane filter, must take
-    at most _PROBE_MARGIN times their share of the budget (measured, session 15: the planes the stage
-    won took 0.54-0.68 of their share, every photograph and every plane it lost 1.07 or more; the probe
-    takes 2-12 ms on a 768x512 photo). Then every mode is compressed fast (the first rows, about
+    stage does not beat it or the plane has under MIN_SAMPLES samples. Cheap where it cannot (`probe`):
+    bands of rows spread over the plane (probe_rows), compressed fast without and with the plane filter,
+    must take at most _PROBE_MARGIN times their share of the budget (measured, session 15: the kinds'
+    planes the stage won took 0.54-0.68 of their share, every photograph and every plane it lost 1.07 or
+    more; 2-12 ms on a 768x512 photo. It misses some wins: a radial gradient's bands took 1.77 where the
+    whole plane takes 0.48, since no fast setting or sample sees its far repeats). Then every mode is compressed fast (the first rows, about
     _PICK_BYTES) to pick one, which is compressed hard (`hard`: xz -9e with lc 0 and with lc 1, the
     smaller kept) or once with -9 and lc 0 (4-8x faster, 3-40 % larger)."""
     plane = np.asarray(plane, dtype=np.uint8)
     h, w, c = plane.shape
     if plane.size < MIN_SAMPLES:
         return None
-    sample = probe_rows(plane)
-    probe = min(len(_compress(residuals(sample, m), 0)) for m in (0, 3))
-    if probe > _PROBE_MARGIN * budget * sample.size / plane.size:
+    if probe and _ruled_out(plane, budget):
         return None
     modes = MODES if c > 1 else MODES[:len(FILTERS)]
     head = plane[:max(1, min(h, -(-_PICK_BYTES // (w * c))))]
