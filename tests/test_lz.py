@@ -81,6 +81,17 @@ def test_decode_refuses_every_stream_that_is_not_exactly_the_plane():
         lz.decode(payload, ramp.shape, 8)
 
 
+def test_a_match_beyond_the_dictionary_is_refused():
+    """The decoder's dictionary is bounded (lz.MAX_DICT), whatever the plane's size: a stream whose
+    match reaches further back (written with a larger dictionary) is corrupt, not a reason to grow."""
+    block = np.random.default_rng(1).integers(0, 256, 1 << 16, dtype=np.uint8).tobytes()
+    data = block + bytes(lz.MAX_DICT) + block
+    payload = lzma.compress(data, format=lzma.FORMAT_RAW,
+                            filters=[{"id": lzma.FILTER_LZMA2, "preset": 1, "dict_size": 2 * lz.MAX_DICT}])
+    with pytest.raises(ValueError):
+        lz.decode(payload, (1, len(data), 1), 0)
+
+
 def _compress(tmp_path: Path, img: np.ndarray, name: str, *extra) -> tuple[Path, container.Header]:
     src = tmp_path / f"{name}.png"
     Image.fromarray(img).save(src)

@@ -4,15 +4,16 @@ Why a dictionary coder beside the context-mixing stage: the adaptive stage predi
 its neighbourhood and has no memory of long repeats, the same glyph all over a screenshot or the rows
 of a synthetic ramp repeating with a shift. An LZ77 coder finds them: on the kinds' screenshots LZMA2
 codes the palette indices in about half the adaptive stage's bytes, and `gradient.png` (a ramp at a
-fractional slope) in a tenth (docs/ADAPTIVE.md, "The LZ stage"). On photographs it is 1.5-4x worse, so
-the encoder rules it out with a fast probe of the first rows and keeps it only where it is smaller.
+fractional slope) in a tenth (docs/ADAPTIVE.md, "The LZ stage"). On photographs it is 1.4-1.6x worse,
+so the encoder rules it out with a fast probe of bands of rows and keeps it only where it is smaller.
 
 A plane's *mode* byte: bits 0-1 the filter (residual = sample minus the prediction, modulo 256):
 0 none, 1 W (PNG's Sub), 2 N (PNG's Up), 3 W + N - NW (both at once); bit 2: the residuals in planar
 order (channel, row, column) instead of the samples' order (row, column, channel). Neighbours outside
 the plane read as 0. Every filter is undone by wrapping cumulative sums (numpy), so a decoder without
-the compiled coder is as fast as with it. The payload is a raw LZMA2 stream (xz's, Python's `lzma`):
-the decoder gives it a dictionary of the plane's size, which holds any distance the stream can name.
+the compiled coder is as fast as with it. The payload is a raw LZMA2 stream (xz's, Python's `lzma`)
+whose matches reach back at most MAX_DICT bytes: the decoder's dictionary is the plane's size up to
+that, so its memory is bounded whatever the image's size.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ _PROBE_BAND = 16            # plane (bands of 16 rows), and rules the stage out 
 _PROBE_MARGIN = 1.0         # this times the same share of the plane's coded bytes
 _PICK_BYTES = 1 << 22       # the first rows' bytes (about) the modes are compared on
 _EXTREME_BYTES = 1 << 24    # planes up to this many bytes are compressed with xz's -9e, larger ones with -9
-_MAX_DICT = 1 << 25         # the encoder's dictionary at most (memory: about 11x this while encoding)
+MAX_DICT = 1 << 25          # the dictionary at most, both sides (the encoder's memory: about 11x this)
 
 
 def mode_name(mode: int) -> str:
@@ -64,7 +65,7 @@ def samples(data: bytes, shape: tuple[int, int, int], mode: int) -> np.ndarray:
 
 
 def _compress(data: bytes, preset: int, lc: int = 0) -> bytes:
-    dict_size = min(_MAX_DICT, max(1 << 12, 1 << (max(len(data), 1) - 1).bit_length()))
+    dict_size = min(MAX_DICT, max(1 << 12, 1 << (max(len(data), 1) - 1).bit_length()))
     return lzma.compress(data, format=lzma.FORMAT_RAW, filters=[
         {"id": lzma.FILTER_LZMA2, "preset": preset, "dict_size": dict_size, "lc": lc, "lp": 0, "pb": 0}])
 
@@ -95,9 +96,9 @@ def encode(plane: np.ndarray, budget: int, hard: bool = True, probe: bool = True
     must take at most _PROBE_MARGIN times their share of the budget (measured, session 15: the kinds'
     planes the stage won took 0.54-0.68 of their share, every photograph and every plane it lost 1.07 or
     more; 2-12 ms on a 768x512 photo. It misses some wins: a radial gradient's bands took 1.77 where the
-    whole plane takes 0.48, since no fast setting or sample sees its far repeats). Then every mode is compressed fast (the first rows, about
-    _PICK_BYTES) to pick one, which is compressed hard (`hard`: xz -9e with lc 0 and with lc 1, the
-    smaller kept) or once with -9 and lc 0 (4-8x faster, 3-40 % larger)."""
+    whole plane takes 0.48, since no fast setting or sample sees its far repeats). Then every mode is
+    compressed fast (the first rows, about _PICK_BYTES) to pick one, which is compressed hard (`hard`: xz
+    -9e with lc 0 and with lc 1, the smaller kept) or once with -9 and lc 0 (4-8x faster, 3-40 % larger)."""
     plane = np.asarray(plane, dtype=np.uint8)
     h, w, c = plane.shape
     if plane.size < MIN_SAMPLES:
@@ -124,7 +125,7 @@ def decode(payload: bytes, shape: tuple[int, int, int], mode: int) -> np.ndarray
         raise ValueError(f"LZ stage mode {mode}")
     size = shape[0] * shape[1] * shape[2]
     d = lzma.LZMADecompressor(format=lzma.FORMAT_RAW,
-                              filters=[{"id": lzma.FILTER_LZMA2, "dict_size": max(1 << 12, size)}])
+                              filters=[{"id": lzma.FILTER_LZMA2, "dict_size": max(1 << 12, min(size, MAX_DICT))}])
     try:
         data = d.decompress(payload, max_length=size + 1)
     except lzma.LZMAError as e:
