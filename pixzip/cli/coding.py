@@ -304,7 +304,7 @@ def _stage_text(h: container.Header, p: int) -> str:
 @click.argument("files", nargs=-1, required=True)
 @click.option("-r", "--recursive", is_flag=True, help="Folders among the inputs: every .pxz under them.")
 def info(files, recursive):
-    """Show a file's header: format version, image, model, size and rate."""
+    """Show a file's header: format version, image, model, entropy stages, size and rate."""
     rep = Reporter(0, False)
     files = expand_inputs(files, recursive, is_pxz_name)
 
