@@ -64,7 +64,9 @@ def ratio(before: int, after: int) -> str:
                    f"(the ensemble); 4 the adaptive stage (level {efforts.EFFORTS[4].level}); 5 its level "
                    f"{efforts.EFFORTS[5].level}; 6 + transforms by trial "
                    "coding; 7 the ensemble in the stage; 8 + trials; 9 + every trial and the ensemble's static "
-                   "coding per plane, the smaller kept. -m takes precedence over the models an effort picks.")
+                   "coding per plane, the smaller kept. Every level codes a plane with LZMA2 instead where "
+                   "that is smaller (long repeats: screenshots, synthetic gradients), after a quick probe "
+                   "(6, 8, 9: without it). -m takes precedence over the models an effort picks.")
 @input_options
 @output_options
 @common_options
