@@ -168,7 +168,6 @@ def run_chunk(items: list, levels: list[int]) -> dict:
     """Code a chunk of images at every level (batched, as the CLI) and with the other codecs (each
     image once); check every round trip."""
     from pixzip import api
-    from pixzip.entropy import lz
     from pixzip.formats import container, images, transforms
     threads = _THREADS[0]
     loaded = [(name, *load(src)) for name, src in items]
@@ -190,7 +189,7 @@ def run_chunk(items: list, levels: list[int]) -> dict:
             rec["levels"][str(e)] = {
                 "bytes": len(blob), "stream_bits": st.model_bits, "exact": bool(exact),
                 "stages": [stage_names[s] + (f" L{lv}" if s == container.ADAPTIVE else "")
-                           + (f" ({lz.mode_name(m)})" if s == container.LZ else "")
+                           + (f" ({container.lz_mode_name(m)})" if s == container.LZ else "")
                            for s, lv, m in zip(h.entropy, h.levels, h.lz_modes)],
                 "models": [m.name or m.id[:16] for m in h.models],
                 "transform": transforms.TransformRecord.from_bytes(h.transform).describe() if h.transform else "none"}

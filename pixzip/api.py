@@ -178,7 +178,7 @@ def _code_images(images: Sequence[ImageData], records: list, originals: Sequence
             coded[key].append(_CodedPlane(m, stage, level, streams, bits))
     out = []
     for i, im in enumerate(images):
-        planes = [_smallest_or_stored(coded[(i, p)], split[i].model_planes[p], version, plan)
+        planes = [_smallest_coding(coded[(i, p)], split[i].model_planes[p], version, plan)
                   for p in range(len(im.planes))]
         out.append(_container(im, records[i], originals[i], planes, split[i], tile, version))
     return out
@@ -225,15 +225,15 @@ def _stored_bits(plane: np.ndarray) -> int:
     return stored.bits_for_levels(stored.levels_needed(plane))
 
 
-def _smallest_or_stored(options: list, plane: np.ndarray, version: int, plan: Effort) -> _CodedPlane:
+def _smallest_coding(options: list, plane: np.ndarray, version: int, plan: Effort) -> _CodedPlane:
     """The smallest coded option; in format v4 the plane's samples stored instead where strictly smaller
     (uniform noise), so that no image costs more than its raw size and a few header bytes, or
     LZMA2-compressed where that is strictly smaller (screenshots, synthetic ramps: entropy/lz.py)."""
     best = min(options, key=lambda c: c.size)           # ties keep the first: the planned stage
-    best.stored_bits = _stored_bits(plane) if best.stage == ADAPTIVE else 0
-    if version < 4:
+    if version < 4:                                     # (no adaptive stage there: no stored width)
         return best
     bits = _stored_bits(plane)
+    best.stored_bits = bits if best.stage == ADAPTIVE else 0
     stored = codec.stored_plane_stream(plane, bits)
     if 4 * stored.size < best.size:
         best = _CodedPlane(best.model, STORED, 0, [stored], 32.0 * stored.size, bits)

@@ -14,7 +14,6 @@ import click
 
 from .. import efforts, zoo
 from ..errors import PixzipError
-from ..entropy import lz
 from ..formats import container, depth, images, metadata
 from .common import DEFAULT_TILE, SUFFIX, Reporter, progress_bar, read_input, set_device, source_attributes, \
     write_output
@@ -155,7 +154,7 @@ def compress(files, output, to_stdout, force, model, tile, max_pixels, verify, r
                 f"{stats.bits_per_subpixel:.3f} bits/sub-pixel -> {'<stdout>' if dest == '-' else dest}{done}")
         rep.detail(f"  model ideal {stats.model_bits_per_subpixel:.3f} bits/sub-pixel "
                    f"(file {100 * (stats.bits_per_subpixel / stats.model_bits_per_subpixel - 1):+.2f}%), "
-                   f"{image.width}x{image.height} {image.mode}, {seconds:.2f} s, {_stages_text(data)}")
+                   f"{image.width}x{image.height} {image.mode}, {seconds:.2f} s, coded by {_stages_text(container.read_header(data)[0])}")
 
     pending = PixelBatch(lambda item: item[4].width * item[4].height, code)
     if run_each(inputs, rep, read, finally_=pending.flush, exit_on_failure=False, unit="files") + \
@@ -284,22 +283,9 @@ def test(files, model, recursive, progress, device, threads, verbose, quiet):
                  device)
 
 
-def _stages_text(data: bytes) -> str:
-    """The entropy stage of each plane of a file just written, for -v."""
-    h = container.read_header(data)[0]
-    return "coded by " + ", ".join(_stage_text(h, p) for p in range(len(h.planes)))
-
-
-def _stage_text(h: container.Header, p: int) -> str:
-    """How plane p is coded, in words (docs/FORMAT.md, "Entropy stages")."""
-    stage = (h.entropy or [container.STATIC] * len(h.planes))[p]
-    if stage == container.ADAPTIVE:
-        return f"adaptive level {h.levels[p]}"
-    if stage == container.STORED:
-        return f"stored ({h.stored_bits[p]}-bit samples)"
-    if stage == container.LZ:
-        return f"LZMA2 ({lz.mode_name(h.lz_modes[p])})"
-    return "static rANS"
+def _stages_text(h: container.Header) -> str:
+    """Each plane's entropy stage, in words."""
+    return ", ".join(container.describe_stage(h, p) for p in range(len(h.planes)))
 
 
 @click.command()
@@ -324,7 +310,7 @@ def info(files, recursive):
             *([f"16-bit planes:   {', '.join(depth.describe(s) for s in h.splits)}"] if h.depth == 16 else []),
             "models:          " + ", ".join(f"{m.name or 'not installed'} (id {m.id[:16]})" for m in h.models),
             f"tile:            {h.tile or 'whole image'}",
-            "entropy stages:  " + ", ".join(_stage_text(h, p) for p in range(len(h.planes))),
+            "entropy stages:  " + _stages_text(h),
             f"bytes:           {len(data)}",
             f"bits/sub-pixel:  {8 * len(data) / subpixels:.4f}",
             f"model ideal:     {h.model_bits / subpixels:.4f} bits/sub-pixel "

@@ -22,10 +22,7 @@ import lzma
 
 import numpy as np
 
-from ..formats.container import LZ_MODES as MODES
-
-FILTERS = ("none", "W", "N", "W+N-NW")
-PLANAR = 4
+from ..formats.container import LZ_FILTERS as FILTERS, LZ_MODES as MODES, LZ_PLANAR as PLANAR
 MIN_SAMPLES = 1 << 12       # smaller planes are not tried: too short for long repeats to pay
 _PROBE_BYTES = 1 << 16      # a fast probe compresses about this many bytes of bands of rows spread over the
 _PROBE_BAND = 16            # plane (bands of 16 rows), and rules the stage out where that takes more than
@@ -33,10 +30,6 @@ _PROBE_MARGIN = 1.0         # this times the same share of the plane's coded byt
 _PICK_BYTES = 1 << 22       # the first rows' bytes (about) the modes are compared on
 _EXTREME_BYTES = 1 << 24    # planes up to this many bytes are compressed with xz's -9e, larger ones with -9
 MAX_DICT = 1 << 25          # the dictionary at most, both sides (the encoder's memory: about 11x this)
-
-
-def mode_name(mode: int) -> str:
-    return f"{FILTERS[mode & 3]}{', planar' if mode & PLANAR else ''}"
 
 
 def residuals(plane: np.ndarray, mode: int) -> bytes:

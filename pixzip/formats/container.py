@@ -35,7 +35,10 @@ DEPTHS = {"L": (2, 4, 8, 16), "LA": (8, 16), "RGB": (8, 16), "RGBA": (8, 16), "P
 STATIC, ADAPTIVE, STORED, LZ = 0, 1, 2, 3
 ENTROPY_STAGES = (STATIC, ADAPTIVE, STORED, LZ)
 WHOLE_PLANE = (STORED, LZ)                    # the stages that code a plane as one stream, without a model
-LZ_MODES = tuple(range(8))                    # the LZ stage's mode byte (entropy/lz.py): filter in bits 0-1, bit 2 planar
+# the LZ stage's mode byte (entropy/lz.py): the residuals' filter in bits 0-1, bit 2 the planar order
+LZ_FILTERS = ("none", "W", "N", "W+N-NW")
+LZ_PLANAR = 4
+LZ_MODES = tuple(range(8))
 ADAPTIVE_LEVELS = (1, 2, 3, 4, 5, 6)          # entropy.adaptive.LEVELS' keys (a test keeps them in step)
 MAX_RECORD = (1 << 20) + 64       # a transform record's bytes at most (transforms.MAX_BODY and its head)
 MODE_CODES = {"L": 1, "LA": 2, "RGB": 3, "RGBA": 4, "P": 5, "1": 6}
@@ -165,6 +168,22 @@ def _stage_fields(h: Header, p: int, stage: int) -> bytes:
     if stage == LZ:
         fields += bytes([h.lz_modes[p]])
     return fields
+
+
+def describe_stage(h: Header, p: int) -> str:
+    """How plane p is coded, in words (docs/FORMAT.md, "Entropy stages"): `pixzip info`, `compress -v`."""
+    stage = (h.entropy or [STATIC] * len(h.planes))[p]
+    if stage == ADAPTIVE:
+        return f"adaptive level {h.levels[p]}"
+    if stage == STORED:
+        return f"stored ({h.stored_bits[p]}-bit samples)"
+    if stage == LZ:
+        return f"LZMA2 ({lz_mode_name(h.lz_modes[p])})"
+    return "static rANS"
+
+
+def lz_mode_name(mode: int) -> str:
+    return f"{LZ_FILTERS[mode & 3]}{', planar' if mode & LZ_PLANAR else ''}"
 
 
 def _read_stage(r: Reader) -> tuple[int, int, int, int]:
