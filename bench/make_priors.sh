@@ -14,5 +14,5 @@ for L in ${LEVELS:-3 4 5 6}; do
   mk --level $L --model $M/pcnn-gray-v2.pxm --out $P/level$L-c1-h48-b4.npy $D/urban100 $D/photos
 done
 for L in ${LEVELS:-3 4 5 6}; do
-  case $L in 4|6) mk --level $L --model $M/pcnn-rgb-mix-v1.pxm --per-image 1 --out $P/level$L-c3-h48-b4+c3-h96-b8.npy $D/urban100 $D/photos;; esac
+  case $L in 4|6|8) mk --level $L --model $M/pcnn-rgb-mix-v1.pxm --per-image 1 --out $P/level$L-c3-h48-b4+c3-h96-b8.npy $D/urban100 $D/photos;; esac
 done

@@ -160,7 +160,8 @@ def test_slope_one_is_refused():
 CASES = [(1, 1, 3, 2, 1), (1, 9, 3, 2, 1), (9, 1, 3, 2, 2), (7, 13, 3, 2, 1), (13, 7, 3, 4, 2), (12, 12, 1, 2, 1),
          (24, 20, 3, 2, 1), (1, 1, 3, 2, 3), (9, 11, 3, 2, 3), (12, 12, 1, 2, 3), (10, 9, 4, 2, 3), (24, 20, 3, 2, 3),
          (11, 8, 3, 3, 4), (1, 1, 3, 2, 5), (9, 11, 3, 2, 5), (12, 12, 1, 2, 5), (10, 9, 4, 2, 5), (24, 20, 3, 2, 5),
-         (13, 7, 3, 3, 6), (16, 17, 3, 2, 6)]
+         (13, 7, 3, 3, 6), (16, 17, 3, 2, 6), (1, 1, 3, 2, 7), (9, 11, 3, 2, 7), (12, 12, 1, 2, 7), (10, 9, 4, 2, 7),
+         (24, 20, 3, 2, 7), (40, 33, 3, 2, 7), (13, 7, 3, 3, 8), (16, 17, 3, 2, 8)]
 
 
 def _exact_structure(h: int, w: int, C: int, seed: int) -> np.ndarray:
@@ -197,7 +198,7 @@ def test_c_writes_the_references_bytes_and_reads_them_back(h, w, C, slope, level
 
 
 @needs_c
-@pytest.mark.parametrize("level", [1, 3])
+@pytest.mark.parametrize("level", [1, 3, 7])
 def test_a_chain_of_tiles_carries_the_state_alike_in_c_and_python(level):
     tiles = [_photo(10, 12, seed=s) for s in range(3)]
     params = [_network_params(t) for t in tiles]
@@ -398,7 +399,7 @@ def test_levels_take_their_networks_prior_and_no_other():
 
 
 @needs_c
-@pytest.mark.parametrize("level", [3, 4, 5, 6])
+@pytest.mark.parametrize("level", [3, 4, 5, 6, 7, 8])
 def test_c_and_the_reference_start_from_the_prior_alike(level):
     lv = _v7_level(level)
     px = _photo(9, 10, seed=level)
@@ -425,3 +426,35 @@ def test_a_damaged_prior_is_refused(tmp_path, monkeypatch):
             A.State(_v7_level(3), 100)
     finally:
         A._load_prior.cache_clear()
+
+
+def test_the_least_squares_predictor_finds_an_exact_linear_relation():
+    """Levels 7 and 8's predictor (adaptive_features.LeastSquares): where the residual is an exact
+    combination of its inputs, its solved weights predict it (to rounding) after a few solves, per channel,
+    and a channel that has not been solved yet predicts 0."""
+    from pixzip.entropy.adaptive_features import LeastSquares
+    rng = np.random.default_rng(5)
+    ls = LeastSquares()
+    n = ls.INPUTS
+    coef = np.zeros(n, dtype=np.int64)
+    coef[[0, 1, 2, 11]] = [1, 1, -1, 2]                  # r = W + N - NW + 2 rN, in differences to p
+    errors = []
+    for step in range(8 * ls.SOLVE_EVERY):
+        u = [int(v) for v in rng.integers(-20, 21, n)]
+        u[26] = 16
+        r = int(coef @ np.array(u))
+        pred = ls.predict(1, u)
+        errors.append(abs(pred - 16 * r))
+        ls.update(1, r)
+    assert max(errors[:ls.SOLVE_EVERY]) > 16 * 10          # before the first solve: nothing known
+    assert max(errors[-ls.SOLVE_EVERY:]) <= 16            # after: within a grey level
+    assert ls.predict(0, u) == 0                           # channel 0 learned nothing
+
+
+def test_the_least_squares_solve_is_exact_integer_arithmetic():
+    from pixzip.entropy.adaptive_features import LeastSquares
+    n = LeastSquares.INPUTS
+    A = np.diag(np.arange(1, n + 1, dtype=np.int64) * 1000)
+    b = np.arange(n, dtype=np.int64) * 777 - 5000
+    w = LeastSquares._solve(A, b, [7] * n)
+    assert w == [min(max((int(b[i]) << 16) // (int(A[i, i]) + 1), -(1 << 20)), 1 << 20) for i in range(n)]

@@ -106,12 +106,15 @@ def test_wide_stream_golden_file(folder):
 # 13; levels 5 and 6 (with the exact-predictor vote) since, on make_golden.vote_image (where the vote fires)
 RGB = EXPECTED["rgb.pxz"]["sha256"]
 VOTE = "fe61cf1851487bed99e94315e1e9148db5e020fd4abfc097d4426b147ee1b74f"
-ADAPTIVE_GOLDEN = [("rgb16-adaptive.pxz", 1, RGB), ("rgb16-adaptive2.pxz", 2, RGB), ("rgb16-adaptive3.pxz", 3, RGB),
-                   ("rgb16-adaptive4.pxz", 4, RGB), ("rgb16-adaptive5.pxz", 5, VOTE), ("rgb16-adaptive6.pxz", 6, VOTE)]
+# and levels 7 and 8 (with the least-squares predictor, session 16) on it in one tile of 32
+ADAPTIVE_GOLDEN = [("rgb16-adaptive.pxz", 1, RGB, 8), ("rgb16-adaptive2.pxz", 2, RGB, 8),
+                   ("rgb16-adaptive3.pxz", 3, RGB, 8), ("rgb16-adaptive4.pxz", 4, RGB, 8),
+                   ("rgb16-adaptive5.pxz", 5, VOTE, 8), ("rgb16-adaptive6.pxz", 6, VOTE, 8),
+                   ("rgb16-adaptive7.pxz", 7, VOTE, 32), ("rgb16-adaptive8.pxz", 8, VOTE, 32)]
 
 
-@pytest.mark.parametrize("name, level, pixels", ADAPTIVE_GOLDEN)
-def test_adaptive_golden_files(name, level, pixels):
+@pytest.mark.parametrize("name, level, pixels, tile", ADAPTIVE_GOLDEN)
+def test_adaptive_golden_files(name, level, pixels, tile):
     """The adaptive stage's files (written with the native coder's model structure), one per level, keep
     decoding (the compiled stage where it is installed, else the reference) and, where the compiled
     stage encodes, re-encoding to the same bytes."""
@@ -122,4 +125,4 @@ def test_adaptive_golden_files(name, level, pixels):
     assert header.entropy == [1] and header.levels == [level]
     assert hashlib.sha256(image.pixel_bytes()).hexdigest() == pixels
     if adaptive_planes.adaptive_native(model.net):
-        assert api.compress(image, [model], tile=8, effort=effort)[0] == data
+        assert api.compress(image, [model], tile=tile, effort=effort)[0] == data

@@ -17,7 +17,7 @@ from pixzip.formats import images
 from pixzip.formats import stored as S
 from pixzip.formats import transforms as T
 from pixzip.formats.transforms import palette, steps
-from pixzip.formats.transforms.choose import _med_residuals, _touching
+from pixzip.formats.transforms.choose import _laplace_bits, _med_residuals, _touching
 from pixzip.errors import PixzipError
 from pixzip.formats.images import ImageData
 from pixzip.formats.varint import varint
@@ -628,9 +628,11 @@ def test_med_residuals_are_the_median_edge_detector(h, w, signed, seed):
     wv, n, nw, ne = pad[1:, :-2], pad[:-1, 1:-1], pad[:-1, :-2], pad[:-1, 2:]
     pred = np.where(nw >= np.maximum(wv, n), np.minimum(wv, n),
                     np.where(nw <= np.minimum(wv, n), np.maximum(wv, n), wv + n - nw))
-    residuals, activity = _med_residuals(x)
-    assert np.array_equal(residuals, x - pred)
-    assert np.array_equal(activity, np.abs(wv - nw) + np.abs(n - nw) + np.abs(n - ne))
+    for small in (False, True):                      # int16 sums for samples within +-255: the same values
+        residuals, activity = _med_residuals(x, small)
+        assert np.array_equal(residuals, x - pred)
+        assert np.array_equal(activity, np.abs(wv - nw) + np.abs(n - nw) + np.abs(n - ne))
+        assert _laplace_bits(residuals, activity) == _laplace_bits(residuals.astype(np.int32), activity.astype(np.int32))
 
 
 def test_estimate_of_a_large_image_samples_rows_and_scales_back():

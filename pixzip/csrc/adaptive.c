@@ -10,6 +10,13 @@
 #endif
 
 #define INLINE static inline __attribute__((always_inline))
+/* The per-sub-pixel entry points are also compiled for AVX2 where the toolchain can pick a clone at load
+ * time (glibc's ifunc); integer arithmetic gives the same results either way (tests compare with Python). */
+#if defined(__x86_64__) && defined(__linux__) && defined(__GLIBC__) && defined(__GNUC__) && !defined(__clang__)
+#define PZ_CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define PZ_CLONES
+#endif
 
 enum { PROB_ONE = 4096, ST_MAX = 2047, NODES = 32, CHECK_SLOT = 0, BIAS_INPUT = 256, W_LIMIT = 1 << 19 };
 enum { NODE_ZERO = 1, NODE_SIGN = 2 };
@@ -19,7 +26,8 @@ enum {
     F_ZERO, F_IDX, F_IDX2, F_IDX8, F_FRAC, F_CH, F_BRIGHT,
     F_QRW, F_QRN, F_QRNW, F_QRNE, F_QRWW, F_QRNN, F_QR1, F_QR2, F_ACT, F_GRAD,
     F_DW, F_DN, F_DNW, F_DNE, F_DPLANE, F_DNNE, F_DAVG, F_DWNE, F_DNN, F_DWW, F_DCW, F_DCN,
-    F_RW, F_RN, F_R1, F_QRWP, F_QRNP, F_QR1U, F_LMS, F_LMSU, F_DWX, F_DNX, F_DNEX, F_DNWX, F_VOTE, F_VX
+    F_RW, F_RN, F_R1, F_QRWP, F_QRNP, F_QR1U, F_LMS, F_LMSU, F_DWX, F_DNX, F_DNEX, F_DNWX, F_VOTE, F_VX,
+    F_OLS
 };
 
 /* ---- logistic tables -------------------------------------------------------------------------------- */
@@ -75,6 +83,12 @@ struct PzAdaptive {
     uint16_t *apm[AD_MAX_APMS];     /* [node][selector value][33] */
     int32_t lms_w[4][AD_LMS_INPUTS];   /* the residual predictor's weights per channel (16.16) */
     int32_t lms_u[AD_LMS_INPUTS], lms_pred;   /* its inputs and prediction (1/16) for the sub-pixel being coded */
+    /* the least-squares predictor (adaptive_features.LeastSquares) per channel: A's upper triangle (within
+     * 2^30 by the decay), b, the weights (16.16), the channel's count; the inputs and prediction in hand */
+    int32_t ols_A[4][AD_OLS_INPUTS][AD_OLS_INPUTS];
+    int64_t ols_b[4][AD_OLS_INPUTS];
+    int32_t ols_w[4][AD_OLS_INPUTS], ols_u[AD_OLS_INPUTS], ols_pred;
+    int32_t ols_count[4];
     int64_t bytes;
 };
 
@@ -83,7 +97,7 @@ static int level_ok(const PzLevel *lv) {
         || lv->n_apms < 1 || lv->n_apms > AD_MAX_APMS || lv->max_table_bits < 10 || lv->max_table_bits > 24
         || lv->counter_limit < 0 || lv->counter_limit > 1023 || lv->apm_rate < 1 || lv->apm_rate > 15
         || lv->mixer_rate < 0 || lv->mixer_rate > 64 || lv->final_rate < 0 || lv->final_rate > 64
-        || lv->lms < 0 || lv->lms > 12 || lv->vote < 0 || lv->vote > 5
+        || lv->lms < 0 || lv->lms > 12 || lv->vote < 0 || lv->vote > 5 || lv->ols < 0 || lv->ols > 1
         || lv->mixer_init < -W_LIMIT || lv->mixer_init > W_LIMIT || lv->net_init < -W_LIMIT || lv->net_init > W_LIMIT)
         return 0;
     for (int k = 0; k < lv->n_contexts; k++) {
@@ -234,6 +248,103 @@ INLINE void neighbour(const PzAdTile *t, int i, int j, int c, int p, int *v, int
 
 INLINE int rounded_mean(int mu16) { return (mu16 + 8) >> 4 < 255 ? (mu16 + 8) >> 4 : 255; }
 
+/* ---- the least-squares predictor (adaptive_features.LeastSquares, ols_inputs) ---------------------------- */
+
+enum { OLS_N = AD_OLS_INPUTS, OLS_DECAY_EVERY = 16, OLS_DECAY_SHIFT = 7, OLS_SOLVE_EVERY = 128 };
+static const int64_t OLS_W_LIMIT = (int64_t)1 << 20, OLS_M_LIMIT = (int64_t)1 << 30, OLS_G_LIMIT = (int64_t)1 << 31;
+
+INLINE int64_t clamp64(int64_t v, int64_t lo, int64_t hi) { return v < lo ? lo : (v > hi ? hi : v); }
+
+/* a neighbour's difference to p, residual, and (earlier channel cc) the gradient x_cc - neighbour; 0 outside */
+INLINE int ols_d(const PzAdTile *t, int i, int j, int c, int p) {
+    return i < 0 || j < 0 || j >= t->w ? 0 : t->value[((size_t)i * t->w + j) * t->C + c] - p;
+}
+INLINE int ols_r(const PzAdTile *t, int i, int j, int c) {
+    return i < 0 || j < 0 || j >= t->w ? 0 : t->res[((size_t)i * t->w + j) * t->C + c];
+}
+INLINE int ols_g(const PzAdTile *t, int i, int j, int di, int dj, int cc) {
+    int y = i + di, x = j + dj;
+    if (y < 0 || x < 0 || x >= t->w) return 0;
+    return t->value[((size_t)i * t->w + j) * t->C + cc] - t->value[((size_t)y * t->w + x) * t->C + cc];
+}
+
+/* its inputs at (i, j, c) (ols_inputs) into st->ols_u and its prediction (1/16 level, within +-128 levels) */
+INLINE int ols_predict(const PzAdTile *t, int i, int j, int c, int p, int mu16) {
+    PzAdaptive *st = t->st;
+    int32_t *u = st->ols_u;
+    int k = 0;
+    static const int8_t DI[10] = {0, -1, -1, -1, 0, -2, -2, -1, -2, -1}, DJ[10] = {-1, 0, -1, 1, -2, 0, 1, -2, -1, 2};
+    for (int q = 0; q < 10; q++) u[k++] = ols_d(t, i + DI[q], j + DJ[q], c, p);
+    for (int q = 0; q < 6; q++) u[k++] = ols_r(t, i + DI[q], j + DJ[q], c);
+    if (c > 0) {
+        u[k++] = ols_r(t, i, j, c - 1);
+        u[k++] = c > 1 ? ols_r(t, i, j, c - 2) : 0;
+        u[k++] = ols_r(t, i, j - 1, c - 1);
+        u[k++] = ols_r(t, i - 1, j, c - 1);
+        u[k++] = ols_g(t, i, j, 0, -1, c - 1);
+        u[k++] = ols_g(t, i, j, -1, 0, c - 1);
+        u[k++] = ols_g(t, i, j, -1, -1, c - 1);
+        u[k++] = ols_g(t, i, j, -1, 1, c - 1);
+        u[k++] = c > 1 ? ols_g(t, i, j, 0, -1, c - 2) + ols_g(t, i, j, -1, 0, c - 2) : 0;
+    } else {
+        for (int q = 0; q < 9; q++) u[k++] = 0;
+    }
+    u[k++] = mu16 - 16 * p;
+    u[k++] = 16;
+    u[k++] = st->lms_pred >> 4;
+    const int32_t *w = st->ols_w[c & 3];
+    int64_t s = 0;
+    for (int q = 0; q < OLS_N; q++) s += (int64_t)w[q] * u[q];
+    s >>= 12;
+    st->ols_pred = (int32_t)(s < -2048 ? -2048 : (s > 2048 ? 2048 : s));
+    return st->ols_pred;
+}
+
+/* (A + I) w = b by elimination in int64 (LeastSquares._solve); the weights unchanged where a pivot is not positive */
+static void ols_solve(PzAdaptive *st, int c) {
+    int64_t M[OLS_N][OLS_N + 1];
+    for (int i = 0; i < OLS_N; i++) {
+        for (int j = 0; j < OLS_N; j++) M[i][j] = i <= j ? st->ols_A[c][i][j] : st->ols_A[c][j][i];
+        M[i][i] += 1;
+        M[i][OLS_N] = st->ols_b[c][i];
+    }
+    for (int k = 0; k < OLS_N; k++) {
+        int64_t piv = M[k][k];
+        if (piv <= 0) return;
+        for (int i = k + 1; i < OLS_N; i++) {
+            int64_t g = clamp64(floordiv(M[i][k] * 65536, piv), -OLS_G_LIMIT, OLS_G_LIMIT);
+            for (int j = k + 1; j <= OLS_N; j++) M[i][j] = clamp64(M[i][j] - ((g * M[k][j]) >> 16), -OLS_M_LIMIT, OLS_M_LIMIT);
+        }
+    }
+    int32_t w[OLS_N];
+    for (int i = OLS_N - 1; i >= 0; i--) {
+        int64_t s = M[i][OLS_N] * 65536;
+        for (int j = i + 1; j < OLS_N; j++) s -= M[i][j] * w[j];
+        w[i] = (int32_t)clamp64(floordiv(s, M[i][i]), -OLS_W_LIMIT, OLS_W_LIMIT);
+    }
+    memcpy(st->ols_w[c], w, sizeof(w));
+}
+
+/* after a sub-pixel of channel c with residual r: its statistics, their decay, now and then a solve */
+INLINE void ols_update(PzAdaptive *st, int c, int r) {
+    if (!st->lv.ols) return;
+    const int32_t *u = st->ols_u;
+    c &= 3;
+    for (int a = 0; a < OLS_N; a++) {
+        int32_t *row = st->ols_A[c][a];
+        for (int b = a; b < OLS_N; b++) row[b] += u[a] * u[b];
+        st->ols_b[c][a] += (int64_t)u[a] * r;
+    }
+    int n = ++st->ols_count[c];
+    if (n % OLS_DECAY_EVERY == 0)
+        for (int a = 0; a < OLS_N; a++) {
+            int32_t *row = st->ols_A[c][a];
+            for (int b = a; b < OLS_N; b++) row[b] -= row[b] >> OLS_DECAY_SHIFT;
+            st->ols_b[c][a] -= st->ols_b[c][a] >> OLS_DECAY_SHIFT;
+        }
+    if (n % OLS_SOLVE_EVERY == 0) ols_solve(st, c);
+}
+
 INLINE void features(const PzAdTile *t, int i, int j, int c, int mu16, int idx, int *F) {
     int p = rounded_mean(mu16);
     int W, rW, N, rN, NW, rNW, NE, rNE, WW, rWW, NN, rNN, NNE, rNNE;
@@ -289,6 +400,7 @@ INLINE void features(const PzAdTile *t, int i, int j, int c, int mu16, int idx, 
         F[F_LMS] = qres(pred >> 2);
         F[F_LMSU] = F[F_LMS] + 7;
     }
+    F[F_OLS] = t->st->lv.ols ? qres(ols_predict(t, i, j, c, p, mu16) >> 2) : 0;
 }
 
 /* The exact-predictor vote (adaptive_features.exact_candidates, exact_vote): the candidates' values at
@@ -590,12 +702,13 @@ INLINE int code_one(PzAdTile *t, int i, int j, int c, int x, int mu16, int idx) 
     x = code_subpixel(&sg, p, x);
     record(t, i, j, c, x, p, cand);
     lms_update(t->st, c, x - p);
+    ols_update(t->st, c, x - p);
     return x;
 }
 
-void ad_encode(PzAdTile *t, int i, int j, int c, int x, int mu16, int idx) { code_one(t, i, j, c, x, mu16, idx); }
+PZ_CLONES void ad_encode(PzAdTile *t, int i, int j, int c, int x, int mu16, int idx) { code_one(t, i, j, c, x, mu16, idx); }
 
-int ad_decode(PzAdTile *t, int i, int j, int c, int mu16, int idx) { return code_one(t, i, j, c, -1, mu16, idx); }
+PZ_CLONES int ad_decode(PzAdTile *t, int i, int j, int c, int mu16, int idx) { return code_one(t, i, j, c, -1, mu16, idx); }
 
 int64_t ad_finish_encode(PzAdTile *t) {
     for (int k = 0; k <= 4; k++) {       /* BinaryEncoder.finish: the fewest bytes that land in [x1, x2] */

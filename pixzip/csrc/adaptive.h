@@ -7,7 +7,8 @@
 
 #include <stdint.h>
 
-enum { AD_MAX_CONTEXTS = 32, AD_MAX_MIXERS = 4, AD_MAX_APMS = 4, AD_N_FEATURES = 43, AD_LMS_INPUTS = 12, AD_CANDIDATES = 8 };
+enum { AD_MAX_CONTEXTS = 32, AD_MAX_MIXERS = 4, AD_MAX_APMS = 4, AD_N_FEATURES = 44, AD_LMS_INPUTS = 12, AD_CANDIDATES = 8,
+       AD_OLS_INPUTS = 28 };
 
 /* One effort level: adaptive.py's Level, packed by pixzip/native.py (the Python table is the only one). */
 typedef struct {
@@ -19,6 +20,7 @@ typedef struct {
     int32_t max_table_bits, counter_limit, mixer_rate, final_rate, mixer_init, net_init, apm_rate;
     int32_t lms;                 /* the residual predictor's step 2^-lms; 0: none (adaptive.Level.lms) */
     int32_t vote;                /* the exact-predictor vote's threshold; 0: none (adaptive.Level.vote) */
+    int32_t ols;                 /* 1: the least-squares predictor (adaptive.Level.ols) */
     const int32_t *prior;        /* the learned state a fresh one starts from (adaptive.Level.prior), or NULL */
     int64_t prior_len;           /* its length: pz_adaptive_learned's count for the level */
 } PzLevel;

@@ -1,14 +1,18 @@
 """The adaptive stage's view of a sub-pixel's neighbourhood (part of its specification, entropy/adaptive.py):
-the quantised features its contexts hash, and the residual predictor that fits each image as it is coded.
-The C stage (csrc/adaptive.c, `features`, `lms_update`) computes the same integers."""
+the quantised features its contexts hash, and the two predictors that fit each image as it is coded (the
+residual LMS filter and the least-squares predictor). The C stage (csrc/adaptive.c, `features`,
+`lms_update`, `ols_update`) computes the same integers."""
 
 from __future__ import annotations
+
+import numpy as np
 
 (F_ZERO, F_IDX, F_IDX2, F_IDX8, F_FRAC, F_CH, F_BRIGHT,
  F_QRW, F_QRN, F_QRNW, F_QRNE, F_QRWW, F_QRNN, F_QR1, F_QR2, F_ACT, F_GRAD,
  F_DW, F_DN, F_DNW, F_DNE, F_DPLANE, F_DNNE, F_DAVG, F_DWNE, F_DNN, F_DWW, F_DCW, F_DCN,
- F_RW, F_RN, F_R1, F_QRWP, F_QRNP, F_QR1U, F_LMS, F_LMSU, F_DWX, F_DNX, F_DNEX, F_DNWX, F_VOTE, F_VX) = range(43)
-N_FEATURES = 43
+ F_RW, F_RN, F_R1, F_QRWP, F_QRNP, F_QR1U, F_LMS, F_LMSU, F_DWX, F_DNX, F_DNEX, F_DNWX, F_VOTE, F_VX,
+ F_OLS) = range(44)
+N_FEATURES = 44
 # features that select mixer weight sets or APM tables: their number of values (all >= 0)
 SELECTOR_SIZES = {F_ZERO: 1, F_IDX2: 37, F_IDX8: 10, F_CH: 3, F_ACT: 11, F_QR1U: 15, F_GRAD: 11, F_LMSU: 15, F_VOTE: 33}
 N_IDX = 73                        # log-scale indices 0..72 (engine: LS_MIN..LS_MAX in 1/8)
@@ -84,6 +88,103 @@ class ResidualPredictor:
             w[k] = clamp(w[k] + ((g * x) >> (4 + self.step)), -self.W_LIMIT, self.W_LIMIT)
 
 
+class LeastSquares:
+    """The image's own linear predictor of the residual r = x - p (levels 7 and 8): per channel, the
+    least-squares fit over the sub-pixels coded so far (recent ones weighted more) of 28 inputs, the
+    neighbours' differences to p and residuals, the earlier channels' residuals and colour gradients, the
+    network's fraction of mu and the LMS filter's prediction (`ols_inputs`). Where the LMS filter takes small
+    steps along a gradient, this one solves for the weights outright, so it follows an image's own
+    correlations within a few hundred sub-pixels (17 CBSD68 photos -0.75 %, docs/ADAPTIVE.md). Its
+    prediction in 1/16 grey level is feature F_OLS (quarter levels, logarithmic buckets).
+
+    Integers only: the statistics A = sum u u^T and b = sum u r (int64 here; C keeps A's upper triangle in
+    int32, within 2^30 by the decay) decay by 1/128 every 16 sub-pixels of a channel, and every 128 the
+    weights (16.16) are solved anew by Gaussian elimination without pivoting on A + I, each row's factor a
+    16.16 fixed-point quotient (`_solve`); where a pivot is not positive the weights stay as they were."""
+
+    INPUTS = 28
+    DECAY_EVERY, DECAY_SHIFT, SOLVE_EVERY = 16, 7, 128
+    W_LIMIT, M_LIMIT, G_LIMIT = 1 << 20, 1 << 30, 1 << 31
+
+    def __init__(self):
+        n = self.INPUTS
+        self.A = [np.zeros((n, n), dtype=np.int64) for _ in range(4)]
+        self.b = [np.zeros(n, dtype=np.int64) for _ in range(4)]
+        self.w = [[0] * n for _ in range(4)]
+        self.count = [0] * 4
+        self.u, self.pred = [0] * n, 0
+
+    def predict(self, c: int, u: list[int]) -> int:
+        """The residual expected, in 1/16 grey level within +-128 levels."""
+        self.u = u
+        self.pred = clamp(sum(w * x for w, x in zip(self.w[c & 3], u)) >> 12, -2048, 2048)
+        return self.pred
+
+    def update(self, c: int, r: int) -> None:
+        c &= 3
+        u = np.array(self.u, dtype=np.int64)
+        A, b = self.A[c], self.b[c]
+        A += np.outer(u, u)
+        b += u * r
+        self.count[c] += 1
+        if self.count[c] % self.DECAY_EVERY == 0:
+            A -= A >> self.DECAY_SHIFT
+            b -= b >> self.DECAY_SHIFT
+        if self.count[c] % self.SOLVE_EVERY == 0:
+            self.w[c] = self._solve(A, b, self.w[c])
+
+    @classmethod
+    def _solve(cls, A: np.ndarray, b: np.ndarray, old: list[int]) -> list[int]:
+        """The weights w (16.16) with (A + I) w = b, by elimination in int64 (every product stays below
+        2^62: entries are clamped to +-2^30, factors to +-2^31); `old` where a pivot is not positive."""
+        n = cls.INPUTS
+        M = np.concatenate([A + np.eye(n, dtype=np.int64), b[:, None]], axis=1)
+        for k in range(n):
+            piv = int(M[k, k])
+            if piv <= 0:
+                return old
+            g = np.clip((M[k + 1:, k] << 16) // piv, -cls.G_LIMIT, cls.G_LIMIT)
+            M[k + 1:, k + 1:] = np.clip(M[k + 1:, k + 1:] - ((g[:, None] * M[k, k + 1:]) >> 16),
+                                        -cls.M_LIMIT, cls.M_LIMIT)
+        w = [0] * n
+        for i in range(n - 1, -1, -1):
+            s = (int(M[i, n]) << 16) - sum(int(M[i, j]) * w[j] for j in range(i + 1, n))
+            w[i] = clamp(s // int(M[i, i]), -cls.W_LIMIT, cls.W_LIMIT)
+        return w
+
+
+def ols_inputs(tile: TileData, i: int, j: int, c: int, mu16: int, lms_pred: int) -> list[int]:
+    """The least-squares predictor's 28 inputs at (i, j, c): W, N, NW, NE, WW, NN, NNE, NWW, NNW, NEE minus
+    p (NEE is in the same wavefront at slope 2, one row up: decoded before), the residuals of W, N, NW, NE,
+    WW, NN, of the pixel's earlier channels and of the previous channel's W and N, the previous channel's
+    gradients x1 - W1, x1 - N1, x1 - NW1, x1 - NE1 and the one before's (x2 - W2) + (x2 - N2), mu's
+    fraction (1/16), a constant 16 (a bias), and the LMS prediction in grey levels. Outside the tile a
+    value reads as p, a residual as 0 and a gradient as 0."""
+    p = rounded_mean(mu16)
+
+    def d(di, dj):                          # a neighbour's difference to p
+        got = tile.at(i + di, j + dj, c)
+        return 0 if got is None else got[0] - p
+
+    def res(di, dj, cc=c):
+        got = tile.at(i + di, j + dj, cc)
+        return 0 if got is None else got[1]
+
+    def grad(di, dj, cc):                   # x_cc - its neighbour (di, dj): the earlier channel's gradient
+        got = tile.at(i + di, j + dj, cc)
+        return 0 if got is None else tile.value[(i * tile.w + j) * tile.C + cc] - got[0]
+
+    u = [d(0, -1), d(-1, 0), d(-1, -1), d(-1, 1), d(0, -2), d(-2, 0), d(-2, 1), d(-1, -2), d(-2, -1), d(-1, 2),
+         res(0, -1), res(-1, 0), res(-1, -1), res(-1, 1), res(0, -2), res(-2, 0)]
+    if c > 0:
+        u += [res(0, 0, c - 1), res(0, 0, c - 2) if c > 1 else 0, res(0, -1, c - 1), res(-1, 0, c - 1),
+              grad(0, -1, c - 1), grad(-1, 0, c - 1), grad(-1, -1, c - 1), grad(-1, 1, c - 1),
+              grad(0, -1, c - 2) + grad(-1, 0, c - 2) if c > 1 else 0]
+    else:
+        u += [0] * 9
+    return u + [mu16 - 16 * p, 16, lms_pred >> 4]
+
+
 def exact_candidates(tile: TileData, i: int, j: int, c: int) -> list[int]:
     """The vote's candidate predictors of sub-pixel (i, j, c): W, N, NE, NW, W + N - NW, the pixel's
     previous channel x1, W + x1 - W1 and N + x1 - N1 (colour-guided); -1 where a neighbour one needs is
@@ -128,9 +229,9 @@ def exact_vote(tile: TileData, i: int, j: int, c: int, p: int, cand: list[int], 
 
 
 def features(tile: TileData, i: int, j: int, c: int, mu16: int, idx: int,
-             lms: ResidualPredictor | None = None) -> list[int]:
-    """The quantised neighbourhood of sub-pixel (i, j, c): N_FEATURES small integers (with `lms`, the
-    residual predictor's inputs are set and its prediction taken). F_VOTE and F_VX are 0 here: the
+             lms: ResidualPredictor | None = None, ols: LeastSquares | None = None) -> list[int]:
+    """The quantised neighbourhood of sub-pixel (i, j, c): N_FEATURES small integers (with `lms` and `ols`,
+    the predictors' inputs are set and their predictions taken). F_VOTE and F_VX are 0 here: the
     coder sets them at levels with a vote (adaptive._code_one)."""
     p = rounded_mean(mu16)
 
@@ -177,4 +278,6 @@ def features(tile: TileData, i: int, j: int, c: int, mu16: int, idx: int,
              tile.res[here + c - 2] if c > 1 else 0, W - p, N - p, NW - p, NE - p]
         F[F_LMS] = qres(lms.predict(c, u) >> 2)
         F[F_LMSU] = F[F_LMS] + 7
+    if ols is not None:
+        F[F_OLS] = qres(ols.predict(c, ols_inputs(tile, i, j, c, mu16, lms.pred if lms else 0)) >> 2)
     return F

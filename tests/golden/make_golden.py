@@ -133,6 +133,17 @@ def wide_stream_golden():
         effort = Effort(models=1, stage=container.ADAPTIVE, level=level)
         data, _ = api.compress(images.split(vote_image()), [modelfile.load(path)], tile=8, effort=effort)
         (HERE / name).write_bytes(data)
+    least_squares_golden()
+
+
+def least_squares_golden():
+    """Levels 7 and 8 (the least-squares predictor, session 16) on vote_image in one tile of 32: 437
+    sub-pixels a channel, so its weights are solved three times (every 128) and used."""
+    path = HERE / "golden-rgb16.pxm"
+    for name, level in (("rgb16-adaptive7.pxz", 7), ("rgb16-adaptive8.pxz", 8)):
+        effort = Effort(models=1, stage=container.ADAPTIVE, level=level)
+        data, _ = api.compress(images.split(vote_image()), [modelfile.load(path)], tile=32, effort=effort)
+        (HERE / name).write_bytes(data)
 
 
 if __name__ == "__main__":

@@ -139,7 +139,10 @@ def _near_palette_step(image: ImageData, pixels: np.ndarray, keys: np.ndarray, d
     """NearPalette from the 256 most frequent colours (ties: the lower colour), by luminance, when
     the other colours' pixels fit the list. `pixels` (n, k), their `keys`, and the keys' distinct
     values and counts (np.unique) come from the caller, which counted them once."""
-    if counts.sum() - np.sort(counts)[::-1][:256].sum() > MAX_EXCEPTIONS:
+    # a listed pixel costs its position and colour in the record, several times what coding it would: past
+    # 1/32 of the pixels (and 1 024) the candidate cannot win (a photograph lists 2-16 %), and on a 768x512
+    # photograph building and estimating it took 0.1-0.3 s
+    if counts.sum() - np.sort(counts)[::-1][:256].sum() > min(MAX_EXCEPTIONS, max(1024, len(pixels) // 32)):
         return None
     top = np.sort(distinct[np.lexsort((distinct, -counts))[:256]])
     table = colours_of_keys(top, pixels.shape[1])
@@ -254,10 +257,11 @@ def candidates(image: ImageData) -> list[tuple[ImageData, TransformRecord]]:
 
 
 # -- choosing ----------------------------------------------------------------------------------------------
-def _med_residuals(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _med_residuals(x: np.ndarray, small: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """LOCO-I's median edge detector (a cheap stand-in for the network's mean): signed residuals, and
-    the local activity |W-NW| + |N-NW| + |N-NE| the network's scale would follow."""
-    pad = np.empty((x.shape[0] + 1, x.shape[1] + 2), np.int32)      # np.pad's "edge", without its overhead
+    the local activity |W-NW| + |N-NW| + |N-NE| the network's scale would follow. `small`: x is within
+    +-255 (8-bit samples or their differences), so int16 holds every sum (half the memory traffic)."""
+    pad = np.empty((x.shape[0] + 1, x.shape[1] + 2), np.int16 if small else np.int32)   # np.pad's "edge", cheaper
     pad[1:, 1:-1] = x
     pad[0, 1:-1] = x[0]
     pad[:, 0] = pad[:, 1]
@@ -268,11 +272,18 @@ def _med_residuals(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return x - pred, np.abs(w - nw) + np.abs(n - nw) + np.abs(n - ne)
 
 
+# floor(log2(a + 1)) capped at 11, for the activities of samples within +-255
+_ACTIVITY_BUCKET = np.minimum(np.array([(a + 1).bit_length() - 1 for a in range(2048)]), 11).astype(np.intp)
+
+
 def _laplace_bits(residuals: np.ndarray, activity: np.ndarray) -> float:
     """Bits of the residuals under a two-sided geometric law fitted per activity bucket. A fitted law,
     not a histogram: like the network's, it spreads mass over the values between the ones that occur,
     so 6-bit levels spaced by 4 cost their ~2 extra bits here too, and ranks 0..63 do not."""
-    bucket = np.minimum(np.log2(activity.reshape(-1) + 1).astype(np.int64), 11)
+    if activity.dtype == np.int16:                  # 8-bit samples: activity <= 3 * 510, a table is faster
+        bucket = _ACTIVITY_BUCKET[activity.reshape(-1)]
+    else:
+        bucket = np.minimum(np.log2(activity.reshape(-1) + 1).astype(np.int64), 11)
     size = np.bincount(bucket, minlength=12).astype(np.float64)
     total = np.bincount(bucket, weights=np.abs(residuals.reshape(-1)), minlength=12)
     used = size > 0
@@ -304,10 +315,11 @@ def estimate_bits(image: ImageData) -> float:
     for whole in image.planes:
         p = _row_bands(whole)
         scale = whole.shape[0] / p.shape[0]              # a sample's bits stand for all the rows
+        small = p.dtype.itemsize == 1
         for c in range(p.shape[2]):
-            alone = _laplace_bits(*_med_residuals(p[..., c]))
+            alone = _laplace_bits(*_med_residuals(p[..., c], small))
             if c:
-                alone = min(alone, _laplace_bits(*_med_residuals(p[..., c].astype(np.int32) - p[..., c - 1])))
+                alone = min(alone, _laplace_bits(*_med_residuals(p[..., c].astype(np.int32) - p[..., c - 1], small)))
             bits += scale * alone
     return bits
 
