@@ -632,7 +632,8 @@ def test_med_residuals_are_the_median_edge_detector(h, w, signed, seed):
         residuals, activity = _med_residuals(x, small)
         assert np.array_equal(residuals, x - pred)
         assert np.array_equal(activity, np.abs(wv - nw) + np.abs(n - nw) + np.abs(n - ne))
-        assert _laplace_bits(residuals, activity) == _laplace_bits(residuals.astype(np.int32), activity.astype(np.int32))
+        wide = residuals.astype(np.int32), activity.astype(np.int32)
+        assert _laplace_bits(residuals, activity) == _laplace_bits(*wide)
 
 
 def test_estimate_of_a_large_image_samples_rows_and_scales_back():

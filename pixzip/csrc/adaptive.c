@@ -313,7 +313,8 @@ static void ols_solve(PzAdaptive *st, int c) {
         if (piv <= 0) return;
         for (int i = k + 1; i < OLS_N; i++) {
             int64_t g = clamp64(floordiv(M[i][k] * 65536, piv), -OLS_G_LIMIT, OLS_G_LIMIT);
-            for (int j = k + 1; j <= OLS_N; j++) M[i][j] = clamp64(M[i][j] - ((g * M[k][j]) >> 16), -OLS_M_LIMIT, OLS_M_LIMIT);
+            for (int j = k + 1; j <= OLS_N; j++)
+                M[i][j] = clamp64(M[i][j] - ((g * M[k][j]) >> 16), -OLS_M_LIMIT, OLS_M_LIMIT);
         }
     }
     int32_t w[OLS_N];

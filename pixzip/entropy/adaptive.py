@@ -52,7 +52,8 @@ from .adaptive_features import (  # noqa: F401  (the specification's names, one 
     F_DPLANE, F_DW, F_DWNE, F_DWW, F_DWX, F_FRAC, F_GRAD, F_IDX, F_IDX2, F_IDX8, F_LMS, F_LMSU, F_QR1, F_QR1U,
     F_OLS, F_QR2, F_QRN, F_QRNE, F_QRNN, F_QRNP, F_QRNW, F_QRW, F_QRWP, F_QRWW, F_R1, F_RN, F_RW, F_VOTE, F_VX,
     F_ZERO, N_FEATURES,
-    N_IDX, SELECTOR_SIZES, LeastSquares, ResidualPredictor, TileData, clamp, exact_candidates, exact_mask, exact_vote, features,
+    N_IDX, SELECTOR_SIZES, LeastSquares, ResidualPredictor, TileData, clamp, exact_candidates, exact_mask,
+    exact_vote, features,
     qlog, qres, rounded_mean)
 from .binary_coder import M32, BinaryDecoder, BinaryEncoder  # noqa: F401
 
@@ -189,13 +190,15 @@ LEVELS[5] = replace(LEVELS[3], contexts=LEVELS[3].contexts + _VOTE, apms=LEVELS[
 LEVELS[6] = replace(LEVELS[4], contexts=LEVELS[4].contexts + _VOTE, mixers=LEVELS[4].mixers + (F_VOTE,), vote=2,
                     priors=tuple((k, f"level6-{k}.npy") for k in (_PHOTO, _SMALL, _GREY, _MIX)))
 # Levels 7 and 8: levels 5 and 6 with the least-squares predictor (session 16), its prediction in two contexts,
-# with the scale and with the channel. Level 7 leaves out four of level 5's contexts that the predictor makes
-# redundant (each left out alone changed 17 CBSD68 photos by less than 0.01 %), for speed: it is the default's
-# (17 photos -0.78 %, the kinds' tiles -1.05 % against level 5, no prior; docs/ADAPTIVE.md)
+# with the scale and with the channel. Level 7, the default's, is the faster: it leaves out the LMS filter and
+# its context and four of level 5's contexts that the predictor makes redundant (each left out alone changed
+# 17 CBSD68 photos by less than 0.05 %): 17 photos -0.74 %, the kinds' tiles -1.0 % against level 5, no prior
+# (docs/ADAPTIVE.md)
 _OLS = ((F_OLS, F_IDX8), (F_OLS, F_CH))
-_REDUNDANT = {(F_IDX, F_FRAC), (F_QRN, F_QRNW, F_QRNE, F_IDX8), (F_ACT, F_GRAD, F_CH), (F_DPLANE, F_DNNE, F_IDX8)}
-LEVELS[7] = replace(LEVELS[5], contexts=tuple(c for c in LEVELS[5].contexts if c not in _REDUNDANT) + _OLS, ols=True,
-                    priors=tuple((k, f"level7-{k}.npy") for k in (_PHOTO, _SMALL, _GREY)))
+_REDUNDANT = {(F_IDX, F_FRAC), (F_QRN, F_QRNW, F_QRNE, F_IDX8), (F_ACT, F_GRAD, F_CH), (F_DPLANE, F_DNNE, F_IDX8),
+              (F_LMS, F_IDX8)}
+LEVELS[7] = replace(LEVELS[5], contexts=tuple(c for c in LEVELS[5].contexts if c not in _REDUNDANT) + _OLS, lms=0,
+                    ols=True, priors=tuple((k, f"level7-{k}.npy") for k in (_PHOTO, _SMALL, _GREY)))
 LEVELS[8] = replace(LEVELS[6], contexts=LEVELS[6].contexts + _OLS, ols=True,
                     priors=tuple((k, f"level8-{k}.npy") for k in (_PHOTO, _SMALL, _GREY, _MIX)))
 
@@ -322,9 +325,9 @@ PRIOR_SHA256: dict[str, str] = {
     "level6-c3-h96-b8.npy": "16df7c0c117ca787ed0ba09a16cdc6603107b2d62525adb1330d68cd6a9afde8",
     "level6-c1-h48-b4.npy": "b99999c43a7de318398f65fb72fb1f56116cd8f13a6630e8a58b888f84166ed1",
     "level6-c3-h48-b4+c3-h96-b8.npy": "d12b568b68875169d1247ee3d8249ba90fae432bad86b2fd35f87450308df957",
-    "level7-c3-h48-b4.npy": "d552b7942b5530de1590c2dcb82ac34ba7c19ebbd844a1cfcb53d350f15f824f",
-    "level7-c3-h96-b8.npy": "d9bd908b9247ecc1115ce679bafcfc1d013f8bc2d8e855ee29c25a785a9c625a",
-    "level7-c1-h48-b4.npy": "05428dbdc8c7d501ed2f2be4eebab44359496c4de0cd4cb0d3f025d661633e2d",
+    "level7-c3-h48-b4.npy": "b993abb139f0548af9f53478ef3451d265d389a81d05e4f340f4ab988ab41254",
+    "level7-c3-h96-b8.npy": "04f0e77e922c2a4d45ee2a7e97663cb3aa9670fcdfa18690cd6bb4d536259e5c",
+    "level7-c1-h48-b4.npy": "836cbd073a7a5e768ede385b69136eb0cfe69858c00b2937197683bc90bde1d5",
     "level8-c3-h48-b4.npy": "59b50b021c631aad5210844c9e95cfd87d9f34476b790a4bc8d79a813cc79f38",
     "level8-c3-h96-b8.npy": "cba06cfaf91e20ae522e1431d10bdd02d5447102bd872909b489c7282bfb807d",
     "level8-c1-h48-b4.npy": "cfe700c2c14ecb8325c49c57e30bfc790c08ea38839107b1d54147e558aace45",

@@ -94,7 +94,7 @@ class LeastSquares:
     neighbours' differences to p and residuals, the earlier channels' residuals and colour gradients, the
     network's fraction of mu and the LMS filter's prediction (`ols_inputs`). Where the LMS filter takes small
     steps along a gradient, this one solves for the weights outright, so it follows an image's own
-    correlations within a few hundred sub-pixels (17 CBSD68 photos -0.75 %, docs/ADAPTIVE.md). Its
+    correlations within a few hundred sub-pixels (17 CBSD68 photos -0.7 % at level 8, docs/ADAPTIVE.md). Its
     prediction in 1/16 grey level is feature F_OLS (quarter levels, logarithmic buckets).
 
     Integers only: the statistics A = sum u u^T and b = sum u r (int64 here; C keeps A's upper triangle in
