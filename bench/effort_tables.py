@@ -339,16 +339,17 @@ SHORT = {"cbsd68": "CBSD68 (68 photos)", "kinds": "kinds (32 non-photo images)",
 
 
 def _merged_run(results: Path, name: str) -> dict:
-    """effort-<name>.json, whose adaptive levels (4-9) give way to those of the newer effort-<name>-adaptive*.json
-    runs where there are any (the stage's levels re-run alone): levels those runs did not re-make are left
-    out rather than shown from an older stage."""
+    """effort-<name>.json with the levels that newer runs re-made (effort-<name>-adaptive*.json: the stage's
+    levels re-run alone): each level from the newest run that has it ("when", UTC minutes, sorts as text).
+    A level re-made by none of them keeps the base run's figure, so re-run every level a change moves."""
     run = json.loads((results / f"effort-{name}.json").read_text())
-    newer = sorted(results.glob(f"effort-{name}-adaptive*.json"))       # -adaptive, then -adaptive-689, ...
-    if newer:
-        levels = {e: v for e, v in run["aggregate"]["levels"].items() if int(e) <= 3}
-        for f in newer:
-            levels.update(json.loads(f.read_text())["aggregate"]["levels"])
-        run["aggregate"]["levels"] = levels
+    levels = {e: (run["meta"]["when"], v) for e, v in run["aggregate"]["levels"].items()}
+    for f in sorted(results.glob(f"effort-{name}-adaptive*.json")):
+        other = json.loads(f.read_text())
+        for e, v in other["aggregate"]["levels"].items():
+            if e not in levels or other["meta"]["when"] >= levels[e][0]:
+                levels[e] = (other["meta"]["when"], v)
+    run["aggregate"]["levels"] = {e: v for e, (_, v) in sorted(levels.items(), key=lambda kv: int(kv[0]))}
     return run
 
 
