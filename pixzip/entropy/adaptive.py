@@ -48,13 +48,11 @@ from pathlib import Path
 import numpy as np
 
 from .adaptive_features import (  # noqa: F401  (the specification's names, one place to read them from)
-    F_ACT, F_BRIGHT, F_CH, F_DAVG, F_DCN, F_DCW, F_DN, F_DNE, F_DNEX, F_DNN, F_DNNE, F_DNW, F_DNWX, F_DNX,
-    F_DPLANE, F_DW, F_DWNE, F_DWW, F_DWX, F_FRAC, F_GRAD, F_IDX, F_IDX2, F_IDX8, F_LMS, F_LMSU, F_QR1, F_QR1U,
-    F_OLS, F_QR2, F_QRN, F_QRNE, F_QRNN, F_QRNP, F_QRNW, F_QRW, F_QRWP, F_QRWW, F_R1, F_RN, F_RW, F_VOTE, F_VX,
-    F_ZERO, N_FEATURES,
-    N_IDX, SELECTOR_SIZES, LeastSquares, ResidualPredictor, TileData, clamp, exact_candidates, exact_mask,
-    exact_vote, features,
-    qlog, qres, rounded_mean)
+    F_ACT, F_BRIGHT, F_CH, F_DAVG, F_DCN, F_DCW, F_DN, F_DNE, F_DNEX, F_DNN, F_DNNE, F_DNW, F_DNWX, F_DNX, F_DPLANE,
+    F_DW, F_DWNE, F_DWW, F_DWX, F_FRAC, F_GRAD, F_IDX, F_IDX2, F_IDX8, F_LMS, F_LMSU, F_OLS, F_QR1, F_QR1U, F_QR2,
+    F_QRN, F_QRNE, F_QRNN, F_QRNP, F_QRNW, F_QRW, F_QRWP, F_QRWW, F_R1, F_RN, F_RW, F_VOTE, F_VX, F_ZERO, N_FEATURES,
+    N_IDX, SELECTOR_SIZES, LeastSquares, ResidualPredictor, TileData, clamp, exact_candidates, exact_mask, exact_vote,
+    features, qlog, qres, rounded_mean)
 from .binary_coder import M32, BinaryDecoder, BinaryEncoder  # noqa: F401
 
 PROB_BITS = 12                    # probabilities of a 1 bit, in 1/4096
@@ -189,11 +187,9 @@ LEVELS[5] = replace(LEVELS[3], contexts=LEVELS[3].contexts + _VOTE, apms=LEVELS[
                     priors=tuple((k, f"level5-{k}.npy") for k in (_PHOTO, _SMALL, _GREY)))
 LEVELS[6] = replace(LEVELS[4], contexts=LEVELS[4].contexts + _VOTE, mixers=LEVELS[4].mixers + (F_VOTE,), vote=2,
                     priors=tuple((k, f"level6-{k}.npy") for k in (_PHOTO, _SMALL, _GREY, _MIX)))
-# Levels 7 and 8: levels 5 and 6 with the least-squares predictor (session 16), its prediction in two contexts,
-# with the scale and with the channel. Level 7, the default's, is the faster: it leaves out the LMS filter and
-# its context and four of level 5's contexts that the predictor makes redundant (each left out alone changed
-# 17 CBSD68 photos by less than 0.05 %): 17 photos -0.74 %, the kinds' tiles -1.0 % against level 5, no prior
-# (docs/ADAPTIVE.md)
+# Levels 7 and 8: levels 5 and 6 with the least-squares predictor (session 16) in two contexts; level 7 (the default's)
+# leaves out the LMS filter and four contexts the predictor makes redundant, for speed (docs/ADAPTIVE.md: 17 CBSD68
+# photos -0.74 %, the kinds' tiles -1.0 % against level 5)
 _OLS = ((F_OLS, F_IDX8), (F_OLS, F_CH))
 _REDUNDANT = {(F_IDX, F_FRAC), (F_QRN, F_QRNW, F_QRNE, F_IDX8), (F_ACT, F_GRAD, F_CH), (F_DPLANE, F_DNNE, F_IDX8),
               (F_LMS, F_IDX8)}
