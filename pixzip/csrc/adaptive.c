@@ -255,17 +255,22 @@ static const int64_t OLS_W_LIMIT = (int64_t)1 << 20, OLS_M_LIMIT = (int64_t)1 <<
 
 INLINE int64_t clamp64(int64_t v, int64_t lo, int64_t hi) { return v < lo ? lo : (v > hi ? hi : v); }
 
-/* a neighbour's difference to p, residual, and (earlier channel cc) the gradient x_cc - neighbour; 0 outside */
+/* neighbour()'s readings as the predictor takes them: a neighbour's difference to p and its residual (0
+ * outside the tile), and the earlier channel cc's gradient x_cc - its neighbour (0 outside) */
 INLINE int ols_d(const PzAdTile *t, int i, int j, int c, int p) {
-    return i < 0 || j < 0 || j >= t->w ? 0 : t->value[((size_t)i * t->w + j) * t->C + c] - p;
+    int v, r;
+    neighbour(t, i, j, c, p, &v, &r);
+    return v - p;
 }
 INLINE int ols_r(const PzAdTile *t, int i, int j, int c) {
-    return i < 0 || j < 0 || j >= t->w ? 0 : t->res[((size_t)i * t->w + j) * t->C + c];
+    int v, r;
+    neighbour(t, i, j, c, 0, &v, &r);
+    return r;
 }
 INLINE int ols_g(const PzAdTile *t, int i, int j, int di, int dj, int cc) {
-    int y = i + di, x = j + dj;
-    if (y < 0 || x < 0 || x >= t->w) return 0;
-    return t->value[((size_t)i * t->w + j) * t->C + cc] - t->value[((size_t)y * t->w + x) * t->C + cc];
+    int x = t->value[((size_t)i * t->w + j) * t->C + cc], v, r;
+    neighbour(t, i + di, j + dj, cc, x, &v, &r);
+    return x - v;
 }
 
 /* its inputs at (i, j, c) (ols_inputs) into st->ols_u and its prediction (1/16 level, within +-128 levels) */
