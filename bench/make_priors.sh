@@ -2,17 +2,17 @@
 # Every prior of the adaptive stage's levels (entropy/adaptive.py LEVELS[...].priors), from training data only:
 # the photo and grey networks on Urban100 and the reduced wallpaper photographs (2 tiles of 256 each), the
 # small-image network on 1 500 CIFAR-10 training rows, the ensemble on the photographs (1 tile each).
-#   sh bench/make_priors.sh ../shared/data          (LEVELS="5 6" sh ... for some levels only)
+#   sh bench/make_priors.sh ../shared/data          (LEVELS="9 10" sh ... for some levels only)
 set -e
 D=${1:-../shared/data}
 P=pixzip/entropy/priors
 M=pixzip/models
 mk() { python3 -m pixzip.training.adaptive_prior "$@"; }
-for L in ${LEVELS:-3 4 5 6}; do
+for L in ${LEVELS:-3 4 5 6 7 8 9 10}; do
   mk --level $L --model $M/pcnn-rgb-v7.pxm --out $P/level$L-c3-h48-b4.npy $D/urban100 $D/photos
   mk --level $L --model $M/pcnn-rgb-small-v5.pxm --out $P/level$L-c3-h96-b8.npy $D/cifar10/train_x_partial.npy
   mk --level $L --model $M/pcnn-gray-v2.pxm --out $P/level$L-c1-h48-b4.npy $D/urban100 $D/photos
 done
-for L in ${LEVELS:-3 4 5 6}; do
-  case $L in 4|6|8) mk --level $L --model $M/pcnn-rgb-mix-v1.pxm --per-image 1 --out $P/level$L-c3-h48-b4+c3-h96-b8.npy $D/urban100 $D/photos;; esac
+for L in ${LEVELS:-3 4 5 6 7 8 9 10}; do
+  case $L in 4|6|8|10) mk --level $L --model $M/pcnn-rgb-mix-v1.pxm --per-image 1 --out $P/level$L-c3-h48-b4+c3-h96-b8.npy $D/urban100 $D/photos;; esac
 done

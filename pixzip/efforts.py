@@ -26,18 +26,18 @@ class Effort:
 
 
 # README "Effort levels": what each level costs and gains, measured (bench/effort_speed.py). The default
-# is the best rate whose encode and decode stay about >= 0.5 MP/s on 2 cores, network included. Levels 3 to 6
-# (sessions 13-15's -e 4 and -e 5..9) stay decodable; files name their level.
+# is the best rate whose encode and decode stay about >= 0.5 MP/s on 2 cores, network included. Levels 3 to 8
+# (sessions 13-16's -e 4 and -e 5..9) stay decodable; files name their level.
 EFFORTS = {
     1: Effort(models=1, stage=STATIC, lz_hard=False),                        # today's pure-network coding
     2: Effort(models=1, stage=STATIC, transforms="estimate", lz_hard=False),
     3: Effort(models=2, stage=STATIC, transforms="estimate"),                # the ensemble, static
-    4: Effort(models=1, stage=ADAPTIVE, level=7, transforms="estimate"),
-    5: Effort(models=1, stage=ADAPTIVE, level=8, transforms="estimate"),
-    6: Effort(models=1, stage=ADAPTIVE, level=8, transforms="trial", max_trials=2, lz_probe=False),
-    7: Effort(models=2, stage=ADAPTIVE, level=8, transforms="estimate"),    # the ensemble in the stage
-    8: Effort(models=2, stage=ADAPTIVE, level=8, transforms="trial", max_trials=2, lz_probe=False),
-    9: Effort(models=2, stage=ADAPTIVE, level=8, transforms="trial", static_too=True, lz_probe=False),
+    4: Effort(models=1, stage=ADAPTIVE, level=9, transforms="estimate"),
+    5: Effort(models=1, stage=ADAPTIVE, level=10, transforms="estimate"),
+    6: Effort(models=1, stage=ADAPTIVE, level=10, transforms="trial", max_trials=2, lz_probe=False),
+    7: Effort(models=2, stage=ADAPTIVE, level=10, transforms="estimate"),    # the ensemble in the stage
+    8: Effort(models=2, stage=ADAPTIVE, level=10, transforms="trial", max_trials=2, lz_probe=False),
+    9: Effort(models=2, stage=ADAPTIVE, level=10, transforms="trial", static_too=True, lz_probe=False),
 }
 DEFAULT_EFFORT = 4
 STATIC_ONLY = Effort(models=1, stage=STATIC)      # what format versions before 4 can hold (with `models`)

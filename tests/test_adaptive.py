@@ -16,6 +16,7 @@ import pytest
 from pixzip.backends import native
 from pixzip.nets import modelfile
 from pixzip.entropy import adaptive as A
+from pixzip.entropy import adaptive_priors
 from pixzip.entropy import adaptive_features as F
 
 REPO_MODELS = Path(__file__).resolve().parents[1] / "pixzip" / "models"
@@ -161,7 +162,8 @@ CASES = [(1, 1, 3, 2, 1), (1, 9, 3, 2, 1), (9, 1, 3, 2, 2), (7, 13, 3, 2, 1), (1
          (24, 20, 3, 2, 1), (1, 1, 3, 2, 3), (9, 11, 3, 2, 3), (12, 12, 1, 2, 3), (10, 9, 4, 2, 3), (24, 20, 3, 2, 3),
          (11, 8, 3, 3, 4), (1, 1, 3, 2, 5), (9, 11, 3, 2, 5), (12, 12, 1, 2, 5), (10, 9, 4, 2, 5), (24, 20, 3, 2, 5),
          (13, 7, 3, 3, 6), (16, 17, 3, 2, 6), (1, 1, 3, 2, 7), (9, 11, 3, 2, 7), (12, 12, 1, 2, 7), (10, 9, 4, 2, 7),
-         (24, 20, 3, 2, 7), (40, 33, 3, 2, 7), (13, 7, 3, 3, 8), (16, 17, 3, 2, 8)]
+         (24, 20, 3, 2, 7), (40, 33, 3, 2, 7), (13, 7, 3, 3, 8), (16, 17, 3, 2, 8), (1, 1, 3, 2, 9), (9, 11, 3, 2, 9),
+         (12, 12, 1, 2, 9), (10, 9, 4, 2, 9), (40, 33, 3, 2, 9), (13, 7, 3, 3, 10), (24, 20, 3, 2, 10)]
 
 
 def _exact_structure(h: int, w: int, C: int, seed: int) -> np.ndarray:
@@ -198,7 +200,7 @@ def test_c_writes_the_references_bytes_and_reads_them_back(h, w, C, slope, level
 
 
 @needs_c
-@pytest.mark.parametrize("level", [1, 3, 7])
+@pytest.mark.parametrize("level", [1, 3, 7, 9])
 def test_a_chain_of_tiles_carries_the_state_alike_in_c_and_python(level):
     tiles = [_photo(10, 12, seed=s) for s in range(3)]
     params = [_network_params(t) for t in tiles]
@@ -260,9 +262,24 @@ def test_state_memory_follows_the_size_rule():
 
 @needs_c
 def test_an_invalid_level_is_refused_by_c():
-    bad = dataclasses.replace(A.LEVELS[1], max_table_bits=40)
-    with pytest.raises(MemoryError):
-        native.AdaptiveState(bad, 100)
+    for bad in (dataclasses.replace(A.LEVELS[1], max_table_bits=40), dataclasses.replace(A.LEVELS[7], ols=False, shifted=True)):
+        with pytest.raises(MemoryError):
+            native.AdaptiveState(bad, 100)
+
+
+@needs_c
+def test_the_shifted_table_follows_the_images_own_fit():
+    """Levels 9 and 10's second network table sits at p + the least-squares prediction: where the image's
+    linear structure beats the network (here one that predicts mid-grey everywhere), it codes far fewer bytes
+    than the same level without it."""
+    rng = np.random.default_rng(3)
+    y, x = np.mgrid[0:48, 0:40]
+    base = (2 * x + 3 * y + 20 * np.sin(x / 4.0))[..., None] + np.array([0, 10, 20])
+    px = np.clip(base + rng.integers(-2, 3, (48, 40, 3)), 0, 255).astype(np.uint8)
+    params = np.tile(np.array([[128 * 16, 40]], dtype=np.int64), (px.size, 1))
+    with_it = native.adaptive_encode_known(px, params, _cdf(), 2, A.LEVELS[9])
+    without = native.adaptive_encode_known(px, params, _cdf(), 2, dataclasses.replace(A.LEVELS[9], shifted=False))
+    assert len(with_it) < 0.9 * len(without)
 
 
 # ---- inside the native tile coder ---------------------------------------------------------------------------------
@@ -395,11 +412,11 @@ def test_levels_take_their_networks_prior_and_no_other():
     assert A.level_for(3, other).prior == ""                     # a network without one starts untrained
     for level in A.LEVELS.values():                              # every named prior is shipped, and intact
         for _, name in level.priors:
-            assert A._load_prior(name).size == A.State(dataclasses.replace(level, prior=name), 1).learned().size
+            assert adaptive_priors.load_prior(name).size == A.State(dataclasses.replace(level, prior=name), 1).learned().size
 
 
 @needs_c
-@pytest.mark.parametrize("level", [3, 4, 5, 6, 7, 8])
+@pytest.mark.parametrize("level", [3, 4, 5, 6, 7, 8, 9, 10])
 def test_c_and_the_reference_start_from_the_prior_alike(level):
     lv = _v7_level(level)
     px = _photo(9, 10, seed=level)
@@ -416,16 +433,16 @@ def test_c_and_the_reference_start_from_the_prior_alike(level):
 
 def test_a_damaged_prior_is_refused(tmp_path, monkeypatch):
     name = _v7_level(3).prior
-    data = bytearray((A.PRIORS / name).read_bytes())
+    data = bytearray((adaptive_priors.PRIORS / name).read_bytes())
     data[-1] ^= 1
     (tmp_path / name).write_bytes(bytes(data))
-    monkeypatch.setattr(A, "PRIORS", tmp_path)
-    A._load_prior.cache_clear()
+    monkeypatch.setattr(adaptive_priors, "PRIORS", tmp_path)
+    adaptive_priors.load_prior.cache_clear()
     try:
         with pytest.raises(ValueError, match="damaged"):
             A.State(_v7_level(3), 100)
     finally:
-        A._load_prior.cache_clear()
+        adaptive_priors.load_prior.cache_clear()
 
 
 def test_the_least_squares_predictor_finds_an_exact_linear_relation():

@@ -106,11 +106,13 @@ def test_wide_stream_golden_file(folder):
 # 13; levels 5 and 6 (with the exact-predictor vote) since, on make_golden.vote_image (where the vote fires)
 RGB = EXPECTED["rgb.pxz"]["sha256"]
 VOTE = "fe61cf1851487bed99e94315e1e9148db5e020fd4abfc097d4426b147ee1b74f"
-# and levels 7 and 8 (with the least-squares predictor, session 16) on it in one tile of 32
+# and levels 7 to 10 (with the least-squares predictor, session 16; its shifted table, 17) on it in one tile of 32
 ADAPTIVE_GOLDEN = [("rgb16-adaptive.pxz", 1, RGB, 8), ("rgb16-adaptive2.pxz", 2, RGB, 8),
                    ("rgb16-adaptive3.pxz", 3, RGB, 8), ("rgb16-adaptive4.pxz", 4, RGB, 8),
                    ("rgb16-adaptive5.pxz", 5, VOTE, 8), ("rgb16-adaptive6.pxz", 6, VOTE, 8),
-                   ("rgb16-adaptive7.pxz", 7, VOTE, 32), ("rgb16-adaptive8.pxz", 8, VOTE, 32)]
+                   ("rgb16-adaptive7.pxz", 7, VOTE, 32), ("rgb16-adaptive8.pxz", 8, VOTE, 32),
+                   ("rgb16-adaptive9.pxz", 9, VOTE, 32), ("rgb16-adaptive10.pxz", 10, VOTE, 32),
+                   ("rgb16-adaptive9-chains.pxz", 9, VOTE, 8)]
 
 
 @pytest.mark.parametrize("name, level, pixels, tile", ADAPTIVE_GOLDEN)

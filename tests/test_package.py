@@ -74,8 +74,8 @@ def test_wheel_holds_no_checkpoints_tests_or_data(wheel_names):
                 and (n.endswith((".ckpt", ".pt", ".npy", ".npz")) or n.startswith(("tests/", "models/", "bench/"))
                      or "/checkpoints/" in n)]
     assert unwanted == []
-    from pixzip.entropy import adaptive
-    assert sorted(p.rsplit("/", 1)[1] for p in priors) == sorted(adaptive.PRIOR_SHA256)
+    from pixzip.entropy import adaptive_priors
+    assert sorted(p.rsplit("/", 1)[1] for p in priors) == sorted(adaptive_priors.PRIOR_SHA256)
 
 
 def readme_commands() -> list[str]:

@@ -3,6 +3,7 @@ transform record, their validation, threads, and the reference decoding a native
 
 from __future__ import annotations
 
+import dataclasses
 import zlib
 
 import numpy as np
@@ -213,7 +214,7 @@ def _set(**fields):
 def test_unknown_stage_level_and_width_are_refused(adaptive_file, fast_rgb):
     assert api.decompress(adaptive_file, [fast_rgb])[1].entropy == [ADAPTIVE]
     _refused(_rewrite(adaptive_file, _set(entropy=[4])), "entropy stage 4", [fast_rgb])
-    _refused(_rewrite(adaptive_file, _set(levels=[9])), r"adaptive level 9", [fast_rgb])
+    _refused(_rewrite(adaptive_file, _set(levels=[11])), r"adaptive level 11", [fast_rgb])
     _refused(_rewrite(adaptive_file, _set(stored_bits=[9])), "stored sample width", [fast_rgb])
     _refused(_rewrite(adaptive_file, _set(entropy=[3], lz_modes=[8])), r"LZ stage mode 8", [fast_rgb])
 
@@ -304,6 +305,41 @@ def test_the_reference_encoder_writes_the_native_bytes(monkeypatch, fast_rgb):
     monkeypatch.setattr(adaptive_planes, "adaptive_native", lambda m: False)
     slow = adaptive_planes.encode_planes_adaptive(fast_rgb.net, [plane], 4, 1, [8])
     assert all(np.array_equal(a, b) for a, b in zip(fast[0][0], slow[0][0]))
+
+
+def test_chains_hold_every_tile_once_in_at_least_two_short_chains():
+    for n in range(1, 80):
+        chains = adaptive.chains(n)
+        assert sorted(t for c in chains for t in c) == list(range(n))
+        assert len(chains) == min(n, max(2, -(-n // adaptive.CHAIN_TILES)))
+        assert all(len(c) <= adaptive.CHAIN_TILES and c == sorted(c) for c in chains)
+    assert adaptive.chains(4) == [[0, 2], [1, 3]] and adaptive.chains(6) == [[0, 2, 4], [1, 3, 5]]
+
+
+def test_a_chained_level_carries_the_state_and_replays_its_stored_tiles(monkeypatch, fast_rgb):
+    """Level 9's tiles form chains (tiles 0, 2 and 1, 3 of a 2 x 2 grid): a tile after the first of its chain
+    codes with the state its predecessor left, a stored tile (noise) included, whatever the thread count, and
+    both decoders (the compiled one and the reference on the torch engine) replay the chain alike."""
+    plane = _photo_like(16, 16, seed=3)
+    plane[:8, :8] = np.random.default_rng(0).integers(0, 256, (8, 8, 3), dtype=np.uint8)
+    net = fast_rgb.net
+    chained = adaptive_planes.encode_planes_adaptive(net, [plane], 8, 9, [8], threads=2)[0][0]
+    assert container.unframe(chained[0])[1] and not any(container.unframe(s)[1] for s in chained[1:])
+    assert all(np.array_equal(a, b) for a, b in
+               zip(chained, adaptive_planes.encode_planes_adaptive(net, [plane], 8, 9, [8], threads=1)[0][0]))
+    with monkeypatch.context() as m:
+        m.setitem(adaptive.LEVELS, 9, dataclasses.replace(adaptive.LEVELS[9], chained=False))
+        fresh = adaptive_planes.encode_planes_adaptive(net, [plane], 8, 9, [8])[0][0]
+    assert np.array_equal(chained[1], fresh[1])                     # the first of its chain
+    assert not np.array_equal(chained[2], fresh[2]) and not np.array_equal(chained[3], fresh[3])
+    for threads in (1, 2):
+        decoded = adaptive_planes.decode_planes_adaptive(net, [(16, 16)], 8, [chained], 9, [8], threads=threads)
+        assert np.array_equal(decoded[0], plane)
+    monkeypatch.setattr(adaptive_planes, "adaptive_native", lambda m: False)
+    monkeypatch.setattr(adaptive_planes, "_NOTICE_GIVEN", [])
+    assert np.array_equal(adaptive_planes.decode_planes_adaptive(net, [(16, 16)], 8, [chained], 9, [8])[0], plane)
+    slow = adaptive_planes.encode_planes_adaptive(net, [plane], 8, 9, [8])[0][0]
+    assert all(np.array_equal(a, b) for a, b in zip(chained, slow))
 
 
 def test_models_the_stage_cannot_take_say_so_in_one_line(tiny_models):

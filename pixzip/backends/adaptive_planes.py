@@ -19,11 +19,12 @@ from ..nets.record import NetRecord
 from . import native
 from .codec import ENSEMBLE_NEEDS_NATIVE, MAX_BATCH_PIXELS, _is_ensemble, network
 
-# A plane coded by the adaptive stage has one framed byte stream per tile (formats.container.frame), each
-# coded with a fresh state: tiles stay independent, so they encode and decode in threads, and the bytes
-# never depend on the thread count (a chain per row of tiles would save 0.26 % on CBSD68 but leave a
-# 481x321 photo's two threads 4:1 unbalanced: docs/ADAPTIVE.md). A tile whose samples bit-packed are
-# smaller than its coded bytes is stored instead (uniform noise), so no tile costs more than raw + 4 bytes.
+# A plane coded by the adaptive stage has one framed byte stream per tile (formats.container.frame). Up to
+# level 8 each is coded with a fresh state; from level 9 (Level.chained) the tiles form a few chains
+# (adaptive.chains: tile n continues the state tile n - K left, K >= 2), each coded in turn by one thread.
+# Tiles or chains encode and decode in threads, and the bytes never depend on the thread count. A tile whose
+# samples bit-packed are smaller than its coded bytes is stored instead (uniform noise), so no tile costs more
+# than raw + 4 bytes; in a chain the state has still learned it, so the decoder replays it through the stage.
 
 # Every sub-pixel codes its zero flag at a probability clamped to at most 4095/4096 (entropy.adaptive):
 # the fewest bits a sub-pixel can cost, the floor the decoder holds a stream's length to
@@ -80,14 +81,30 @@ def _reference_network(model):
     return network(model)
 
 
-def _encode_tile_adaptive(model, pixels: np.ndarray, level: int, bits: int, in_native: bool) -> np.ndarray:
-    """One tile's framed stream: the adaptive stage's bytes, or the samples stored where smaller."""
+def _chains(level: int, n_tiles: int) -> list[list[int]]:
+    """The tiles (indices in raster order) that share one state, each list in its coding order."""
+    return adaptive.chains(n_tiles) if adaptive.LEVELS[level].chained else [[n] for n in range(n_tiles)]
+
+
+def _new_state(model, level: int, n_subpixels: int, in_native: bool):
+    """A fresh state for a chain, sized for its first tile (the C stage's, or the reference's)."""
+    lv = adaptive.level_for(level, model)
+    return native.AdaptiveState(lv, n_subpixels) if in_native else adaptive.State(lv, n_subpixels)
+
+
+def _code_tile(model, pixels: np.ndarray, level: int, in_native: bool, state) -> bytes:
+    """The adaptive stage's bytes for a tile of known pixels (`state`: a chain's, or None for a fresh one)."""
     if in_native:
-        data = native.encode_tile_adaptive(model, pixels, level)
-    else:           # the torch engine's outputs (its dense pass), in the decoding order, to the reference
-        from . import reference
-        (_, _, params), = reference.tile_symbols(model, [pixels], 0, MAX_BATCH_PIXELS)
-        data = adaptive.encode_tile(pixels, params.numpy(), _cdf(model), model.slope, adaptive.level_for(level, model))
+        return native.encode_tile_adaptive(model, pixels, level, state)
+    from . import reference     # the torch engine's outputs (its dense pass), in the decoding order, to the reference
+    (_, _, params), = reference.tile_symbols(model, [pixels], 0, MAX_BATCH_PIXELS)
+    return adaptive.encode_tile(pixels, params.numpy(), _cdf(model), model.slope, adaptive.level_for(level, model),
+                                state)
+
+
+def _encode_tile_adaptive(model, pixels: np.ndarray, level: int, bits: int, in_native: bool, state=None) -> np.ndarray:
+    """One tile's framed stream: the adaptive stage's bytes, or the samples stored where smaller."""
+    data = _code_tile(model, pixels, level, in_native, state)
     if stored_size(pixels.size, bits) < len(data):
         return frame(pack_bits(pixels, bits), stored=True)
     return frame(data)
@@ -105,20 +122,28 @@ def encode_planes_adaptive(model, planes: list[np.ndarray], tile: int, level: in
     in_native = adaptive_native(model)
     if not in_native:
         model = _reference_network(model)
-    jobs = [(k, t) for k, p in enumerate(planes) for t in tile_grid(p.shape[0], p.shape[1], tile)]
+    grids = [tile_grid(p.shape[0], p.shape[1], tile) for p in planes]
+    jobs = [(k, chain) for k, g in enumerate(grids) for chain in _chains(level, len(g))]
 
-    def one(job):
-        k, (y, x, h, w) = job
-        return _encode_tile_adaptive(model, np.ascontiguousarray(planes[k][y:y + h, x:x + w]), level, bits[k],
-                                     in_native)
+    def one(job):           # a chain's tiles in turn, one state (a single tile: a fresh one)
+        k, chain = job
+        state, out = None, []
+        for n in chain:
+            y, x, h, w = grids[k][n]
+            pixels = np.ascontiguousarray(planes[k][y:y + h, x:x + w])
+            if state is None and len(chain) > 1:
+                state = _new_state(model, level, pixels.size, in_native)
+            out.append(_encode_tile_adaptive(model, pixels, level, bits[k], in_native, state))
+        return out
 
-    streams, total = [[] for _ in planes], [0.0] * len(planes)
+    streams, total = [[None] * len(g) for g in grids], [0.0] * len(planes)
     with ThreadPoolExecutor(max(1, threads if in_native else 1)) as threads_pool:
-        for (k, (_, _, h, w)), stream in zip(jobs, threads_pool.map(one, jobs)):
-            streams[k].append(stream)
-            total[k] += 32.0 * stream.size
-            if progress:
-                progress(h * w)
+        for (k, chain), coded in zip(jobs, threads_pool.map(one, jobs)):
+            for n, stream in zip(chain, coded):
+                streams[k][n] = stream
+                total[k] += 32.0 * stream.size
+                if progress:
+                    progress(grids[k][n][2] * grids[k][n][3])
     return list(zip(streams, total))
 
 
@@ -137,14 +162,14 @@ class _AdaptiveDecider:
     network's (mu16, idx) of its next sub-pixel (the order per tile is the stage's: wavefront, channel,
     row). ValueError at the end of a batch unless every stream was used exactly."""
 
-    def __init__(self, model, payloads: dict, level: int):
+    def __init__(self, model, payloads: dict, level: int, states: dict):
         self.model, self.payloads, self.cdf = model, payloads, _cdf(model)
-        self.level = adaptive.level_for(level, model)
+        self.level, self.states = adaptive.level_for(level, model), states
 
     def begin(self, batch, tiles: np.ndarray, ii: np.ndarray, t: np.ndarray):
         C, slope = self.model.cfg.channels, self.model.slope
-        self.decoders = [adaptive.TileDecoder(self.payloads[key], h, w, C, self.cdf, slope, self.level)
-                         for key, _, _, h, w in batch]
+        self.decoders = [adaptive.TileDecoder(self.payloads[key], h, w, C, self.cdf, slope, self.level,
+                                              self.states.get(key)) for key, _, _, h, w in batch]
         self.tiles = tiles
 
     def step(self, params, s: int, e: int, c: int) -> np.ndarray:
@@ -155,6 +180,31 @@ class _AdaptiveDecider:
     def finish(self):
         for d in self.decoders:
             d.finish()
+
+
+def _decode_in_reference(model, grids, chains, coded: dict, parts: dict, level: int, progress) -> None:
+    """The reference stage on the torch engine's outputs, in rounds: round r decodes the r-th tile of every
+    chain in one batch of the wavefront walk (each with its chain's state), and replays the stored ones."""
+    from . import wavefront
+    _slow_notice()
+    C = model.cfg.channels
+    states = {}
+    for r in range(max(len(chain) for _, chain in chains)):
+        jobs, payloads = [], {}
+        for k, chain in chains:
+            if r >= len(chain):
+                continue
+            key, (h, w) = (k, chain[r]), grids[k][chain[r]][2:]
+            if len(chain) > 1:
+                states[key] = states.pop((k, chain[r - 1]), None) if r else _new_state(model, level, h * w * C, False)
+            if key in coded:
+                jobs.append((key, h, w))
+                payloads[key] = coded[key][0]
+            elif key in states:
+                _code_tile(model, parts[key], level, False, states[key])
+        if jobs:
+            decider = _AdaptiveDecider(model, payloads, level, states)
+            parts.update(wavefront.decode_tiles(model, jobs, decider, progress, MAX_BATCH_PIXELS))
 
 
 def decode_planes_adaptive(model, shapes: list[tuple[int, int]], tile: int, streams: list[list[np.ndarray]],
@@ -179,21 +229,29 @@ def decode_planes_adaptive(model, shapes: list[tuple[int, int]], tile: int, stre
                     raise ValueError(str(e)) from None
             else:
                 coded[(k, n)] = (payload, h, w)
+    chains = [(k, chain) for k, g in enumerate(grids) for chain in _chains(level, len(g))]
     if adaptive_native(model):
-        def one(key):
-            payload, h, w = coded[key]
-            return native.decode_tile_adaptive(model, payload, h, w, level)
+        def one(job):       # a chain's tiles in turn, one state; a stored tile is replayed through it
+            k, chain = job
+            state, out = None, []
+            for n in chain:
+                h, w = grids[k][n][2:]
+                if state is None and len(chain) > 1:
+                    state = _new_state(model, level, h * w * C, True)
+                if (k, n) in coded:
+                    out.append(native.decode_tile_adaptive(model, coded[(k, n)][0], h, w, level, state))
+                else:
+                    out.append(parts[(k, n)])
+                    if state is not None:
+                        native.encode_tile_adaptive(model, out[-1], level, state)
+            return out
 
         with ThreadPoolExecutor(max(1, threads)) as threads_pool:
-            for key, pixels in zip(coded, threads_pool.map(one, list(coded))):
-                parts[key] = pixels
-                if progress:
-                    progress(pixels.shape[0] * pixels.shape[1])
+            for (k, chain), tiles in zip(chains, threads_pool.map(one, chains)):
+                for n, pixels in zip(chain, tiles):
+                    parts[(k, n)] = pixels
+                    if progress and (k, n) in coded:
+                        progress(pixels.shape[0] * pixels.shape[1])
     elif coded:
-        model = _reference_network(model)
-        from . import wavefront
-        _slow_notice()
-        jobs = [(key, h, w) for key, (_, h, w) in coded.items()]
-        decider = _AdaptiveDecider(model, {key: p for key, (p, _, _) in coded.items()}, level)
-        parts.update(wavefront.decode_tiles(model, jobs, decider, progress, MAX_BATCH_PIXELS))
+        _decode_in_reference(_reference_network(model), grids, chains, coded, parts, level, progress)
     return [assemble(h, w, C, g, parts, key=lambda n, k=k: (k, n)) for k, ((h, w), g) in enumerate(zip(shapes, grids))]

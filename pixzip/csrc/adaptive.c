@@ -27,7 +27,7 @@ enum {
     F_QRW, F_QRN, F_QRNW, F_QRNE, F_QRWW, F_QRNN, F_QR1, F_QR2, F_ACT, F_GRAD,
     F_DW, F_DN, F_DNW, F_DNE, F_DPLANE, F_DNNE, F_DAVG, F_DWNE, F_DNN, F_DWW, F_DCW, F_DCN,
     F_RW, F_RN, F_R1, F_QRWP, F_QRNP, F_QR1U, F_LMS, F_LMSU, F_DWX, F_DNX, F_DNEX, F_DNWX, F_VOTE, F_VX,
-    F_OLS
+    F_OLS, F_OLSU
 };
 
 /* ---- logistic tables -------------------------------------------------------------------------------- */
@@ -92,12 +92,16 @@ struct PzAdaptive {
     int64_t bytes;
 };
 
+/* a mixer's inputs (adaptive.learned_layout): the contexts, the network, the bias, and the shifted table */
+static int mixer_inputs(const PzLevel *lv) { return lv->n_contexts + 2 + (lv->shifted != 0); }
+
 static int level_ok(const PzLevel *lv) {
     if (lv->n_contexts < 1 || lv->n_contexts > AD_MAX_CONTEXTS || lv->n_mixers < 1 || lv->n_mixers > AD_MAX_MIXERS
         || lv->n_apms < 1 || lv->n_apms > AD_MAX_APMS || lv->max_table_bits < 10 || lv->max_table_bits > 24
         || lv->counter_limit < 0 || lv->counter_limit > 1023 || lv->apm_rate < 1 || lv->apm_rate > 15
         || lv->mixer_rate < 0 || lv->mixer_rate > 64 || lv->final_rate < 0 || lv->final_rate > 64
         || lv->lms < 0 || lv->lms > 12 || lv->vote < 0 || lv->vote > 5 || lv->ols < 0 || lv->ols > 1
+        || lv->shifted < 0 || lv->shifted > lv->ols
         || lv->mixer_init < -W_LIMIT || lv->mixer_init > W_LIMIT || lv->net_init < -W_LIMIT || lv->net_init > W_LIMIT)
         return 0;
     for (int k = 0; k < lv->n_contexts; k++) {
@@ -165,12 +169,13 @@ PzAdaptive *pz_adaptive_new(const PzLevel *lv, int64_t n_subpixels) {
     st->bytes = (int64_t)(slots * sizeof(uint32_t));
     if (!st->tables || !st->final) goto fail;
     for (int k = 0; k < NODES * lv->n_mixers; k++) st->final[k] = 65536 / lv->n_mixers;
-    int n = lv->n_contexts, inputs = n + 2;       /* the contexts, the network, the bias */
+    int n = lv->n_contexts, inputs = mixer_inputs(lv);   /* the contexts, the network, the bias[, the shifted table] */
+    int32_t net = lv->shifted ? lv->net_init >> 1 : lv->net_init;   /* split between the two tables (State._initial) */
     for (int m = 0; m < lv->n_mixers; m++) {
         size_t sets = (size_t)NODES * lv->mixer_size[m];
         if (!(st->weights[m] = malloc(sizeof(int32_t) * sets * inputs))) goto fail;
         for (size_t s = 0; s < sets; s++)
-            for (int k = 0; k < inputs; k++) st->weights[m][s * inputs + k] = k < n ? lv->mixer_init : (k == n ? lv->net_init : 0);
+            for (int k = 0; k < inputs; k++) st->weights[m][s * inputs + k] = k < n ? lv->mixer_init : (k == n + 1 ? 0 : net);
         st->bytes += (int64_t)(sizeof(int32_t) * sets * inputs);
     }
     for (int a = 0; a < lv->n_apms; a++) {
@@ -200,7 +205,7 @@ int64_t pz_adaptive_memory(const PzAdaptive *st) { return st->bytes; }
  * load: from buf into the state (a level's prior), else from the state into buf. Returns the count. */
 static int64_t learned(PzAdaptive *st, int32_t *buf, int load) {
     const PzLevel *lv = &st->lv;
-    size_t inputs = (size_t)lv->n_contexts + 2;
+    size_t inputs = (size_t)mixer_inputs(lv);
     int64_t k = 0;
     for (int m = 0; m < lv->n_mixers; m++)
         for (size_t q = 0; q < (size_t)NODES * lv->mixer_size[m] * inputs; q++, k++)
@@ -407,6 +412,7 @@ INLINE void features(const PzAdTile *t, int i, int j, int c, int mu16, int idx, 
         F[F_LMSU] = F[F_LMS] + 7;
     }
     F[F_OLS] = t->st->lv.ols ? qres(ols_predict(t, i, j, c, p, mu16) >> 2) : 0;
+    F[F_OLSU] = F[F_OLS] + 7;
 }
 
 /* The exact-predictor vote (adaptive_features.exact_candidates, exact_vote): the candidates' values at
@@ -488,7 +494,8 @@ INLINE uint32_t ctx_hash(int k, const int32_t *feat, int len, const int *F) {
 typedef struct {
     PzAdTile *t;
     const int *F;
-    const int64_t *row;              /* the network's table: C(k) = row[k] - row[0] */
+    const int64_t *row[2];           /* the network's table (C(k) = row[k] - row[0]), and the shifted one */
+    int tables;                      /* 2 at levels with `shifted`, else 1 */
     uint32_t *blocks[AD_MAX_CONTEXTS];
 } Stage;
 
@@ -505,14 +512,25 @@ INLINE uint32_t *block_of(PzAdaptive *st, int k, uint32_t h) {
 
 enum { LAPLACE_ROW = 511 };
 
+/* where the table of (mu16, idx) starts in the prefix sums (adaptive.laplace_start) */
+INLINE const int64_t *laplace_row(const PzAdTile *t, int mu16, int idx) {
+    return t->cdf + ((int64_t)idx * 16 + mu16 % 16) * LAPLACE_ROW + (255 - mu16 / 16);
+}
+
 INLINE void stage_init(Stage *sg, PzAdTile *t, const int *F, int mu16, int idx) {
     PzAdaptive *st = t->st;
     const PzLevel *lv = &st->lv;
     uint32_t h[AD_MAX_CONTEXTS];
     sg->t = t;
     sg->F = F;
-    sg->row = t->cdf + ((int64_t)idx * 16 + mu16 % 16) * LAPLACE_ROW + (255 - mu16 / 16);   /* laplace_start */
-    __builtin_prefetch(sg->row + mu16 / 16);
+    sg->row[0] = laplace_row(t, mu16, idx);
+    __builtin_prefetch(sg->row[0] + mu16 / 16);
+    sg->tables = 1;
+    if (lv->shifted) {              /* the same scale at p + the least-squares prediction (shifted_mean) */
+        int moved = clampi(16 * rounded_mean(mu16) + st->ols_pred, 0, 4080);
+        sg->row[1] = laplace_row(t, moved, idx);
+        sg->tables = 2;
+    }
     for (int k = 0; k < lv->n_contexts; k++) {      /* every block's address first: their misses overlap */
         h[k] = ctx_hash(k, lv->ctx_feature[k], lv->ctx_len[k], F);
         const uint32_t *blk = st->tables + (((size_t)k << st->bits) + (h[k] >> (32 - st->bits))) * NODES;
@@ -577,22 +595,28 @@ INLINE int code(PzAdTile *t, int p, int y) {
     return y;
 }
 
-/* the network's frequency of the values a..b (_Stage.mass) */
-INLINE int64_t mass(const Stage *sg, int a, int b) { return sg->row[b + 1] - sg->row[a]; }
+/* table r's frequency of the values a..b (_Stage.mass) */
+INLINE int64_t mass(const Stage *sg, int r, int a, int b) { return sg->row[r][b + 1] - sg->row[r][a]; }
 
-/* _Stage.code_bit: one decision at `node` (y < 0: decode it); the network gives a 1 `ones` of `total` */
-INLINE int code_bit(Stage *sg, int node, int y, int64_t ones, int64_t total) {
+/* the probability of a 1 that `ones` of `total` give, as a mixer input */
+INLINE int32_t table_input(int64_t ones, int64_t total) {
+    int64_t q = (ones << 12) / total;
+    return STRETCH[q < 1 ? 1 : (q > PROB_ONE - 1 ? PROB_ONE - 1 : q)];
+}
+
+/* _Stage.code_bit: one decision at `node` (y < 0: decode it); table r gives a 1 `ones[r]` of `total[r]` */
+INLINE int code_bit(Stage *sg, int node, int y, const int64_t *ones, const int64_t *total) {
     PzAdaptive *st = sg->t->st;
     const PzLevel *lv = &st->lv;
     const int *F = sg->F;
-    int n = lv->n_contexts, inputs = n + 2;
-    int32_t xs[AD_MAX_CONTEXTS + 2], outs[AD_MAX_MIXERS] = {0};
-    int64_t q = (ones << 12) / total;
+    int n = lv->n_contexts, inputs = n + 1 + sg->tables;
+    int32_t xs[AD_MAX_CONTEXTS + 3], outs[AD_MAX_MIXERS] = {0};
     int32_t *sets[AD_MAX_MIXERS], *final = NULL;
     uint16_t *tables[AD_MAX_APMS];
     for (int k = 0; k < n; k++) xs[k] = STRETCH[sg->blocks[k][node] >> 20];
-    xs[n] = STRETCH[q < 1 ? 1 : (q > PROB_ONE - 1 ? PROB_ONE - 1 : q)];
+    xs[n] = table_input(ones[0], total[0]);
     xs[n + 1] = BIAS_INPUT;
+    if (sg->tables > 1) xs[n + 2] = table_input(ones[1], total[1]);
     for (int m = 0; m < lv->n_mixers; m++) {
         sets[m] = st->weights[m] + ((size_t)node * lv->mixer_size[m] + F[lv->mixer_feature[m]]) * inputs;
         outs[m] = dot(sets[m], xs, inputs);
@@ -628,33 +652,36 @@ INLINE int code_bit(Stage *sg, int node, int y, int64_t ones, int64_t total) {
     return y;
 }
 
-/* the network's frequency of magnitudes a..b on one side of p */
-INLINE int64_t side(const Stage *sg, int p, int negative, int a, int b) {
-    return negative ? mass(sg, p - b, p - a) : mass(sg, p + a, p + b);
+/* table r's frequency of magnitudes a..b on one side of p */
+INLINE int64_t side(const Stage *sg, int r, int p, int negative, int a, int b) {
+    return negative ? mass(sg, r, p - b, p - a) : mass(sg, r, p + a, p + b);
 }
 
-/* _code_subpixel: x binarised around p (x < 0: decoded); returns x */
+/* _code_subpixel: x binarised around p (x < 0: decoded); returns x. Each decision's ones and total per table. */
 INLINE int code_subpixel(Stage *sg, int p, int x) {
-    int dec = x < 0, r = x - p, m = r < 0 ? -r : r;
-    if (code_bit(sg, NODE_ZERO, dec ? -1 : r == 0, mass(sg, p, p), mass(sg, 0, 255))) return p;
+    int dec = x < 0, r = x - p, m = r < 0 ? -r : r, R = sg->tables;
+    int64_t ones[2], total[2];
+    for (int k = 0; k < R; k++) ones[k] = mass(sg, k, p, p), total[k] = mass(sg, k, 0, 255);
+    if (code_bit(sg, NODE_ZERO, dec ? -1 : r == 0, ones, total)) return p;
     int negative = p == 255;
     if (p > 0 && p < 255) {
-        int64_t below = mass(sg, 0, p - 1);
-        negative = code_bit(sg, NODE_SIGN, dec ? -1 : r < 0, below, below + mass(sg, p + 1, 255));
+        for (int k = 0; k < R; k++) ones[k] = mass(sg, k, 0, p - 1), total[k] = ones[k] + mass(sg, k, p + 1, 255);
+        negative = code_bit(sg, NODE_SIGN, dec ? -1 : r < 0, ones, total);
     }
     int top = negative ? p : 255 - p, e = 0;
     while ((2 << e) <= top) {
-        if (!code_bit(sg, 3 + 7 * negative + e, dec ? -1 : m >= (2 << e), side(sg, p, negative, 2 << e, top),
-                      side(sg, p, negative, 1 << e, top))) break;
+        for (int k = 0; k < R; k++)
+            ones[k] = side(sg, k, p, negative, 2 << e, top), total[k] = side(sg, k, p, negative, 1 << e, top);
+        if (!code_bit(sg, 3 + 7 * negative + e, dec ? -1 : m >= (2 << e), ones, total)) break;
         e++;
     }
     int v = 1 << e;
     for (int b = e - 1; b >= 0; b--) {
         if ((v | (1 << b)) > top) continue;
         int hi = (v | ((2 << b) - 1)) < top ? (v | ((2 << b) - 1)) : top;
-        if (code_bit(sg, 17 + 2 * (e - 1) + (b != e - 1), dec ? -1 : (m >> b) & 1, side(sg, p, negative, v | (1 << b), hi),
-                     side(sg, p, negative, v, hi)))
-            v |= 1 << b;
+        for (int k = 0; k < R; k++)
+            ones[k] = side(sg, k, p, negative, v | (1 << b), hi), total[k] = side(sg, k, p, negative, v, hi);
+        if (code_bit(sg, 17 + 2 * (e - 1) + (b != e - 1), dec ? -1 : (m >> b) & 1, ones, total)) v |= 1 << b;
     }
     return negative ? p - v : p + v;
 }

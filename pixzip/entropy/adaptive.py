@@ -39,20 +39,17 @@ Negative numbers are shifted right with floor semantics (Python's >>; the C comp
 
 from __future__ import annotations
 
-import functools
-import hashlib
-import io
 from dataclasses import dataclass, replace
-from pathlib import Path
 
 import numpy as np
 
 from .adaptive_features import (  # noqa: F401  (the specification's names, one place to read them from)
     F_ACT, F_BRIGHT, F_CH, F_DAVG, F_DCN, F_DCW, F_DN, F_DNE, F_DNEX, F_DNN, F_DNNE, F_DNW, F_DNWX, F_DNX, F_DPLANE,
-    F_DW, F_DWNE, F_DWW, F_DWX, F_FRAC, F_GRAD, F_IDX, F_IDX2, F_IDX8, F_LMS, F_LMSU, F_OLS, F_QR1, F_QR1U, F_QR2,
+    F_DW, F_DWNE, F_DWW, F_DWX, F_FRAC, F_GRAD, F_IDX, F_IDX2, F_IDX8, F_LMS, F_LMSU, F_OLS, F_OLSU, F_QR1, F_QR1U, F_QR2,
     F_QRN, F_QRNE, F_QRNN, F_QRNP, F_QRNW, F_QRW, F_QRWP, F_QRWW, F_R1, F_RN, F_RW, F_VOTE, F_VX, F_ZERO, N_FEATURES,
     N_IDX, SELECTOR_SIZES, LeastSquares, ResidualPredictor, TileData, clamp, exact_candidates, exact_mask, exact_vote,
     features, qlog, qres, rounded_mean)
+from .adaptive_priors import PRIOR_SHA256, load_prior  # noqa: F401  (the registry of the levels' prior files)
 from .binary_coder import M32, BinaryDecoder, BinaryEncoder  # noqa: F401
 
 PROB_BITS = 12                    # probabilities of a 1 bit, in 1/4096
@@ -147,6 +144,10 @@ class Level:
     lms: int = 0                             # the residual predictor's step 2^-lms (0: none, F_LMS is 0)
     vote: int = 0                            # the exact-predictor vote's threshold (0: none, F_VOTE is 0)
     ols: bool = False                        # the least-squares predictor (F_OLS; without it F_OLS is 0)
+    shifted: bool = False                    # with ols: the network's table moved to p + its prediction, one
+    #                                            more mixer input (table_starts); net_init split between the two
+    chained: bool = False                    # a plane's tiles carry the state along `chains` (else each tile
+    #                                            starts fresh): the codec's part (backends/adaptive_planes.py)
     priors: tuple[tuple[str, str], ...] = ()  # (network key, priors/FILE): the learned state a fresh one starts
     #                                            from, per network (prior_key); none for other networks
     prior: str = ""                           # the one in use: level_for() resolves it for a network
@@ -197,6 +198,26 @@ LEVELS[7] = replace(LEVELS[5], contexts=tuple(c for c in LEVELS[5].contexts if c
                     ols=True, priors=tuple((k, f"level7-{k}.npy") for k in (_PHOTO, _SMALL, _GREY)))
 LEVELS[8] = replace(LEVELS[6], contexts=LEVELS[6].contexts + _OLS, ols=True,
                     priors=tuple((k, f"level8-{k}.npy") for k in (_PHOTO, _SMALL, _GREY, _MIX)))
+# Levels 9 and 10: levels 7 and 8 with the network's table moved to the least-squares prediction as one more mixer
+# input, and the mixer that activity selected selected by that prediction instead (session 17; docs/ADAPTIVE.md: 17
+# CBSD68 photos -0.42 % / -0.31 %, the kinds' tiles -0.9 %, no priors), and the state carried along chains of tiles
+# (with priors: -0.17 % on the photos, -0.76 % on the kinds)
+LEVELS[9] = replace(LEVELS[7], shifted=True, mixers=(F_IDX8, F_OLSU, F_QR1U), chained=True,
+                    priors=tuple((k, f"level9-{k}.npy") for k in (_PHOTO, _SMALL, _GREY)))
+LEVELS[10] = replace(LEVELS[8], shifted=True, mixers=(F_IDX8, F_OLSU, F_QR1U, F_VOTE), chained=True,
+                     priors=tuple((k, f"level10-{k}.npy") for k in (_PHOTO, _SMALL, _GREY, _MIX)))
+
+CHAIN_TILES = 4                   # a chain holds at most this many tiles
+
+
+def chains(n_tiles: int) -> list[list[int]]:
+    """Which of a plane's tiles (raster order) share a state at a level with `chained`, each list in the
+    order the state codes them: tile n continues from tile n - K, K = max(2, ceil(n_tiles / CHAIN_TILES)).
+    The tile count alone decides (the format, never the thread count): at least two chains keep two threads
+    busy (a 481x321 photo's two columns of tiles, a 768x512 one's tiles 0, 2, 4 and 1, 3, 5), and chains of
+    at most four tiles keep many threads busy on large images (docs/ADAPTIVE.md "State sharing")."""
+    k = max(2, -(-n_tiles // CHAIN_TILES))
+    return [list(range(c, n_tiles, k)) for c in range(min(k, n_tiles))]
 
 
 def table_bits(level: Level, n_subpixels: int) -> int:
@@ -256,7 +277,8 @@ class State:
             return [int(v) for v in prior[part][index][key]]
         lv = self.level
         if part == 0:
-            return [lv.mixer_init] * len(lv.contexts) + [lv.net_init, 0]
+            net = lv.net_init >> 1 if lv.shifted else lv.net_init          # split between the two tables
+            return [lv.mixer_init] * len(lv.contexts) + [net, 0] + [net] * lv.shifted
         if part == 1:
             return [65536 // len(lv.mixers)] * len(lv.mixers)
         return [squash((k - 16) * 128) * 16 for k in range(33)]
@@ -294,53 +316,13 @@ def learned_layout(level: Level) -> list[tuple[int, int, int, int]]:
     """The learned small state's order, (part, index, sets, width) in turn: each mixer's weight sets
     [node][selector value][input] (part 0), the final mixer's [node][mixer] (part 1), each APM's
     [node][selector value][33] (part 2). Priors are stored in it; the C stage's `learned` walks the same."""
-    inputs = len(level.contexts) + 2
+    inputs = len(level.contexts) + 2 + level.shifted
     return ([(0, m, NODES * SELECTOR_SIZES[f], inputs) for m, f in enumerate(level.mixers)]
             + [(1, 0, NODES, len(level.mixers))]
             + [(2, a, NODES * SELECTOR_SIZES[f], 33) for a, f in enumerate(level.apms)])
 
 
 # ---- priors: learned states a level's fresh state starts from -------------------------------------------------
-
-PRIORS = Path(__file__).resolve().parent / "priors"
-# A prior is part of the format (files name their level, the level its prior): each file's SHA-256 is
-# fixed here, and one that differs is refused rather than decode differently. Made by
-# pixzip/training/adaptive_prior.py from training photographs only (docs/ADAPTIVE.md).
-PRIOR_SHA256: dict[str, str] = {
-    "level3-c3-h48-b4.npy": "58626e5597e226bb4a0c60631b0ee7016a0f8f9634f35f13ce3e479aa16a49bc",
-    "level3-c3-h96-b8.npy": "2481f083fc1eda06b4c24ceb01249dbb65d2e5643dccad20e163866efea57f9e",
-    "level3-c1-h48-b4.npy": "034cf2f1173a64569553e5176e3c2fdc397f5169c987c77ed098b3ce426f14e9",
-    "level4-c3-h48-b4.npy": "43010feca77915154bf34d33c9047d61d87dfa30e6becfb1174eb2db5e2724a3",
-    "level4-c3-h96-b8.npy": "e368f34014b077f00ed15766cf34b0034450ba0d0f2f818574c3c8b87ee2813a",
-    "level4-c1-h48-b4.npy": "9eadda5cda6b00e8e2d840e2554ff9e6adfaadd5172e83b755857d9a849d2247",
-    "level4-c3-h48-b4+c3-h96-b8.npy": "9b47d4368852d183b2e0072b1d11cc7289ad4adaed8b5e6be9e7b4bc265b4602",
-    "level5-c3-h48-b4.npy": "4028644b16631e438d0a5fb5c1d526900a5765822f43e9ec3436aeaf65f722ff",
-    "level5-c3-h96-b8.npy": "71e6b3fa7be6eec8a54e8832fc75bb86938323bbcc19fe128d7027c3f3ee8522",
-    "level5-c1-h48-b4.npy": "a7e95660acbe79d7cf19fa8499e01c387369f15129cb3cdb7f363db17d9105a8",
-    "level6-c3-h48-b4.npy": "96127a7f852ed38b6e58d12075207ed67c70708a9338cc1f6e6f80d5442a52e2",
-    "level6-c3-h96-b8.npy": "16df7c0c117ca787ed0ba09a16cdc6603107b2d62525adb1330d68cd6a9afde8",
-    "level6-c1-h48-b4.npy": "b99999c43a7de318398f65fb72fb1f56116cd8f13a6630e8a58b888f84166ed1",
-    "level6-c3-h48-b4+c3-h96-b8.npy": "d12b568b68875169d1247ee3d8249ba90fae432bad86b2fd35f87450308df957",
-    "level7-c3-h48-b4.npy": "b993abb139f0548af9f53478ef3451d265d389a81d05e4f340f4ab988ab41254",
-    "level7-c3-h96-b8.npy": "04f0e77e922c2a4d45ee2a7e97663cb3aa9670fcdfa18690cd6bb4d536259e5c",
-    "level7-c1-h48-b4.npy": "836cbd073a7a5e768ede385b69136eb0cfe69858c00b2937197683bc90bde1d5",
-    "level8-c3-h48-b4.npy": "59b50b021c631aad5210844c9e95cfd87d9f34476b790a4bc8d79a813cc79f38",
-    "level8-c3-h96-b8.npy": "cba06cfaf91e20ae522e1431d10bdd02d5447102bd872909b489c7282bfb807d",
-    "level8-c1-h48-b4.npy": "cfe700c2c14ecb8325c49c57e30bfc790c08ea38839107b1d54147e558aace45",
-    "level8-c3-h48-b4+c3-h96-b8.npy": "2322769a0b388570539f8faf44d540549e0dbf2095bc0aba92711093e8cc2901",
-}
-
-
-@functools.lru_cache(maxsize=None)
-def _load_prior(name: str) -> np.ndarray:
-    data = (PRIORS / name).read_bytes()
-    if hashlib.sha256(data).hexdigest() != PRIOR_SHA256.get(name):
-        raise ValueError(f"adaptive stage: prior {name} is damaged or unknown (reinstall pixzip)")
-    array = np.load(io.BytesIO(data), allow_pickle=False)
-    if array.dtype != np.int32 or array.ndim != 1:
-        raise ValueError(f"adaptive stage: prior {name} is not a flat int32 array")
-    return np.ascontiguousarray(array)
-
 
 def prior_key(model) -> str:
     """Which prior a network takes: its shape (channels, width, blocks), an ensemble's members' joined. A
@@ -362,7 +344,7 @@ def level_for(level: int | Level, model) -> Level:
 
 def prior_of(level: Level) -> np.ndarray | None:
     """The level's prior (int32, State.learned's order), or None."""
-    return _load_prior(level.prior) if level.prior else None
+    return load_prior(level.prior) if level.prior else None
 
 
 def _split_prior(level: Level):
@@ -398,22 +380,22 @@ def _train(ws, xs, err: int) -> None:
 class _Stage:
     """One sub-pixel's coding: its context blocks, then its decisions."""
 
-    def __init__(self, state: State, coder, F: list[int], cdf: np.ndarray, start: int):
+    def __init__(self, state: State, coder, F: list[int], cdf: np.ndarray, starts: list[int]):
         lv = state.level
         self.state, self.coder, self.F = state, coder, F
-        self.cdf, self.start = cdf, start
+        self.cdf, self.starts = cdf, np.array(starts, dtype=np.int64)
         self.blocks = [state.block(k, ctx_hash(k, [F[f] for f in ctx])) for k, ctx in enumerate(lv.contexts)]
 
-    def mass(self, a: int, b: int) -> int:
-        """The network's Laplace table's frequency of the values a..b."""
-        return int(self.cdf[self.start + b + 1]) - int(self.cdf[self.start + a])
+    def mass(self, a: int, b: int) -> np.ndarray:
+        """Each table's frequency of the values a..b: the network's Laplace table (and the shifted one)."""
+        return self.cdf[self.starts + b + 1] - self.cdf[self.starts + a]
 
-    def code_bit(self, node: int, y: int | None, ones: int, total: int) -> int:
-        """Code (or, with y None, decode) one decision at `node`; returns the bit. `ones` of the `total`
-        frequency that the network's table gives the values left are those of a 1."""
+    def code_bit(self, node: int, y: int | None, ones: np.ndarray, total: np.ndarray) -> int:
+        """Code (or, with y None, decode) one decision at `node`; returns the bit. `ones[t]` of the `total[t]`
+        frequency that table t gives the values left are those of a 1."""
         st, lv, F = self.state, self.state.level, self.F
-        net = STRETCH[clamp((ones << 12) // total, 1, PROB_ONE - 1)]
-        xs = [STRETCH[blk[node] >> 20] for blk in self.blocks] + [net, BIAS_INPUT]
+        net = [STRETCH[clamp(int(o << 12) // int(n), 1, PROB_ONE - 1)] for o, n in zip(ones, total)]
+        xs = [STRETCH[blk[node] >> 20] for blk in self.blocks] + [net[0], BIAS_INPUT] + net[1:]
         sets = [st.mixer_weights(m, node * SELECTOR_SIZES[f] + F[f]) for m, f in enumerate(lv.mixers)]
         outs = [_dot(ws, xs) for ws in sets]
         if len(outs) > 1:
@@ -449,7 +431,7 @@ class _Stage:
 
 def _code_subpixel(stage: _Stage, p: int, x: int | None) -> int:
     """Binarise x around p and code its decisions (x None: decode them); returns x. Each decision also
-    gets the network's probability of a 1 from its table's frequencies of the values still possible."""
+    gets the network's probability of a 1 from its tables' frequencies of the values still possible."""
     bit, mass = stage.code_bit, stage.mass
     r = None if x is None else x - p
     if bit(NODE_ZERO, None if r is None else int(r == 0), mass(p, p), mass(0, 255)):
@@ -517,6 +499,15 @@ def laplace_start(mu16: int, idx: int) -> int:
     return (idx * 16 + mu16 % 16) * LAPLACE_ROW + (255 - mu16 // 16)
 
 
+def table_starts(state: State, mu16: int, idx: int) -> list[int]:
+    """The network's table, and at levels with `shifted` the same scale's table at p + the least-squares
+    prediction (in 1/16 level, within 0..255): the network's shape where the image's own fit puts the mean."""
+    starts = [laplace_start(mu16, idx)]
+    if state.level.shifted:
+        starts.append(laplace_start(clamp(16 * rounded_mean(mu16) + state.ols.pred, 0, 4080), idx))
+    return starts
+
+
 def _record(tile: TileData, i: int, j: int, c: int, x: int, p: int, candidates: list[int] | None) -> None:
     k = (i * tile.w + j) * tile.C + c
     tile.value[k], tile.res[k] = x, x - p
@@ -535,7 +526,7 @@ def _code_one(state: State, coder, tile: TileData, cdf: np.ndarray, i: int, j: i
     if state.level.vote:
         candidates = exact_candidates(tile, i, j, c)
         F[F_VOTE], F[F_VX] = exact_vote(tile, i, j, c, p, candidates, state.level.vote)
-    x = _code_subpixel(_Stage(state, coder, F, cdf, laplace_start(mu16, idx)), p, x)
+    x = _code_subpixel(_Stage(state, coder, F, cdf, table_starts(state, mu16, idx)), p, x)
     _record(tile, i, j, c, x, p, candidates)
     if state.lms:
         state.lms.update(c, x - p)

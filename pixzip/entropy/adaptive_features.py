@@ -11,10 +11,11 @@ import numpy as np
  F_QRW, F_QRN, F_QRNW, F_QRNE, F_QRWW, F_QRNN, F_QR1, F_QR2, F_ACT, F_GRAD,
  F_DW, F_DN, F_DNW, F_DNE, F_DPLANE, F_DNNE, F_DAVG, F_DWNE, F_DNN, F_DWW, F_DCW, F_DCN,
  F_RW, F_RN, F_R1, F_QRWP, F_QRNP, F_QR1U, F_LMS, F_LMSU, F_DWX, F_DNX, F_DNEX, F_DNWX, F_VOTE, F_VX,
- F_OLS) = range(44)
-N_FEATURES = 44
+ F_OLS, F_OLSU) = range(45)
+N_FEATURES = 45
 # features that select mixer weight sets or APM tables: their number of values (all >= 0)
-SELECTOR_SIZES = {F_ZERO: 1, F_IDX2: 37, F_IDX8: 10, F_CH: 3, F_ACT: 11, F_QR1U: 15, F_GRAD: 11, F_LMSU: 15, F_VOTE: 33}
+SELECTOR_SIZES = {F_ZERO: 1, F_IDX2: 37, F_IDX8: 10, F_CH: 3, F_ACT: 11, F_QR1U: 15, F_GRAD: 11, F_LMSU: 15, F_VOTE: 33,
+                  F_OLSU: 15}
 N_IDX = 73                        # log-scale indices 0..72 (engine: LS_MIN..LS_MAX in 1/8)
 CANDIDATES = 8                    # the exact-predictor vote's candidates (exact_candidates)
 
@@ -280,4 +281,5 @@ def features(tile: TileData, i: int, j: int, c: int, mu16: int, idx: int,
         F[F_LMSU] = F[F_LMS] + 7
     if ols is not None:
         F[F_OLS] = qres(ols.predict(c, ols_inputs(tile, i, j, c, mu16, lms.pred if lms else 0)) >> 2)
+    F[F_OLSU] = F[F_OLS] + 7
     return F

@@ -137,13 +137,19 @@ def wide_stream_golden():
 
 
 def least_squares_golden():
-    """Levels 7 and 8 (the least-squares predictor, session 16) on vote_image in one tile of 32: 437
-    sub-pixels a channel, so its weights are solved three times (every 128) and used."""
+    """Levels 7 and 8 (the least-squares predictor, session 16) and 9 and 10 (its shifted table, session 17) on
+    vote_image in one tile of 32: 437 sub-pixels a channel, so its weights are solved three times (every 128)
+    and used."""
     path = HERE / "golden-rgb16.pxm"
-    for name, level in (("rgb16-adaptive7.pxz", 7), ("rgb16-adaptive8.pxz", 8)):
+    for name, level in (("rgb16-adaptive7.pxz", 7), ("rgb16-adaptive8.pxz", 8), ("rgb16-adaptive9.pxz", 9),
+                        ("rgb16-adaptive10.pxz", 10)):
         effort = Effort(models=1, stage=container.ADAPTIVE, level=level)
         data, _ = api.compress(images.split(vote_image()), [modelfile.load(path)], tile=32, effort=effort)
         (HERE / name).write_bytes(data)
+    # level 9 carries its state along chains of tiles (session 17): in tiles of 8, nine tiles in three chains
+    effort = Effort(models=1, stage=container.ADAPTIVE, level=9)
+    data, _ = api.compress(images.split(vote_image()), [modelfile.load(path)], tile=8, effort=effort)
+    (HERE / "rgb16-adaptive9-chains.pxz").write_bytes(data)
 
 
 if __name__ == "__main__":
