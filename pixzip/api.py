@@ -90,12 +90,13 @@ def choose_models(image: ImageData, preferred: Sequence[LoadedModel], effort: in
 
 
 def compress(image: ImageData, models: Sequence[LoadedModel] = (), tile: int = DEFAULT_TILE,
-             progress: Callable[[int], None] | None = None, workers: int = 1, device=None,
+             progress: Callable[[int], None] | None = None, workers: int = 0, device=None,
              version: int = container.VERSION, effort: int = DEFAULT_EFFORT) -> tuple[bytes, Stats]:
     """Code an image; `models` are preferred over the defaults for planes of their channel count, and
     `effort` (1..9, EFFORTS) picks the models, the entropy stage and how transforms are chosen.
-    `workers` > 1 codes tiles in that many threads (native coder) or processes; `device` ("cuda") runs
-    the network on a GPU. Neither changes a byte. `version`: the format written (4; 3 for pixzip 0.3
+    `workers`: tiles are coded in that many threads (native coder) or, for large images on the torch
+    path, processes (0: every core this process may use); `device` ("cuda") runs the network on a GPU.
+    Neither changes a byte. `version`: the format written (4; 3 for pixzip 0.3
     readers and 2 for 0.2's, which hold neither 16-bit images, metadata, transforms nor the adaptive
     stage). A 16-bit image's planes are split (entropy/lowbits.py): the models code their top
     significant byte, the low bits follow in streams of their own."""
@@ -103,7 +104,7 @@ def compress(image: ImageData, models: Sequence[LoadedModel] = (), tile: int = D
 
 
 def compress_many(images: Sequence[ImageData], models: Sequence[LoadedModel] = (), tile: int = DEFAULT_TILE,
-                  progress: Callable[[int], None] | None = None, workers: int = 1,
+                  progress: Callable[[int], None] | None = None, workers: int = 0,
                   device=None, version: int = container.VERSION,
                   effort: int = DEFAULT_EFFORT) -> list[tuple[bytes, Stats]]:
     """Code several images in one batched pass per model (tiles of all of them share the canvases);
@@ -111,6 +112,7 @@ def compress_many(images: Sequence[ImageData], models: Sequence[LoadedModel] = (
     if version not in container.WRITABLE:
         raise PixzipError(f"cannot write format version {version} (writable: {container.WRITABLE})")
     plan = effort_plan(effort, version)
+    workers = workers or codec.coding_threads()
     for im in images:
         _check_version_holds(im, version)
     chosen = [_transformed(im, plan, models, tile, workers, device, version) for im in images]
@@ -211,9 +213,8 @@ def _code_planes(m: LoadedModel, stage: int, level: int, planes: list, tile: int
         raise TorchMissing(f"model {m.name!r}: {e}") from None
     try:
         if stage == ADAPTIVE:
-            threads = workers if workers > 1 else codec.coding_threads()
             return adaptive_planes.encode_planes_adaptive(m.record, planes, tile, level, [_stored_bits(p) for p in planes],
-                                                progress, threads)
+                                                progress, workers)
         return codec.encode_planes(m.record, planes, tile, progress, workers=workers, device=device,
                                    coder=container.CODERS[version])
     except TorchMissing as e:                 # a path that needs torch, which is not installed
@@ -415,10 +416,10 @@ def _check_adaptive_floors(header: Header, plane_models: list, streams: list):
 
 
 def decompress(data: bytes, extra_models: Sequence[LoadedModel] = (), max_pixels: int | None = None,
-               progress: Callable[[int], None] | None = None, workers: int = 1,
+               progress: Callable[[int], None] | None = None, workers: int = 0,
                device=None) -> tuple[ImageData, Header]:
-    """Decode a .pxz file; `workers` > 1 decodes groups of tiles in parallel processes, `device`
-    ("cuda") runs the network on a GPU."""
+    """Decode a .pxz file; `workers` as for compress (threads, or processes for large images on the torch
+    path; 0: every core), `device` ("cuda") runs the network on a GPU."""
     result = decompress_many([data], extra_models, max_pixels, progress, workers, device)[0]
     if isinstance(result, PixzipError):
         raise result
@@ -427,12 +428,13 @@ def decompress(data: bytes, extra_models: Sequence[LoadedModel] = (), max_pixels
 
 def decompress_many(datas: Sequence[bytes], extra_models: Sequence[LoadedModel] = (),
                     max_pixels: int | None = None, progress: Callable[[int], None] | None = None,
-                    workers: int = 1, device=None) -> list:
+                    workers: int = 0, device=None) -> list:
     """Decode several files, the tiles of all planes that share a model and tile size on shared canvases.
 
     Returns, per file, (ImageData, Header) or the PixzipError that file raised: one bad file never
     spoils the others (a batch that fails to decode is retried file by file to find the culprit)."""
     results: list = [None] * len(datas)
+    workers = workers or codec.coding_threads()
     parsed: dict[int, _Parsed] = {}
     for i, data in enumerate(datas):
         try:

@@ -55,7 +55,7 @@ def encode(image, effort: int | None = None, *, model: str | None = None, tile: 
     if strip:
         from .formats import metadata
         data.metadata = metadata.strip(data.metadata)
-    options = {"workers": threads or os.cpu_count() or 1}
+    options = {"workers": threads}
     if effort is not None:
         options["effort"] = effort
     if tile is not None:
@@ -68,7 +68,7 @@ def encode(image, effort: int | None = None, *, model: str | None = None, tile: 
 
 def decode_full(data: bytes, *, threads: int = 0) -> Decoded:
     """Decompress .pxz bytes: the samples with their mode, bit depth, profile, palette and metadata."""
-    image, header = api.decompress(_as_bytes(data), workers=threads or os.cpu_count() or 1)
+    image, header = api.decompress(_as_bytes(data), workers=threads)
     return Decoded(_samples(image), image.mode, image.depth, image.icc, image.palette, image.palette_mode,
                    list(image.metadata), [m.name for m in header.models])
 
@@ -82,7 +82,7 @@ def decode(data: bytes, *, threads: int = 0) -> np.ndarray:
 def decode_image(data: bytes, *, threads: int = 0):
     """Decompress .pxz bytes to a Pillow image (palette, transparency and ICC profile set). A 16-bit
     grey image comes back in mode I;16; 16-bit colour has no Pillow mode: use decode() for it."""
-    image, _ = api.decompress(_as_bytes(data), workers=threads or os.cpu_count() or 1)
+    image, _ = api.decompress(_as_bytes(data), workers=threads)
     if image.depth == 16:
         if image.mode != "L":
             raise PixzipError(f"a 16-bit {image.mode} image has no Pillow mode; use pixzip.decode for its samples")
@@ -117,7 +117,7 @@ def decompress_file(source, dest=None, *, force: bool = False, strip: bool = Fal
         raise PixzipError(f"{dest}: unknown or lossy output format (use .png, .bmp, .tif, .webp, .ppm)")
     _refuse_existing(dest, force)
     try:
-        image, _ = api.decompress(source.read_bytes(), workers=threads or os.cpu_count() or 1)
+        image, _ = api.decompress(source.read_bytes(), workers=threads)
     except PixzipError as e:
         raise PixzipError(f"{source}: {e}") from None
     _write(dest, images.encode(image, fmt, strip), force)

@@ -4,6 +4,7 @@ transform record, their validation, threads, and the reference decoding a native
 from __future__ import annotations
 
 import dataclasses
+import threading
 import zlib
 
 import numpy as np
@@ -340,6 +341,25 @@ def test_a_chained_level_carries_the_state_and_replays_its_stored_tiles(monkeypa
     assert np.array_equal(adaptive_planes.decode_planes_adaptive(net, [(16, 16)], 8, [chained], 9, [8])[0], plane)
     slow = adaptive_planes.encode_planes_adaptive(net, [plane], 8, 9, [8])[0][0]
     assert all(np.array_equal(a, b) for a, b in zip(chained, slow))
+
+
+def test_one_worker_codes_on_one_thread(monkeypatch):
+    """workers=1 (`-T 1`) encodes and decodes every tile on one thread; the default (0) may take every core."""
+    from pixzip import zoo
+    model = zoo.load_model("pcnn-rgb-v7")
+    if not (native.adaptive_available() and native.supports(model.net)):
+        pytest.skip("needs the compiled adaptive coder and the shipped model")
+    encoders, decoders = set(), set()
+
+    def spy(f, seen):
+        return lambda *a, **k: (seen.add(threading.get_ident()), f(*a, **k))[1]
+    monkeypatch.setattr(native, "encode_tile_adaptive", spy(native.encode_tile_adaptive, encoders))
+    monkeypatch.setattr(native, "decode_tile_adaptive", spy(native.decode_tile_adaptive, decoders))
+    image = images.ImageData("RGB", 40, 36, [_photo_like(36, 40, seed=2)])
+    data = api.compress(image, [model], tile=16, effort=4, workers=1)[0]      # nine tiles, three chains
+    assert np.array_equal(api.decompress(data, workers=1)[0].planes[0], image.planes[0])
+    assert len(encoders) == 1 and len(decoders) == 1
+    assert api.compress(image, [model], tile=16, effort=4)[0] == data
 
 
 def test_models_the_stage_cannot_take_say_so_in_one_line(tiny_models):

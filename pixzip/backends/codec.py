@@ -295,7 +295,7 @@ def encode_planes(model, planes: list[np.ndarray], tile: int, progress: Callable
     jobs = [(k, n, t) for k, g in enumerate(grids) for n, t in enumerate(g)]
     workers = min(workers, len(jobs))
     if coder == "rans" and _on_cpu(model) and choose(model, coder).native:      # no torch on this path
-        return _encode_native(model, planes, jobs, progress, workers if workers > 1 else coding_threads())
+        return _encode_native(model, planes, jobs, progress, workers)
     model = network(model)
     from . import pool
     if _is_multiscale(model):

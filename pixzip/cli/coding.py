@@ -124,7 +124,7 @@ def compress(files, output, to_stdout, force, model, tile, max_pixels, verify, r
         try:
             with progress_bar(total, f"compress {label}", quiet, progress) as bar:
                 results = api.compress_many([im for *_, im in batch], preferred, tile, bar,
-                                            workers=threads or os.cpu_count() or 1,
+                                            workers=threads,
                                             device=set_device(device, threads), version=int(format_version),
                                             effort=effort)
         except PixzipError as e:
@@ -179,7 +179,7 @@ def decode_files(files, rep: Reporter, prepare, finish, model, max_pixels, quiet
     is reported in one line and the rest continue; exit 1 if any failed."""
     from .. import api
     failures = []
-    workers = threads or os.cpu_count() or 1
+    workers = threads
 
     def read(f):
         prepared = prepare(f)

@@ -24,7 +24,8 @@ Probability of a decision (`_Stage.code_bit`), every step integer:
   the block's first slot holds a check of the hash, and a block found holding another context's check
   is reset (a context never seen contributes probability 1/2, i.e. nothing, to the mixer);
 - the network's own probability of the decision: its Laplace table's frequency (the model's integer
-  prefix sums) of the values still possible that give a 1, over that of all of them;
+  prefix sums) of the values still possible that give a 1, over that of all of them; at levels 9 and 10
+  also the same table's moved to p + the least-squares prediction (`table_starts`);
 - mixers: logistic mixing of the counters' stretch(p), the network's, and a bias, weights (16.16 fixed
   point) chosen by the node and one small feature per mixer, trained online on the coding error; the
   network's weight starts at 1 and the contexts' small, so a fresh state codes about as the network
@@ -49,7 +50,7 @@ from .adaptive_features import (  # noqa: F401  (the specification's names, one 
     F_QRN, F_QRNE, F_QRNN, F_QRNP, F_QRNW, F_QRW, F_QRWP, F_QRWW, F_R1, F_RN, F_RW, F_VOTE, F_VX, F_ZERO, N_FEATURES,
     N_IDX, SELECTOR_SIZES, LeastSquares, ResidualPredictor, TileData, clamp, exact_candidates, exact_mask, exact_vote,
     features, qlog, qres, rounded_mean)
-from .adaptive_priors import PRIOR_SHA256, load_prior  # noqa: F401  (the registry of the levels' prior files)
+from .adaptive_priors import load_prior
 from .binary_coder import M32, BinaryDecoder, BinaryEncoder  # noqa: F401
 
 PROB_BITS = 12                    # probabilities of a 1 bit, in 1/4096

@@ -90,7 +90,7 @@ class ResidualPredictor:
 
 
 class LeastSquares:
-    """The image's own linear predictor of the residual r = x - p (levels 7 and 8): per channel, the
+    """The image's own linear predictor of the residual r = x - p (levels 7 to 10): per channel, the
     least-squares fit over the sub-pixels coded so far (recent ones weighted more) of 28 inputs, the
     neighbours' differences to p and residuals, the earlier channels' residuals and colour gradients, the
     network's fraction of mu and the LMS filter's prediction (`ols_inputs`). Where the LMS filter takes small

@@ -12,7 +12,7 @@ division of the int64 sums. Training photographs only (the validation sets are n
         --out pixzip/entropy/priors/level3-c3-h96-b8.npy ../shared/data/cifar10/train_x_partial.npy
 
 (bench/make_priors.sh makes every shipped prior)
-prints the file's SHA-256, which entropy/adaptive.py's PRIOR_SHA256 must then name (a prior is part
+prints the file's SHA-256, which entropy/adaptive_priors.py's PRIOR_SHA256 must then name (a prior is part
 of the format: it never changes once files use it)."""
 
 from __future__ import annotations
