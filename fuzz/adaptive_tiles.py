@@ -5,8 +5,8 @@ arithmetic decoder, the context tables and the mixers. Run it on the sanitizer b
     python3 fuzz/run_sanitized.py --target adaptive --seconds 3600
 
 (fuzz/run_sanitized.py passes `--target adaptive` here). Seeds: tiles of smooth and noisy images, 1x1 to
-40x40, coded with the shipped colour and grey defaults at both adaptive levels, fresh and chained
-states. Mutations: bit flips, byte runs set to extremes, truncations, extensions with random bytes,
+40x40, coded with the shipped colour and grey defaults at every adaptive level (1 to 10: counters and mixers,
+the residual and least-squares predictors, the vote, the shifted table), fresh and chained states. Mutations: bit flips, byte runs set to extremes, truncations, extensions with random bytes,
 random streams of plausible length; and a wrong tile size for a valid stream. Decoding must return
 pixels or raise ValueError (the stream does not decode exactly to its end); a crash or a sanitizer
 report is a finding, as is any other exception.
@@ -28,6 +28,7 @@ sys.path.insert(0, str(ROOT))
 
 from pixzip import zoo  # noqa: E402
 from pixzip.backends import native  # noqa: E402
+from pixzip.entropy.adaptive import LEVELS  # noqa: E402
 
 
 def seed_tiles(rng: np.random.Generator) -> list[tuple]:
@@ -40,13 +41,14 @@ def seed_tiles(rng: np.random.Generator) -> list[tuple]:
             smooth = (np.stack([xx * 7 + yy * 3, yy * 5, (xx + yy) * 3], -1) % 256)[..., :channels]
             noisy = rng.integers(0, 256, (h, w, channels))
             for pixels in (smooth.astype(np.uint8), noisy.astype(np.uint8)):
-                for level in (1, 2):
+                for level in LEVELS:
                     seeds.append((model, level, pixels, native.encode_tile_adaptive(model, pixels, level), None))
-        first = rng.integers(0, 256, (8, 8, channels), dtype=np.uint8)     # a chain of two tiles
-        state = native.AdaptiveState(1, 2 * first.size)
-        native.encode_tile_adaptive(model, first, 1, state)
-        second = np.ascontiguousarray(first[::-1])
-        seeds.append((model, 1, second, native.encode_tile_adaptive(model, second, 1, state), first))
+        for level in (1, max(LEVELS)):                                     # a chain of two tiles
+            first = rng.integers(0, 256, (8, 8, channels), dtype=np.uint8)
+            state = native.AdaptiveState(level, 2 * first.size)
+            native.encode_tile_adaptive(model, first, level, state)
+            second = np.ascontiguousarray(first[::-1])
+            seeds.append((model, level, second, native.encode_tile_adaptive(model, second, level, state), first))
     return seeds
 
 
