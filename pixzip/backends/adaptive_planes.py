@@ -86,10 +86,13 @@ def _chains(level: int, n_tiles: int) -> list[list[int]]:
     return adaptive.chains(n_tiles) if adaptive.LEVELS[level].chained else [[n] for n in range(n_tiles)]
 
 
-def _new_state(model, level: int, n_subpixels: int, in_native: bool):
-    """A fresh state for a chain, sized for its first tile (the C stage's, or the reference's)."""
-    lv = adaptive.level_for(level, model)
-    return native.AdaptiveState(lv, n_subpixels) if in_native else adaptive.State(lv, n_subpixels)
+def _chain_state(model, level: int, grid: list, chain: list[int], channels: int, in_native: bool):
+    """The state a chain of several tiles shares, sized for its first tile (the C stage's, or the reference's);
+    None for a tile alone, which the stage codes with a fresh state of its own."""
+    if len(chain) < 2:
+        return None
+    lv, (_, _, h, w) = adaptive.level_for(level, model), grid[chain[0]]
+    return native.AdaptiveState(lv, h * w * channels) if in_native else adaptive.State(lv, h * w * channels)
 
 
 def _code_tile(model, pixels: np.ndarray, level: int, in_native: bool, state) -> bytes:
@@ -127,13 +130,11 @@ def encode_planes_adaptive(model, planes: list[np.ndarray], tile: int, level: in
 
     def one(job):           # a chain's tiles in turn, one state (a single tile: a fresh one)
         k, chain = job
-        state, out = None, []
+        state, out = _chain_state(model, level, grids[k], chain, planes[k].shape[2], in_native), []
         for n in chain:
             y, x, h, w = grids[k][n]
-            pixels = np.ascontiguousarray(planes[k][y:y + h, x:x + w])
-            if state is None and len(chain) > 1:
-                state = _new_state(model, level, pixels.size, in_native)
-            out.append(_encode_tile_adaptive(model, pixels, level, bits[k], in_native, state))
+            out.append(_encode_tile_adaptive(model, np.ascontiguousarray(planes[k][y:y + h, x:x + w]), level, bits[k],
+                                             in_native, state))
         return out
 
     streams, total = [[None] * len(g) for g in grids], [0.0] * len(planes)
@@ -195,8 +196,9 @@ def _decode_in_reference(model, grids, chains, coded: dict, parts: dict, level: 
             if r >= len(chain):
                 continue
             key, (h, w) = (k, chain[r]), grids[k][chain[r]][2:]
-            if len(chain) > 1:
-                states[key] = states.pop((k, chain[r - 1]), None) if r else _new_state(model, level, h * w * C, False)
+            if len(chain) > 1:          # the chain's state passes from its previous tile to this one
+                states[key] = (states.pop((k, chain[r - 1])) if r
+                               else _chain_state(model, level, grids[k], chain, C, False))
             if key in coded:
                 jobs.append((key, h, w))
                 payloads[key] = coded[key][0]
@@ -233,17 +235,15 @@ def decode_planes_adaptive(model, shapes: list[tuple[int, int]], tile: int, stre
     if adaptive_native(model):
         def one(job):       # a chain's tiles in turn, one state; a stored tile is replayed through it
             k, chain = job
-            state, out = None, []
+            state, out = _chain_state(model, level, grids[k], chain, C, True), []
             for n in chain:
                 h, w = grids[k][n][2:]
-                if state is None and len(chain) > 1:
-                    state = _new_state(model, level, h * w * C, True)
                 if (k, n) in coded:
                     out.append(native.decode_tile_adaptive(model, coded[(k, n)][0], h, w, level, state))
                 else:
                     out.append(parts[(k, n)])
                     if state is not None:
-                        native.encode_tile_adaptive(model, out[-1], level, state)
+                        _code_tile(model, out[-1], level, True, state)
             return out
 
         with ThreadPoolExecutor(max(1, threads)) as threads_pool:

@@ -526,7 +526,7 @@ INLINE void stage_init(Stage *sg, PzAdTile *t, const int *F, int mu16, int idx) 
     sg->row[0] = laplace_row(t, mu16, idx);
     __builtin_prefetch(sg->row[0] + mu16 / 16);
     sg->tables = 1;
-    if (lv->shifted) {              /* the same scale at p + the least-squares prediction (shifted_mean) */
+    if (lv->shifted) {              /* the same scale at p + the least-squares prediction (adaptive.table_starts) */
         int moved = clampi(16 * rounded_mean(mu16) + st->ols_pred, 0, 4080);
         sg->row[1] = laplace_row(t, moved, idx);
         sg->tables = 2;
