@@ -129,7 +129,8 @@ def _transformed(image: ImageData, plan: Effort, models, tile: int, workers: int
     try_coding = None
     if plan.transforms == "trial":
         # (each candidate's planes meet the LZ stage's probe; only the chosen image's are searched in full)
-        bare = Effort(plan.models, plan.stage, plan.level, static_too=plan.static_too, lz_hard=plan.lz_hard)
+        bare = Effort(plan.models, plan.stage, plan.level, static_too=plan.static_too, lz_hard=plan.lz_hard,
+                      one_tile_level=plan.one_tile_level)
 
         def try_coding(candidate: ImageData) -> int:
             # (the original only decides which named models may go unused; the record's bytes are added
@@ -175,9 +176,9 @@ def _code_images(images: Sequence[ImageData], records: list, originals: Sequence
     coded: dict[tuple, list] = {key: [] for key in options}
     for m, stage, level, where in jobs.values():
         planes = [split[i].model_planes[p] for i, p in where]
-        for key, (streams, bits) in zip(where, _code_planes(m, stage, level, planes, tile, progress, workers,
-                                                            device, version)):
-            coded[key].append(_CodedPlane(m, stage, level, streams, bits))
+        trial = (level, plan.one_tile_level) if stage == ADAPTIVE and plan.one_tile_level else (level,)
+        for key, codings in zip(where, _code_planes(m, stage, trial, planes, tile, progress, workers, device, version)):
+            coded[key] += [_CodedPlane(m, stage, lv, streams, bits) for lv, streams, bits in codings]
     out = []
     for i, im in enumerate(images):
         planes = [_smallest_coding(coded[(i, p)], split[i].model_planes[p], version, plan)
@@ -201,9 +202,10 @@ class _CodedPlane:
         return sum(4 * s.size for s in self.streams)
 
 
-def _code_planes(m: LoadedModel, stage: int, level: int, planes: list, tile: int, progress, workers: int,
+def _code_planes(m: LoadedModel, stage: int, levels: tuple[int, ...], planes: list, tile: int, progress, workers: int,
                  device, version: int) -> list:
-    """[(streams, bits)] per plane, with one model and stage."""
+    """Per plane, its codings [(level, streams, bits)] with one model and stage: at levels[0], and (adaptive)
+    a plane of one tile at the other levels too (adaptive_planes.encode_planes_trial)."""
     try:
         codec.check_tile(m.record, tile)
         codec.coding_device(m.record, device)
@@ -213,10 +215,11 @@ def _code_planes(m: LoadedModel, stage: int, level: int, planes: list, tile: int
         raise TorchMissing(f"model {m.name!r}: {e}") from None
     try:
         if stage == ADAPTIVE:
-            return adaptive_planes.encode_planes_adaptive(m.record, planes, tile, level, [_stored_bits(p) for p in planes],
-                                                progress, workers)
-        return codec.encode_planes(m.record, planes, tile, progress, workers=workers, device=device,
-                                   coder=container.CODERS[version])
+            return adaptive_planes.encode_planes_trial(m.record, planes, tile, levels, [_stored_bits(p) for p in planes],
+                                                       progress, workers)
+        return [[(levels[0], streams, bits)] for streams, bits in
+                codec.encode_planes(m.record, planes, tile, progress, workers=workers, device=device,
+                                    coder=container.CODERS[version])]
     except TorchMissing as e:                 # a path that needs torch, which is not installed
         raise TorchMissing(f"model {m.name!r}: {e}") from None
 

@@ -13,6 +13,7 @@ from PIL import Image
 
 from conftest import make_tiny_model
 from pixzip import api
+from pixzip.efforts import EFFORTS
 from pixzip.backends import adaptive_planes, codec, native
 from pixzip.entropy import adaptive
 from pixzip.errors import PixzipError
@@ -371,3 +372,39 @@ def test_models_the_stage_cannot_take_say_so_in_one_line(tiny_models):
         adaptive_planes.encode_planes_adaptive(lstm, [_photo_like(4, 4)], 0, 1, [8])
     # an ensemble whose members share their Laplace tables is taken (session 13: their outputs averaged)
     assert adaptive_planes.adaptive_refusal(zoo.load_model("pcnn-rgb-mix-v1").net) is None
+
+
+def test_a_plane_of_one_tile_is_also_coded_at_the_trial_level(monkeypatch, fast_rgb):
+    """encode_planes_trial: a plane of one tile gets a coding at each level (the second from the same network
+    pass, the bytes of a coding at that level alone, in the compiled coder and the reference alike); a plane of
+    several tiles only its first level's; every coding decodes at its own level."""
+    net = fast_rgb.net
+    small, large = _photo_like(12, 10, seed=5), _photo_like(16, 16, seed=6)
+    codings = adaptive_planes.encode_planes_trial(net, [small, large], 12, (9, 7), [8, 8], threads=2)
+    assert [[c[0] for c in plane] for plane in codings] == [[9, 7], [9]]
+    for level, streams, bits in codings[0]:
+        alone = adaptive_planes.encode_planes_adaptive(net, [small], 12, level, [8])[0][0]
+        assert len(streams) == 1 and np.array_equal(streams[0], alone[0]) and bits == 32.0 * alone[0].size
+        assert np.array_equal(adaptive_planes.decode_planes_adaptive(net, [(12, 10)], 12, [streams], level, [8])[0], small)
+    assert not np.array_equal(codings[0][0][1][0], codings[0][1][1][0])       # the levels differ
+    assert all(np.array_equal(a, b) for a, b in zip(codings[1][0][1], adaptive_planes.encode_planes_adaptive(
+        net, [large], 12, 9, [8])[0][0]))
+    monkeypatch.setattr(adaptive_planes, "adaptive_native", lambda m: False)
+    slow = adaptive_planes.encode_planes_trial(net, [small], 12, (9, 7), [8])
+    assert all(np.array_equal(a[1][0], b[1][0]) for a, b in zip(codings[0], slow[0]))
+
+
+def test_the_encoder_keeps_the_smaller_of_the_one_tile_levels(fast_rgb):
+    """An effort with a one-tile level codes a one-tile image at both levels and keeps the smaller (the file
+    names the level, and decodes); ties and larger keep the planned level. (With the tiny network level 10
+    codes this image smaller than 9, and 9 than 7.)"""
+    image = images.ImageData("RGB", 10, 12, [_photo_like(12, 10, seed=8)])
+    assert EFFORTS[4].level == 9 and EFFORTS[4].one_tile_level == 7
+    size = {level: len(api.compress(image, [fast_rgb], effort=dataclasses.replace(EFFORTS[4], level=level,
+                                                                                  one_tile_level=0))[0])
+            for level in (7, 9, 10)}
+    assert size[10] < size[9] < size[7]
+    for trial, chosen in ((10, 10), (7, 9)):
+        data = api.compress(image, [fast_rgb], effort=dataclasses.replace(EFFORTS[4], one_tile_level=trial))[0]
+        assert container.read_header(data)[0].levels == [chosen] and len(data) == size[chosen]
+        assert np.array_equal(api.decompress(data, [fast_rgb])[0].planes[0], image.planes[0])

@@ -105,12 +105,21 @@ def _code_tile(model, pixels: np.ndarray, level: int, in_native: bool, state) ->
                                 state)
 
 
-def _encode_tile_adaptive(model, pixels: np.ndarray, level: int, bits: int, in_native: bool, state=None) -> np.ndarray:
+def _framed(data: bytes, pixels: np.ndarray, bits: int) -> np.ndarray:
     """One tile's framed stream: the adaptive stage's bytes, or the samples stored where smaller."""
-    data = _code_tile(model, pixels, level, in_native, state)
     if stored_size(pixels.size, bits) < len(data):
         return frame(pack_bits(pixels, bits), stored=True)
     return frame(data)
+
+
+def _one_tile_trial(model, pixels: np.ndarray, levels: tuple[int, ...], in_native: bool) -> list[bytes]:
+    """A plane of one tile coded at each of `levels` with a fresh state (one network pass in the compiled
+    coder)."""
+    if not in_native:
+        return [_code_tile(model, pixels, level, False, None) for level in levels]
+    n = pixels.size
+    return native.encode_tile_adaptive_states(
+        model, pixels, [native.AdaptiveState(adaptive.level_for(level, model), n) for level in levels])
 
 
 def encode_planes_adaptive(model, planes: list[np.ndarray], tile: int, level: int, bits: list[int],
@@ -119,6 +128,15 @@ def encode_planes_adaptive(model, planes: list[np.ndarray], tile: int, level: in
     """Entropy stage 1: per plane, its tiles' framed streams and their bits (reporting). `bits`: each
     plane's stored sample width (its values are below 2^bits). The native coder runs tiles in `threads`
     threads (the calls release the GIL); without it, the reference stage on the torch engine's outputs."""
+    return [codings[0][1:] for codings in encode_planes_trial(model, planes, tile, (level,), bits, progress, threads)]
+
+
+def encode_planes_trial(model, planes: list[np.ndarray], tile: int, levels: tuple[int, ...], bits: list[int],
+                        progress: Callable[[int], None] | None = None,
+                        threads: int = 1) -> list[list[tuple[int, list[np.ndarray], float]]]:
+    """encode_planes_adaptive at levels[0], and a plane of one tile at each of the other levels too (on the
+    same network pass): per plane, its codings as (level, framed streams, bits), levels[0]'s first."""
+    level = levels[0]
     why = adaptive_refusal(model)
     if why:
         raise PixzipError(why)
@@ -128,24 +146,29 @@ def encode_planes_adaptive(model, planes: list[np.ndarray], tile: int, level: in
     grids = [tile_grid(p.shape[0], p.shape[1], tile) for p in planes]
     jobs = [(k, chain) for k, g in enumerate(grids) for chain in _chains(level, len(g))]
 
-    def one(job):           # a chain's tiles in turn, one state (a single tile: a fresh one)
+    def one(job):           # a chain's tiles in turn, one state (a single tile: a fresh one); [[stream]] per level
         k, chain = job
+        if len(grids[k]) == 1 and len(levels) > 1:
+            pixels = planes[k]
+            return [[_framed(data, pixels, bits[k])] for data in _one_tile_trial(model, pixels, levels, in_native)]
         state, out = _chain_state(model, level, grids[k], chain, planes[k].shape[2], in_native), []
         for n in chain:
             y, x, h, w = grids[k][n]
-            out.append(_encode_tile_adaptive(model, np.ascontiguousarray(planes[k][y:y + h, x:x + w]), level, bits[k],
-                                             in_native, state))
-        return out
+            pixels = np.ascontiguousarray(planes[k][y:y + h, x:x + w])
+            out.append(_framed(_code_tile(model, pixels, level, in_native, state), pixels, bits[k]))
+        return [out]
 
-    streams, total = [[None] * len(g) for g in grids], [0.0] * len(planes)
+    codings = [[] for _ in planes]
+    streams = [[None] * len(g) for g in grids]
     with ThreadPoolExecutor(max(1, threads if in_native else 1)) as threads_pool:
         for (k, chain), coded in zip(jobs, threads_pool.map(one, jobs)):
-            for n, stream in zip(chain, coded):
+            for n, stream in zip(chain, coded[0]):
                 streams[k][n] = stream
-                total[k] += 32.0 * stream.size
                 if progress:
                     progress(grids[k][n][2] * grids[k][n][3])
-    return list(zip(streams, total))
+            for lv, alone in zip(levels[1:], coded[1:]):       # a plane of one tile at the other levels
+                codings[k].append((lv, alone, 32.0 * alone[0].size))
+    return [[(level, streams[k], 32.0 * sum(s.size for s in streams[k]))] + codings[k] for k in range(len(planes))]
 
 
 _NOTICE_GIVEN = []

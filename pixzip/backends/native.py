@@ -86,8 +86,8 @@ def _declare_adaptive(lib) -> None:
                                              ctypes.c_int, _u8p, ctypes.c_int64, _i64p, _u8p]
     lib.pz_adaptive_decode_known.restype = ctypes.c_int
     members = ctypes.POINTER(ctypes.POINTER(_Model))
-    lib.pz_encode_tile_adaptive.argtypes = [members, ctypes.c_int, ctypes.c_void_p, ctypes.c_int, ctypes.c_int, _u8p,
-                                            _u8p, ctypes.c_int64]
+    lib.pz_encode_tile_adaptive.argtypes = [members, ctypes.c_int, ctypes.POINTER(ctypes.c_void_p), ctypes.c_int,
+                                            ctypes.c_int, ctypes.c_int, _u8p, _u8p, ctypes.c_int64, _i64p]
     lib.pz_encode_tile_adaptive.restype = ctypes.c_int64
     lib.pz_decode_tile_adaptive.argtypes = [members, ctypes.c_int, ctypes.c_void_p, ctypes.c_int, ctypes.c_int, _u8p,
                                             ctypes.c_int64, _u8p]
@@ -456,17 +456,27 @@ def encode_tile_adaptive(model: NetRecord | EnsembleRecord, pixels: np.ndarray, 
     format decides which tiles share one, never the thread count), or None for a fresh one. One model,
     or an ensemble whose members' outputs the stage takes averaged (adaptive.ensemble_outputs); slope >= 2."""
     h, w, C = pixels.shape
-    state = state or AdaptiveState(adaptive.level_for(level, model), h * w * C)
+    return encode_tile_adaptive_states(model, pixels, [state or AdaptiveState(adaptive.level_for(level, model), h * w * C)])[0]
+
+
+def encode_tile_adaptive_states(model: NetRecord | EnsembleRecord, pixels: np.ndarray,
+                                states: list[AdaptiveState]) -> list[bytes]:
+    """encode_tile_adaptive with each of `states` in turn on one network pass (the encoder's trial of
+    levels): one stream per state, each the bytes encode_tile_adaptive writes with that state."""
     pixels = np.ascontiguousarray(pixels, dtype=np.uint8)
-    cap = _stream_capacity(pixels.size)
+    cap = len(states) * _stream_capacity(pixels.size)
     out = np.empty(cap, dtype=np.uint8)
-    n = _LIB.pz_encode_tile_adaptive(*_members(model), state.ptr, h, w, pixels.ctypes.data_as(_u8p),
-                                     out.ctypes.data_as(_u8p), cap)
+    lengths = np.zeros(len(states), dtype=np.int64)
+    pointers = (ctypes.c_void_p * len(states))(*[st.ptr for st in states])
+    n = _LIB.pz_encode_tile_adaptive(*_members(model), pointers, len(states), pixels.shape[0], pixels.shape[1],
+                                     pixels.ctypes.data_as(_u8p), out.ctypes.data_as(_u8p), cap,
+                                     lengths.ctypes.data_as(_i64p))
     if n in (-3, -5):
         raise ValueError("the adaptive stage needs models of slope >= 2 (an ensemble's alike)")
     if n < 0:
         raise MemoryError("native encoder: out of memory")
-    return out[:n].tobytes()
+    ends = np.cumsum(lengths)
+    return [out[e - k:e].tobytes() for k, e in zip(lengths, ends)]
 
 
 def decode_tile_adaptive(model: NetRecord | EnsembleRecord, data: bytes, h: int, w: int, level=1,

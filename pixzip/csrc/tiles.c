@@ -186,18 +186,17 @@ done:
 
 /* Encode a tile of known pixels with the adaptive stage and `nm` models (one, or an ensemble's members,
  * whose head outputs are averaged: adaptive.ensemble_outputs): the dense pass gives every sub-pixel's
- * head outputs in the decoding order, then the stage codes the sub-pixels in that order with `st`
- * (fresh, or carried along a chain of tiles). The stream goes to `out` (room for cap bytes). Returns
- * its length, -2 if memory ran out, -4 if cap is too small. */
-INLINE int64_t encode_adaptive(const PzModel *const *ms, int nm, PzAdaptive *st, int h, int w, const uint8_t *pixels,
-                               uint8_t *out, int64_t cap, int vnni) {
+ * head outputs in the decoding order, then the stage codes the sub-pixels in that order with each of the
+ * `nst` states `sts` in turn (fresh, or carried along a chain of tiles; several: the encoder's trial of
+ * levels, one network pass for all). The streams go to `out` one after another (room for cap bytes in
+ * all), their lengths to `lens`. Returns their total length, -2 if memory ran out, -4 if cap is too small. */
+INLINE int64_t encode_adaptive(const PzModel *const *ms, int nm, PzAdaptive *const *sts, int nst, int h, int w,
+                               const uint8_t *pixels, uint8_t *out, int64_t cap, int64_t *lens, int vnni) {
     const PzModel *m = ms[0];
     int C = m->channels, s = m->slope, T = (w - 1) + s * (h - 1) + 1;
     size_t n = (size_t)h * w * C;
     int64_t status = -2, *first_of = malloc(sizeof(int64_t) * (T + 1)), *params = malloc(sizeof(int64_t) * 2 * n);
     int64_t *member = nm > 1 ? malloc(sizeof(int64_t) * 2 * n) : NULL;
-    PzAdTile ad;
-    int begun = 0;
     if (!first_of || !params || (nm > 1 && !member)) goto done;
     wavefront_starts(h, w, s, first_of);
     if (dense_tile(m, h, w, pixels, first_of, params, vnni) != 0) goto done;
@@ -207,20 +206,30 @@ INLINE int64_t encode_adaptive(const PzModel *const *ms, int nm, PzAdaptive *st,
     }
     if (nm > 1)
         for (size_t q = 0; q < 2 * n; q++) params[q] = members_mean(params[q], nm);
-    begun = 1;
-    if (ad_begin_encode(&ad, st, h, w, C, m->prefix) != 0) goto done;
-    const int64_t *pm = params;
-    for (int t = 0; t < T; t++) {
-        int i_lo = t - (w - 1) <= 0 ? 0 : (t - (w - 1) + s - 1) / s, i_hi = t / s < h - 1 ? t / s : h - 1;
-        for (int g = 0; g < C; g++)
-            for (int i = i_lo; i <= i_hi; i++, pm += 2)
-                ad_encode(&ad, i, t - s * i, g, pixels[((size_t)i * w + (t - s * i)) * C + g], (int)pm[0], (int)pm[1]);
+    int64_t used = 0;
+    for (int k = 0; k < nst; k++) {
+        PzAdTile ad;
+        int64_t len = ad_begin_encode(&ad, sts[k], h, w, C, m->prefix);
+        const int64_t *pm = params;
+        for (int t = 0; t < T && len == 0; t++) {
+            int i_lo = t - (w - 1) <= 0 ? 0 : (t - (w - 1) + s - 1) / s, i_hi = t / s < h - 1 ? t / s : h - 1;
+            for (int g = 0; g < C; g++)
+                for (int i = i_lo; i <= i_hi; i++, pm += 2)
+                    ad_encode(&ad, i, t - s * i, g, pixels[((size_t)i * w + (t - s * i)) * C + g], (int)pm[0], (int)pm[1]);
+        }
+        if (len == 0) len = ad_finish_encode(&ad);
+        if (len >= 0 && len > cap - used) len = -4;
+        if (len >= 0) memcpy(out + used, ad.buf, (size_t)len);
+        ad_end(&ad);
+        if (len < 0) {
+            status = len;
+            goto done;
+        }
+        lens[k] = len;
+        used += len;
     }
-    status = ad_finish_encode(&ad);
-    if (status > cap) status = -4;
-    if (status >= 0) memcpy(out, ad.buf, (size_t)status);
+    status = used;
 done:
-    if (begun) ad_end(&ad);
     free(first_of); free(params); free(member);
     return status;
 }
@@ -231,9 +240,9 @@ static int walk_plain(const PzModel *const *ms, int nm, int h, int w, int lanes,
     return walk_tile(ms, nm, h, w, lanes, state, words, n_words, out, known, params, ad, 0);
 }
 
-static int64_t encode_adaptive_plain(const PzModel *const *ms, int nm, PzAdaptive *st, int h, int w,
-                                     const uint8_t *pixels, uint8_t *out, int64_t cap) {
-    return encode_adaptive(ms, nm, st, h, w, pixels, out, cap, 0);
+static int64_t encode_adaptive_plain(const PzModel *const *ms, int nm, PzAdaptive *const *sts, int nst, int h, int w,
+                                     const uint8_t *pixels, uint8_t *out, int64_t cap, int64_t *lens) {
+    return encode_adaptive(ms, nm, sts, nst, h, w, pixels, out, cap, lens, 0);
 }
 
 static int encode_plain(const PzModel *const *ms, int nm, int h, int w, int lanes, const uint8_t *pixels,
@@ -249,9 +258,10 @@ VNNI_TARGET static int walk_vnni(const PzModel *const *ms, int nm, int h, int w,
     return walk_tile(ms, nm, h, w, lanes, state, words, n_words, out, known, params, ad, 1);
 }
 
-VNNI_TARGET static int64_t encode_adaptive_vnni(const PzModel *const *ms, int nm, PzAdaptive *st, int h, int w,
-                                                const uint8_t *pixels, uint8_t *out, int64_t cap) {
-    return encode_adaptive(ms, nm, st, h, w, pixels, out, cap, 1);
+VNNI_TARGET static int64_t encode_adaptive_vnni(const PzModel *const *ms, int nm, PzAdaptive *const *sts, int nst,
+                                                int h, int w, const uint8_t *pixels, uint8_t *out, int64_t cap,
+                                                int64_t *lens) {
+    return encode_adaptive(ms, nm, sts, nst, h, w, pixels, out, cap, lens, 1);
 }
 
 VNNI_TARGET static int encode_vnni(const PzModel *const *ms, int nm, int h, int w, int lanes, const uint8_t *pixels,
@@ -312,18 +322,20 @@ static int adaptive_members_ok(const PzModel *const *ms, int nm) {
 }
 
 /* Encode one tile of h x w known pixels with `nm` models (one, or an ensemble's members: their head
- * outputs averaged) and the adaptive stage's state `st` (fresh for this tile, or carried from the
- * previous tile of a chain: the format decides, never the thread count). The stream goes to `out`
- * (room for `cap` bytes; 24 per sub-pixel + 16 always suffice). Returns its length, -2 if memory ran
- * out, -4 if cap is too small, -3 or -5 for members that do not fit (adaptive_members_ok). */
-int64_t pz_encode_tile_adaptive(const PzModel *const *ms, int nm, PzAdaptive *st, int h, int w, const uint8_t *pixels,
-                                uint8_t *out, int64_t cap) {
+ * outputs averaged) and the adaptive stage, once per state of `sts` (each fresh for this tile, or carried
+ * from the previous tile of a chain: the format decides, never the thread count; several: the encoder
+ * trying levels on one network pass). The streams go to `out` one after another (room for `cap` bytes;
+ * 24 per sub-pixel + 16 a stream always suffice), their lengths to `lens`. Returns their total length, -2
+ * if memory ran out, -4 if cap is too small, -3 or -5 for members that do not fit (adaptive_members_ok). */
+int64_t pz_encode_tile_adaptive(const PzModel *const *ms, int nm, PzAdaptive *const *sts, int nst, int h, int w,
+                                const uint8_t *pixels, uint8_t *out, int64_t cap, int64_t *lens) {
     int bad = adaptive_members_ok(ms, nm);
     if (bad) return bad;
+    if (nst < 1) return -3;
 #ifdef PZ_X86
-    if (use_vnni) return encode_adaptive_vnni(ms, nm, st, h, w, pixels, out, cap);
+    if (use_vnni) return encode_adaptive_vnni(ms, nm, sts, nst, h, w, pixels, out, cap, lens);
 #endif
-    return encode_adaptive_plain(ms, nm, st, h, w, pixels, out, cap);
+    return encode_adaptive_plain(ms, nm, sts, nst, h, w, pixels, out, cap, lens);
 }
 
 /* Decode one tile coded by pz_encode_tile_adaptive from its `n`-byte stream, with the same models and a
