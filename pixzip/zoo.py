@@ -17,18 +17,18 @@ if TYPE_CHECKING:
     from .nets.modelfile import LoadedModel
 
 # Default model per plane channel count. Changing a default never breaks old files: they name theirs.
-DEFAULTS = {3: "pcnn-rgb-v7", 1: "pcnn-gray-v2"}
+DEFAULTS = {3: "pcnn-rgb-v8", 1: "pcnn-gray-v2"}
 # Images of at most SMALL_MAX_PIXELS pixels (icons, thumbnails, CIFAR-size images) use these when installed.
 SMALL_DEFAULTS = {3: "pcnn-rgb-small-v5"}
 SMALL_MAX_PIXELS = 64 * 64
 # Effort levels (-e): 1 codes with the defaults above; 2 with the strongest shipped model for each plane
 # channel count (the first of the list that this installation can code with): for colour,
-# `pcnn-rgb-mix-v1`, the equal-weight mixture of `pcnn-rgb-v7` and the large network trained on
-# CIFAR-10 (`pcnn-rgb-small-v5`; CBSD68: -2.1 % against `pcnn-rgb-v7` alone, about 8x the network: see
-# README), which only the native CPU coder runs; without it `pcnn-rgb-small-v5` alone. Small images
+# `pcnn-rgb-mix-v2`, the equal-weight mixture of `pcnn-rgb-v8` and the large network trained on
+# CIFAR-10 (`pcnn-rgb-small-v5`; about 8x the network: see README and models/README.md), which only the
+# native CPU coder runs; without it `pcnn-rgb-small-v5` alone. Small images
 # keep the small-image model (the mixture is worse there: CIFAR-10 3.494 against 3.457). Grey planes
 # have no stronger model yet.
-EFFORT_MODELS = {2: {3: ("pcnn-rgb-mix-v1", "pcnn-rgb-small-v5")}}
+EFFORT_MODELS = {2: {3: ("pcnn-rgb-mix-v2", "pcnn-rgb-small-v5")}}
 EFFORTS = (1, 2)
 SUFFIX = ".pxm"
 

@@ -112,7 +112,7 @@ def train(ctx, data, recipe_file, runs, recipe_paths, dry_run, out, checkpoint, 
     \b
       pixzip train photos/ --out models/mine.pxm --steps 20000
       pixzip train cifar.npy --arch diagbilstm --layers 4 --hidden 32 --out diag.pxm
-      pixzip train --recipe models/recipes/pcnn-rgb-v7.toml --path shared=DIR --runs runs/
+      pixzip train --recipe models/recipes/pcnn-rgb-v8.toml --path shared=DIR --runs runs/
       pixzip train --recipe models/recipes/pcnn-gray-v2.toml --dry-run
       pixzip compress img.png -m models/mine.pxm
 
@@ -265,7 +265,7 @@ def bench(data, codecs, models, tile, grey, limit, items, json_out, plot_out, th
         if not imgs:
             raise PixzipError("no images found")
         progress = None if quiet else (lambda c, n: click.echo(f"  {c}: {n}", err=True))
-        results = benchmod.run(imgs, names, loaded, tile, progress, workers=threads or os.cpu_count() or 1,
+        results = benchmod.run(imgs, names, loaded, tile, progress, workers=threads or 0,
                                device=None if device == "cpu" else device, effort=effort)
         if plot_out:
             benchmod.plot(results, Path(plot_out), f"{', '.join(data)}: {len(imgs)} images")

@@ -1,7 +1,7 @@
 """Recipes: how a model is made, as one small TOML file that chains training runs (nanoGPT style: the
 config is data, the loop is `training.loop`).
 
-    pixzip train --recipe models/recipes/pcnn-rgb-v7.toml --runs runs/ --path prepared=DIR
+    pixzip train --recipe models/recipes/pcnn-rgb-v8.toml --runs runs/ --path prepared=DIR
     pixzip train --recipe RECIPE --dry-run          (print the stages, train nothing)
     python -m pixzip.training.recipe RECIPE ...     (the same, without the command line's other commands)
 
