@@ -1,7 +1,8 @@
 """Build an ensemble model file from member model files (pixzip.nets.ensemble.IntEnsemble): the equal-weight
 mixture of their distributions, coded by the native CPU coder only.
 
-    python3 bench/make_ensemble.py pixzip/models/pcnn-rgb-v7.pxm pixzip/models/pcnn-rgb-small-v5.pxm -o pixzip/models/pcnn-rgb-mix-v1.pxm
+    python3 bench/make_ensemble.py pixzip/models/pcnn-rgb-v8.pxm pixzip/models/pcnn-rgb-small-v5.pxm -o pixzip/models/pcnn-rgb-mix-v2.pxm
+    (pcnn-rgb-mix-v1, the ensemble before session 18: pcnn-rgb-v7.pxm in place of pcnn-rgb-v8.pxm)
 
 The members' integers are copied unchanged; the provenance names them (name and identity). A shipped
 model file never changes once released: a new ensemble gets a new name.
