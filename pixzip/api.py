@@ -7,7 +7,7 @@ imports no torch (tests/test_torchless.py)."""
 from __future__ import annotations
 
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable, Sequence
 
 import numpy as np
@@ -129,8 +129,7 @@ def _transformed(image: ImageData, plan: Effort, models, tile: int, workers: int
     try_coding = None
     if plan.transforms == "trial":
         # (each candidate's planes meet the LZ stage's probe; only the chosen image's are searched in full)
-        bare = Effort(plan.models, plan.stage, plan.level, static_too=plan.static_too, lz_hard=plan.lz_hard,
-                      one_tile_level=plan.one_tile_level)
+        bare = replace(plan, transforms="none", max_trials=None, lz_probe=True)
 
         def try_coding(candidate: ImageData) -> int:
             # (the original only decides which named models may go unused; the record's bytes are added

@@ -158,17 +158,15 @@ def encode_planes_trial(model, planes: list[np.ndarray], tile: int, levels: tupl
             out.append(_framed(_code_tile(model, pixels, level, in_native, state), pixels, bits[k]))
         return [out]
 
-    codings = [[] for _ in planes]
-    streams = [[None] * len(g) for g in grids]
+    streams = [{level: [None] * len(g)} for g in grids]      # per plane: level -> its tiles' framed streams
     with ThreadPoolExecutor(max(1, threads if in_native else 1)) as threads_pool:
         for (k, chain), coded in zip(jobs, threads_pool.map(one, jobs)):
             for n, stream in zip(chain, coded[0]):
-                streams[k][n] = stream
+                streams[k][level][n] = stream
                 if progress:
                     progress(grids[k][n][2] * grids[k][n][3])
-            for lv, alone in zip(levels[1:], coded[1:]):       # a plane of one tile at the other levels
-                codings[k].append((lv, alone, 32.0 * alone[0].size))
-    return [[(level, streams[k], 32.0 * sum(s.size for s in streams[k]))] + codings[k] for k in range(len(planes))]
+            streams[k].update(zip(levels[1:], coded[1:]))       # a plane of one tile at the other levels
+    return [[(lv, s, 32.0 * sum(x.size for x in s)) for lv, s in plane.items()] for plane in streams]
 
 
 _NOTICE_GIVEN = []

@@ -326,7 +326,8 @@ static int adaptive_members_ok(const PzModel *const *ms, int nm) {
  * from the previous tile of a chain: the format decides, never the thread count; several: the encoder
  * trying levels on one network pass). The streams go to `out` one after another (room for `cap` bytes;
  * 24 per sub-pixel + 16 a stream always suffice), their lengths to `lens`. Returns their total length, -2
- * if memory ran out, -4 if cap is too small, -3 or -5 for members that do not fit (adaptive_members_ok). */
+ * if memory ran out, -4 if cap is too small, -3 or -5 for members that do not fit (adaptive_members_ok), -3
+ * for no state. */
 int64_t pz_encode_tile_adaptive(const PzModel *const *ms, int nm, PzAdaptive *const *sts, int nst, int h, int w,
                                 const uint8_t *pixels, uint8_t *out, int64_t cap, int64_t *lens) {
     int bad = adaptive_members_ok(ms, nm);
