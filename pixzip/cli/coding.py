@@ -250,8 +250,9 @@ def decompress(files, output, to_stdout, force, model, max_pixels, strip, remove
     def finish(prepared, data, image):
         f, dest, fmt = prepared
         attributes = None if f == "-" or dest == "-" else source_attributes(f)
+        from ..backends.codec import coding_threads     # the coder's rule: the CPUs this process may use
         try:
-            encoded = images.encode(image, fmt, strip, threads or os.cpu_count() or 1)
+            encoded = images.encode(image, fmt, strip, threads or coding_threads())
         except PixzipError as e:
             raise PixzipError(f"{dest}: {e}") from None
         make_parent(dest, output_dir)
