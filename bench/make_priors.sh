@@ -4,7 +4,8 @@
 # small-image network on 1 500 CIFAR-10 training rows, the ensemble on the photographs (1 tile each).
 #   sh bench/make_priors.sh ../shared/data          (LEVELS="9 10" sh ... for some levels only)
 # A prior serves every network of its shape (prior_key) and is fixed by its SHA-256 (adaptive_priors.py): the
-# shipped ones were made with pcnn-rgb-v7 and pcnn-rgb-mix-v1 and also serve pcnn-rgb-v8 and pcnn-rgb-mix-v2.
+# shipped ones were made with pcnn-rgb-v7, pcnn-rgb-mix-v1 and pcnn-gray-v2 and also serve pcnn-rgb-v8, pcnn-rgb-mix-v2
+# and pcnn-gray-v4.
 set -e
 D=${1:-../shared/data}
 P=pixzip/entropy/priors

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from .nets.modelfile import LoadedModel
 
 # Default model per plane channel count. Changing a default never breaks old files: they name theirs.
-DEFAULTS = {3: "pcnn-rgb-v8", 1: "pcnn-gray-v2"}
+DEFAULTS = {3: "pcnn-rgb-v8", 1: "pcnn-gray-v4"}
 # Images of at most SMALL_MAX_PIXELS pixels (icons, thumbnails, CIFAR-size images) use these when installed.
 SMALL_DEFAULTS = {3: "pcnn-rgb-small-v5"}
 SMALL_MAX_PIXELS = 64 * 64

@@ -113,7 +113,7 @@ def train(ctx, data, recipe_file, runs, recipe_paths, dry_run, out, checkpoint, 
       pixzip train photos/ --out models/mine.pxm --steps 20000
       pixzip train cifar.npy --arch diagbilstm --layers 4 --hidden 32 --out diag.pxm
       pixzip train --recipe models/recipes/pcnn-rgb-v8.toml --path shared=DIR --runs runs/
-      pixzip train --recipe models/recipes/pcnn-gray-v2.toml --dry-run
+      pixzip train --recipe models/recipes/pcnn-gray-v4.toml --dry-run
       pixzip compress img.png -m models/mine.pxm
 
     Quantisation-aware training runs for the last 40% of the steps; the export reports the float and
