@@ -233,6 +233,7 @@ def decompress(files, output, to_stdout, force, model, max_pixels, strip, remove
     """Decompress FILE.pxz to FILE (PNG unless the name or -o asks for another lossless format).
 
     Several small files are decoded together (their tiles share the decoder's steps)."""
+    from ..backends.codec import coding_threads     # the image writer's threads: the coder's rule (numpy: here, not at import)
     rep = Reporter(verbose, quiet, progress)
     inputs = expand_inputs(files, recursive, is_pxz_name)
     check_outputs(inputs, output, to_stdout, output_dir, keep, remove_source)    # -o: one file, after -r
@@ -250,7 +251,6 @@ def decompress(files, output, to_stdout, force, model, max_pixels, strip, remove
     def finish(prepared, data, image):
         f, dest, fmt = prepared
         attributes = None if f == "-" or dest == "-" else source_attributes(f)
-        from ..backends.codec import coding_threads     # the coder's rule: the CPUs this process may use
         try:
             encoded = images.encode(image, fmt, strip, threads or coding_threads())
         except PixzipError as e:
