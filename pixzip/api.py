@@ -15,9 +15,11 @@ import numpy as np
 from . import zoo
 from .backends import adaptive_planes, codec
 from .entropy import lowbits
+from .entropy.value_map import ValueMap
 from .formats import depth
 from .formats import container
-from .formats.container import ADAPTIVE, LZ, STATIC, STORED, WHOLE_PLANE, FormatError, Header, ModelRef
+from .formats.container import (ADAPTIVE, ADAPTIVE_STAGES, ADAPTIVE_VALUES, LZ, STATIC, STORED, WHOLE_PLANE, FormatError,
+                                Header, ModelRef)
 from .formats import stored, transforms
 from .efforts import DEFAULT_EFFORT, EFFORTS, Effort
 from .errors import PixzipError, TorchMissing
@@ -131,20 +133,23 @@ def _transformed(image: ImageData, plan: Effort, models, tile: int, workers: int
         # (each candidate's planes meet the LZ stage's probe; only the chosen image's are searched in full)
         bare = replace(plan, transforms="none", max_trials=None, lz_probe=True)
 
-        def try_coding(candidate: ImageData) -> int:
+        def try_coding(candidate: ImageData, record: transforms.TransformRecord) -> int:
             # (the original only decides which named models may go unused; the record's bytes are added
-            # by transforms.candidate_cost)
-            return len(_code_images([candidate], [transforms.IDENTITY], [image], models, tile, None,
+            # by transforms.candidate_cost; the record tells which planes may be coded in value space)
+            return len(_code_images([candidate], [record], [image], models, tile, None,
                                     workers, device, version, bare)[0][0])
     return transforms.choose(image, try_coding, plan.max_trials)
 
 
 def _plane_options(model: LoadedModel, plane: np.ndarray, image: ImageData, plan: Effort,
-                   preferred: Sequence[LoadedModel]) -> list[tuple[LoadedModel, int, int]]:
+                   preferred: Sequence[LoadedModel], in_values: bool = False) -> list[tuple[LoadedModel, int, int]]:
     """(model, stage, level) candidates for one plane; the smallest result is kept. The adaptive stage
     takes one PixelCNN: where the plane's model is another (an ensemble, an LSTM) it codes with the
     plane's single-network default (the ensemble then competes with the static stage at `static_too`), or,
-    for a model the user named, the static stage; so does a model the compiled coder does not run."""
+    for a model the user named, the static stage; so does a model the compiled coder does not run.
+    `in_values`: the plane holds a Levels step's ranks, which the adaptive stage codes with the network
+    reading their values (stage 4: RGB565 -3.8 / -2.1 %, 6-bit grey -0.8 / -3.1 %; on a few images a little
+    worse than the ranks, so efforts that trial-code their transforms try both, docs/ADAPTIVE.md)."""
     if plan.stage == STATIC:
         return [(model, STATIC, 0)]
     adaptive_model = model
@@ -154,7 +159,9 @@ def _plane_options(model: LoadedModel, plane: np.ndarray, image: ImageData, plan
     # the encoder takes the adaptive stage where the compiled coder runs it: the Python reference codes
     # about 1 000 sub-pixels a second (a photo in an hour); it still decodes such files anywhere
     if not adaptive_planes.adaptive_refusal(adaptive_model.record) and adaptive_planes.adaptive_native(adaptive_model.record):
-        options.append((adaptive_model, ADAPTIVE, plan.level))
+        options.append((adaptive_model, ADAPTIVE_VALUES if in_values else ADAPTIVE, plan.level))
+        if in_values and plan.transforms == "trial":
+            options.append((adaptive_model, ADAPTIVE, plan.level))
     if plan.static_too or not options:
         options.append((model, STATIC, 0))
     return options
@@ -166,7 +173,9 @@ def _code_images(images: Sequence[ImageData], records: list, originals: Sequence
     stage; per plane the smallest, or its samples stored where that is smaller still."""
     chosen = [choose_models(im, models, plan.models, original) for im, original in zip(images, originals)]
     split = [_SplitImage.of(im) for im in images]
-    options = {(i, p): _plane_options(m, im.planes[p], im, plan, models)
+    tables = {(i, p): records[i].value_tables(p, im.planes[p].shape[2])
+              for i, im in enumerate(images) for p in range(len(im.planes))}
+    options = {(i, p): _plane_options(m, im.planes[p], im, plan, models, tables[(i, p)] is not None)
                for i, (im, ms) in enumerate(zip(images, chosen)) for p, m in enumerate(ms)}
     jobs: dict[tuple, tuple[LoadedModel, int, int, list]] = {}        # (model id, stage, level) -> planes
     for key, opts in options.items():
@@ -175,8 +184,10 @@ def _code_images(images: Sequence[ImageData], records: list, originals: Sequence
     coded: dict[tuple, list] = {key: [] for key in options}
     for m, stage, level, where in jobs.values():
         planes = [split[i].model_planes[p] for i, p in where]
-        trial = (level, plan.one_tile_level) if stage == ADAPTIVE and plan.one_tile_level else (level,)
-        for key, codings in zip(where, _code_planes(m, stage, trial, planes, tile, progress, workers, device, version)):
+        vmaps = [ValueMap.of(tables[key]) if stage == ADAPTIVE_VALUES else None for key in where]
+        trial = (level, plan.one_tile_level) if stage in ADAPTIVE_STAGES and plan.one_tile_level else (level,)
+        for key, codings in zip(where, _code_planes(m, stage, trial, planes, tile, progress, workers, device, version,
+                                                    vmaps)):
             coded[key] += [_CodedPlane(m, stage, lv, streams, bits) for lv, streams, bits in codings]
     out = []
     for i, im in enumerate(images):
@@ -202,9 +213,10 @@ class _CodedPlane:
 
 
 def _code_planes(m: LoadedModel, stage: int, levels: tuple[int, ...], planes: list, tile: int, progress, workers: int,
-                 device, version: int) -> list:
+                 device, version: int, vmaps: list) -> list:
     """Per plane, its codings [(level, streams, bits)] with one model and stage: at levels[0], and (adaptive)
-    a plane of one tile at the other levels too (adaptive_planes.encode_planes_trial)."""
+    a plane of one tile at the other levels too (adaptive_planes.encode_planes_trial; `vmaps`: per plane its
+    ValueMap in stage 4, else None)."""
     try:
         codec.check_tile(m.record, tile)
         codec.coding_device(m.record, device)
@@ -213,9 +225,9 @@ def _code_planes(m: LoadedModel, stage: int, levels: tuple[int, ...], planes: li
     except TorchMissing as e:
         raise TorchMissing(f"model {m.name!r}: {e}") from None
     try:
-        if stage == ADAPTIVE:
+        if stage in ADAPTIVE_STAGES:
             return adaptive_planes.encode_planes_trial(m.record, planes, tile, levels, [_stored_bits(p) for p in planes],
-                                                       progress, workers)
+                                                       progress, workers, vmaps)
         return [[(levels[0], streams, bits)] for streams, bits in
                 codec.encode_planes(m.record, planes, tile, progress, workers=workers, device=device,
                                     coder=container.CODERS[version])]
@@ -236,7 +248,7 @@ def _smallest_coding(options: list, plane: np.ndarray, version: int, plan: Effor
     if version < 4:                                     # (no adaptive stage there: no stored width)
         return best
     bits = _stored_bits(plane)
-    best.stored_bits = bits if best.stage == ADAPTIVE else 0
+    best.stored_bits = bits if best.stage in ADAPTIVE_STAGES else 0
     stored = codec.stored_plane_stream(plane, bits)
     if 4 * stored.size < best.size:
         best = _CodedPlane(best.model, STORED, 0, [stored], 32.0 * stored.size, bits)
@@ -364,12 +376,15 @@ def _parse(data: bytes, extra_models, max_pixels: int | None) -> _Parsed:
             continue
         if model.channels != channels or (model.record.cfg.levels != 256 and header.mode != "1"):
             raise FormatError("header is corrupted (model and plane disagree)")
-        if stage == ADAPTIVE and adaptive_planes.adaptive_refusal(model.record):
+        if stage in ADAPTIVE_STAGES and adaptive_planes.adaptive_refusal(model.record):
             raise FormatError("header is corrupted (the adaptive stage with a model it cannot take)")
         try:
             codec.check_tile(model.record, header.tile)
         except ValueError:
             raise FormatError("header is corrupted (tile size)") from None
+    for p, ((_, channels), stage) in enumerate(zip(header.planes, header.entropy)):
+        if stage == ADAPTIVE_VALUES and record.value_tables(p, channels) is None:
+            raise FormatError("header is corrupted (levels in value space without a levels transform)")
     counts = [_plane_stream_count(header, p, m) for p, m in enumerate(plane_models)]
     if sum(counts) + header.low_streams != len(header.stream_sizes):
         raise FormatError("header is corrupted (stream count)")
@@ -413,7 +428,7 @@ def _check_adaptive_floors(header: Header, plane_models: list, streams: list):
             words = streams[at]
             at += 1
             stored = words.size and int(words[0]) & container.FRAME_STORED
-            if stage == ADAPTIVE and not stored and 32 * words.size + 64 < h * w * channels * floor:
+            if stage in ADAPTIVE_STAGES and not stored and 32 * words.size + 64 < h * w * channels * floor:
                 raise FormatError(_TOO_SHORT)
 
 
@@ -450,7 +465,7 @@ def decompress_many(datas: Sequence[bytes], extra_models: Sequence[LoadedModel] 
             if f.header.entropy[p] in WHOLE_PLANE:
                 planes[(i, p)] = _whole_plane(f, p)
                 continue
-            coder = "adaptive" if f.header.entropy[p] == ADAPTIVE else container.CODERS[f.header.version]
+            coder = "adaptive" if f.header.entropy[p] in ADAPTIVE_STAGES else container.CODERS[f.header.version]
             groups.setdefault((m.id, f.header.tile, coder, f.header.levels[p]), []).append((i, p))
     for (_, tile, coder, level), members in groups.items():
         model = parsed[members[0][0]].models[members[0][1]]
@@ -543,11 +558,19 @@ def _decode_group(parsed: dict, members: list, tile: int, coder: str, level: int
     try:
         if coder == "adaptive":
             bits = [parsed[i].header.stored_bits[p] for i, p in members]
-            return adaptive_planes.decode_planes_adaptive(model.record, shapes, tile, streams, level, bits, progress, workers)
+            return adaptive_planes.decode_planes_adaptive(model.record, shapes, tile, streams, level, bits, progress, workers,
+                                                          [_value_map(parsed[i], p) for i, p in members])
         return codec.decode_planes(model.record, shapes, tile, streams, progress, workers=workers, device=device,
                                    coder=coder)
     except (ValueError, RuntimeError, OverflowError):
         raise FormatError("compressed data is corrupted (undecodable stream)") from None
+
+
+def _value_map(f: _Parsed, p: int) -> ValueMap | None:
+    """A stage-4 plane's ValueMap, from the levels its transform record holds (checked in _parse)."""
+    if f.header.entropy[p] != ADAPTIVE_VALUES:
+        return None
+    return ValueMap.of(f.record.value_tables(p, f.header.planes[p][1]))
 
 
 def sample(model: LoadedModel, height: int, width: int, seed: int = 0, complete=None, rows: int = 0,

@@ -115,6 +115,26 @@ ADAPTIVE_GOLDEN = [("rgb16-adaptive.pxz", 1, RGB, 8), ("rgb16-adaptive2.pxz", 2,
                    ("rgb16-adaptive9-chains.pxz", 9, VOTE, 8)]
 
 
+# levels in value space (entropy stage 4, session 20): make_golden.rgb565_image at level 9, tiles of 8
+RGB565 = "696f25e9383a777d9ecd03ddb3709582970e3ed0c03b389eda68bc5ae22f3d1b"
+
+
+@pytest.mark.parametrize("reference", [False, True])
+def test_the_value_space_levels_golden_file(reference, monkeypatch):
+    """A levels plane whose network reads the values (stage 4) keeps decoding, in the compiled stage and in
+    the reference on the torch engine's outputs, and re-encodes to the same bytes."""
+    model = modelfile.load(GOLDEN / "golden-rgb16.pxm")
+    data = (GOLDEN / "rgb16-levels-values.pxz").read_bytes()
+    if reference:
+        monkeypatch.setattr(adaptive_planes, "adaptive_native", lambda m: False)
+    image, header = api.decompress(data, [model])
+    assert header.entropy == [container.ADAPTIVE_VALUES] and header.levels == [9]
+    assert hashlib.sha256(image.pixel_bytes()).hexdigest() == RGB565
+    if not reference and adaptive_planes.adaptive_native(model.net):
+        effort = Effort(models=1, stage=container.ADAPTIVE, level=9, transforms="estimate")
+        assert api.compress(image, [model], tile=8, effort=effort)[0] == data
+
+
 @pytest.mark.parametrize("name, level, pixels, tile", ADAPTIVE_GOLDEN)
 def test_adaptive_golden_files(name, level, pixels, tile):
     """The adaptive stage's files (written with the native coder's model structure), one per level, keep

@@ -159,9 +159,9 @@ def test_unknown_entropy_stage_is_refused(tiny_models, rng):
     image = images.ImageData("L", 4, 3, [rng.integers(0, 256, (3, 4, 1), dtype=np.uint8)])
     data, _ = api.compress(image, tile=0)
     header, offset = container.read_header(data)
-    header.entropy = [4]            # 0 static, 1 adaptive, 2 stored are known
+    header.entropy = [5]            # 0 static, 1 adaptive, 2 stored, 3 LZ, 4 adaptive in value space are known
     forged = container.write(header, container.read_streams(data, header, offset))
-    with pytest.raises(FormatError, match="entropy stage 4"):
+    with pytest.raises(FormatError, match="entropy stage 5"):
         container.read_header(forged)
 
 

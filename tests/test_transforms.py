@@ -111,7 +111,7 @@ def test_every_candidate_inverts_exactly_through_its_bytes(image):
 @SETTINGS
 @given(images_strategy)
 def test_choose_inverts_exactly_with_estimate_and_with_a_trial_coder(image):
-    for coder in (None, lambda im: zlib.compress(im.pixel_bytes(), 1)):
+    for coder in (None, lambda im, record: zlib.compress(im.pixel_bytes(), 1)):
         coded, record = T.choose(image, coder)
         assert_codable(coded)
         assert_same_image(image, T.TransformRecord.from_bytes(record.to_bytes()).inverse(coded))
@@ -122,10 +122,10 @@ def test_choose_takes_the_cheapest_candidate_by_trial_including_the_record():
     options = T.candidates(image)
     assert len(options) >= 3
     sizes = {(c.mode, c.pixel_bytes()): 1000 - 10 * i for i, (c, _) in enumerate(options)}   # later: cheaper
-    coded, record = T.choose(image, lambda im: sizes[(im.mode, im.pixel_bytes())])
+    coded, record = T.choose(image, lambda im, record: sizes[(im.mode, im.pixel_bytes())])
     assert record == options[-1][1]
     # a record that costs more than it saves loses: the identity wins when coding costs the same
-    coded, record = T.choose(image, lambda im: 100)
+    coded, record = T.choose(image, lambda im, record: 100)
     assert record.is_identity
 
 
@@ -449,11 +449,11 @@ def test_near_palette_payload_writes_each_gap_as_a_varint(gap):
 def test_max_trials_codes_only_the_best_by_estimate():
     image = make_image("RGB", 16, 16, "colours", 5, 1)
     coded_ones = []
-    T.choose(image, lambda im: coded_ones.append(im) or 100, max_trials=2)
+    T.choose(image, lambda im, record: coded_ones.append(im) or 100, max_trials=2)
     assert len(coded_ones) == 2 < len(T.candidates(image))
     best_by_estimate = T.choose(image)[1]
     coded_ones.clear()
-    _, record = T.choose(image, lambda im: coded_ones.append(im) or 100, max_trials=1)
+    _, record = T.choose(image, lambda im, record: coded_ones.append(im) or 100, max_trials=1)
     assert len(coded_ones) == 1 and record == best_by_estimate
 
 

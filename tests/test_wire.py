@@ -16,6 +16,7 @@ from pixzip import api
 from pixzip.efforts import EFFORTS
 from pixzip.backends import adaptive_planes, codec, native
 from pixzip.entropy import adaptive
+from pixzip.entropy.value_map import ValueMap
 from pixzip.errors import PixzipError
 from pixzip.formats import container, images, transforms
 from pixzip.formats.container import ADAPTIVE, STATIC, STORED
@@ -215,7 +216,9 @@ def _set(**fields):
 
 def test_unknown_stage_level_and_width_are_refused(adaptive_file, fast_rgb):
     assert api.decompress(adaptive_file, [fast_rgb])[1].entropy == [ADAPTIVE]
-    _refused(_rewrite(adaptive_file, _set(entropy=[4])), "entropy stage 4", [fast_rgb])
+    _refused(_rewrite(adaptive_file, _set(entropy=[5])), "entropy stage 5", [fast_rgb])
+    # stage 4 (levels in value space) takes its values from a levels transform the file must have
+    _refused(_rewrite(adaptive_file, _set(entropy=[4])), "value space without a levels transform", [fast_rgb])
     _refused(_rewrite(adaptive_file, _set(levels=[11])), r"adaptive level 11", [fast_rgb])
     _refused(_rewrite(adaptive_file, _set(stored_bits=[9])), "stored sample width", [fast_rgb])
     _refused(_rewrite(adaptive_file, _set(entropy=[3], lz_modes=[8])), r"LZ stage mode 8", [fast_rgb])
@@ -307,6 +310,58 @@ def test_the_reference_encoder_writes_the_native_bytes(monkeypatch, fast_rgb):
     monkeypatch.setattr(adaptive_planes, "adaptive_native", lambda m: False)
     slow = adaptive_planes.encode_planes_adaptive(fast_rgb.net, [plane], 4, 1, [8])
     assert all(np.array_equal(a, b) for a, b in zip(fast[0][0], slow[0][0]))
+
+
+def _rgb565(h: int, w: int, seed: int) -> np.ndarray:
+    """A photo-like image at RGB565's depth (5, 6, 5 bits widened back to 8)."""
+    px = _photo_like(h, w, seed).astype(np.int64)
+    out = np.empty_like(px)
+    for c, bits in enumerate((5, 6, 5)):
+        v = px[..., c] >> (8 - bits)
+        out[..., c] = (v << (8 - bits)) | (v >> (2 * bits - 8))
+    return out.astype(np.uint8)
+
+
+def test_levels_are_coded_in_value_space_and_both_decoders_read_them(monkeypatch, capsys, fast_rgb):
+    """A levels plane (RGB565) goes to the adaptive stage as ranks with the network reading their values (stage
+    4): the file decodes exactly in the compiled stage and in the reference, and the reference encoder writes
+    the compiled one's bytes, chains and stored tiles included."""
+    image = images.ImageData("RGB", 20, 18, [_rgb565(18, 20, seed=5)])
+    data = api.compress(image, [fast_rgb], tile=8, effort=4)[0]
+    header = container.read_header(data)[0]
+    assert header.entropy == [container.ADAPTIVE_VALUES]
+    assert transforms.TransformRecord.from_bytes(header.transform).describe().startswith("levels")
+    assert np.array_equal(api.decompress(data, [fast_rgb])[0].planes[0], image.planes[0])
+    record = transforms.TransformRecord.from_bytes(header.transform)
+    vmap = ValueMap.of(record.value_tables(0, 3))
+    plane = vmap.to_ranks(image.planes[0])
+    fewest = min(len(v) for v in vmap.values)                              # a stored tile in a chain:
+    plane[:8, :8] = np.random.default_rng(1).integers(0, fewest, (8, 8, 3))   # noise of the ranks used
+    fast = adaptive_planes.encode_planes_adaptive(fast_rgb.net, [plane], 8, 9, [6], vmaps=[vmap])[0][0]
+    assert container.unframe(fast[0])[1]
+    assert np.array_equal(adaptive_planes.decode_planes_adaptive(fast_rgb.net, [(18, 20)], 8, [fast], 9, [6],
+                                                                 vmaps=[vmap])[0], plane)
+    monkeypatch.setattr(adaptive_planes, "adaptive_native", lambda m: False)
+    monkeypatch.setattr(adaptive_planes, "_NOTICE_GIVEN", [])
+    slow = adaptive_planes.encode_planes_adaptive(fast_rgb.net, [plane], 8, 9, [6], vmaps=[vmap])[0][0]
+    assert all(np.array_equal(a, b) for a, b in zip(fast, slow))
+    assert np.array_equal(adaptive_planes.decode_planes_adaptive(fast_rgb.net, [(18, 20)], 8, [fast], 9, [6],
+                                                                 vmaps=[vmap])[0], plane)
+    assert np.array_equal(api.decompress(data, [fast_rgb])[0].planes[0], image.planes[0])
+    assert capsys.readouterr().err.count("Python reference") == 1
+
+
+def test_efforts_that_trial_code_their_transforms_try_levels_both_ways(fast_rgb):
+    """Value space is the better input on most levels planes but not all (docs/ADAPTIVE.md): the efforts that
+    trial-code transforms code such a plane both ways and keep the smaller; the others take value space."""
+    plane = _rgb565(8, 9, seed=1)
+    image = images.ImageData("RGB", 9, 8, [plane])
+    stages = {e: [stage for _, stage, _ in api._plane_options(fast_rgb, plane, image, EFFORTS[e], [fast_rgb], True)]
+              for e in EFFORTS}
+    assert stages[4] == stages[5] == stages[7] == [container.ADAPTIVE_VALUES]
+    assert stages[6] == stages[8] == [container.ADAPTIVE_VALUES, ADAPTIVE]
+    assert stages[9] == [container.ADAPTIVE_VALUES, ADAPTIVE, STATIC]
+    assert stages[1] == [STATIC]
 
 
 def test_chains_hold_every_tile_once_in_at_least_two_short_chains():

@@ -11,10 +11,11 @@ from typing import Callable
 import numpy as np
 
 from ..entropy import adaptive
+from ..entropy.value_map import ValueMap
 from ..errors import PixzipError
 from ..formats.container import frame, unframe
 from ..formats.stored import pack_bits, stored_size, unpack_bits
-from ..formats.tiles import assemble, tile_grid
+from ..formats.tiles import assemble, coding_order, tile_grid
 from ..nets.record import NetRecord
 from . import native
 from .codec import ENSEMBLE_NEEDS_NATIVE, MAX_BATCH_PIXELS, _is_ensemble, network
@@ -25,6 +26,8 @@ from .codec import ENSEMBLE_NEEDS_NATIVE, MAX_BATCH_PIXELS, _is_ensemble, networ
 # Tiles or chains encode and decode in threads, and the bytes never depend on the thread count. A tile whose
 # samples bit-packed are smaller than its coded bytes is stored instead (uniform noise), so no tile costs more
 # than raw + 4 bytes; in a chain the state has still learned it, so the decoder replays it through the stage.
+# A levels plane may be coded in value space (entropy stage 4, entropy/value_map.py): its tiles hold ranks, the
+# network reads their values (`vmaps`: per plane a ValueMap, or None for a plane coded as it is).
 
 # Every sub-pixel codes its zero flag at a probability clamped to at most 4095/4096 (entropy.adaptive):
 # the fewest bits a sub-pixel can cost, the floor the decoder holds a stream's length to
@@ -95,14 +98,19 @@ def _chain_state(model, level: int, grid: list, chain: list[int], channels: int,
     return native.AdaptiveState(lv, h * w * channels) if in_native else adaptive.State(lv, h * w * channels)
 
 
-def _code_tile(model, pixels: np.ndarray, level: int, in_native: bool, state) -> bytes:
-    """The adaptive stage's bytes for a tile of known pixels (`state`: a chain's, or None for a fresh one)."""
+def _code_tile(model, pixels: np.ndarray, level: int, in_native: bool, state, vmap: ValueMap | None = None) -> bytes:
+    """The adaptive stage's bytes for a tile of known pixels (`state`: a chain's, or None for a fresh one;
+    `vmap`: the pixels are ranks and the network reads their values)."""
     if in_native:
-        return native.encode_tile_adaptive(model, pixels, level, state)
+        return native.encode_tile_adaptive(model, pixels, level, state, vmap)
     from . import reference     # the torch engine's outputs (its dense pass), in the decoding order, to the reference
-    (_, _, params), = reference.tile_symbols(model, [pixels], 0, MAX_BATCH_PIXELS)
-    return adaptive.encode_tile(pixels, params.numpy(), _cdf(model), model.slope, adaptive.level_for(level, model),
-                                state)
+    seen = pixels if vmap is None else vmap.to_values(pixels)
+    (_, _, params), = reference.tile_symbols(model, [seen], 0, MAX_BATCH_PIXELS)
+    params = params.numpy()
+    if vmap is not None:
+        h, w, C = pixels.shape
+        params = vmap.all_outputs(params, coding_order(h, w, model.slope, C)[2])
+    return adaptive.encode_tile(pixels, params, _cdf(model), model.slope, adaptive.level_for(level, model), state)
 
 
 def _framed(data: bytes, pixels: np.ndarray, bits: int) -> np.ndarray:
@@ -112,31 +120,35 @@ def _framed(data: bytes, pixels: np.ndarray, bits: int) -> np.ndarray:
     return frame(data)
 
 
-def _one_tile_trial(model, pixels: np.ndarray, levels: tuple[int, ...], in_native: bool) -> list[bytes]:
+def _one_tile_trial(model, pixels: np.ndarray, levels: tuple[int, ...], in_native: bool,
+                    vmap: ValueMap | None) -> list[bytes]:
     """A plane of one tile coded at each of `levels` with a fresh state (one network pass in the compiled
     coder)."""
     if not in_native:
-        return [_code_tile(model, pixels, level, False, None) for level in levels]
+        return [_code_tile(model, pixels, level, False, None, vmap) for level in levels]
     n = pixels.size
     return native.encode_tile_adaptive_states(
-        model, pixels, [native.AdaptiveState(adaptive.level_for(level, model), n) for level in levels])
+        model, pixels, [native.AdaptiveState(adaptive.level_for(level, model), n) for level in levels], vmap)
 
 
 def encode_planes_adaptive(model, planes: list[np.ndarray], tile: int, level: int, bits: list[int],
-                           progress: Callable[[int], None] | None = None,
-                           threads: int = 1) -> list[tuple[list[np.ndarray], float]]:
-    """Entropy stage 1: per plane, its tiles' framed streams and their bits (reporting). `bits`: each
-    plane's stored sample width (its values are below 2^bits). The native coder runs tiles in `threads`
-    threads (the calls release the GIL); without it, the reference stage on the torch engine's outputs."""
-    return [codings[0][1:] for codings in encode_planes_trial(model, planes, tile, (level,), bits, progress, threads)]
+                           progress: Callable[[int], None] | None = None, threads: int = 1,
+                           vmaps: list[ValueMap | None] | None = None) -> list[tuple[list[np.ndarray], float]]:
+    """Entropy stage 1 (or 4, where `vmaps` gives a plane a ValueMap): per plane, its tiles' framed streams
+    and their bits (reporting). `bits`: each plane's stored sample width (its values are below 2^bits). The
+    native coder runs tiles in `threads` threads (the calls release the GIL); without it, the reference
+    stage on the torch engine's outputs."""
+    return [codings[0][1:] for codings in encode_planes_trial(model, planes, tile, (level,), bits, progress, threads,
+                                                              vmaps)]
 
 
 def encode_planes_trial(model, planes: list[np.ndarray], tile: int, levels: tuple[int, ...], bits: list[int],
-                        progress: Callable[[int], None] | None = None,
-                        threads: int = 1) -> list[list[tuple[int, list[np.ndarray], float]]]:
+                        progress: Callable[[int], None] | None = None, threads: int = 1,
+                        vmaps: list[ValueMap | None] | None = None) -> list[list[tuple[int, list[np.ndarray], float]]]:
     """encode_planes_adaptive at levels[0], and a plane of one tile at each of the other levels too (on the
     same network pass): per plane, its codings as (level, framed streams, bits), levels[0]'s first."""
     level = levels[0]
+    vmaps = vmaps or [None] * len(planes)
     why = adaptive_refusal(model)
     if why:
         raise PixzipError(why)
@@ -150,12 +162,12 @@ def encode_planes_trial(model, planes: list[np.ndarray], tile: int, levels: tupl
         k, chain = job
         if len(grids[k]) == 1 and len(levels) > 1:
             pixels = planes[k]
-            return [[_framed(data, pixels, bits[k])] for data in _one_tile_trial(model, pixels, levels, in_native)]
+            return [[_framed(data, pixels, bits[k])] for data in _one_tile_trial(model, pixels, levels, in_native, vmaps[k])]
         state, out = _chain_state(model, level, grids[k], chain, planes[k].shape[2], in_native), []
         for n in chain:
             y, x, h, w = grids[k][n]
             pixels = np.ascontiguousarray(planes[k][y:y + h, x:x + w])
-            out.append(_framed(_code_tile(model, pixels, level, in_native, state), pixels, bits[k]))
+            out.append(_framed(_code_tile(model, pixels, level, in_native, state, vmaps[k]), pixels, bits[k]))
         return [out]
 
     streams = [{level: [None] * len(g)} for g in grids]      # per plane: level -> its tiles' framed streams
@@ -184,27 +196,39 @@ class _AdaptiveDecider:
     network's (mu16, idx) of its next sub-pixel (the order per tile is the stage's: wavefront, channel,
     row). ValueError at the end of a batch unless every stream was used exactly."""
 
-    def __init__(self, model, payloads: dict, level: int, states: dict):
+    def __init__(self, model, payloads: dict, level: int, states: dict, vmaps: list):
         self.model, self.payloads, self.cdf = model, payloads, _cdf(model)
-        self.level, self.states = adaptive.level_for(level, model), states
+        self.level, self.states, self.vmaps = adaptive.level_for(level, model), states, vmaps
 
     def begin(self, batch, tiles: np.ndarray, ii: np.ndarray, t: np.ndarray):
         C, slope = self.model.cfg.channels, self.model.slope
         self.decoders = [adaptive.TileDecoder(self.payloads[key], h, w, C, self.cdf, slope, self.level,
                                               self.states.get(key)) for key, _, _, h, w in batch]
+        self.tile_vmaps = [self.vmaps[key[0]] for key, _, _, _, _ in batch]
         self.tiles = tiles
 
     def step(self, params, s: int, e: int, c: int) -> np.ndarray:
+        """The values the network reads next: the decoded samples (a value-space plane: their ranks' values)."""
         params = np.asarray(params.cpu())
-        return np.array([self.decoders[self.tiles[n]].step(params[n - s, 0], params[n - s, 1])
-                         for n in range(s, e)], dtype=np.int64)
+        out = []
+        for n in range(s, e):
+            tile, mu16, idx = self.tiles[n], int(params[n - s, 0]), int(params[n - s, 1])
+            vmap = self.tile_vmaps[tile]
+            if vmap is None:
+                out.append(self.decoders[tile].step(mu16, idx))
+                continue
+            rank = self.decoders[tile].step(*vmap.outputs(mu16, idx, c))
+            if rank >= len(vmap.values[c]):
+                raise ValueError("adaptive stream: a rank the levels do not have (corrupt data)")
+            out.append(int(vmap.values[c][rank]))
+        return np.array(out, dtype=np.int64)
 
     def finish(self):
         for d in self.decoders:
             d.finish()
 
 
-def _decode_in_reference(model, grids, chains, coded: dict, parts: dict, level: int, progress) -> None:
+def _decode_in_reference(model, grids, chains, coded: dict, parts: dict, level: int, progress, vmaps: list) -> None:
     """The reference stage on the torch engine's outputs, in rounds: round r decodes the r-th tile of every
     chain in one batch of the wavefront walk (each with its chain's state), and replays the stored ones."""
     from . import wavefront
@@ -224,16 +248,18 @@ def _decode_in_reference(model, grids, chains, coded: dict, parts: dict, level: 
                 jobs.append((key, h, w))
                 payloads[key] = coded[key][0]
             elif key in states:
-                _code_tile(model, parts[key], level, False, states[key])
+                _code_tile(model, parts[key], level, False, states[key], vmaps[k])
         if jobs:
-            decider = _AdaptiveDecider(model, payloads, level, states)
-            parts.update(wavefront.decode_tiles(model, jobs, decider, progress, MAX_BATCH_PIXELS))
+            decider = _AdaptiveDecider(model, payloads, level, states, vmaps)
+            for key, pixels in wavefront.decode_tiles(model, jobs, decider, progress, MAX_BATCH_PIXELS).items():
+                parts[key] = pixels if vmaps[key[0]] is None else vmaps[key[0]].to_ranks(pixels)
 
 
 def decode_planes_adaptive(model, shapes: list[tuple[int, int]], tile: int, streams: list[list[np.ndarray]],
                            level: int, bits: list[int], progress: Callable[[int], None] | None = None,
-                           threads: int = 1) -> list[np.ndarray]:
+                           threads: int = 1, vmaps: list[ValueMap | None] | None = None) -> list[np.ndarray]:
     """Inverse of encode_planes_adaptive. ValueError (or FormatError) for a corrupt stream."""
+    vmaps = vmaps or [None] * len(shapes)
     why = adaptive_refusal(model)
     if why:
         raise ValueError(why)
@@ -260,11 +286,11 @@ def decode_planes_adaptive(model, shapes: list[tuple[int, int]], tile: int, stre
             for n in chain:
                 h, w = grids[k][n][2:]
                 if (k, n) in coded:
-                    out.append(native.decode_tile_adaptive(model, coded[(k, n)][0], h, w, level, state))
+                    out.append(native.decode_tile_adaptive(model, coded[(k, n)][0], h, w, level, state, vmaps[k]))
                 else:
                     out.append(parts[(k, n)])
                     if state is not None:
-                        _code_tile(model, out[-1], level, True, state)
+                        _code_tile(model, out[-1], level, True, state, vmaps[k])
             return out
 
         with ThreadPoolExecutor(max(1, threads)) as threads_pool:
@@ -274,5 +300,5 @@ def decode_planes_adaptive(model, shapes: list[tuple[int, int]], tile: int, stre
                     if progress and (k, n) in coded:
                         progress(pixels.shape[0] * pixels.shape[1])
     elif coded:
-        _decode_in_reference(_reference_network(model), grids, chains, coded, parts, level, progress)
+        _decode_in_reference(_reference_network(model), grids, chains, coded, parts, level, progress, vmaps)
     return [assemble(h, w, C, g, parts, key=lambda n, k=k: (k, n)) for k, ((h, w), g) in enumerate(zip(shapes, grids))]

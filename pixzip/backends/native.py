@@ -28,6 +28,7 @@ import threading
 import numpy as np
 
 from ..entropy import adaptive
+from ..entropy.value_map import ValueMap
 from ..nets.record import ConvRecord, EnsembleRecord, NetRecord, record_of
 from ..spec.fixed_point import LS_FRAC, LS_MIN
 
@@ -87,10 +88,10 @@ def _declare_adaptive(lib) -> None:
     lib.pz_adaptive_decode_known.restype = ctypes.c_int
     members = ctypes.POINTER(ctypes.POINTER(_Model))
     lib.pz_encode_tile_adaptive.argtypes = [members, ctypes.c_int, ctypes.POINTER(ctypes.c_void_p), ctypes.c_int,
-                                            ctypes.c_int, ctypes.c_int, _u8p, _u8p, ctypes.c_int64, _i64p]
+                                            ctypes.c_int, ctypes.c_int, _u8p, _u8p, ctypes.c_int64, _i64p, _i32p]
     lib.pz_encode_tile_adaptive.restype = ctypes.c_int64
     lib.pz_decode_tile_adaptive.argtypes = [members, ctypes.c_int, ctypes.c_void_p, ctypes.c_int, ctypes.c_int, _u8p,
-                                            ctypes.c_int64, _u8p]
+                                            ctypes.c_int64, _u8p, _i32p]
     lib.pz_decode_tile_adaptive.restype = ctypes.c_int
 
 
@@ -449,30 +450,44 @@ def _stream_capacity(n_subpixels: int) -> int:
     return 24 * n_subpixels + 16         # 16 decisions a sub-pixel at most, 12 bits each at most
 
 
+def _value_map(vmap: ValueMap | None, channels: int):
+    """A ValueMap's packed tables for the C stage (kept alive by the caller's reference), or NULL."""
+    if vmap is None:
+        return None, None
+    if vmap.channels != channels:
+        raise ValueError("the value map has another channel count than the model")
+    packed = vmap.packed()
+    return packed, packed.ctypes.data_as(_i32p)
+
+
 def encode_tile_adaptive(model: NetRecord | EnsembleRecord, pixels: np.ndarray, level=1,
-                         state: AdaptiveState | None = None) -> bytes:
+                         state: AdaptiveState | None = None, vmap: ValueMap | None = None) -> bytes:
     """Code a tile of known pixels (h, w, channels) uint8 with the network (its dense pass) and the adaptive
     stage (entropy stage 1): the stream's bytes. `state`: carried from the previous tile of a chain (the
     format decides which tiles share one, never the thread count), or None for a fresh one. One model,
-    or an ensemble whose members' outputs the stage takes averaged (adaptive.ensemble_outputs); slope >= 2."""
+    or an ensemble whose members' outputs the stage takes averaged (adaptive.ensemble_outputs); slope >= 2.
+    `vmap`: the pixels are a levels plane's ranks and the network reads their values (stage 4, value_map)."""
     h, w, C = pixels.shape
-    return encode_tile_adaptive_states(model, pixels, [state or AdaptiveState(adaptive.level_for(level, model), h * w * C)])[0]
+    return encode_tile_adaptive_states(model, pixels, [state or AdaptiveState(adaptive.level_for(level, model), h * w * C)],
+                                       vmap)[0]
 
 
 def encode_tile_adaptive_states(model: NetRecord | EnsembleRecord, pixels: np.ndarray,
-                                states: list[AdaptiveState]) -> list[bytes]:
+                                states: list[AdaptiveState], vmap: ValueMap | None = None) -> list[bytes]:
     """encode_tile_adaptive with each of `states` in turn on one network pass (the encoder's trial of
     levels): one stream per state, each the bytes encode_tile_adaptive writes with that state."""
     pixels = np.ascontiguousarray(pixels, dtype=np.uint8)
+    packed, vmap_ptr = _value_map(vmap, pixels.shape[2])
     cap = len(states) * _stream_capacity(pixels.size)
     out = np.empty(cap, dtype=np.uint8)
     lengths = np.zeros(len(states), dtype=np.int64)
     pointers = (ctypes.c_void_p * len(states))(*[st.ptr for st in states])
     n = _LIB.pz_encode_tile_adaptive(*_members(model), pointers, len(states), pixels.shape[0], pixels.shape[1],
                                      pixels.ctypes.data_as(_u8p), out.ctypes.data_as(_u8p), cap,
-                                     lengths.ctypes.data_as(_i64p))
+                                     lengths.ctypes.data_as(_i64p), vmap_ptr)
     if n in (-3, -5):
-        raise ValueError("the adaptive stage needs models of slope >= 2 (an ensemble's alike)")
+        raise ValueError("the adaptive stage needs models of slope >= 2 (an ensemble's alike)"
+                         + (", and ranks the value map has" if vmap is not None else ""))
     if n < 0:
         raise MemoryError("native encoder: out of memory")
     ends = np.cumsum(lengths)
@@ -480,20 +495,21 @@ def encode_tile_adaptive_states(model: NetRecord | EnsembleRecord, pixels: np.nd
 
 
 def decode_tile_adaptive(model: NetRecord | EnsembleRecord, data: bytes, h: int, w: int, level=1,
-                         state: AdaptiveState | None = None) -> np.ndarray:
+                         state: AdaptiveState | None = None, vmap: ValueMap | None = None) -> np.ndarray:
     """A tile's pixels (h, w, channels) uint8 from its adaptive stream: the wavefront walk gives the stage
-    each sub-pixel's head outputs. `state` as for encode_tile_adaptive, in the same condition. ValueError
-    if the stream does not decode exactly to its end (corruption)."""
+    each sub-pixel's head outputs. `state` and `vmap` as for encode_tile_adaptive (with `vmap`: the ranks
+    the stage decoded). ValueError if the stream does not decode exactly to its end (corruption)."""
     C = model.cfg.channels
     state = state or AdaptiveState(adaptive.level_for(level, model), h * w * C)
+    packed, vmap_ptr = _value_map(vmap, C)
     buf = np.frombuffer(data, dtype=np.uint8) if len(data) else np.zeros(1, dtype=np.uint8)
     out = np.empty((h, w, C), dtype=np.uint8)
     status = _LIB.pz_decode_tile_adaptive(*_members(model), state.ptr, h, w, buf.ctypes.data_as(_u8p),
-                                          len(data), out.ctypes.data_as(_u8p))
+                                          len(data), out.ctypes.data_as(_u8p), vmap_ptr)
     if status == -2:
         raise MemoryError("native decoder: out of memory")
     if status in (-3, -5):
         raise ValueError("the adaptive stage needs models of slope >= 2 (an ensemble's alike)")
     if status != 0:
         raise ValueError("adaptive stream: not decoded exactly to its end (corrupt data)")
-    return out
+    return out if vmap is None else vmap.to_ranks(out)

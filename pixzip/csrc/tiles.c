@@ -28,6 +28,17 @@
  * stage takes from an ensemble (adaptive.ensemble_outputs). */
 INLINE int64_t members_mean(int64_t sum, int nm) { return (sum + nm / 2) / nm; }
 
+/* A levels plane coded in value space (entropy stage 4; entropy/value_map.py, ValueMap.packed): the network
+ * reads the values, the stage codes their ranks. Per channel: the network's mu16 -> the stage's (rank space),
+ * the log-scale steps to take from its index there, and rank -> value (-1: a rank the channel does not use). */
+enum { VMAP_MU = 0, VMAP_SHIFT = 4096, VMAP_VALUE = 8192, VMAP_CHANNEL = 8448 };
+
+INLINE void value_map_outputs(const int32_t *vm, int *mu16, int *idx) {
+    int m = *mu16 < 0 ? 0 : *mu16 > 4095 ? 4095 : *mu16, shift = vm[VMAP_SHIFT + m];
+    *mu16 = vm[VMAP_MU + m];
+    *idx = *idx > shift ? *idx - shift : 0;
+}
+
 /* Walk a tile in the decoding order with `nm` models (one, or an ensemble's members: same channels,
  * levels and slope). Decoding (`known` NULL): each symbol from the lanes and words, or, with `ad`, from
  * the adaptive stage's stream (given the members' averaged head outputs). With `known` (h x w x channels pixel values; one model), no
@@ -35,7 +46,7 @@ INLINE int64_t members_mean(int64_t sum, int nm) { return (sum + nm / 2) / nm; }
  * tests' comparison with the engine. */
 INLINE int walk_tile(const PzModel *const *ms, int nm, int h, int w, int lanes, int64_t *state,
                      const uint32_t *words, int64_t n_words, uint8_t *out, const uint8_t *known, int64_t *params,
-                     PzAdTile *ad, int vnni) {
+                     PzAdTile *ad, const int32_t *vmap, int vnni) {
     const PzModel *m = ms[0];
     int C = m->channels, s = m->slope;
     Tile tl[MAX_MEMBERS];
@@ -47,7 +58,7 @@ INLINE int walk_tile(const PzModel *const *ms, int nm, int h, int w, int lanes, 
     if (status != 0) goto done;
 
     int64_t ptr = 0;
-    int overrun = 0;
+    int overrun = 0, unused_rank = 0;
     for (int t = 0; t <= (w - 1) + s * (h - 1); t++) {          /* wavefronts t = j + s*i */
         int i_lo = t - (w - 1) <= 0 ? 0 : (t - (w - 1) + s - 1) / s, i_hi = t / s < h - 1 ? t / s : h - 1;
         for (int g = 0; g < C; g++)                              /* then channel, then row */
@@ -73,7 +84,15 @@ INLINE int walk_tile(const PzModel *const *ms, int nm, int h, int w, int lanes, 
                     } else if (ad) {
                         int64_t mu_sum = 0, idx_sum = 0;      /* adaptive.ensemble_outputs */
                         for (int k = 0; k < nm; k++) { mu_sum += mu16[k][p]; idx_sum += idx[k][p]; }
-                        value = ad_decode(ad, i, j, g, (int)members_mean(mu_sum, nm), (int)members_mean(idx_sum, nm));
+                        int mu = (int)members_mean(mu_sum, nm), ix = (int)members_mean(idx_sum, nm);
+                        if (!vmap) {
+                            value = ad_decode(ad, i, j, g, mu, ix);
+                        } else {        /* the stage decodes a rank; the network reads its value */
+                            const int32_t *vm = vmap + (size_t)g * VMAP_CHANNEL;
+                            value_map_outputs(vm, &mu, &ix);
+                            value = vm[VMAP_VALUE + ad_decode(ad, i, j, g, mu, ix)];
+                            if (value < 0) { unused_rank = 1; value = 0; }
+                        }
                     } else {
                         int64_t *x = &state[i % lanes];
                         int sym;
@@ -100,7 +119,7 @@ INLINE int walk_tile(const PzModel *const *ms, int nm, int h, int w, int lanes, 
     }
     if (known) goto done;
     if (ad) {
-        status = ad_finish_decode(ad);
+        status = unused_rank ? -1 : ad_finish_decode(ad);
     } else {
         if (overrun || ptr != n_words) status = -1;
         for (int k = 0; k < lanes; k++)
@@ -191,17 +210,25 @@ done:
  * levels, one network pass for all). The streams go to `out` one after another (room for cap bytes in
  * all), their lengths to `lens`. Returns their total length, -2 if memory ran out, -4 if cap is too small. */
 INLINE int64_t encode_adaptive(const PzModel *const *ms, int nm, PzAdaptive *const *sts, int nst, int h, int w,
-                               const uint8_t *pixels, uint8_t *out, int64_t cap, int64_t *lens, int vnni) {
+                               const uint8_t *pixels, uint8_t *out, int64_t cap, int64_t *lens, const int32_t *vmap,
+                               int vnni) {
     const PzModel *m = ms[0];
     int C = m->channels, s = m->slope, T = (w - 1) + s * (h - 1) + 1;
     size_t n = (size_t)h * w * C;
     int64_t status = -2, *first_of = malloc(sizeof(int64_t) * (T + 1)), *params = malloc(sizeof(int64_t) * 2 * n);
     int64_t *member = nm > 1 ? malloc(sizeof(int64_t) * 2 * n) : NULL;
-    if (!first_of || !params || (nm > 1 && !member)) goto done;
+    uint8_t *values = vmap ? malloc(n) : NULL;          /* value space: what the network reads */
+    const uint8_t *seen = vmap ? values : pixels;
+    if (!first_of || !params || (nm > 1 && !member) || (vmap && !values)) goto done;
+    for (size_t q = 0; vmap && q < n; q++) {
+        int32_t v = vmap[(q % C) * VMAP_CHANNEL + VMAP_VALUE + pixels[q]];
+        if (v < 0) { status = -3; goto done; }          /* a rank the channel does not use */
+        values[q] = (uint8_t)v;
+    }
     wavefront_starts(h, w, s, first_of);
-    if (dense_tile(m, h, w, pixels, first_of, params, vnni) != 0) goto done;
+    if (dense_tile(m, h, w, seen, first_of, params, vnni) != 0) goto done;
     for (int k = 1; k < nm; k++) {            /* the members' sums, then their rounded means */
-        if (dense_tile(ms[k], h, w, pixels, first_of, member, vnni) != 0) goto done;
+        if (dense_tile(ms[k], h, w, seen, first_of, member, vnni) != 0) goto done;
         for (size_t q = 0; q < 2 * n; q++) params[q] += member[q];
     }
     if (nm > 1)
@@ -214,8 +241,11 @@ INLINE int64_t encode_adaptive(const PzModel *const *ms, int nm, PzAdaptive *con
         for (int t = 0; t < T && len == 0; t++) {
             int i_lo = t - (w - 1) <= 0 ? 0 : (t - (w - 1) + s - 1) / s, i_hi = t / s < h - 1 ? t / s : h - 1;
             for (int g = 0; g < C; g++)
-                for (int i = i_lo; i <= i_hi; i++, pm += 2)
-                    ad_encode(&ad, i, t - s * i, g, pixels[((size_t)i * w + (t - s * i)) * C + g], (int)pm[0], (int)pm[1]);
+                for (int i = i_lo; i <= i_hi; i++, pm += 2) {
+                    int mu = (int)pm[0], ix = (int)pm[1];
+                    if (vmap) value_map_outputs(vmap + (size_t)g * VMAP_CHANNEL, &mu, &ix);
+                    ad_encode(&ad, i, t - s * i, g, pixels[((size_t)i * w + (t - s * i)) * C + g], mu, ix);
+                }
         }
         if (len == 0) len = ad_finish_encode(&ad);
         if (len >= 0 && len > cap - used) len = -4;
@@ -230,19 +260,21 @@ INLINE int64_t encode_adaptive(const PzModel *const *ms, int nm, PzAdaptive *con
     }
     status = used;
 done:
-    free(first_of); free(params); free(member);
+    free(first_of); free(params); free(member); free(values);
     return status;
 }
 
 /* The same code compiled twice: for any CPU, and for x86-64 with AVX-512 and VNNI. */
 static int walk_plain(const PzModel *const *ms, int nm, int h, int w, int lanes, int64_t *state, const uint32_t *words,
-                      int64_t n_words, uint8_t *out, const uint8_t *known, int64_t *params, PzAdTile *ad) {
-    return walk_tile(ms, nm, h, w, lanes, state, words, n_words, out, known, params, ad, 0);
+                      int64_t n_words, uint8_t *out, const uint8_t *known, int64_t *params, PzAdTile *ad,
+                      const int32_t *vmap) {
+    return walk_tile(ms, nm, h, w, lanes, state, words, n_words, out, known, params, ad, vmap, 0);
 }
 
 static int64_t encode_adaptive_plain(const PzModel *const *ms, int nm, PzAdaptive *const *sts, int nst, int h, int w,
-                                     const uint8_t *pixels, uint8_t *out, int64_t cap, int64_t *lens) {
-    return encode_adaptive(ms, nm, sts, nst, h, w, pixels, out, cap, lens, 0);
+                                     const uint8_t *pixels, uint8_t *out, int64_t cap, int64_t *lens,
+                                     const int32_t *vmap) {
+    return encode_adaptive(ms, nm, sts, nst, h, w, pixels, out, cap, lens, vmap, 0);
 }
 
 static int encode_plain(const PzModel *const *ms, int nm, int h, int w, int lanes, const uint8_t *pixels,
@@ -254,14 +286,14 @@ static int encode_plain(const PzModel *const *ms, int nm, int h, int w, int lane
 #ifdef PZ_X86
 VNNI_TARGET static int walk_vnni(const PzModel *const *ms, int nm, int h, int w, int lanes, int64_t *state,
                                  const uint32_t *words, int64_t n_words, uint8_t *out, const uint8_t *known,
-                                 int64_t *params, PzAdTile *ad) {
-    return walk_tile(ms, nm, h, w, lanes, state, words, n_words, out, known, params, ad, 1);
+                                 int64_t *params, PzAdTile *ad, const int32_t *vmap) {
+    return walk_tile(ms, nm, h, w, lanes, state, words, n_words, out, known, params, ad, vmap, 1);
 }
 
 VNNI_TARGET static int64_t encode_adaptive_vnni(const PzModel *const *ms, int nm, PzAdaptive *const *sts, int nst,
                                                 int h, int w, const uint8_t *pixels, uint8_t *out, int64_t cap,
-                                                int64_t *lens) {
-    return encode_adaptive(ms, nm, sts, nst, h, w, pixels, out, cap, lens, 1);
+                                                int64_t *lens, const int32_t *vmap) {
+    return encode_adaptive(ms, nm, sts, nst, h, w, pixels, out, cap, lens, vmap, 1);
 }
 
 VNNI_TARGET static int encode_vnni(const PzModel *const *ms, int nm, int h, int w, int lanes, const uint8_t *pixels,
@@ -282,18 +314,18 @@ int pz_decode_tile(const PzModel *const *ms, int nm, int h, int w, int lanes, in
                    const uint32_t *words, int64_t n_words, uint8_t *out) {
     if (nm < 1 || nm > MAX_MEMBERS) return -3;
 #ifdef PZ_X86
-    if (use_vnni) return walk_vnni(ms, nm, h, w, lanes, state, words, n_words, out, NULL, NULL, NULL);
+    if (use_vnni) return walk_vnni(ms, nm, h, w, lanes, state, words, n_words, out, NULL, NULL, NULL, NULL);
 #endif
-    return walk_plain(ms, nm, h, w, lanes, state, words, n_words, out, NULL, NULL, NULL);
+    return walk_plain(ms, nm, h, w, lanes, state, words, n_words, out, NULL, NULL, NULL, NULL);
 }
 
 /* The head outputs of every sub-pixel of a known tile as the walk computes them, in the decoding order
  * (2 per sub-pixel). */
 int pz_tile_params(const PzModel *m, int h, int w, const uint8_t *pixels, int64_t *params) {
 #ifdef PZ_X86
-    if (use_vnni) return walk_vnni(&m, 1, h, w, 1, NULL, NULL, 0, NULL, pixels, params, NULL);
+    if (use_vnni) return walk_vnni(&m, 1, h, w, 1, NULL, NULL, 0, NULL, pixels, params, NULL, NULL);
 #endif
-    return walk_plain(&m, 1, h, w, 1, NULL, NULL, 0, NULL, pixels, params, NULL);
+    return walk_plain(&m, 1, h, w, 1, NULL, NULL, 0, NULL, pixels, params, NULL, NULL);
 }
 
 /* Encode one tile of h x w known pixels with `nm` models (as pz_decode_tile): the lanes' final states
@@ -325,36 +357,38 @@ static int adaptive_members_ok(const PzModel *const *ms, int nm) {
  * outputs averaged) and the adaptive stage, once per state of `sts` (each fresh for this tile, or carried
  * from the previous tile of a chain: the format decides, never the thread count; several: the encoder
  * trying levels on one network pass). The streams go to `out` one after another (room for `cap` bytes;
- * 24 per sub-pixel + 16 a stream always suffice), their lengths to `lens`. Returns their total length, -2
- * if memory ran out, -4 if cap is too small, -3 or -5 for members that do not fit (adaptive_members_ok), -3
- * for no state. */
+ * 24 per sub-pixel + 16 a stream always suffice), their lengths to `lens`. `vmap` (or NULL): the pixels are a
+ * levels plane's ranks, the network reads their values (VMAP_*). Returns their total length, -2 if memory ran
+ * out, -4 if cap is too small, -3 or -5 for members that do not fit (adaptive_members_ok), -3 for no state or
+ * a rank `vmap` has no value for. */
 int64_t pz_encode_tile_adaptive(const PzModel *const *ms, int nm, PzAdaptive *const *sts, int nst, int h, int w,
-                                const uint8_t *pixels, uint8_t *out, int64_t cap, int64_t *lens) {
+                                const uint8_t *pixels, uint8_t *out, int64_t cap, int64_t *lens, const int32_t *vmap) {
     int bad = adaptive_members_ok(ms, nm);
     if (bad) return bad;
     if (nst < 1) return -3;
 #ifdef PZ_X86
-    if (use_vnni) return encode_adaptive_vnni(ms, nm, sts, nst, h, w, pixels, out, cap, lens);
+    if (use_vnni) return encode_adaptive_vnni(ms, nm, sts, nst, h, w, pixels, out, cap, lens, vmap);
 #endif
-    return encode_adaptive_plain(ms, nm, sts, nst, h, w, pixels, out, cap, lens);
+    return encode_adaptive_plain(ms, nm, sts, nst, h, w, pixels, out, cap, lens, vmap);
 }
 
 /* Decode one tile coded by pz_encode_tile_adaptive from its `n`-byte stream, with the same models and a
  * state in the same condition: the wavefront walk gives the stage each sub-pixel's head outputs in turn.
- * Writes h x w x channels pixel values to `out`. Returns 0, -1 if the stream is not used exactly to its
- * end (corrupt), -2 if memory ran out, -3 or -5 as above. */
+ * Writes h x w x channels pixel values to `out` (with `vmap`: the values of the ranks the stage decoded).
+ * Returns 0, -1 if the stream is not used exactly to its end or decodes a rank `vmap` has no value for
+ * (corrupt), -2 if memory ran out, -3 or -5 as above. */
 int pz_decode_tile_adaptive(const PzModel *const *ms, int nm, PzAdaptive *st, int h, int w, const uint8_t *data,
-                            int64_t n, uint8_t *out) {
+                            int64_t n, uint8_t *out, const int32_t *vmap) {
     int status = adaptive_members_ok(ms, nm);
     if (status) return status;
     PzAdTile ad;
     status = ad_begin_decode(&ad, st, h, w, ms[0]->channels, ms[0]->prefix, data, n);
     if (status == 0) {
 #ifdef PZ_X86
-        if (use_vnni) status = walk_vnni(ms, nm, h, w, 0, NULL, NULL, 0, out, NULL, NULL, &ad);
+        if (use_vnni) status = walk_vnni(ms, nm, h, w, 0, NULL, NULL, 0, out, NULL, NULL, &ad, vmap);
         else
 #endif
-        status = walk_plain(ms, nm, h, w, 0, NULL, NULL, 0, out, NULL, NULL, &ad);
+        status = walk_plain(ms, nm, h, w, 0, NULL, NULL, 0, out, NULL, NULL, &ad, vmap);
     }
     ad_end(&ad);
     return status;

@@ -31,9 +31,11 @@ DEPTHS = {"L": (2, 4, 8, 16), "LA": (8, 16), "RGB": (8, 16), "RGBA": (8, 16), "P
 # v4: a plane's entropy stage: 0 = the static rANS lanes of v3 with the model's tables; 1 = the adaptive
 # stage (entropy/adaptive.py) at a level of ADAPTIVE_LEVELS, a fresh state per tile, byte-framed tile
 # streams of which any may be stored instead; 2 = the whole plane stored (bit-packed samples, one stream);
-# 3 = the whole plane filtered and LZMA2-compressed (entropy/lz.py, one stream)
-STATIC, ADAPTIVE, STORED, LZ = 0, 1, 2, 3
-ENTROPY_STAGES = (STATIC, ADAPTIVE, STORED, LZ)
+# 3 = the whole plane filtered and LZMA2-compressed (entropy/lz.py, one stream); 4 = as 1, for a plane that
+# holds a Levels transform's ranks, with the network reading their values (entropy/value_map.py)
+STATIC, ADAPTIVE, STORED, LZ, ADAPTIVE_VALUES = 0, 1, 2, 3, 4
+ENTROPY_STAGES = (STATIC, ADAPTIVE, STORED, LZ, ADAPTIVE_VALUES)
+ADAPTIVE_STAGES = (ADAPTIVE, ADAPTIVE_VALUES)   # the stages coded by the adaptive stage (tile streams, a level)
 WHOLE_PLANE = (STORED, LZ)                    # the stages that code a plane as one stream, without a model
 # the LZ stage's mode byte (entropy/lz.py): the residuals' filter in bits 0-1, bit 2 the planar order
 LZ_FILTERS = ("none", "W", "N", "W+N-NW")
@@ -158,12 +160,12 @@ def _common_fields(h: Header, id_bytes: int) -> bytearray:
 
 
 def _stage_fields(h: Header, p: int, stage: int) -> bytes:
-    """v4: after a plane's stage byte, the adaptive level (stage 1), the stored sample width (1, 2) or
+    """v4: after a plane's stage byte, the adaptive level (stages 1, 4), the stored sample width (1, 2, 4) or
     the LZ stage's mode (3)."""
     fields = b""
-    if stage == ADAPTIVE:
+    if stage in ADAPTIVE_STAGES:
         fields += bytes([h.levels[p]])
-    if stage in (ADAPTIVE, STORED):
+    if stage in ADAPTIVE_STAGES + (STORED,):
         fields += bytes([h.stored_bits[p]])
     if stage == LZ:
         fields += bytes([h.lz_modes[p]])
@@ -173,8 +175,8 @@ def _stage_fields(h: Header, p: int, stage: int) -> bytes:
 def describe_stage(h: Header, p: int) -> str:
     """How plane p is coded, in words (docs/FORMAT.md, "Entropy stages"): `pixzip info`, `compress -v`."""
     stage = (h.entropy or [STATIC] * len(h.planes))[p]
-    if stage == ADAPTIVE:
-        return f"adaptive level {h.levels[p]}"
+    if stage in ADAPTIVE_STAGES:
+        return f"adaptive level {h.levels[p]}{', levels in value space' if stage == ADAPTIVE_VALUES else ''}"
     if stage == STORED:
         return f"stored ({h.stored_bits[p]}-bit samples)"
     if stage == LZ:
@@ -191,10 +193,10 @@ def _read_stage(r: Reader) -> tuple[int, int, int, int]:
     stage = r.u8()
     if stage not in ENTROPY_STAGES:
         raise FormatError(f"file uses entropy stage {stage}, which this pixzip does not know (upgrade pixzip)")
-    level = r.u8() if stage == ADAPTIVE else 0
-    if stage == ADAPTIVE and level not in ADAPTIVE_LEVELS:
+    level = r.u8() if stage in ADAPTIVE_STAGES else 0
+    if stage in ADAPTIVE_STAGES and level not in ADAPTIVE_LEVELS:
         raise FormatError(f"header is corrupted (adaptive level {level})")
-    bits = r.u8() if stage in (ADAPTIVE, STORED) else 0
+    bits = r.u8() if stage in ADAPTIVE_STAGES + (STORED,) else 0
     if bits > 8:
         raise FormatError(f"header is corrupted (stored sample width {bits})")
     lz_mode = r.u8() if stage == LZ else 0

@@ -150,6 +150,26 @@ def least_squares_golden():
     effort = Effort(models=1, stage=container.ADAPTIVE, level=9)
     data, _ = api.compress(images.split(vote_image()), [modelfile.load(path)], tile=8, effort=effort)
     (HERE / "rgb16-adaptive9-chains.pxz").write_bytes(data)
+    value_levels_golden()
+
+
+def rgb565_image() -> Image.Image:
+    """The RGB image at RGB565's depth (5, 6 and 5 bits, each widened back to 8 as (v << 3) | (v >> 2)): a
+    levels plane, coded in value space (entropy stage 4, session 20)."""
+    px = np.asarray(golden_images()["rgb"]).astype(np.int64)
+    out = np.empty_like(px)
+    for c, bits in enumerate((5, 6, 5)):
+        v = px[..., c] >> (8 - bits)
+        out[..., c] = (v << (8 - bits)) | (v >> (2 * bits - 8))
+    return Image.fromarray(out.astype(np.uint8))
+
+
+def value_levels_golden():
+    """Levels in value space (stage 4, session 20): the RGB565 image at level 9, tiles of 8 (three chains)."""
+    effort = Effort(models=1, stage=container.ADAPTIVE, level=9, transforms="estimate")
+    data, _ = api.compress(images.split(rgb565_image()), [modelfile.load(HERE / "golden-rgb16.pxm")], tile=8,
+                           effort=effort)
+    (HERE / "rgb16-levels-values.pxz").write_bytes(data)
 
 
 if __name__ == "__main__":

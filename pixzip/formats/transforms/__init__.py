@@ -30,7 +30,7 @@ The modules: `steps.py` (the base, the layout and level steps, the checks they s
 packing is `formats/stored.py`.
 
 How the coder uses it (api.compress / decompress, the container):
-    encode:  coded, record = choose(image, try_coding)    # try_coding: lambda im: compress(im)[0], or None
+    encode:  coded, record = choose(image, try_coding)    # try_coding(im, record) -> bytes or their count, or None
              the container codes `coded` (its mode, width, height, planes) and stores, beside the header,
              record.to_bytes() when not record.is_identity (an empty field = identity), and the CRC of the
              ORIGINAL image's pixel_bytes() (so a bad record is caught like bad pixels)

@@ -324,10 +324,11 @@ def estimate_bits(image: ImageData) -> float:
     return bits
 
 
-def choose(image: ImageData, try_coding: Callable[[ImageData], "bytes | int"] | None = None,
+def choose(image: ImageData, try_coding: Callable[[ImageData, TransformRecord], "bytes | int"] | None = None,
            max_trials: int | None = None) -> tuple[ImageData, TransformRecord]:
-    """The candidate with the fewest bytes (coded image + record). `try_coding(candidate)` returns the
-    coded bytes (or their count), e.g. `lambda im: api.compress(im)[0]`; without it a residual-entropy
+    """The candidate with the fewest bytes (coded image + record). `try_coding(candidate, record)` returns the
+    coded bytes (or their count), e.g. `lambda im, record: api.compress(im)[0]` (the record says, for one,
+    which planes hold levels' ranks); without it a residual-entropy
     estimate ranks them. `max_trials`: trial-code only that many, the best by the estimate (an effort
     knob: each trial is one encode). Ties keep the simpler chain."""
     options = candidates(image)
@@ -340,11 +341,11 @@ def choose(image: ImageData, try_coding: Callable[[ImageData], "bytes | int"] | 
 
 
 def candidate_cost(coded: ImageData, record: TransformRecord,
-                   try_coding: Callable[[ImageData], "bytes | int"] | None = None) -> float:
+                   try_coding: Callable[[ImageData, TransformRecord], "bytes | int"] | None = None) -> float:
     """Bytes a candidate costs: its coding (trial or estimate) plus its record (none for the identity)."""
     overhead = 0 if record.is_identity else len(record.to_bytes())
     if try_coding is None:
         return estimate_bits(coded) / 8 + overhead
-    result = try_coding(coded)
+    result = try_coding(coded, record)
     return (result if isinstance(result, int) else len(result)) + overhead
 

@@ -63,6 +63,18 @@ class TransformRecord:
         repeats = [s for s in self.steps if isinstance(s, DropRepeats)]
         return (repeats[0].width, repeats[0].height) if repeats else (coded_width, coded_height)
 
+    def value_tables(self, plane: int, channels: int) -> list | None:
+        """The used values (rank -> value, per channel) of a coded plane that holds a Levels step's ranks,
+        where the network may read their values instead (entropy stage 4): the step must be among the
+        chain's last steps, those that change no values of this plane after it (other planes' Levels,
+        DropRepeats). None for any other plane."""
+        for step in reversed(self.steps):
+            if isinstance(step, Levels) and step.plane == plane:
+                return step.tables(channels)
+            if not isinstance(step, (Levels, DropRepeats)):
+                return None
+        return None
+
     def describe(self) -> str:
         return " -> ".join(s.describe() for s in self.steps) or "none"
 
