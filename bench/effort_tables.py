@@ -175,7 +175,7 @@ def run_chunk(items: list, levels: list[int]) -> dict:
     recs = [{"image": name, "mode": im.mode, "width": im.width, "height": im.height, "pixels": im.width * im.height,
              "levels": {}, "others": {}} for (name, _, _), im in zip(loaded, ims)]
     stage_names = {container.STATIC: "static", container.ADAPTIVE: "adaptive", container.STORED: "stored",
-                   container.LZ: "LZMA2"}
+                   container.LZ: "LZMA2", container.ADAPTIVE_VALUES: "adaptive (values)"}
     timing = {}
     for e in levels:
         coded, te, ce = timed(lambda: api.compress_many(ims, effort=e, workers=threads))
@@ -188,7 +188,7 @@ def run_chunk(items: list, levels: list[int]) -> dict:
             rec["subpixels"] = st.subpixels
             rec["levels"][str(e)] = {
                 "bytes": len(blob), "stream_bits": st.model_bits, "exact": bool(exact),
-                "stages": [stage_names[s] + (f" L{lv}" if s == container.ADAPTIVE else "")
+                "stages": [stage_names[s] + (f" L{lv}" if s in container.ADAPTIVE_STAGES else "")
                            + (f" ({container.lz_mode_name(m)})" if s == container.LZ else "")
                            for s, lv, m in zip(h.entropy, h.levels, h.lz_modes)],
                 "models": [m.name or m.id[:16] for m in h.models],
