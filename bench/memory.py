@@ -96,12 +96,12 @@ def stage_memory(pxz: Path, effort: int | None = None) -> str:
     import os
     from pixzip import api
     from pixzip.efforts import DEFAULT_EFFORT
-    from pixzip.formats.container import ADAPTIVE, describe_stage
+    from pixzip.formats.container import ADAPTIVE_STAGES, describe_stage
     h = api.read_header(pxz.read_bytes())
     stages = ", ".join(describe_stage(h, p) for p in range(len(h.planes)))
     out = (f"Effort -e {effort or DEFAULT_EFFORT}{'' if effort else ' (the default)'}; planes: {stages}; tile {h.tile}; "
            f"threads: {os.cpu_count()} (the CLI's default, all cores).")
-    levels = sorted({lv for e, lv in zip(h.entropy, h.levels) if e == ADAPTIVE})
+    levels = sorted({lv for e, lv in zip(h.entropy, h.levels) if e in ADAPTIVE_STAGES})
     if levels:
         from pixzip.backends.native import AdaptiveState
         channels = max(c for _, c in h.planes)

@@ -135,9 +135,10 @@ def _transformed(image: ImageData, plan: Effort, models, tile: int, workers: int
 
         def try_coding(candidate: ImageData, record: transforms.TransformRecord) -> int:
             # (the original only decides which named models may go unused; the record's bytes are added
-            # by transforms.candidate_cost; the record tells which planes may be coded in value space)
-            return len(_code_images([candidate], [record], [image], models, tile, None,
-                                    workers, device, version, bare)[0][0])
+            # by transforms.candidate_cost, so the trial's file holds none; the record still tells which
+            # planes hold levels' ranks, coded in value space)
+            return len(_code_images([candidate], [transforms.IDENTITY], [image], models, tile, None,
+                                    workers, device, version, bare, [record])[0][0])
     return transforms.choose(image, try_coding, plan.max_trials)
 
 
@@ -168,12 +169,15 @@ def _plane_options(model: LoadedModel, plane: np.ndarray, image: ImageData, plan
 
 
 def _code_images(images: Sequence[ImageData], records: list, originals: Sequence[ImageData], models,
-                 tile: int, progress, workers: int, device, version: int, plan: Effort) -> list[tuple[bytes, Stats]]:
+                 tile: int, progress, workers: int, device, version: int, plan: Effort,
+                 chains: list | None = None) -> list[tuple[bytes, Stats]]:
     """Code the (transformed) images: every plane with each of its options, batched per model and
-    stage; per plane the smallest, or its samples stored where that is smaller still."""
+    stage; per plane the smallest, or its samples stored where that is smaller still. `records` go into
+    the files; `chains` (default: the same) are the images' transform chains, which say which planes hold
+    levels' ranks (a trial codes a candidate without its record: transforms.candidate_cost adds it)."""
     chosen = [choose_models(im, models, plan.models, original) for im, original in zip(images, originals)]
     split = [_SplitImage.of(im) for im in images]
-    tables = {(i, p): records[i].value_tables(p, im.planes[p].shape[2])
+    tables = {(i, p): (chains or records)[i].value_tables(p, im.planes[p].shape[2])
               for i, im in enumerate(images) for p in range(len(im.planes))}
     options = {(i, p): _plane_options(m, im.planes[p], im, plan, models, tables[(i, p)] is not None)
                for i, (im, ms) in enumerate(zip(images, chosen)) for p, m in enumerate(ms)}

@@ -364,6 +364,31 @@ def test_efforts_that_trial_code_their_transforms_try_levels_both_ways(fast_rgb)
     assert stages[1] == [STATIC]
 
 
+def test_a_trial_counts_a_candidates_record_once(monkeypatch, fast_rgb):
+    """Trial coding (transforms="trial") codes each candidate without its record and transforms.candidate_cost
+    adds the record's bytes: the chosen candidate's trial plus its record is the file, to the record's length
+    prefix (the record still says which planes are levels, coded in value space)."""
+    from pixzip.efforts import Effort
+    seen = []
+    real = transforms.choose
+
+    def spy(image, try_coding=None, max_trials=None):
+        def counted(candidate, record):
+            n = try_coding(candidate, record)
+            seen.append((record, n))
+            return n
+        return real(image, counted, max_trials)
+    monkeypatch.setattr(transforms, "choose", spy)
+    plane = np.repeat(_rgb565(9, 10, seed=2), 2, axis=1)            # levels, and every column twice
+    image = images.ImageData("RGB", 20, 9, [plane])
+    effort = Effort(models=1, stage=ADAPTIVE, level=9, transforms="trial", lz_probe=True)
+    data = api.compress(image, [fast_rgb], tile=8, effort=effort)[0]
+    record = transforms.TransformRecord.from_bytes(container.read_header(data)[0].transform)
+    assert not record.is_identity and len(seen) > 2
+    trial = dict((r.to_bytes(), n) for r, n in seen)[record.to_bytes()]
+    assert 0 < len(data) - (trial + len(record.to_bytes())) <= 3
+
+
 def test_chains_hold_every_tile_once_in_at_least_two_short_chains():
     for n in range(1, 80):
         chains = adaptive.chains(n)
