@@ -84,11 +84,16 @@ def test_c_codes_value_space_as_the_reference_does(h, w, level):
     ranks = vm.to_ranks(image)
     params = vm.all_outputs(native.dense_params(model, image), coding_order(h, w, model.slope, 3)[2])
     lv = A.level_for(level, model)
-    reference = A.encode_tile(ranks, params, model.laplace_prefix(), model.slope, lv)
+    reference = A.encode_tile(ranks, params, model.laplace_prefix(), model.slope, lv, top=vm.tops)
     data = native.encode_tile_adaptive(model, ranks, level, vmap=vm)
     assert data == reference
-    assert data == native.adaptive_encode_known(ranks, params, model.laplace_prefix(), model.slope, lv)
     assert np.array_equal(native.decode_tile_adaptive(model, data, h, w, level, vmap=vm), ranks)
+    decoder = A.TileDecoder(data, h, w, 3, model.laplace_prefix(), model.slope, lv, top=vm.tops)
+    for n in range(len(params)):
+        decoder.step(*params[n])
+    assert np.array_equal(decoder.finish(), ranks)
+    # the range 0..255 (stage 1's) codes the same ranks in more bytes: probability on ranks that cannot occur
+    assert len(A.encode_tile(ranks, params, model.laplace_prefix(), model.slope, lv)) > len(data) or h * w < 40
 
 
 def test_a_rank_the_channel_does_not_use_is_refused_both_ways():
@@ -102,3 +107,21 @@ def test_a_rank_the_channel_does_not_use_is_refused_both_ways():
         native.decode_tile_adaptive(model, data, 12, 12, 9, vmap=fewer)
     with pytest.raises(ValueError):
         native.encode_tile_adaptive(model, ranks, 9, vmap=fewer)
+
+
+def test_a_channel_of_one_value_costs_nothing_and_the_mean_stays_in_range():
+    """With top 0 no decision is coded; a mean past 16 * top is held there on both sides."""
+    model = _shipped()
+    image = _rgb565(9, 11, seed=4)
+    image[..., 1] = 77                                   # G takes one value
+    vm = ValueMap.of([np.unique(image[..., c]) for c in range(3)])
+    assert vm.tops[1] == 0
+    ranks = vm.to_ranks(image)
+    data = native.encode_tile_adaptive(model, ranks, 9, vmap=vm)
+    assert np.array_equal(native.decode_tile_adaptive(model, data, 9, 11, 9, vmap=vm), ranks)
+    params = vm.all_outputs(native.dense_params(model, image), coding_order(9, 11, model.slope, 3)[2])
+    params[:, 0] = 4080                                  # every mean at the top of 0..255: beyond every channel's range
+    lv = A.level_for(9, model)
+    held = A.encode_tile(ranks, params, model.laplace_prefix(), model.slope, lv, top=vm.tops)
+    params[:, 0] = np.array([16 * t for t in vm.tops])[coding_order(9, 11, model.slope, 3)[2]]
+    assert held == A.encode_tile(ranks, params, model.laplace_prefix(), model.slope, lv, top=vm.tops)

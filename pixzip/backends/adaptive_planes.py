@@ -110,7 +110,8 @@ def _code_tile(model, pixels: np.ndarray, level: int, in_native: bool, state, vm
     if vmap is not None:
         h, w, C = pixels.shape
         params = vmap.all_outputs(params, coding_order(h, w, model.slope, C)[2])
-    return adaptive.encode_tile(pixels, params, _cdf(model), model.slope, adaptive.level_for(level, model), state)
+    return adaptive.encode_tile(pixels, params, _cdf(model), model.slope, adaptive.level_for(level, model), state,
+                                None if vmap is None else vmap.tops)
 
 
 def _framed(data: bytes, pixels: np.ndarray, bits: int) -> np.ndarray:
@@ -202,9 +203,10 @@ class _AdaptiveDecider:
 
     def begin(self, batch, tiles: np.ndarray, ii: np.ndarray, t: np.ndarray):
         C, slope = self.model.cfg.channels, self.model.slope
-        self.decoders = [adaptive.TileDecoder(self.payloads[key], h, w, C, self.cdf, slope, self.level,
-                                              self.states.get(key)) for key, _, _, h, w in batch]
         self.tile_vmaps = [self.vmaps[key[0]] for key, _, _, _, _ in batch]
+        self.decoders = [adaptive.TileDecoder(self.payloads[key], h, w, C, self.cdf, slope, self.level,
+                                              self.states.get(key), None if vmap is None else vmap.tops)
+                         for (key, _, _, h, w), vmap in zip(batch, self.tile_vmaps)]
         self.tiles = tiles
 
     def step(self, params, s: int, e: int, c: int) -> np.ndarray:

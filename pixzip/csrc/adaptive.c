@@ -657,18 +657,20 @@ INLINE int64_t side(const Stage *sg, int r, int p, int negative, int a, int b) {
     return negative ? mass(sg, r, p - b, p - a) : mass(sg, r, p + a, p + b);
 }
 
-/* _code_subpixel: x binarised around p (x < 0: decoded); returns x. Each decision's ones and total per table. */
-INLINE int code_subpixel(Stage *sg, int p, int x) {
+/* _code_subpixel: x in 0..hi binarised around p (x < 0: decoded); returns x. Each decision's ones and total per
+ * table. */
+INLINE int code_subpixel(Stage *sg, int p, int x, int hi) {
     int dec = x < 0, r = x - p, m = r < 0 ? -r : r, R = sg->tables;
     int64_t ones[2], total[2];
-    for (int k = 0; k < R; k++) ones[k] = mass(sg, k, p, p), total[k] = mass(sg, k, 0, 255);
+    if (hi == 0) return 0;                   /* one value: nothing to code */
+    for (int k = 0; k < R; k++) ones[k] = mass(sg, k, p, p), total[k] = mass(sg, k, 0, hi);
     if (code_bit(sg, NODE_ZERO, dec ? -1 : r == 0, ones, total)) return p;
-    int negative = p == 255;
-    if (p > 0 && p < 255) {
-        for (int k = 0; k < R; k++) ones[k] = mass(sg, k, 0, p - 1), total[k] = ones[k] + mass(sg, k, p + 1, 255);
+    int negative = p == hi;
+    if (p > 0 && p < hi) {
+        for (int k = 0; k < R; k++) ones[k] = mass(sg, k, 0, p - 1), total[k] = ones[k] + mass(sg, k, p + 1, hi);
         negative = code_bit(sg, NODE_SIGN, dec ? -1 : r < 0, ones, total);
     }
-    int top = negative ? p : 255 - p, e = 0;
+    int top = negative ? p : hi - p, e = 0;
     while ((2 << e) <= top) {
         for (int k = 0; k < R; k++)
             ones[k] = side(sg, k, p, negative, 2 << e, top), total[k] = side(sg, k, p, negative, 1 << e, top);
@@ -693,6 +695,7 @@ static int begin(PzAdTile *t, PzAdaptive *st, int h, int w, int C, const int64_t
     t->st = st;
     t->cdf = cdf;
     t->h = h; t->w = w; t->C = C;
+    for (int k = 0; k < 4; k++) t->top[k] = 255;
     t->x2 = 0xFFFFFFFFu;
     t->value = malloc((size_t)h * w * C);
     t->res = malloc(sizeof(int16_t) * (size_t)h * w * C);
@@ -726,13 +729,15 @@ INLINE void record(PzAdTile *t, int i, int j, int c, int x, int p, const int *ca
 
 /* one sub-pixel (adaptive._code_one): x >= 0 encodes it, x < 0 decodes it; returns it */
 INLINE int code_one(PzAdTile *t, int i, int j, int c, int x, int mu16, int idx) {
+    int hi = t->top[c];
+    if (mu16 > 16 * hi) mu16 = 16 * hi;      /* the mean within the channel's range */
     int F[AD_N_FEATURES], cand[AD_CANDIDATES], p = rounded_mean(mu16);
     Stage sg;
     features(t, i, j, c, mu16, idx, F);
     F[F_VOTE] = F[F_VX] = 0;
     if (t->st->lv.vote) exact_vote(t, i, j, c, p, cand, F);
     stage_init(&sg, t, F, mu16, idx);
-    x = code_subpixel(&sg, p, x);
+    x = code_subpixel(&sg, p, x, hi);
     record(t, i, j, c, x, p, cand);
     lms_update(t->st, c, x - p);
     ols_update(t->st, c, x - p);

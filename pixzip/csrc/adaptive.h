@@ -41,6 +41,7 @@ typedef struct {
     uint8_t *buf;                /* encoding: the bytes written (grown as needed); decoding: the stream */
     int64_t len, cap, pos;
     int decoding;
+    int top[4];                  /* per channel, the largest value it can take: 255, or a levels plane's last rank */
     int failed;                  /* encoding: memory ran out */
 } PzAdTile;
 

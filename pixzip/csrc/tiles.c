@@ -33,6 +33,15 @@ INLINE int64_t members_mean(int64_t sum, int nm) { return (sum + nm / 2) / nm; }
  * the log-scale steps to take from its index there, and rank -> value (-1: a rank the channel does not use). */
 enum { VMAP_MU = 0, VMAP_SHIFT = 4096, VMAP_VALUE = 8192, VMAP_CHANNEL = 8448 };
 
+/* each channel's last rank (its count of values - 1): the stage's range */
+INLINE void value_map_tops(const int32_t *vmap, int C, PzAdTile *ad) {
+    for (int g = 0; g < C && g < 4; g++) {
+        int n = 0;
+        while (n < 256 && vmap[(size_t)g * VMAP_CHANNEL + VMAP_VALUE + n] >= 0) n++;
+        ad->top[g] = n > 0 ? n - 1 : 0;
+    }
+}
+
 INLINE void value_map_outputs(const int32_t *vm, int *mu16, int *idx) {
     int m = *mu16 < 0 ? 0 : *mu16 > 4095 ? 4095 : *mu16, shift = vm[VMAP_SHIFT + m];
     *mu16 = vm[VMAP_MU + m];
@@ -237,6 +246,7 @@ INLINE int64_t encode_adaptive(const PzModel *const *ms, int nm, PzAdaptive *con
     for (int k = 0; k < nst; k++) {
         PzAdTile ad;
         int64_t len = ad_begin_encode(&ad, sts[k], h, w, C, m->prefix);
+        if (vmap) value_map_tops(vmap, C, &ad);
         const int64_t *pm = params;
         for (int t = 0; t < T && len == 0; t++) {
             int i_lo = t - (w - 1) <= 0 ? 0 : (t - (w - 1) + s - 1) / s, i_hi = t / s < h - 1 ? t / s : h - 1;
@@ -383,6 +393,7 @@ int pz_decode_tile_adaptive(const PzModel *const *ms, int nm, PzAdaptive *st, in
     if (status) return status;
     PzAdTile ad;
     status = ad_begin_decode(&ad, st, h, w, ms[0]->channels, ms[0]->prefix, data, n);
+    if (vmap) value_map_tops(vmap, ms[0]->channels, &ad);
     if (status == 0) {
 #ifdef PZ_X86
         if (use_vnni) status = walk_vnni(ms, nm, h, w, 0, NULL, NULL, 0, out, NULL, NULL, &ad, vmap);

@@ -430,19 +430,21 @@ class _Stage:
         return y
 
 
-def _code_subpixel(stage: _Stage, p: int, x: int | None) -> int:
-    """Binarise x around p and code its decisions (x None: decode them); returns x. Each decision also
-    gets the network's probability of a 1 from its tables' frequencies of the values still possible."""
+def _code_subpixel(stage: _Stage, p: int, x: int | None, hi: int = 255) -> int:
+    """Binarise x in 0..hi around p and code its decisions (x None: decode them); returns x. Each decision
+    also gets the network's probability of a 1 from its tables' frequencies of the values still possible."""
     bit, mass = stage.code_bit, stage.mass
+    if hi == 0:                                   # one value: nothing to code
+        return 0
     r = None if x is None else x - p
-    if bit(NODE_ZERO, None if r is None else int(r == 0), mass(p, p), mass(0, 255)):
+    if bit(NODE_ZERO, None if r is None else int(r == 0), mass(p, p), mass(0, hi)):
         return p
-    if 0 < p < 255:
+    if 0 < p < hi:
         below = mass(0, p - 1)
-        negative = bit(NODE_SIGN, None if r is None else int(r < 0), below, below + mass(p + 1, 255))
+        negative = bit(NODE_SIGN, None if r is None else int(r < 0), below, below + mass(p + 1, hi))
     else:
-        negative = int(p == 255)
-    top = p if negative else 255 - p              # the largest |r| the range allows
+        negative = int(p == hi)
+    top = p if negative else hi - p               # the largest |r| the range allows
 
     def side(a: int, b: int) -> int:              # the frequency of magnitudes a..b on this side
         return mass(p - b, p - a) if negative else mass(p + a, p + b)
@@ -520,14 +522,17 @@ def _code_one(state: State, coder, tile: TileData, cdf: np.ndarray, i: int, j: i
               x: int | None) -> int:
     """One sub-pixel in the decoding order (x None: decode it), the same for the encoder and the decoder:
     its features (and, at levels with a vote, the vote), its decisions, then what the tile and the state
-    learn from it. Returns its value. (C: code_one.)"""
+    learn from it. Returns its value. (C: code_one.) The mean is first held within the channel's range
+    (0..255, or a value-space plane's ranks: tile.top)."""
+    hi = tile.top[c]
+    mu16 = min(mu16, 16 * hi)
     p = rounded_mean(mu16)
     F = features(tile, i, j, c, mu16, idx, state.lms, state.ols)
     candidates = None
     if state.level.vote:
         candidates = exact_candidates(tile, i, j, c)
         F[F_VOTE], F[F_VX] = exact_vote(tile, i, j, c, p, candidates, state.level.vote)
-    x = _code_subpixel(_Stage(state, coder, F, cdf, table_starts(state, mu16, idx)), p, x)
+    x = _code_subpixel(_Stage(state, coder, F, cdf, table_starts(state, mu16, idx)), p, x, hi)
     _record(tile, i, j, c, x, p, candidates)
     if state.lms:
         state.lms.update(c, x - p)
@@ -537,15 +542,15 @@ def _code_one(state: State, coder, tile: TileData, cdf: np.ndarray, i: int, j: i
 
 
 def encode_tile(pixels: np.ndarray, params: np.ndarray, cdf: np.ndarray, slope: int, level: int = 1,
-                state: State | None = None) -> bytes:
+                state: State | None = None, top: tuple[int, ...] | None = None) -> bytes:
     """A tile's bytes: pixels (h, w, C) uint8 and each sub-pixel's (mu16, idx) in the decoding order
     (n, 2), as native.tile_params gives them; `cdf` the model's Laplace rows' prefix sums (int64, the
     engine's `_laplace_prefix()`). `state`: carried from earlier tiles of a chain (updated), or None
-    for a fresh one."""
+    for a fresh one. `top`: each channel's largest value (default 255; a value-space plane's last ranks)."""
     h, w, C = pixels.shape
     _check_slope(slope)
     state = state or State(level, h * w * C)
-    tile, coder = TileData(h, w, C), BinaryEncoder()
+    tile, coder = TileData(h, w, C, top), BinaryEncoder()
     for n, (i, j, c) in enumerate(decoding_order(h, w, C, slope)):
         _code_one(state, coder, tile, cdf, i, j, c, int(params[n, 0]), int(params[n, 1]), int(pixels[i, j, c]))
     return coder.finish()
@@ -558,11 +563,11 @@ class TileDecoder:
     exactly (corruption)."""
 
     def __init__(self, data: bytes, h: int, w: int, channels: int, cdf: np.ndarray, slope: int, level: int = 1,
-                 state: State | None = None):
+                 state: State | None = None, top: tuple[int, ...] | None = None):
         _check_slope(slope)
         self.cdf = cdf
         self.state = state or State(level, h * w * channels)
-        self.tile, self.coder = TileData(h, w, channels), BinaryDecoder(data)
+        self.tile, self.coder = TileData(h, w, channels, top), BinaryDecoder(data)
         self.order = decoding_order(h, w, channels, slope)
         self.pixels = np.zeros((h, w, channels), dtype=np.uint8)
         self.position = next(self.order, None)

@@ -47,8 +47,9 @@ class TileData:
     earlier channel of the pixel is known; outside the tile a value reads as the current prediction p
     and a residual as 0."""
 
-    def __init__(self, h: int, w: int, channels: int):
+    def __init__(self, h: int, w: int, channels: int, top: tuple[int, ...] | None = None):
         self.h, self.w, self.C = h, w, channels
+        self.top = tuple(top) if top is not None else (255,) * channels    # each channel's largest value
         self.value = [0] * (h * w * channels)
         self.res = [0] * (h * w * channels)
         self.exact = [0] * (h * w * channels)    # which vote candidates were exact (levels with a vote)

@@ -71,6 +71,11 @@ class ValueMap:
     def channels(self) -> int:
         return len(self.values)
 
+    @property
+    def tops(self) -> tuple[int, ...]:
+        """Each channel's last rank: the adaptive stage codes values 0..top (adaptive.TileData.top)."""
+        return tuple(len(v) - 1 for v in self.values)
+
     def outputs(self, mu16: int, idx: int, c: int) -> tuple[int, int]:
         """One sub-pixel's network outputs in value space -> the stage's in rank space."""
         return int(self.mu[c, mu16]), max(0, idx - int(self.shift[c, mu16]))
