@@ -6,7 +6,9 @@ arithmetic decoder, the context tables and the mixers. Run it on the sanitizer b
 
 (fuzz/run_sanitized.py passes `--target adaptive` here). Seeds: tiles of smooth and noisy images, 1x1 to
 40x40, coded with the shipped colour and grey defaults at every adaptive level (1 to 10: counters and mixers,
-the residual and least-squares predictors, the vote, the shifted table), fresh and chained states. Mutations: bit flips, byte runs set to extremes, truncations, extensions with random bytes,
+the residual and least-squares predictors, the vote, the shifted table), fresh and chained states, and levels
+planes coded in value space (entropy stage 4: a value map, a channel of one value among them). Mutations: bit
+flips, byte runs set to extremes, truncations, extensions with random bytes,
 random streams of plausible length; and a wrong tile size for a valid stream. Decoding must return
 pixels or raise ValueError (the stream does not decode exactly to its end); a crash or a sanitizer
 report is a finding, as is any other exception.
@@ -29,10 +31,12 @@ sys.path.insert(0, str(ROOT))
 from pixzip import zoo  # noqa: E402
 from pixzip.backends import native  # noqa: E402
 from pixzip.entropy.adaptive import LEVELS  # noqa: E402
+from pixzip.entropy.value_map import ValueMap  # noqa: E402
 
 
 def seed_tiles(rng: np.random.Generator) -> list[tuple]:
-    """(model, level, pixels, stream, chained-from pixels or None) for the mutations to start from."""
+    """(model, level, pixels, stream, chained-from pixels or None, value map or None) for the mutations to start
+    from."""
     seeds = []
     for channels in (3, 1):
         model = zoo.default_model(channels, 256 * 256, 1).net
@@ -42,13 +46,20 @@ def seed_tiles(rng: np.random.Generator) -> list[tuple]:
             noisy = rng.integers(0, 256, (h, w, channels))
             for pixels in (smooth.astype(np.uint8), noisy.astype(np.uint8)):
                 for level in LEVELS:
-                    seeds.append((model, level, pixels, native.encode_tile_adaptive(model, pixels, level), None))
+                    seeds.append((model, level, pixels, native.encode_tile_adaptive(model, pixels, level), None, None))
+            # a levels plane in value space: 32 levels (the last channel one), ranks coded, values to the network
+            tables = [np.arange(0, 256, 8)] * (channels - 1) + [np.array([77])]
+            vmap = ValueMap.of(tables)
+            ranks = np.stack([rng.integers(0, len(t), (h, w)) for t in tables], -1).astype(np.uint8)
+            for level in (7, 9):
+                seeds.append((model, level, ranks, native.encode_tile_adaptive(model, ranks, level, vmap=vmap), None,
+                              vmap))
         for level in (1, max(LEVELS)):                                     # a chain of two tiles
             first = rng.integers(0, 256, (8, 8, channels), dtype=np.uint8)
             state = native.AdaptiveState(level, 2 * first.size)
             native.encode_tile_adaptive(model, first, level, state)
             second = np.ascontiguousarray(first[::-1])
-            seeds.append((model, level, second, native.encode_tile_adaptive(model, second, level, state), first))
+            seeds.append((model, level, second, native.encode_tile_adaptive(model, second, level, state), first, None))
     return seeds
 
 
@@ -74,7 +85,7 @@ def mutate(stream: bytes, r: random.Random) -> bytes:
 
 
 def decode_once(seed: tuple, stream: bytes, r: random.Random) -> str:
-    model, level, pixels, _, chained_from = seed
+    model, level, pixels, _, chained_from, vmap = seed
     h, w, _ = pixels.shape
     if r.random() < 0.1:                      # the right stream for a tile of another size
         h, w = max(1, h + r.randint(-2, 2)), max(1, w + r.randint(-2, 2))
@@ -83,7 +94,7 @@ def decode_once(seed: tuple, stream: bytes, r: random.Random) -> str:
         state = native.AdaptiveState(level, 2 * chained_from.size)
         native.encode_tile_adaptive(model, chained_from, level, state)
     try:
-        native.decode_tile_adaptive(model, stream, h, w, level, state)
+        native.decode_tile_adaptive(model, stream, h, w, level, state, vmap)
     except ValueError:
         return "refused"
     return "decoded"

@@ -148,9 +148,8 @@ def _plane_options(model: LoadedModel, plane: np.ndarray, image: ImageData, plan
     takes one PixelCNN: where the plane's model is another (an ensemble, an LSTM) it codes with the
     plane's single-network default (the ensemble then competes with the static stage at `static_too`), or,
     for a model the user named, the static stage; so does a model the compiled coder does not run.
-    `in_values`: the plane holds a Levels step's ranks, which the adaptive stage codes with the network
-    reading their values (stage 4: RGB565 -3.8 / -2.1 %, 6-bit grey -0.8 / -3.1 %; on a few images a little
-    worse than the ranks, so efforts that trial-code their transforms try both, docs/ADAPTIVE.md)."""
+    `in_values`: the plane holds levels' ranks, which stage 4 codes with the network reading their values
+    (efforts that trial-code transforms try stage 1 too: a few images gain, docs/ADAPTIVE.md)."""
     if plan.stage == STATIC:
         return [(model, STATIC, 0)]
     adaptive_model = model
