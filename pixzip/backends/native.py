@@ -477,7 +477,7 @@ def encode_tile_adaptive_states(model: NetRecord | EnsembleRecord, pixels: np.nd
     """encode_tile_adaptive with each of `states` in turn on one network pass (the encoder's trial of
     levels): one stream per state, each the bytes encode_tile_adaptive writes with that state."""
     pixels = np.ascontiguousarray(pixels, dtype=np.uint8)
-    packed, vmap_ptr = _value_map(vmap, pixels.shape[2])
+    packed, vmap_ptr = _value_map(vmap, pixels.shape[2])    # (packed: held while C reads it)
     cap = len(states) * _stream_capacity(pixels.size)
     out = np.empty(cap, dtype=np.uint8)
     lengths = np.zeros(len(states), dtype=np.int64)
@@ -501,7 +501,7 @@ def decode_tile_adaptive(model: NetRecord | EnsembleRecord, data: bytes, h: int,
     the stage decoded). ValueError if the stream does not decode exactly to its end (corruption)."""
     C = model.cfg.channels
     state = state or AdaptiveState(adaptive.level_for(level, model), h * w * C)
-    packed, vmap_ptr = _value_map(vmap, C)
+    packed, vmap_ptr = _value_map(vmap, C)                  # (packed: held while C reads it)
     buf = np.frombuffer(data, dtype=np.uint8) if len(data) else np.zeros(1, dtype=np.uint8)
     out = np.empty((h, w, C), dtype=np.uint8)
     status = _LIB.pz_decode_tile_adaptive(*_members(model), state.ptr, h, w, buf.ctypes.data_as(_u8p),

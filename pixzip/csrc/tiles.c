@@ -100,7 +100,7 @@ INLINE int walk_tile(const PzModel *const *ms, int nm, int h, int w, int lanes, 
                             const int32_t *vm = vmap + (size_t)g * VMAP_CHANNEL;
                             value_map_outputs(vm, &mu, &ix);
                             value = vm[VMAP_VALUE + ad_decode(ad, i, j, g, mu, ix)];
-                            if (value < 0) { unused_rank = 1; value = 0; }
+                            if (value < 0) { unused_rank = 1; value = 0; }     /* (the range forbids it: a guard) */
                         }
                     } else {
                         int64_t *x = &state[i % lanes];
