@@ -387,7 +387,7 @@ def _parse(data: bytes, extra_models, max_pixels: int | None) -> _Parsed:
             raise FormatError("header is corrupted (tile size)") from None
     for p, ((_, channels), stage) in enumerate(zip(header.planes, header.entropy)):
         if stage == ADAPTIVE_VALUES and record.value_tables(p, channels) is None:
-            raise FormatError("header is corrupted (levels in value space without a levels transform)")
+            raise FormatError("header is corrupted (entropy stage 4 without its levels or palette transform)")
     counts = [_plane_stream_count(header, p, m) for p, m in enumerate(plane_models)]
     if sum(counts) + header.low_streams != len(header.stream_sizes):
         raise FormatError("header is corrupted (stream count)")

@@ -218,7 +218,7 @@ def test_unknown_stage_level_and_width_are_refused(adaptive_file, fast_rgb):
     assert api.decompress(adaptive_file, [fast_rgb])[1].entropy == [ADAPTIVE]
     _refused(_rewrite(adaptive_file, _set(entropy=[5])), "entropy stage 5", [fast_rgb])
     # stage 4 (levels in value space) takes its values from a levels transform the file must have
-    _refused(_rewrite(adaptive_file, _set(entropy=[4])), "value space without a levels transform", [fast_rgb])
+    _refused(_rewrite(adaptive_file, _set(entropy=[4])), "stage 4 without its levels or palette transform", [fast_rgb])
     _refused(_rewrite(adaptive_file, _set(levels=[11])), r"adaptive level 11", [fast_rgb])
     _refused(_rewrite(adaptive_file, _set(stored_bits=[9])), "stored sample width", [fast_rgb])
     _refused(_rewrite(adaptive_file, _set(entropy=[3], lz_modes=[8])), r"LZ stage mode 8", [fast_rgb])
@@ -349,6 +349,32 @@ def test_levels_are_coded_in_value_space_and_both_decoders_read_them(monkeypatch
                                                                  vmaps=[vmap])[0], plane)
     assert np.array_equal(api.decompress(data, [fast_rgb])[0].planes[0], image.planes[0])
     assert capsys.readouterr().err.count("Python reference") == 1
+
+
+def test_a_palette_of_few_colours_is_coded_within_its_range(monkeypatch, capsys, tmp_path):
+    """A palette transform's index plane of n < 256 entries goes to stage 4 with its indices read as they are
+    (only the range 0..n-1 is new); both decoders read it. A palette of 256 entries keeps stage 1."""
+    path = tmp_path / "fast-grey.pxm"
+    modelfile.save(make_tiny_model(1, hidden=12, seed=22, blocks=2, stream_bits=16, slope=2, skip_kernel=5)[1], path)
+    grey = modelfile.load(path)
+    if not adaptive_planes.adaptive_native(grey.net):
+        pytest.skip("needs the compiled adaptive coder")
+    colours = np.random.default_rng(8).integers(0, 256, (12, 3), dtype=np.uint8)
+    blocks = np.random.default_rng(9).integers(0, 12, (6, 5))
+    plane = colours[np.kron(blocks, np.ones((5, 4), np.int64))]                 # 30 x 20, 12 colours
+    plane[::7, ::3] = colours[(blocks.size + np.arange(plane[::7, ::3].shape[1])) % 12]
+    image = images.ImageData("RGB", 20, 30, [np.ascontiguousarray(plane)])
+    data = api.compress(image, [grey], tile=8, effort=4)[0]
+    h = container.read_header(data)[0]
+    record = transforms.TransformRecord.from_bytes(h.transform)
+    last = record.steps[-1]                                   # (after the repeats dropped, here 10 colours left)
+    assert isinstance(last, transforms.Palette) and last.entries() < 256 and h.entropy == [container.ADAPTIVE_VALUES]
+    assert [t.tolist() for t in record.value_tables(0, 1)] == [list(range(last.entries()))]
+    assert np.array_equal(api.decompress(data, [grey])[0].planes[0], image.planes[0])
+    monkeypatch.setattr(adaptive_planes, "adaptive_native", lambda m: False)
+    assert np.array_equal(api.decompress(data, [grey])[0].planes[0], image.planes[0])
+    full = transforms.TransformRecord((transforms.Palette("RGB", np.repeat(np.arange(256, dtype=np.uint8), 3).tobytes()),))
+    assert full.value_tables(0, 1) is None
 
 
 def test_efforts_that_trial_code_their_transforms_try_levels_both_ways(fast_rgb):

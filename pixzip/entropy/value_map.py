@@ -15,7 +15,8 @@ space, where the adaptive stage codes the ranks:
 Both are tables over the 4 096 values of mu16 (ValueMap), computed once per plane with integers only (the
 shift's table below comes from the logarithm, but every LS_FRAC ln d is at least 0.0007 from a rounding
 boundary, which a test checks, so any libm gives the same integers). The decoder builds the same tables from the transform record's
-used values: nothing more is stored. The compiled stage receives them packed (ValueMap.packed)."""
+used values: nothing more is stored. The compiled stage receives them packed (ValueMap.packed). A palette's index
+plane of n < 256 entries is coded the same way with the identity tables (values 0..n-1): it gains the range only."""
 
 from __future__ import annotations
 

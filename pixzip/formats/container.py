@@ -32,7 +32,8 @@ DEPTHS = {"L": (2, 4, 8, 16), "LA": (8, 16), "RGB": (8, 16), "RGBA": (8, 16), "P
 # stage (entropy/adaptive.py) at a level of ADAPTIVE_LEVELS, a fresh state per tile, byte-framed tile
 # streams of which any may be stored instead; 2 = the whole plane stored (bit-packed samples, one stream);
 # 3 = the whole plane filtered and LZMA2-compressed (entropy/lz.py, one stream); 4 = as 1, for a plane that
-# holds a Levels transform's ranks, with the network reading their values (entropy/value_map.py)
+# holds a Levels transform's ranks (the network reading their values) or a palette's indices, each channel
+# coded within its own range (entropy/value_map.py)
 STATIC, ADAPTIVE, STORED, LZ, ADAPTIVE_VALUES = 0, 1, 2, 3, 4
 ENTROPY_STAGES = (STATIC, ADAPTIVE, STORED, LZ, ADAPTIVE_VALUES)
 ADAPTIVE_STAGES = (ADAPTIVE, ADAPTIVE_VALUES)   # the stages coded by the adaptive stage (tile streams, a level)
@@ -176,7 +177,7 @@ def describe_stage(h: Header, p: int) -> str:
     """How plane p is coded, in words (docs/FORMAT.md, "Entropy stages"): `pixzip info`, `compress -v`."""
     stage = (h.entropy or [STATIC] * len(h.planes))[p]
     if stage in ADAPTIVE_STAGES:
-        return f"adaptive level {h.levels[p]}{', levels in value space' if stage == ADAPTIVE_VALUES else ''}"
+        return f"adaptive level {h.levels[p]}" + (", in the plane's own values" if stage == ADAPTIVE_VALUES else "")
     if stage == STORED:
         return f"stored ({h.stored_bits[p]}-bit samples)"
     if stage == LZ:

@@ -69,6 +69,10 @@ class Palette(Step):
         k = sum(LAYOUTS[self.mode_before])
         return np.frombuffer(self.colours, np.uint8).reshape(-1, k)
 
+    def entries(self) -> int:
+        """The index plane's values are 0..entries() - 1."""
+        return len(self.table())
+
     def forward(self, image: ImageData) -> ImageData:
         table = self.table()
         keys = colour_keys(np.concatenate(image.planes, axis=2).reshape(-1, table.shape[1]))
@@ -136,6 +140,10 @@ class PaletteOrder(Step):
     @property
     def coded_mode(self) -> str:
         return "L"
+
+    def entries(self) -> int:
+        """The index plane's values are 0..entries() - 1 (the ranks of the used indices)."""
+        return len(self.order)
 
     def forward(self, image: ImageData) -> ImageData:
         if np.setdiff1d(used_levels(image.planes[0]), np.frombuffer(self.order, np.uint8)).size:

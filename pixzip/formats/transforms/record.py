@@ -8,6 +8,8 @@ from __future__ import annotations
 import zlib
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from ...errors import PixzipError
 from ..images import DEFAULT_MAX_PIXELS, ImageData
 from ..varint import Reader
@@ -64,13 +66,17 @@ class TransformRecord:
         return (repeats[0].width, repeats[0].height) if repeats else (coded_width, coded_height)
 
     def value_tables(self, plane: int, channels: int) -> list | None:
-        """The used values (rank -> value, per channel) of a coded plane that holds a Levels step's ranks,
-        where the network may read their values instead (entropy stage 4): the step must be among the
-        chain's last steps, those that change no values of this plane after it (other planes' Levels,
-        DropRepeats). None for any other plane."""
+        """The values (rank -> value, per channel) a coded plane can hold, for entropy stage 4: a Levels step's
+        used values (the network then reads them instead of the ranks), or the indices 0..n-1 of a palette
+        step of n < 256 entries (read as they are; the stage gains only their range). The step must be among
+        the chain's last steps,
+        those that change no values of this plane after it (other planes' Levels, DropRepeats). None for any
+        other plane."""
         for step in reversed(self.steps):
             if isinstance(step, Levels) and step.plane == plane:
                 return step.tables(channels)
+            if isinstance(step, (Palette, PaletteOrder)) and plane == 0:                     # NearPalette too
+                return [np.arange(step.entries(), dtype=np.uint8)] if 0 < step.entries() < 256 else None
             if not isinstance(step, (Levels, DropRepeats)):
                 return None
         return None
