@@ -35,6 +35,17 @@ sys.meta_path.insert(0, _NoTorch())
 """
 
 
+def to_rgb565(rgb: np.ndarray) -> np.ndarray:
+    """8-bit RGB at RGB565's depth: 5, 6 and 5 bits, each widened back to 8 as (v << 3) | (v >> 2) (and for G,
+    (v << 2) | (v >> 4)), as a display's frame buffer saved to PNG: a levels plane (entropy stage 4's tests)."""
+    px = np.asarray(rgb).astype(np.int64)
+    out = np.empty_like(px)
+    for c, bits in enumerate((5, 6, 5)):
+        v = px[..., c] >> (8 - bits)
+        out[..., c] = (v << (8 - bits)) | (v >> (2 * bits - 8))
+    return out.astype(np.uint8)
+
+
 def make_tiny_model(channels: int, head: str = "laplace", seed: int = 0, hidden: int = 6, blocks: int = 1,
                     first_kernel: int = 5, skip_kernel: int = 0, channel_deps: str = "masks", **extra):
     """A random float model, calibrated on random crops, exported to integers. `extra` goes to

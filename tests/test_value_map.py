@@ -9,6 +9,7 @@ import math
 import numpy as np
 import pytest
 
+from conftest import to_rgb565
 from pixzip.backends import native
 from pixzip.entropy import adaptive as A
 from pixzip.entropy.value_map import MU_VALUES, SHIFT_OF_GAP, ValueMap, channel_tables
@@ -58,12 +59,7 @@ def _rgb565(h: int, w: int, seed: int) -> np.ndarray:
     rng = np.random.default_rng(seed)
     y, x = np.mgrid[0:h, 0:w]
     base = 110 + 70 * np.sin(x / 4.0 + seed)[..., None] * np.array([1.0, 0.7, 0.5]) + (2 * y)[..., None]
-    px = np.clip(base + rng.normal(0, 5, (h, w, 3)), 0, 255).astype(np.int64)
-    out = np.empty_like(px)
-    for c, bits in enumerate((5, 6, 5)):
-        v = px[..., c] >> (8 - bits)
-        out[..., c] = (v << (8 - bits)) | (v >> (2 * bits - 8))
-    return out.astype(np.uint8)
+    return to_rgb565(np.clip(base + rng.normal(0, 5, (h, w, 3)), 0, 255))
 
 
 def _shipped():

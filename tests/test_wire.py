@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import make_tiny_model
+from conftest import make_tiny_model, to_rgb565
 from pixzip import api
 from pixzip.efforts import EFFORTS
 from pixzip.backends import adaptive_planes, codec, native
@@ -313,13 +313,8 @@ def test_the_reference_encoder_writes_the_native_bytes(monkeypatch, fast_rgb):
 
 
 def _rgb565(h: int, w: int, seed: int) -> np.ndarray:
-    """A photo-like image at RGB565's depth (5, 6, 5 bits widened back to 8)."""
-    px = _photo_like(h, w, seed).astype(np.int64)
-    out = np.empty_like(px)
-    for c, bits in enumerate((5, 6, 5)):
-        v = px[..., c] >> (8 - bits)
-        out[..., c] = (v << (8 - bits)) | (v >> (2 * bits - 8))
-    return out.astype(np.uint8)
+    """A photo-like image at RGB565's depth."""
+    return to_rgb565(_photo_like(h, w, seed))
 
 
 def test_levels_are_coded_in_value_space_and_both_decoders_read_them(monkeypatch, capsys, fast_rgb):

@@ -22,7 +22,7 @@ from PIL import Image
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from conftest import make_tiny_model  # noqa: E402
+from conftest import make_tiny_model, to_rgb565  # noqa: E402
 from pixzip import api  # noqa: E402
 from pixzip.efforts import Effort  # noqa: E402
 from pixzip.formats import container  # noqa: E402
@@ -154,14 +154,9 @@ def least_squares_golden():
 
 
 def rgb565_image() -> Image.Image:
-    """The RGB image at RGB565's depth (5, 6 and 5 bits, each widened back to 8 as (v << 3) | (v >> 2)): a
-    levels plane, coded in value space (entropy stage 4, session 20)."""
-    px = np.asarray(golden_images()["rgb"]).astype(np.int64)
-    out = np.empty_like(px)
-    for c, bits in enumerate((5, 6, 5)):
-        v = px[..., c] >> (8 - bits)
-        out[..., c] = (v << (8 - bits)) | (v >> (2 * bits - 8))
-    return Image.fromarray(out.astype(np.uint8))
+    """The RGB image at RGB565's depth (conftest.to_rgb565): a levels plane, coded in value space (entropy stage
+    4, session 20)."""
+    return Image.fromarray(to_rgb565(np.asarray(golden_images()["rgb"])))
 
 
 def value_levels_golden():
