@@ -374,8 +374,8 @@ def _parse(data: bytes, extra_models, max_pixels: int | None) -> _Parsed:
     models = [zoo.find_by_id(r.name, r.id, extra_models) if k in used else None
               for k, r in enumerate(header.models)]
     plane_models = [models[m] for m, _ in header.planes]
-    for (_, channels), stage, model in zip(header.planes, header.entropy, plane_models):
-        if model is None:
+    for p, ((_, channels), stage, model) in enumerate(zip(header.planes, header.entropy, plane_models)):
+        if model is None:                   # (a whole-plane stage: stored or LZ)
             continue
         if model.channels != channels or (model.record.cfg.levels != 256 and header.mode != "1"):
             raise FormatError("header is corrupted (model and plane disagree)")
@@ -385,7 +385,6 @@ def _parse(data: bytes, extra_models, max_pixels: int | None) -> _Parsed:
             codec.check_tile(model.record, header.tile)
         except ValueError:
             raise FormatError("header is corrupted (tile size)") from None
-    for p, ((_, channels), stage) in enumerate(zip(header.planes, header.entropy)):
         if stage == ADAPTIVE_VALUES and record.value_tables(p, channels) is None:
             raise FormatError("header is corrupted (entropy stage 4 without its levels or palette transform)")
     counts = [_plane_stream_count(header, p, m) for p, m in enumerate(plane_models)]

@@ -451,12 +451,13 @@ def _stream_capacity(n_subpixels: int) -> int:
 
 
 def _value_map(vmap: ValueMap | None, channels: int):
-    """A ValueMap's packed tables for the C stage (kept alive by the caller's reference), or NULL."""
+    """A ValueMap's packed tables for the C stage (packed once per map; the caller holds them while C reads), or
+    NULL."""
     if vmap is None:
         return None, None
     if vmap.channels != channels:
         raise ValueError("the value map has another channel count than the model")
-    packed = vmap.packed()
+    packed = vmap.packed
     return packed, packed.ctypes.data_as(_i32p)
 
 
@@ -512,4 +513,4 @@ def decode_tile_adaptive(model: NetRecord | EnsembleRecord, data: bytes, h: int,
         raise ValueError("the adaptive stage needs models of slope >= 2 (an ensemble's alike)")
     if status != 0:
         raise ValueError("adaptive stream: not decoded exactly to its end (corrupt data)")
-    return out if vmap is None else vmap.to_ranks(out)
+    return out

@@ -134,8 +134,11 @@ INLINE int walk_tile(const PzModel *const *ms, int nm, int h, int w, int lanes, 
         for (int k = 0; k < lanes; k++)
             if (state[k] != LOW) status = -1;
     }
-    for (int i = 0; i < h; i++)    /* (decoding only: `known` returned above) */
-        memcpy(out + (size_t)i * w * C, tl[0].img + ((size_t)(i + m->pad) * tl[0].Wp + m->pad) * C, (size_t)w * C);
+    if (ad && vmap)                /* value space: the ranks, as the stage decoded them (its own h x w x C copy) */
+        memcpy(out, ad->value, (size_t)h * w * C);
+    else                           /* (decoding only: `known` returned above) */
+        for (int i = 0; i < h; i++)
+            memcpy(out + (size_t)i * w * C, tl[0].img + ((size_t)(i + m->pad) * tl[0].Wp + m->pad) * C, (size_t)w * C);
 done:
     for (int k = 0; k < nm; k++) tile_free(&tl[k], ms[k]->blocks);
     free(scratch);
@@ -384,7 +387,7 @@ int64_t pz_encode_tile_adaptive(const PzModel *const *ms, int nm, PzAdaptive *co
 
 /* Decode one tile coded by pz_encode_tile_adaptive from its `n`-byte stream, with the same models and a
  * state in the same condition: the wavefront walk gives the stage each sub-pixel's head outputs in turn.
- * Writes h x w x channels pixel values to `out` (with `vmap`: the values of the ranks the stage decoded).
+ * Writes h x w x channels pixel values to `out` (with `vmap`: the ranks the stage decoded).
  * Returns 0, -1 if the stream is not used exactly to its end or decodes a rank `vmap` has no value for
  * (corrupt), -2 if memory ran out, -3 or -5 as above. */
 int pz_decode_tile_adaptive(const PzModel *const *ms, int nm, PzAdaptive *st, int h, int w, const uint8_t *data,

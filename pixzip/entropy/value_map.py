@@ -13,30 +13,37 @@ space, where the adaptive stage codes the ranks:
   round(LS_FRAC ln d) (the gap the mean falls in; the first gap below t[0], the last one above), at least 0.
 
 Both are tables over the 4 096 values of mu16 (ValueMap), computed once per plane with integers only (the
-shift's table below comes from the logarithm, but every LS_FRAC ln d is at least 0.0007 from a rounding
-boundary, which a test checks, so any libm gives the same integers). The decoder builds the same tables from the transform record's
+shift's table is written out below as integers). The decoder builds the same tables from the transform record's
 used values: nothing more is stored. The compiled stage receives them packed (ValueMap.packed). A palette's index
 plane of n < 256 entries is coded the same way with the identity tables (values 0..n-1): it gains the range only."""
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
-
-from ..spec.fixed_point import LS_FRAC
 
 MU_VALUES = 4096                # mu16 is at most 4080; a table over 4 096 entries needs no bound check
 PACKED = 2 * MU_VALUES + 256    # one channel packed: mean map, index shift, rank -> value
 
 
-def _shift_of_gap() -> tuple[int, ...]:
-    """round(LS_FRAC ln d) for a gap of d = 1..255 levels (entry 0 unused)."""
-    return (0,) + tuple(int(math.floor(LS_FRAC * math.log(d) + 0.5)) for d in range(1, 256))
-
-
-SHIFT_OF_GAP = _shift_of_gap()
+# round(LS_FRAC ln d) for a gap of d = 1..255 levels (entry 0 unused): integers in the source, so no decoder
+# evaluates a logarithm (tests/test_value_map.py checks them against it, and that every LS_FRAC ln d is at least
+# 0.0007 from a half, so the table is the rounding's on any machine)
+SHIFT_OF_GAP = (
+    0, 0, 6, 9, 11, 13, 14, 16, 17, 18, 18, 19, 20, 21, 21, 22, 22, 23, 23, 24, 24, 24, 25, 25,
+    25, 26, 26, 26, 27, 27, 27, 27, 28, 28, 28, 28, 29, 29, 29, 29, 30, 30, 30, 30, 30, 30, 31, 31,
+    31, 31, 31, 31, 32, 32, 32, 32, 32, 32, 32, 33, 33, 33, 33, 33, 33, 33, 34, 34, 34, 34, 34, 34,
+    34, 34, 34, 35, 35, 35, 35, 35, 35, 35, 35, 35, 35, 36, 36, 36, 36, 36, 36, 36, 36, 36, 36, 36,
+    37, 37, 37, 37, 37, 37, 37, 37, 37, 37, 37, 37, 37, 38, 38, 38, 38, 38, 38, 38, 38, 38, 38, 38,
+    38, 38, 38, 38, 39, 39, 39, 39, 39, 39, 39, 39, 39, 39, 39, 39, 39, 39, 39, 39, 40, 40, 40, 40,
+    40, 40, 40, 40, 40, 40, 40, 40, 40, 40, 40, 40, 40, 40, 41, 41, 41, 41, 41, 41, 41, 41, 41, 41,
+    41, 41, 41, 41, 41, 41, 41, 41, 41, 41, 41, 41, 42, 42, 42, 42, 42, 42, 42, 42, 42, 42, 42, 42,
+    42, 42, 42, 42, 42, 42, 42, 42, 42, 42, 42, 43, 43, 43, 43, 43, 43, 43, 43, 43, 43, 43, 43, 43,
+    43, 43, 43, 43, 43, 43, 43, 43, 43, 43, 43, 43, 43, 43, 44, 44, 44, 44, 44, 44, 44, 44, 44, 44,
+    44, 44, 44, 44, 44, 44, 44, 44, 44, 44, 44, 44, 44, 44, 44, 44,
+)
 
 
 def channel_tables(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -102,9 +109,11 @@ class ValueMap:
             out[..., c] = rank[values[..., c]]
         return out
 
+    @cached_property
     def packed(self) -> np.ndarray:
-        """The compiled stage's layout (csrc tiles.c, PzValueMap): per channel the mean map, the shift map
-        and the 256 values (-1 past the channel's count: a stream decoding such a rank is refused), int32."""
+        """The compiled stage's layout (csrc tiles.c, VMAP_*): per channel the mean map, the shift map
+        and the 256 values (-1 past the channel's count: a stream decoding such a rank is refused), int32;
+        packed once per map (every tile of the plane reads it, in any thread: it is never written)."""
         out = np.full((self.channels, PACKED), -1, dtype=np.int32)
         out[:, :MU_VALUES] = self.mu
         out[:, MU_VALUES:2 * MU_VALUES] = self.shift

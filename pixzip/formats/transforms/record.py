@@ -69,9 +69,8 @@ class TransformRecord:
         """The values (rank -> value, per channel) a coded plane can hold, for entropy stage 4: a Levels step's
         used values (the network then reads them instead of the ranks), or the indices 0..n-1 of a palette
         step of n < 256 entries (read as they are; the stage gains only their range). The step must be among
-        the chain's last steps,
-        those that change no values of this plane after it (other planes' Levels, DropRepeats). None for any
-        other plane."""
+        the chain's last steps, those that change no values of this plane after it (other planes' Levels,
+        DropRepeats). None for any other plane."""
         for step in reversed(self.steps):
             if isinstance(step, Levels) and step.plane == plane:
                 return step.tables(channels)
