@@ -11,11 +11,11 @@ D=${1:-../shared/data}
 P=pixzip/entropy/priors
 M=pixzip/models
 mk() { python3 -m pixzip.training.adaptive_prior "$@"; }
-for L in ${LEVELS:-3 4 5 6 7 8 9 10}; do
+for L in ${LEVELS:-3 4 5 6 7 8 9 10 11 12}; do
   mk --level $L --model $M/pcnn-rgb-v7.pxm --out $P/level$L-c3-h48-b4.npy $D/urban100 $D/photos
   mk --level $L --model $M/pcnn-rgb-small-v5.pxm --out $P/level$L-c3-h96-b8.npy $D/cifar10/train_x_partial.npy
   mk --level $L --model $M/pcnn-gray-v2.pxm --out $P/level$L-c1-h48-b4.npy $D/urban100 $D/photos
 done
-for L in ${LEVELS:-3 4 5 6 7 8 9 10}; do
-  case $L in 4|6|8|10) mk --level $L --model $M/pcnn-rgb-mix-v1.pxm --per-image 1 --out $P/level$L-c3-h48-b4+c3-h96-b8.npy $D/urban100 $D/photos;; esac
+for L in ${LEVELS:-3 4 5 6 7 8 9 10 11 12}; do
+  case $L in 4|6|8|10|12) mk --level $L --model $M/pcnn-rgb-mix-v1.pxm --per-image 1 --out $P/level$L-c3-h48-b4+c3-h96-b8.npy $D/urban100 $D/photos;; esac
 done

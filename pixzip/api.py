@@ -18,13 +18,14 @@ from .entropy import lowbits
 from .entropy.value_map import ValueMap
 from .formats import depth
 from .formats import container
-from .formats.container import (ADAPTIVE, ADAPTIVE_STAGES, ADAPTIVE_VALUES, LZ, STATIC, STORED, WHOLE_PLANE, FormatError,
+from .formats.container import (ADAPTIVE_STAGES, ADAPTIVE_VALUES, LZ, STATIC, STORED, WHOLE_PLANE, FormatError,
                                 Header, ModelRef)
 from .formats import stored, transforms
 from .efforts import DEFAULT_EFFORT, EFFORTS, Effort
 from .errors import PixzipError, TorchMissing
 from .formats.images import DEFAULT_MAX_PIXELS, ImageData
 from .nets.modelfile import LoadedModel
+from .plane_options import plane_options
 
 # Tiles are coded independently (own streams: decodable in parallel, each losing its context at the
 # edges). 256 rather than 128: CBSD68 -0.37 % in bits for ~5 % of the native CPU decoder's speed; the
@@ -142,31 +143,6 @@ def _transformed(image: ImageData, plan: Effort, models, tile: int, workers: int
     return transforms.choose(image, try_coding, plan.max_trials)
 
 
-def _plane_options(model: LoadedModel, plane: np.ndarray, image: ImageData, plan: Effort,
-                   preferred: Sequence[LoadedModel], in_values: bool = False) -> list[tuple[LoadedModel, int, int]]:
-    """(model, stage, level) candidates for one plane; the smallest result is kept. The adaptive stage
-    takes one PixelCNN: where the plane's model is another (an ensemble, an LSTM) it codes with the
-    plane's single-network default (the ensemble then competes with the static stage at `static_too`), or,
-    for a model the user named, the static stage; so does a model the compiled coder does not run.
-    `in_values`: the plane holds levels' ranks, which stage 4 codes with the network reading their values
-    (efforts that trial-code transforms try stage 1 too: a few images gain, docs/ADAPTIVE.md)."""
-    if plan.stage == STATIC:
-        return [(model, STATIC, 0)]
-    adaptive_model = model
-    if adaptive_planes.adaptive_refusal(model.record) and model not in preferred:
-        adaptive_model = zoo.default_model(plane.shape[2], image.width * image.height, 1)
-    options = []
-    # the encoder takes the adaptive stage where the compiled coder runs it: the Python reference codes
-    # about 1 000 sub-pixels a second (a photo in an hour); it still decodes such files anywhere
-    if not adaptive_planes.adaptive_refusal(adaptive_model.record) and adaptive_planes.adaptive_native(adaptive_model.record):
-        options.append((adaptive_model, ADAPTIVE_VALUES if in_values else ADAPTIVE, plan.level))
-        if in_values and plan.transforms == "trial":
-            options.append((adaptive_model, ADAPTIVE, plan.level))
-    if plan.static_too or not options:
-        options.append((model, STATIC, 0))
-    return options
-
-
 def _code_images(images: Sequence[ImageData], records: list, originals: Sequence[ImageData], models,
                  tile: int, progress, workers: int, device, version: int, plan: Effort,
                  chains: list | None = None) -> list[tuple[bytes, Stats]]:
@@ -178,7 +154,8 @@ def _code_images(images: Sequence[ImageData], records: list, originals: Sequence
     split = [_SplitImage.of(im) for im in images]
     tables = {(i, p): (chains or records)[i].value_tables(p, im.planes[p].shape[2])
               for i, im in enumerate(images) for p in range(len(im.planes))}
-    options = {(i, p): _plane_options(m, im.planes[p], im, plan, models, tables[(i, p)] is not None)
+    options = {(i, p): plane_options(m, im.planes[p], im, plan, models, tables[(i, p)] is not None,
+                                     im.mode == "P" or (chains or records)[i].holds_symbols(p))
                for i, (im, ms) in enumerate(zip(images, chosen)) for p, m in enumerate(ms)}
     jobs: dict[tuple, tuple[LoadedModel, int, int, list]] = {}        # (model id, stage, level) -> planes
     for key, opts in options.items():

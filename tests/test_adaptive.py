@@ -163,7 +163,8 @@ CASES = [(1, 1, 3, 2, 1), (1, 9, 3, 2, 1), (9, 1, 3, 2, 2), (7, 13, 3, 2, 1), (1
          (11, 8, 3, 3, 4), (1, 1, 3, 2, 5), (9, 11, 3, 2, 5), (12, 12, 1, 2, 5), (10, 9, 4, 2, 5), (24, 20, 3, 2, 5),
          (13, 7, 3, 3, 6), (16, 17, 3, 2, 6), (1, 1, 3, 2, 7), (9, 11, 3, 2, 7), (12, 12, 1, 2, 7), (10, 9, 4, 2, 7),
          (24, 20, 3, 2, 7), (40, 33, 3, 2, 7), (13, 7, 3, 3, 8), (16, 17, 3, 2, 8), (1, 1, 3, 2, 9), (9, 11, 3, 2, 9),
-         (12, 12, 1, 2, 9), (10, 9, 4, 2, 9), (40, 33, 3, 2, 9), (13, 7, 3, 3, 10), (24, 20, 3, 2, 10)]
+         (12, 12, 1, 2, 9), (10, 9, 4, 2, 9), (40, 33, 3, 2, 9), (13, 7, 3, 3, 10), (24, 20, 3, 2, 10), (1, 1, 3, 2, 11),
+         (12, 12, 1, 2, 11), (24, 20, 3, 2, 11), (30, 26, 1, 2, 11), (13, 7, 3, 3, 12), (16, 17, 1, 2, 12)]
 
 
 def _exact_structure(h: int, w: int, C: int, seed: int) -> np.ndarray:
@@ -200,7 +201,7 @@ def test_c_writes_the_references_bytes_and_reads_them_back(h, w, C, slope, level
 
 
 @needs_c
-@pytest.mark.parametrize("level", [1, 3, 7, 9])
+@pytest.mark.parametrize("level", [1, 3, 7, 9, 11])
 def test_a_chain_of_tiles_carries_the_state_alike_in_c_and_python(level):
     tiles = [_photo(10, 12, seed=s) for s in range(3)]
     params = [_network_params(t) for t in tiles]
@@ -416,7 +417,7 @@ def test_levels_take_their_networks_prior_and_no_other():
 
 
 @needs_c
-@pytest.mark.parametrize("level", [3, 4, 5, 6, 7, 8, 9, 10])
+@pytest.mark.parametrize("level", [3, 4, 5, 6, 7, 8, 9, 10, 11, 12])
 def test_c_and_the_reference_start_from_the_prior_alike(level):
     lv = _v7_level(level)
     px = _photo(9, 10, seed=level)

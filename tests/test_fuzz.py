@@ -21,7 +21,7 @@ from pixzip.nets import modelfile
 
 GOLDEN = Path(__file__).resolve().parent / "golden"
 EXAMPLES = int(os.environ.get("PIXZIP_FUZZ_EXAMPLES", "150"))
-MODELS = [modelfile.load(GOLDEN / f) for f in ("golden-rgb.pxm", "golden-gray.pxm", "golden-rgb16.pxm")]
+MODELS = [modelfile.load(GOLDEN / f) for f in ("golden-rgb.pxm", "golden-gray.pxm", "golden-rgb16.pxm", "golden-gray16.pxm")]
 SEEDS = {p.name: p.read_bytes() for p in sorted(GOLDEN.glob("*.pxz"))}
 ORIGINALS = {name: api.decompress(data, MODELS)[0].pixel_bytes() for name, data in SEEDS.items()}
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck))

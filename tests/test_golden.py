@@ -135,6 +135,27 @@ def test_the_value_space_levels_golden_file(reference, monkeypatch):
         assert api.compress(image, [model], tile=8, effort=effort)[0] == data
 
 
+# levels 11 and 12 (contexts on the values, session 21): make_golden.symbols_image, a P image, tiles of 16
+SYMBOLS = "2937ccd519ea0e124f2042af53a6114c72e07f9f95c2277fe7c89f2c9445e604"
+
+
+@pytest.mark.parametrize("reference", [False, True])
+@pytest.mark.parametrize("name, level, symbols", [("p-symbols11.pxz", 9, 11), ("p-symbols12.pxz", 10, 12)])
+def test_the_symbols_levels_golden_files(name, level, symbols, reference, monkeypatch):
+    """A plane of palette indices at the levels with contexts on the values keeps decoding, in the compiled stage
+    and in the reference, and re-encodes to the same bytes."""
+    model = modelfile.load(GOLDEN / "golden-gray16.pxm")
+    data = (GOLDEN / name).read_bytes()
+    if reference:
+        monkeypatch.setattr(adaptive_planes, "adaptive_native", lambda m: False)
+    image, header = api.decompress(data, [model])
+    assert header.entropy == [container.ADAPTIVE] and header.levels == [symbols] and image.mode == "P"
+    assert hashlib.sha256(image.pixel_bytes()).hexdigest() == SYMBOLS
+    if not reference and adaptive_planes.adaptive_native(model.net):
+        effort = Effort(models=1, stage=container.ADAPTIVE, level=level, symbols_level=symbols, transforms="estimate")
+        assert api.compress(image, [model], tile=16, effort=effort)[0] == data
+
+
 @pytest.mark.parametrize("name, level, pixels, tile", ADAPTIVE_GOLDEN)
 def test_adaptive_golden_files(name, level, pixels, tile):
     """The adaptive stage's files (written with the native coder's model structure), one per level, keep

@@ -14,6 +14,7 @@ from PIL import Image
 from conftest import make_tiny_model, to_rgb565
 from pixzip import api
 from pixzip.efforts import EFFORTS
+from pixzip.plane_options import plane_options
 from pixzip.backends import adaptive_planes, codec, native
 from pixzip.entropy import adaptive
 from pixzip.entropy.value_map import ValueMap
@@ -219,7 +220,7 @@ def test_unknown_stage_level_and_width_are_refused(adaptive_file, fast_rgb):
     _refused(_rewrite(adaptive_file, _set(entropy=[5])), "entropy stage 5", [fast_rgb])
     # stage 4 (levels in value space) takes its values from a levels transform the file must have
     _refused(_rewrite(adaptive_file, _set(entropy=[4])), "stage 4 without its levels or palette transform", [fast_rgb])
-    _refused(_rewrite(adaptive_file, _set(levels=[11])), r"adaptive level 11", [fast_rgb])
+    _refused(_rewrite(adaptive_file, _set(levels=[13])), r"adaptive level 13", [fast_rgb])
     _refused(_rewrite(adaptive_file, _set(stored_bits=[9])), "stored sample width", [fast_rgb])
     _refused(_rewrite(adaptive_file, _set(entropy=[3], lz_modes=[8])), r"LZ stage mode 8", [fast_rgb])
 
@@ -364,6 +365,7 @@ def test_a_palette_of_few_colours_is_coded_within_its_range(monkeypatch, capsys,
     record = transforms.TransformRecord.from_bytes(h.transform)
     last = record.steps[-1]                                   # (after the repeats dropped, here 10 colours left)
     assert isinstance(last, transforms.Palette) and last.entries() < 256 and h.entropy == [container.ADAPTIVE_VALUES]
+    assert h.levels == [11]                                   # the -e 4 level for planes of palette indices
     assert [t.tolist() for t in record.value_tables(0, 1)] == [list(range(last.entries()))]
     assert np.array_equal(api.decompress(data, [grey])[0].planes[0], image.planes[0])
     monkeypatch.setattr(adaptive_planes, "adaptive_native", lambda m: False)
@@ -377,12 +379,26 @@ def test_efforts_that_trial_code_their_transforms_try_levels_both_ways(fast_rgb)
     trial-code transforms code such a plane both ways and keep the smaller; the others take value space."""
     plane = _rgb565(8, 9, seed=1)
     image = images.ImageData("RGB", 9, 8, [plane])
-    stages = {e: [stage for _, stage, _ in api._plane_options(fast_rgb, plane, image, EFFORTS[e], [fast_rgb], True)]
+    stages = {e: [stage for _, stage, _ in plane_options(fast_rgb, plane, image, EFFORTS[e], [fast_rgb], True)]
               for e in EFFORTS}
     assert stages[4] == stages[5] == stages[7] == [container.ADAPTIVE_VALUES]
     assert stages[6] == stages[8] == [container.ADAPTIVE_VALUES, ADAPTIVE]
     assert stages[9] == [container.ADAPTIVE_VALUES, ADAPTIVE, STATIC]
     assert stages[1] == [STATIC]
+
+
+def test_planes_of_symbols_take_the_levels_with_value_contexts(fast_rgb):
+    """A plane of palette indices or levels' ranks takes the effort's `symbols_level` (11 at -e 4, 12 above:
+    contexts on the values, which name colours there); any other plane the effort's level."""
+    plane = _rgb565(8, 9, seed=1)
+    image = images.ImageData("RGB", 9, 8, [plane])
+    for e, (plain, symbols) in {4: (9, 11), 5: (10, 12), 7: (10, 12), 9: (10, 12)}.items():
+        for holds_symbols, level in ((False, plain), (True, symbols)):
+            got = plane_options(fast_rgb, plane, image, EFFORTS[e], [fast_rgb], False, holds_symbols)
+            assert {lv for _, stage, lv in got if stage != STATIC} == {level}
+    record = transforms.TransformRecord((transforms.Palette("RGB", np.repeat(np.arange(256, dtype=np.uint8), 3).tobytes()),))
+    assert record.holds_symbols(0) and record.value_tables(0, 1) is None       # 256 colours: stage 1, level 11
+    assert not transforms.IDENTITY.holds_symbols(0)
 
 
 def test_a_trial_counts_a_candidates_record_once(monkeypatch, fast_rgb):

@@ -54,10 +54,13 @@ class _Model(ctypes.Structure):
                 ("ls_min", ctypes.c_int64), ("ls_max", ctypes.c_int64), ("symbol_values", _u8p)]
 
 
+_MAX_CONTEXTS = 40         # csrc/adaptive.h's AD_MAX_CONTEXTS
+
+
 class _Level(ctypes.Structure):
     """An effort level of the adaptive stage (csrc/adaptive.h's PzLevel), packed from adaptive.LEVELS."""
-    _fields_ = [("n_contexts", ctypes.c_int32), ("ctx_len", ctypes.c_int32 * 32),
-                ("ctx_feature", (ctypes.c_int32 * 4) * 32),
+    _fields_ = [("n_contexts", ctypes.c_int32), ("ctx_len", ctypes.c_int32 * _MAX_CONTEXTS),
+                ("ctx_feature", (ctypes.c_int32 * 4) * _MAX_CONTEXTS),
                 ("n_mixers", ctypes.c_int32), ("mixer_feature", ctypes.c_int32 * 4), ("mixer_size", ctypes.c_int32 * 4),
                 ("n_apms", ctypes.c_int32), ("apm_feature", ctypes.c_int32 * 4), ("apm_size", ctypes.c_int32 * 4),
                 ("max_table_bits", ctypes.c_int32), ("counter_limit", ctypes.c_int32), ("mixer_rate", ctypes.c_int32),

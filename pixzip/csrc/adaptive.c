@@ -27,7 +27,7 @@ enum {
     F_QRW, F_QRN, F_QRNW, F_QRNE, F_QRWW, F_QRNN, F_QR1, F_QR2, F_ACT, F_GRAD,
     F_DW, F_DN, F_DNW, F_DNE, F_DPLANE, F_DNNE, F_DAVG, F_DWNE, F_DNN, F_DWW, F_DCW, F_DCN,
     F_RW, F_RN, F_R1, F_QRWP, F_QRNP, F_QR1U, F_LMS, F_LMSU, F_DWX, F_DNX, F_DNEX, F_DNWX, F_VOTE, F_VX,
-    F_OLS, F_OLSU
+    F_OLS, F_OLSU, F_VW, F_VN, F_VNW, F_VNE, F_VP, F_VWN, F_VNWNE, F_VWW, F_VNN
 };
 
 /* ---- logistic tables -------------------------------------------------------------------------------- */
@@ -413,6 +413,8 @@ INLINE void features(const PzAdTile *t, int i, int j, int c, int mu16, int idx, 
     }
     F[F_OLS] = t->st->lv.ols ? qres(ols_predict(t, i, j, c, p, mu16) >> 2) : 0;
     F[F_OLSU] = F[F_OLS] + 7;
+    F[F_VW] = W; F[F_VN] = N; F[F_VNW] = NW; F[F_VNE] = NE; F[F_VP] = p;       /* the values themselves */
+    F[F_VWN] = W * 256 + N; F[F_VNWNE] = NW * 256 + NE; F[F_VWW] = WW; F[F_VNN] = NN;
 }
 
 /* The exact-predictor vote (adaptive_features.exact_candidates, exact_vote): the candidates' values at

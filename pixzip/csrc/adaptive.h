@@ -7,7 +7,7 @@
 
 #include <stdint.h>
 
-enum { AD_MAX_CONTEXTS = 32, AD_MAX_MIXERS = 4, AD_MAX_APMS = 4, AD_N_FEATURES = 45, AD_LMS_INPUTS = 12, AD_CANDIDATES = 8,
+enum { AD_MAX_CONTEXTS = 40, AD_MAX_MIXERS = 4, AD_MAX_APMS = 4, AD_N_FEATURES = 54, AD_LMS_INPUTS = 12, AD_CANDIDATES = 8,
        AD_OLS_INPUTS = 28 };
 
 /* One effort level: adaptive.py's Level, packed by pixzip/native.py (the Python table is the only one). */

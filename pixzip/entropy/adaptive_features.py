@@ -11,8 +11,8 @@ import numpy as np
  F_QRW, F_QRN, F_QRNW, F_QRNE, F_QRWW, F_QRNN, F_QR1, F_QR2, F_ACT, F_GRAD,
  F_DW, F_DN, F_DNW, F_DNE, F_DPLANE, F_DNNE, F_DAVG, F_DWNE, F_DNN, F_DWW, F_DCW, F_DCN,
  F_RW, F_RN, F_R1, F_QRWP, F_QRNP, F_QR1U, F_LMS, F_LMSU, F_DWX, F_DNX, F_DNEX, F_DNWX, F_VOTE, F_VX,
- F_OLS, F_OLSU) = range(45)
-N_FEATURES = 45
+ F_OLS, F_OLSU, F_VW, F_VN, F_VNW, F_VNE, F_VP, F_VWN, F_VNWNE, F_VWW, F_VNN) = range(54)
+N_FEATURES = 54
 # features that select mixer weight sets or APM tables: their number of values (all >= 0)
 SELECTOR_SIZES = {F_ZERO: 1, F_IDX2: 37, F_IDX8: 10, F_CH: 3, F_ACT: 11, F_QR1U: 15, F_GRAD: 11, F_LMSU: 15, F_VOTE: 33,
                   F_OLSU: 15}
@@ -283,4 +283,8 @@ def features(tile: TileData, i: int, j: int, c: int, mu16: int, idx: int,
     if ols is not None:
         F[F_OLS] = qres(ols.predict(c, ols_inputs(tile, i, j, c, mu16, lms.pred if lms else 0)) >> 2)
     F[F_OLSU] = F[F_OLS] + 7
+    # the neighbours' and p's values themselves (levels 11 and 12: palette indices and levels' ranks, where a
+    # value names a colour and the same colours recur next to each other; two packed in one feature, 16 bits)
+    F[F_VW], F[F_VN], F[F_VNW], F[F_VNE], F[F_VP] = W, N, NW, NE, p
+    F[F_VWN], F[F_VNWNE], F[F_VWW], F[F_VNN] = W * 256 + N, NW * 256 + NE, WW, NN
     return F

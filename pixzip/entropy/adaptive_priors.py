@@ -44,6 +44,13 @@ PRIOR_SHA256: dict[str, str] = {
     "level10-c3-h96-b8.npy": "b87fc15b7efef52f50e812bb9831ba25feb06e944423037f1cd76b4294dbde84",
     "level10-c1-h48-b4.npy": "a9e3cb27cee7be53a8d10e84f85620368e6e1950f47c0c3fe327ac8e35fa179b",
     "level10-c3-h48-b4+c3-h96-b8.npy": "cff43433eadb031c8f389b938b925609ed1df38ac36bb02bd7f93952fbaf0c8c",
+    "level11-c3-h48-b4.npy": "ff2fabc93f3f26b30d23bf7f7b3f6b8e4756c40a6f2aad98efd768d03a115422",
+    "level11-c3-h96-b8.npy": "8c97c3b2c906a5177493b4c9c70c276f59ed8736a081a2c5bd6dfe635361ffe5",
+    "level11-c1-h48-b4.npy": "ebb25c4f0730f3e35353354a0bf560984b5ba3ed95ee7bbe0376ee312614e49e",
+    "level12-c3-h48-b4.npy": "2a1c0d1cc8e59a301b0a6f28e89a1b6cb74d98b7dd02ed8c48af286848eb8993",
+    "level12-c3-h96-b8.npy": "1a1bc98602db9845a7e7efc0efbfc0d48e0c5b9cdcd9f884d8905239ee485531",
+    "level12-c1-h48-b4.npy": "979394b397d1da4cec0ed240fdad2ad6dfe98ab7543e65ca2e97851a8187c1da",
+    "level12-c3-h48-b4+c3-h96-b8.npy": "437113da492e3821a2e414c7986975a33e94a8249d559ab8aec369eb963de2cb",
 }
 
 

@@ -42,7 +42,7 @@ WHOLE_PLANE = (STORED, LZ)                    # the stages that code a plane as 
 LZ_FILTERS = ("none", "W", "N", "W+N-NW")
 LZ_PLANAR = 4
 LZ_MODES = tuple(range(8))
-ADAPTIVE_LEVELS = tuple(range(1, 11))       # entropy.adaptive.LEVELS' keys (a test keeps them in step)
+ADAPTIVE_LEVELS = tuple(range(1, 13))       # entropy.adaptive.LEVELS' keys (a test keeps them in step)
 MAX_RECORD = (1 << 20) + 64       # a transform record's bytes at most (transforms.MAX_BODY and its head)
 MODE_CODES = {"L": 1, "LA": 2, "RGB": 3, "RGBA": 4, "P": 5, "1": 6}
 MODE_NAMES = {v: k for k, v in MODE_CODES.items()}
@@ -196,7 +196,7 @@ def _read_stage(r: Reader) -> tuple[int, int, int, int]:
         raise FormatError(f"file uses entropy stage {stage}, which this pixzip does not know (upgrade pixzip)")
     level = r.u8() if stage in ADAPTIVE_STAGES else 0
     if stage in ADAPTIVE_STAGES and level not in ADAPTIVE_LEVELS:
-        raise FormatError(f"header is corrupted (adaptive level {level})")
+        raise FormatError(f"file uses adaptive level {level}, which this pixzip does not know (upgrade pixzip)")
     bits = r.u8() if stage in ADAPTIVE_STAGES + (STORED,) else 0
     if bits > 8:
         raise FormatError(f"header is corrupted (stored sample width {bits})")

@@ -165,6 +165,33 @@ def value_levels_golden():
     data, _ = api.compress(images.split(rgb565_image()), [modelfile.load(HERE / "golden-rgb16.pxm")], tile=8,
                            effort=effort)
     (HERE / "rgb16-levels-values.pxz").write_bytes(data)
+    symbols_golden()
+
+
+def symbols_image() -> Image.Image:
+    """A P image of 12 colours, 48 x 40: bands of two colours dithered in a checkerboard, a few stray pixels."""
+    rng = np.random.default_rng(2030)
+    yy, xx = np.mgrid[0:40, 0:48]
+    band = (xx // 6 + yy // 5) % 6
+    idx = 2 * band + (xx + yy) % 2
+    stray = rng.random((40, 48)) < 0.03
+    idx[stray] = rng.integers(0, 12, int(stray.sum()))
+    im = Image.fromarray(idx.astype(np.uint8), "P")
+    im.putpalette(rng.integers(0, 256, 36, dtype=np.uint8).tobytes())
+    return im
+
+
+def symbols_golden():
+    """Levels 11 and 12 (contexts on the values, session 21): symbols_image's palette indices (12 colours, stage 4)
+    coded by a grey model of the native structure (golden-gray16.pxm), tiles of 16 (three chains)."""
+    path = HERE / "golden-gray16.pxm"
+    if not path.exists():
+        net = make_tiny_model(1, seed=34, blocks=2, skip_kernel=5, stream_bits=16, slope=2)[1]
+        modelfile.save(net, path, {"note": "golden test model: grey, 16-bit stream, slope 2"})
+    for name, level, symbols in (("p-symbols11.pxz", 9, 11), ("p-symbols12.pxz", 10, 12)):
+        effort = Effort(models=1, stage=container.ADAPTIVE, level=level, symbols_level=symbols, transforms="estimate")
+        data, _ = api.compress(images.split(symbols_image()), [modelfile.load(path)], tile=16, effort=effort)
+        (HERE / name).write_bytes(data)
 
 
 if __name__ == "__main__":

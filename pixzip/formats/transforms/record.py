@@ -65,19 +65,34 @@ class TransformRecord:
         repeats = [s for s in self.steps if isinstance(s, DropRepeats)]
         return (repeats[0].width, repeats[0].height) if repeats else (coded_width, coded_height)
 
+    def _symbol_step(self, plane: int):
+        """The step that made this coded plane's samples symbols (a Levels step's ranks, a palette's indices),
+        if it is among the chain's last steps, those that change no values of this plane after it (other
+        planes' Levels, DropRepeats); else None."""
+        for step in reversed(self.steps):
+            if isinstance(step, Levels) and step.plane == plane:
+                return step
+            if isinstance(step, (Palette, PaletteOrder)) and plane == 0:                     # NearPalette too
+                return step
+            if not isinstance(step, (Levels, DropRepeats)):
+                return None
+        return None
+
+    def holds_symbols(self, plane: int) -> bool:
+        """Whether the coded plane holds a Levels step's ranks or a palette's indices (whose values name
+        colours: the adaptive stage's levels 11 and 12 take such planes)."""
+        return self._symbol_step(plane) is not None
+
     def value_tables(self, plane: int, channels: int) -> list | None:
         """The values (rank -> value, per channel) a coded plane can hold, for entropy stage 4: a Levels step's
         used values (the network then reads them instead of the ranks), or the indices 0..n-1 of a palette
-        step of n < 256 entries (read as they are; the stage gains only their range). The step must be among
-        the chain's last steps, those that change no values of this plane after it (other planes' Levels,
-        DropRepeats). None for any other plane."""
-        for step in reversed(self.steps):
-            if isinstance(step, Levels) and step.plane == plane:
-                return step.tables(channels)
-            if isinstance(step, (Palette, PaletteOrder)) and plane == 0:                     # NearPalette too
-                return [np.arange(step.entries(), dtype=np.uint8)] if 0 < step.entries() < 256 else None
-            if not isinstance(step, (Levels, DropRepeats)):
-                return None
+        step of n < 256 entries (read as they are; the stage gains only their range). None for any other
+        plane (`_symbol_step`)."""
+        step = self._symbol_step(plane)
+        if isinstance(step, Levels):
+            return step.tables(channels)
+        if step is not None and 0 < step.entries() < 256:
+            return [np.arange(step.entries(), dtype=np.uint8)]
         return None
 
     def describe(self) -> str:

@@ -1,0 +1,44 @@
+"""Which codings the encoder tries for one plane (model, entropy stage, level); api codes each and keeps the
+smallest. The encoder's policy only: a file names what it chose, and the decoder reads that."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+from . import zoo
+from .backends import adaptive_planes
+from .efforts import Effort
+from .formats.container import ADAPTIVE, ADAPTIVE_VALUES, STATIC
+from .formats.images import ImageData
+from .nets.modelfile import LoadedModel
+
+
+def plane_options(model: LoadedModel, plane: np.ndarray, image: ImageData, plan: Effort,
+                  preferred: Sequence[LoadedModel], in_values: bool = False,
+                  symbols: bool = False) -> list[tuple[LoadedModel, int, int]]:
+    """(model, stage, level) candidates for one plane. The adaptive stage takes one PixelCNN: where the
+    plane's model is another (an ensemble, an LSTM) it codes with the plane's single-network default (the
+    ensemble then competes with the static stage at `static_too`), or, for a model the user named, the
+    static stage; so does a model the compiled coder does not run.
+    `in_values`: the plane holds levels' ranks, which stage 4 codes with the network reading their values
+    (efforts that trial-code transforms try stage 1 too: a few images gain, docs/ADAPTIVE.md).
+    `symbols`: the plane holds palette indices or levels' ranks, whose values name colours: the level's
+    variant with contexts on the values themselves (`plan.symbols_level`) codes it."""
+    if plan.stage == STATIC:
+        return [(model, STATIC, 0)]
+    adaptive_model = model
+    if adaptive_planes.adaptive_refusal(model.record) and model not in preferred:
+        adaptive_model = zoo.default_model(plane.shape[2], image.width * image.height, 1)
+    level = plan.symbols_level if symbols and plan.symbols_level else plan.level
+    options = []
+    # the encoder takes the adaptive stage where the compiled coder runs it: the Python reference codes
+    # about 1 000 sub-pixels a second (a photo in an hour); it still decodes such files anywhere
+    if not adaptive_planes.adaptive_refusal(adaptive_model.record) and adaptive_planes.adaptive_native(adaptive_model.record):
+        options.append((adaptive_model, ADAPTIVE_VALUES if in_values else ADAPTIVE, level))
+        if in_values and plan.transforms == "trial":
+            options.append((adaptive_model, ADAPTIVE, level))
+    if plan.static_too or not options:
+        options.append((model, STATIC, 0))
+    return options
