@@ -5,9 +5,9 @@ arithmetic decoder, the context tables and the mixers. Run it on the sanitizer b
     python3 fuzz/run_sanitized.py --target adaptive --seconds 3600
 
 (fuzz/run_sanitized.py passes `--target adaptive` here). Seeds: tiles of smooth and noisy images, 1x1 to
-40x40, coded with the shipped colour and grey defaults at every adaptive level (1 to 10: counters and mixers,
-the residual and least-squares predictors, the vote, the shifted table), fresh and chained states, and levels
-planes coded in value space (entropy stage 4: a value map, a channel of one value among them). Mutations: bit
+40x40, coded with the shipped colour and grey defaults at every adaptive level (1 to 12: counters and mixers,
+the residual and least-squares predictors, the vote, the shifted table, the values as contexts), fresh and chained
+states, and levels planes coded in value space (entropy stage 4: a value map, a channel of one value among them). Mutations: bit
 flips, byte runs set to extremes, truncations, extensions with random bytes,
 random streams of plausible length; and a wrong tile size for a valid stream. Decoding must return
 pixels or raise ValueError (the stream does not decode exactly to its end); a crash or a sanitizer
@@ -51,7 +51,7 @@ def seed_tiles(rng: np.random.Generator) -> list[tuple]:
             tables = [np.arange(0, 256, 8)] * (channels - 1) + [np.array([77])]
             vmap = ValueMap.of(tables)
             ranks = np.stack([rng.integers(0, len(t), (h, w)) for t in tables], -1).astype(np.uint8)
-            for level in (7, 9):
+            for level in (7, 9, 11):
                 seeds.append((model, level, ranks, native.encode_tile_adaptive(model, ranks, level, vmap=vmap), None,
                               vmap))
         for level in (1, max(LEVELS)):                                     # a chain of two tiles
