@@ -130,7 +130,7 @@ def _transformed(image: ImageData, plan: Effort, models, tile: int, workers: int
     if plan.transforms == "none" or image.depth == 16 or image.mode == "1":
         return image, transforms.IDENTITY
     try_coding = None
-    if plan.transforms == "trial":
+    if plan.transforms in ("trial", "estimate"):     # (estimate: a trial only where its best lists pixels)
         # (each candidate's planes meet the LZ stage's probe; only the chosen image's are searched in full)
         bare = replace(plan, transforms="none", max_trials=None, lz_probe=True)
 
@@ -140,7 +140,7 @@ def _transformed(image: ImageData, plan: Effort, models, tile: int, workers: int
             # planes hold levels' ranks, coded in value space)
             return len(_code_images([candidate], [transforms.IDENTITY], [image], models, tile, None,
                                     workers, device, version, bare, [record])[0][0])
-    return transforms.choose(image, try_coding, plan.max_trials)
+    return transforms.choose(image, try_coding, plan.max_trials, check_listed=plan.transforms == "estimate")
 
 
 def _code_images(images: Sequence[ImageData], records: list, originals: Sequence[ImageData], models,

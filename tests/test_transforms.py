@@ -4,6 +4,7 @@ and the stored fallback's bit packing is exact."""
 
 from __future__ import annotations
 
+import importlib
 import io
 import zlib
 
@@ -455,6 +456,35 @@ def test_max_trials_codes_only_the_best_by_estimate():
     coded_ones.clear()
     _, record = T.choose(image, lambda im, record: coded_ones.append(im) or 100, max_trials=1)
     assert len(coded_ones) == 1 and record == best_by_estimate
+
+
+def test_the_estimate_is_trusted_where_its_best_lists_no_pixels():
+    """The effort levels that rank by estimate (check_listed) code no trial when the estimate's best lists no pixels."""
+    image = make_image("RGB", 16, 16, "colours", 5, 1)
+    coded_ones = []
+    _, record = T.choose(image, lambda im, record: coded_ones.append(im) or 100, check_listed=True)
+    assert not record.lists_pixels and record == T.choose(image)[1] and coded_ones == []
+
+
+def test_the_estimate_is_checked_by_trial_where_its_best_lists_pixels(monkeypatch):
+    """Where the estimate's best is a near-palette (its listed pixels cost exact bytes in the record, which the
+    estimate's inflated plane bits undervalue), the best few by the estimate are trial-coded and the cheapest kept."""
+    choose_module = importlib.import_module("pixzip.formats.transforms.choose")
+    rng = np.random.default_rng(1)
+    table = _colours(rng, 300, 3)
+    which = np.concatenate([np.arange(300), rng.integers(0, 250, 40 * 40 - 300)])   # 50 colours once each
+    image = ImageData("RGB", 40, 40, [table[rng.permutation(which).reshape(40, 40)]])
+    # an estimate that prefers index planes (as it does on anti-aliased charts)
+    monkeypatch.setattr(choose_module, "estimate_bits", lambda im: 100.0 if im.mode == "L" else 1e6)
+    assert T.choose(image)[1].lists_pixels
+    coded_ones = []
+    coded, record = T.choose(image, lambda im, record: coded_ones.append(im) or (5 if im.mode == "RGB" else 50),
+                             check_listed=True)
+    options = len(T.candidates(image))
+    assert len(coded_ones) == min(choose_module.CHECKED_TRIALS, options) and not record.lists_pixels
+    assert_same_image(image, record.inverse(coded))
+    _, record = T.choose(image, lambda im, record: 10**6 if im.mode == "RGB" else 5, check_listed=True)
+    assert record.lists_pixels                                       # a trial that agrees keeps the near-palette
 
 
 # -- records: strict parsing ---------------------------------------------------------------------------

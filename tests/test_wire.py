@@ -409,12 +409,12 @@ def test_a_trial_counts_a_candidates_record_once(monkeypatch, fast_rgb):
     seen = []
     real = transforms.choose
 
-    def spy(image, try_coding=None, max_trials=None):
+    def spy(image, try_coding=None, max_trials=None, **options):
         def counted(candidate, record):
             n = try_coding(candidate, record)
             seen.append((record, n))
             return n
-        return real(image, counted, max_trials)
+        return real(image, counted, max_trials, **options)
     monkeypatch.setattr(transforms, "choose", spy)
     plane = np.repeat(_rgb565(9, 10, seed=2), 2, axis=1)            # levels, and every column twice
     image = images.ImageData("RGB", 20, 9, [plane])

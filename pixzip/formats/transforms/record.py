@@ -65,6 +65,11 @@ class TransformRecord:
         repeats = [s for s in self.steps if isinstance(s, DropRepeats)]
         return (repeats[0].width, repeats[0].height) if repeats else (coded_width, coded_height)
 
+    @property
+    def lists_pixels(self) -> bool:
+        """Whether a step lists pixels with their own colours (NearPalette's exceptions)."""
+        return any(isinstance(step, NearPalette) for step in self.steps)
+
     def _symbol_step(self, plane: int):
         """The step that made this coded plane's samples symbols (a Levels step's ranks, a palette's indices),
         if it is among the chain's last steps, those that change no values of this plane after it (other
