@@ -132,11 +132,11 @@ def _transformed(image: ImageData, plan: Effort, models, tile: int, workers: int
     try_coding = None
     if plan.transforms in ("trial", "estimate"):
         # (each candidate's planes meet the LZ stage's probe; only the chosen image's are searched in full.
-        # The estimate levels trial-code only where the estimate's best lists pixels, with the static stage:
-        # it ranks such candidates as the adaptive one does at a fifth of its time, choose._estimate_checked)
+        # The estimate levels trial-code only where the estimate's best lists pixels, with the static stage and a
+        # quick LZ search: it ranks such candidates as the adaptive one does at a fifth of its time, choose.py)
         bare = replace(plan, transforms="none", max_trials=None, lz_probe=True)
         if plan.transforms == "estimate":
-            bare = replace(bare, stage=STATIC, level=0, symbols_level=0, one_tile_level=0, static_too=False, lz_hard=False)
+            bare = Effort(models=plan.models, stage=STATIC, lz_hard=False)
 
         def try_coding(candidate: ImageData, record: transforms.TransformRecord) -> int:
             # (the original only decides which named models may go unused; the record's bytes are added
@@ -156,10 +156,11 @@ def _code_images(images: Sequence[ImageData], records: list, originals: Sequence
     levels' ranks (a trial codes a candidate without its record: transforms.candidate_cost adds it)."""
     chosen = [choose_models(im, models, plan.models, original) for im, original in zip(images, originals)]
     split = [_SplitImage.of(im) for im in images]
-    tables = {(i, p): (chains or records)[i].value_tables(p, im.planes[p].shape[2])
+    chains = chains or records
+    tables = {(i, p): chains[i].value_tables(p, im.planes[p].shape[2])
               for i, im in enumerate(images) for p in range(len(im.planes))}
     options = {(i, p): plane_options(m, im.planes[p], im, plan, models, tables[(i, p)] is not None,
-                                     im.mode == "P" or (chains or records)[i].holds_symbols(p))
+                                     im.mode == "P" or chains[i].holds_symbols(p))
                for i, (im, ms) in enumerate(zip(images, chosen)) for p, m in enumerate(ms)}
     jobs: dict[tuple, tuple[LoadedModel, int, int, list]] = {}        # (model id, stage, level) -> planes
     for key, opts in options.items():

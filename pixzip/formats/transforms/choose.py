@@ -331,34 +331,27 @@ def choose(image: ImageData, try_coding: Callable[[ImageData, TransformRecord], 
     which planes hold levels' ranks); without it a residual-entropy
     estimate ranks them. `max_trials`: trial-code only that many, the best by the estimate (an effort
     knob: each trial is one encode). `check_listed`: the estimate chooses, unless its best lists pixels in its
-    record (a near-palette): then the best few are trial-coded (`_estimate_checked`). Ties keep the simpler chain."""
+    record (a near-palette): then its CHECKED_TRIALS best are trial-coded. Ties keep the simpler chain."""
     options = candidates(image)
     if len(options) == 1:
         return options[0]
-    if check_listed:
-        return _estimate_checked(options, try_coding)
-    if try_coding is not None and max_trials is not None and len(options) > max_trials:
-        estimates = [candidate_cost(c, r) for c, r in options]
-        options = [options[i] for i in sorted(np.argsort(estimates, kind="stable")[:max(1, max_trials)])]
+    if check_listed or (try_coding is not None and max_trials is not None and len(options) > max_trials):
+        order = np.argsort([candidate_cost(c, r) for c, r in options], kind="stable")
+        if check_listed:
+            if try_coding is None or not options[order[0]][1].lists_pixels:
+                return options[int(order[0])]
+            max_trials = CHECKED_TRIALS
+        options = [options[i] for i in sorted(order[:max(1, max_trials)])]
     return options[int(np.argmin([candidate_cost(c, r, try_coding) for c, r in options]))]
 
 
-CHECKED_TRIALS = 3     # candidates trial-coded where the estimate's best lists pixels
-
-
-def _estimate_checked(options: list, try_coding) -> tuple[ImageData, TransformRecord]:
-    """The best candidate by the estimate, unless that one lists pixels (NearPalette): a listed pixel costs its
-    exact bytes in the record (about 3), while the estimate's bits for the planes run up to 2.5 times what the
-    coder spends on images it codes well (anti-aliased charts), so the record looks cheaper than it is (a chart
-    of 2 000 colours took a near-palette 27 % larger than its plain coding). Then the CHECKED_TRIALS best by the
-    estimate are trial-coded. Photographs take no trial: their 256 commonest colours leave more than MAX_EXCEPTIONS
-    pixels to list (no near-palette candidate) or, on small ones, the estimate does not prefer listing them."""
-    estimates = [candidate_cost(c, r) for c, r in options]
-    order = np.argsort(estimates, kind="stable")
-    if try_coding is None or not options[order[0]][1].lists_pixels:
-        return options[int(order[0])]
-    options = [options[i] for i in sorted(order[:CHECKED_TRIALS])]
-    return options[int(np.argmin([candidate_cost(c, r, try_coding) for c, r in options]))]
+# Where the estimate's best lists pixels (NearPalette), this many of its best are trial-coded instead: a listed
+# pixel costs its exact bytes in the record (about 3), while the estimate's bits for the planes run up to 2.5 times
+# what the coder spends on images it codes well (anti-aliased charts), so the record looks cheaper than it is (a
+# chart of 2 000 colours took a near-palette 27 % larger than its plain coding). Photographs take no trial: their
+# 256 commonest colours leave more than MAX_EXCEPTIONS pixels to list (no near-palette candidate) or, on small
+# ones, the estimate does not prefer listing them.
+CHECKED_TRIALS = 3
 
 
 def candidate_cost(coded: ImageData, record: TransformRecord,
