@@ -172,7 +172,7 @@ def _code_images(images: Sequence[ImageData], records: list, originals: Sequence
         vmaps = [ValueMap.of(tables[key]) if stage == ADAPTIVE_VALUES else None for key in where]
         trial = (level, plan.one_tile_level) if stage in ADAPTIVE_STAGES and plan.one_tile_level else (level,)
         for key, codings in zip(where, _code_planes(m, stage, trial, planes, tile, progress, workers, device, version,
-                                                    vmaps)):
+                                                    vmaps, plan.lz_hard)):
             coded[key] += [_CodedPlane(m, stage, lv, streams, bits) for lv, streams, bits in codings]
     out = []
     for i, im in enumerate(images):
@@ -198,10 +198,10 @@ class _CodedPlane:
 
 
 def _code_planes(m: LoadedModel, stage: int, levels: tuple[int, ...], planes: list, tile: int, progress, workers: int,
-                 device, version: int, vmaps: list) -> list:
+                 device, version: int, vmaps: list, lz_hard: bool) -> list:
     """Per plane, its codings [(level, streams, bits)] with one model and stage: at levels[0], and (adaptive)
     a plane of one tile at the other levels too (adaptive_planes.encode_planes_trial; `vmaps`: per plane its
-    ValueMap in stage 4, else None)."""
+    ValueMap in stage 4, else None; tiles an LZ stream codes smaller go to one, compressed as `lz_hard` says)."""
     try:
         codec.check_tile(m.record, tile)
         codec.coding_device(m.record, device)
@@ -212,7 +212,7 @@ def _code_planes(m: LoadedModel, stage: int, levels: tuple[int, ...], planes: li
     try:
         if stage in ADAPTIVE_STAGES:
             return adaptive_planes.encode_planes_trial(m.record, planes, tile, levels, [_stored_bits(p) for p in planes],
-                                                       progress, workers, vmaps)
+                                                       progress, workers, vmaps, lz_hard)
         return [[(levels[0], streams, bits)] for streams, bits in
                 codec.encode_planes(m.record, planes, tile, progress, workers=workers, device=device,
                                     coder=container.CODERS[version])]
@@ -402,7 +402,7 @@ def _check_stream_floors(header: Header, plane_models: list):
 def _check_adaptive_floors(header: Header, plane_models: list, streams: list):
     """The same for the adaptive stage's coded tiles: every sub-pixel codes its zero flag at a
     probability of at most 4095/4096, so a tile of n sub-pixels takes at least n * log2(4096/4095)
-    bits (a stored tile has no network work and is checked for its exact length)."""
+    bits (a stored tile has no network work and is checked for its exact length, LZ tiles as a whole)."""
     floor = 0.9 * adaptive_planes.ADAPTIVE_MIN_BITS
     at = 0
     for (_, channels), stage, model in zip(header.planes, header.entropy, plane_models):
@@ -411,8 +411,8 @@ def _check_adaptive_floors(header: Header, plane_models: list, streams: list):
         for h, w in shapes:
             words = streams[at]
             at += 1
-            stored = words.size and int(words[0]) & container.FRAME_STORED
-            if stage in ADAPTIVE_STAGES and not stored and 32 * words.size + 64 < h * w * channels * floor:
+            uncoded = words.size and int(words[0]) & (container.FRAME_STORED | container.FRAME_LZ)
+            if stage in ADAPTIVE_STAGES and not uncoded and 32 * words.size + 64 < h * w * channels * floor:
                 raise FormatError(_TOO_SHORT)
 
 

@@ -46,6 +46,25 @@ def to_rgb565(rgb: np.ndarray) -> np.ndarray:
     return out.astype(np.uint8)
 
 
+def text_beside_photo(seed: int = 7, h: int = 96, w: int = 192) -> np.ndarray:
+    """A screenshot's text beside a photograph: the left half lines of five 7 x 5 'letters' (random masks of one
+    ink) on a flat ground, the right half a smooth colour field with a little noise. In tiles of 48 the stage
+    takes the photograph's tiles, one LZ stream the text's (entropy/lz.py, LZ tiles); measured with pcnn-rgb-v8
+    at level 9: 14 852 bytes of streams, the whole plane by LZ 16 564."""
+    rng = np.random.default_rng(seed)
+    masks = rng.random((5, 7, 5)) < 0.3
+    img = np.full((h, w, 3), 240, np.uint8)
+    for row in range(h // 12):
+        for col in range(w // 16):
+            if rng.random() < 0.8:
+                img[12 * row + 3:12 * row + 10, 8 * col + 1:8 * col + 6][masks[rng.integers(0, 5)]] = (30, 30, 60)
+    img[0, :w // 2] = np.arange(w // 2)[:, None] * 5 % 256      # a ruler: no column repeats (no `repeats` step)
+    yy, xx = np.mgrid[0:h, 0:w - w // 2]
+    photo = np.stack([xx * 2 + yy, 128 + 50 * np.sin(xx / 7.0) * np.cos(yy / 11.0), 220 - yy * 2], -1)
+    img[:, w // 2:] = np.clip(photo + rng.normal(0, 3, photo.shape), 0, 255).astype(np.uint8)
+    return img
+
+
 def make_tiny_model(channels: int, head: str = "laplace", seed: int = 0, hidden: int = 6, blocks: int = 1,
                     first_kernel: int = 5, skip_kernel: int = 0, channel_deps: str = "masks", **extra):
     """A random float model, calibrated on random crops, exported to integers. `extra` goes to

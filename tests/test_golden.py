@@ -169,3 +169,24 @@ def test_adaptive_golden_files(name, level, pixels, tile):
     assert hashlib.sha256(image.pixel_bytes()).hexdigest() == pixels
     if adaptive_planes.adaptive_native(model.net):
         assert api.compress(image, [model], tile=tile, effort=effort)[0] == data
+
+
+# LZ tiles (session 22): conftest.text_beside_photo at level 9 in tiles of 48 with the shipped pcnn-rgb-v8
+TEXT_BESIDE_PHOTO = "d1d376a73b8e5584af2dc5d21e6428890c82f43ea7ce134eb66d52beaedbbc36"
+
+
+def test_the_lz_tiles_golden_file():
+    """A plane whose text tiles are in one LZ stream (two of them chain heads, replayed through the stage) keeps
+    decoding (the compiled stage where it is installed, else the reference: test_wire has both on a tiny model)
+    and re-encodes to the same bytes."""
+    from pixzip import zoo
+    model = zoo.load_model("pcnn-rgb-v8")
+    data = (GOLDEN / "lz-tiles.pxz").read_bytes()
+    header, offset = container.read_header(data)
+    kinds = [container.unframe_tile(s)[1] for s in container.read_streams(data, header, offset)]
+    assert header.entropy == [container.ADAPTIVE] and kinds.count(container.LZ_TILE) == 4
+    image, _ = api.decompress(data)
+    assert hashlib.sha256(image.pixel_bytes()).hexdigest() == TEXT_BESIDE_PHOTO
+    if adaptive_planes.adaptive_native(model.net):
+        effort = Effort(models=1, stage=container.ADAPTIVE, level=9)
+        assert api.compress(image, [model], tile=48, effort=effort)[0] == data

@@ -14,8 +14,9 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from conftest import NO_TORCH
+from conftest import NO_TORCH, text_beside_photo
 from pixzip.cli import main
+from pixzip.backends import adaptive_planes
 from pixzip.entropy import lz
 from pixzip.formats import container
 
@@ -200,3 +201,107 @@ def test_the_trial_levels_search_every_plane_without_the_probe(tmp_path):
     assert lz._ruled_out(img, 9280)         # what -e 4 takes (the adaptive stage), measured
     _, h = _compress(tmp_path, img, "radial", "-e", "6")
     assert h.entropy == [container.LZ]
+
+
+# -- LZ tiles: the tiles of an adaptive plane that one LZMA2 stream codes ---------------------------------------
+def _tile_kinds(data: bytes) -> list[str]:
+    h, offset = container.read_header(data)
+    return [container.unframe_tile(s)[1] for s in container.read_streams(data, h, offset)]
+
+
+def test_text_beside_a_photograph_hands_its_tiles_to_one_lz_stream(tmp_path, monkeypatch):
+    """In tiles of 48 the text's four tiles go to one LZ stream and the photograph's four stay in the stage: a
+    file smaller than either stage alone gives, decoded by another process and judged by Pillow."""
+    img = text_beside_photo()
+    out, h = _compress(tmp_path, img, "mixed", "--tile", "48")
+    assert h.entropy == [container.ADAPTIVE]
+    kinds = _tile_kinds(out.read_bytes())
+    assert kinds == [container.LZ_TILE, container.LZ_TILE, container.CODED, container.CODED] * 2
+    monkeypatch.setattr(lz, "tile_candidates", lambda tiles, budgets: [])
+    before, h_before = _compress(tmp_path, img, "before", "--tile", "48")
+    assert h_before.entropy == [container.ADAPTIVE] and set(_tile_kinds(before.read_bytes())) == {container.CODED}
+    assert out.stat().st_size < before.stat().st_size
+    assert sum(h.stream_sizes) < len(lz.encode(img, 1 << 30, probe=False)[1])       # the whole plane by LZ
+    png = tmp_path / "back.png"
+    r = subprocess.run([sys.executable, "-m", "pixzip", "decompress", str(out), "-o", str(png), "-q"],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    np.testing.assert_array_equal(np.asarray(Image.open(png)), img)
+
+
+@pytest.mark.parametrize("shapes", [[(8, 8, 1)], [(5, 7, 3), (8, 8, 3), (1, 9, 3)], [(16, 3, 1), (2, 2, 1)]])
+def test_lz_tiles_are_undone_exactly_in_every_mode(shapes, rng):
+    tiles = [rng.integers(0, 4, s, dtype=np.uint8) * 60 for s in shapes] + [np.full(shapes[0], 7, np.uint8)]
+    chosen = list(range(len(tiles)))[::-1]
+    payload = lz.encode_tiles(tiles, chosen, hard=False)
+    assert payload[0] in lz.MODES
+    back = lz.decode_tiles(payload, [tiles[n].shape for n in chosen])
+    assert all(np.array_equal(b, tiles[n]) for b, n in zip(back, chosen))
+    for mode in lz.MODES[:4] if shapes[0][2] == 1 else lz.MODES:
+        stream = lz._compress(b"".join(lz.residuals(tiles[n], mode) for n in chosen), 1)
+        back = lz.decode_tiles(bytes([mode]) + stream, [tiles[n].shape for n in chosen])
+        assert all(np.array_equal(b, tiles[n]) for b, n in zip(back, chosen))
+
+
+def test_lz_tiles_refuse_a_stream_that_is_not_exactly_their_samples(rng):
+    tiles = [rng.integers(0, 256, (6, 5, 3), dtype=np.uint8) for _ in range(2)]
+    payload = lz.encode_tiles(tiles, [0, 1])
+    shapes = [(6, 5, 3), (6, 5, 3)]
+    for bad, why in ((b"", "no mode"), (bytes([8]) + payload[1:], "unknown"), (payload[:-3], "LZMA2"),
+                     (payload + b"\0", "LZMA2")):
+        with pytest.raises(ValueError, match=why):
+            lz.decode_tiles(bad, shapes)
+    with pytest.raises(ValueError, match="exactly"):
+        lz.decode_tiles(payload, shapes[:1])
+    with pytest.raises(ValueError):
+        lz.decode_tiles(payload, shapes + [(1, 1, 3)])
+
+
+def test_tiles_the_stage_codes_in_many_bits_are_not_tried(monkeypatch):
+    """A photograph's tile (over _TILE_MAX_BITS a sample in the stage) is passed over without compressing it;
+    a tile of flat colour under its budget is taken."""
+    calls = []
+    real = lz._compress
+    monkeypatch.setattr(lz, "_compress", lambda data, preset, lc=0: calls.append(len(data)) or real(data, preset, lc))
+    tiles = [np.zeros((16, 16, 3), np.uint8), np.zeros((16, 16, 3), np.uint8)]
+    photo_budget = int(lz._TILE_MAX_BITS * tiles[0].size / 8) + 1
+    assert lz.tile_candidates(tiles, [photo_budget, 40]) == [1]
+    assert calls == [16 * 16 * 3]          # the flat tile's first try won; the photograph's was never compressed
+
+
+def test_a_damaged_lz_tile_plane_is_refused_in_one_line(tmp_path):
+    """The stream moved to a later LZ tile, a head with both the stored and the LZ bit, a truncated stream."""
+    out, _ = _compress(tmp_path, text_beside_photo(), "mixed", "--tile", "48")
+    good = out.read_bytes()
+
+    def moved(h, streams):
+        streams[0], streams[1] = streams[1], streams[0]
+
+    def both_bits(h, streams):
+        streams[2] = streams[2].copy()
+        streams[2][0] |= container.FRAME_STORED | container.FRAME_LZ
+
+    def truncated(h, streams):
+        payload, _ = container.unframe_tile(streams[0])
+        streams[0] = container.frame(payload[:len(payload) // 2], lz=True)
+
+    for edit, expect in ((moved, "corrupted"), (both_bits, "corrupted"), (truncated, "corrupted")):
+        bad = tmp_path / "bad.pxz"
+        bad.write_bytes(_rebuild(good, edit))
+        r = CliRunner().invoke(main, ["decompress", str(bad), "-o", str(tmp_path / "x.png")])
+        assert r.exit_code != 0 and expect in r.output, r.output
+        assert len(r.output.strip().splitlines()) == 1, r.output
+        assert not (tmp_path / "x.png").exists()
+
+
+def test_only_an_adaptive_planes_tiles_may_be_lz_tiles(tmp_path):
+    """A whole-plane stream (stored, LZ) or a static tile with the LZ bit is a corrupt stream head; an LZ tile's
+    sample beyond its plane's stored width is corruption too (a stored tile could not have held it)."""
+    with pytest.raises(container.FormatError, match="stream head"):
+        container.unframe(container.frame(b"abc", lz=True))
+    tiles = [np.full((4, 4, 1), 200, np.uint8), np.full((4, 4, 1), 3, np.uint8)]
+    payloads = {0: lz.encode_tiles(tiles, [0, 1]), 1: b""}
+    grid = [(0, 0, 4, 4), (0, 4, 4, 4)]
+    assert all(np.array_equal(a, b) for a, b in zip(adaptive_planes._lz_tiles(payloads, grid, 1, 8).values(), tiles))
+    with pytest.raises(ValueError, match="stored width"):
+        adaptive_planes._lz_tiles(payloads, grid, 1, 7)

@@ -461,6 +461,33 @@ def test_a_chained_level_carries_the_state_and_replays_its_stored_tiles(monkeypa
     assert all(np.array_equal(a, b) for a, b in zip(chained, slow))
 
 
+def test_lz_tiles_in_a_chain_are_replayed_by_both_decoders(monkeypatch, fast_rgb):
+    """A tile that goes to the plane's LZ stream (entropy/lz.py, LZ tiles; here a repeated pattern, the gate
+    opened for the tiny model) still feeds its chain's state: both decoders replay it, the bytes do not depend
+    on the thread count, and the reference encoder writes the same."""
+    from pixzip.entropy import lz
+    monkeypatch.setattr(lz, "_TILE_MAX_BITS", 9.0)
+    plane = _photo_like(16, 16, seed=3)
+    plane[:8, :8] = np.tile(np.array([[[10, 200, 30], [240, 5, 90]], [[0, 0, 0], [255, 255, 255]]], np.uint8),
+                            (4, 4, 1))
+    net = fast_rgb.net
+    coded = adaptive_planes.encode_planes_adaptive(net, [plane], 8, 9, [8], threads=2, lz_tiles=True)[0][0]
+    kinds = [container.unframe_tile(s)[1] for s in coded]
+    assert kinds[0] == container.LZ_TILE and kinds[2] == container.CODED          # chain 0, 2: 2 after the LZ tile
+    plain = adaptive_planes.encode_planes_adaptive(net, [plane], 8, 9, [8])[0][0]
+    assert all(np.array_equal(coded[n], plain[n]) for n, k in enumerate(kinds) if k == container.CODED)
+    assert all(np.array_equal(a, b) for a, b in zip(
+        coded, adaptive_planes.encode_planes_adaptive(net, [plane], 8, 9, [8], threads=1, lz_tiles=True)[0][0]))
+    for threads in (1, 2):
+        decoded = adaptive_planes.decode_planes_adaptive(net, [(16, 16)], 8, [coded], 9, [8], threads=threads)
+        assert np.array_equal(decoded[0], plane)
+    monkeypatch.setattr(adaptive_planes, "adaptive_native", lambda m: False)
+    monkeypatch.setattr(adaptive_planes, "_NOTICE_GIVEN", [])
+    assert np.array_equal(adaptive_planes.decode_planes_adaptive(net, [(16, 16)], 8, [coded], 9, [8])[0], plane)
+    slow = adaptive_planes.encode_planes_adaptive(net, [plane], 8, 9, [8], lz_tiles=True)[0][0]
+    assert all(np.array_equal(a, b) for a, b in zip(coded, slow))
+
+
 def test_one_worker_codes_on_one_thread(monkeypatch):
     """workers=1 (`-T 1`) encodes and decodes every tile on one thread; the default (0) may take every core."""
     from pixzip import zoo

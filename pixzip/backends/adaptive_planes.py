@@ -10,10 +10,10 @@ from typing import Callable
 
 import numpy as np
 
-from ..entropy import adaptive
+from ..entropy import adaptive, lz
 from ..entropy.value_map import ValueMap
 from ..errors import PixzipError
-from ..formats.container import frame, unframe
+from ..formats.container import LZ_TILE, STORED_TILE, frame, unframe_tile
 from ..formats.stored import pack_bits, stored_size, unpack_bits
 from ..formats.tiles import assemble, coding_order, tile_grid
 from ..nets.record import NetRecord
@@ -26,6 +26,8 @@ from .codec import ENSEMBLE_NEEDS_NATIVE, MAX_BATCH_PIXELS, _is_ensemble, networ
 # Tiles or chains encode and decode in threads, and the bytes never depend on the thread count. A tile whose
 # samples bit-packed are smaller than its coded bytes is stored instead (uniform noise), so no tile costs more
 # than raw + 4 bytes; in a chain the state has still learned it, so the decoder replays it through the stage.
+# Tiles that one LZMA2 stream codes in fewer bytes (text beside a photograph) hand their samples to it
+# (entropy/lz.py, "LZ tiles"): the first such tile's frame holds the stream; in a chain they are replayed too.
 # A levels plane may be coded in value space (entropy stage 4, entropy/value_map.py): its tiles hold ranks, the
 # network reads their values (`vmaps`: per plane a ValueMap, or None for a plane coded as it is).
 
@@ -132,20 +134,44 @@ def _one_tile_trial(model, pixels: np.ndarray, levels: tuple[int, ...], in_nativ
         model, pixels, [native.AdaptiveState(adaptive.level_for(level, model), n) for level in levels], vmap)
 
 
+def _with_lz_tiles(plane: np.ndarray, grid: list, streams: list[np.ndarray], hard: bool) -> list[np.ndarray]:
+    """A plane's framed tiles, with those that one LZMA2 stream codes in fewer bytes handed to it
+    (lz.tile_candidates, lz.encode_tiles): the first of them holds the stream, the others are empty frames.
+    Only where that is strictly smaller than their frames so far; a plane of one tile is left alone (the
+    whole-plane LZ stage covers it)."""
+    if len(grid) < 2:
+        return streams
+    tiles = [np.ascontiguousarray(plane[y:y + h, x:x + w]) for y, x, h, w in grid]
+    budgets = [4 * s.size for s in streams]
+    chosen = lz.tile_candidates(tiles, budgets)
+    if not chosen:
+        return streams
+    framed = [frame(lz.encode_tiles(tiles, chosen, hard), lz=True)] + [frame(b"", lz=True)] * (len(chosen) - 1)
+    if sum(4 * f.size for f in framed) >= sum(budgets[n] for n in chosen):
+        return streams
+    out = list(streams)
+    for n, f in zip(chosen, framed):
+        out[n] = f
+    return out
+
+
 def encode_planes_adaptive(model, planes: list[np.ndarray], tile: int, level: int, bits: list[int],
                            progress: Callable[[int], None] | None = None, threads: int = 1,
-                           vmaps: list[ValueMap | None] | None = None) -> list[tuple[list[np.ndarray], float]]:
+                           vmaps: list[ValueMap | None] | None = None,
+                           lz_tiles: bool | None = None) -> list[tuple[list[np.ndarray], float]]:
     """Entropy stage 1 (or 4, where `vmaps` gives a plane a ValueMap): per plane, its tiles' framed streams
     and their bits (reporting). `bits`: each plane's stored sample width (its values are below 2^bits). The
     native coder runs tiles in `threads` threads (the calls release the GIL); without it, the reference
-    stage on the torch engine's outputs."""
+    stage on the torch engine's outputs. `lz_tiles`: None codes every tile in the stage, else tiles may go to
+    an LZ stream compressed hard (True) or fast (False)."""
     return [codings[0][1:] for codings in encode_planes_trial(model, planes, tile, (level,), bits, progress, threads,
-                                                              vmaps)]
+                                                              vmaps, lz_tiles)]
 
 
 def encode_planes_trial(model, planes: list[np.ndarray], tile: int, levels: tuple[int, ...], bits: list[int],
                         progress: Callable[[int], None] | None = None, threads: int = 1,
-                        vmaps: list[ValueMap | None] | None = None) -> list[list[tuple[int, list[np.ndarray], float]]]:
+                        vmaps: list[ValueMap | None] | None = None,
+                        lz_tiles: bool | None = None) -> list[list[tuple[int, list[np.ndarray], float]]]:
     """encode_planes_adaptive at levels[0], and a plane of one tile at each of the other levels too (on the
     same network pass): per plane, its codings as (level, framed streams, bits), levels[0]'s first."""
     level = levels[0]
@@ -179,6 +205,9 @@ def encode_planes_trial(model, planes: list[np.ndarray], tile: int, levels: tupl
                 if progress:
                     progress(grids[k][n][2] * grids[k][n][3])
             streams[k].update(zip(levels[1:], coded[1:]))       # a plane of one tile at the other levels
+    if lz_tiles is not None:
+        for k, plane in enumerate(planes):
+            streams[k][level] = _with_lz_tiles(plane, grids[k], streams[k][level], lz_tiles)
     return [[(lv, s, 32.0 * sum(x.size for x in s)) for lv, s in plane.items()] for plane in streams]
 
 
@@ -257,6 +286,19 @@ def _decode_in_reference(model, grids, chains, coded: dict, parts: dict, level: 
                 parts[key] = pixels if vmaps[key[0]] is None else vmaps[key[0]].to_ranks(pixels)
 
 
+def _lz_tiles(payloads: dict[int, bytes], grid: list, channels: int, bits: int) -> dict[int, np.ndarray]:
+    """A plane's LZ tiles (index -> framed payload, the first holding the stream, the others empty) decoded:
+    index -> pixels. ValueError where the stream is not exactly their samples, or a sample needs more than the
+    plane's stored width (as a stored tile could not hold it)."""
+    first, *rest = sorted(payloads)
+    if any(payloads[n] for n in rest):
+        raise ValueError("LZ tiles: a stream in a tile after the first")
+    tiles = lz.decode_tiles(payloads[first], [(grid[n][2], grid[n][3], channels) for n in [first, *rest]])
+    if any(int(t.max()) >> bits for t in tiles):
+        raise ValueError("LZ tiles: a sample beyond the plane's stored width")
+    return dict(zip([first, *rest], tiles))
+
+
 def decode_planes_adaptive(model, shapes: list[tuple[int, int]], tile: int, streams: list[list[np.ndarray]],
                            level: int, bits: list[int], progress: Callable[[int], None] | None = None,
                            threads: int = 1, vmaps: list[ValueMap | None] | None = None) -> list[np.ndarray]:
@@ -271,15 +313,20 @@ def decode_planes_adaptive(model, shapes: list[tuple[int, int]], tile: int, stre
     C = model.cfg.channels
     parts, coded = {}, {}
     for k, g in enumerate(grids):
+        in_lz = {}
         for n, (_, _, h, w) in enumerate(g):
-            payload, stored = unframe(streams[k][n])
-            if stored:
+            payload, kind = unframe_tile(streams[k][n])
+            if kind == STORED_TILE:
                 try:
                     parts[(k, n)] = unpack_bits(payload, (h, w, C), bits[k])
                 except PixzipError as e:
                     raise ValueError(str(e)) from None
+            elif kind == LZ_TILE:
+                in_lz[n] = payload
             else:
                 coded[(k, n)] = (payload, h, w)
+        if in_lz:
+            parts.update(((k, n), pixels) for n, pixels in _lz_tiles(in_lz, g, C, bits[k]).items())
     chains = [(k, chain) for k, g in enumerate(grids) for chain in _chains(level, len(g))]
     if adaptive_native(model):
         def one(job):       # a chain's tiles in turn, one state; a stored tile is replayed through it

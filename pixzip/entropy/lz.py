@@ -63,11 +63,11 @@ def _compress(data: bytes, preset: int, lc: int = 0) -> bytes:
         {"id": lzma.FILTER_LZMA2, "preset": preset, "dict_size": dict_size, "lc": lc, "lp": 0, "pb": 0}])
 
 
-def probe_rows(plane: np.ndarray) -> np.ndarray:
-    """Bands of _PROBE_BAND rows spread evenly over the plane, about _PROBE_BYTES in all (the whole plane
+def probe_rows(plane: np.ndarray, size: int = _PROBE_BYTES) -> np.ndarray:
+    """Bands of _PROBE_BAND rows spread evenly over the plane, about `size` bytes in all (the whole plane
     where it is smaller): a sample of every part of the image, whose bands can repeat one another."""
     h, w, c = plane.shape
-    rows = -(-_PROBE_BYTES // (w * c))
+    rows = -(-size // (w * c))
     if rows >= h:
         return plane
     starts = np.linspace(0, h - _PROBE_BAND, max(1, rows // _PROBE_BAND)).astype(int)
@@ -102,13 +102,16 @@ def encode(plane: np.ndarray, budget: int, hard: bool = True, probe: bool = True
     head = plane[:max(1, min(h, -(-_PICK_BYTES // (w * c))))]
     fast = {m: len(_compress(residuals(head, m), 1)) for m in modes}
     mode = min(modes, key=lambda m: (fast[m], m))
-    data = residuals(plane, mode)
-    if hard:
-        preset = 9 | lzma.PRESET_EXTREME if len(data) <= _EXTREME_BYTES else 9
-        payload = min((_compress(data, preset, lc) for lc in (0, 1)), key=len)
-    else:
-        payload = _compress(data, 9)
+    payload = _compress_best(residuals(plane, mode), hard)
     return (mode, payload) if len(payload) < budget else None
+
+
+def _compress_best(data: bytes, hard: bool) -> bytes:
+    """xz -9e with lc 0 and with lc 1, the smaller (`hard`; -9 over _EXTREME_BYTES), else -9 with lc 0 once."""
+    if not hard:
+        return _compress(data, 9)
+    preset = 9 | lzma.PRESET_EXTREME if len(data) <= _EXTREME_BYTES else 9
+    return min((_compress(data, preset, lc) for lc in (0, 1)), key=len)
 
 
 def decode(payload: bytes, shape: tuple[int, int, int], mode: int) -> np.ndarray:
@@ -116,7 +119,12 @@ def decode(payload: bytes, shape: tuple[int, int, int], mode: int) -> np.ndarray
     the plane's bytes (it never inflates more than that)."""
     if mode not in MODES:
         raise ValueError(f"LZ stage mode {mode}")
-    size = shape[0] * shape[1] * shape[2]
+    return samples(_inflate(payload, shape[0] * shape[1] * shape[2]), shape, mode)
+
+
+def _inflate(payload: bytes, size: int) -> bytes:
+    """The `size` bytes a raw LZMA2 stream holds; ValueError unless it is one complete stream of exactly that
+    many (it never inflates more)."""
     d = lzma.LZMADecompressor(format=lzma.FORMAT_RAW,
                               filters=[{"id": lzma.FILTER_LZMA2, "dict_size": max(1 << 12, min(size, MAX_DICT))}])
     try:
@@ -125,4 +133,52 @@ def decode(payload: bytes, shape: tuple[int, int, int], mode: int) -> np.ndarray
         raise ValueError(f"LZMA2 stream: {e}") from None
     if len(data) != size or not d.eof or d.unused_data:
         raise ValueError("LZMA2 stream does not hold exactly the plane")
-    return samples(data, shape, mode)
+    return data
+
+
+# -- LZ tiles: the tiles of an adaptive plane that one LZMA2 stream codes (docs/FORMAT.md, stages 1 and 4) ----
+# A screenshot with a photograph in it is text in some tiles, where the dictionary coder takes a fraction of the
+# context-mixing stage's bytes, and photograph in others, where it loses; a plane coded whole by one stage or
+# the other pays the dearer one somewhere. So the adaptive stage's tiles may hand some of their samples to one
+# LZMA2 stream, shared so that their repeats of one another still pay.
+_TILE_MAX_BITS = 2.0        # tiles the adaptive stage codes in more bits per sample are not tried (photographs)
+
+
+def tile_candidates(tiles: list[np.ndarray], budgets: list[int]) -> list[int]:
+    """The tiles (indices) that the adaptive stage codes in at most _TILE_MAX_BITS per sample and that xz -1
+    without or with the plane filter compresses to fewer bytes than their budget (their framed bytes today).
+    The whole tile, not a probe of bands: a 16-row band of text shows none of the repeats that make LZ win
+    there (measured: 1 020 bytes for a band whose tile takes 5 091, a third of the stage's 14 728). A tile of
+    text takes 2-3 ms; the gate keeps photographs' tiles from the 10-20 ms each would cost."""
+    chosen = []
+    for n, (tile, budget) in enumerate(zip(tiles, budgets)):
+        if 8 * budget <= _TILE_MAX_BITS * tile.size and any(len(_compress(residuals(tile, m), 1)) < budget
+                                                             for m in (0, 3)):
+            chosen.append(n)
+    return chosen
+
+
+def encode_tiles(tiles: list[np.ndarray], chosen: list[int], hard: bool = True) -> bytes:
+    """One stream for the `chosen` tiles (h, w, C uint8 each): a mode byte (as a plane's), then raw LZMA2 of
+    their residuals (each tile filtered on its own, neighbours outside it 0) one tile after another, in
+    `chosen`'s order. The mode: the one whose fast compression of the first _PICK_BYTES is smallest."""
+    channels = tiles[chosen[0]].shape[2]
+    modes = MODES if channels > 1 else MODES[:len(FILTERS)]
+
+    def joined(mode: int) -> bytes:
+        return b"".join(residuals(tiles[n], mode) for n in chosen)
+
+    fast = {m: len(_compress(joined(m)[:_PICK_BYTES], 1)) for m in modes}
+    mode = min(modes, key=lambda m: (fast[m], m))
+    return bytes([mode]) + _compress_best(joined(mode), hard)
+
+
+def decode_tiles(payload: bytes, shapes: list[tuple[int, int, int]]) -> list[np.ndarray]:
+    """Inverse of encode_tiles, given the tiles' shapes in order; ValueError for a bad mode or a stream that is
+    not exactly their samples."""
+    if not payload or payload[0] not in MODES:
+        raise ValueError("LZ tiles: no mode, or an unknown one")
+    mode, sizes = payload[0], [h * w * c for h, w, c in shapes]
+    data = _inflate(payload[1:], sum(sizes))
+    ends = np.cumsum(sizes)
+    return [samples(data[e - n:e], shape, mode) for n, e, shape in zip(sizes, ends, shapes)]

@@ -338,26 +338,40 @@ def read_streams(data: bytes, h: Header, offset: int) -> list[np.ndarray]:
     return out
 
 
-# -- v4 byte-framed streams (entropy stages 1 and 2) ------------------------------------------------------
+# -- v4 byte-framed streams (entropy stages 1 to 4) -------------------------------------------------------
 # The adaptive stage writes bytes, the container stores 4-byte words: a framed stream is a head byte
-# (bits 0-1: how many zero bytes pad the end; bit 2: the tile is stored, not coded; other bits zero),
+# (bits 0-1: how many zero bytes pad the end; bit 2: the tile is stored, not coded; bit 3: the tile's
+# samples are in its plane's LZ stream of tiles, entropy/lz.py, adaptive stages only; other bits zero),
 # the payload, then the padding. The decoder must know the payload's exact end: the adaptive decoder
 # checks that it used its bytes exactly.
-FRAME_PAD, FRAME_STORED = 3, 4
+FRAME_PAD, FRAME_STORED, FRAME_LZ = 3, 4, 8
+CODED, STORED_TILE, LZ_TILE = "coded", "stored", "lz"        # what a framed tile holds (unframe_tile)
 
 
-def frame(payload: bytes, stored: bool = False) -> np.ndarray:
+def frame(payload: bytes, stored: bool = False, lz: bool = False) -> np.ndarray:
     pad = -(1 + len(payload)) % 4
-    data = bytes([pad | (FRAME_STORED if stored else 0)]) + payload + bytes(pad)
+    data = bytes([pad | (FRAME_STORED if stored else 0) | (FRAME_LZ if lz else 0)]) + payload + bytes(pad)
     return np.frombuffer(data, dtype="<u4").astype(np.uint32)
 
 
-def unframe(words: np.ndarray) -> tuple[bytes, bool]:
-    """(payload, stored) of a framed stream; FormatError if the head or the padding is wrong."""
+def _unframe(words: np.ndarray, flags: int) -> tuple[bytes, int]:
     data = np.asarray(words, dtype="<u4").tobytes()
-    if not data or data[0] & ~(FRAME_PAD | FRAME_STORED):
+    if not data or data[0] & ~(FRAME_PAD | flags) or (data[0] & FRAME_STORED and data[0] & FRAME_LZ):
         raise FormatError("compressed data is corrupted (stream head)")
     pad = data[0] & FRAME_PAD
     if len(data) < 1 + pad or any(data[len(data) - pad:]):
         raise FormatError("compressed data is corrupted (stream padding)")
-    return data[1:len(data) - pad], bool(data[0] & FRAME_STORED)
+    return data[1:len(data) - pad], data[0]
+
+
+def unframe(words: np.ndarray) -> tuple[bytes, bool]:
+    """(payload, stored) of a framed stream; FormatError if the head or the padding is wrong (or it has
+    the LZ-tile bit, which only an adaptive plane's tiles may have: unframe_tile)."""
+    payload, head = _unframe(words, FRAME_STORED)
+    return payload, bool(head & FRAME_STORED)
+
+
+def unframe_tile(words: np.ndarray) -> tuple[bytes, str]:
+    """(payload, CODED / STORED_TILE / LZ_TILE) of an adaptive plane's framed tile; FormatError as unframe."""
+    payload, head = _unframe(words, FRAME_STORED | FRAME_LZ)
+    return payload, STORED_TILE if head & FRAME_STORED else LZ_TILE if head & FRAME_LZ else CODED

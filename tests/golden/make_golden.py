@@ -22,7 +22,7 @@ from PIL import Image
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from conftest import make_tiny_model, to_rgb565  # noqa: E402
+from conftest import make_tiny_model, text_beside_photo, to_rgb565  # noqa: E402
 from pixzip import api  # noqa: E402
 from pixzip.efforts import Effort  # noqa: E402
 from pixzip.formats import container  # noqa: E402
@@ -192,6 +192,18 @@ def symbols_golden():
         effort = Effort(models=1, stage=container.ADAPTIVE, level=level, symbols_level=symbols, transforms="estimate")
         data, _ = api.compress(images.split(symbols_image()), [modelfile.load(path)], tile=16, effort=effort)
         (HERE / name).write_bytes(data)
+    lz_tiles_golden()
+
+
+def lz_tiles_golden():
+    """LZ tiles (session 22): conftest.text_beside_photo at level 9 in tiles of 48, its text's four tiles in one
+    LZ stream (two of them chain heads, replayed), the photograph's in the stage. With the shipped pcnn-rgb-v8:
+    the tiny models code text too badly for the encoder to try LZ tiles (lz._TILE_MAX_BITS)."""
+    from pixzip import zoo
+    effort = Effort(models=1, stage=container.ADAPTIVE, level=9)
+    data, _ = api.compress(images.ImageData("RGB", 192, 96, [text_beside_photo()]), [zoo.load_model("pcnn-rgb-v8")],
+                           tile=48, effort=effort)
+    (HERE / "lz-tiles.pxz").write_bytes(data)
 
 
 if __name__ == "__main__":
