@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib
 import io
+import lzma
 import zlib
 
 import numpy as np
@@ -530,10 +531,15 @@ def test_mutated_records_are_refused_or_invert_without_crashing(data):
     assert_codable(back)           # a record that parses and fits gives a well-formed image
 
 
+def _lzma_raw(body: bytes) -> bytes:
+    return lzma.compress(body, lzma.FORMAT_RAW, filters=[{"id": lzma.FILTER_LZMA2, "dict_size": T.MAX_BODY}])
+
+
 @settings(max_examples=300, deadline=None)
 @given(st.binary(max_size=64))
 def test_random_bytes_never_raise_anything_but_pixzip_error(raw):
-    for data in (raw, bytes([T.RECORD_FORMAT, 0]) + raw, bytes([T.RECORD_FORMAT, 1]) + zlib.compress(raw)):
+    for data in (raw, bytes([T.RECORD_FORMAT, 0]) + raw, bytes([T.RECORD_FORMAT, 1]) + zlib.compress(raw),
+                 bytes([T.RECORD_FORMAT, 2]) + _lzma_raw(raw)):
         try:
             record = T.TransformRecord.from_bytes(data)
         except PixzipError:
@@ -541,15 +547,44 @@ def test_random_bytes_never_raise_anything_but_pixzip_error(raw):
         assert T.TransformRecord.from_bytes(record.to_bytes()) == record
 
 
-def test_deflate_bomb_and_framing_are_refused():
-    bomb = bytes([T.RECORD_FORMAT, 1]) + zlib.compress(b"\x00" * (T.MAX_BODY + 1))
+@pytest.mark.parametrize("flag, pack", [(1, lambda b: zlib.compress(b, 9)), (2, _lzma_raw)])
+def test_bombs_and_framing_are_refused_in_both_packings(flag, pack):
+    """A body packed by deflate (flag 1) or raw LZMA2 (flag 2): one that unpacks past MAX_BODY, or is cut short,
+    extended, of another record format or with both flags, is refused."""
+    bomb = bytes([T.RECORD_FORMAT, flag]) + pack(b"\x00" * (T.MAX_BODY + 1))
     with pytest.raises(PixzipError):
         T.TransformRecord.from_bytes(bomb)
-    good = _all_records()[0][1].to_bytes()
-    assert good[1] == 1
+    record = _all_records()[0][1]
+    good = bytes([T.RECORD_FORMAT, flag]) + pack(_body(record))
+    assert T.TransformRecord.from_bytes(good) == record
     for bad in (good[:-1], good + b"\x00", bytes([2]) + good[1:], good[:1] + b"\x03" + good[2:]):
         with pytest.raises(PixzipError):
             T.TransformRecord.from_bytes(bad)
+
+
+def _body(record) -> bytes:
+    """A record's bytes before packing (to_bytes' body)."""
+    data = record.to_bytes()
+    return zlib.decompress(data[2:]) if data[1] == 1 else lzma.decompress(
+        data[2:], lzma.FORMAT_RAW, filters=[{"id": lzma.FILTER_LZMA2, "dict_size": T.MAX_BODY}]) if data[1] == 2 \
+        else data[2:]
+
+
+def test_a_record_takes_its_smallest_packing():
+    """Stored as it is, deflated or LZMA2-packed, whichever is smallest: a chart's palette of many colours packs
+    best by LZMA2, a single step stays unpacked."""
+    rng = np.random.default_rng(4)
+    base = rng.integers(0, 256, (4, 3))                  # four inks and the anti-aliased blends of each pair
+    t = np.arange(1, 40)[:, None] / 40
+    colours = np.unique(np.concatenate([np.round(base[a] * t + base[b] * (1 - t)) for a in range(4)
+                                        for b in range(a)]).astype(np.uint8), axis=0)
+    colours = colours[palette.luminance_order(colours)]
+    record = T.TransformRecord((palette.Palette("RGB", colours.tobytes()),))
+    data = record.to_bytes()
+    body = _body(record)
+    assert data[1] == 2 and len(data) - 2 < min(len(body), len(zlib.compress(body, 9)))
+    assert T.TransformRecord.from_bytes(data) == record
+    assert T.TransformRecord((steps.GreyFromRGB("RGB"),)).to_bytes()[1] == 0
 
 
 def test_identity_record_is_three_bytes():

@@ -5,6 +5,7 @@ numpy only: the decoder needs this without torch."""
 
 from __future__ import annotations
 
+import lzma
 import zlib
 from dataclasses import dataclass, field
 
@@ -20,6 +21,8 @@ from .steps import (MAX_BODY, MODE_CODES, DropConstantPlane, DropRepeats, GreyFr
 RECORD_FORMAT = 1
 MAX_STEPS = 8                 # a real chain has at most 5 (drop, grey, repeats, levels per plane)
 _FLAG_DEFLATED = 1
+_FLAG_LZMA = 2                # (session 22) the body as raw LZMA2: a chart's palette of 234 colours 655 -> 341 bytes
+_LZMA_FILTERS = [{"id": lzma.FILTER_LZMA2, "dict_size": MAX_BODY}]
 
 STEP_KINDS: dict[int, type[Step]] = {s.KIND: s for s in (DropConstantPlane, GreyFromRGB, Levels, Palette,
                                                          PaletteOrder, DropRepeats, NearPalette)}
@@ -108,16 +111,18 @@ class TransformRecord:
             bytes([s.KIND, MODE_CODES.index(s.mode_before)]) + s.payload() for s in self.steps)
         if len(body) > MAX_BODY or len(self.steps) > MAX_STEPS:
             raise PixzipError("transform record too large")        # the encoder's own bug, refused early
-        packed = zlib.compress(body, 9)
-        if len(packed) < len(body):                                 # colour tables deflate; tiny bodies do not
-            return bytes([RECORD_FORMAT, _FLAG_DEFLATED]) + packed
-        return bytes([RECORD_FORMAT, 0]) + body
+        # colour tables and listed pixels pack; tiny bodies do not: the smallest of the three (ties: the first)
+        return min((bytes([RECORD_FORMAT, 0]) + body,
+                    bytes([RECORD_FORMAT, _FLAG_DEFLATED]) + zlib.compress(body, 9),
+                    bytes([RECORD_FORMAT, _FLAG_LZMA]) + lzma.compress(body, lzma.FORMAT_RAW, filters=[
+                        {"id": lzma.FILTER_LZMA2, "preset": 9 | lzma.PRESET_EXTREME, "dict_size": MAX_BODY,
+                         "lc": 0, "lp": 0, "pb": 0}])), key=len)
 
     @classmethod
     def from_bytes(cls, data: bytes) -> "TransformRecord":
-        if len(data) < 2 or data[0] != RECORD_FORMAT or data[1] & ~_FLAG_DEFLATED:
+        if len(data) < 2 or data[0] != RECORD_FORMAT or data[1] not in (0, _FLAG_DEFLATED, _FLAG_LZMA):
             raise corrupt("header")
-        body = _inflate(data[2:]) if data[1] & _FLAG_DEFLATED else data[2:]
+        body = _inflate(data[2:]) if data[1] == _FLAG_DEFLATED else _unlzma(data[2:]) if data[1] else data[2:]
         if len(body) > MAX_BODY:
             raise corrupt("too large")
         r = Reader(body, corrupt)
@@ -149,6 +154,18 @@ def _inflate(data: bytes) -> bytes:
         raise corrupt("bad deflate data") from None
     if len(body) > MAX_BODY or not d.eof or d.unused_data or d.unconsumed_tail:
         raise corrupt("bad deflate framing")
+    return body
+
+
+def _unlzma(data: bytes) -> bytes:
+    """A raw LZMA2 body, bounded as _inflate's."""
+    d = lzma.LZMADecompressor(lzma.FORMAT_RAW, filters=_LZMA_FILTERS)
+    try:
+        body = d.decompress(data, MAX_BODY + 1)
+    except lzma.LZMAError:
+        raise corrupt("bad LZMA2 data") from None
+    if len(body) > MAX_BODY or not d.eof or d.unused_data:
+        raise corrupt("bad LZMA2 framing")
     return body
 
 
