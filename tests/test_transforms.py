@@ -469,7 +469,8 @@ def test_the_estimate_is_trusted_where_its_best_lists_no_pixels():
 
 def test_the_estimate_is_checked_by_trial_where_its_best_lists_pixels(monkeypatch):
     """Where the estimate's best is a near-palette (its listed pixels cost exact bytes in the record, which the
-    estimate's inflated plane bits undervalue), the best few by the estimate are trial-coded and the cheapest kept."""
+    estimate's inflated plane bits undervalue), the best few by the estimate and the best that lists no pixels (here
+    the estimate's last) are trial-coded and the cheapest kept."""
     choose_module = importlib.import_module("pixzip.formats.transforms.choose")
     rng = np.random.default_rng(1)
     table = _colours(rng, 300, 3)
@@ -479,10 +480,11 @@ def test_the_estimate_is_checked_by_trial_where_its_best_lists_pixels(monkeypatc
     monkeypatch.setattr(choose_module, "estimate_bits", lambda im: 100.0 if im.mode == "L" else 1e6)
     assert T.choose(image)[1].lists_pixels
     coded_ones = []
-    coded, record = T.choose(image, lambda im, record: coded_ones.append(im) or (5 if im.mode == "RGB" else 50),
+    coded, record = T.choose(image, lambda im, record: coded_ones.append(record) or (5 if im.mode == "RGB" else 50),
                              check_listed=True)
-    options = len(T.candidates(image))
-    assert len(coded_ones) == min(choose_module.CHECKED_TRIALS, options) and not record.lists_pixels
+    listing = sum(r.lists_pixels for _, r in T.candidates(image))
+    assert listing >= choose_module.CHECKED_TRIALS and len(coded_ones) == choose_module.CHECKED_TRIALS + 1
+    assert sum(not r.lists_pixels for r in coded_ones) == 1 and not record.lists_pixels
     assert_same_image(image, record.inverse(coded))
     _, record = T.choose(image, lambda im, record: 10**6 if im.mode == "RGB" else 5, check_listed=True)
     assert record.lists_pixels                                       # a trial that agrees keeps the near-palette

@@ -331,7 +331,8 @@ def choose(image: ImageData, try_coding: Callable[[ImageData, TransformRecord], 
     which planes hold levels' ranks); without it a residual-entropy
     estimate ranks them. `max_trials`: trial-code only that many, the best by the estimate (an effort
     knob: each trial is one encode). `check_listed`: the estimate chooses, unless its best lists pixels in its
-    record (a near-palette): then its CHECKED_TRIALS best are trial-coded. Ties keep the simpler chain."""
+    record (a near-palette): then its CHECKED_TRIALS best and its best that lists none are trial-coded. Ties keep
+    the simpler chain."""
     options = candidates(image)
     if len(options) == 1:
         return options[0]
@@ -340,18 +341,22 @@ def choose(image: ImageData, try_coding: Callable[[ImageData, TransformRecord], 
         if check_listed:
             if try_coding is None or not options[order[0]][1].lists_pixels:
                 return options[int(order[0])]
-            max_trials = CHECKED_TRIALS
-        options = [options[i] for i in sorted(order[:max(1, max_trials)])]
+            plain = [i for i in order if not options[i][1].lists_pixels][:1]   # the best that lists none
+            options = [options[i] for i in sorted(set(order[:CHECKED_TRIALS].tolist()) | set(plain))]
+        else:
+            options = [options[i] for i in sorted(order[:max(1, max_trials)])]
     return options[int(np.argmin([candidate_cost(c, r, try_coding) for c, r in options]))]
 
 
-# Where the estimate's best lists pixels (NearPalette), this many of its best are trial-coded instead: a listed
-# pixel costs its exact bytes in the record (about 3), while the estimate's bits for the planes run up to 2.5 times
-# what the coder spends on images it codes well (anti-aliased charts), so the record looks cheaper than it is (a
-# chart of 2 000 colours took a near-palette 27 % larger than its plain coding). Photographs take no trial: their
-# 256 commonest colours leave more than MAX_EXCEPTIONS pixels to list (no near-palette candidate) or, on small
-# ones, the estimate does not prefer listing them.
-CHECKED_TRIALS = 3
+# Where the estimate's best lists pixels (NearPalette), this many of its best, and the best that lists none, are
+# trial-coded instead: a listed pixel costs its exact bytes in the record (about 3), while the estimate's bits for
+# the planes run up to 2.5 times what the coder spends on images it codes well (anti-aliased charts), so the record
+# looks cheaper than it is (a chart of 2 000 colours took a near-palette 27 % larger than its plain coding). The
+# best that lists none is always among them: it is the alternative the check weighs (with a record packed smaller,
+# a chart's three best by the estimate were all near-palettes: 21 778 bytes where its plain repeats take 19 422).
+# Photographs take no trial: their 256 commonest colours leave more than MAX_EXCEPTIONS pixels to list (no
+# near-palette candidate) or, on small ones, the estimate does not prefer listing them.
+CHECKED_TRIALS = 2
 
 
 def candidate_cost(coded: ImageData, record: TransformRecord,
