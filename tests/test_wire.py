@@ -15,7 +15,7 @@ from conftest import make_tiny_model, to_rgb565
 from pixzip import api
 from pixzip.efforts import EFFORTS
 from pixzip.plane_options import plane_options
-from pixzip.backends import adaptive_planes, codec, native
+from pixzip.backends import adaptive_planes, native
 from pixzip.entropy import adaptive
 from pixzip.entropy.value_map import ValueMap
 from pixzip.errors import PixzipError
@@ -451,14 +451,20 @@ def test_a_chained_level_carries_the_state_and_replays_its_stored_tiles(monkeypa
         fresh = adaptive_planes.encode_planes_adaptive(net, [plane], 8, 9, [8])[0][0]
     assert np.array_equal(chained[1], fresh[1])                     # the first of its chain
     assert not np.array_equal(chained[2], fresh[2]) and not np.array_equal(chained[3], fresh[3])
+    _both_decoders_replay(monkeypatch, net, plane, chained)
+
+
+def _both_decoders_replay(monkeypatch, net, plane: np.ndarray, streams: list, lz_tiles: bool | None = None):
+    """A 16 x 16 plane's level-9 streams in tiles of 8 decode in the compiled stage on one or two threads and in
+    the reference, and the reference encoder writes them too."""
     for threads in (1, 2):
-        decoded = adaptive_planes.decode_planes_adaptive(net, [(16, 16)], 8, [chained], 9, [8], threads=threads)
+        decoded = adaptive_planes.decode_planes_adaptive(net, [(16, 16)], 8, [streams], 9, [8], threads=threads)
         assert np.array_equal(decoded[0], plane)
     monkeypatch.setattr(adaptive_planes, "adaptive_native", lambda m: False)
     monkeypatch.setattr(adaptive_planes, "_NOTICE_GIVEN", [])
-    assert np.array_equal(adaptive_planes.decode_planes_adaptive(net, [(16, 16)], 8, [chained], 9, [8])[0], plane)
-    slow = adaptive_planes.encode_planes_adaptive(net, [plane], 8, 9, [8])[0][0]
-    assert all(np.array_equal(a, b) for a, b in zip(chained, slow))
+    assert np.array_equal(adaptive_planes.decode_planes_adaptive(net, [(16, 16)], 8, [streams], 9, [8])[0], plane)
+    slow = adaptive_planes.encode_planes_adaptive(net, [plane], 8, 9, [8], lz_tiles=lz_tiles)[0][0]
+    assert all(np.array_equal(a, b) for a, b in zip(streams, slow))
 
 
 def test_lz_tiles_in_a_chain_are_replayed_by_both_decoders(monkeypatch, fast_rgb):
@@ -478,14 +484,7 @@ def test_lz_tiles_in_a_chain_are_replayed_by_both_decoders(monkeypatch, fast_rgb
     assert all(np.array_equal(coded[n], plain[n]) for n, k in enumerate(kinds) if k == container.CODED)
     assert all(np.array_equal(a, b) for a, b in zip(
         coded, adaptive_planes.encode_planes_adaptive(net, [plane], 8, 9, [8], threads=1, lz_tiles=True)[0][0]))
-    for threads in (1, 2):
-        decoded = adaptive_planes.decode_planes_adaptive(net, [(16, 16)], 8, [coded], 9, [8], threads=threads)
-        assert np.array_equal(decoded[0], plane)
-    monkeypatch.setattr(adaptive_planes, "adaptive_native", lambda m: False)
-    monkeypatch.setattr(adaptive_planes, "_NOTICE_GIVEN", [])
-    assert np.array_equal(adaptive_planes.decode_planes_adaptive(net, [(16, 16)], 8, [coded], 9, [8])[0], plane)
-    slow = adaptive_planes.encode_planes_adaptive(net, [plane], 8, 9, [8], lz_tiles=True)[0][0]
-    assert all(np.array_equal(a, b) for a, b in zip(coded, slow))
+    _both_decoders_replay(monkeypatch, net, plane, coded, lz_tiles=True)
 
 
 def test_one_worker_codes_on_one_thread(monkeypatch):
