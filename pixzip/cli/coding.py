@@ -284,9 +284,11 @@ def test(files, model, recursive, progress, device, threads, verbose, quiet):
                  device)
 
 
-def _stages_text(h: container.Header) -> str:
-    """Each plane's entropy stage, in words."""
-    return ", ".join(container.describe_stage(h, p) for p in range(len(h.planes)))
+def _stages_text(h: container.Header, streams: list | None = None) -> str:
+    """Each plane's entropy stage, in words (with `streams`: an adaptive plane's stored and LZ tiles too)."""
+    kinds = container.tile_kinds(h, streams) if streams is not None else None
+    return ", ".join(container.describe_stage(h, p) + (container.describe_tiles(kinds[p]) if kinds else "")
+                     for p in range(len(h.planes)))
 
 
 @click.command()
@@ -299,7 +301,7 @@ def info(files, recursive):
 
     def work(f):
         data = read_input(f)
-        h = container.read_header(data)[0]
+        h, offset = container.read_header(data)
         for ref in h.models:             # as api.read_header does, from the model files' headers alone
             ref.name = ref.name or zoo.installed_name(ref.id)
         subpixels = h.subpixels
@@ -311,7 +313,7 @@ def info(files, recursive):
             *([f"16-bit planes:   {', '.join(depth.describe(s) for s in h.splits)}"] if h.depth == 16 else []),
             "models:          " + ", ".join(f"{m.name or 'not installed'} (id {m.id[:16]})" for m in h.models),
             f"tile:            {h.tile or 'whole image'}",
-            "entropy stages:  " + _stages_text(h),
+            "entropy stages:  " + _stages_text(h, container.read_streams(data, h, offset)),
             f"bytes:           {len(data)}",
             f"bits/sub-pixel:  {8 * len(data) / subpixels:.4f}",
             f"model ideal:     {h.model_bits / subpixels:.4f} bits/sub-pixel "

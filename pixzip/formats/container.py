@@ -19,6 +19,7 @@ import numpy as np
 from ..errors import PixzipError
 from . import metadata
 from .depth import read_split
+from .tiles import tile_grid
 from .varint import Reader, varint as _varint
 
 MAGIC = b"\x89PXZ\r\n\x1a\n"
@@ -183,6 +184,30 @@ def describe_stage(h: Header, p: int) -> str:
     if stage == LZ:
         return f"LZMA2 ({lz_mode_name(h.lz_modes[p])})"
     return "static rANS"
+
+
+def tile_kinds(h: Header, streams: list) -> list[list[str]] | None:
+    """Each plane's tiles as unframe_tile names them (CODED, STORED_TILE, LZ_TILE; none for a whole-plane stage),
+    for `pixzip info`; None where a plane is static (its stream count follows its model) or a frame is damaged."""
+    stages = h.entropy or [STATIC] * len(h.planes)
+    if STATIC in stages:
+        return None
+    tiles, out, at = len(tile_grid(h.height, h.width, h.tile)), [], 0
+    try:
+        for stage in stages:
+            n = 1 if stage in WHOLE_PLANE else tiles
+            out.append([] if stage in WHOLE_PLANE else [unframe_tile(s)[1] for s in streams[at:at + n]])
+            at += n
+    except FormatError:
+        return None
+    return out
+
+
+def describe_tiles(kinds: list[str]) -> str:
+    """An adaptive plane's stored and LZ tiles in words ("" where every tile is coded by the stage)."""
+    parts = [f"{kinds.count(kind)} {what}" for kind, what in ((LZ_TILE, "in an LZ stream"), (STORED_TILE, "stored"))
+             if kind in kinds]
+    return f" (of {len(kinds)} tiles: {', '.join(parts)})" if parts else ""
 
 
 def lz_mode_name(mode: int) -> str:
