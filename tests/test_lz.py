@@ -267,10 +267,19 @@ def test_tiles_the_stage_codes_in_many_bits_are_not_tried(monkeypatch):
     calls = []
     real = lz._compress
     monkeypatch.setattr(lz, "_compress", lambda data, preset, lc=0: calls.append(len(data)) or real(data, preset, lc))
-    tiles = [np.zeros((16, 16, 3), np.uint8), np.zeros((16, 16, 3), np.uint8)]
+    tiles = [np.zeros((16, 16, 3), np.uint8), np.zeros((8, 16, 3), np.uint8)]
     photo_budget = int(lz._TILE_MAX_BITS * tiles[0].size / 8) + 1
     assert lz.tile_candidates(tiles, [photo_budget, 40]) == [1]
-    assert calls == [16 * 16 * 3]          # the flat tile's first try won; the photograph's was never compressed
+    assert calls and set(calls) == {8 * 16 * 3}         # the photograph's tile was never compressed
+
+
+def test_a_tile_whose_first_rows_lz_codes_poorly_is_not_compressed_whole(monkeypatch, rng):
+    """The quick probe (the tile's first rows, xz -0) rules a tile out before its whole is compressed."""
+    calls = []
+    real = lz._compress
+    monkeypatch.setattr(lz, "_compress", lambda data, preset, lc=0: calls.append(preset) or real(data, preset, lc))
+    noise = rng.integers(0, 256, (64, 64, 1), dtype=np.uint8)
+    assert lz.tile_candidates([noise], [noise.size // 4]) == [] and calls == [0, 0]
 
 
 def test_a_damaged_lz_tile_plane_is_refused_in_one_line(tmp_path):

@@ -346,7 +346,7 @@ def decode_planes_adaptive(model, shapes: list[tuple[int, int]], tile: int, stre
             for (k, chain), tiles in zip(chains, threads_pool.map(one, chains)):
                 for n, pixels in zip(chain, tiles):
                     parts[(k, n)] = pixels
-                    if progress and (k, n) in coded:
+                    if progress:                     # every tile: coded, replayed, stored or from the LZ stream
                         progress(pixels.shape[0] * pixels.shape[1])
     elif coded:
         _decode_in_reference(_reference_network(model), grids, chains, coded, parts, level, progress, vmaps)

@@ -142,20 +142,39 @@ def _inflate(payload: bytes, size: int) -> bytes:
 # the other pays the dearer one somewhere. So the adaptive stage's tiles may hand some of their samples to one
 # LZMA2 stream, shared so that their repeats of one another still pay.
 _TILE_MAX_BITS = 2.0        # tiles the adaptive stage codes in more bits per sample are not tried (photographs)
+_TILE_HEAD_BYTES = 1 << 15  # a tile's first rows, about this many bytes: its quick probe
+_TILE_HEAD_MARGIN = 1.5     # the quick probe may take this times its share of the tile's budget
+_TILE_HEAD_FROM_BITS = 0.5  # tiles the stage codes in fewer bits a sample skip it (their whole test is quick)
 
 
 def tile_candidates(tiles: list[np.ndarray], budgets: list[int]) -> list[int]:
     """The tiles (indices) that the adaptive stage codes in at most _TILE_MAX_BITS per sample and that xz -1
     without or with the plane filter compresses to fewer bytes than their budget (their framed bytes today).
-    The whole tile, not a probe of bands: a 16-row band of text shows none of the repeats that make LZ win
-    there (measured: 1 020 bytes for a band whose tile takes 5 091, a third of the stage's 14 728). A tile of
-    text takes 2-3 ms; the gate keeps photographs' tiles from the 10-20 ms each would cost."""
+    The whole tile, not bands spread over it: a 16-row band of text shows none of the repeats that make LZ win
+    there (measured: 1 020 bytes for a band whose tile takes 5 091, a third of the stage's 14 728). Before that,
+    a quick probe of the tile's first rows (xz -0, both filters) must take under _TILE_HEAD_MARGIN times their
+    share of the budget: measured (session 22) 1.8-2.7 on the tiles of smooth photographs (0.6-1.2 bits a sample,
+    under the gate), 0.5-0.95 on every text tile LZ won; it costs 1-6 ms where the whole tile's test took 11-36.
+    Nearly empty tiles (under _TILE_HEAD_FROM_BITS) skip it: their content may lie below the first rows (a
+    screenshot's tile of a few lines of text: 2.3 times its share there, the whole tile 0.86 of its budget), and
+    their whole test takes 1-2 ms."""
     chosen = []
     for n, (tile, budget) in enumerate(zip(tiles, budgets)):
-        if 8 * budget <= _TILE_MAX_BITS * tile.size and any(len(_compress(residuals(tile, m), 1)) < budget
-                                                             for m in (0, 3)):
-            chosen.append(n)
+        if 8 * budget > _TILE_MAX_BITS * tile.size or not (_quick_probe_passes(tile, budget) and any(
+                len(_compress(residuals(tile, m), 1)) < budget for m in (0, 3))):
+            continue
+        chosen.append(n)
     return chosen
+
+
+def _quick_probe_passes(tile: np.ndarray, budget: int) -> bool:
+    """Whether the tile's first rows (xz -0, without and with the plane filter) take under _TILE_HEAD_MARGIN
+    times their share of the budget; a nearly empty tile passes untested."""
+    if 8 * budget < _TILE_HEAD_FROM_BITS * tile.size:
+        return True
+    head = tile[:max(1, _TILE_HEAD_BYTES // (tile.shape[1] * tile.shape[2]))]
+    quick = min(len(_compress(residuals(head, m), 0)) for m in (0, 3))
+    return quick < _TILE_HEAD_MARGIN * budget * head.size / tile.size
 
 
 def encode_tiles(tiles: list[np.ndarray], chosen: list[int], hard: bool = True) -> bytes:
