@@ -63,11 +63,11 @@ def _compress(data: bytes, preset: int, lc: int = 0) -> bytes:
         {"id": lzma.FILTER_LZMA2, "preset": preset, "dict_size": dict_size, "lc": lc, "lp": 0, "pb": 0}])
 
 
-def probe_rows(plane: np.ndarray, size: int = _PROBE_BYTES) -> np.ndarray:
-    """Bands of _PROBE_BAND rows spread evenly over the plane, about `size` bytes in all (the whole plane
+def probe_rows(plane: np.ndarray) -> np.ndarray:
+    """Bands of _PROBE_BAND rows spread evenly over the plane, about _PROBE_BYTES in all (the whole plane
     where it is smaller): a sample of every part of the image, whose bands can repeat one another."""
     h, w, c = plane.shape
-    rows = -(-size // (w * c))
+    rows = -(-_PROBE_BYTES // (w * c))
     if rows >= h:
         return plane
     starts = np.linspace(0, h - _PROBE_BAND, max(1, rows // _PROBE_BAND)).astype(int)
@@ -158,13 +158,9 @@ def tile_candidates(tiles: list[np.ndarray], budgets: list[int]) -> list[int]:
     Nearly empty tiles (under _TILE_HEAD_FROM_BITS) skip it: their content may lie below the first rows (a
     screenshot's tile of a few lines of text: 2.3 times its share there, the whole tile 0.86 of its budget), and
     their whole test takes 1-2 ms."""
-    chosen = []
-    for n, (tile, budget) in enumerate(zip(tiles, budgets)):
-        if 8 * budget > _TILE_MAX_BITS * tile.size or not (_quick_probe_passes(tile, budget) and any(
-                len(_compress(residuals(tile, m), 1)) < budget for m in (0, 3))):
-            continue
-        chosen.append(n)
-    return chosen
+    return [n for n, (tile, budget) in enumerate(zip(tiles, budgets))
+            if 8 * budget <= _TILE_MAX_BITS * tile.size and _quick_probe_passes(tile, budget)
+            and any(len(_compress(residuals(tile, m), 1)) < budget for m in (0, 3))]
 
 
 def _quick_probe_passes(tile: np.ndarray, budget: int) -> bool:
