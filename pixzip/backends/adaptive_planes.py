@@ -141,7 +141,7 @@ def _with_lz_tiles(plane: np.ndarray, grid: list, streams: list[np.ndarray], har
     whole-plane LZ stage covers it)."""
     if len(grid) < 2:
         return streams
-    tiles = [np.ascontiguousarray(plane[y:y + h, x:x + w]) for y, x, h, w in grid]
+    tiles = [plane[y:y + h, x:x + w] for y, x, h, w in grid]      # views: only the tiles tried are copied
     budgets = [4 * s.size for s in streams]
     chosen = lz.tile_candidates(tiles, budgets)
     if not chosen:
