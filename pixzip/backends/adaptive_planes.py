@@ -290,13 +290,13 @@ def _lz_tiles(payloads: dict[int, bytes], grid: list, channels: int, bits: int) 
     """A plane's LZ tiles (index -> framed payload, the first holding the stream, the others empty) decoded:
     index -> pixels. ValueError where the stream is not exactly their samples, or a sample needs more than the
     plane's stored width (as a stored tile could not hold it)."""
-    first, *rest = sorted(payloads)
-    if any(payloads[n] for n in rest):
+    order = sorted(payloads)
+    if any(payloads[n] for n in order[1:]):
         raise ValueError("LZ tiles: a stream in a tile after the first")
-    tiles = lz.decode_tiles(payloads[first], [(grid[n][2], grid[n][3], channels) for n in [first, *rest]])
+    tiles = lz.decode_tiles(payloads[order[0]], [(grid[n][2], grid[n][3], channels) for n in order])
     if any(int(t.max()) >> bits for t in tiles):
         raise ValueError("LZ tiles: a sample beyond the plane's stored width")
-    return dict(zip([first, *rest], tiles))
+    return dict(zip(order, tiles))
 
 
 def decode_planes_adaptive(model, shapes: list[tuple[int, int]], tile: int, streams: list[list[np.ndarray]],

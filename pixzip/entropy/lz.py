@@ -176,16 +176,18 @@ def _quick_probe_passes(tile: np.ndarray, budget: int) -> bool:
 def encode_tiles(tiles: list[np.ndarray], chosen: list[int], hard: bool = True) -> bytes:
     """One stream for the `chosen` tiles (h, w, C uint8 each): a mode byte (as a plane's), then raw LZMA2 of
     their residuals (each tile filtered on its own, neighbours outside it 0) one tile after another, in
-    `chosen`'s order. The mode: the one whose fast compression of the first _PICK_BYTES is smallest."""
+    `chosen`'s order. The mode: the one whose fast compression of the first _PICK_BYTES is smallest (the leading
+    tiles that hold them are the only ones filtered for that)."""
     channels = tiles[chosen[0]].shape[2]
     modes = MODES if channels > 1 else MODES[:len(FILTERS)]
+    leading = chosen[:1 + int(np.searchsorted(np.cumsum([tiles[n].size for n in chosen]), _PICK_BYTES))]
 
-    def joined(mode: int) -> bytes:
-        return b"".join(residuals(tiles[n], mode) for n in chosen)
+    def joined(mode: int, which: list[int]) -> bytes:
+        return b"".join(residuals(tiles[n], mode) for n in which)
 
-    fast = {m: len(_compress(joined(m)[:_PICK_BYTES], 1)) for m in modes}
+    fast = {m: len(_compress(joined(m, leading)[:_PICK_BYTES], 1)) for m in modes}
     mode = min(modes, key=lambda m: (fast[m], m))
-    return bytes([mode]) + _compress_best(joined(mode), hard)
+    return bytes([mode]) + _compress_best(joined(mode, chosen), hard)
 
 
 def decode_tiles(payload: bytes, shapes: list[tuple[int, int, int]]) -> list[np.ndarray]:

@@ -115,8 +115,7 @@ class TransformRecord:
         return min((bytes([RECORD_FORMAT, 0]) + body,
                     bytes([RECORD_FORMAT, _FLAG_DEFLATED]) + zlib.compress(body, 9),
                     bytes([RECORD_FORMAT, _FLAG_LZMA]) + lzma.compress(body, lzma.FORMAT_RAW, filters=[
-                        {"id": lzma.FILTER_LZMA2, "preset": 9 | lzma.PRESET_EXTREME, "dict_size": MAX_BODY,
-                         "lc": 0, "lp": 0, "pb": 0}])), key=len)
+                        {**_LZMA_FILTERS[0], "preset": 9 | lzma.PRESET_EXTREME, "lc": 0, "lp": 0, "pb": 0}])), key=len)
 
     @classmethod
     def from_bytes(cls, data: bytes) -> "TransformRecord":
