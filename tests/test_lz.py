@@ -197,13 +197,29 @@ def radial_gradient(h: int = 160, w: int = 240) -> np.ndarray:
     return np.stack([np.clip(255 - 2 * r, 0, 255), np.clip(r, 0, 255), (r % 32) * 8], -1).astype(np.uint8)
 
 
-def test_the_trial_levels_search_every_plane_without_the_probe(tmp_path):
-    """-e 6, 8 and 9 (Effort.lz_probe False) search the LZ stage on every plane; the probe would have
-    ruled this one out."""
+def test_the_trial_levels_search_every_plane_without_the_probe(tmp_path, monkeypatch):
+    """-e 6, 8 and 9 (Effort.lz_probe False) search the LZ stage on every plane; the bands' probe alone
+    (no look again) rules this one out."""
     img = radial_gradient()
-    assert lz._ruled_out(img, 9280)         # what -e 4 takes (the adaptive stage), measured
+    monkeypatch.setattr(lz, "_LOOK_AGAIN_BITS", 0)
+    assert lz._ruled_out(img, 9280)         # what -e 4's adaptive stage takes, measured
     _, h = _compress(tmp_path, img, "radial", "-e", "6")
     assert h.entropy == [container.LZ]
+
+
+def test_a_plane_coded_in_few_bits_that_the_bands_miss_is_looked_at_whole(tmp_path, monkeypatch):
+    """The bands' probe takes about 1.8x its share of the stage's 9 280 bytes (0.64 bits a sample) on the
+    radial gradient; the look again (the whole plane, xz -3) sees its far repeats, and -e 4 takes the LZ stage."""
+    img = radial_gradient()
+    sample = lz.probe_rows(img)
+    assert min(len(lz._compress(lz.residuals(sample, m), 0)) for m in (0, 3)) > 9280 * sample.size / img.size
+    assert 8 * 9280 < lz._LOOK_AGAIN_BITS * img.size and not lz._ruled_out(img, 9280)
+    coded, h = _compress(tmp_path, img, "radial", "-e", "4")
+    assert h.entropy == [container.LZ] and coded.stat().st_size < 9280
+    # above the look again's rate the bands' verdict stands, and the whole plane is not compressed
+    monkeypatch.setattr(lz, "_ruled_out_whole", lambda *a: pytest.fail("looked at again"))
+    budget = int(lz._LOOK_AGAIN_BITS * img.size / 8) + 1
+    assert lz._ruled_out(img, budget) and lz.encode(img, budget) is None
 
 
 # -- LZ tiles: the tiles of an adaptive plane that one LZMA2 stream codes ---------------------------------------
