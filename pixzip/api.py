@@ -25,7 +25,7 @@ from .efforts import DEFAULT_EFFORT, EFFORTS, Effort
 from .errors import PixzipError, TorchMissing
 from .formats.images import DEFAULT_MAX_PIXELS, ImageData
 from .nets.modelfile import LoadedModel
-from .plane_options import plane_options
+from .plane_options import plane_options, retry_options
 
 # Tiles are coded independently (own streams: decodable in parallel, each losing its context at the
 # edges). 256 rather than 128: CBSD68 -0.37 % in bits for ~5 % of the native CPU decoder's speed; the
@@ -175,6 +175,12 @@ def _code_images(images: Sequence[ImageData], records: list, originals: Sequence
         for key, codings in zip(where, _code_planes(m, stage, trial, planes, tile, progress, workers, device, version,
                                                     vmaps, plan.lz_hard)):
             coded[key] += [_CodedPlane(m, stage, lv, streams, bits) for lv, streams, bits in codings]
+    for (i, p), codings in coded.items():
+        best, plane = min(codings, key=lambda c: c.size), split[i].model_planes[p]
+        for m, stage, level in retry_options((best.model, best.stage, best.level), best.size, plane, plan):
+            vmap = [ValueMap.of(tables[(i, p)]) if stage == ADAPTIVE_VALUES else None]
+            codings += [_CodedPlane(m, stage, *c) for c in _code_planes(m, stage, (level,), [plane], tile, None, workers,
+                                                                          device, version, vmap, plan.lz_hard)[0]]
     out = []
     for i, im in enumerate(images):
         planes = [_smallest_coding(coded[(i, p)], split[i].model_planes[p], version, plan)

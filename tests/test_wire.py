@@ -401,6 +401,54 @@ def test_planes_of_symbols_take_the_levels_with_value_contexts(fast_rgb):
     assert not transforms.IDENTITY.holds_symbols(0)
 
 
+def _chart_on_a_gradient(seed: int = 3, h: int = 300, w: int = 400) -> np.ndarray:
+    """Three anti-aliased polylines over a smooth radial blend that uses nearly every value of R and B (so no
+    transform takes it): a plane the shipped colour network codes in about 0.6 bits a sample."""
+    from PIL import ImageDraw
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:4 * h, 0:4 * w]
+    r = np.hypot(xx - 1.3 * w, yy - 1.7 * h) / (4 * np.hypot(h, w))
+    big = Image.fromarray(np.stack([255 * r, 255 * (1 - r), 128 + 127 * np.sin(6 * r)], -1).clip(0, 255).astype(np.uint8))
+    draw = ImageDraw.Draw(big)
+    for k, colour in enumerate([(31, 119, 180), (255, 127, 14), (44, 160, 44)]):
+        ys = np.cumsum(rng.normal(0, 30, 12)) + 4 * h * (k + 1) / 4
+        draw.line([(4 * w * t / 11, float(y)) for t, y in enumerate(ys)], fill=colour, width=8)
+    return np.asarray(big.resize((w, h), Image.LANCZOS))
+
+
+def test_a_plane_coded_in_few_bits_is_also_coded_at_the_symbols_level(monkeypatch, tmp_path):
+    """A plane that holds no symbols but that the stage codes in under plane_options.FEW_BITS a sample (a chart,
+    not a photograph) is coded at the effort's symbols level too, the smaller kept; the file says level 11 and
+    decodes exactly (Pillow judges what decompress wrote)."""
+    from click.testing import CliRunner
+    from pixzip import plane_options as options
+    from pixzip.cli import main
+    pixels = _chart_on_a_gradient()
+    image = images.ImageData("RGB", pixels.shape[1], pixels.shape[0], [pixels])
+    data = api.compress(image, effort=4)[0]
+    header = container.read_header(data)[0]
+    assert header.entropy == [ADAPTIVE] and header.levels == [11] and 8 * len(data) < options.FEW_BITS * pixels.size
+    Image.fromarray(pixels).save(tmp_path / "chart.png")
+    (tmp_path / "chart.pxz").write_bytes(data)
+    assert CliRunner().invoke(main, ["decompress", str(tmp_path / "chart.pxz"), "-o", str(tmp_path / "back.png"),
+                                     "-q"]).exit_code == 0
+    np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "back.png")), pixels)
+    monkeypatch.setattr(options, "FEW_BITS", 0)          # no retry: level 9, larger
+    plain = api.compress(image, effort=4)[0]
+    assert container.read_header(plain)[0].levels == [9] and len(plain) > len(data)
+
+
+def test_the_symbols_level_is_retried_only_below_the_few_bits_and_where_it_is_not_taken():
+    from pixzip.plane_options import FEW_BITS, retry_options
+    plane = np.zeros((100, 100, 3), np.uint8)
+    few = int(FEW_BITS * plane.size / 8) - 1
+    assert retry_options(("m", ADAPTIVE, 9), few, plane, EFFORTS[4]) == [("m", ADAPTIVE, 11)]
+    assert retry_options(("m", container.ADAPTIVE_VALUES, 10), few, plane, EFFORTS[5]) == [("m", container.ADAPTIVE_VALUES, 12)]
+    assert retry_options(("m", ADAPTIVE, 9), few + 2, plane, EFFORTS[4]) == []          # a photograph's rate
+    assert retry_options(("m", ADAPTIVE, 11), few, plane, EFFORTS[4]) == []             # taken already
+    assert retry_options(("m", STATIC, 0), few, plane, EFFORTS[2]) == []                 # no adaptive stage
+
+
 def test_a_trial_counts_a_candidates_record_once(monkeypatch, fast_rgb):
     """Trial coding (transforms="trial") codes each candidate without its record and transforms.candidate_cost
     adds the record's bytes: the chosen candidate's trial plus its record is the file, to the record's length
