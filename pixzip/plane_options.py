@@ -44,11 +44,13 @@ def plane_options(model: LoadedModel, plane: np.ndarray, image: ImageData, plan:
     return options
 
 
+
 # A plane the stage codes in under this many bits a sample is no photograph (smooth ones take 0.9 and more): a
-# chart, a gradient, flat graphics. Where such a plane holds no symbols, the encoder also codes it at the symbols
-# level (plan.symbols_level) and keeps the smaller: the contexts on the values pay there as on palette indices
-# (measured, session 23, level 11 against 9, no priors: held-out charts -0.5 to -5 %, a radial gradient -15 %),
-# and a photograph, where they cost 0.1 %, never pays for the second pass.
+# chart, a gradient, flat graphics. The encoder also codes such a plane at the effort's few_bits_levels and keeps
+# the smallest: the contexts on the values pay there as on palette indices (level 11 against 9, no priors: held-out
+# charts -0.5 to -5 %, a radial gradient -15 %), and a median predictor in the network's place more where the
+# network, trained on photographs, predicts a gradient worse than its neighbours do (docs/ADAPTIVE.md "Classical
+# levels"); a photograph, where neither pays, never pays for the passes.
 FEW_BITS = 0.75
 
 
@@ -56,7 +58,6 @@ def retry_options(best: tuple[LoadedModel, int, int], size: int, plane: np.ndarr
                   plan: Effort) -> list[tuple[LoadedModel, int, int]]:
     """(model, stage, level) to code a plane with too, given its best coding so far (`best`, `size` bytes)."""
     model, stage, level = best
-    if stage not in (ADAPTIVE, ADAPTIVE_VALUES) or not plan.symbols_level or level == plan.symbols_level \
-            or 8 * size >= FEW_BITS * plane.size:
+    if stage not in (ADAPTIVE, ADAPTIVE_VALUES) or 8 * size >= FEW_BITS * plane.size:
         return []
-    return [(model, stage, plan.symbols_level)]
+    return [(model, stage, lv) for lv in plan.few_bits_levels if lv != level]

@@ -164,7 +164,9 @@ CASES = [(1, 1, 3, 2, 1), (1, 9, 3, 2, 1), (9, 1, 3, 2, 2), (7, 13, 3, 2, 1), (1
          (13, 7, 3, 3, 6), (16, 17, 3, 2, 6), (1, 1, 3, 2, 7), (9, 11, 3, 2, 7), (12, 12, 1, 2, 7), (10, 9, 4, 2, 7),
          (24, 20, 3, 2, 7), (40, 33, 3, 2, 7), (13, 7, 3, 3, 8), (16, 17, 3, 2, 8), (1, 1, 3, 2, 9), (9, 11, 3, 2, 9),
          (12, 12, 1, 2, 9), (10, 9, 4, 2, 9), (40, 33, 3, 2, 9), (13, 7, 3, 3, 10), (24, 20, 3, 2, 10), (1, 1, 3, 2, 11),
-         (12, 12, 1, 2, 11), (24, 20, 3, 2, 11), (30, 26, 1, 2, 11), (13, 7, 3, 3, 12), (16, 17, 1, 2, 12)]
+         (12, 12, 1, 2, 11), (24, 20, 3, 2, 11), (30, 26, 1, 2, 11), (13, 7, 3, 3, 12), (16, 17, 1, 2, 12),
+         (1, 1, 3, 2, 13), (1, 9, 1, 2, 13), (9, 1, 3, 2, 13), (24, 20, 3, 2, 13), (30, 26, 1, 2, 13), (13, 7, 3, 3, 14),
+         (16, 17, 1, 2, 14)]
 
 
 def _exact_structure(h: int, w: int, C: int, seed: int) -> np.ndarray:
@@ -201,7 +203,7 @@ def test_c_writes_the_references_bytes_and_reads_them_back(h, w, C, slope, level
 
 
 @needs_c
-@pytest.mark.parametrize("level", [1, 3, 7, 9, 11])
+@pytest.mark.parametrize("level", [1, 3, 7, 9, 11, 13])
 def test_a_chain_of_tiles_carries_the_state_alike_in_c_and_python(level):
     tiles = [_photo(10, 12, seed=s) for s in range(3)]
     params = [_network_params(t) for t in tiles]
@@ -476,3 +478,31 @@ def test_the_least_squares_solve_is_exact_integer_arithmetic():
     b = np.arange(n, dtype=np.int64) * 777 - 5000
     w = LeastSquares._solve(A, b, [7] * n)
     assert w == [min(max((int(b[i]) << 16) // (int(A[i, i]) + 1), -(1 << 20)), 1 << 20) for i in range(n)]
+
+
+# ---- the classical levels (13 and 14): a median predictor in the network's place ------------------------------
+
+def test_the_classical_outputs_follow_the_median_predictor_and_the_activity():
+    from pixzip.entropy.adaptive_features import TileData, classical_outputs
+    t = TileData(3, 4, 1)
+    t.value = [10, 12, 14, 16, 11, 13, 15, 17, 12, 14, 16, 18]
+    assert classical_outputs(t, 0, 0, 0) == (0, 14)                 # nothing known: 0, the smallest scale
+    assert classical_outputs(t, 0, 2, 0) == (16 * 12, 14)           # first row: W (12), N = NW = NE = W
+    assert classical_outputs(t, 1, 0, 0) == (16 * 10, 16 + 6 * 2)  # first column: N (10), W = NW = N; |N - NE| = 2
+    assert classical_outputs(t, 1, 1, 0) == (16 * 12, 16 + 6 * 3)  # the median of W 11, N 12, W + N - NW 13; a = 6
+    assert classical_outputs(t, 1, 3, 0) == (16 * 16, 16 + 6 * 2)  # last column: NE = N (16); a = 1 + 2 + 0
+
+
+@needs_c
+def test_the_classical_levels_ignore_the_networks_outputs():
+    """Levels 13 and 14 code with the median predictor's outputs whatever the network said: any two sets of head
+    outputs give the same bytes, in C and in the reference, and decode with a third."""
+    rng = np.random.default_rng(3)
+    y, x = np.mgrid[0:20, 0:24]
+    px = np.stack([x * 5 + y * 3, 200 - x * 4, (x * y) % 256], -1).astype(np.uint8)
+    a, b = (np.stack([rng.integers(0, 4096, px.size), rng.integers(0, 73, px.size)], 1) for _ in range(2))
+    for level in (13, 14):
+        got = native.adaptive_encode_known(px, a, _cdf(), 2, level)
+        assert got == native.adaptive_encode_known(px, b, _cdf(), 2, level) == A.encode_tile(px, b, _cdf(), 2, level)
+        assert np.array_equal(native.adaptive_decode_known(got, 20, 24, 3, _cdf(), 2, np.zeros_like(a), level), px)
+        assert len(got) < len(native.adaptive_encode_known(px, a, _cdf(), 2, level - 2))   # the network's noise

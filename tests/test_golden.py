@@ -171,6 +171,27 @@ def test_adaptive_golden_files(name, level, pixels, tile):
         assert api.compress(image, [model], tile=tile, effort=effort)[0] == data
 
 
+# levels 13 and 14 (the median predictor in the network's place, session 23): make_golden.radial_image, tiles of 16
+RADIAL = "f8576a3c135cc52e112139465ed8542887dd0a412258f03864ff247b83a63454"
+
+
+@pytest.mark.parametrize("reference", [False, True])
+@pytest.mark.parametrize("name, level", [("rgb16-classical13.pxz", 13), ("rgb16-classical14.pxz", 14)])
+def test_the_classical_levels_golden_files(name, level, reference, monkeypatch):
+    """A plane at the levels whose stage reads a median predictor instead of the network keeps decoding, in the
+    compiled stage and in the reference, and re-encodes to the same bytes."""
+    model = modelfile.load(GOLDEN / "golden-rgb16.pxm")
+    data = (GOLDEN / name).read_bytes()
+    if reference:
+        monkeypatch.setattr(adaptive_planes, "adaptive_native", lambda m: False)
+    image, header = api.decompress(data, [model])
+    assert header.entropy == [container.ADAPTIVE] and header.levels == [level]
+    assert hashlib.sha256(image.pixel_bytes()).hexdigest() == RADIAL
+    if not reference and adaptive_planes.adaptive_native(model.net):
+        effort = Effort(models=1, stage=container.ADAPTIVE, level=level)
+        assert api.compress(image, [model], tile=16, effort=effort)[0] == data
+
+
 # LZ tiles (session 22): conftest.text_beside_photo at level 9 in tiles of 48 with the shipped pcnn-rgb-v8
 TEXT_BESIDE_PHOTO = "d1d376a73b8e5584af2dc5d21e6428890c82f43ea7ce134eb66d52beaedbbc36"
 

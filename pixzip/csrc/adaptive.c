@@ -101,7 +101,7 @@ static int level_ok(const PzLevel *lv) {
         || lv->counter_limit < 0 || lv->counter_limit > 1023 || lv->apm_rate < 1 || lv->apm_rate > 15
         || lv->mixer_rate < 0 || lv->mixer_rate > 64 || lv->final_rate < 0 || lv->final_rate > 64
         || lv->lms < 0 || lv->lms > 12 || lv->vote < 0 || lv->vote > 5 || lv->ols < 0 || lv->ols > 1
-        || lv->shifted < 0 || lv->shifted > lv->ols
+        || lv->shifted < 0 || lv->shifted > lv->ols || lv->classical < 0 || lv->classical > 1
         || lv->mixer_init < -W_LIMIT || lv->mixer_init > W_LIMIT || lv->net_init < -W_LIMIT || lv->net_init > W_LIMIT)
         return 0;
     for (int k = 0; k < lv->n_contexts; k++) {
@@ -729,8 +729,25 @@ INLINE void record(PzAdTile *t, int i, int j, int c, int x, int p, const int *ca
     if (t->st->lv.vote) t->exact[k] = (uint8_t)exact_mask(cand, x);
 }
 
+/* adaptive_features.classical_outputs: LOCO-I's median predictor of the tile's values so far and a log-scale
+ * index from the local activity, in place of the network's outputs (levels 13 and 14) */
+INLINE void classical_outputs(const PzAdTile *t, int i, int j, int c, int *mu16, int *idx) {
+    const int C = t->C, w = t->w;
+    const size_t here = ((size_t)i * w + j) * C + c, up = (size_t)w * C;
+    int has_w = j > 0, has_n = i > 0;
+    int W = has_w ? t->value[here - C] : 0, N = has_n ? t->value[here - up] : 0;
+    if (!has_w) W = N;
+    if (!has_n) N = W;
+    int NW = has_n && has_w ? t->value[here - up - C] : N, NE = has_n && j + 1 < w ? t->value[here - up + C] : N;
+    int lo = W < N ? W : N, hi = W < N ? N : W;
+    int a = abs(W - NW) + abs(N - NW) + abs(N - NE);
+    *mu16 = 16 * clampi(W + N - NW, lo, hi);
+    *idx = a ? (16 + 6 * bitlen((uint32_t)a) < 72 ? 16 + 6 * bitlen((uint32_t)a) : 72) : 14;
+}
+
 /* one sub-pixel (adaptive._code_one): x >= 0 encodes it, x < 0 decodes it; returns it */
 INLINE int code_one(PzAdTile *t, int i, int j, int c, int x, int mu16, int idx) {
+    if (t->st->lv.classical) classical_outputs(t, i, j, c, &mu16, &idx);
     int hi = t->top[c];
     if (mu16 > 16 * hi) mu16 = 16 * hi;      /* the mean within the channel's range */
     int F[AD_N_FEATURES], cand[AD_CANDIDATES], p = rounded_mean(mu16);

@@ -47,7 +47,7 @@ from .adaptive_features import (  # noqa: F401  (the specification's names, one 
     F_DW, F_DWNE, F_DWW, F_DWX, F_FRAC, F_GRAD, F_IDX, F_IDX2, F_IDX8, F_LMS, F_LMSU, F_OLS, F_OLSU, F_QR1, F_QR1U, F_QR2,
     F_QRN, F_QRNE, F_QRNN, F_QRNP, F_QRNW, F_QRW, F_QRWP, F_QRWW, F_R1, F_RN, F_RW, F_VN, F_VNE, F_VNN, F_VNW, F_VNWNE,
     F_VOTE, F_VP, F_VW, F_VWN, F_VWW, F_VX, F_ZERO, N_FEATURES,
-    N_IDX, SELECTOR_SIZES, LeastSquares, ResidualPredictor, TileData, clamp, exact_candidates, exact_mask, exact_vote,
+    N_IDX, SELECTOR_SIZES, LeastSquares, classical_outputs, ResidualPredictor, TileData, clamp, exact_candidates, exact_mask, exact_vote,
     features, qlog, qres, rounded_mean)
 from .adaptive_levels import (CHAIN_TILES, LEVELS, Level, chains, level_for, prior_key,  # noqa: F401
                               prior_of, table_bits)
@@ -400,6 +400,8 @@ def _code_one(state: State, coder, tile: TileData, cdf: np.ndarray, i: int, j: i
     its features (and, at levels with a vote, the vote), its decisions, then what the tile and the state
     learn from it. Returns its value. (C: code_one.) The mean is first held within the channel's range
     (0..255, or a value-space plane's ranks: tile.top)."""
+    if state.level.classical:
+        mu16, idx = classical_outputs(tile, i, j, c)
     hi = tile.top[c]
     mu16 = min(mu16, 16 * hi)
     p = rounded_mean(mu16)

@@ -41,6 +41,25 @@ def rounded_mean(mu16: int) -> int:
     return min(255, (mu16 + 8) >> 4)
 
 
+def classical_outputs(tile: "TileData", i: int, j: int, c: int) -> tuple[int, int]:
+    """(mu16, idx) for levels with `classical` (13 and 14), in place of the network's: LOCO-I's median predictor
+    of W, N and W + N - NW, and a scale from the activity a = |W - NW| + |N - NW| + |N - NE|: idx 14 where a is 0,
+    else 16 + 6 * bit_length(a) (about 24 + 8 ln(0.3 + a / 2): a Laplace scale near a / 2 in the engine's
+    log-scale index), at most 72. Neighbours outside the tile: W reads as N and N as W (both 0 at the tile's
+    first sample), NW and NE as N. The stage alone, for planes a photograph-trained network predicts worse than
+    their own neighbours do (gradients, charts: docs/ADAPTIVE.md "Classical levels")."""
+    def value(di, dj):
+        got = tile.at(i + di, j + dj, c)
+        return None if got is None else got[0]
+    W, N = value(0, -1), value(-1, 0)
+    W, N = (W if W is not None else N if N is not None else 0), (N if N is not None else W if W is not None else 0)
+    NW, NE = value(-1, -1), value(-1, 1)
+    NW, NE = (N if NW is None else NW), (N if NE is None else NE)
+    pred = clamp(W + N - NW, min(W, N), max(W, N))
+    a = abs(W - NW) + abs(N - NW) + abs(N - NE)
+    return 16 * pred, (min(72, 16 + 6 * a.bit_length()) if a else 14)
+
+
 class TileData:
     """A tile's coded values and residuals so far (flat, (i * w + j) * C + c). In the decoding order
     every neighbour used (W, WW, NW, N, NN, NE, NNE: earlier wavefronts when slope >= 2) and every

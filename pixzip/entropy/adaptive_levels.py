@@ -35,6 +35,8 @@ class Level:
     ols: bool = False                        # the least-squares predictor (F_OLS; without it F_OLS is 0)
     shifted: bool = False                    # with ols: the network's table moved to p + its prediction, one
     #                                            more mixer input (table_starts); net_init split between the two
+    classical: bool = False                  # the network's (mu16, idx) replaced by a median predictor's and
+    #                                            the local activity's (adaptive_features.classical_outputs)
     chained: bool = False                    # a plane's tiles carry the state along `chains` (else each tile
     #                                            starts fresh): the codec's part (backends/adaptive_planes.py)
     priors: tuple[tuple[str, str], ...] = ()  # (network key, priors/FILE): the learned state a fresh one starts
@@ -114,6 +116,12 @@ def _for_values(level: Level, number: int) -> Level:
 
 LEVELS[11] = _for_values(LEVELS[9], 11)
 LEVELS[12] = _for_values(LEVELS[10], 12)
+# Levels 13 and 14 (session 23): levels 11 and 12 with the network's outputs replaced by a median predictor's
+# (classical_outputs). A photograph-trained network is a poor prior for a radial gradient or a chart's fills,
+# whose neighbours predict them better: the encoder tries them on planes it codes in few bits
+# (plane_options.FEW_BITS; docs/ADAPTIVE.md "Classical levels"). No prior: those were made for networks.
+LEVELS[13] = replace(LEVELS[11], classical=True, priors=())
+LEVELS[14] = replace(LEVELS[12], classical=True, priors=())
 
 CHAIN_TILES = 4                   # a chain holds at most this many tiles
 

@@ -204,6 +204,24 @@ def lz_tiles_golden():
     data, _ = api.compress(images.ImageData("RGB", 192, 96, [text_beside_photo()]), [zoo.load_model("pcnn-rgb-v8")],
                            tile=48, effort=effort)
     (HERE / "lz-tiles.pxz").write_bytes(data)
+    classical_golden()
+
+
+def radial_image() -> Image.Image:
+    """A radial gradient of three colours, 40 x 48, centred off the image: a plane its neighbours predict."""
+    yy, xx = np.mgrid[0:40, 0:48]
+    r = np.hypot(xx - 15, yy - 8) / np.hypot(40, 48)
+    return Image.fromarray(np.stack([250 - 200 * r, 120 + 60 * r, 80 + 150 * r], -1).round().clip(0, 255).astype(np.uint8))
+
+
+def classical_golden():
+    """Levels 13 and 14 (the median predictor in the network's place, session 23): radial_image at each, tiles of
+    16 (three chains), with the native-structure RGB model (whose outputs the levels ignore)."""
+    for name, level in (("rgb16-classical13.pxz", 13), ("rgb16-classical14.pxz", 14)):
+        effort = Effort(models=1, stage=container.ADAPTIVE, level=level)
+        data, _ = api.compress(images.split(radial_image()), [modelfile.load(HERE / "golden-rgb16.pxm")], tile=16,
+                               effort=effort)
+        (HERE / name).write_bytes(data)
 
 
 if __name__ == "__main__":
