@@ -18,10 +18,9 @@ that, so its memory is bounded whatever the image's size.
 
 from __future__ import annotations
 
-import lzma
-
 import numpy as np
 
+from ..formats import lzma2
 from ..formats.container import LZ_FILTERS as FILTERS, LZ_MODES as MODES, LZ_PLANAR as PLANAR
 MIN_SAMPLES = 1 << 12       # smaller planes are not tried: too short for long repeats to pay
 _PROBE_BYTES = 1 << 16      # a fast probe compresses about this many bytes of bands of rows spread over the
@@ -60,9 +59,7 @@ def samples(data: bytes, shape: tuple[int, int, int], mode: int) -> np.ndarray:
 
 
 def _compress(data: bytes, preset: int, lc: int = 0) -> bytes:
-    dict_size = min(MAX_DICT, max(1 << 12, 1 << (max(len(data), 1) - 1).bit_length()))
-    return lzma.compress(data, format=lzma.FORMAT_RAW, filters=[
-        {"id": lzma.FILTER_LZMA2, "preset": preset, "dict_size": dict_size, "lc": lc, "lp": 0, "pb": 0}])
+    return lzma2.pack(data, min(MAX_DICT, max(1 << 12, 1 << (max(len(data), 1) - 1).bit_length())), preset, lc)
 
 
 def probe_rows(plane: np.ndarray) -> np.ndarray:
@@ -129,7 +126,7 @@ def _compress_best(data: bytes, hard: bool) -> bytes:
     """xz -9e with lc 0 and with lc 1, the smaller (`hard`; -9 over _EXTREME_BYTES), else -9 with lc 0 once."""
     if not hard:
         return _compress(data, 9)
-    preset = 9 | lzma.PRESET_EXTREME if len(data) <= _EXTREME_BYTES else 9
+    preset = lzma2.EXTREME if len(data) <= _EXTREME_BYTES else 9
     return min((_compress(data, preset, lc) for lc in (0, 1)), key=len)
 
 
@@ -144,15 +141,7 @@ def decode(payload: bytes, shape: tuple[int, int, int], mode: int) -> np.ndarray
 def _inflate(payload: bytes, size: int) -> bytes:
     """The `size` bytes a raw LZMA2 stream holds; ValueError unless it is one complete stream of exactly that
     many (it never inflates more)."""
-    d = lzma.LZMADecompressor(format=lzma.FORMAT_RAW,
-                              filters=[{"id": lzma.FILTER_LZMA2, "dict_size": max(1 << 12, min(size, MAX_DICT))}])
-    try:
-        data = d.decompress(payload, max_length=size + 1)
-    except lzma.LZMAError as e:
-        raise ValueError(f"LZMA2 stream: {e}") from None
-    if len(data) != size or not d.eof or d.unused_data:
-        raise ValueError("LZMA2 stream does not hold exactly the plane")
-    return data
+    return lzma2.inflate(payload, max(1 << 12, min(size, MAX_DICT)), size, exact=True)
 
 
 # -- LZ tiles: the tiles of an adaptive plane that one LZMA2 stream codes (docs/FORMAT.md, stages 1 and 4) ----

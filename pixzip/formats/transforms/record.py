@@ -5,13 +5,13 @@ numpy only: the decoder needs this without torch."""
 
 from __future__ import annotations
 
-import lzma
 import zlib
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from ...errors import PixzipError
+from .. import lzma2
 from ..images import DEFAULT_MAX_PIXELS, ImageData
 from ..varint import Reader
 from .palette import NearPalette, Palette, PaletteOrder
@@ -22,7 +22,6 @@ RECORD_FORMAT = 1
 MAX_STEPS = 8                 # a real chain has at most 5 (drop, grey, repeats, levels per plane)
 _FLAG_DEFLATED = 1
 _FLAG_LZMA = 2                # (session 22) the body as raw LZMA2: a chart's palette of 234 colours 655 -> 341 bytes
-_LZMA_FILTERS = [{"id": lzma.FILTER_LZMA2, "dict_size": MAX_BODY}]
 
 STEP_KINDS: dict[int, type[Step]] = {s.KIND: s for s in (DropConstantPlane, GreyFromRGB, Levels, Palette,
                                                          PaletteOrder, DropRepeats, NearPalette)}
@@ -114,8 +113,7 @@ class TransformRecord:
         # colour tables and listed pixels pack; tiny bodies do not: the smallest of the three (ties: the first)
         return min((bytes([RECORD_FORMAT, 0]) + body,
                     bytes([RECORD_FORMAT, _FLAG_DEFLATED]) + zlib.compress(body, 9),
-                    bytes([RECORD_FORMAT, _FLAG_LZMA]) + lzma.compress(body, lzma.FORMAT_RAW, filters=[
-                        {**_LZMA_FILTERS[0], "preset": 9 | lzma.PRESET_EXTREME, "lc": 0, "lp": 0, "pb": 0}])), key=len)
+                    bytes([RECORD_FORMAT, _FLAG_LZMA]) + lzma2.pack(body, MAX_BODY, lzma2.EXTREME)), key=len)
 
     @classmethod
     def from_bytes(cls, data: bytes) -> "TransformRecord":
@@ -158,14 +156,10 @@ def _inflate(data: bytes) -> bytes:
 
 def _unlzma(data: bytes) -> bytes:
     """A raw LZMA2 body, bounded as _inflate's."""
-    d = lzma.LZMADecompressor(lzma.FORMAT_RAW, filters=_LZMA_FILTERS)
     try:
-        body = d.decompress(data, MAX_BODY + 1)
-    except lzma.LZMAError:
-        raise corrupt("bad LZMA2 data") from None
-    if len(body) > MAX_BODY or not d.eof or d.unused_data:
-        raise corrupt("bad LZMA2 framing")
-    return body
+        return lzma2.inflate(data, MAX_BODY, MAX_BODY)
+    except ValueError as e:
+        raise corrupt(str(e)) from None
 
 
 IDENTITY = TransformRecord()
