@@ -256,7 +256,7 @@ def _smallest_coding(options: list, plane: np.ndarray, version: int, plan: Effor
 
 def _has_lz_tiles(streams: list) -> bool:
     """Whether an adaptive plane's framed tiles include LZ tiles (container.FRAME_LZ)."""
-    return any(s.size and int(s[0]) & container.FRAME_LZ for s in streams)
+    return any(container.framed_kind(s) == container.LZ_TILE for s in streams)
 
 
 def _check_version_holds(image: ImageData, version: int):
@@ -426,8 +426,8 @@ def _check_adaptive_floors(header: Header, plane_models: list, streams: list):
         for h, w in shapes:
             words = streams[at]
             at += 1
-            uncoded = words.size and int(words[0]) & (container.FRAME_STORED | container.FRAME_LZ)
-            if stage in ADAPTIVE_STAGES and not uncoded and 32 * words.size + 64 < h * w * channels * floor:
+            coded = container.framed_kind(words) == container.CODED
+            if stage in ADAPTIVE_STAGES and coded and 32 * words.size + 64 < h * w * channels * floor:
                 raise FormatError(_TOO_SHORT)
 
 

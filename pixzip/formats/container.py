@@ -396,6 +396,14 @@ def unframe(words: np.ndarray) -> tuple[bytes, bool]:
     return payload, bool(head & FRAME_STORED)
 
 
+def framed_kind(words: np.ndarray) -> str:
+    """What a framed tile's head byte says it holds (CODED, STORED_TILE or LZ_TILE), read without unframing it: the
+    encoder's and the header checks' quick look (an empty or damaged stream reads as CODED; unframe_tile refuses
+    it when the plane is decoded)."""
+    head = int(words[0]) & 0xFF if np.size(words) else 0        # the words are little-endian: the first byte
+    return STORED_TILE if head & FRAME_STORED else LZ_TILE if head & FRAME_LZ else CODED
+
+
 def unframe_tile(words: np.ndarray) -> tuple[bytes, str]:
     """(payload, CODED / STORED_TILE / LZ_TILE) of an adaptive plane's framed tile; FormatError as unframe."""
     payload, head = _unframe(words, FRAME_STORED | FRAME_LZ)
