@@ -148,6 +148,13 @@ def test_a_noise_tile_beside_smooth_ones_is_stored_alone(rng, fast_rgb):
     h, offset = container.read_header(data)
     flags = [container.unframe(s)[1] for s in container.read_streams(data, h, offset)]
     assert flags == [False, True]
+    # both decoders' progress counts every tile, the stored one too
+    for native_stage in (True, False):
+        counted = []
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(adaptive_planes, "adaptive_native", lambda m, n=native_stage: n and native.adaptive_available())
+            api.decompress(data, [fast_rgb], progress=counted.append)
+        assert sum(counted) == 16 * 32, native_stage
 
 
 # -- transforms ---------------------------------------------------------------------------------------------

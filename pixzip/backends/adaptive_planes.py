@@ -348,6 +348,10 @@ def decode_planes_adaptive(model, shapes: list[tuple[int, int]], tile: int, stre
                     parts[(k, n)] = pixels
                     if progress:                     # every tile: coded, replayed, stored or from the LZ stream
                         progress(pixels.shape[0] * pixels.shape[1])
-    elif coded:
-        _decode_in_reference(_reference_network(model), grids, chains, coded, parts, level, progress, vmaps)
+    else:
+        uncoded = sum(pixels.shape[0] * pixels.shape[1] for pixels in parts.values())
+        if coded:
+            _decode_in_reference(_reference_network(model), grids, chains, coded, parts, level, progress, vmaps)
+        if progress and uncoded:                     # the walk counts the coded tiles; stored and LZ tiles here
+            progress(uncoded)
     return [assemble(h, w, C, g, parts, key=lambda n, k=k: (k, n)) for k, ((h, w), g) in enumerate(zip(shapes, grids))]
