@@ -44,7 +44,6 @@ def plane_options(model: LoadedModel, plane: np.ndarray, image: ImageData, plan:
     return options
 
 
-
 # A plane the stage codes in under this many bits a sample is no photograph (smooth ones take 0.9 and more): a
 # chart, a gradient, flat graphics. The encoder also codes such a plane at the effort's few_bits_levels and keeps
 # the smallest: the contexts on the values pay there as on palette indices (level 11 against 9, no priors: held-out
