@@ -131,11 +131,12 @@ def _transformed(image: ImageData, plan: Effort, models, tile: int, workers: int
         return image, transforms.IDENTITY
     try_coding = None
     if plan.transforms in ("trial", "estimate"):
-        # (each candidate's planes meet the LZ stage's probe; only the chosen image's are searched in full.
+        # (each candidate's planes meet the LZ stage's probe, and none tries the few-bits levels: only the chosen
+        # image's planes are searched in full and tried at those.
         # The estimate levels trial-code only where the estimate's best lists pixels (choose.py), with their own
         # stage and a quick LZ search: the static stage misranked a chart's near-palette and plain candidates,
         # 29 981 bytes where the plain one takes 25 777)
-        bare = replace(plan, transforms="none", max_trials=None, lz_probe=True)
+        bare = replace(plan, transforms="none", max_trials=None, lz_probe=True, few_bits_levels=())
         if plan.transforms == "estimate":
             bare = replace(bare, lz_hard=False)
 
@@ -177,7 +178,8 @@ def _code_images(images: Sequence[ImageData], records: list, originals: Sequence
             coded[key] += [_CodedPlane(m, stage, lv, streams, bits) for lv, streams, bits in codings]
     for (i, p), codings in coded.items():
         best, plane = min(codings, key=lambda c: c.size), split[i].model_planes[p]
-        for m, stage, level in retry_options((best.model, best.stage, best.level), best.size, plane, plan):
+        uncoded = all(container.framed_kind(s) != container.CODED for s in best.streams)
+        for m, stage, level in retry_options((best.model, best.stage, best.level), best.size, plane, plan, uncoded):
             vmap = [ValueMap.of(tables[(i, p)]) if stage == ADAPTIVE_VALUES else None]
             codings += [_CodedPlane(m, stage, *c) for c in _code_planes(m, stage, (level,), [plane], tile, None, workers,
                                                                           device, version, vmap, plan.lz_hard)[0]]

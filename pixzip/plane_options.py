@@ -53,10 +53,12 @@ def plane_options(model: LoadedModel, plane: np.ndarray, image: ImageData, plan:
 FEW_BITS = 0.75
 
 
-def retry_options(best: tuple[LoadedModel, int, int], size: int, plane: np.ndarray,
-                  plan: Effort) -> list[tuple[LoadedModel, int, int]]:
-    """(model, stage, level) to code a plane with too, given its best coding so far (`best`, `size` bytes)."""
+def retry_options(best: tuple[LoadedModel, int, int], size: int, plane: np.ndarray, plan: Effort,
+                  uncoded: bool = False) -> list[tuple[LoadedModel, int, int]]:
+    """(model, stage, level) to code a plane with too, given its best coding so far (`best`, `size` bytes; `uncoded`:
+    the stage coded none of its tiles, all stored or handed to an LZ stream, so another level has nothing to do:
+    `gradient.png`, all of whose tiles one LZ stream takes, where the retries took 1.9 s for nothing)."""
     model, stage, level = best
-    if stage not in (ADAPTIVE, ADAPTIVE_VALUES) or 8 * size >= FEW_BITS * plane.size:
+    if stage not in (ADAPTIVE, ADAPTIVE_VALUES) or uncoded or 8 * size >= FEW_BITS * plane.size:
         return []
     return [(model, stage, lv) for lv in plan.few_bits_levels if lv != level]

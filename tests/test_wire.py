@@ -479,6 +479,8 @@ def test_the_few_bits_levels_are_tried_only_below_the_few_bits_and_where_not_tak
     assert retry_options(("m", ADAPTIVE, 9), few + 2, plane, EFFORTS[4]) == []          # a photograph's rate
     assert retry_options(("m", ADAPTIVE, 11), few, plane, EFFORTS[4]) == [("m", ADAPTIVE, 13)]   # taken already
     assert retry_options(("m", STATIC, 0), few, plane, EFFORTS[2]) == []                 # no adaptive stage
+    assert retry_options(("m", ADAPTIVE, 9), few, plane, EFFORTS[4], uncoded=True) == []  # every tile LZ or stored
+    assert retry_options(("m", ADAPTIVE, 9), few, plane, EFFORTS[1]) == []                # -e 1 has none
 
 
 def test_a_trial_counts_a_candidates_record_once(monkeypatch, fast_rgb):
