@@ -25,10 +25,11 @@ class Effort:
     #                             search every plane instead (the probe misses some: a radial gradient)
     symbols_level: int = 0      # the adaptive level of planes of palette indices or levels' ranks (0: `level`):
     #                             levels 11 and 12 add contexts on the values, which name colours there
-    few_bits_levels: tuple[int, ...] = ()   # a plane coded in few bits a sample (a chart, a gradient: never a
-    #                             photograph) is also coded at these adaptive levels, the smaller kept: the values
-    #                             as contexts (11, 12) and the classical predictor in the network's place (13, 14)
-    #                             (plane_options.FEW_BITS, retry_options; docs/ADAPTIVE.md "Classical levels")
+    few_bits_levels: tuple[int, ...] = ()   # a plane coded in few bits a sample (charts, gradients, but also a
+    #                             photograph's smooth sky) is also coded at these adaptive levels, the smallest kept:
+    #                             the values as contexts (12) and the classical predictor in the network's place
+    #                             (13); each is another pass over the plane, so not at the default (plane_options.
+    #                             FEW_BITS, retry_options; docs/ADAPTIVE.md "Classical levels")
     one_tile_level: int = 0     # a plane of one tile is also coded at this adaptive level, the smaller kept:
     #                             levels 9 and 10's shifted table costs images that the network predicts
     #                             better than their own fit can (CIFAR-10 rows: +0.45 %), levels 7 and 8
@@ -43,17 +44,17 @@ EFFORTS = {
     2: Effort(models=1, stage=STATIC, transforms="estimate", lz_hard=False),
     3: Effort(models=2, stage=STATIC, transforms="estimate"),                # the ensemble, static
     4: Effort(models=1, stage=ADAPTIVE, level=9, symbols_level=11, transforms="estimate",
-              few_bits_levels=(11, 13), one_tile_level=7),
+              one_tile_level=7),   # no few-bits levels: a smooth photograph's sky can take under FEW_BITS too
     5: Effort(models=1, stage=ADAPTIVE, level=10, symbols_level=12, transforms="estimate",
-              few_bits_levels=(12, 14), one_tile_level=8),
+              few_bits_levels=(12, 13), one_tile_level=8),
     6: Effort(models=1, stage=ADAPTIVE, level=10, symbols_level=12, transforms="trial", max_trials=2,
-              lz_probe=False, few_bits_levels=(12, 14), one_tile_level=8),
+              lz_probe=False, few_bits_levels=(12, 13), one_tile_level=8),
     7: Effort(models=2, stage=ADAPTIVE, level=10, symbols_level=12, transforms="estimate",
-              few_bits_levels=(12, 14), one_tile_level=8),   # the ensemble in the stage
+              few_bits_levels=(12, 13), one_tile_level=8),   # the ensemble in the stage
     8: Effort(models=2, stage=ADAPTIVE, level=10, symbols_level=12, transforms="trial", max_trials=2,
-              lz_probe=False, few_bits_levels=(12, 14), one_tile_level=8),
+              lz_probe=False, few_bits_levels=(12, 13), one_tile_level=8),
     9: Effort(models=2, stage=ADAPTIVE, level=10, symbols_level=12, transforms="trial", static_too=True,
-              lz_probe=False, few_bits_levels=(12, 14), one_tile_level=8),
+              lz_probe=False, few_bits_levels=(12, 13), one_tile_level=8),
 }
 DEFAULT_EFFORT = 4
 STATIC_ONLY = Effort(models=1, stage=STATIC)      # what format versions before 4 can hold (with `models`)

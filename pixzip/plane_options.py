@@ -44,12 +44,13 @@ def plane_options(model: LoadedModel, plane: np.ndarray, image: ImageData, plan:
     return options
 
 
-# A plane the stage codes in under this many bits a sample is no photograph (smooth ones take 0.9 and more): a
-# chart, a gradient, flat graphics. The encoder also codes such a plane at the effort's few_bits_levels and keeps
-# the smallest: the contexts on the values pay there as on palette indices (level 11 against 9, no priors: held-out
-# charts -0.5 to -5 %, a radial gradient -15 %), and a median predictor in the network's place more where the
-# network, trained on photographs, predicts a gradient worse than its neighbours do (docs/ADAPTIVE.md "Classical
-# levels"); a photograph, where neither pays, never pays for the passes.
+# A plane the stage codes in under this many bits a sample: a chart, a gradient, flat graphics, but also the smooth
+# sky of a photograph (the speed runs' Bridge crop, 768x512: 0.62). The efforts from -e 5 also code such a plane at
+# their few_bits_levels and keep the smallest: the contexts on the values pay there as on palette indices (level 11
+# against 9, no priors: held-out charts -0.5 to -5 %, a radial gradient -15 %), and a median predictor in the
+# network's place more where the network, trained on photographs, predicts a gradient worse than its neighbours do
+# (docs/ADAPTIVE.md "Classical levels"). Each is another pass over the plane: the sky's encode took three times as
+# long at -e 4 and gained nothing, so the default does not try them.
 FEW_BITS = 0.75
 
 

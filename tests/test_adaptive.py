@@ -165,8 +165,7 @@ CASES = [(1, 1, 3, 2, 1), (1, 9, 3, 2, 1), (9, 1, 3, 2, 2), (7, 13, 3, 2, 1), (1
          (24, 20, 3, 2, 7), (40, 33, 3, 2, 7), (13, 7, 3, 3, 8), (16, 17, 3, 2, 8), (1, 1, 3, 2, 9), (9, 11, 3, 2, 9),
          (12, 12, 1, 2, 9), (10, 9, 4, 2, 9), (40, 33, 3, 2, 9), (13, 7, 3, 3, 10), (24, 20, 3, 2, 10), (1, 1, 3, 2, 11),
          (12, 12, 1, 2, 11), (24, 20, 3, 2, 11), (30, 26, 1, 2, 11), (13, 7, 3, 3, 12), (16, 17, 1, 2, 12),
-         (1, 1, 3, 2, 13), (1, 9, 1, 2, 13), (9, 1, 3, 2, 13), (24, 20, 3, 2, 13), (30, 26, 1, 2, 13), (13, 7, 3, 3, 14),
-         (16, 17, 1, 2, 14)]
+         (1, 1, 3, 2, 13), (1, 9, 1, 2, 13), (9, 1, 3, 2, 13), (24, 20, 3, 2, 13), (30, 26, 1, 2, 13), (13, 7, 3, 3, 13)]
 
 
 def _exact_structure(h: int, w: int, C: int, seed: int) -> np.ndarray:
@@ -480,7 +479,7 @@ def test_the_least_squares_solve_is_exact_integer_arithmetic():
     assert w == [min(max((int(b[i]) << 16) // (int(A[i, i]) + 1), -(1 << 20)), 1 << 20) for i in range(n)]
 
 
-# ---- the classical levels (13 and 14): a median predictor in the network's place ------------------------------
+# ---- the classical level (13): a median predictor in the network's place ------------------------------
 
 def test_the_classical_outputs_follow_the_median_predictor_and_the_activity():
     from pixzip.entropy.adaptive_features import TileData, classical_outputs
@@ -495,14 +494,13 @@ def test_the_classical_outputs_follow_the_median_predictor_and_the_activity():
 
 @needs_c
 def test_the_classical_levels_ignore_the_networks_outputs():
-    """Levels 13 and 14 code with the median predictor's outputs whatever the network said: any two sets of head
-    outputs give the same bytes, in C and in the reference, and decode with a third."""
+    """Level 13 codes with the median predictor's outputs whatever the network said: any two sets of head outputs
+    give the same bytes, in C and in the reference, and decode with a third."""
     rng = np.random.default_rng(3)
     y, x = np.mgrid[0:20, 0:24]
     px = np.stack([x * 5 + y * 3, 200 - x * 4, (x * y) % 256], -1).astype(np.uint8)
     a, b = (np.stack([rng.integers(0, 4096, px.size), rng.integers(0, 73, px.size)], 1) for _ in range(2))
-    for level in (13, 14):
-        got = native.adaptive_encode_known(px, a, _cdf(), 2, level)
-        assert got == native.adaptive_encode_known(px, b, _cdf(), 2, level) == A.encode_tile(px, b, _cdf(), 2, level)
-        assert np.array_equal(native.adaptive_decode_known(got, 20, 24, 3, _cdf(), 2, np.zeros_like(a), level), px)
-        assert len(got) < len(native.adaptive_encode_known(px, a, _cdf(), 2, level - 2))   # the network's noise
+    got = native.adaptive_encode_known(px, a, _cdf(), 2, 13)
+    assert got == native.adaptive_encode_known(px, b, _cdf(), 2, 13) == A.encode_tile(px, b, _cdf(), 2, 13)
+    assert np.array_equal(native.adaptive_decode_known(got, 20, 24, 3, _cdf(), 2, np.zeros_like(a), 13), px)
+    assert len(got) < len(native.adaptive_encode_known(px, a, _cdf(), 2, 12))       # level 12 on the noise given

@@ -227,7 +227,7 @@ def test_unknown_stage_level_and_width_are_refused(adaptive_file, fast_rgb):
     _refused(_rewrite(adaptive_file, _set(entropy=[5])), "entropy stage 5", [fast_rgb])
     # stage 4 (levels in value space) takes its values from a levels transform the file must have
     _refused(_rewrite(adaptive_file, _set(entropy=[4])), "stage 4 without its levels or palette transform", [fast_rgb])
-    _refused(_rewrite(adaptive_file, _set(levels=[15])), r"adaptive level 15", [fast_rgb])
+    _refused(_rewrite(adaptive_file, _set(levels=[14])), r"adaptive level 14", [fast_rgb])
     _refused(_rewrite(adaptive_file, _set(stored_bits=[9])), "stored sample width", [fast_rgb])
     _refused(_rewrite(adaptive_file, _set(entropy=[3], lz_modes=[8])), r"LZ stage mode 8", [fast_rgb])
 
@@ -425,24 +425,25 @@ def _chart_on_a_gradient(seed: int = 3, h: int = 300, w: int = 400) -> np.ndarra
 
 def test_a_plane_coded_in_few_bits_is_also_coded_at_the_few_bits_levels(monkeypatch, tmp_path):
     """A plane that holds no symbols but that the stage codes in under plane_options.FEW_BITS a sample (a chart,
-    not a photograph) is coded at the effort's few_bits_levels too (11 and 13 at -e 4), the smallest kept; the file
-    names its level and decodes exactly (Pillow judges what decompress wrote)."""
+    not a photograph) is coded at the effort's few_bits_levels too (12 and 13 at -e 5; the default tries none), the
+    smallest kept; the file names its level and decodes exactly (Pillow judges what decompress wrote)."""
     from click.testing import CliRunner
     from pixzip import plane_options as options
     from pixzip.cli import main
     pixels = _chart_on_a_gradient()
     image = images.ImageData("RGB", pixels.shape[1], pixels.shape[0], [pixels])
-    data = api.compress(image, effort=4)[0]
+    data = api.compress(image, effort=5)[0]
     header = container.read_header(data)[0]
-    assert header.entropy == [ADAPTIVE] and header.levels[0] in (11, 13) and 8 * len(data) < options.FEW_BITS * pixels.size
+    assert header.entropy == [ADAPTIVE] and header.levels[0] in (12, 13) and 8 * len(data) < options.FEW_BITS * pixels.size
     Image.fromarray(pixels).save(tmp_path / "chart.png")
     (tmp_path / "chart.pxz").write_bytes(data)
     assert CliRunner().invoke(main, ["decompress", str(tmp_path / "chart.pxz"), "-o", str(tmp_path / "back.png"),
                                      "-q"]).exit_code == 0
     np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "back.png")), pixels)
-    monkeypatch.setattr(options, "FEW_BITS", 0)          # no retry: level 9, larger
-    plain = api.compress(image, effort=4)[0]
-    assert container.read_header(plain)[0].levels == [9] and len(plain) > len(data)
+    monkeypatch.setattr(options, "FEW_BITS", 0)          # no retry: level 10, larger
+    plain = api.compress(image, effort=5)[0]
+    assert container.read_header(plain)[0].levels == [10] and len(plain) > len(data)
+    assert api.compress(image, effort=4)[0] != data      # the default tries none
 
 
 def _radial(h: int, w: int, cy: int, cx: int) -> np.ndarray:
@@ -452,20 +453,20 @@ def _radial(h: int, w: int, cy: int, cx: int) -> np.ndarray:
 
 
 def test_a_gradient_takes_the_classical_level_and_both_decoders_undo_it(monkeypatch):
-    """A radial gradient, which its neighbours predict better than the photograph-trained network: -e 4 codes it
+    """A radial gradient, which its neighbours predict better than the photograph-trained network: -e 5 codes it
     at level 13 (the median predictor in the network's place), smaller than without the few-bits levels, and
     the compiled stage and the reference (on the torch engine) decode it alike."""
     from pixzip import plane_options as options
     pixels = _radial(48, 64, 10, 20)
     image = images.ImageData("RGB", 64, 48, [pixels])
-    data = api.compress(image, effort=4)[0]
+    data = api.compress(image, effort=5)[0]
     assert container.read_header(data)[0].levels == [13]
     assert np.array_equal(api.decompress(data)[0].planes[0], pixels)
     monkeypatch.setattr(adaptive_planes, "adaptive_native", lambda m: False)
     assert np.array_equal(api.decompress(data)[0].planes[0], pixels)
     monkeypatch.undo()
     monkeypatch.setattr(options, "FEW_BITS", 0)
-    plain = api.compress(image, effort=4)[0]
+    plain = api.compress(image, effort=5)[0]
     assert 13 not in container.read_header(plain)[0].levels and len(plain) > len(data)
 
 
@@ -473,14 +474,14 @@ def test_the_few_bits_levels_are_tried_only_below_the_few_bits_and_where_not_tak
     from pixzip.plane_options import FEW_BITS, retry_options
     plane = np.zeros((100, 100, 3), np.uint8)
     few = int(FEW_BITS * plane.size / 8) - 1
-    assert retry_options(("m", ADAPTIVE, 9), few, plane, EFFORTS[4]) == [("m", ADAPTIVE, 11), ("m", ADAPTIVE, 13)]
+    assert retry_options(("m", ADAPTIVE, 10), few, plane, EFFORTS[5]) == [("m", ADAPTIVE, 12), ("m", ADAPTIVE, 13)]
     values = container.ADAPTIVE_VALUES
-    assert retry_options(("m", values, 10), few, plane, EFFORTS[5]) == [("m", values, 12), ("m", values, 14)]
-    assert retry_options(("m", ADAPTIVE, 9), few + 2, plane, EFFORTS[4]) == []          # a photograph's rate
-    assert retry_options(("m", ADAPTIVE, 11), few, plane, EFFORTS[4]) == [("m", ADAPTIVE, 13)]   # taken already
-    assert retry_options(("m", STATIC, 0), few, plane, EFFORTS[2]) == []                 # no adaptive stage
-    assert retry_options(("m", ADAPTIVE, 9), few, plane, EFFORTS[4], uncoded=True) == []  # every tile LZ or stored
-    assert retry_options(("m", ADAPTIVE, 9), few, plane, EFFORTS[1]) == []                # -e 1 has none
+    assert retry_options(("m", values, 10), few, plane, EFFORTS[7]) == [("m", values, 12), ("m", values, 13)]
+    assert retry_options(("m", ADAPTIVE, 10), few + 2, plane, EFFORTS[5]) == []         # more bits a sample
+    assert retry_options(("m", ADAPTIVE, 12), few, plane, EFFORTS[5]) == [("m", ADAPTIVE, 13)]   # taken already
+    assert retry_options(("m", STATIC, 0), few, plane, EFFORTS[9]) == []                 # not the adaptive stage
+    assert retry_options(("m", ADAPTIVE, 10), few, plane, EFFORTS[5], uncoded=True) == []  # every tile LZ or stored
+    assert retry_options(("m", ADAPTIVE, 9), few, plane, EFFORTS[4]) == []                 # the default tries none
 
 
 def test_a_trial_counts_a_candidates_record_once(monkeypatch, fast_rgb):

@@ -730,7 +730,7 @@ INLINE void record(PzAdTile *t, int i, int j, int c, int x, int p, const int *ca
 }
 
 /* adaptive_features.classical_outputs: LOCO-I's median predictor of the tile's values so far and a log-scale
- * index from the local activity, in place of the network's outputs (levels 13 and 14) */
+ * index from the local activity, in place of the network's outputs (level 13) */
 INLINE void classical_outputs(const PzAdTile *t, int i, int j, int c, int *mu16, int *idx) {
     const int C = t->C, w = t->w;
     const size_t here = ((size_t)i * w + j) * C + c, up = (size_t)w * C;

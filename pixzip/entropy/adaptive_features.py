@@ -42,7 +42,7 @@ def rounded_mean(mu16: int) -> int:
 
 
 def classical_outputs(tile: "TileData", i: int, j: int, c: int) -> tuple[int, int]:
-    """(mu16, idx) for levels with `classical` (13 and 14), in place of the network's: LOCO-I's median predictor
+    """(mu16, idx) for levels with `classical` (13), in place of the network's: LOCO-I's median predictor
     of W, N and W + N - NW, and a scale from the activity a = |W - NW| + |N - NW| + |N - NE|: idx 14 where a is 0,
     else 16 + 6 * bit_length(a) (about 24 + 8 ln(0.3 + a / 2): a Laplace scale near a / 2 in the engine's
     log-scale index), at most 72. Neighbours outside the tile: W reads as N and N as W (both 0 at the tile's

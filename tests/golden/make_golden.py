@@ -215,13 +215,12 @@ def radial_image() -> Image.Image:
 
 
 def classical_golden():
-    """Levels 13 and 14 (the median predictor in the network's place, session 23): radial_image at each, tiles of
-    16 (three chains), with the native-structure RGB model (whose outputs the levels ignore)."""
-    for name, level in (("rgb16-classical13.pxz", 13), ("rgb16-classical14.pxz", 14)):
-        effort = Effort(models=1, stage=container.ADAPTIVE, level=level)
-        data, _ = api.compress(images.split(radial_image()), [modelfile.load(HERE / "golden-rgb16.pxm")], tile=16,
-                               effort=effort)
-        (HERE / name).write_bytes(data)
+    """Level 13 (the median predictor in the network's place, session 23): radial_image, tiles of 16 (three chains),
+    with the native-structure RGB model (whose outputs the level ignores)."""
+    effort = Effort(models=1, stage=container.ADAPTIVE, level=13)
+    data, _ = api.compress(images.split(radial_image()), [modelfile.load(HERE / "golden-rgb16.pxm")], tile=16,
+                           effort=effort)
+    (HERE / "rgb16-classical13.pxz").write_bytes(data)
 
 
 if __name__ == "__main__":
