@@ -27,7 +27,7 @@ _PROBE_BYTES = 1 << 16      # a fast probe compresses about this many bytes of b
 _PROBE_BAND = 16            # plane (bands of 16 rows), and rules the stage out where that takes more than
 _PROBE_MARGIN = 1.0         # this times the same share of the plane's coded bytes
 _LOOK_AGAIN_BITS = 0.75     # a plane coded in under this many bits a sample that the probe rules out is looked at
-_LOOK_AGAIN_MARGIN = 1.4    # again, whole (xz -3, a mode picked on the bands): ruled out over this times its budget
+_LOOK_AGAIN_MARGIN = 1.5    # again, whole (xz -1, a mode picked on the bands): ruled out over this times its budget
 _PICK_BYTES = 1 << 22       # the first rows' bytes (about) the modes are compared on
 _EXTREME_BYTES = 1 << 24    # planes up to this many bytes are compressed with xz's -9e, larger ones with -9
 MAX_DICT = 1 << 25          # the dictionary at most, both sides (the encoder's memory: about 11x this)
@@ -86,16 +86,16 @@ def _ruled_out(plane: np.ndarray, budget: int) -> bool:
 
 def _ruled_out_whole(plane: np.ndarray, sample: np.ndarray, budget: int) -> bool:
     """The look again: the whole plane, unfiltered and in the mode that compresses the bands best (xz -1; the
-    bands do not see far repeats of the unfiltered samples), compressed with xz -3, takes more than
-    _LOOK_AGAIN_MARGIN times the budget either way. Gradients repeat their rows far apart and
-    shifted: the bands' fast probe took 1.7-11x its share on seven synthetic gradients where the whole plane
-    takes 0.26-0.86 of the budget; xz -3 of the whole plane took 0.5-1.2x where the stage wins and 1.7x or more
-    where it loses (a dithered radial gradient, a defocused photograph, a conic gradient), in 6-70 ms a plane
-    of 0.2-0.8 MB (docs/ADAPTIVE.md, "The LZ stage")."""
+    bands do not see far repeats of the unfiltered samples), compressed with xz -1, takes more than
+    _LOOK_AGAIN_MARGIN times the budget either way. Gradients repeat their rows far apart and shifted: the bands'
+    fast probe took 1.7-11x its share on seven synthetic gradients where the whole plane takes 0.26-0.86 of the
+    budget; xz -1 of the whole plane took 0.75-1.40x where the LZ stage wins and 1.70x or more where it loses (a
+    dithered radial gradient, a conic sweep, a defocused photograph, a photograph's smooth sky at 0.62 bits a
+    sample), in 11-130 ms a plane of 0.2-1.2 MB (docs/ADAPTIVE.md, "The LZ stage")."""
     modes = MODES if plane.shape[2] > 1 else MODES[:len(FILTERS)]
     fast = {m: len(_compress(residuals(sample, m), 1)) for m in modes}
     picked = min(modes, key=lambda m: (fast[m], m))
-    return all(len(_compress(residuals(plane, m), 3)) > _LOOK_AGAIN_MARGIN * budget for m in {0, picked})
+    return all(len(_compress(residuals(plane, m), 1)) > _LOOK_AGAIN_MARGIN * budget for m in dict.fromkeys((0, picked)))
 
 
 def encode(plane: np.ndarray, budget: int, hard: bool = True, probe: bool = True) -> tuple[int, bytes] | None:
