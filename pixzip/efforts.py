@@ -29,7 +29,7 @@ class Effort:
     #                             photograph's smooth sky) is also coded at these adaptive levels, the smallest kept:
     #                             the values as contexts (12) and the classical predictor in the network's place
     #                             (13); each is another pass over the plane, so not at the default (plane_options.
-    #                             FEW_BITS, retry_options; docs/ADAPTIVE.md "Classical levels")
+    #                             FEW_BITS, retry_options; docs/ADAPTIVE.md "Planes coded in few bits")
     one_tile_level: int = 0     # a plane of one tile is also coded at this adaptive level, the smaller kept:
     #                             levels 9 and 10's shifted table costs images that the network predicts
     #                             better than their own fit can (CIFAR-10 rows: +0.45 %), levels 7 and 8

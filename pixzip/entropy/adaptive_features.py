@@ -47,7 +47,7 @@ def classical_outputs(tile: "TileData", i: int, j: int, c: int) -> tuple[int, in
     else 16 + 6 * bit_length(a) (about 24 + 8 ln(0.3 + a / 2): a Laplace scale near a / 2 in the engine's
     log-scale index), at most 72. Neighbours outside the tile: W reads as N and N as W (both 0 at the tile's
     first sample), NW and NE as N. The stage alone, for planes a photograph-trained network predicts worse than
-    their own neighbours do (gradients, charts: docs/ADAPTIVE.md "Classical levels")."""
+    their own neighbours do (gradients, charts: docs/ADAPTIVE.md "Planes coded in few bits")."""
     def value(di, dj):
         got = tile.at(i + di, j + dj, c)
         return None if got is None else got[0]

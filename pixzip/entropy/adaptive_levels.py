@@ -119,7 +119,7 @@ LEVELS[12] = _for_values(LEVELS[10], 12)
 # Level 13 (session 23): level 12 with the network's outputs replaced by a median predictor's (classical_outputs).
 # A photograph-trained network is a poor prior for a radial gradient or a chart's fills, whose neighbours predict
 # them better: the efforts from -e 5 try it on planes they code in few bits (plane_options.FEW_BITS;
-# docs/ADAPTIVE.md "Classical levels"). No prior: those were made for networks.
+# docs/ADAPTIVE.md "Planes coded in few bits"). No prior: those were made for networks.
 LEVELS[13] = replace(LEVELS[12], classical=True, priors=())
 
 CHAIN_TILES = 4                   # a chain holds at most this many tiles

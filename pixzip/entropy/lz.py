@@ -76,7 +76,7 @@ def probe_rows(plane: np.ndarray) -> np.ndarray:
 def _ruled_out(plane: np.ndarray, budget: int) -> bool:
     """The probe: the bands' residuals, compressed fast without and with the plane filter, take more than
     _PROBE_MARGIN times the bands' share of the budget; and where the budget is under _LOOK_AGAIN_BITS a
-    sample (smooth synthetic planes, no photograph), the look again rules it out too."""
+    sample (synthetic planes, and a photograph's smooth sky), the look again rules it out too."""
     sample = probe_rows(plane)
     probe = min(len(_compress(residuals(sample, m), 0)) for m in (0, 3))
     if probe <= _PROBE_MARGIN * budget * sample.size / plane.size:
@@ -88,7 +88,7 @@ def _ruled_out_whole(plane: np.ndarray, sample: np.ndarray, budget: int) -> bool
     """The look again: the whole plane, unfiltered and in the mode that compresses the bands best (xz -1; the
     bands do not see far repeats of the unfiltered samples), compressed with xz -1, takes more than
     _LOOK_AGAIN_MARGIN times the budget either way. Gradients repeat their rows far apart and shifted: the bands'
-    fast probe took 1.7-11x its share on seven synthetic gradients where the whole plane takes 0.26-0.86 of the
+    fast probe took 1.7-11x its share on six synthetic gradients where the whole plane takes 0.26-0.86 of the
     budget; xz -1 of the whole plane took 0.75-1.40x where the LZ stage wins and 1.70x or more where it loses (a
     dithered radial gradient, a conic sweep, a defocused photograph, a photograph's smooth sky at 0.62 bits a
     sample), in 11-130 ms a plane of 0.2-1.2 MB (docs/ADAPTIVE.md, "The LZ stage")."""
