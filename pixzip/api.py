@@ -181,8 +181,8 @@ def _code_images(images: Sequence[ImageData], records: list, originals: Sequence
         uncoded = all(container.framed_kind(s) != container.CODED for s in best.streams)
         for m, stage, level in retry_options((best.model, best.stage, best.level), best.size, plane, plan, uncoded):
             vmap = [ValueMap.of(tables[(i, p)]) if stage == ADAPTIVE_VALUES else None]
-            codings += [_CodedPlane(m, stage, *c) for c in _code_planes(m, stage, (level,), [plane], tile, None, workers,
-                                                                          device, version, vmap, plan.lz_hard)[0]]
+            again = _code_planes(m, stage, (level,), [plane], tile, None, workers, device, version, vmap, plan.lz_hard)
+            codings += [_CodedPlane(m, stage, *c) for c in again[0]]
     out = []
     for i, im in enumerate(images):
         planes = [_smallest_coding(coded[(i, p)], split[i].model_planes[p], version, plan)

@@ -49,8 +49,8 @@ def plane_options(model: LoadedModel, plane: np.ndarray, image: ImageData, plan:
 # their few_bits_levels and keep the smallest: the contexts on the values pay there as on palette indices (level 11
 # against 9, no priors: held-out charts -0.5 to -5 %, a radial gradient -15 %), and a median predictor in the
 # network's place more where the network, trained on photographs, predicts a gradient worse than its neighbours do
-# (docs/ADAPTIVE.md "Planes coded in few bits"). Each is another pass over the plane: the sky's encode took three times as
-# long at -e 4 and gained nothing, so the default does not try them.
+# (docs/ADAPTIVE.md "Planes coded in few bits"). Each is another pass over the plane: the sky's encode took three
+# times as long at -e 4 and gained nothing, so the default does not try them.
 FEW_BITS = 0.75
 
 

@@ -22,7 +22,7 @@ typedef struct {
     int32_t vote;                /* the exact-predictor vote's threshold; 0: none (adaptive.Level.vote) */
     int32_t ols;                 /* 1: the least-squares predictor (adaptive.Level.ols) */
     int32_t shifted;             /* 1: the network's table at the predictor's mean, a mixer input (adaptive.Level.shifted) */
-    int32_t classical;           /* 1: the network's (mu16, idx) replaced by a median predictor's (adaptive.Level.classical) */
+    int32_t classical;           /* 1: the network's outputs replaced by a median predictor's (adaptive.Level.classical) */
     const int32_t *prior;        /* the learned state a fresh one starts from (adaptive.Level.prior), or NULL */
     int64_t prior_len;           /* its length: pz_adaptive_learned's count for the level */
 } PzLevel;

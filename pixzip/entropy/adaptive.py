@@ -47,8 +47,8 @@ from .adaptive_features import (  # noqa: F401  (the specification's names, one 
     F_DW, F_DWNE, F_DWW, F_DWX, F_FRAC, F_GRAD, F_IDX, F_IDX2, F_IDX8, F_LMS, F_LMSU, F_OLS, F_OLSU, F_QR1, F_QR1U, F_QR2,
     F_QRN, F_QRNE, F_QRNN, F_QRNP, F_QRNW, F_QRW, F_QRWP, F_QRWW, F_R1, F_RN, F_RW, F_VN, F_VNE, F_VNN, F_VNW, F_VNWNE,
     F_VOTE, F_VP, F_VW, F_VWN, F_VWW, F_VX, F_ZERO, N_FEATURES,
-    N_IDX, SELECTOR_SIZES, LeastSquares, classical_outputs, ResidualPredictor, TileData, clamp, exact_candidates, exact_mask, exact_vote,
-    features, qlog, qres, rounded_mean)
+    N_IDX, SELECTOR_SIZES, LeastSquares, ResidualPredictor, TileData, clamp, classical_outputs, exact_candidates,
+    exact_mask, exact_vote, features, qlog, qres, rounded_mean)
 from .adaptive_levels import (CHAIN_TILES, LEVELS, Level, chains, level_for, prior_key,  # noqa: F401
                               prior_of, table_bits)
 from .binary_coder import M32, BinaryDecoder, BinaryEncoder  # noqa: F401

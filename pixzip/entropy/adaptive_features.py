@@ -52,7 +52,9 @@ def classical_outputs(tile: "TileData", i: int, j: int, c: int) -> tuple[int, in
         got = tile.at(i + di, j + dj, c)
         return None if got is None else got[0]
     W, N = value(0, -1), value(-1, 0)
-    W, N = (W if W is not None else N if N is not None else 0), (N if N is not None else W if W is not None else 0)
+    if W is None and N is None:
+        W = N = 0
+    W, N = (N if W is None else W), (W if N is None else N)
     NW, NE = value(-1, -1), value(-1, 1)
     NW, NE = (N if NW is None else NW), (N if NE is None else NE)
     pred = clamp(W + N - NW, min(W, N), max(W, N))

@@ -92,10 +92,15 @@ def _ruled_out_whole(plane: np.ndarray, sample: np.ndarray, budget: int) -> bool
     budget; xz -1 of the whole plane took 0.75-1.40x where the LZ stage wins and 1.70x or more where it loses (a
     dithered radial gradient, a conic sweep, a defocused photograph, a photograph's smooth sky at 0.62 bits a
     sample), in 11-130 ms a plane of 0.2-1.2 MB (docs/ADAPTIVE.md, "The LZ stage")."""
-    modes = MODES if plane.shape[2] > 1 else MODES[:len(FILTERS)]
-    fast = {m: len(_compress(residuals(sample, m), 1)) for m in modes}
-    picked = min(modes, key=lambda m: (fast[m], m))
-    return all(len(_compress(residuals(plane, m), 1)) > _LOOK_AGAIN_MARGIN * budget for m in dict.fromkeys((0, picked)))
+    modes = dict.fromkeys((0, _fastest_mode(sample)))
+    return all(len(_compress(residuals(plane, m), 1)) > _LOOK_AGAIN_MARGIN * budget for m in modes)
+
+
+def _fastest_mode(rows: np.ndarray) -> int:
+    """The mode whose residuals of `rows` xz -1 compresses smallest (ties: the lower mode)."""
+    modes = MODES if rows.shape[2] > 1 else MODES[:len(FILTERS)]
+    fast = {m: len(_compress(residuals(rows, m), 1)) for m in modes}
+    return min(modes, key=lambda m: (fast[m], m))
 
 
 def encode(plane: np.ndarray, budget: int, hard: bool = True, probe: bool = True) -> tuple[int, bytes] | None:
@@ -114,10 +119,7 @@ def encode(plane: np.ndarray, budget: int, hard: bool = True, probe: bool = True
         return None
     if probe and _ruled_out(plane, budget):
         return None
-    modes = MODES if c > 1 else MODES[:len(FILTERS)]
-    head = plane[:max(1, min(h, -(-_PICK_BYTES // (w * c))))]
-    fast = {m: len(_compress(residuals(head, m), 1)) for m in modes}
-    mode = min(modes, key=lambda m: (fast[m], m))
+    mode = _fastest_mode(plane[:max(1, min(h, -(-_PICK_BYTES // (w * c))))])
     payload = _compress_best(residuals(plane, mode), hard)
     return (mode, payload) if len(payload) < budget else None
 
