@@ -46,6 +46,14 @@ def to_rgb565(rgb: np.ndarray) -> np.ndarray:
     return out.astype(np.uint8)
 
 
+def radial_blend(h: int, w: int, cy: int, cx: int) -> np.ndarray:
+    """A radial gradient of three colours about (cy, cx): a plane its neighbours predict better than a network trained
+    on photographs does (the classical level's test images, and its golden file's)."""
+    yy, xx = np.mgrid[0:h, 0:w]
+    r = np.hypot(xx - cx, yy - cy) / np.hypot(h, w)
+    return np.stack([250 - 200 * r, 120 + 60 * r, 80 + 150 * r], -1).round().clip(0, 255).astype(np.uint8)
+
+
 def text_beside_photo(seed: int = 7, h: int = 96, w: int = 192) -> np.ndarray:
     """A screenshot's text beside a photograph: the left half lines of five 7 x 5 'letters' (random masks of one
     ink) on a flat ground, the right half a smooth colour field with a little noise. In tiles of 48 the stage

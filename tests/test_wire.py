@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import make_tiny_model, to_rgb565
+from conftest import make_tiny_model, radial_blend, to_rgb565
 from pixzip import api
 from pixzip.efforts import EFFORTS
 from pixzip.plane_options import plane_options
@@ -446,18 +446,12 @@ def test_a_plane_coded_in_few_bits_is_also_coded_at_the_few_bits_levels(monkeypa
     assert api.compress(image, effort=4)[0] != data      # the default tries none
 
 
-def _radial(h: int, w: int, cy: int, cx: int) -> np.ndarray:
-    yy, xx = np.mgrid[0:h, 0:w]
-    r = np.hypot(xx - cx, yy - cy) / np.hypot(h, w)
-    return np.stack([250 - 200 * r, 120 + 60 * r, 80 + 150 * r], -1).round().clip(0, 255).astype(np.uint8)
-
-
 def test_a_gradient_takes_the_classical_level_and_both_decoders_undo_it(monkeypatch):
     """A radial gradient, which its neighbours predict better than the photograph-trained network: -e 5 codes it
     at level 13 (the median predictor in the network's place), smaller than without the few-bits levels, and
     the compiled stage and the reference (on the torch engine) decode it alike."""
     from pixzip import plane_options as options
-    pixels = _radial(48, 64, 10, 20)
+    pixels = radial_blend(48, 64, 10, 20)
     image = images.ImageData("RGB", 64, 48, [pixels])
     data = api.compress(image, effort=5)[0]
     assert container.read_header(data)[0].levels == [13]

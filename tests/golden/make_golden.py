@@ -22,7 +22,7 @@ from PIL import Image
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from conftest import make_tiny_model, text_beside_photo, to_rgb565  # noqa: E402
+from conftest import make_tiny_model, radial_blend, text_beside_photo, to_rgb565  # noqa: E402
 from pixzip import api  # noqa: E402
 from pixzip.efforts import Effort  # noqa: E402
 from pixzip.formats import container  # noqa: E402
@@ -208,10 +208,8 @@ def lz_tiles_golden():
 
 
 def radial_image() -> Image.Image:
-    """A radial gradient of three colours, 40 x 48, centred off the image: a plane its neighbours predict."""
-    yy, xx = np.mgrid[0:40, 0:48]
-    r = np.hypot(xx - 15, yy - 8) / np.hypot(40, 48)
-    return Image.fromarray(np.stack([250 - 200 * r, 120 + 60 * r, 80 + 150 * r], -1).round().clip(0, 255).astype(np.uint8))
+    """conftest.radial_blend, 40 x 48, centred off the image (8, 15): a plane its neighbours predict."""
+    return Image.fromarray(radial_blend(40, 48, 8, 15))
 
 
 def classical_golden():
