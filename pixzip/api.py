@@ -129,23 +129,21 @@ def _transformed(image: ImageData, plan: Effort, models, tile: int, workers: int
     image is 16-bit or bilevel: no step takes those)."""
     if plan.transforms == "none" or image.depth == 16 or image.mode == "1":
         return image, transforms.IDENTITY
-    try_coding = None
-    if plan.transforms in ("trial", "estimate"):
-        # (each candidate's planes meet the LZ stage's probe, and none tries the few-bits levels: only the chosen
-        # image's planes are searched in full and tried at those.
-        # The estimate levels trial-code only where the estimate's best lists pixels (choose.py), with their own
-        # stage and a quick LZ search: the static stage misranked a chart's near-palette and plain candidates,
-        # 29 981 bytes where the plain one takes 25 777)
-        bare = replace(plan, transforms="none", max_trials=None, lz_probe=True, few_bits_levels=())
-        if plan.transforms == "estimate":
-            bare = replace(bare, lz_hard=False)
+    # (each candidate's planes meet the LZ stage's probe, and none tries the few-bits levels: only the chosen
+    # image's planes are searched in full and tried at those.
+    # The estimate levels trial-code only where the estimate's best lists pixels (choose.py), with their own
+    # stage and a quick LZ search: the static stage misranked a chart's near-palette and plain candidates,
+    # 29 981 bytes where the plain one takes 25 777)
+    bare = replace(plan, transforms="none", max_trials=None, lz_probe=True, few_bits_levels=())
+    if plan.transforms == "estimate":
+        bare = replace(bare, lz_hard=False)
 
-        def try_coding(candidate: ImageData, record: transforms.TransformRecord) -> int:
-            # (the original only decides which named models may go unused; the record's bytes are added
-            # by transforms.candidate_cost, so the trial's file holds none; the record still tells which
-            # planes hold levels' ranks, coded in value space)
-            return len(_code_images([candidate], [transforms.IDENTITY], [image], models, tile, None,
-                                    workers, device, version, bare, [record])[0][0])
+    def try_coding(candidate: ImageData, record: transforms.TransformRecord) -> int:
+        # (the original only decides which named models may go unused; the record's bytes are added
+        # by transforms.candidate_cost, so the trial's file holds none; the record still tells which
+        # planes hold levels' ranks, coded in value space)
+        return len(_code_images([candidate], [transforms.IDENTITY], [image], models, tile, None,
+                                workers, device, version, bare, [record])[0][0])
     return transforms.choose(image, try_coding, plan.max_trials, check_listed=plan.transforms == "estimate")
 
 
@@ -179,9 +177,9 @@ def _code_images(images: Sequence[ImageData], records: list, originals: Sequence
     for (i, p), codings in coded.items():
         best, plane = min(codings, key=lambda c: c.size), split[i].model_planes[p]
         uncoded = all(container.framed_kind(s) != container.CODED for s in best.streams)
-        for m, stage, level in retry_options((best.model, best.stage, best.level), best.size, plane, plan, uncoded):
-            vmap = [ValueMap.of(tables[(i, p)]) if stage == ADAPTIVE_VALUES else None]
-            again = _code_planes(m, stage, (level,), [plane], tile, None, workers, device, version, vmap, plan.lz_hard)
+        vmap = ValueMap.of(tables[(i, p)]) if best.stage == ADAPTIVE_VALUES else None
+        for m, stage, level in retry_options((best.model, best.stage, best.level), best.size, plane, plan, uncoded, vmap):
+            again = _code_planes(m, stage, (level,), [plane], tile, None, workers, device, version, [vmap], plan.lz_hard)
             codings += [_CodedPlane(m, stage, *c) for c in again[0]]
     out = []
     for i, im in enumerate(images):

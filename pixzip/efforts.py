@@ -28,8 +28,10 @@ class Effort:
     few_bits_levels: tuple[int, ...] = ()   # a plane coded in few bits a sample (charts, gradients, but also a
     #                             photograph's smooth sky) is also coded at these adaptive levels, the smallest kept:
     #                             the values as contexts (12) and the classical predictor in the network's place
-    #                             (13); each is another pass over the plane, so not at the default (plane_options.
-    #                             FEW_BITS, retry_options; docs/ADAPTIVE.md "Planes coded in few bits")
+    #                             (13); each is another pass over the plane (plane_options.FEW_BITS,
+    #                             retry_options; docs/ADAPTIVE.md "Planes coded in few bits")
+    few_bits_sampled: bool = False  # try a few-bits level only where it codes the plane's busiest window in
+    #                             clearly fewer bytes (plane_options.retry_options): cheap enough for the default
     one_tile_level: int = 0     # a plane of one tile is also coded at this adaptive level, the smaller kept:
     #                             levels 9 and 10's shifted table costs images that the network predicts
     #                             better than their own fit can (CIFAR-10 rows: +0.45 %), levels 7 and 8
@@ -44,7 +46,7 @@ EFFORTS = {
     2: Effort(models=1, stage=STATIC, transforms="estimate", lz_hard=False),
     3: Effort(models=2, stage=STATIC, transforms="estimate"),                # the ensemble, static
     4: Effort(models=1, stage=ADAPTIVE, level=9, symbols_level=11, transforms="estimate",
-              one_tile_level=7),   # no few-bits levels: a smooth photograph's sky can take under FEW_BITS too
+              few_bits_levels=(13,), few_bits_sampled=True, one_tile_level=7),
     5: Effort(models=1, stage=ADAPTIVE, level=10, symbols_level=12, transforms="estimate",
               few_bits_levels=(12, 13), one_tile_level=8),
     6: Effort(models=1, stage=ADAPTIVE, level=10, symbols_level=12, transforms="trial", max_trials=2,

@@ -134,6 +134,31 @@ def _one_tile_trial(model, pixels: np.ndarray, levels: tuple[int, ...], in_nativ
         model, pixels, [native.AdaptiveState(adaptive.level_for(level, model), n) for level in levels], vmap)
 
 
+def busiest_window(plane: np.ndarray, side: int) -> tuple[int, int, int, int]:
+    """(top, left, height, width) of the plane's window of side x side pixels (or the plane's height or width where
+    smaller), on a grid of that step, with the most pixels that differ from their left or upper neighbour: the first
+    such in raster order. In a photograph its most textured part, in a chart its lines and text."""
+    h, w, channels = plane.shape
+    bh, bw = min(side, h), min(side, w)
+    pixel = np.zeros((h, w), dtype=np.uint32)          # a pixel's samples in one word: one comparison a pixel
+    for c in range(channels):                          # (at most 4 channels of 8 bits)
+        pixel = (pixel << 8) | plane[:, :, c]
+    changes = np.zeros((h, w), dtype=np.int32)
+    changes[:, 1:] += pixel[:, 1:] != pixel[:, :-1]
+    changes[1:, :] += pixel[1:] != pixel[:-1]
+    nh, nw = h // bh, w // bw
+    k = int(np.argmax(changes[:nh * bh, :nw * bw].reshape(nh, bh, nw, bw).sum(axis=(1, 3))))
+    return k // nw * bh, k % nw * bw, bh, bw
+
+
+def sample_sizes(model, plane: np.ndarray, levels: tuple[int, ...], side: int, vmap: ValueMap | None = None) -> list[int]:
+    """The stage's bytes for the plane's busiest window (busiest_window) at each of `levels`, fresh states, one
+    network pass (none where every level is classical): a cheap look at whether another level pays on a plane."""
+    i, j, bh, bw = busiest_window(plane, side)
+    window = np.ascontiguousarray(plane[i:i + bh, j:j + bw])
+    return [len(b) for b in _one_tile_trial(model, window, levels, adaptive_native(model), vmap)]
+
+
 def _with_lz_tiles(plane: np.ndarray, grid: list, streams: list[np.ndarray], hard: bool) -> list[np.ndarray]:
     """A plane's framed tiles, with those that one LZMA2 stream codes in fewer bytes handed to it
     (lz.tile_candidates, lz.encode_tiles): the first of them holds the stream, the others are empty frames.

@@ -200,6 +200,8 @@ fail:
 
 int64_t pz_adaptive_memory(const PzAdaptive *st) { return st->bytes; }
 
+int ad_reads_network(const PzAdaptive *st) { return !st->lv.classical; }
+
 /* The learned small state in one int32 order (adaptive.State.learned): each mixer's weight sets
  * [node][selector value][input], the final mixer's [node][mixer], each APM's [node][selector value][33].
  * load: from buf into the state (a level's prior), else from the state into buf. Returns the count. */

@@ -49,6 +49,9 @@ typedef struct {
 PzAdaptive *pz_adaptive_new(const PzLevel *lv, int64_t n_subpixels);
 void pz_adaptive_free(PzAdaptive *st);
 int64_t pz_adaptive_memory(const PzAdaptive *st);
+/* Whether the stage reads the network's head outputs: not at a classical level (13), whose own predictor takes
+ * their place; the tile walks then skip the network (the same bytes, without its cost). */
+int ad_reads_network(const PzAdaptive *st);
 /* The learned small state (mixer weights, final weights, APM tables) as int32s, adaptive.State.learned's
  * order, into buf; returns the count (buf NULL: the count only). Priors are made from it. */
 int64_t pz_adaptive_learned(const PzAdaptive *st, int32_t *buf);

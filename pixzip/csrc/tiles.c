@@ -67,7 +67,7 @@ INLINE int walk_tile(const PzModel *const *ms, int nm, int h, int w, int lanes, 
     if (status != 0) goto done;
 
     int64_t ptr = 0;
-    int overrun = 0, unused_rank = 0;
+    int overrun = 0, unused_rank = 0, network = known || !ad || ad_reads_network(ad->st);
     for (int t = 0; t <= (w - 1) + s * (h - 1); t++) {          /* wavefronts t = j + s*i */
         int i_lo = t - (w - 1) <= 0 ? 0 : (t - (w - 1) + s - 1) / s, i_hi = t / s < h - 1 ? t / s : h - 1;
         for (int g = 0; g < C; g++)                              /* then channel, then row */
@@ -75,8 +75,9 @@ INLINE int walk_tile(const PzModel *const *ms, int nm, int h, int w, int lanes, 
                 int P = i_hi - i0 + 1 < BATCH ? i_hi - i0 + 1 : BATCH;
                 int64_t mu16[MAX_MEMBERS][BATCH], idx[MAX_MEMBERS][BATCH];
                 for (int k = 0; k < nm; k++)
-                    head_params(ms[k], &tl[k], i0, t - s * i0, P, g, vnni, scratch, mu16[k], idx[k]);
-                if (!known)          /* the batch's table reads, started together: their misses overlap */
+                    if (network) head_params(ms[k], &tl[k], i0, t - s * i0, P, g, vnni, scratch, mu16[k], idx[k]);
+                    else for (int p = 0; p < P; p++) mu16[k][p] = idx[k][p] = 0;    /* (unread: a classical level) */
+                if (!known && network)   /* the batch's table reads, started together: their misses overlap */
                     for (int k = 0; k < nm; k++)
                         for (int p = 0; p < P; p++) {
                             const int64_t *row = laplace_row(ms[k], mu16[k][p], idx[k][p]);
@@ -238,7 +239,12 @@ INLINE int64_t encode_adaptive(const PzModel *const *ms, int nm, PzAdaptive *con
         values[q] = (uint8_t)v;
     }
     wavefront_starts(h, w, s, first_of);
-    if (dense_tile(m, h, w, seen, first_of, params, vnni) != 0) goto done;
+    int network = 0;                          /* a classical level's states read no network: skip its pass */
+    for (int k = 0; k < nst; k++) network |= ad_reads_network(sts[k]);
+    if (!network) {
+        memset(params, 0, sizeof(int64_t) * 2 * n);
+        nm = 1;
+    } else if (dense_tile(m, h, w, seen, first_of, params, vnni) != 0) goto done;
     for (int k = 1; k < nm; k++) {            /* the members' sums, then their rounded means */
         if (dense_tile(ms[k], h, w, seen, first_of, member, vnni) != 0) goto done;
         for (size_t q = 0; q < 2 * n; q++) params[q] += member[q];
