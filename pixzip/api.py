@@ -25,7 +25,7 @@ from .efforts import DEFAULT_EFFORT, EFFORTS, Effort
 from .errors import PixzipError, TorchMissing
 from .formats.images import DEFAULT_MAX_PIXELS, ImageData
 from .nets.modelfile import LoadedModel
-from .plane_options import plane_options, retry_options
+from .plane_options import coded_pixels, plane_options, retry_options
 
 # Tiles are coded independently (own streams: decodable in parallel, each losing its context at the
 # edges). 256 rather than 128: CBSD68 -0.37 % in bits for ~5 % of the native CPU decoder's speed; the
@@ -144,7 +144,8 @@ def _transformed(image: ImageData, plan: Effort, models, tile: int, workers: int
         # planes hold levels' ranks, coded in value space)
         return len(_code_images([candidate], [transforms.IDENTITY], [image], models, tile, None,
                                 workers, device, version, bare, [record])[0][0])
-    return transforms.choose(image, try_coding, plan.max_trials, check_listed=plan.transforms == "estimate")
+    return transforms.choose(image, try_coding, plan.max_trials, check_listed=plan.transforms == "estimate",
+                             threads=workers or codec.coding_threads())
 
 
 def _code_images(images: Sequence[ImageData], records: list, originals: Sequence[ImageData], models,
@@ -176,14 +177,14 @@ def _code_images(images: Sequence[ImageData], records: list, originals: Sequence
             coded[key] += [_CodedPlane(m, stage, lv, streams, bits) for lv, streams, bits in codings]
     for (i, p), codings in coded.items():
         best, plane = min(codings, key=lambda c: c.size), split[i].model_planes[p]
-        uncoded = all(container.framed_kind(s) != container.CODED for s in best.streams)
+        in_stage = coded_pixels(best.streams, *plane.shape[:2], tile) if best.stage in ADAPTIVE_STAGES else None
         vmap = ValueMap.of(tables[(i, p)]) if best.stage == ADAPTIVE_VALUES else None
-        for m, stage, level in retry_options((best.model, best.stage, best.level), best.size, plane, plan, uncoded, vmap):
+        for m, stage, level in retry_options((best.model, best.stage, best.level), best.size, plane, plan, in_stage, vmap):
             again = _code_planes(m, stage, (level,), [plane], tile, None, workers, device, version, [vmap], plan.lz_hard)
             codings += [_CodedPlane(m, stage, *c) for c in again[0]]
     out = []
     for i, im in enumerate(images):
-        planes = [_smallest_coding(coded[(i, p)], split[i].model_planes[p], version, plan)
+        planes = [_smallest_coding(coded[(i, p)], split[i].model_planes[p], version, plan, workers)
                   for p in range(len(im.planes))]
         out.append(_container(im, records[i], originals[i], planes, split[i], tile, version))
     return out
@@ -232,7 +233,7 @@ def _stored_bits(plane: np.ndarray) -> int:
     return stored.bits_for_levels(stored.levels_needed(plane))
 
 
-def _smallest_coding(options: list, plane: np.ndarray, version: int, plan: Effort) -> _CodedPlane:
+def _smallest_coding(options: list, plane: np.ndarray, version: int, plan: Effort, workers: int) -> _CodedPlane:
     """The smallest coded option; in format v4 the plane's samples stored instead where strictly smaller
     (uniform noise), so that no image costs more than its raw size and a few header bytes, or
     LZMA2-compressed where that is strictly smaller (screenshots, synthetic ramps: entropy/lz.py)."""
@@ -247,7 +248,7 @@ def _smallest_coding(options: list, plane: np.ndarray, version: int, plan: Effor
     # (where the stage handed tiles to an LZ stream the probe's question is answered, and its budget, the
     # smaller coding, would wrongly rule out the whole plane: gradient.png 1 697 bytes that way, 1 150 whole)
     probe = plan.lz_probe and not (best.stage in ADAPTIVE_STAGES and _has_lz_tiles(best.streams))
-    coded = codec.lz_plane_stream(plane, best.size, plan.lz_hard, probe)
+    coded = codec.lz_plane_stream(plane, best.size, plan.lz_hard, probe, workers)
     if coded is not None:
         mode, words = coded
         best = _CodedPlane(best.model, LZ, 0, [words], 32.0 * words.size, lz_mode=mode)

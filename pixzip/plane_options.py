@@ -10,9 +10,10 @@ import numpy as np
 from . import zoo
 from .backends import adaptive_planes
 from .efforts import Effort
-from .formats.container import ADAPTIVE, ADAPTIVE_VALUES, STATIC
 from .entropy.value_map import ValueMap
+from .formats.container import ADAPTIVE, ADAPTIVE_VALUES, CODED, STATIC, framed_kind
 from .formats.images import ImageData
+from .formats.tiles import tile_grid
 from .nets.modelfile import LoadedModel
 
 
@@ -60,17 +61,28 @@ SAMPLE_SIDE = 32
 SAMPLE_GAIN = 0.95
 
 
+def coded_pixels(streams: list, height: int, width: int, tile: int) -> np.ndarray:
+    """Which pixels of an adaptive plane the stage coded: those of its tiles (one framed stream each, in raster
+    order) that are neither stored nor handed to an LZ stream."""
+    mask = np.zeros((height, width), dtype=bool)
+    for (y, x, h, w), stream in zip(tile_grid(height, width, tile), streams):
+        mask[y:y + h, x:x + w] = framed_kind(stream) == CODED
+    return mask
+
+
 def retry_options(best: tuple[LoadedModel, int, int], size: int, plane: np.ndarray, plan: Effort,
-                  uncoded: bool = False, vmap: ValueMap | None = None) -> list[tuple[LoadedModel, int, int]]:
-    """(model, stage, level) to code a plane with too, given its best coding so far (`best`, `size` bytes; `uncoded`:
-    the stage coded none of its tiles, all stored or handed to an LZ stream, so another level has nothing to do:
-    `gradient.png`, all of whose tiles one LZ stream takes, where the retries took 1.9 s for nothing; `vmap`: the
-    plane's ValueMap where the stage codes it in value space)."""
+                  coded: np.ndarray | None = None, vmap: ValueMap | None = None) -> list[tuple[LoadedModel, int, int]]:
+    """(model, stage, level) to code a plane with too, given its best coding so far (`best`, `size` bytes; `coded`:
+    which of its pixels the stage coded (coded_pixels; None: all). Where none, all stored or handed to an LZ stream,
+    another level has nothing to do: `gradient.png`, all of whose tiles one LZ stream takes, where the retries took
+    1.9 s for nothing; the sample window is taken where it did: a screenshot's text tiles, which an LZ stream
+    takes, are not where level 13 could pay. `vmap`: the plane's ValueMap where the stage codes it in value space)."""
     model, stage, level = best
-    if stage not in (ADAPTIVE, ADAPTIVE_VALUES) or uncoded or 8 * size >= FEW_BITS * plane.size:
+    if stage not in (ADAPTIVE, ADAPTIVE_VALUES) or (coded is not None and not coded.any()) \
+            or 8 * size >= FEW_BITS * plane.size:
         return []
     levels = [lv for lv in plan.few_bits_levels if lv != level]
     if plan.few_bits_sampled and levels:
-        sizes = adaptive_planes.sample_sizes(model.record, plane, (level, *levels), SAMPLE_SIDE, vmap)
+        sizes = adaptive_planes.sample_sizes(model.record, plane, (level, *levels), SAMPLE_SIDE, vmap, coded)
         levels = [lv for lv, n in zip(levels, sizes[1:]) if n <= SAMPLE_GAIN * sizes[0]]
     return [(model, stage, lv) for lv in levels]

@@ -222,6 +222,18 @@ def test_a_plane_coded_in_few_bits_that_the_bands_miss_is_looked_at_whole(tmp_pa
     assert lz._ruled_out(img, budget) and lz.encode(img, budget) is None
 
 
+@pytest.mark.parametrize("hard", [True, False])
+def test_threads_compress_the_alternatives_to_the_same_choice_and_bytes(hard):
+    """The look again, the mode picker and the hard compression's two settings run in threads where given: the
+    same verdicts and bytes as one thread."""
+    img = radial_gradient()
+    for budget in (9280, 4000, 30000):
+        assert lz._ruled_out(img, budget, 2) == lz._ruled_out(img, budget, 1)
+        assert lz.encode(img, budget, hard, True, 2) == lz.encode(img, budget, hard, True, 1)
+    rows = lz.probe_rows(img)
+    assert lz._fastest_mode(rows, 4) == lz._fastest_mode(rows, 1)
+
+
 # -- LZ tiles: the tiles of an adaptive plane that one LZMA2 stream codes ---------------------------------------
 def _tile_kinds(data: bytes) -> list[str]:
     h, offset = container.read_header(data)

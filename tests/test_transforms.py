@@ -119,6 +119,13 @@ def test_choose_inverts_exactly_with_estimate_and_with_a_trial_coder(image):
         assert_same_image(image, T.TransformRecord.from_bytes(record.to_bytes()).inverse(coded))
 
 
+@SETTINGS
+@given(images_strategy)
+def test_estimates_in_threads_choose_as_one_thread(image):
+    for check_listed in (False, True):
+        assert T.choose(image, None, None, check_listed, threads=3)[1] == T.choose(image, None, None, check_listed)[1]
+
+
 def test_choose_takes_the_cheapest_candidate_by_trial_including_the_record():
     image = make_image("RGB", 16, 16, "colours", 5, 1)
     options = T.candidates(image)

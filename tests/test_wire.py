@@ -475,7 +475,8 @@ def test_the_few_bits_levels_are_tried_only_below_the_few_bits_and_where_not_tak
     assert retry_options(("m", ADAPTIVE, 10), few + 2, plane, EFFORTS[5]) == []         # more bits a sample
     assert retry_options(("m", ADAPTIVE, 12), few, plane, EFFORTS[5]) == [("m", ADAPTIVE, 13)]   # taken already
     assert retry_options(("m", STATIC, 0), few, plane, EFFORTS[9]) == []                 # not the adaptive stage
-    assert retry_options(("m", ADAPTIVE, 10), few, plane, EFFORTS[5], uncoded=True) == []  # every tile LZ or stored
+    none = np.zeros(plane.shape[:2], bool)
+    assert retry_options(("m", ADAPTIVE, 10), few, plane, EFFORTS[5], none) == []       # every tile LZ or stored
 
 
 def _noisy_field(seed: int = 1, h: int = 64, w: int = 96) -> np.ndarray:
@@ -509,6 +510,18 @@ def test_the_busiest_window_has_the_most_pixels_unlike_their_neighbours():
     assert adaptive_planes.busiest_window(plane[:20], 32) == (0, 0, 20, 32)    # all flat: the first window
     assert adaptive_planes.busiest_window(plane[45:55, 60:], 32) == (0, 0, 10, 32)
     assert adaptive_planes.busiest_window(plane[45:55, 60:], 8) == (0, 16, 8, 8)
+    elsewhere = np.ones((100, 130), bool)
+    elsewhere[32:64, 64:96] = False                                  # the ramp's window not among those counted
+    plane[90:95, 5:10, 0] = 7                                        # a small square: the busiest left
+    assert adaptive_planes.busiest_window(plane, 32, elsewhere) == (64, 0, 32, 32)
+
+
+def test_the_pixels_the_stage_coded_are_those_of_its_coded_tiles():
+    from pixzip.plane_options import coded_pixels
+    tiles = [container.frame(b"\x01\x02"), container.frame(b"\x00" * 8, stored=True), container.frame(b"\x03")]
+    mask = coded_pixels(tiles, 20, 40, 16)                          # tiles of 16: three across, two down
+    assert mask.shape == (20, 40) and mask[:16, :16].all() and not mask[:16, 16:32].any() and mask[:16, 32:].all()
+    assert not mask[16:].any()                                       # (the second row's tiles: no streams given)
 
 
 def test_a_trial_counts_a_candidates_record_once(monkeypatch, fast_rgb):

@@ -134,10 +134,11 @@ def _one_tile_trial(model, pixels: np.ndarray, levels: tuple[int, ...], in_nativ
         model, pixels, [native.AdaptiveState(adaptive.level_for(level, model), n) for level in levels], vmap)
 
 
-def busiest_window(plane: np.ndarray, side: int) -> tuple[int, int, int, int]:
+def busiest_window(plane: np.ndarray, side: int, where: np.ndarray | None = None) -> tuple[int, int, int, int]:
     """(top, left, height, width) of the plane's window of side x side pixels (or the plane's height or width where
-    smaller), on a grid of that step, with the most pixels that differ from their left or upper neighbour: the first
-    such in raster order. In a photograph its most textured part, in a chart its lines and text."""
+    smaller), on a grid of that step, with the most pixels that differ from their left or upper neighbour (of those
+    `where` holds, if given): the first such in raster order. In a photograph its most textured part, in a chart
+    its lines and text."""
     h, w, channels = plane.shape
     bh, bw = min(side, h), min(side, w)
     pixel = np.zeros((h, w), dtype=np.uint32)          # a pixel's samples in one word: one comparison a pixel
@@ -146,15 +147,19 @@ def busiest_window(plane: np.ndarray, side: int) -> tuple[int, int, int, int]:
     changes = np.zeros((h, w), dtype=np.int32)
     changes[:, 1:] += pixel[:, 1:] != pixel[:, :-1]
     changes[1:, :] += pixel[1:] != pixel[:-1]
+    if where is not None:
+        changes *= where
     nh, nw = h // bh, w // bw
     k = int(np.argmax(changes[:nh * bh, :nw * bw].reshape(nh, bh, nw, bw).sum(axis=(1, 3))))
     return k // nw * bh, k % nw * bw, bh, bw
 
 
-def sample_sizes(model, plane: np.ndarray, levels: tuple[int, ...], side: int, vmap: ValueMap | None = None) -> list[int]:
-    """The stage's bytes for the plane's busiest window (busiest_window) at each of `levels`, fresh states, one
-    network pass (none where every level is classical): a cheap look at whether another level pays on a plane."""
-    i, j, bh, bw = busiest_window(plane, side)
+def sample_sizes(model, plane: np.ndarray, levels: tuple[int, ...], side: int, vmap: ValueMap | None = None,
+                 where: np.ndarray | None = None) -> list[int]:
+    """The stage's bytes for the plane's busiest window (busiest_window, of the pixels `where` holds) at each of
+    `levels`, fresh states, one network pass (none where every level is classical): a cheap look at whether another
+    level pays on a plane."""
+    i, j, bh, bw = busiest_window(plane, side, where)
     window = np.ascontiguousarray(plane[i:i + bh, j:j + bw])
     return [len(b) for b in _one_tile_trial(model, window, levels, adaptive_native(model), vmap)]
 

@@ -516,12 +516,13 @@ def stored_plane_stream(plane: np.ndarray, bits: int) -> np.ndarray:
     return frame(pack_bits(plane, bits))
 
 
-def lz_plane_stream(plane: np.ndarray, budget: int, hard: bool = True,
-                    probe: bool = True) -> tuple[int, np.ndarray] | None:
+def lz_plane_stream(plane: np.ndarray, budget: int, hard: bool = True, probe: bool = True,
+                    workers: int = 0) -> tuple[int, np.ndarray] | None:
     """Entropy stage 3: (mode, framed stream) of the plane LZMA2-coded (entropy/lz.py; `hard`: its
-    strongest setting; `probe`: ruled out first by its fast probe) where its stream is strictly smaller
-    than `budget` bytes, else None."""
-    coded = lz.encode(plane, budget - 4, hard, probe)   # the frame's head and padding: at most 4 bytes
+    strongest setting; `probe`: ruled out first by its fast probe; `workers`: threads, 0 for coding_threads())
+    where its stream is strictly smaller than `budget` bytes, else None."""
+    # (the frame's head and padding: at most 4 bytes)
+    coded = lz.encode(plane, budget - 4, hard, probe, workers or coding_threads())
     if coded is None:
         return None
     words = frame(coded[1])

@@ -21,6 +21,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..formats import lzma2
+from ..formats.threads import each as _each
 from ..formats.container import LZ_FILTERS as FILTERS, LZ_MODES as MODES, LZ_PLANAR as PLANAR
 MIN_SAMPLES = 1 << 12       # smaller planes are not tried: too short for long repeats to pay
 _PROBE_BYTES = 1 << 16      # a fast probe compresses about this many bytes of bands of rows spread over the
@@ -73,7 +74,7 @@ def probe_rows(plane: np.ndarray) -> np.ndarray:
     return np.concatenate([plane[s:s + _PROBE_BAND] for s in starts])
 
 
-def _ruled_out(plane: np.ndarray, budget: int) -> bool:
+def _ruled_out(plane: np.ndarray, budget: int, threads: int = 1) -> bool:
     """The probe: the bands' residuals, compressed fast without and with the plane filter, take more than
     _PROBE_MARGIN times the bands' share of the budget; and where the budget is under _LOOK_AGAIN_BITS a
     sample (synthetic planes, and a photograph's smooth sky), the look again rules it out too."""
@@ -81,10 +82,10 @@ def _ruled_out(plane: np.ndarray, budget: int) -> bool:
     probe = min(len(_compress(residuals(sample, m), 0)) for m in (0, 3))
     if probe <= _PROBE_MARGIN * budget * sample.size / plane.size:
         return False
-    return 8 * budget >= _LOOK_AGAIN_BITS * plane.size or _ruled_out_whole(plane, sample, budget)
+    return 8 * budget >= _LOOK_AGAIN_BITS * plane.size or _ruled_out_whole(plane, sample, budget, threads)
 
 
-def _ruled_out_whole(plane: np.ndarray, sample: np.ndarray, budget: int) -> bool:
+def _ruled_out_whole(plane: np.ndarray, sample: np.ndarray, budget: int, threads: int = 1) -> bool:
     """The look again: the whole plane, unfiltered and in the mode that compresses the bands best (xz -1; the
     bands do not see far repeats of the unfiltered samples), compressed with xz -1, takes more than
     _LOOK_AGAIN_MARGIN times the budget either way. Gradients repeat their rows far apart and shifted: the bands'
@@ -92,18 +93,20 @@ def _ruled_out_whole(plane: np.ndarray, sample: np.ndarray, budget: int) -> bool
     budget; xz -1 of the whole plane took 0.75-1.40x where the LZ stage wins and 1.70x or more where it loses (a
     dithered radial gradient, a conic sweep, a defocused photograph, a photograph's smooth sky at 0.62 bits a
     sample), in 11-130 ms a plane of 0.2-1.2 MB (docs/ADAPTIVE.md, "The LZ stage")."""
-    modes = dict.fromkeys((0, _fastest_mode(sample)))
-    return all(len(_compress(residuals(plane, m), 1)) > _LOOK_AGAIN_MARGIN * budget for m in modes)
+    modes = list(dict.fromkeys((0, _fastest_mode(sample, threads))))
+    return all(size > _LOOK_AGAIN_MARGIN * budget
+               for size in _each(lambda m: len(_compress(residuals(plane, m), 1)), modes, threads))
 
 
-def _fastest_mode(rows: np.ndarray) -> int:
+def _fastest_mode(rows: np.ndarray, threads: int = 1) -> int:
     """The mode whose residuals of `rows` xz -1 compresses smallest (ties: the lower mode)."""
     modes = MODES if rows.shape[2] > 1 else MODES[:len(FILTERS)]
-    fast = {m: len(_compress(residuals(rows, m), 1)) for m in modes}
+    fast = dict(zip(modes, _each(lambda m: len(_compress(residuals(rows, m), 1)), modes, threads)))
     return min(modes, key=lambda m: (fast[m], m))
 
 
-def encode(plane: np.ndarray, budget: int, hard: bool = True, probe: bool = True) -> tuple[int, bytes] | None:
+def encode(plane: np.ndarray, budget: int, hard: bool = True, probe: bool = True,
+           threads: int = 1) -> tuple[int, bytes] | None:
     """(mode, payload) of the plane under `budget` bytes (the best coding so far), or None where the
     stage does not beat it or the plane has under MIN_SAMPLES samples. Cheap where it cannot (`probe`):
     bands of rows spread over the plane (probe_rows), compressed fast without and with the plane filter,
@@ -112,24 +115,25 @@ def encode(plane: np.ndarray, budget: int, hard: bool = True, probe: bool = True
     more; 2-12 ms on a 768x512 photo. It misses some wins: a radial gradient's bands took 1.77 where the
     whole plane takes 0.48, since no fast setting or sample sees its far repeats). Then every mode is
     compressed fast (the first rows, about _PICK_BYTES) to pick one, which is compressed hard (`hard`: xz
-    -9e with lc 0 and with lc 1, the smaller kept) or once with -9 and lc 0 (4-8x faster, 3-40 % larger)."""
+    -9e with lc 0 and with lc 1, the smaller kept) or once with -9 and lc 0 (4-8x faster, 3-40 % larger).
+    `threads`: the alternatives are compressed in up to that many threads (the same bytes)."""
     plane = np.asarray(plane, dtype=np.uint8)
     h, w, c = plane.shape
     if plane.size < MIN_SAMPLES:
         return None
-    if probe and _ruled_out(plane, budget):
+    if probe and _ruled_out(plane, budget, threads):
         return None
-    mode = _fastest_mode(plane[:max(1, min(h, -(-_PICK_BYTES // (w * c))))])
-    payload = _compress_best(residuals(plane, mode), hard)
+    mode = _fastest_mode(plane[:max(1, min(h, -(-_PICK_BYTES // (w * c))))], threads)
+    payload = _compress_best(residuals(plane, mode), hard, threads)
     return (mode, payload) if len(payload) < budget else None
 
 
-def _compress_best(data: bytes, hard: bool) -> bytes:
+def _compress_best(data: bytes, hard: bool, threads: int = 1) -> bytes:
     """xz -9e with lc 0 and with lc 1, the smaller (`hard`; -9 over _EXTREME_BYTES), else -9 with lc 0 once."""
     if not hard:
         return _compress(data, 9)
     preset = lzma2.EXTREME if len(data) <= _EXTREME_BYTES else 9
-    return min((_compress(data, preset, lc) for lc in (0, 1)), key=len)
+    return min(_each(lambda lc: _compress(data, preset, lc), (0, 1), threads), key=len)
 
 
 def decode(payload: bytes, shape: tuple[int, int, int], mode: int) -> np.ndarray:

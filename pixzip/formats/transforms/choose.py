@@ -13,6 +13,7 @@ import numpy as np
 
 from ...errors import PixzipError
 from ..images import ImageData
+from ..threads import each
 from .palette import (MAX_EXCEPTIONS, NearPalette, Palette, PaletteOrder, colour_keys, colours_of_keys,
                       luminance_order, nearest, palette_colours)
 from .record import IDENTITY, TransformRecord
@@ -325,19 +326,23 @@ def estimate_bits(image: ImageData) -> float:
 
 
 def choose(image: ImageData, try_coding: Callable[[ImageData, TransformRecord], "bytes | int"] | None = None,
-           max_trials: int | None = None, check_listed: bool = False) -> tuple[ImageData, TransformRecord]:
+           max_trials: int | None = None, check_listed: bool = False,
+           threads: int = 1) -> tuple[ImageData, TransformRecord]:
     """The candidate with the fewest bytes (coded image + record). `try_coding(candidate, record)` returns the
     coded bytes (or their count), e.g. `lambda im, record: api.compress(im)[0]` (the record says, for one,
     which planes hold levels' ranks); without it a residual-entropy
     estimate ranks them. `max_trials`: trial-code only that many, the best by the estimate (an effort
     knob: each trial is one encode). `check_listed`: the estimate chooses, unless its best lists pixels in its
     record (a near-palette): then its CHECKED_TRIALS best and its best that lists none are trial-coded. Ties keep
-    the simpler chain."""
+    the simpler chain. `threads`: estimates are computed in up to that many threads (the same choice)."""
     options = candidates(image)
     if len(options) == 1:
         return options[0]
+
+    def estimates(options: list) -> list[float]:
+        return each(lambda option: candidate_cost(*option), options, threads)
     if check_listed or (try_coding is not None and max_trials is not None and len(options) > max_trials):
-        order = np.argsort([candidate_cost(c, r) for c, r in options], kind="stable")
+        order = np.argsort(estimates(options), kind="stable")
         if check_listed:
             if try_coding is None or not options[order[0]][1].lists_pixels:
                 return options[int(order[0])]
@@ -345,6 +350,8 @@ def choose(image: ImageData, try_coding: Callable[[ImageData, TransformRecord], 
             options = [options[i] for i in sorted(set(order[:CHECKED_TRIALS].tolist()) | set(plain))]
         else:
             options = [options[i] for i in sorted(order[:max(1, max_trials)])]
+    if try_coding is None:
+        return options[int(np.argmin(estimates(options)))]
     return options[int(np.argmin([candidate_cost(c, r, try_coding) for c, r in options]))]
 
 
