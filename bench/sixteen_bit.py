@@ -42,7 +42,8 @@ def test_images(every: int) -> list[tuple[str, np.ndarray]]:
 
 def pixzip_size(a: np.ndarray) -> tuple[int, int, str]:
     """(file bytes, low-part bytes, split) for the image coded with the default models."""
-    from pixzip import api, container, images
+    from pixzip import api
+    from pixzip.formats import images
     image = images.ImageData("RGB", a.shape[1], a.shape[0], [a], depth=16)
     data, _ = api.compress(image, workers=2)
     back, header = api.decompress(data, workers=2)

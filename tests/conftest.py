@@ -54,6 +54,17 @@ def radial_blend(h: int, w: int, cy: int, cx: int) -> np.ndarray:
     return np.stack([250 - 200 * r, 120 + 60 * r, 80 + 150 * r], -1).round().clip(0, 255).astype(np.uint8)
 
 
+def smooth_sixteen_bit(h: int, w: int, seed: int = 5) -> np.ndarray:
+    """Sums of 4 x 4 blocks of a noisy 8-bit colour field (12 bits) shifted up by 4, as 16-bit samples: fine values
+    that the neighbours predict within their bins, like bench/sixteen_bit.py's photographs (the low part's tests and
+    golden file; the split takes the 4 zero bits off and leaves 4 low bits)."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:4 * h, 0:4 * w]
+    field = np.stack([120 + 60 * np.sin(xx / 29), 90 + 50 * np.cos(yy / 23), 100 + 40 * np.sin((xx + yy) / 37)], -1)
+    field = np.clip(field + rng.normal(0, 0.5, field.shape), 0, 255).round().astype(np.int64)
+    return (field.reshape(h, 4, w, 4, 3).sum(axis=(1, 3)) << 4).astype(np.uint16)
+
+
 def text_beside_photo(seed: int = 7, h: int = 96, w: int = 192) -> np.ndarray:
     """A screenshot's text beside a photograph: the left half lines of five 7 x 5 'letters' (random masks of one
     ink) on a flat ground, the right half a smooth colour field with a little noise. In tiles of 48 the stage

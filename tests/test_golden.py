@@ -14,6 +14,7 @@ import pytest
 from pixzip import api
 from pixzip.backends import adaptive_planes
 from pixzip.efforts import Effort
+from pixzip.entropy import lowbits
 from pixzip.formats import container
 from pixzip.nets import modelfile
 
@@ -211,3 +212,19 @@ def test_the_lz_tiles_golden_file():
     if adaptive_planes.adaptive_native(model.net):
         effort = Effort(models=1, stage=container.ADAPTIVE, level=9)
         assert api.compress(image, [model], tile=48, effort=effort)[0] == data
+
+
+# The low part's layout 2 (session 24): conftest.smooth_sixteen_bit(96, 128) at 16 bits, golden-rgb.pxm, -e 1
+SMOOTH_SIXTEEN_BIT = "ec98c2f97173c40ae14fcd96b95cd25b1bc05eac68a4c13bedb9f9466b3f1e4a"
+
+
+def test_the_low_part_layout_2_golden_file(golden_models):
+    """A 16-bit image whose low part's tables follow the prediction's position against its bin (a stream that
+    starts with byte 2) keeps decoding, and re-encodes to the same bytes."""
+    data = (GOLDEN / "sixteen-low2.pxz").read_bytes()
+    header, offset = container.read_header(data)
+    assert header.depth == 16 and header.low_streams == 1 and header.splits[0].low_bits == 4
+    assert container.read_streams(data, header, offset)[-1].view("u1")[0] == lowbits.LAYOUT_POSITIONS
+    image, _ = api.decompress(data, golden_models)
+    assert hashlib.sha256(image.pixel_bytes()).hexdigest() == SMOOTH_SIXTEEN_BIT
+    assert api.compress(image, golden_models[:1], tile=8, effort=1)[0] == data

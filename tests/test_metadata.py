@@ -14,6 +14,7 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
+from conftest import smooth_sixteen_bit
 from pixzip import api
 from pixzip.entropy import lowbits
 from pixzip.formats import container, depth, images, metadata, pngio
@@ -194,6 +195,26 @@ def test_corrupt_low_byte_stream_is_reported(tiny_models, rng):
     forged = container.write(header, streams)
     with pytest.raises(FormatError, match="corrupt"):
         api.decompress(forged)
+
+
+@pytest.mark.parametrize("shape, layout", [((12, 10), 1), ((96, 128), 2)])
+def test_the_low_part_takes_the_smaller_layout_and_both_decode(shape, layout):
+    """Layout 2 (tables per gradient and the prediction's position against the bin, after a leading byte 2) is
+    smaller on an image of some size, layout 1 (five times fewer tables) on a small one; the encoder keeps the
+    smaller, and the decoder reads either."""
+    plane = smooth_sixteen_bit(*shape)
+    split = depth.choose_split(plane)
+    high, low = depth.high_and_low(plane, split)
+    both = {k: lowbits.encode(high, low, split.low_bits, (k,)) for k in (1, 2)}
+    chosen = lowbits.encode(high, low, split.low_bits)
+    assert both[layout].size < both[3 - layout].size and np.array_equal(chosen, both[layout])
+    assert (chosen.view(np.uint8)[0] == lowbits.LAYOUT_POSITIONS) == (layout == 2)
+    for stream in both.values():
+        np.testing.assert_array_equal(lowbits.decode(stream, high, split.low_bits), low)
+    bad = both[2].copy()
+    bad.view(np.uint8)[0] = 3                            # neither a table flag nor layout 2
+    with pytest.raises(ValueError):
+        lowbits.decode(bad, high, split.low_bits)
 
 
 def test_outputs_take_the_sources_permissions_and_time(workdir, rng):

@@ -17,7 +17,9 @@ on, plus the previous channel's prediction error at the same pixel) and the pred
 into the value's known bin [h << s, (h + 1) << s): the high plane tells where the value lies, the
 neighbours where inside. The low part's offset from the clamped prediction, modulo 2^s, is coded
 with a frequency table chosen by the channel and the local gradient |W - NW| + |N - NW| (bit length),
-counted on the image and stored in the stream (each table only where it pays for itself). Symbols go
+and in layout 2 (session 24) also by where the prediction fell against the bin (_position: clamped to an
+edge, it says the value lies near that edge), counted on the image and stored in the stream (each table
+only where it pays for itself; the encoder keeps the smaller layout). Symbols go
 through interleaved rANS lanes (pixzip.rans), one lane per row and channel, decoded by anti-diagonal
 wavefronts (pixel (i, j) needs only W, N and NW): H + W - 1 vectorised steps, whatever the size.
 Integer arithmetic only.
@@ -33,6 +35,8 @@ from . import rans
 from ..formats.varint import Reader, varint as _varint
 
 CONTEXTS = 10                    # bit length of the local gradient, 0..9 (9: 256 or more)
+POSITIONS = 5                    # where the prediction fell against the value's bin (_position), layout 2 only
+LAYOUT_POSITIONS = 2             # a stream's first byte that names layout 2 (layout 1 starts with a table flag, 0 or 1)
 ENCODE_BAND = 1 << 20            # samples predicted at once when encoding (bounds the temporaries)
 TABLE_TOTAL = 1 << 12            # stored tables are scaled to at most this total (each count >= 1)
 
@@ -55,6 +59,15 @@ def _median(x: np.ndarray, high: np.ndarray, low_bits: int, i: np.ndarray, j: np
     gradient = np.abs(w - nw) + np.abs(n - nw)
     table = np.arange(x.shape[2]) * CONTEXTS + np.minimum(_bit_length(gradient), CONTEXTS - 1)
     return median, base, table
+
+
+def _position(prediction: np.ndarray, base: np.ndarray, low_bits: int) -> np.ndarray:
+    """Where a full-precision prediction fell against the value's bin [base, base + 2^s), in 5 classes: more than one
+    below it, one below or at its first value, inside, at its last value, past it. Clamped to an edge, the
+    prediction says the value lies near that edge: its offset's law differs from the inside's (layout 2's tables)."""
+    d = prediction - base
+    top = (1 << low_bits) - 1
+    return np.where(d < -1, 0, np.where(d <= 0, 1, np.where(d < top, 2, np.where(d == top, 3, 4))))
 
 
 def _in_bin(prediction: np.ndarray, base: np.ndarray, low_bits: int) -> np.ndarray:
@@ -83,13 +96,27 @@ def _cost_bits(counts: np.ndarray, table: np.ndarray) -> float:
 
 # -- the stream ---------------------------------------------------------------------------------------
 
-def encode(high: np.ndarray, low: np.ndarray, low_bits: int) -> np.ndarray:
-    """The low part's stream (uint32 words): tables, lane states, then every lane's words."""
+def encode(high: np.ndarray, low: np.ndarray, low_bits: int, layouts: tuple[int, ...] = (1, 2)) -> np.ndarray:
+    """The low part's stream (uint32 words): in each of `layouts` (1: a table per channel and gradient; 2: per
+    channel, gradient and the prediction's position against the bin, after a leading byte 2), the smallest kept
+    (ties: the first). Layout 2's five times as many tables pay on large images, layout 1's fewer on small ones."""
+    symbols, table_of, position = _symbols(high, low, low_bits)
+    h, _, c = high.shape
+    streams = [_stream(symbols, table_of if layout == 1 else table_of * POSITIONS + position,
+                       c * CONTEXTS * (1 if layout == 1 else POSITIONS), low_bits, h, c,
+                       b"" if layout == 1 else bytes([LAYOUT_POSITIONS])) for layout in layouts]
+    return min(streams, key=len)
+
+
+def _symbols(high: np.ndarray, low: np.ndarray, low_bits: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per sample in raster order (row, column, channel): the coded symbol, layout 1's table and the prediction's
+    position (_position)."""
     levels = 1 << low_bits
     h, w, c = high.shape
     x = (high.astype(np.int32) << low_bits) | low
     symbols = np.empty(h * w * c, dtype=np.int64)
     table_of = np.empty(h * w * c, dtype=np.int64)
+    position = np.empty(h * w * c, dtype=np.int64)
     band = max(1, ENCODE_BAND // max(w * c, 1))
     for top in range(0, h, band):         # every value is known: predict bands of rows at once
         rows = slice(top * w * c, min(h, top + band) * w * c)
@@ -102,10 +129,17 @@ def encode(high: np.ndarray, low: np.ndarray, low_bits: int) -> np.ndarray:
         predicted = _in_bin(prediction, base, low_bits)
         symbols[rows] = ((low[i, j].astype(np.int64) - predicted) & (levels - 1)).reshape(-1)
         table_of[rows] = table.reshape(-1)
-    i = np.arange(h * w) // w
-    head = bytearray()
+        position[rows] = _position(prediction, base, low_bits).reshape(-1)
+    return symbols, table_of, position
+
+
+def _stream(symbols: np.ndarray, table_of: np.ndarray, n_tables: int, low_bits: int, h: int, c: int,
+            lead: bytes) -> np.ndarray:
+    """The stream's words: `lead`, the tables (each stored only where it pays for itself), lane states, words."""
+    levels = 1 << low_bits
+    head = bytearray(lead)
     tables = []
-    for t in range(c * CONTEXTS):
+    for t in range(n_tables):
         counts = np.bincount(symbols[table_of == t], minlength=levels).astype(np.int64)
         stored = _scaled_table(counts)
         size_bits = 8 * len(b"".join(_varint(int(v)) for v in stored))
@@ -117,6 +151,8 @@ def encode(high: np.ndarray, low: np.ndarray, low_bits: int) -> np.ndarray:
             head.append(0)
             tables.append(np.ones(levels, dtype=np.int64))
     cum = np.stack([np.concatenate([[0], np.cumsum(t)]) for t in tables])
+    w = len(symbols) // (h * c)
+    i = np.arange(h * w) // w
     lane = (np.repeat(i, c) * c + np.tile(np.arange(c), h * w))       # one lane per row and channel
     total = cum[table_of, -1]
     lo = rans.quantise(cum[table_of, symbols], total)
@@ -157,8 +193,11 @@ def decode(stream: np.ndarray, high: np.ndarray, low_bits: int) -> np.ndarray:
     levels = 1 << low_bits
     h, w, c = high.shape
     r = Reader(stream.astype("<u4").tobytes(), ValueError)
+    positions = r.data[:1] == bytes([LAYOUT_POSITIONS])      # layout 2 (layout 1 starts with a flag, 0 or 1)
+    if positions:
+        r.take(1)
     tables = []
-    for _ in range(c * CONTEXTS):
+    for _ in range(c * CONTEXTS * (POSITIONS if positions else 1)):
         flag = r.take(1)[0]
         if flag > 1:
             raise ValueError("table flag")
@@ -192,6 +231,8 @@ def decode(stream: np.ndarray, high: np.ndarray, low_bits: int) -> np.ndarray:
             predicted = _in_bin(median[:, ch] + error, base[:, ch], low_bits)
             lanes = i * c + ch
             lookup.which = table[:, ch]
+            if positions:
+                lookup.which = table[:, ch] * POSITIONS + _position(median[:, ch] + error, base[:, ch], low_bits)
             sym, state, need = rans.decode_step(states[lanes], lookup)
             if (need & (used[lanes] >= counts[lanes])).any():
                 raise ValueError("stream too short")

@@ -22,7 +22,7 @@ from PIL import Image
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from conftest import make_tiny_model, radial_blend, text_beside_photo, to_rgb565  # noqa: E402
+from conftest import make_tiny_model, radial_blend, smooth_sixteen_bit, text_beside_photo, to_rgb565  # noqa: E402
 from pixzip import api  # noqa: E402
 from pixzip.efforts import Effort  # noqa: E402
 from pixzip.formats import container  # noqa: E402
@@ -219,6 +219,15 @@ def classical_golden():
     data, _ = api.compress(images.split(radial_image()), [modelfile.load(HERE / "golden-rgb16.pxm")], tile=16,
                            effort=effort)
     (HERE / "rgb16-classical13.pxz").write_bytes(data)
+    low_part_golden()
+
+
+def low_part_golden():
+    """A 16-bit RGB image whose low part takes layout 2 (tables per the prediction's position against the bin,
+    session 24): conftest.smooth_sixteen_bit, 96 x 128, the golden RGB model at -e 1."""
+    image = images.ImageData("RGB", 128, 96, [smooth_sixteen_bit(96, 128)], depth=16)
+    data, _ = api.compress(image, [modelfile.load(HERE / "golden-rgb.pxm")], tile=8, effort=1)
+    (HERE / "sixteen-low2.pxz").write_bytes(data)
 
 
 if __name__ == "__main__":
