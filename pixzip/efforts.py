@@ -32,6 +32,8 @@ class Effort:
     #                             retry_options; docs/ADAPTIVE.md "Planes coded in few bits")
     few_bits_sampled: bool = False  # try a few-bits level only where it codes the plane's busiest window in
     #                             clearly fewer bytes (plane_options.retry_options): cheap enough for the default
+    flat_level: int = 0         # a few-bits plane that a few colours nearly fill (a chart) is also coded at this
+    #                             level, the smaller kept (plane_options.FLAT_SHARE; -e 5.. try 12 on every such plane)
     one_tile_level: int = 0     # a plane of one tile is also coded at this adaptive level, the smaller kept:
     #                             levels 9 and 10's shifted table costs images that the network predicts
     #                             better than their own fit can (CIFAR-10 rows: +0.45 %), levels 7 and 8
@@ -46,7 +48,7 @@ EFFORTS = {
     2: Effort(models=1, stage=STATIC, transforms="estimate", lz_hard=False),
     3: Effort(models=2, stage=STATIC, transforms="estimate"),                # the ensemble, static
     4: Effort(models=1, stage=ADAPTIVE, level=9, symbols_level=11, transforms="estimate",
-              few_bits_levels=(13,), few_bits_sampled=True, one_tile_level=7),
+              few_bits_levels=(13,), few_bits_sampled=True, flat_level=11, one_tile_level=7),
     5: Effort(models=1, stage=ADAPTIVE, level=10, symbols_level=12, transforms="estimate",
               few_bits_levels=(12, 13), one_tile_level=8),
     6: Effort(models=1, stage=ADAPTIVE, level=10, symbols_level=12, transforms="trial", max_trials=2,

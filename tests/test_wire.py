@@ -503,6 +503,29 @@ def test_the_default_retries_a_few_bits_plane_only_where_its_busiest_window_gain
     assert retry_options((m, ADAPTIVE, 13), 10, radial_blend(48, 64, 10, 20), EFFORTS[4]) == []   # taken already
 
 
+def test_the_default_codes_a_plane_that_few_colours_nearly_fill_at_level_11_too(monkeypatch):
+    """A few-bits plane whose 16 commonest colours take at least FLAT_SHARE of its pixels (a chart's fills, here
+    the chart on a gradient's lines over flat ground) is also coded at -e 4's flat_level, 11: the values as
+    contexts; the radial gradient (many colours) is not. -e 5 tries 12 on every few-bits plane instead."""
+    from pixzip import zoo
+    from pixzip import plane_options as options
+    m = zoo.load_model("pcnn-rgb-v8")
+    monkeypatch.setattr(adaptive_planes, "sample_sizes", lambda *a: [100, 100])     # (the window: no gain)
+    flat = np.full((60, 80, 3), 250, np.uint8)
+    flat[20:24] = (31, 119, 180)
+    flat[40:, 30:50] = (255, 127, 14)
+    flat[5:8, 5:70] = np.arange(65, dtype=np.uint8)[None, :, None]                # a ramp: 65 more colours
+    assert options.flat_share(flat) >= options.FLAT_SHARE > options.flat_share(radial_blend(60, 80, 10, 20))
+    few = int(options.FEW_BITS * flat.size / 8) - 1
+    assert options.retry_options((m, ADAPTIVE, 9), few, flat, EFFORTS[4]) == [(m, ADAPTIVE, 11)]
+    assert options.retry_options((m, ADAPTIVE, 9), few, radial_blend(60, 80, 10, 20), EFFORTS[4]) == []
+    assert options.retry_options((m, ADAPTIVE, 11), few, flat, EFFORTS[4]) == []          # taken already
+    nowhere = np.zeros(flat.shape[:2], bool)
+    nowhere[:30] = True                                                              # only the stage's own tiles
+    assert options.flat_share(flat, nowhere) == options.flat_share(flat[:30])
+    assert EFFORTS[5].flat_level == 0 and 12 in EFFORTS[5].few_bits_levels
+
+
 def test_the_busiest_window_has_the_most_pixels_unlike_their_neighbours():
     plane = np.zeros((100, 130, 3), np.uint8)
     plane[40:60, 70:90, 1] = np.arange(20, dtype=np.uint8)          # a ramp in one channel: every pixel differs
