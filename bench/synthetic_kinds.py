@@ -98,8 +98,8 @@ def make_images(folder: Path, data: Path) -> list[Path]:
     return sorted(folder.glob("*.png"))
 
 
-def _estimate_only(image, try_coding=None, max_trials=None, check_listed=False, _choose=transforms.choose):
-    return _choose(image, None if check_listed else try_coding, max_trials)
+def _estimate_only(image, try_coding=None, max_trials=None, check_listed=False, threads=1, _choose=transforms.choose):
+    return _choose(image, None if check_listed else try_coding, max_trials, threads=threads)
 
 
 def measure(paths: list[Path], effort: int) -> list[dict]:
