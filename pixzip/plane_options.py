@@ -14,6 +14,7 @@ from .entropy.value_map import ValueMap
 from .formats.container import ADAPTIVE, ADAPTIVE_VALUES, CODED, STATIC, framed_kind
 from .formats.images import ImageData
 from .formats.tiles import tile_grid
+from .formats.transforms.palette import colour_keys
 from .nets.modelfile import LoadedModel
 
 
@@ -100,11 +101,10 @@ def retry_options(best: tuple[LoadedModel, int, int], size: int, plane: np.ndarr
 def flat_share(plane: np.ndarray, where: np.ndarray | None = None) -> float:
     """The share of the pixels (of those `where` holds; every other row and column: a sample) that the plane's
     FLAT_COLOURS commonest colours take."""
-    pixels = plane[::2, ::2].astype(np.uint32)
-    colour = np.zeros(pixels.shape[:2], dtype=np.uint32)
-    for c in range(plane.shape[2]):                    # a pixel's samples in one word (at most 4 of 8 bits)
-        colour = (colour << 8) | pixels[:, :, c]
-    colour = colour[where[::2, ::2]] if where is not None else colour.reshape(-1)
+    pixels = plane[::2, ::2]
+    colour = colour_keys(pixels.reshape(-1, plane.shape[2]))
+    if where is not None:
+        colour = colour[where[::2, ::2].reshape(-1)]
     if not colour.size:
         return 0.0
     counts = np.sort(np.unique(colour, return_counts=True)[1])

@@ -16,6 +16,7 @@ from ..errors import PixzipError
 from ..formats.container import LZ_TILE, STORED_TILE, frame, unframe_tile
 from ..formats.stored import pack_bits, stored_size, unpack_bits
 from ..formats.tiles import assemble, coding_order, tile_grid
+from ..formats.transforms.palette import colour_keys
 from ..nets.record import NetRecord
 from . import native
 from .codec import ENSEMBLE_NEEDS_NATIVE, MAX_BATCH_PIXELS, _is_ensemble, network
@@ -141,9 +142,7 @@ def busiest_window(plane: np.ndarray, side: int, where: np.ndarray | None = None
     its lines and text."""
     h, w, channels = plane.shape
     bh, bw = min(side, h), min(side, w)
-    pixel = np.zeros((h, w), dtype=np.uint32)          # a pixel's samples in one word: one comparison a pixel
-    for c in range(channels):                          # (at most 4 channels of 8 bits)
-        pixel = (pixel << 8) | plane[:, :, c]
+    pixel = colour_keys(plane.reshape(-1, channels)).reshape(h, w)      # one comparison a pixel
     changes = np.zeros((h, w), dtype=np.int32)
     changes[:, 1:] += pixel[:, 1:] != pixel[:, :-1]
     changes[1:, :] += pixel[1:] != pixel[:-1]
