@@ -25,7 +25,7 @@ from .efforts import DEFAULT_EFFORT, EFFORTS, Effort
 from .errors import PixzipError, TorchMissing
 from .formats.images import DEFAULT_MAX_PIXELS, ImageData
 from .nets.modelfile import LoadedModel
-from .plane_options import coded_pixels, plane_options, retry_options
+from .plane_options import coded_pixels, few_bits, plane_options, retry_options
 
 # Tiles are coded independently (own streams: decodable in parallel, each losing its context at the
 # edges). 256 rather than 128: CBSD68 -0.37 % in bits for ~5 % of the native CPU decoder's speed; the
@@ -177,7 +177,9 @@ def _code_images(images: Sequence[ImageData], records: list, originals: Sequence
             coded[key] += [_CodedPlane(m, stage, lv, streams, bits) for lv, streams, bits in codings]
     for (i, p), codings in coded.items():
         best, plane = min(codings, key=lambda c: c.size), split[i].model_planes[p]
-        in_stage = coded_pixels(best.streams, *plane.shape[:2], tile) if best.stage in ADAPTIVE_STAGES else None
+        # (the mask only where a retry may follow: a 50 MP photograph's would be 50 MB for nothing)
+        in_stage = (coded_pixels(best.streams, *plane.shape[:2], tile)
+                    if best.stage in ADAPTIVE_STAGES and few_bits(best.size, plane) else None)
         vmap = ValueMap.of(tables[(i, p)]) if best.stage == ADAPTIVE_VALUES else None
         for m, stage, level in retry_options((best.model, best.stage, best.level), best.size, plane, plan, in_stage, vmap):
             again = _code_planes(m, stage, (level,), [plane], tile, None, workers, device, version, [vmap], plan.lz_hard)

@@ -69,6 +69,11 @@ FLAT_COLOURS = 16
 FLAT_SHARE = 0.9
 
 
+def few_bits(size: int, plane: np.ndarray) -> bool:
+    """Whether `size` bytes code the plane in under FEW_BITS a sample (the planes retry_options may retry)."""
+    return 8 * size < FEW_BITS * plane.size
+
+
 def coded_pixels(streams: list, height: int, width: int, tile: int) -> np.ndarray:
     """Which pixels of an adaptive plane the stage coded: those of its tiles (one framed stream each, in raster
     order) that are neither stored nor handed to an LZ stream."""
@@ -86,8 +91,7 @@ def retry_options(best: tuple[LoadedModel, int, int], size: int, plane: np.ndarr
     1.9 s for nothing; the sample window is taken where it did: a screenshot's text tiles, which an LZ stream
     takes, are not where level 13 could pay. `vmap`: the plane's ValueMap where the stage codes it in value space)."""
     model, stage, level = best
-    if stage not in (ADAPTIVE, ADAPTIVE_VALUES) or (coded is not None and not coded.any()) \
-            or 8 * size >= FEW_BITS * plane.size:
+    if stage not in (ADAPTIVE, ADAPTIVE_VALUES) or (coded is not None and not coded.any()) or not few_bits(size, plane):
         return []
     levels = [lv for lv in plan.few_bits_levels if lv != level]
     if plan.few_bits_sampled and levels:

@@ -465,6 +465,18 @@ def test_a_gradient_takes_the_classical_level_and_both_decoders_undo_it(monkeypa
     assert 13 not in container.read_header(plain)[0].levels and len(plain) > len(data)
 
 
+@needs_c
+def test_the_classical_level_reads_no_network_even_an_ensembles():
+    """Level 13's walks skip the network's pass: an ensemble writes the bytes one network writes (its outputs unread)
+    and decodes them back."""
+    from pixzip import zoo
+    pixels = radial_blend(40, 56, 8, 15)
+    ensemble, one = zoo.load_model("pcnn-rgb-mix-v2").record, zoo.load_model("pcnn-rgb-v8").record
+    data = native.encode_tile_adaptive(ensemble, pixels, 13)
+    assert data == native.encode_tile_adaptive(one, pixels, 13)
+    np.testing.assert_array_equal(native.decode_tile_adaptive(ensemble, data, 40, 56, 13), pixels)
+
+
 def test_the_few_bits_levels_are_tried_only_below_the_few_bits_and_where_not_taken():
     from pixzip.plane_options import FEW_BITS, retry_options
     plane = np.zeros((100, 100, 3), np.uint8)

@@ -239,17 +239,16 @@ INLINE int64_t encode_adaptive(const PzModel *const *ms, int nm, PzAdaptive *con
         values[q] = (uint8_t)v;
     }
     wavefront_starts(h, w, s, first_of);
-    int network = 0;                          /* a classical level's states read no network: skip its pass */
+    int network = 0;                          /* a classical level's states read no network: skip its passes */
     for (int k = 0; k < nst; k++) network |= ad_reads_network(sts[k]);
-    if (!network) {
+    if (!network)
         memset(params, 0, sizeof(int64_t) * 2 * n);
-        nm = 1;
-    } else if (dense_tile(m, h, w, seen, first_of, params, vnni) != 0) goto done;
-    for (int k = 1; k < nm; k++) {            /* the members' sums, then their rounded means */
+    else if (dense_tile(m, h, w, seen, first_of, params, vnni) != 0) goto done;
+    for (int k = 1; network && k < nm; k++) {  /* the members' sums, then their rounded means */
         if (dense_tile(ms[k], h, w, seen, first_of, member, vnni) != 0) goto done;
         for (size_t q = 0; q < 2 * n; q++) params[q] += member[q];
     }
-    if (nm > 1)
+    if (network && nm > 1)
         for (size_t q = 0; q < 2 * n; q++) params[q] = members_mean(params[q], nm);
     int64_t used = 0;
     for (int k = 0; k < nst; k++) {

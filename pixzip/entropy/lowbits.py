@@ -101,9 +101,10 @@ def encode(high: np.ndarray, low: np.ndarray, low_bits: int, layouts: tuple[int,
     channel, gradient and the prediction's position against the bin, after a leading byte 2), the smallest kept
     (ties: the first). Layout 2's five times as many tables pay on large images, layout 1's fewer on small ones."""
     symbols, table_of, position = _symbols(high, low, low_bits)
-    h, _, c = high.shape
+    h, w, c = high.shape
+    lane = np.repeat(np.arange(h * w) // w, c) * c + np.tile(np.arange(c), h * w)    # one lane per row and channel
     streams = [_stream(symbols, table_of if layout == 1 else table_of * POSITIONS + position,
-                       c * CONTEXTS * (1 if layout == 1 else POSITIONS), low_bits, h, c,
+                       c * CONTEXTS * (1 if layout == 1 else POSITIONS), low_bits, lane, h * c,
                        b"" if layout == 1 else bytes([LAYOUT_POSITIONS])) for layout in layouts]
     return min(streams, key=len)
 
@@ -133,9 +134,10 @@ def _symbols(high: np.ndarray, low: np.ndarray, low_bits: int) -> tuple[np.ndarr
     return symbols, table_of, position
 
 
-def _stream(symbols: np.ndarray, table_of: np.ndarray, n_tables: int, low_bits: int, h: int, c: int,
+def _stream(symbols: np.ndarray, table_of: np.ndarray, n_tables: int, low_bits: int, lane: np.ndarray, n_lanes: int,
             lead: bytes) -> np.ndarray:
-    """The stream's words: `lead`, the tables (each stored only where it pays for itself), lane states, words."""
+    """The stream's words: `lead`, the tables (each stored only where it pays for itself), the `n_lanes` lanes'
+    states (`lane`: each sample's), their words."""
     levels = 1 << low_bits
     head = bytearray(lead)
     tables = []
@@ -151,15 +153,12 @@ def _stream(symbols: np.ndarray, table_of: np.ndarray, n_tables: int, low_bits: 
             head.append(0)
             tables.append(np.ones(levels, dtype=np.int64))
     cum = np.stack([np.concatenate([[0], np.cumsum(t)]) for t in tables])
-    w = len(symbols) // (h * c)
-    i = np.arange(h * w) // w
-    lane = (np.repeat(i, c) * c + np.tile(np.arange(c), h * w))       # one lane per row and channel
     total = cum[table_of, -1]
     lo = rans.quantise(cum[table_of, symbols], total)
     freq = rans.quantise(cum[table_of, symbols + 1], total) - lo
-    states, written, words = rans.encode_lanes(lo, freq, lane, h * c)
-    per_lane = np.bincount(lane[written], minlength=h * c)
-    for j_lane in range(h * c):
+    states, written, words = rans.encode_lanes(lo, freq, lane, n_lanes)
+    per_lane = np.bincount(lane[written], minlength=n_lanes)
+    for j_lane in range(n_lanes):
         head += struct.pack("<Q", int(states[j_lane])) + _varint(int(per_lane[j_lane]))
     head += b"\x00" * (-len(head) % 4)
     order = np.argsort(lane[written], kind="stable")                # words lane by lane, in decoding order
@@ -230,9 +229,8 @@ def decode(stream: np.ndarray, high: np.ndarray, low_bits: int) -> np.ndarray:
         for ch in range(c):                              # channels in order: each needs the one before
             predicted = _in_bin(median[:, ch] + error, base[:, ch], low_bits)
             lanes = i * c + ch
-            lookup.which = table[:, ch]
-            if positions:
-                lookup.which = table[:, ch] * POSITIONS + _position(median[:, ch] + error, base[:, ch], low_bits)
+            lookup.which = (table[:, ch] * POSITIONS + _position(median[:, ch] + error, base[:, ch], low_bits)
+                            if positions else table[:, ch])
             sym, state, need = rans.decode_step(states[lanes], lookup)
             if (need & (used[lanes] >= counts[lanes])).any():
                 raise ValueError("stream too short")
