@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..errors import PixzipError
-from . import metadata, pngio, pnm
+from . import metadata, pngio, pnm, tifftags
 
 if TYPE_CHECKING:                    # Pillow is imported where it is used: decompressing to PNG needs none
     from PIL import Image
@@ -67,7 +67,10 @@ def read_image(source, name: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image
         return ImageData(mode, samples.shape[1], samples.shape[0], [samples], depth=depth)
     if data[:4] in TIFF_MAGICS:
         return _read_tiff(data, name, max_pixels)
-    return _from_pillow(_open_with_pillow(data, name, max_pixels), data, name)
+    d = _from_pillow(_open_with_pillow(data, name, max_pixels), data, name)
+    if data[:2] == b"BM":
+        d.metadata += metadata.from_bmp(data)
+    return d
 
 
 def _from_pillow(im: Image.Image, data: bytes, name: str) -> ImageData:
@@ -205,9 +208,32 @@ def _read_tiff(data: bytes, name: str, max_pixels: int) -> ImageData:
     if _tiff_bits(im) > 8:
         return _read_tiff_exact(data, name, max_pixels)
     d = _from_pillow(im, data, name)
-    if any(tag in im.tag_v2 for tag in (34665, 34853)):
-        d.notes.append("the TIFF's EXIF/GPS tags are not kept (only its ICC profile and XMP)")
+    d.metadata = _tiff_tags(data, name) + d.metadata
+    if d.metadata and d.metadata[0].kind == metadata.EXIF:
+        _unturn(d, tifftags.orientation(d.metadata[0].data))
     return d
+
+
+# What Pillow does to a TIFF's raster on loading it (ImageOps.exif_transpose, by the Orientation tag),
+# undone on the (H, W, C) planes: the raster is kept as stored, the tag with it, as for a JPEG
+_UNDO_ORIENTATION = {2: lambda a: a[:, ::-1], 3: lambda a: a[::-1, ::-1], 4: lambda a: a[::-1],
+                     5: lambda a: a.transpose(1, 0, 2), 6: lambda a: np.rot90(a, 1),
+                     7: lambda a: a.transpose(1, 0, 2)[::-1, ::-1], 8: lambda a: np.rot90(a, -1)}
+
+
+def _unturn(d: ImageData, orientation: int) -> None:
+    if orientation in _UNDO_ORIENTATION:
+        d.planes = [np.ascontiguousarray(_UNDO_ORIENTATION[orientation](p)) for p in d.planes]
+        d.height, d.width = d.planes[0].shape[:2]
+
+
+def _tiff_tags(data: bytes, name: str) -> list:
+    """The TIFF's descriptive tags (resolution, orientation, artist, EXIF, GPS...) as one EXIF item."""
+    try:
+        tags = tifftags.kept_tags(data)
+    except PixzipError as e:
+        raise PixzipError(f"{name}: {e}") from None
+    return [metadata.Item(metadata.EXIF, tags)] if tags else []
 
 
 def _tiff_bits(im: Image.Image) -> int:
@@ -249,7 +275,7 @@ def _read_tiff_exact(data: bytes, name: str, max_pixels: int) -> ImageData:
     check_size(w, h, name, max_pixels)
     d = ImageData(MODE_OF_CHANNELS[samples.shape[2]], w, h, _planes_of(samples), icc=bytes(icc),
                   depth=16 if samples.dtype == np.uint16 else 8)
-    d.metadata = metadata.from_pillow_info({"xmp": xmp})
+    d.metadata = _tiff_tags(data, name) + metadata.from_pillow_info({"xmp": xmp})
     return d
 
 
@@ -362,16 +388,19 @@ def _encode16(d: ImageData, items: list, fmt: str) -> bytes:
         return pnm.write(samples, 16)
     if fmt != "TIFF":
         raise PixzipError(f"{fmt} cannot hold a 16-bit image; use .png, .tif or .ppm")
-    icc = metadata.pillow_save_options(items, d.icc, fmt).get("icc_profile", b"")
+    icc = metadata.pillow_save_options(items, d.icc, fmt).get("icc_profile", b"")   # refuses what TIFF cannot hold
+    tags = tifftags.tifffile_options(*metadata.tiff_parts(items))
     try:
         import tifffile
     except ImportError:
         raise PixzipError("writing a 16-bit TIFF needs tifffile (pip install tifffile); use .png") from None
+    if icc:
+        tags["extratags"].append((34675, 7, None, icc, True))
     buf = io.BytesIO()
     tifffile.imwrite(buf, samples if samples.shape[2] > 1 else samples[..., 0],
                      photometric="rgb" if samples.shape[2] >= 3 else "minisblack",
                      extrasamples=("unassalpha",) if d.mode in ("LA", "RGBA") else None,
-                     compression="zlib", extratags=[(34675, 7, None, icc, True)] if icc else None)
+                     compression="zlib", **tags)
     return buf.getvalue()
 
 

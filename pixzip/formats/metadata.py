@@ -5,14 +5,15 @@ Kinds (the byte stored in format v4's metadata section, docs/FORMAT.md):
                (before PLTE / before IDAT / after IDAT): tEXt, zTXt, iTXt (XMP), gAMA, cHRM, sRGB,
                pHYs, tIME, eXIf, iCCP, sBIT, bKGD, a truecolour image's tRNS... everything but the
                pixels' own chunks (IHDR, PLTE and tRNS of a palette image, IDAT, IEND)
-    EXIF       EXIF bytes from a JPEG, WebP or TIFF, as Pillow hands them over (a JPEG's start with
-               "Exif\\0\\0")
+    EXIF       EXIF bytes from a JPEG or WebP, as Pillow hands them over (a JPEG's start with
+               "Exif\\0\\0"), or a TIFF's own descriptive tags in that form (tifftags.kept_tags)
     XMP        an XMP packet from a JPEG, WebP or TIFF
 ICC profiles of non-PNG inputs stay in the header's ICC field (as in format v3).
 
-A PNG's chunks can only be written back into a PNG; EXIF, XMP and ICC go into a PNG (eXIf, iTXt
-XML:com.adobe.xmp, iCCP) or a WebP; an output that cannot hold what the file carries is refused unless
-the user strips it (`--strip`).
+A PNG's chunks can only be written back into a PNG, but for pHYs (a resolution), which a TIFF and a BMP
+hold too; EXIF, XMP and ICC go into a PNG (eXIf, iTXt XML:com.adobe.xmp, iCCP), a WebP or a TIFF (its own
+tags, `tifftags`); an output that cannot hold what the file carries is refused unless the user strips it
+(`--strip`). A TIFF's descriptive tags are kept as an EXIF item (`tifftags`), a BMP's resolution as pHYs.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from __future__ import annotations
 import zlib
 from dataclasses import dataclass
 
-from . import pngio
+from . import pngio, tifftags
 from ..errors import PixzipError
 
 PNG_CHUNK, EXIF, XMP = 1, 2, 3
@@ -105,7 +106,8 @@ def as_png_chunks(items: list[Item], icc: bytes) -> list[pngio.Chunk]:
 
 def pillow_save_options(items: list[Item], icc: bytes, fmt: str) -> dict:
     """Pillow save() keywords that carry the metadata into `fmt`, or PixzipError naming what it cannot
-    hold. ICC: PNG, TIFF, WebP; EXIF and XMP: WebP; PNG chunks: PNG only (written by pngio)."""
+    hold. ICC: PNG, TIFF, WebP; EXIF and XMP: WebP, TIFF (as its own tags: tifftags); a pHYs resolution:
+    TIFF, BMP; other PNG chunks: PNG only (written by pngio)."""
     icc = icc or png_icc(items)
     kw = {}
     if icc:
@@ -113,15 +115,57 @@ def pillow_save_options(items: list[Item], icc: bytes, fmt: str) -> dict:
             raise PixzipError(f"{fmt} cannot hold the image's ICC profile; use .png, .tif or .webp")
         kw["icc_profile"] = icc
     for i in items:
-        if i.kind == PNG_CHUNK and i.chunk_type == b"iCCP":
-            continue
-        if i.kind == PNG_CHUNK and i.chunk_type == b"tRNS":
+        if i.chunk_type == b"iCCP" or i.chunk_type == b"pHYs" and fmt in ("TIFF", "BMP"):
+            continue                       # the profile: above; the resolution: below
+        if i.chunk_type == b"tRNS":
             raise PixzipError(f"{fmt} cannot hold the image's transparent colour; use .png")
-        if i.kind == PNG_CHUNK or fmt != "WEBP":
+        if i.kind == PNG_CHUNK or fmt not in ("WEBP", "TIFF"):
             raise PixzipError(f"{fmt} cannot hold the image's {i.describe().split(' (')[0]} metadata; "
                               "use .png, or --strip to drop it")
-        kw["exif" if i.kind == EXIF else "xmp"] = i.data
+        if fmt == "WEBP":
+            kw["exif" if i.kind == EXIF else "xmp"] = i.data
+    if fmt == "TIFF":
+        kw["exif"] = tifftags.pillow_exif(*tiff_parts(items))
+    elif fmt == "BMP":
+        kw["dpi"] = bmp_dpi(resolution(items))
     return kw
+
+
+def resolution(items: list[Item]) -> bytes | None:
+    """The payload of a kept pHYs chunk (pixels per unit x and y, u32 big-endian, then the unit: 1 metre,
+    0 none), or None."""
+    return next((i.data[4:] for i in items if i.chunk_type == b"pHYs" and len(i.data) == 13), None)
+
+
+def tiff_parts(items: list[Item]) -> tuple[bytes, bytes, bytes | None]:
+    """What a written TIFF's tags come from: the EXIF block, the XMP packet, the pHYs payload."""
+    exif = next((i.data for i in items if i.kind == EXIF), b"")
+    xmp = next((i.data for i in items if i.kind == XMP), b"")
+    return exif, xmp, resolution(items)
+
+
+# -- BMP's resolution ------------------------------------------------------------------------------
+def from_bmp(data: bytes) -> list[Item]:
+    """A BMP's resolution (its header's pixels per metre, x and y) as the PNG chunk that says the same,
+    pHYs in metres; nothing where the header has none (an OS/2 header, or both zero: unspecified)."""
+    if len(data) < 46 or int.from_bytes(data[14:18], "little") < 40:
+        return []
+    x, y = (int.from_bytes(data[at:at + 4], "little", signed=True) for at in (38, 42))
+    if not (x or y) or x < 0 or y < 0:
+        return []
+    return [Item(PNG_CHUNK, b"pHYs" + x.to_bytes(4, "big") + y.to_bytes(4, "big") + b"\x01", pngio.BEFORE_IDAT)]
+
+
+def bmp_dpi(phys: bytes | None) -> tuple[float, float]:
+    """Pillow's BMP `dpi` for a pHYs payload: it writes round(dpi / 0.0254) pixels per metre, so the
+    metre values come back exactly; none: 0, unspecified (not Pillow's default of 96 dpi, which the
+    source did not say). A unitless pHYs (an aspect ratio) BMP cannot hold."""
+    if phys is None:
+        return (0.0, 0.0)
+    if phys[8] != 1:
+        raise PixzipError("BMP cannot hold the image's PNG pHYs metadata (an aspect ratio without a unit); use "
+                          ".png, or --strip to drop it")
+    return tuple(int.from_bytes(phys[at:at + 4], "big") * 0.0254 for at in (0, 4))
 
 
 # -- the container's section ------------------------------------------------------------------------
