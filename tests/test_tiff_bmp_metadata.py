@@ -153,3 +153,11 @@ def test_a_unitless_phys_goes_to_tiff_but_not_to_bmp(workdir, rng):
     assert {k: tags_of("a.tif")[k] for k in (282, 283, 296)} == {282: (2, 1), 283: (1, 1), 296: 1}
     r = run("decompress", "a.png.pxz", "-o", "a.bmp")
     assert r.exit_code == 1 and "aspect ratio" in r.stderr and not Path("a.bmp").exists()
+
+
+def test_a_jpeg_compressed_tiff_is_warned_about_as_a_jpeg_is(workdir, rng):
+    Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)).save("j.tif", compression="jpeg")
+    r = run("compress", "j.tif")
+    assert r.exit_code == 0 and "warning: JPEG-compressed TIFF input" in r.stderr
+    Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)).save("z.tif", compression="tiff_lzw")
+    assert "warning" not in run("compress", "z.tif").stderr

@@ -74,9 +74,10 @@ def compress(files, output, to_stdout, force, model, tile, max_pixels, verify, r
     """Compress images (PNG, BMP, TIFF, PNM, lossless WebP...) to FILE.pxz.
 
     Modes L, LA, RGB, RGBA, P and 1 at 8 bits, and 16-bit grey, RGB and their alpha, are restored
-    exactly, at the source's bit depth, with the ICC profile and the metadata (EXIF, XMP, PNG chunks;
-    --strip drops them). CMYK, float, 32-bit and multi-frame files are refused. A JPEG or lossy WebP
-    is kept as its decoded pixels (a warning says so). The .pxz takes the source's permissions and
+    exactly, at the source's bit depth, with the ICC profile and the metadata (EXIF, XMP, PNG chunks,
+    a TIFF's tags, a BMP's resolution; --strip drops them). CMYK, float, 32-bit and multi-frame files
+    are refused. A JPEG, lossy WebP or JPEG-compressed TIFF is kept as its decoded pixels (a warning
+    says so). The .pxz takes the source's permissions and
     modification time. Use '-' to read from standard input (the result then goes to standard output).
 
     \b

@@ -208,6 +208,8 @@ def _read_tiff(data: bytes, name: str, max_pixels: int) -> ImageData:
     if _tiff_bits(im) > 8:
         return _read_tiff_exact(data, name, max_pixels)
     d = _from_pillow(im, data, name)
+    if im.tag_v2.get(259) in (6, 7):            # old-style and new-style JPEG compression
+        d.lossy = "JPEG-compressed TIFF"
     d.metadata = _tiff_tags(data, name) + d.metadata
     if d.metadata and d.metadata[0].kind == metadata.EXIF:
         _unturn(d, tifftags.orientation(d.metadata[0].data))
