@@ -20,7 +20,7 @@ from .formats import depth
 from .formats import container
 from .formats.container import (ADAPTIVE_STAGES, ADAPTIVE_VALUES, LZ, STATIC, STORED, WHOLE_PLANE, FormatError,
                                 Header, ModelRef)
-from .formats import stored, transforms
+from .formats import metadata, stored, transforms
 from .efforts import DEFAULT_EFFORT, EFFORTS, Effort
 from .errors import PixzipError, TorchMissing
 from .formats.images import DEFAULT_MAX_PIXELS, ImageData
@@ -263,8 +263,9 @@ def _has_lz_tiles(streams: list) -> bool:
 
 
 def _check_version_holds(image: ImageData, version: int):
-    """Formats before 4 hold neither 16-bit samples nor metadata: refuse rather than drop them (a
-    sub-8-bit PNG's declared depth is a storage detail they may drop: its pixels are the same)."""
+    """Refuse rather than drop: before 4 a format holds no 16-bit samples nor metadata (a sub-8-bit PNG's
+    declared depth it may drop: the same pixels), and 4 no more metadata than its readers take."""
+    metadata.check(image.metadata)
     if version >= 4:
         return
     if image.depth == 16 or image.metadata:

@@ -146,6 +146,30 @@ def test_metadata_section_is_bounded():
         metadata.decode(Reader(unknown), FormatError)
 
 
+def test_more_metadata_than_a_reader_takes_is_refused_before_coding(workdir, rng):
+    """A reader refuses over MAX_ITEMS items or MAX_TOTAL bytes of metadata; the writer must too, or it
+    would write a file nothing can read (it did: 5 000 tEXt chunks coded, then "header is corrupted")."""
+    buf = io.BytesIO()
+    Image.fromarray(rng.integers(0, 256, (4, 5, 3), dtype=np.uint8)).save(buf, format="PNG")
+    chunks = list(pngio.iter_chunks(buf.getvalue(), "x"))
+    texts = b"".join(pngio._chunk(b"tEXt", b"k%d\x00v" % i) for i in range(metadata.MAX_ITEMS + 1))
+    Path("many.png").write_bytes(pngio.SIGNATURE + pngio._chunk(*chunks[0]) + texts
+                                 + b"".join(pngio._chunk(t, p) for t, p in chunks[1:]))
+    Image.fromarray(rng.integers(0, 256, (4, 5, 3), dtype=np.uint8)).save("fine.png")
+    r = run("compress", "many.png", "fine.png")
+    assert r.exit_code == 1 and not Path("many.png.pxz").exists() and Path("fine.png.pxz").exists()
+    errors = [line for line in r.stderr.splitlines() if line.startswith("pixzip:")]
+    assert len(errors) == 1 and "many.png" in errors[0] and "--strip" in errors[0]
+    assert run("compress", "many.png", "--strip", "-q").exit_code == 0
+    assert run("decompress", "many.png.pxz", "-o", "back.png").exit_code == 0
+    big = images.read_image("fine.png", "fine.png")
+    big.metadata = [metadata.Item(metadata.XMP, b"x" * (metadata.MAX_TOTAL // 2 + 1))] * 2
+    with pytest.raises(api.PixzipError, match="more than a .pxz holds"):
+        api.compress(big)
+    with pytest.raises(api.PixzipError, match="more than a .pxz holds"):       # the writer's own guard
+        metadata.encode(big.metadata, container._varint)
+
+
 def test_older_versions_refuse_what_they_cannot_hold(tiny_models, rng):
     image = images.ImageData("RGB", 4, 3, [rng.integers(0, 256, (3, 4, 3), dtype=np.uint8)],
                              metadata=[metadata.Item(metadata.EXIF, b"II*\x00")])

@@ -107,6 +107,7 @@ def compress(files, output, to_stdout, force, model, tile, max_pixels, verify, r
         image = images.read_image(raw if raw is not None else f, name, max_pixels)
         if strip:
             image.metadata = metadata.strip(image.metadata)
+        metadata.check(image.metadata, name)          # before any coding, and only this file
         if image.lossy:
             rep.say(f"pixzip: {name}: warning: {image.lossy} input: the .pxz holds its decoded pixels, not the "
                     f"{image.lossy} bytes, and is usually larger than the {image.lossy} file")

@@ -169,7 +169,17 @@ def bmp_dpi(phys: bytes | None) -> tuple[float, float]:
 
 
 # -- the container's section ------------------------------------------------------------------------
+def check(items: list[Item], name: str = "") -> None:
+    """The bounds every reader enforces (`decode`), enforced before anything is written: a file whose
+    metadata a reader refuses would be a file lost. `name`: the input's, to begin the message with."""
+    total = sum(len(i.data) for i in items)
+    if len(items) > MAX_ITEMS or total > MAX_TOTAL:
+        raise PixzipError(f"{name + ': ' if name else ''}metadata of {len(items)} items and {total} bytes is more "
+                          f"than a .pxz holds ({MAX_ITEMS} items, {MAX_TOTAL >> 20} MiB); use --strip to drop it")
+
+
 def encode(items: list[Item], varint) -> bytes:
+    check(items)
     out = bytearray(varint(len(items)))
     for i in items:
         out += bytes([i.kind, i.place]) + varint(len(i.data)) + i.data
