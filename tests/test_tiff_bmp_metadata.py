@@ -89,7 +89,7 @@ def test_a_turned_tiff_keeps_its_stored_raster_and_orientation(rng, orientation,
     assert tifftags.orientation(d.metadata[0].data) == orientation
 
 
-def test_sixteen_bit_tiff_tags_come_back_and_sub_directories_are_refused(workdir, rng):
+def test_sixteen_bit_tiff_tags_and_directories_come_back(workdir, rng):
     raw = rng.integers(0, 65536, (4, 6, 3)).astype(np.uint16)
     tifffile.imwrite("d.tif", raw, photometric="rgb", resolution=((600, 1), (600, 1)), resolutionunit=2,
                      metadata=None, software="Scanner 1", description="sixteen",
@@ -98,14 +98,17 @@ def test_sixteen_bit_tiff_tags_come_back_and_sub_directories_are_refused(workdir
     assert run("decompress", "d.tif.pxz", "-o", "back.tif").exit_code == 0
     assert np.array_equal(tifffile.imread("back.tif"), raw)
     assert tags_of("back.tif") == tags_of("d.tif")
-    # an EXIF directory tifffile cannot write: refused in one line, nothing written; PNG holds it
+    # EXIF and GPS directories, which tifffile does not write: appended, and the pointers set to them
     Image.fromarray(raw[..., 0].astype(np.uint8)).save("e.tif", exif=scan_exif().tobytes())
     e = images.read_image("e.tif", "e.tif")
     deep = images.ImageData("RGB", 6, 4, [raw], depth=16, metadata=e.metadata)
-    with pytest.raises(images.PixzipError, match="EXIF/GPS"):
-        images.encode(deep, "TIFF")
-    png = dict(pngio.iter_chunks(images.encode(deep, "PNG"), "x"))          # PNG holds it, as eXIf
-    assert Image.open(io.BytesIO(images.encode(deep, "PNG"))).getexif()[315] == "Artist X" and b"eXIf" in png
+    Path("deep.tif").write_bytes(images.encode(deep, "TIFF"))
+    assert np.array_equal(tifffile.imread("deep.tif"), raw)
+    expected = tags_of("e.tif")
+    assert expected[0x8769] and expected[0x8825] and tags_of("deep.tif") == expected
+    with tifffile.TiffFile("deep.tif") as tif:                # the directory's entries in ascending order
+        codes = [t.code for t in tif.pages[0].tags.values()]
+    assert codes == sorted(codes)
 
 
 def bmp_resolution(data: bytes) -> tuple[int, int]:

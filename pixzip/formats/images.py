@@ -391,7 +391,7 @@ def _encode16(d: ImageData, items: list, fmt: str) -> bytes:
     if fmt != "TIFF":
         raise PixzipError(f"{fmt} cannot hold a 16-bit image; use .png, .tif or .ppm")
     icc = metadata.pillow_save_options(items, d.icc, fmt).get("icc_profile", b"")   # refuses what TIFF cannot hold
-    tags = tifftags.tifffile_options(*metadata.tiff_parts(items))
+    tags, directories = tifftags.tifffile_options(*metadata.tiff_parts(items))
     try:
         import tifffile
     except ImportError:
@@ -403,7 +403,7 @@ def _encode16(d: ImageData, items: list, fmt: str) -> bytes:
                      photometric="rgb" if samples.shape[2] >= 3 else "minisblack",
                      extrasamples=("unassalpha",) if d.mode in ("LA", "RGBA") else None,
                      compression="zlib", **tags)
-    return buf.getvalue()
+    return tifftags.with_subdirectories(buf.getvalue(), directories)
 
 
 def encode_image_file(im: Image.Image, fmt: str, extra: dict | None = None) -> bytes:

@@ -9,8 +9,10 @@ profile (kept in the header). Writing a TIFF does the reverse: the EXIF item's t
 which would contradict the image written), the XMP packet and a PNG's pHYs resolution go into its
 directory.
 
-Pillow parses and writes the directories (`Image.Exif`); tags are compared by value, not by byte
-position (a TIFF written again lays its directory out anew)."""
+Pillow parses and writes the directories (`Image.Exif`), into an 8-bit TIFF it writes itself; into a
+16-bit one, which tifffile writes, the EXIF and GPS directories are appended afterwards and pointed to
+(`with_subdirectories`). Tags are compared by value, not by byte position (a TIFF written again lays its
+directory out anew)."""
 
 from __future__ import annotations
 
@@ -103,14 +105,16 @@ def orientation(exif_block: bytes) -> int:
     return int(_exif(exif_block).get(274, 1)) if exif_block else 1
 
 
-def tifffile_options(exif_block: bytes, xmp: bytes, phys: bytes | None) -> dict:
+def tifffile_options(exif_block: bytes, xmp: bytes, phys: bytes | None) -> tuple[dict, object]:
     """output_exif's tags as tifffile.imwrite keywords (16-bit TIFFs): the resolution, description and software
-    through its own arguments (it writes those tags itself), the rest as extra tags. A sub-directory (EXIF,
-    GPS) it cannot write: PixzipError."""
-    tags = dict(output_exif(exif_block, xmp, phys))
-    if any(t in tags for t in SUB_DIRECTORIES):
-        raise PixzipError("a 16-bit TIFF cannot hold the image's EXIF/GPS directory here; use .png, or --strip "
-                          "to drop it")
+    through its own arguments (it writes those tags itself), the rest as extra tags; and the Image.Exif of the
+    EXIF and GPS directories, which tifffile will not write (None if there are none): their pointers go in as
+    placeholders under free private tag numbers, which `with_subdirectories` turns into the pointers."""
+    exif = output_exif(exif_block, xmp, phys)
+    tags = dict(exif)
+    free = iter(c for c in range(65535, 0, -1) if c not in tags)
+    exif.placeholders = {next(free): tag for tag in SUB_DIRECTORIES if tag in tags}
+    stand_in = {tag: code for code, tag in exif.placeholders.items()}
     kw = {"metadata": None, "software": tags.pop(305, False), "description": tags.pop(270, None)}
     if any(t in tags for t in RESOLUTION_TAGS):
         x, y = tags.pop(282, 1), tags.pop(283, 1)
@@ -120,6 +124,9 @@ def tifffile_options(exif_block: bytes, xmp: bytes, phys: bytes | None) -> dict:
     types = _types(exif_block) if exif_block else {}
     extra = []
     for tag, value in tags.items():
+        if tag in SUB_DIRECTORIES:
+            extra.append((stand_in[tag], 4, 1, 0, True))  # a LONG placeholder for the directory's offset
+            continue
         kind = types.get(tag, 1 if tag == 700 else 2 if isinstance(value, str) else 7)
         values = value if isinstance(value, tuple) else (value,)
         if kind in (5, 10):                    # (S)RATIONAL: tifffile takes numerator, denominator pairs
@@ -131,4 +138,48 @@ def tifffile_options(exif_block: bytes, xmp: bytes, phys: bytes | None) -> dict:
             count = len(values)
         extra.append((tag, kind, count, values if count != 1 or kind in (5, 10) else values[0], True))
     kw["extratags"] = extra
-    return kw
+    for tag in [t for t in exif if t not in SUB_DIRECTORIES]:
+        del exif[tag]                          # what is left: the directories' pointers and contents
+    return kw, (exif if len(exif) else None)
+
+
+def with_subdirectories(tiff: bytes, holder) -> bytes:
+    """A little-endian classic TIFF written with placeholder pointers (tifffile_options), with the EXIF and
+    GPS directories appended and its first directory's pointers set to them. Pillow lays the directories
+    out (Image.Exif.tobytes at the offset they will have): a small directory holding only the pointers, then
+    the directories it points to (an EXIF directory's interoperability one too)."""
+    if holder is None:
+        return tiff
+    if tiff[:4] != b"II*\x00":
+        raise PixzipError("a 16-bit TIFF this large cannot hold the image's EXIF/GPS directory; use .png, or "
+                          "--strip to drop it")
+    out = bytearray(tiff) + b"\x00" * (len(tiff) & 1)     # directories start on a word boundary
+    at = len(out)
+    holder.endian = "<"
+    out += holder.tobytes(at)[len(b"Exif\x00\x00") + 8:]
+    offsets = dict(_entries(out, at))
+    ifd0 = int.from_bytes(out[4:8], "little")
+    entries = []
+    for code, entry in _entry_positions(out, ifd0):
+        record = bytearray(out[entry:entry + 12])
+        if code in holder.placeholders:
+            tag = holder.placeholders[code]
+            record[0:2], record[8:12] = tag.to_bytes(2, "little"), offsets[tag].to_bytes(4, "little")
+        entries.append(bytes(record))
+    # a directory's entries go by ascending tag; an entry's value or offset does not depend on its place
+    out[ifd0 + 2:ifd0 + 2 + 12 * len(entries)] = b"".join(sorted(entries, key=lambda e: e[:2][::-1]))
+    return bytes(out)
+
+
+def _entry_positions(data: bytes, ifd: int):
+    """(tag, byte position of its 12-byte entry) for each entry of the little-endian directory at `ifd`."""
+    count = int.from_bytes(data[ifd:ifd + 2], "little")
+    for k in range(count):
+        at = ifd + 2 + 12 * k
+        yield int.from_bytes(data[at:at + 2], "little"), at
+
+
+def _entries(data: bytes, ifd: int):
+    """(tag, its 4-byte value field as an integer) for each entry of a little-endian directory."""
+    for tag, at in _entry_positions(data, ifd):
+        yield tag, int.from_bytes(data[at + 8:at + 12], "little")
