@@ -149,7 +149,7 @@ def _near_palette_step(image: ImageData, pixels: np.ndarray, keys: np.ndarray, d
     table = colours_of_keys(top, pixels.shape[1])
     table = table[luminance_order(table)]
     # the listed pixels: those whose colour the table lacks (a listed colour is its own nearest)
-    listed = np.flatnonzero(~np.isin(keys, top))
+    listed = np.flatnonzero(top[np.minimum(np.searchsorted(top, keys), len(top) - 1)] != keys)
     return NearPalette(image.mode, table.tobytes(), listed.astype("<u4").tobytes(), pixels[listed].tobytes())
 
 
@@ -174,7 +174,7 @@ def _palette_steps(image: ImageData, forwards: _Forwards) -> list[Step]:
         # both orders' index planes from one distance search: NearPalette.forward's, without its
         # self-check (the listed pixels are the ones the table lacks, by construction)
         table = near.table()
-        index, tied = nearest(pixels, table, ties=True)
+        index, tied = nearest(pixels, table, ties=True, unique=(distinct, np.searchsorted(distinct, keys)))
         forwards.known(near, image, _index_image(image, index))
         path = neighbour_order(index.reshape(image.height, image.width), table)
         by_neighbours = NearPalette(image.mode, table[path].tobytes(), near.positions, near.exact)

@@ -240,15 +240,20 @@ class NearPalette(Palette):
         return Palette.describe(self).replace(" by", f", {len(self.positions) // 4} pixels listed, by")
 
 
-def nearest(pixels: np.ndarray, table: np.ndarray, ties: bool = False):
+def nearest(pixels: np.ndarray, table: np.ndarray, ties: bool = False, unique=None):
     """Per pixel, the index of the nearest table colour (squared distance; ties: lowest index),
     computed once per distinct colour. A colour the table holds is its own nearest (distance 0: its
     first entry); only the others are measured against the table, a channel at a time in int32
     (at most 4 * 255^2: exact, so the same argmin as the int64 distances). `ties`: also, per pixel,
     whether another table entry is as near (then a reordered table may pick another entry; elsewhere
-    the same entry, at its new index)."""
-    keys = colour_keys(pixels)
-    distinct, inverse = np.unique(keys, return_inverse=True)
+    the same entry, at its new index). `unique`: (the pixels' distinct keys, each pixel's index among
+    them), where the caller has them. The index by a binary search: np.unique's return_inverse sorts
+    every pixel's index, 6x slower on a 768x512 photograph."""
+    if unique is None:
+        keys = colour_keys(pixels)
+        distinct = np.unique(keys)
+        unique = distinct, np.searchsorted(distinct, keys)
+    distinct, inverse = unique
     k = table.shape[1]
     table_keys, first, repeats = np.unique(colour_keys(table), return_index=True, return_counts=True)
     at = np.minimum(np.searchsorted(table_keys, distinct), len(table_keys) - 1)
