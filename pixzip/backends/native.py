@@ -21,13 +21,13 @@ C code.
 from __future__ import annotations
 
 import ctypes
-import importlib.util
 import os
 import threading
 
 import numpy as np
 
 from ..entropy import adaptive
+from ..formats import clib
 from ..entropy.value_map import ValueMap
 from ..nets.record import ConvRecord, EnsembleRecord, NetRecord, record_of
 from ..spec.fixed_point import LS_FRAC, LS_MIN
@@ -99,20 +99,10 @@ def _declare_adaptive(lib) -> None:
 
 
 def _load():
-    """The compiled library, or None (not built, or switched off with PIXZIP_NATIVE=0)."""
-    if os.environ.get("PIXZIP_NATIVE", "1") == "0":
-        return None
-    # PIXZIP_NATIVE_LIB names another build of the same sources (a sanitizer build for fuzzing,
-    # fuzz/sanitized_build.py); one that does not load is an error, never a silent fallback.
-    chosen = os.environ.get("PIXZIP_NATIVE_LIB")
-    spec = None if chosen else importlib.util.find_spec("pixzip._pxnative")
-    if not chosen and (spec is None or not spec.origin):
-        return None
-    try:
-        lib = ctypes.CDLL(chosen or spec.origin)
-    except OSError:
-        if chosen:
-            raise
+    """The compiled library with the coder's functions declared, or None (not built, or switched off with
+    PIXZIP_NATIVE=0; formats/clib.py finds and loads it)."""
+    lib = clib.library()
+    if lib is None:
         return None
     models = ctypes.POINTER(ctypes.POINTER(_Model))      # a model's C structure, or an ensemble's members'
     lib.pz_decode_tile.argtypes = [models, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_int, _i64p,

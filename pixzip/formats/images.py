@@ -6,7 +6,7 @@ Modes and their planes:
 Each plane is (H, W, channels) with channels 3 (rgb) or 1: uint8, or uint16 for 16-bit images.
 
 Nothing is read through a path that may drop bits: the bit depth and channels come from the file itself
-(the PNG's IHDR, the TIFF's tags, the PNM's header), and 16-bit samples are read by pypng, tifffile or
+(the PNG's IHDR, the TIFF's tags, the PNM's header), and 16-bit samples are read by pngio (pypng where the library is not built), tifffile or
 our PNM code, where Pillow would truncate them. A file whose content cannot be kept (CMYK, float or
 32-bit samples, several frames) is refused with one line.
 """
@@ -158,7 +158,7 @@ def _webp_is_lossy(data: bytes) -> bool:
 
 # -- PNG ----------------------------------------------------------------------------------------------
 def _read_png(data: bytes, name: str, max_pixels: int) -> ImageData:
-    """The IHDR decides: 16-bit through pypng, everything else through Pillow (exact at <= 8 bits);
+    """The IHDR decides: 16-bit through pngio.read_pixels16, everything else through Pillow (exact at <= 8 bits);
     every ancillary chunk kept verbatim."""
     ihdr = pngio.read_header(data, name)
     check_size(ihdr.width, ihdr.height, name, max_pixels)
