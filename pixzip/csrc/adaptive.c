@@ -313,7 +313,7 @@ INLINE int ols_predict(const PzAdTile *t, int i, int j, int c, int p, int mu16) 
 }
 
 /* (A + I) w = b by elimination in int64 (LeastSquares._solve); the weights unchanged where a pivot is not positive */
-static void ols_solve(PzAdaptive *st, int c) {
+PZ_CLONES static void ols_solve(PzAdaptive *st, int c) {
     int64_t M[OLS_N][OLS_N + 1];
     for (int i = 0; i < OLS_N; i++) {
         for (int j = 0; j < OLS_N; j++) M[i][j] = i <= j ? st->ols_A[c][i][j] : st->ols_A[c][j][i];
