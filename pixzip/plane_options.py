@@ -99,7 +99,14 @@ def retry_options(best: tuple[LoadedModel, int, int], size: int, plane: np.ndarr
         levels = [lv for lv, n in zip(levels, sizes[1:]) if n <= SAMPLE_GAIN * sizes[0]]
     if plan.flat_level and plan.flat_level != level and flat_share(plane, coded) >= FLAT_SHARE:
         levels.append(plan.flat_level)
+    if plan.two_values_level and plan.two_values_level not in (level, *levels) and two_values(plane):
+        levels.append(plan.two_values_level)
     return [(model, stage, lv) for lv in levels]
+
+
+def two_values(plane: np.ndarray) -> bool:
+    """Whether a one-channel plane holds at most two values (a page of text, line art, a bilevel scan)."""
+    return plane.shape[2] == 1 and np.count_nonzero(np.bincount(plane.reshape(-1), minlength=2)) <= 2
 
 
 def flat_share(plane: np.ndarray, where: np.ndarray | None = None) -> float:

@@ -165,7 +165,8 @@ CASES = [(1, 1, 3, 2, 1), (1, 9, 3, 2, 1), (9, 1, 3, 2, 2), (7, 13, 3, 2, 1), (1
          (24, 20, 3, 2, 7), (40, 33, 3, 2, 7), (13, 7, 3, 3, 8), (16, 17, 3, 2, 8), (1, 1, 3, 2, 9), (9, 11, 3, 2, 9),
          (12, 12, 1, 2, 9), (10, 9, 4, 2, 9), (40, 33, 3, 2, 9), (13, 7, 3, 3, 10), (24, 20, 3, 2, 10), (1, 1, 3, 2, 11),
          (12, 12, 1, 2, 11), (24, 20, 3, 2, 11), (30, 26, 1, 2, 11), (13, 7, 3, 3, 12), (16, 17, 1, 2, 12),
-         (1, 1, 3, 2, 13), (1, 9, 1, 2, 13), (9, 1, 3, 2, 13), (24, 20, 3, 2, 13), (30, 26, 1, 2, 13), (13, 7, 3, 3, 13)]
+         (1, 1, 3, 2, 13), (1, 9, 1, 2, 13), (9, 1, 3, 2, 13), (24, 20, 3, 2, 13), (30, 26, 1, 2, 13), (13, 7, 3, 3, 13),
+         (1, 1, 1, 2, 14), (9, 11, 3, 2, 14), (24, 20, 1, 2, 14), (13, 7, 3, 3, 14)]
 
 
 def _exact_structure(h: int, w: int, C: int, seed: int) -> np.ndarray:
@@ -504,3 +505,46 @@ def test_the_classical_levels_ignore_the_networks_outputs():
     assert got == native.adaptive_encode_known(px, b, _cdf(), 2, 13) == A.encode_tile(px, b, _cdf(), 2, 13)
     assert np.array_equal(native.adaptive_decode_known(got, 20, 24, 3, _cdf(), 2, np.zeros_like(a), 13), px)
     assert len(got) < len(native.adaptive_encode_known(px, a, _cdf(), 2, 12))       # level 12 on the noise given
+
+
+# ---- planes of two values (14): a bilevel coder's templates ---------------------------------------------------
+@needs_c
+@pytest.mark.parametrize("h, w, slope", [(1, 1, 2), (2, 9, 2), (17, 40, 2), (30, 21, 4), (8, 3, 3)])
+def test_the_template_level_is_the_reference_on_two_valued_planes(h, w, slope):
+    """Level 14's template bits (every neighbour of TEMPLATES the decoder has at slope 2, 0 outside the tile) in
+    C and in the reference: the same bytes, and the tile decodes."""
+    px = _glyph_page(h, w, h * 100 + w)
+    params = np.zeros((h * w, 2), np.int64)
+    got = native.adaptive_encode_known(px, params, _cdf(), slope, 14)
+    assert got == A.encode_tile(px, params, _cdf(), slope, 14)
+    assert np.array_equal(native.adaptive_decode_known(got, h, w, 1, _cdf(), slope, params, 14), px)
+
+
+def test_the_templates_read_only_what_the_decoder_has():
+    """Every template neighbour precedes the sub-pixel in the decoding order at the smallest slope the stage takes."""
+    from pixzip.entropy.adaptive_features import TEMPLATES
+    for di, dj in (n for t in TEMPLATES for n in t):
+        assert (di, dj) != (0, 0) and (di < 0 or dj < 0)
+        assert dj + 2 * di < 0 or (dj + 2 * di == 0 and di < 0)      # an earlier wavefront, or an earlier row in it
+    assert [len(t) for t in TEMPLATES] == [10, 6, 12] and len({n for t in TEMPLATES for n in t}) == 28
+
+
+def _glyph_page(h: int, w: int, seed: int) -> np.ndarray:
+    """Four seeded 4x5 glyphs set in lines, 255 on 0: a made page of text, (h, w, 1)."""
+    rng = np.random.default_rng(seed)
+    glyphs = rng.random((4, 5, 4)) < 0.5
+    page = np.zeros((h + 5, w + 4), np.uint8)
+    for top in range(0, h, 6):
+        for left in range(0, w, 5):
+            page[top:top + 5, left:left + 4] = glyphs[rng.integers(0, 4)]
+    return np.ascontiguousarray(page[:h, :w, None] * 255)
+
+
+@needs_c
+def test_the_template_level_codes_a_page_of_glyphs_in_fewer_bytes():
+    """On a page of repeated glyphs, level 14's templates take fewer bytes than level 13's six to nine neighbours
+    (a deterministic count, no timing)."""
+    px = _glyph_page(96, 160, 7)
+    params = np.zeros((px.size, 2), np.int64)
+    with_templates = len(native.adaptive_encode_known(px, params, _cdf(), 2, 14))
+    assert with_templates < 0.9 * len(native.adaptive_encode_known(px, params, _cdf(), 2, 13))

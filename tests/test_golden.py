@@ -193,6 +193,26 @@ def test_the_classical_level_golden_file(name, level, reference, monkeypatch):
         assert api.compress(image, [model], tile=16, effort=effort)[0] == data
 
 
+# level 14 (a bilevel coder's templates on level 13, session 25): make_golden.bilevel_image, tiles of 16
+BILEVEL = "a2a61a74ab89da38584f0ab22180b09cf9777df3eab7dcd95a9de827d547a34d"
+
+
+@pytest.mark.parametrize("reference", [False, True])
+def test_the_bilevel_level_golden_file(reference, monkeypatch):
+    """A plane of two values at level 14 keeps decoding, in the compiled stage and in the reference, and
+    re-encodes to the same bytes."""
+    model = modelfile.load(GOLDEN / "golden-gray16.pxm")
+    data = (GOLDEN / "bilevel14.pxz").read_bytes()
+    if reference:
+        monkeypatch.setattr(adaptive_planes, "adaptive_native", lambda m: False)
+    image, header = api.decompress(data, [model])
+    assert header.entropy == [container.ADAPTIVE] and header.levels == [14]
+    assert hashlib.sha256(image.pixel_bytes()).hexdigest() == BILEVEL
+    if not reference and adaptive_planes.adaptive_native(model.net):
+        effort = Effort(models=1, stage=container.ADAPTIVE, level=14)
+        assert api.compress(image, [model], tile=16, effort=effort)[0] == data
+
+
 # LZ tiles (session 22): conftest.text_beside_photo at level 9 in tiles of 48 with the shipped pcnn-rgb-v8
 TEXT_BESIDE_PHOTO = "d1d376a73b8e5584af2dc5d21e6428890c82f43ea7ce134eb66d52beaedbbc36"
 

@@ -227,7 +227,7 @@ def test_unknown_stage_level_and_width_are_refused(adaptive_file, fast_rgb):
     _refused(_rewrite(adaptive_file, _set(entropy=[5])), "entropy stage 5", [fast_rgb])
     # stage 4 (levels in value space) takes its values from a levels transform the file must have
     _refused(_rewrite(adaptive_file, _set(entropy=[4])), "stage 4 without its levels or palette transform", [fast_rgb])
-    _refused(_rewrite(adaptive_file, _set(levels=[14])), r"adaptive level 14", [fast_rgb])
+    _refused(_rewrite(adaptive_file, _set(levels=[15])), r"adaptive level 15", [fast_rgb])
     _refused(_rewrite(adaptive_file, _set(stored_bits=[9])), "stored sample width", [fast_rgb])
     _refused(_rewrite(adaptive_file, _set(entropy=[3], lz_modes=[8])), r"LZ stage mode 8", [fast_rgb])
 
@@ -489,6 +489,21 @@ def test_the_few_bits_levels_are_tried_only_below_the_few_bits_and_where_not_tak
     assert retry_options(("m", STATIC, 0), few, plane, EFFORTS[9]) == []                 # not the adaptive stage
     none = np.zeros(plane.shape[:2], bool)
     assert retry_options(("m", ADAPTIVE, 10), few, plane, EFFORTS[5], none) == []       # every tile LZ or stored
+
+
+def test_a_few_bits_plane_of_two_values_is_retried_at_the_template_level():
+    from pixzip.plane_options import FEW_BITS, retry_options, two_values
+    page = np.zeros((100, 100, 1), np.uint8)
+    page[::7, :, 0] = 255
+    few = int(FEW_BITS * page.size / 8) - 1
+    assert two_values(page) and not two_values(np.dstack([page] * 3))
+    for effort in (5, 9):
+        assert ("m", ADAPTIVE, 14) in retry_options(("m", ADAPTIVE, 10), few, page, EFFORTS[effort])
+    assert retry_options(("m", ADAPTIVE, 14), few, page, EFFORTS[5]) == [("m", ADAPTIVE, 12), ("m", ADAPTIVE, 13)]
+    three = page.copy()
+    three[50, 50, 0] = 128
+    assert ("m", ADAPTIVE, 14) not in retry_options(("m", ADAPTIVE, 10), few, three, EFFORTS[5])
+    assert retry_options(("m", ADAPTIVE, 10), few + 2, page, EFFORTS[5]) == []          # more bits a sample
 
 
 def _noisy_field(seed: int = 1, h: int = 64, w: int = 96) -> np.ndarray:

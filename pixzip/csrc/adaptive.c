@@ -27,7 +27,7 @@ enum {
     F_QRW, F_QRN, F_QRNW, F_QRNE, F_QRWW, F_QRNN, F_QR1, F_QR2, F_ACT, F_GRAD,
     F_DW, F_DN, F_DNW, F_DNE, F_DPLANE, F_DNNE, F_DAVG, F_DWNE, F_DNN, F_DWW, F_DCW, F_DCN,
     F_RW, F_RN, F_R1, F_QRWP, F_QRNP, F_QR1U, F_LMS, F_LMSU, F_DWX, F_DNX, F_DNEX, F_DNWX, F_VOTE, F_VX,
-    F_OLS, F_OLSU, F_VW, F_VN, F_VNW, F_VNE, F_VP, F_VWN, F_VNWNE, F_VWW, F_VNN
+    F_OLS, F_OLSU, F_VW, F_VN, F_VNW, F_VNE, F_VP, F_VWN, F_VNWNE, F_VWW, F_VNN, F_T1, F_T2, F_T3
 };
 
 /* ---- logistic tables -------------------------------------------------------------------------------- */
@@ -102,6 +102,7 @@ static int level_ok(const PzLevel *lv) {
         || lv->mixer_rate < 0 || lv->mixer_rate > 64 || lv->final_rate < 0 || lv->final_rate > 64
         || lv->lms < 0 || lv->lms > 12 || lv->vote < 0 || lv->vote > 5 || lv->ols < 0 || lv->ols > 1
         || lv->shifted < 0 || lv->shifted > lv->ols || lv->classical < 0 || lv->classical > 1
+        || lv->template_bits < 0 || lv->template_bits > 1
         || lv->mixer_init < -W_LIMIT || lv->mixer_init > W_LIMIT || lv->net_init < -W_LIMIT || lv->net_init > W_LIMIT)
         return 0;
     for (int k = 0; k < lv->n_contexts; k++) {
@@ -251,6 +252,26 @@ INLINE void neighbour(const PzAdTile *t, int i, int j, int c, int p, int *v, int
     size_t k = ((size_t)i * t->w + j) * t->C + c;
     *v = t->value[k];
     *r = t->res[k];
+}
+
+/* adaptive_features.TEMPLATES: level 14's neighbours, (row, column) offsets, each template's count first */
+static const int8_t TEMPLATE_SIZE[3] = {10, 6, 12};
+static const int8_t TEMPLATE[28][2] = {
+    {0, -1}, {0, -2}, {0, -3}, {0, -4}, {-1, -2}, {-1, -1}, {-1, 0}, {-1, 1}, {-1, 2}, {-2, 0},
+    {-2, -1}, {-2, 1}, {-1, -3}, {-2, -2}, {-2, 2}, {0, -5},
+    {0, -6}, {-1, -4}, {-1, -5}, {-2, -3}, {-2, 3}, {-2, 4}, {-3, -1}, {-3, 0}, {-3, 1}, {-3, 2}, {-3, -2}, {0, -7}};
+
+/* adaptive_features.template_bits: bit k set where the k-th neighbour of the template is inside the tile and not 0 */
+INLINE void template_bits(const PzAdTile *t, int i, int j, int c, int *F) {
+    int at = 0;
+    for (int m = 0; m < 3; m++) {
+        int bits = 0;
+        for (int k = 0; k < TEMPLATE_SIZE[m]; k++, at++) {
+            int y = i + TEMPLATE[at][0], x = j + TEMPLATE[at][1];
+            if (y >= 0 && x >= 0 && x < t->w && t->value[((size_t)y * t->w + x) * t->C + c] > 0) bits |= 1 << k;
+        }
+        F[F_T1 + m] = bits;
+    }
 }
 
 INLINE int rounded_mean(int mu16) { return (mu16 + 8) >> 4 < 255 ? (mu16 + 8) >> 4 : 255; }
@@ -417,6 +438,8 @@ INLINE void features(const PzAdTile *t, int i, int j, int c, int mu16, int idx, 
     F[F_OLSU] = F[F_OLS] + 7;
     F[F_VW] = W; F[F_VN] = N; F[F_VNW] = NW; F[F_VNE] = NE; F[F_VP] = p;       /* the values themselves */
     F[F_VWN] = W * 256 + N; F[F_VNWNE] = NW * 256 + NE; F[F_VWW] = WW; F[F_VNN] = NN;
+    if (t->st->lv.template_bits) template_bits(t, i, j, c, F);
+    else F[F_T1] = F[F_T2] = F[F_T3] = 0;
 }
 
 /* The exact-predictor vote (adaptive_features.exact_candidates, exact_vote): the candidates' values at

@@ -405,7 +405,7 @@ def _code_one(state: State, coder, tile: TileData, cdf: np.ndarray, i: int, j: i
     hi = tile.top[c]
     mu16 = min(mu16, 16 * hi)
     p = rounded_mean(mu16)
-    F = features(tile, i, j, c, mu16, idx, state.lms, state.ols)
+    F = features(tile, i, j, c, mu16, idx, state.lms, state.ols, state.level.template)
     candidates = None
     if state.level.vote:
         candidates = exact_candidates(tile, i, j, c)

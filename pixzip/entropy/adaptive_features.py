@@ -11,8 +11,16 @@ import numpy as np
  F_QRW, F_QRN, F_QRNW, F_QRNE, F_QRWW, F_QRNN, F_QR1, F_QR2, F_ACT, F_GRAD,
  F_DW, F_DN, F_DNW, F_DNE, F_DPLANE, F_DNNE, F_DAVG, F_DWNE, F_DNN, F_DWW, F_DCW, F_DCN,
  F_RW, F_RN, F_R1, F_QRWP, F_QRNP, F_QR1U, F_LMS, F_LMSU, F_DWX, F_DNX, F_DNEX, F_DNWX, F_VOTE, F_VX,
- F_OLS, F_OLSU, F_VW, F_VN, F_VNW, F_VNE, F_VP, F_VWN, F_VNWNE, F_VWW, F_VNN) = range(54)
-N_FEATURES = 54
+ F_OLS, F_OLSU, F_VW, F_VN, F_VNW, F_VNE, F_VP, F_VWN, F_VNWNE, F_VWW, F_VNN, F_T1, F_T2, F_T3) = range(57)
+N_FEATURES = 57
+# Level 14's templates (planes of two values: a page of text, line art): which neighbours are not 0, packed one bit
+# each, F_T1 from the first, F_T2 the second, F_T3 the third; 0 outside the tile. A bilevel coder's contexts (JBIG's
+# is the first, ten pixels), every neighbour one the decoder has at the smallest slope the stage takes, 2: row i
+# before j, row i - 1 to j + 2, row i - 2 to j + 4, row i - 3 to j + 6 (docs/ADAPTIVE.md "Planes of two values").
+TEMPLATES = (((0, -1), (0, -2), (0, -3), (0, -4), (-1, -2), (-1, -1), (-1, 0), (-1, 1), (-1, 2), (-2, 0)),
+             ((-2, -1), (-2, 1), (-1, -3), (-2, -2), (-2, 2), (0, -5)),
+             ((0, -6), (-1, -4), (-1, -5), (-2, -3), (-2, 3), (-2, 4), (-3, -1), (-3, 0), (-3, 1), (-3, 2), (-3, -2),
+              (0, -7)))
 # features that select mixer weight sets or APM tables: their number of values (all >= 0)
 SELECTOR_SIZES = {F_ZERO: 1, F_IDX2: 37, F_IDX8: 10, F_CH: 3, F_ACT: 11, F_QR1U: 15, F_GRAD: 11, F_LMSU: 15, F_VOTE: 33,
                   F_OLSU: 15}
@@ -251,11 +259,21 @@ def exact_vote(tile: TileData, i: int, j: int, c: int, p: int, cand: list[int], 
     return 1 + 4 * best + min(hits[best] - threshold, 3), clamp(cand[best] - p, -15, 15)
 
 
+def template_bits(tile: TileData, i: int, j: int, c: int, template) -> int:
+    """The template's neighbours that are not 0, bit k for the k-th (0 outside the tile)."""
+    bits = 0
+    for k, (di, dj) in enumerate(template):
+        got = tile.at(i + di, j + dj, c)
+        if got is not None and got[0] > 0:
+            bits |= 1 << k
+    return bits
+
+
 def features(tile: TileData, i: int, j: int, c: int, mu16: int, idx: int,
-             lms: ResidualPredictor | None = None, ols: LeastSquares | None = None) -> list[int]:
+             lms: ResidualPredictor | None = None, ols: LeastSquares | None = None, template: bool = False) -> list[int]:
     """The quantised neighbourhood of sub-pixel (i, j, c): N_FEATURES small integers (with `lms` and `ols`,
-    the predictors' inputs are set and their predictions taken). F_VOTE and F_VX are 0 here: the
-    coder sets them at levels with a vote (adaptive._code_one)."""
+    the predictors' inputs are set and their predictions taken; with `template`, F_T1..F_T3, else 0). F_VOTE and
+    F_VX are 0 here: the coder sets them at levels with a vote (adaptive._code_one)."""
     p = rounded_mean(mu16)
 
     def nb(di, dj, cc=c):
@@ -308,4 +326,6 @@ def features(tile: TileData, i: int, j: int, c: int, mu16: int, idx: int,
     # value names a colour and the same colours recur next to each other; two packed in one feature, 16 bits)
     F[F_VW], F[F_VN], F[F_VNW], F[F_VNE], F[F_VP] = W, N, NW, NE, p
     F[F_VWN], F[F_VNWNE], F[F_VWW], F[F_VNN] = W * 256 + N, NW * 256 + NE, WW, NN
+    if template:
+        F[F_T1], F[F_T2], F[F_T3] = (template_bits(tile, i, j, c, t) for t in TEMPLATES)
     return F

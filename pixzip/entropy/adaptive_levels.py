@@ -12,7 +12,7 @@ from .adaptive_features import (
     F_ACT, F_BRIGHT, F_CH, F_DAVG, F_DCN, F_DCW, F_DN, F_DNE, F_DNEX, F_DNN, F_DNNE, F_DNW, F_DNWX, F_DNX, F_DPLANE,
     F_DW, F_DWNE, F_DWW, F_DWX, F_FRAC, F_GRAD, F_IDX, F_IDX2, F_IDX8, F_LMS, F_OLS, F_OLSU, F_QR1, F_QR1U, F_QR2,
     F_QRN, F_QRNE, F_QRNN, F_QRNP, F_QRNW, F_QRW, F_QRWP, F_QRWW, F_R1, F_RN, F_RW, F_VN, F_VNE, F_VNN, F_VNW, F_VNWNE,
-    F_VOTE, F_VP, F_VW, F_VWN, F_VWW, F_VX)
+    F_T1, F_T2, F_T3, F_VOTE, F_VP, F_VW, F_VWN, F_VWW, F_VX)
 from .adaptive_priors import load_prior
 
 # ---- effort levels -------------------------------------------------------------------------------------------
@@ -37,6 +37,8 @@ class Level:
     #                                            more mixer input (table_starts); net_init split between the two
     classical: bool = False                  # the network's (mu16, idx) replaced by a median predictor's and
     #                                            the local activity's (adaptive_features.classical_outputs)
+    template: bool = False                   # F_T1..F_T3, the neighbours not 0 in TEMPLATES (else 0): planes of
+    #                                            two values (level 14)
     chained: bool = False                    # a plane's tiles carry the state along `chains` (else each tile
     #                                            starts fresh): the codec's part (backends/adaptive_planes.py)
     priors: tuple[tuple[str, str], ...] = ()  # (network key, priors/FILE): the learned state a fresh one starts
@@ -121,6 +123,12 @@ LEVELS[12] = _for_values(LEVELS[10], 12)
 # them better: the efforts from -e 5 try it on planes they code in few bits (plane_options.FEW_BITS;
 # docs/ADAPTIVE.md "Planes coded in few bits"). No prior: those were made for networks.
 LEVELS[13] = replace(LEVELS[12], classical=True, priors=())
+# Level 14 (session 25): level 13's first ten contexts and four on the templates of a bilevel coder
+# (adaptive_features.TEMPLATES: 10, 16 and 28 neighbours, each 0 or not). Level 13's contexts see six to nine
+# neighbours; a page of text needs more (docs/ADAPTIVE.md "Planes of two values": its other 27 contexts cost 3.6 %
+# there). The efforts from -e 4 try it on few-bits planes of two values.
+LEVELS[14] = replace(LEVELS[13], template=True,
+                     contexts=LEVELS[13].contexts[:10] + ((F_T1,), (F_T1, F_T2), (F_T1, F_T2, F_T3), (F_T1, F_T3)))
 
 CHAIN_TILES = 4                   # a chain holds at most this many tiles
 

@@ -219,7 +219,28 @@ def classical_golden():
     data, _ = api.compress(images.split(radial_image()), [modelfile.load(HERE / "golden-rgb16.pxm")], tile=16,
                            effort=effort)
     (HERE / "rgb16-classical13.pxz").write_bytes(data)
+    bilevel_golden()
     low_part_golden()
+
+
+def bilevel_image() -> Image.Image:
+    """A made page of two values, 40 x 64: five 5x7 glyphs (seeded) set in lines with one-pixel gaps, 0 on 255."""
+    rng = np.random.default_rng(14)
+    glyphs = rng.random((5, 7, 5)) < 0.45
+    page = np.full((40, 64), 255, np.uint8)
+    for top in range(2, 33, 10):
+        for left in range(2, 58, 6):
+            page[top:top + 7, left:left + 5][glyphs[rng.integers(0, 5)]] = 0
+    return Image.fromarray(page)
+
+
+def bilevel_golden():
+    """Level 14 (a bilevel coder's template contexts on level 13, session 25): bilevel_image, tiles of 16, with the
+    native-structure grey model (whose outputs the level ignores)."""
+    effort = Effort(models=1, stage=container.ADAPTIVE, level=14)
+    data, _ = api.compress(images.split(bilevel_image()), [modelfile.load(HERE / "golden-gray16.pxm")], tile=16,
+                           effort=effort)
+    (HERE / "bilevel14.pxz").write_bytes(data)
 
 
 def low_part_golden():
