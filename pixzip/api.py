@@ -129,12 +129,12 @@ def _transformed(image: ImageData, plan: Effort, models, tile: int, workers: int
     image is 16-bit or bilevel: no step takes those)."""
     if plan.transforms == "none" or image.depth == 16 or image.mode == "1":
         return image, transforms.IDENTITY
-    # (each candidate's planes meet the LZ stage's probe, and none tries the few-bits levels: only the chosen
-    # image's planes are searched in full and tried at those.
-    # The estimate levels trial-code only where the estimate's best lists pixels (choose.py), with their own
-    # stage and a quick LZ search: the static stage misranked a chart's near-palette and plain candidates,
-    # 29 981 bytes where the plain one takes 25 777)
-    bare = replace(plan, transforms="none", max_trials=None, lz_probe=True, few_bits_levels=(), flat_level=0)
+    # (each candidate's planes meet the LZ stage's probe, and none tries the few-bits levels: only the chosen image's
+    # planes are searched in full and tried at those. The estimate levels trial-code only where the estimate's best
+    # lists pixels (choose.py), with their own stage and a quick LZ search: the static stage misranked a chart's
+    # near-palette and plain candidates, 29 981 bytes where the plain one takes 25 777)
+    bare = replace(plan, transforms="none", max_trials=None, lz_probe=True, few_bits_levels=(), flat_level=0,
+                   two_values_level=0)
     if plan.transforms == "estimate":
         bare = replace(bare, lz_hard=False)
 
