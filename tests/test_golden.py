@@ -172,44 +172,27 @@ def test_adaptive_golden_files(name, level, pixels, tile):
         assert api.compress(image, [model], tile=tile, effort=effort)[0] == data
 
 
-# level 13 (the median predictor in the network's place, session 23): make_golden.radial_image, tiles of 16
+# level 13 (the median predictor in the network's place, session 23): make_golden.radial_image, tiles of 16;
+# level 14 (a bilevel coder's templates on level 13, session 25): make_golden.bilevel_image, tiles of 16
 RADIAL = "f8576a3c135cc52e112139465ed8542887dd0a412258f03864ff247b83a63454"
+BILEVEL = "a2a61a74ab89da38584f0ab22180b09cf9777df3eab7dcd95a9de827d547a34d"
 
 
 @pytest.mark.parametrize("reference", [False, True])
-@pytest.mark.parametrize("name, level", [("rgb16-classical13.pxz", 13)])
-def test_the_classical_level_golden_file(name, level, reference, monkeypatch):
-    """A plane at the level whose stage reads a median predictor instead of the network keeps decoding, in the
-    compiled stage and in the reference, and re-encodes to the same bytes."""
-    model = modelfile.load(GOLDEN / "golden-rgb16.pxm")
+@pytest.mark.parametrize("name, level, model_file, pixels", [("rgb16-classical13.pxz", 13, "golden-rgb16.pxm", RADIAL),
+                                                              ("bilevel14.pxz", 14, "golden-gray16.pxm", BILEVEL)])
+def test_the_classical_levels_golden_files(name, level, model_file, pixels, reference, monkeypatch):
+    """A plane at a level whose stage reads a median predictor instead of the network (13; 14 with a bilevel coder's
+    templates) keeps decoding, in the compiled stage and in the reference, and re-encodes to the same bytes."""
+    model = modelfile.load(GOLDEN / model_file)
     data = (GOLDEN / name).read_bytes()
     if reference:
         monkeypatch.setattr(adaptive_planes, "adaptive_native", lambda m: False)
     image, header = api.decompress(data, [model])
     assert header.entropy == [container.ADAPTIVE] and header.levels == [level]
-    assert hashlib.sha256(image.pixel_bytes()).hexdigest() == RADIAL
+    assert hashlib.sha256(image.pixel_bytes()).hexdigest() == pixels
     if not reference and adaptive_planes.adaptive_native(model.net):
         effort = Effort(models=1, stage=container.ADAPTIVE, level=level)
-        assert api.compress(image, [model], tile=16, effort=effort)[0] == data
-
-
-# level 14 (a bilevel coder's templates on level 13, session 25): make_golden.bilevel_image, tiles of 16
-BILEVEL = "a2a61a74ab89da38584f0ab22180b09cf9777df3eab7dcd95a9de827d547a34d"
-
-
-@pytest.mark.parametrize("reference", [False, True])
-def test_the_bilevel_level_golden_file(reference, monkeypatch):
-    """A plane of two values at level 14 keeps decoding, in the compiled stage and in the reference, and
-    re-encodes to the same bytes."""
-    model = modelfile.load(GOLDEN / "golden-gray16.pxm")
-    data = (GOLDEN / "bilevel14.pxz").read_bytes()
-    if reference:
-        monkeypatch.setattr(adaptive_planes, "adaptive_native", lambda m: False)
-    image, header = api.decompress(data, [model])
-    assert header.entropy == [container.ADAPTIVE] and header.levels == [14]
-    assert hashlib.sha256(image.pixel_bytes()).hexdigest() == BILEVEL
-    if not reference and adaptive_planes.adaptive_native(model.net):
-        effort = Effort(models=1, stage=container.ADAPTIVE, level=14)
         assert api.compress(image, [model], tile=16, effort=effort)[0] == data
 
 
