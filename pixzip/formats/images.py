@@ -6,9 +6,9 @@ Modes and their planes:
 Each plane is (H, W, channels) with channels 3 (rgb) or 1: uint8, or uint16 for 16-bit images.
 
 Nothing is read through a path that may drop bits: the bit depth and channels come from the file itself
-(the PNG's IHDR, the TIFF's tags, the PNM's header), and 16-bit samples are read by pngio (pypng where the library is not built), tifffile or
-our PNM code, where Pillow would truncate them. A file whose content cannot be kept (CMYK, float or
-32-bit samples, several frames) is refused with one line.
+(the PNG's IHDR, the TIFF's tags, the PNM's header), and 16-bit samples are read by pngio (pypng where the
+compiled library is not built), tifffile or our PNM code, where Pillow would truncate them. A file whose
+content cannot be kept (CMYK, float or 32-bit samples, several frames) is refused with one line.
 """
 
 from __future__ import annotations

@@ -2,13 +2,15 @@
 
 Pillow opens a 16-bit LA/RGB/RGBA PNG as 8-bit modes and a 2- or 4-bit grey PNG as 8-bit grey, so the
 file's own IHDR decides the bit depth and colour type; 16-bit pixels are inflated here and unfiltered by the
-compiled library (pypng, pure Python and exact, where it is not built, and for interlaced files). The writer is ours (numpy filters + zlib) so that a restored file has the source's bit depth,
-colour type, palette and every ancillary chunk, verbatim and in its original place.
+compiled library (pypng, pure Python and exact, where it is not built, and for interlaced files). The writer
+is ours (numpy filters + zlib) so that a restored file has the source's bit depth, colour type, palette and
+every ancillary chunk, verbatim and in its original place.
 """
 
 from __future__ import annotations
 
 import ctypes
+import functools
 import struct
 import zlib
 from dataclasses import dataclass
@@ -102,9 +104,8 @@ def read_pixels16(data: bytes, name: str) -> np.ndarray:
     raw = _inflate(b"".join(p for t, p in iter_chunks(data, name) if t == b"IDAT"), ihdr.height * (rowbytes + 1), name)
     if unfilter(raw.ctypes.data, ihdr.height, rowbytes, channels * 2) != 0:
         raise PixzipError(f"{name}: PNG cannot be decoded (a row's filter type is invalid)")
-    rows = raw.reshape(ihdr.height, rowbytes + 1)[:, 1:]
-    return rows.reshape(ihdr.height, ihdr.width * channels * 2).view(">u2").astype(np.uint16).reshape(
-        ihdr.height, ihdr.width, channels)
+    rows = raw.reshape(ihdr.height, rowbytes + 1)[:, 1:]            # each row without its filter byte
+    return rows.view(">u2").astype(np.uint16).reshape(ihdr.height, ihdr.width, channels)
 
 
 def _inflate(stream: bytes, size: int, name: str) -> np.ndarray:
@@ -114,13 +115,15 @@ def _inflate(stream: bytes, size: int, name: str) -> np.ndarray:
     try:
         raw = d.decompress(stream, size + 1)
     except zlib.error:
-        raise PixzipError(f"{name}: PNG cannot be decoded (error)") from None
+        raise PixzipError(f"{name}: PNG cannot be decoded (its image data is not a valid zlib stream)") from None
     if len(raw) != size or not d.eof:
         raise PixzipError(f"{name}: PNG cannot be decoded (its image data has the wrong length)")
     return np.frombuffer(bytearray(raw), np.uint8)
 
 
+@functools.cache
 def _native_unfilter():
+    """The compiled library's pz_png_unfilter, declared once, or None where the library is not built."""
     from . import clib
     lib = clib.library()
     if lib is None or not hasattr(lib, "pz_png_unfilter"):

@@ -17,6 +17,7 @@ directory out anew)."""
 from __future__ import annotations
 
 import io
+from typing import NamedTuple
 
 from ..errors import PixzipError
 
@@ -105,16 +106,24 @@ def orientation(exif_block: bytes) -> int:
     return int(_exif(exif_block).get(274, 1)) if exif_block else 1
 
 
-def tifffile_options(exif_block: bytes, xmp: bytes, phys: bytes | None) -> tuple[dict, object]:
+class Directories(NamedTuple):
+    """The EXIF and GPS directories that tifffile will not write, appended once it has (with_subdirectories):
+    their Image.Exif (the pointers and the directories alone), and which placeholder tag of the first directory
+    stands for which pointer."""
+    exif: object
+    placeholders: dict[int, int]
+
+
+def tifffile_options(exif_block: bytes, xmp: bytes, phys: bytes | None) -> tuple[dict, Directories | None]:
     """output_exif's tags as tifffile.imwrite keywords (16-bit TIFFs): the resolution, description and software
-    through its own arguments (it writes those tags itself), the rest as extra tags; and the Image.Exif of the
-    EXIF and GPS directories, which tifffile will not write (None if there are none): their pointers go in as
-    placeholders under free private tag numbers, which `with_subdirectories` turns into the pointers."""
+    through its own arguments (it writes those tags itself), the rest as extra tags; and the EXIF and GPS
+    directories (None if there are none): their pointers go in as placeholders under free private tag numbers,
+    which `with_subdirectories` turns into the pointers."""
     exif = output_exif(exif_block, xmp, phys)
     tags = dict(exif)
     free = iter(c for c in range(65535, 0, -1) if c not in tags)
-    exif.placeholders = {next(free): tag for tag in SUB_DIRECTORIES if tag in tags}
-    stand_in = {tag: code for code, tag in exif.placeholders.items()}
+    placeholders = {next(free): tag for tag in SUB_DIRECTORIES if tag in tags}
+    stand_in = {tag: code for code, tag in placeholders.items()}
     kw = {"metadata": None, "software": tags.pop(305, False), "description": tags.pop(270, None)}
     if any(t in tags for t in RESOLUTION_TAGS):
         x, y = tags.pop(282, 1), tags.pop(283, 1)
@@ -140,30 +149,30 @@ def tifffile_options(exif_block: bytes, xmp: bytes, phys: bytes | None) -> tuple
     kw["extratags"] = extra
     for tag in [t for t in exif if t not in SUB_DIRECTORIES]:
         del exif[tag]                          # what is left: the directories' pointers and contents
-    return kw, (exif if len(exif) else None)
+    return kw, (Directories(exif, placeholders) if placeholders else None)
 
 
-def with_subdirectories(tiff: bytes, holder) -> bytes:
+def with_subdirectories(tiff: bytes, directories: Directories | None) -> bytes:
     """A little-endian classic TIFF written with placeholder pointers (tifffile_options), with the EXIF and
     GPS directories appended and its first directory's pointers set to them. Pillow lays the directories
     out (Image.Exif.tobytes at the offset they will have): a small directory holding only the pointers, then
     the directories it points to (an EXIF directory's interoperability one too)."""
-    if holder is None:
+    if directories is None:
         return tiff
     if tiff[:4] != b"II*\x00":
         raise PixzipError("a 16-bit TIFF this large cannot hold the image's EXIF/GPS directory; use .png, or "
                           "--strip to drop it")
     out = bytearray(tiff) + b"\x00" * (len(tiff) & 1)     # directories start on a word boundary
     at = len(out)
-    holder.endian = "<"
-    out += holder.tobytes(at)[len(b"Exif\x00\x00") + 8:]
+    directories.exif.endian = "<"
+    out += directories.exif.tobytes(at)[len(b"Exif\x00\x00") + 8:]
     offsets = dict(_entries(out, at))
     ifd0 = int.from_bytes(out[4:8], "little")
     entries = []
     for code, entry in _entry_positions(out, ifd0):
         record = bytearray(out[entry:entry + 12])
-        if code in holder.placeholders:
-            tag = holder.placeholders[code]
+        if code in directories.placeholders:
+            tag = directories.placeholders[code]
             record[0:2], record[8:12] = tag.to_bytes(2, "little"), offsets[tag].to_bytes(4, "little")
         entries.append(bytes(record))
     # a directory's entries go by ascending tag; an entry's value or offset does not depend on its place
