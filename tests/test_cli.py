@@ -161,6 +161,23 @@ def test_test_and_info(workdir):
     assert r.exit_code == 0
     for key in ("format version:  4", "15x12 RGB, 8-bit", "metadata:        none", zoo.SMALL_DEFAULTS[3], "bits/sub-pixel", "model ideal"):
         assert key in r.stdout
+    assert "transforms:" not in r.stdout
+
+
+def test_a_bilevel_page_round_trips_as_mode_1_and_info_shows_its_transforms(workdir):
+    page = np.ones((30, 40), bool)
+    page[4:9, 3:30:4] = False                                # strokes, and blank rows the repeats step drops
+    Image.fromarray(page).save("page.png")
+    assert run("compress", "-e", "2", "page.png").exit_code == 0
+    r = run("info", "page.png.pxz")
+    assert "40x30 1, 1-bit" in r.stdout and "transforms:      grey-from-bilevel" in r.stdout
+    assert run("decompress", "page.png.pxz", "-o", "back.png").exit_code == 0
+    with Image.open("back.png") as back:
+        assert back.mode == "1" and np.array_equal(np.asarray(back), page)
+
+
+def test_test_reports_damage(workdir):
+    run("compress", "a.png")
     data = bytearray(Path("a.png.pxz").read_bytes())
     data[-3] ^= 0x40
     Path("broken.pxz").write_bytes(bytes(data))

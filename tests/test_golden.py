@@ -15,7 +15,7 @@ from pixzip import api
 from pixzip.backends import adaptive_planes
 from pixzip.efforts import Effort
 from pixzip.entropy import lowbits
-from pixzip.formats import container
+from pixzip.formats import container, transforms
 from pixzip.nets import modelfile
 
 GOLDEN = Path(__file__).resolve().parent / "golden"
@@ -81,6 +81,8 @@ def test_version_4_files_cover_every_stage_and_a_transform():
     stages = {(s, lv) for h in headers for s, lv in zip(h.entropy, h.levels)}
     assert {(0, 0), (1, 1), (1, 2), (2, 0), (3, 0)} <= stages
     assert any(h.transform for h in headers)
+    firsts = {type(transforms.TransformRecord.from_bytes(h.transform).steps[0]) for h in headers if h.transform}
+    assert transforms.GreyFromBilevel in firsts                       # a bilevel image as L (session 26)
 
 
 def test_golden_models_are_stable():

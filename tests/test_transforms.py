@@ -138,9 +138,33 @@ def test_choose_takes_the_cheapest_candidate_by_trial_including_the_record():
     assert record.is_identity
 
 
-def test_mode_1_is_left_alone():
+def test_mode_1_becomes_the_l_image_of_its_samples_and_takes_the_l_steps():
     image = make_image("1", 5, 7, "random", 2, 0)
-    assert [r for _, r in T.candidates(image)] == [T.IDENTITY]
+    image.planes[0][1] = image.planes[0][0]                           # a repeated row
+    options = T.candidates(image)
+    assert all(r.steps[0] == T.GreyFromBilevel("1") and c.mode == "L" for c, r in options)
+    assert {tuple(_kinds(r)[1:]) for _, r in options} == {(), (T.Levels,), (T.DropRepeats,),
+                                                          (T.DropRepeats, T.Levels)}
+    for coded, record in options:
+        assert_same_image(image, T.TransformRecord.from_bytes(record.to_bytes()).inverse(coded))
+    ranks = next(c for c, r in options if _kinds(r) == [T.GreyFromBilevel, T.Levels])
+    assert np.array_equal(ranks.planes[0], image.planes[0] // 255)   # levels: 0 and 255 as ranks 0 and 1
+
+
+def test_grey_from_bilevel_refuses_other_samples_and_modes():
+    record = T.TransformRecord((T.GreyFromBilevel("1"),))
+    grey = ImageData("L", 3, 2, [np.array([[[0], [255], [0]], [[255], [7], [0]]], np.uint8)])
+    with pytest.raises(PixzipError, match="neither 0 nor 255"):
+        record.inverse(grey)
+    body = bytes([1, T.GreyFromBilevel.KIND, T.MODE_CODES.index("L")])
+    with pytest.raises(PixzipError, match="corrupted"):
+        T.TransformRecord.from_bytes(bytes([T.RECORD_FORMAT, 0]) + body)
+
+
+def test_a_step_of_a_later_pixzip_asks_for_an_upgrade():
+    body = bytes([1, 200, T.MODE_CODES.index("L")])
+    with pytest.raises(PixzipError, match="transform step 200, which this pixzip does not know"):
+        T.TransformRecord.from_bytes(bytes([T.RECORD_FORMAT, 0]) + body)
 
 
 # -- detections -------------------------------------------------------------------------------------------
@@ -502,7 +526,8 @@ def _all_records():
     out = []
     for mode, kind, n, size in [("RGBA", "colours", 30, 8), ("RGB", "levels", 64, 8), ("LA", "const-alpha", 3, 8),
                                 ("RGBA", "grey", 0, 8), ("P", "random", 50, 8), ("L", "levels", 2, 8),
-                                ("RGB", "repeats", 0, 8), ("P", "repeats", 9, 8), ("RGB", "colours", 300, 18)]:
+                                ("RGB", "repeats", 0, 8), ("P", "repeats", 9, 8), ("RGB", "colours", 300, 18),
+                                ("1", "random", 2, 8)]:
         image = make_image(mode, size, size + 1, kind, n, 7)
         out += [(c, r) for c, r in T.candidates(image) if not r.is_identity]
     return out

@@ -14,7 +14,7 @@ import click
 
 from .. import efforts, zoo
 from ..errors import PixzipError
-from ..formats import container, depth, images, metadata
+from ..formats import container, depth, images, metadata, transforms
 from .common import DEFAULT_TILE, SUFFIX, Reporter, progress_bar, read_input, set_device, source_attributes, \
     write_output
 from .inputs import (LevelAliases, PixelBatch, check_outputs, common_options, expand_inputs, image_suffixes,
@@ -307,10 +307,15 @@ def info(files, recursive):
         for ref in h.models:             # as api.read_header does, from the model files' headers alone
             ref.name = ref.name or zoo.installed_name(ref.id)
         subpixels = h.subpixels
+        record = transforms.TransformRecord.from_bytes(h.transform) if h.transform else transforms.IDENTITY
+        width, height = record.original_size(h.width, h.height)
         lines = [
             f"file:            {f}",
             f"format version:  {h.version}",
-            f"image:           {h.width}x{h.height} {h.mode}, {h.depth}-bit" + (", ICC profile" if h.icc else ""),
+            f"image:           {width}x{height} {record.original_mode or h.mode}, {h.depth}-bit"
+            + (", ICC profile" if h.icc else ""),
+            *([f"transforms:      {record.describe()}", f"coded image:     {h.width}x{h.height} {h.mode}"]
+              if h.transform else []),
             "metadata:        " + (", ".join(metadata.describe_all(h.metadata)) or "none"),
             *([f"16-bit planes:   {', '.join(depth.describe(s) for s in h.splits)}"] if h.depth == 16 else []),
             "models:          " + ", ".join(f"{m.name or 'not installed'} (id {m.id[:16]})" for m in h.models),

@@ -72,14 +72,16 @@ def glyphs_image() -> Image.Image:
 def v4_images() -> dict[str, tuple[Image.Image, int]]:
     """Version 4's stages and transforms, each with the effort that codes it so: an RGBA image at -e 5
     (transforms), a stored plane (noise), a grey image saved as RGB (a transform record),
-    a P image (its palette order in the record) and repeated glyphs (an LZ plane). (The adaptive stage's files use golden-rgb16.pxm,
+    a P image (its palette order in the record), repeated glyphs (an LZ plane) and a bilevel page (grey from
+    bilevel, session 26). (The adaptive stage's files use golden-rgb16.pxm,
 the native coder's structure: the encoder takes the stage only where the compiled coder runs the model.)"""
     base = golden_images()
     rng = np.random.default_rng(2027)
     noise = Image.fromarray(rng.integers(0, 256, (11, 13, 3), dtype=np.uint8))
     return {"transform-rgba.pxz": (base["rgba"], 5), "stored-noise.pxz": (noise, 1),
             "grey-as-rgb.pxz": (base["l"].convert("RGB"), 2), "palette-p.pxz": (base["p"], 2),
-            "lz-glyphs.pxz": (glyphs_image(), 1)}
+            "lz-glyphs.pxz": (glyphs_image(), 1),
+            "bilevel-transform.pxz": (bilevel_image().convert("1", dither=Image.Dither.NONE), 2)}
 
 
 def pixel_hash(im: Image.Image) -> str:

@@ -8,6 +8,8 @@ chain travels in the file as a `TransformRecord`, and the decoder applies the in
 Steps (each exact for every input; each inverse checks what it is given and raises PixzipError):
     DropConstantPlane  a plane whose every channel holds one value (all-255 alpha) is not coded
     GreyFromRGB        an RGB plane with R == G == B everywhere becomes one grey channel
+    GreyFromBilevel    a bilevel ("1") image becomes the L image of its samples (0 and 255), which the
+                       L steps then take (repeats, levels to ranks 0 and 1)
     Levels             a plane whose channels use n < 256 values is coded as each value's rank in
                        the sorted set: monotone, so edges and gradients survive, but the range the
                        network's Laplace spreads over shrinks (6-bit grey: 0..63 instead of 0..252)
@@ -46,10 +48,10 @@ numpy only: the decoder needs this without torch.
 from .choose import candidate_cost, candidates, choose, estimate_bits, neighbour_order
 from .palette import MAX_EXCEPTIONS, NearPalette, Palette, PaletteOrder, distinct_colours
 from .record import IDENTITY, MAX_STEPS, RECORD_FORMAT, STEP_KINDS, TransformRecord
-from .steps import (LAYOUTS, MAX_BODY, MODE_CODES, DropConstantPlane, DropRepeats, GreyFromRGB, Levels, Step,
-                    constant_values, is_grey, repeat_flags, used_levels)
+from .steps import (LAYOUTS, MAX_BODY, MODE_CODES, DropConstantPlane, DropRepeats, GreyFromBilevel, GreyFromRGB,
+                    Levels, Step, constant_values, is_grey, repeat_flags, used_levels)
 
 __all__ = ["IDENTITY", "LAYOUTS", "MAX_BODY", "MAX_EXCEPTIONS", "MAX_STEPS", "MODE_CODES", "RECORD_FORMAT",
-           "STEP_KINDS", "DropConstantPlane", "DropRepeats", "GreyFromRGB", "Levels", "NearPalette", "Palette",
+           "STEP_KINDS", "DropConstantPlane", "DropRepeats", "GreyFromBilevel", "GreyFromRGB", "Levels", "NearPalette", "Palette",
            "PaletteOrder", "Step", "TransformRecord", "candidate_cost", "candidates", "choose", "constant_values",
            "distinct_colours", "estimate_bits", "is_grey", "neighbour_order", "repeat_flags", "used_levels"]

@@ -18,7 +18,7 @@ from .palette import (MAX_EXCEPTIONS, NearPalette, Palette, PaletteOrder, colour
                       luminance_order, nearest, palette_colours)
 from .record import IDENTITY, TransformRecord
 from .steps import (MAX_BODY, MAX_PALETTE, MAX_PALETTE_MODE, MAX_TRANSPARENCY, DropConstantPlane, DropRepeats,
-                    GreyFromRGB, Levels, Step, constant_values, derived, is_grey, layout_of, levels_bitmap,
+                    GreyFromBilevel, GreyFromRGB, Levels, Step, constant_values, derived, is_grey, layout_of, levels_bitmap,
                     repeat_flags, repeats_payload, used_levels)
 
 
@@ -51,10 +51,12 @@ class _Forwards:
 
 def _exact_reductions(image: ImageData) -> list[Step]:
     """Steps that only remove what the image does not have: a constant plane beside another one, and
-    G and B of a grey image. Applied to every candidate (they shrink what is coded, and a network
+    G and B of a grey image; a bilevel image becomes the L image of its samples. Applied to every candidate (they shrink what is coded, and a network
     spends bits on even a perfectly predictable channel)."""
     steps: list[Step] = []
     current = image
+    if current.mode == "1":                 # its samples as an L image: the L steps take it
+        return [GreyFromBilevel("1")]
     while current.mode in ("LA", "RGBA"):
         # alpha first: with both planes constant, the colour plane stays and grey detection still applies
         dropped = next(((i, v) for i, p in reversed(list(enumerate(current.planes)))
@@ -245,7 +247,7 @@ def candidates(image: ImageData) -> list[tuple[ImageData, TransformRecord]]:
     palette order (P), each by luminance and by neighbours; each again with repeated rows and columns
     dropped where any repeat (the tails built again on the smaller image: NearPalette lists pixels by
     position, and neighbour counts change)."""
-    if image.mode not in ("L", "LA", "RGB", "RGBA", "P"):
+    if image.mode not in ("L", "LA", "RGB", "RGBA", "P", "1"):
         return [(image, IDENTITY)]
     forwards = _Forwards()
     base = [] if image.mode == "P" else _exact_reductions(image)

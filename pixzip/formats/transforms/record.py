@@ -15,8 +15,8 @@ from .. import lzma2
 from ..images import DEFAULT_MAX_PIXELS, ImageData
 from ..varint import Reader
 from .palette import NearPalette, Palette, PaletteOrder
-from .steps import (MAX_BODY, MODE_CODES, DropConstantPlane, DropRepeats, GreyFromRGB, Levels, Step, corrupt,
-                    read_mode)
+from .steps import (MAX_BODY, MODE_CODES, DropConstantPlane, DropRepeats, GreyFromBilevel, GreyFromRGB, Levels,
+                    Step, corrupt, read_mode)
 
 RECORD_FORMAT = 1
 MAX_STEPS = 8                 # a real chain has at most 5 (drop, grey, repeats, levels per plane)
@@ -24,7 +24,7 @@ _FLAG_DEFLATED = 1
 _FLAG_LZMA = 2                # (session 22) the body as raw LZMA2: a chart's palette of 234 colours 655 -> 341 bytes
 
 STEP_KINDS: dict[int, type[Step]] = {s.KIND: s for s in (DropConstantPlane, GreyFromRGB, Levels, Palette,
-                                                         PaletteOrder, DropRepeats, NearPalette)}
+                                                         PaletteOrder, DropRepeats, NearPalette, GreyFromBilevel)}
 
 
 @dataclass(frozen=True)
@@ -129,8 +129,8 @@ class TransformRecord:
         steps = []
         for _ in range(count):
             kind = r.u8()
-            if kind not in STEP_KINDS:
-                raise corrupt("unknown step")
+            if kind not in STEP_KINDS:        # a later pixzip's step (or damage the CRC would catch)
+                raise PixzipError(f"file uses transform step {kind}, which this pixzip does not know (upgrade pixzip)")
             steps.append(STEP_KINDS[kind].parse(read_mode(r), r))
         if r.pos != len(body):
             raise corrupt("trailing bytes")

@@ -17,8 +17,8 @@ from ..images import DEFAULT_MAX_PIXELS, ImageData
 from ..varint import Reader
 
 # -- modes and their plane layouts ------------------------------------------------------------------------
-# Channels of each plane, per mode (images.py's split). "1" and "P" are listed so that a record naming
-# them parses; no step takes "1" (its bilevel model is already the right coder).
+# Channels of each plane, per mode (images.py's split). A "1" image's plane holds 0 and 255 (images.py);
+# GreyFromBilevel makes it an L image, which the L steps then take (repeats, levels to ranks 0 and 1).
 LAYOUTS = {"L": (1,), "LA": (1, 1), "RGB": (3,), "RGBA": (3, 1), "P": (1,), "1": (1,)}
 MODE_CODES = ("L", "LA", "RGB", "RGBA", "P", "1")      # the byte that names a mode in a record
 _MODE_OF_LAYOUT = {(1,): "L", (1, 1): "LA", (3,): "RGB", (3, 1): "RGBA"}
@@ -172,6 +172,38 @@ class GreyFromRGB(Step):
     def parse(cls, mode_before: str, r: Reader) -> "GreyFromRGB":
         if mode_before not in ("RGB", "RGBA"):
             raise corrupt("grey from a mode without RGB")
+        return cls(mode_before)
+
+
+@dataclass(frozen=True)
+class GreyFromBilevel(Step):
+    """A bilevel ("1") image as the L image of its samples, 0 and 255, so that the steps of an L image take
+    it: repeated rows dropped, levels to ranks 0 and 1 (the stage codes a rank in one or two decisions; as
+    0 and 255 a residual of 255 takes up to nine). Format v4 from session 26 (KIND 8: older readers refuse it)."""
+    KIND: ClassVar[int] = 8
+    NAME: ClassVar[str] = "grey-from-bilevel"
+
+    @property
+    def coded_mode(self) -> str:
+        return "L"
+
+    def forward(self, image: ImageData) -> ImageData:
+        return derived(image, "L", list(image.planes))
+
+    def inverse(self, image: ImageData) -> ImageData:
+        expect(image, "L", self.NAME)
+        p = image.planes[0]
+        if np.any((p != 0) & (p != 255)):        # the step's output only ever holds 0 and 255
+            raise PixzipError(f"transform {self.NAME}: a sample that is neither 0 nor 255")
+        return derived(image, "1", [p])
+
+    def payload(self) -> bytes:
+        return b""
+
+    @classmethod
+    def parse(cls, mode_before: str, r: Reader) -> "GreyFromBilevel":
+        if mode_before != "1":
+            raise corrupt("grey from bilevel of another mode")
         return cls(mode_before)
 
 
