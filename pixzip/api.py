@@ -26,7 +26,7 @@ from .efforts import DEFAULT_EFFORT, EFFORTS, Effort
 from .errors import PixzipError, TorchMissing
 from .formats.images import ImageData
 from .nets.modelfile import LoadedModel
-from .plane_options import coded_pixels, few_bits, plane_options, retry_options
+from .plane_options import auto_tile, coded_pixels, few_bits, plane_options, retry_options
 from .decoding import decompress, decompress_many, read_header      # the API's decoding half
 
 __all__ = ["DEFAULT_TILE", "EFFORTS", "Stats", "choose_models", "compress", "compress_many", "decompress",
@@ -97,11 +97,12 @@ def choose_models(image: ImageData, preferred: Sequence[LoadedModel], effort: in
     return chosen
 
 
-def compress(image: ImageData, models: Sequence[LoadedModel] = (), tile: int = DEFAULT_TILE,
+def compress(image: ImageData, models: Sequence[LoadedModel] = (), tile: int | None = None,
              progress: Callable[[int], None] | None = None, workers: int = 0, device=None,
              version: int = container.VERSION, effort: int = DEFAULT_EFFORT) -> tuple[bytes, Stats]:
     """Code an image; `models` are preferred over the defaults for planes of their channel count, and
-    `effort` (1..9, EFFORTS) picks the models, the entropy stage and how transforms are chosen.
+    `effort` (1..9, EFFORTS) picks the models, the entropy stage and how transforms are chosen. `tile`: the
+    tile size in pixels (0: the whole image); None: plane_options.auto_tile's choice for the coded image.
     `workers`: tiles are coded in that many threads (native coder) or, for large images on the torch
     path, processes (0: every core this process may use); `device` ("cuda") runs the network on a GPU.
     Neither changes a byte. `version`: the format written (4; 3 for pixzip 0.3
@@ -111,7 +112,7 @@ def compress(image: ImageData, models: Sequence[LoadedModel] = (), tile: int = D
     return compress_many([image], models, tile, progress, workers, device, version, effort)[0]
 
 
-def compress_many(images: Sequence[ImageData], models: Sequence[LoadedModel] = (), tile: int = DEFAULT_TILE,
+def compress_many(images: Sequence[ImageData], models: Sequence[LoadedModel] = (), tile: int | None = None,
                   progress: Callable[[int], None] | None = None, workers: int = 0,
                   device=None, version: int = container.VERSION,
                   effort: int = DEFAULT_EFFORT) -> list[tuple[bytes, Stats]]:
@@ -123,9 +124,17 @@ def compress_many(images: Sequence[ImageData], models: Sequence[LoadedModel] = (
     workers = workers or codec.coding_threads()
     for im in images:
         _check_version_holds(im, version)
-    chosen = [_transformed(im, plan, models, tile, workers, device, version) for im in images]
-    return _code_images([c for c, _ in chosen], [r for _, r in chosen], images, models, tile, progress,
-                        workers, device, version, plan)
+    chosen = [_transformed(im, plan, models, DEFAULT_TILE if tile is None else tile, workers, device, version)
+              for im in images]
+    tiles = [auto_tile(coded, DEFAULT_TILE) if tile is None else tile for coded, _ in chosen]
+    out: list = [None] * len(images)
+    for t in dict.fromkeys(tiles):                 # the images of one tile size in one batch
+        which = [i for i, u in enumerate(tiles) if u == t]
+        coded = _code_images([chosen[i][0] for i in which], [chosen[i][1] for i in which],
+                             [images[i] for i in which], models, t, progress, workers, device, version, plan)
+        for i, result in zip(which, coded):
+            out[i] = result
+    return out
 
 
 def _transformed(image: ImageData, plan: Effort, models, tile: int, workers: int, device,

@@ -164,7 +164,7 @@ def _pixzip(models, tile, workers, device=None, effort=1):
     return enc, dec
 
 
-def codec_table(models=(), tile: int = api.DEFAULT_TILE, workers: int = 1, device=None,
+def codec_table(models=(), tile: int | None = None, workers: int = 1, device=None,
                 effort: int = 1) -> dict[str, Callable]:
     return {"pixzip": lambda: _pixzip(models, tile, workers, device, effort), "png": lambda: (_png_encode, _pil_decode),
             "webp": _webp, "jxl7": lambda: _jxl(7), "jxl9": lambda: _jxl(9), "jpeg2000": _jpeg2000,
@@ -225,7 +225,7 @@ def _pixzip_batched(data, models, tile, workers, progress, device=None, effort=1
     return r
 
 
-def run(data, codecs: list[str], models=(), tile: int = api.DEFAULT_TILE, progress=None,
+def run(data, codecs: list[str], models=(), tile: int | None = None, progress=None,
         workers: int = 1, device=None, effort: int = 1) -> list[Result]:
     """Every codec on every image; pixzip's network on `device` (None: the CPU), its default models
     those of `effort`."""

@@ -67,6 +67,10 @@ SAMPLE_GAIN = 0.95
 # -1 to +0.2 % (docs/ADAPTIVE.md)
 FLAT_COLOURS = 16
 FLAT_SHARE = 0.9
+# An image whose every plane holds at most two values is coded in tiles of TWO_VALUES_TILE unless the caller names a
+# size (auto_tile): bench/two_values.py's eight images at -e 4, 60 650 bytes in tiles of 256, 58 087 of 512, 56 328 of
+# 1024 (the page of text 7 983 -> 6 588; session 26, docs/ADAPTIVE.md "Planes of two values")
+TWO_VALUES_TILE = 1024
 
 
 def few_bits(size: int, plane: np.ndarray) -> bool:
@@ -102,6 +106,14 @@ def retry_options(best: tuple[LoadedModel, int, int], size: int, plane: np.ndarr
     if plan.two_values_level and plan.two_values_level not in (level, *levels) and two_values(plane):
         levels.append(plan.two_values_level)
     return [(model, stage, lv) for lv in levels]
+
+
+def auto_tile(image, default: int) -> int:
+    """The tile size for a (coded) image when the caller names none: `default` (api.DEFAULT_TILE: tiles decode
+    in parallel, chains of them share the stage's state), or TWO_VALUES_TILE where every plane holds at most
+    two values (a page of text, line art, a bilevel scan: contexts of up to 28 neighbours need more samples to
+    learn than chains of 256-pixel tiles give each, and such planes code several times faster than photographs)."""
+    return TWO_VALUES_TILE if all(two_values(p) for p in image.planes) else default
 
 
 def two_values(plane: np.ndarray) -> bool:

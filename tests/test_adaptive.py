@@ -166,7 +166,8 @@ CASES = [(1, 1, 3, 2, 1), (1, 9, 3, 2, 1), (9, 1, 3, 2, 2), (7, 13, 3, 2, 1), (1
          (12, 12, 1, 2, 9), (10, 9, 4, 2, 9), (40, 33, 3, 2, 9), (13, 7, 3, 3, 10), (24, 20, 3, 2, 10), (1, 1, 3, 2, 11),
          (12, 12, 1, 2, 11), (24, 20, 3, 2, 11), (30, 26, 1, 2, 11), (13, 7, 3, 3, 12), (16, 17, 1, 2, 12),
          (1, 1, 3, 2, 13), (1, 9, 1, 2, 13), (9, 1, 3, 2, 13), (24, 20, 3, 2, 13), (30, 26, 1, 2, 13), (13, 7, 3, 3, 13),
-         (1, 1, 1, 2, 14), (9, 11, 3, 2, 14), (24, 20, 1, 2, 14), (13, 7, 3, 3, 14)]
+         (1, 1, 1, 2, 14), (9, 11, 3, 2, 14), (24, 20, 1, 2, 14), (13, 7, 3, 3, 14), (1, 1, 1, 2, 15), (9, 11, 3, 2, 15),
+         (24, 20, 1, 2, 15), (13, 7, 3, 3, 15)]
 
 
 def _exact_structure(h: int, w: int, C: int, seed: int) -> np.ndarray:
@@ -509,15 +510,19 @@ def test_the_classical_levels_ignore_the_networks_outputs():
 
 # ---- planes of two values (14): a bilevel coder's templates ---------------------------------------------------
 @needs_c
+@pytest.mark.parametrize("level", [14, 15])
 @pytest.mark.parametrize("h, w, slope", [(1, 1, 2), (2, 9, 2), (17, 40, 2), (30, 21, 4), (8, 3, 3)])
-def test_the_template_level_is_the_reference_on_two_valued_planes(h, w, slope):
-    """Level 14's template bits (every neighbour of TEMPLATES the decoder has at slope 2, 0 outside the tile) in
-    C and in the reference: the same bytes, and the tile decodes."""
+def test_the_template_levels_are_the_reference_on_two_valued_planes(h, w, slope, level):
+    """Level 14's template bits (every neighbour of TEMPLATES the decoder has at slope 2, 0 outside the tile) and
+    level 15's match model (its table carried along a chain) in C and in the reference: the same bytes, and the
+    tiles decode."""
     px = _glyph_page(h, w, h * 100 + w)
     params = np.zeros((h * w, 2), np.int64)
-    got = native.adaptive_encode_known(px, params, _cdf(), slope, 14)
-    assert got == A.encode_tile(px, params, _cdf(), slope, 14)
-    assert np.array_equal(native.adaptive_decode_known(got, h, w, 1, _cdf(), slope, params, 14), px)
+    state, ref, back = (s(level, 2 * px.size) for s in (native.AdaptiveState, A.State, native.AdaptiveState))
+    for _ in range(2):                                   # the second tile continues the first one's state
+        got = native.adaptive_encode_known(px, params, _cdf(), slope, level, state)
+        assert got == A.encode_tile(px, params, _cdf(), slope, level, ref)
+        assert np.array_equal(native.adaptive_decode_known(got, h, w, 1, _cdf(), slope, params, level, back), px)
 
 
 def test_the_templates_read_only_what_the_decoder_has():
@@ -527,6 +532,31 @@ def test_the_templates_read_only_what_the_decoder_has():
         assert (di, dj) != (0, 0) and (di < 0 or dj < 0)
         assert dj + 2 * di < 0 or (dj + 2 * di == 0 and di < 0)      # an earlier wavefront, or an earlier row in it
     assert [len(t) for t in TEMPLATES] == [10, 6, 12] and len({n for t in TEMPLATES for n in t}) == 28
+
+
+def test_the_match_model_reads_only_what_the_decoder_has():
+    """Every neighbour of the match model's hash and of its record of hits precedes the sub-pixel in the decoding
+    order at slope 2."""
+    from pixzip.entropy.adaptive_features import _HITS_AT, MATCH_NEIGHBOURS
+    for di, dj in MATCH_NEIGHBOURS + _HITS_AT:
+        assert dj + 2 * di < 0 or (dj + 2 * di == 0 and di < 0)
+    assert len(set(MATCH_NEIGHBOURS)) == len(MATCH_NEIGHBOURS) == 81
+
+
+def _word_page(h: int, w: int, seed: int) -> np.ndarray:
+    """Six seeded words of three to five of ten 7x5 glyphs, set in lines, 255 on 0: a made page of text, (h, w, 1)."""
+    rng = np.random.default_rng(seed)
+    glyphs = rng.random((10, 7, 5)) < 0.5
+    words = [rng.integers(0, 10, rng.integers(3, 6)) for _ in range(6)]
+    page = np.zeros((h + 7, w + 40), np.uint8)
+    for top in range(0, h, 10):
+        left = 0
+        while left < w:
+            for g in words[rng.integers(0, 6)]:
+                page[top:top + 7, left:left + 5] = glyphs[g]
+                left += 6
+            left += 4
+    return np.ascontiguousarray(page[:h, :w, None] * 255)
 
 
 def _glyph_page(h: int, w: int, seed: int) -> np.ndarray:
@@ -542,9 +572,12 @@ def _glyph_page(h: int, w: int, seed: int) -> np.ndarray:
 
 @needs_c
 def test_the_template_level_codes_a_page_of_glyphs_in_fewer_bytes():
-    """On a page of repeated glyphs, level 14's templates take fewer bytes than level 13's six to nine neighbours
-    (a deterministic count, no timing)."""
+    """On a page of repeated glyphs, level 14's templates take fewer bytes than level 13's six to nine neighbours, and
+    on a page of repeated words level 15's match model fewer than level 14 (deterministic counts, no timing)."""
     px = _glyph_page(96, 160, 7)
     params = np.zeros((px.size, 2), np.int64)
     with_templates = len(native.adaptive_encode_known(px, params, _cdf(), 2, 14))
     assert with_templates < 0.9 * len(native.adaptive_encode_known(px, params, _cdf(), 2, 13))
+    px = _word_page(96, 160, 7)                           # words recur: level 15's match model predicts them
+    words = [len(native.adaptive_encode_known(px, params, _cdf(), 2, lv)) for lv in (14, 15)]
+    assert words[1] < 0.95 * words[0]                     # 346 -> 321 bytes

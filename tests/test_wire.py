@@ -227,7 +227,7 @@ def test_unknown_stage_level_and_width_are_refused(adaptive_file, fast_rgb):
     _refused(_rewrite(adaptive_file, _set(entropy=[5])), "entropy stage 5", [fast_rgb])
     # stage 4 (levels in value space) takes its values from a levels transform the file must have
     _refused(_rewrite(adaptive_file, _set(entropy=[4])), "stage 4 without its levels or palette transform", [fast_rgb])
-    _refused(_rewrite(adaptive_file, _set(levels=[15])), r"adaptive level 15", [fast_rgb])
+    _refused(_rewrite(adaptive_file, _set(levels=[16])), r"adaptive level 16", [fast_rgb])
     _refused(_rewrite(adaptive_file, _set(stored_bits=[9])), "stored sample width", [fast_rgb])
     _refused(_rewrite(adaptive_file, _set(entropy=[3], lz_modes=[8])), r"LZ stage mode 8", [fast_rgb])
 
@@ -491,19 +491,37 @@ def test_the_few_bits_levels_are_tried_only_below_the_few_bits_and_where_not_tak
     assert retry_options(("m", ADAPTIVE, 10), few, plane, EFFORTS[5], none) == []       # every tile LZ or stored
 
 
-def test_a_few_bits_plane_of_two_values_is_retried_at_the_template_level():
+def test_a_few_bits_plane_of_two_values_is_retried_at_the_match_level():
     from pixzip.plane_options import FEW_BITS, retry_options, two_values
     page = np.zeros((100, 100, 1), np.uint8)
     page[::7, :, 0] = 255
     few = int(FEW_BITS * page.size / 8) - 1
     assert two_values(page) and not two_values(np.dstack([page] * 3))
     for effort in (5, 9):
-        assert ("m", ADAPTIVE, 14) in retry_options(("m", ADAPTIVE, 10), few, page, EFFORTS[effort])
-    assert retry_options(("m", ADAPTIVE, 14), few, page, EFFORTS[5]) == [("m", ADAPTIVE, 12), ("m", ADAPTIVE, 13)]
+        assert ("m", ADAPTIVE, 15) in retry_options(("m", ADAPTIVE, 10), few, page, EFFORTS[effort])
+    assert retry_options(("m", ADAPTIVE, 15), few, page, EFFORTS[5]) == [("m", ADAPTIVE, 12), ("m", ADAPTIVE, 13)]
     three = page.copy()
     three[50, 50, 0] = 128
-    assert ("m", ADAPTIVE, 14) not in retry_options(("m", ADAPTIVE, 10), few, three, EFFORTS[5])
+    assert ("m", ADAPTIVE, 15) not in retry_options(("m", ADAPTIVE, 10), few, three, EFFORTS[5])
     assert retry_options(("m", ADAPTIVE, 10), few + 2, page, EFFORTS[5]) == []          # more bits a sample
+
+
+def test_images_of_two_values_take_larger_tiles_unless_a_size_is_named(tiny_models):
+    """With no tile named, an image whose coded planes each hold at most two values (here a bilevel page: 0 and 255,
+    then ranks 0 and 1) is coded in tiles of TWO_VALUES_TILE, others in DEFAULT_TILE; a batch of both gives each
+    file the bytes it gets alone, and a named size is kept."""
+    from pixzip.plane_options import TWO_VALUES_TILE
+    rng = np.random.default_rng(4)
+    page = np.kron(rng.random((9, 12)) < 0.3, np.ones((3, 2), bool))
+    bilevel = images.split(Image.fromarray(page))
+    photo = images.split(Image.fromarray(_noisy_field(h=20, w=24)))
+    models = ()                                    # the tiny defaults
+    for effort in (1, 2):
+        both = api.compress_many([bilevel, photo], models, effort=effort)
+        assert [api.read_header(d).tile for d, _ in both] == [TWO_VALUES_TILE, api.DEFAULT_TILE]
+        assert [d for d, _ in both] == [api.compress(im, models, effort=effort)[0] for im in (bilevel, photo)]
+        assert api.read_header(api.compress(bilevel, models, tile=8, effort=effort)[0]).tile == 8
+        assert api.decompress(both[0][0], models)[0].pixel_bytes() == bilevel.pixel_bytes()
 
 
 def _noisy_field(seed: int = 1, h: int = 64, w: int = 96) -> np.ndarray:

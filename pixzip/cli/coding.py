@@ -15,8 +15,8 @@ import click
 from .. import efforts, zoo
 from ..errors import PixzipError
 from ..formats import container, depth, images, metadata, transforms
-from .common import DEFAULT_TILE, SUFFIX, Reporter, progress_bar, read_input, set_device, source_attributes, \
-    write_output
+from .common import (DEFAULT_TILE, SUFFIX, TWO_VALUES_TILE, Reporter, progress_bar, read_input, set_device,
+                     source_attributes, write_output)
 from .inputs import (LevelAliases, PixelBatch, check_outputs, common_options, expand_inputs, image_suffixes,
                      input_options, make_parent, model_option, naming, output_options, place, run_each)
 
@@ -39,10 +39,11 @@ def ratio(before: int, after: int) -> str:
 @click.option("-c", "--stdout", "to_stdout", is_flag=True, help="Write to standard output.")
 @click.option("-f", "--force", is_flag=True, help="Overwrite existing output files.")
 @model_option
-@click.option("--tile", type=click.IntRange(0, 65535), default=DEFAULT_TILE, show_default=True,
-              help="Tile size in pixels (0: whole image). Tiles are coded independently and decode in "
-                   "parallel; larger ones compress slightly better (256 against 128: -0.4 % on photos), "
-                   "smaller ones decode faster on a GPU or without the native CPU decoder.")
+@click.option("--tile", type=click.IntRange(0, 65535), default=None,
+              help=f"Tile size in pixels (0: whole image; default {DEFAULT_TILE}, or {TWO_VALUES_TILE} for an image of two "
+                   "values, such as a page of text). Tiles are coded independently and decode in parallel; "
+                   "larger ones compress slightly better (256 against 128: -0.4 % on photos), smaller ones "
+                   "decode faster on a GPU or without the native CPU decoder.")
 @click.option("--max-pixels", type=click.IntRange(1), default=images.DEFAULT_MAX_PIXELS, show_default=True,
               help="Refuse inputs with more pixels than this.")
 @click.option("--verify", is_flag=True, help="Decode the result and compare before reporting success.")

@@ -228,7 +228,8 @@ def evaluate(model, data, tile, limit, items, threads):
               help="Comma-separated: pixzip, png, webp, jxl7, jxl9, jpeg2000, jpegls, qoi (all lossless; "
                    "WebP and QOI code grey images as RGB).")
 @click.option("-m", "--model", "models", multiple=True, metavar="NAME|PATH", help="Model(s) for pixzip.")
-@click.option("--tile", type=click.IntRange(0, 65535), default=DEFAULT_TILE, show_default=True)
+@click.option("--tile", type=click.IntRange(0, 65535), default=None,
+              help="pixzip's tile size (default: as `pixzip compress` chooses).")
 @click.option("--grey", "--gray", "grey", is_flag=True, help="Convert every image to grey (L) first.")
 @click.option("--limit", type=click.IntRange(0), default=0, help="Use only the first N images.")
 @click.option("--items", default=":", show_default=True, metavar="A:B",

@@ -20,6 +20,7 @@
 
 enum { PROB_ONE = 4096, ST_MAX = 2047, NODES = 32, CHECK_SLOT = 0, BIAS_INPUT = 256, W_LIMIT = 1 << 19 };
 enum { NODE_ZERO = 1, NODE_SIGN = 2 };
+enum { MATCH_BITS = 20, MATCH_OUTSIDE = 256 };   /* the match model's table slots (2^bits), a value outside the tile */
 static const uint32_t COUNTER_INIT = (uint32_t)1 << 31;       /* probability 1/2 (22 bits) << 10, count 0 */
 
 enum {
@@ -27,7 +28,7 @@ enum {
     F_QRW, F_QRN, F_QRNW, F_QRNE, F_QRWW, F_QRNN, F_QR1, F_QR2, F_ACT, F_GRAD,
     F_DW, F_DN, F_DNW, F_DNE, F_DPLANE, F_DNNE, F_DAVG, F_DWNE, F_DNN, F_DWW, F_DCW, F_DCN,
     F_RW, F_RN, F_R1, F_QRWP, F_QRNP, F_QR1U, F_LMS, F_LMSU, F_DWX, F_DNX, F_DNEX, F_DNWX, F_VOTE, F_VX,
-    F_OLS, F_OLSU, F_VW, F_VN, F_VNW, F_VNE, F_VP, F_VWN, F_VNWNE, F_VWW, F_VNN, F_T1, F_T2, F_T3
+    F_OLS, F_OLSU, F_VW, F_VN, F_VNW, F_VNE, F_VP, F_VWN, F_VNWNE, F_VWW, F_VNN, F_T1, F_T2, F_T3, F_MX, F_MHIT
 };
 
 /* ---- logistic tables -------------------------------------------------------------------------------- */
@@ -89,6 +90,7 @@ struct PzAdaptive {
     int64_t ols_b[4][AD_OLS_INPUTS];
     int32_t ols_w[4][AD_OLS_INPUTS], ols_u[AD_OLS_INPUTS], ols_pred;
     int32_t ols_count[4];
+    uint16_t *match;                /* the match model's table (adaptive_features.MATCH_BITS): value + 1, 0 none */
     int64_t bytes;
 };
 
@@ -102,7 +104,7 @@ static int level_ok(const PzLevel *lv) {
         || lv->mixer_rate < 0 || lv->mixer_rate > 64 || lv->final_rate < 0 || lv->final_rate > 64
         || lv->lms < 0 || lv->lms > 12 || lv->vote < 0 || lv->vote > 5 || lv->ols < 0 || lv->ols > 1
         || lv->shifted < 0 || lv->shifted > lv->ols || lv->classical < 0 || lv->classical > 1
-        || lv->template_bits < 0 || lv->template_bits > 1
+        || lv->template_bits < 0 || lv->template_bits > 1 || lv->match < 0 || lv->match > 1
         || lv->mixer_init < -W_LIMIT || lv->mixer_init > W_LIMIT || lv->net_init < -W_LIMIT || lv->net_init > W_LIMIT)
         return 0;
     for (int k = 0; k < lv->n_contexts; k++) {
@@ -150,6 +152,7 @@ void pz_adaptive_free(PzAdaptive *st) {
     for (int m = 0; m < AD_MAX_MIXERS; m++) free(st->weights[m]);
     for (int a = 0; a < AD_MAX_APMS; a++) free(st->apm[a]);
     free(st->final);
+    free(st->match);
     free(st);
 }
 
@@ -169,6 +172,10 @@ PzAdaptive *pz_adaptive_new(const PzLevel *lv, int64_t n_subpixels) {
     st->final = malloc(sizeof(int32_t) * NODES * lv->n_mixers);
     st->bytes = (int64_t)(slots * sizeof(uint32_t));
     if (!st->tables || !st->final) goto fail;
+    if (lv->match) {
+        if (!(st->match = calloc((size_t)1 << MATCH_BITS, sizeof(uint16_t)))) goto fail;
+        st->bytes += (int64_t)sizeof(uint16_t) << MATCH_BITS;
+    }
     for (int k = 0; k < NODES * lv->n_mixers; k++) st->final[k] = 65536 / lv->n_mixers;
     int n = lv->n_contexts, inputs = mixer_inputs(lv);   /* the contexts, the network, the bias[, the shifted table] */
     int32_t net = lv->shifted ? lv->net_init >> 1 : lv->net_init;   /* split between the two tables (State._initial) */
@@ -272,6 +279,34 @@ INLINE void template_bits(const PzAdTile *t, int i, int j, int c, int *F) {
         }
         F[F_T1 + m] = bits;
     }
+}
+
+/* adaptive_features.MATCH_NEIGHBOURS and match_index: the match model's neighbourhood, row 0 from 8 to the left,
+ * then rows -1..-5 each from 8 to the left to min(8, 2 x its distance) to the right (decoded at slope 2), hashed
+ * in that order (MATCH_OUTSIDE outside the tile) to a slot of the table */
+INLINE uint32_t match_value(const PzAdTile *t, int y, int x, int c) {
+    return y >= 0 && x >= 0 && x < t->w ? t->value[((size_t)y * t->w + x) * t->C + c] : MATCH_OUTSIDE;
+}
+
+INLINE uint32_t match_index(const PzAdTile *t, int i, int j, int c) {
+    uint32_t h = (uint32_t)c + 1;
+    for (int d = 1; d <= 8; d++) h = h * 0x9E3779B1u + match_value(t, i, j - d, c) + 1;
+    for (int r = 1; r <= 5; r++)
+        for (int d = -8; d <= (2 * r < 8 ? 2 * r : 8); d++) h = h * 0x9E3779B1u + match_value(t, i - r, j + d, c) + 1;
+    return (h * 0x9E3779B1u) >> (32 - MATCH_BITS);
+}
+
+/* adaptive_features.match_features: F_MX, the value last seen after this neighbourhood against p (1..31; 0: none),
+ * and F_MHIT, how the match's predictions of W, N, NW, NE, WW and NN went (2 bits each: 0 none, 1 right, 2 wrong) */
+INLINE void match_features(const PzAdTile *t, int i, int j, int c, int p, uint32_t slot, int *F) {
+    static const int8_t AT[6][2] = {{0, -1}, {-1, 0}, {-1, -1}, {-1, 1}, {0, -2}, {-2, 0}};
+    int e = t->st->match[slot], hits = 0;
+    F[F_MX] = e ? clampi(e - 1 - p, -15, 15) + 16 : 0;
+    for (int k = 0; k < 6; k++) {
+        int y = i + AT[k][0], x = j + AT[k][1];
+        if (y >= 0 && x >= 0 && x < t->w) hits |= t->mhit[((size_t)y * t->w + x) * t->C + c] << (2 * k);
+    }
+    F[F_MHIT] = hits;
 }
 
 INLINE int rounded_mean(int mu16) { return (mu16 + 8) >> 4 < 255 ? (mu16 + 8) >> 4 : 255; }
@@ -727,7 +762,8 @@ static int begin(PzAdTile *t, PzAdaptive *st, int h, int w, int C, const int64_t
     t->value = malloc((size_t)h * w * C);
     t->res = malloc(sizeof(int16_t) * (size_t)h * w * C);
     t->exact = st->lv.vote ? calloc((size_t)h * w * C, 1) : NULL;      /* only the vote reads it */
-    return t->value && t->res && (t->exact || !st->lv.vote) ? 0 : -2;
+    t->mhit = st->lv.match ? calloc((size_t)h * w * C, 1) : NULL;
+    return t->value && t->res && (t->exact || !st->lv.vote) && (t->mhit || !st->lv.match) ? 0 : -2;
 }
 
 int ad_begin_encode(PzAdTile *t, PzAdaptive *st, int h, int w, int C, const int64_t *cdf) {
@@ -780,9 +816,20 @@ INLINE int code_one(PzAdTile *t, int i, int j, int c, int x, int mu16, int idx) 
     features(t, i, j, c, mu16, idx, F);
     F[F_VOTE] = F[F_VX] = 0;
     if (t->st->lv.vote) exact_vote(t, i, j, c, p, cand, F);
+    uint32_t slot = 0;
+    F[F_MX] = F[F_MHIT] = 0;
+    if (t->st->lv.match) {
+        slot = match_index(t, i, j, c);
+        match_features(t, i, j, c, p, slot, F);
+    }
     stage_init(&sg, t, F, mu16, idx);
     x = code_subpixel(&sg, p, x, hi);
     record(t, i, j, c, x, p, cand);
+    if (t->st->lv.match) {         /* adaptive_features.match_update: how the match went, and what followed */
+        int e = t->st->match[slot];
+        t->mhit[((size_t)i * t->w + j) * t->C + c] = (uint8_t)(e ? (e - 1 == x ? 1 : 2) : 0);
+        t->st->match[slot] = (uint16_t)(x + 1);
+    }
     lms_update(t->st, c, x - p);
     ols_update(t->st, c, x - p);
     return x;
@@ -811,8 +858,9 @@ void ad_end(PzAdTile *t) {
     free(t->value);
     free(t->res);
     free(t->exact);
+    free(t->mhit);
     if (!t->decoding) free(t->buf);
-    t->value = NULL; t->res = NULL; t->exact = NULL; t->buf = NULL;
+    t->value = NULL; t->res = NULL; t->exact = NULL; t->mhit = NULL; t->buf = NULL;
 }
 
 /* ---- whole tiles with known head outputs (tests, benchmarks, other models' outputs) ------------------------ */

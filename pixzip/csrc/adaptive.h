@@ -7,7 +7,7 @@
 
 #include <stdint.h>
 
-enum { AD_MAX_CONTEXTS = 40, AD_MAX_MIXERS = 4, AD_MAX_APMS = 4, AD_N_FEATURES = 57, AD_LMS_INPUTS = 12, AD_CANDIDATES = 8,
+enum { AD_MAX_CONTEXTS = 40, AD_MAX_MIXERS = 4, AD_MAX_APMS = 4, AD_N_FEATURES = 59, AD_LMS_INPUTS = 12, AD_CANDIDATES = 8,
        AD_OLS_INPUTS = 28 };
 
 /* One effort level: adaptive.py's Level, packed by pixzip/native.py (the Python table is the only one). */
@@ -24,6 +24,7 @@ typedef struct {
     int32_t shifted;             /* 1: the network's table at the predictor's mean, a mixer input (adaptive.Level.shifted) */
     int32_t classical;           /* 1: the network's outputs replaced by a median predictor's (adaptive.Level.classical) */
     int32_t template_bits;       /* 1: F_T1..F_T3 on the templates of two-valued planes (adaptive.Level.template) */
+    int32_t match;               /* 1: the match model, F_MX and F_MHIT (adaptive.Level.match) */
     const int32_t *prior;        /* the learned state a fresh one starts from (adaptive.Level.prior), or NULL */
     int64_t prior_len;           /* its length: pz_adaptive_learned's count for the level */
 } PzLevel;
@@ -39,6 +40,7 @@ typedef struct {
     uint8_t *value;
     int16_t *res;
     uint8_t *exact;              /* per sub-pixel: which candidate predictors were exact (levels with a vote; else NULL) */
+    uint8_t *mhit;               /* per sub-pixel: the match's prediction 0 none, 1 right, 2 wrong (levels with match) */
     uint32_t x1, x2, x;          /* the coder's interval, and (decoding) the stream's window */
     uint8_t *buf;                /* encoding: the bytes written (grown as needed); decoding: the stream */
     int64_t len, cap, pos;

@@ -46,9 +46,9 @@ from .adaptive_features import (  # noqa: F401  (the specification's names, one 
     F_ACT, F_BRIGHT, F_CH, F_DAVG, F_DCN, F_DCW, F_DN, F_DNE, F_DNEX, F_DNN, F_DNNE, F_DNW, F_DNWX, F_DNX, F_DPLANE,
     F_DW, F_DWNE, F_DWW, F_DWX, F_FRAC, F_GRAD, F_IDX, F_IDX2, F_IDX8, F_LMS, F_LMSU, F_OLS, F_OLSU, F_QR1, F_QR1U, F_QR2,
     F_QRN, F_QRNE, F_QRNN, F_QRNP, F_QRNW, F_QRW, F_QRWP, F_QRWW, F_R1, F_RN, F_RW, F_VN, F_VNE, F_VNN, F_VNW, F_VNWNE,
-    F_VOTE, F_VP, F_VW, F_VWN, F_VWW, F_VX, F_ZERO, N_FEATURES,
-    N_IDX, SELECTOR_SIZES, LeastSquares, ResidualPredictor, TileData, clamp, classical_outputs, exact_candidates,
-    exact_mask, exact_vote, features, qlog, qres, rounded_mean)
+    F_MHIT, F_MX, F_VOTE, F_VP, F_VW, F_VWN, F_VWW, F_VX, F_ZERO, N_FEATURES,
+    MATCH_BITS, N_IDX, SELECTOR_SIZES, LeastSquares, ResidualPredictor, TileData, clamp, classical_outputs,
+    exact_candidates, exact_mask, exact_vote, features, match_features, match_index, match_update, qlog, qres, rounded_mean)
 from .adaptive_levels import (CHAIN_TILES, LEVELS, Level, chains, level_for, prior_key,  # noqa: F401
                               prior_of, table_bits)
 from .binary_coder import M32, BinaryDecoder, BinaryEncoder  # noqa: F401
@@ -158,6 +158,7 @@ class State:
         self.apm = [dict() for _ in self.level.apms]
         self.lms = ResidualPredictor(self.level.lms) if self.level.lms else None
         self.ols = LeastSquares() if self.level.ols else None
+        self.match = [0] * (1 << MATCH_BITS) if self.level.match else None     # value + 1 after a neighbourhood
         self.prior = _split_prior(self.level)
 
     def block(self, k: int, h: int) -> list[int]:
@@ -410,8 +411,13 @@ def _code_one(state: State, coder, tile: TileData, cdf: np.ndarray, i: int, j: i
     if state.level.vote:
         candidates = exact_candidates(tile, i, j, c)
         F[F_VOTE], F[F_VX] = exact_vote(tile, i, j, c, p, candidates, state.level.vote)
+    if state.match is not None:
+        slot = match_index(tile, i, j, c)
+        F[F_MX], F[F_MHIT] = match_features(tile, i, j, c, p, state.match, slot)
     x = _code_subpixel(_Stage(state, coder, F, cdf, table_starts(state, mu16, idx)), p, x, hi)
     _record(tile, i, j, c, x, p, candidates)
+    if state.match is not None:
+        match_update(tile, state.match, slot, i, j, c, x)
     if state.lms:
         state.lms.update(c, x - p)
     if state.ols:

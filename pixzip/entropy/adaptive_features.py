@@ -11,8 +11,8 @@ import numpy as np
  F_QRW, F_QRN, F_QRNW, F_QRNE, F_QRWW, F_QRNN, F_QR1, F_QR2, F_ACT, F_GRAD,
  F_DW, F_DN, F_DNW, F_DNE, F_DPLANE, F_DNNE, F_DAVG, F_DWNE, F_DNN, F_DWW, F_DCW, F_DCN,
  F_RW, F_RN, F_R1, F_QRWP, F_QRNP, F_QR1U, F_LMS, F_LMSU, F_DWX, F_DNX, F_DNEX, F_DNWX, F_VOTE, F_VX,
- F_OLS, F_OLSU, F_VW, F_VN, F_VNW, F_VNE, F_VP, F_VWN, F_VNWNE, F_VWW, F_VNN, F_T1, F_T2, F_T3) = range(57)
-N_FEATURES = 57
+ F_OLS, F_OLSU, F_VW, F_VN, F_VNW, F_VNE, F_VP, F_VWN, F_VNWNE, F_VWW, F_VNN, F_T1, F_T2, F_T3, F_MX, F_MHIT) = range(59)
+N_FEATURES = 59
 # Level 14's templates (planes of two values: a page of text, line art): which neighbours are not 0, packed one bit
 # each, F_T1 from the first, F_T2 the second, F_T3 the third; 0 outside the tile. A bilevel coder's contexts (JBIG's
 # is the first, ten pixels), every neighbour one the decoder has at the smallest slope the stage takes, 2: row i
@@ -23,7 +23,7 @@ TEMPLATES = (((0, -1), (0, -2), (0, -3), (0, -4), (-1, -2), (-1, -1), (-1, 0), (
               (0, -7)))
 # features that select mixer weight sets or APM tables: their number of values (all >= 0)
 SELECTOR_SIZES = {F_ZERO: 1, F_IDX2: 37, F_IDX8: 10, F_CH: 3, F_ACT: 11, F_QR1U: 15, F_GRAD: 11, F_LMSU: 15, F_VOTE: 33,
-                  F_OLSU: 15}
+                  F_OLSU: 15, F_MX: 32}
 N_IDX = 73                        # log-scale indices 0..72 (engine: LS_MIN..LS_MAX in 1/8)
 CANDIDATES = 8                    # the exact-predictor vote's candidates (exact_candidates)
 
@@ -82,6 +82,7 @@ class TileData:
         self.value = [0] * (h * w * channels)
         self.res = [0] * (h * w * channels)
         self.exact = [0] * (h * w * channels)    # which vote candidates were exact (levels with a vote)
+        self.mhit = [0] * (h * w * channels)     # the match's prediction: 0 none, 1 right, 2 wrong (levels with match)
 
     def at(self, i: int, j: int, c: int):
         """(value, residual) at (i, j, c), or None outside the tile."""
@@ -267,6 +268,45 @@ def template_bits(tile: TileData, i: int, j: int, c: int, template) -> int:
         if got is not None and got[0] > 0:
             bits |= 1 << k
     return bits
+
+
+# The match model (level 15, session 26): the value that last followed the same neighbourhood, MATCH_NEIGHBOURS: row 0
+# from 8 to the left, then rows -1..-5, each from 8 to the left to min(8, 2 x its distance) to the right (all decoded
+# at slope 2). Where a glyph, a line or a pattern repeats, the neighbourhood recurs and predicts the next value after
+# one occurrence, where counters need several; the neighbours' record of right and wrong predictions (F_MHIT) says
+# how far to trust it (docs/ADAPTIVE.md "Planes of two values").
+MATCH_NEIGHBOURS = tuple((0, -d) for d in range(1, 9)) + tuple((-r, d) for r in range(1, 6)
+                                                               for d in range(-8, min(8, 2 * r) + 1))
+MATCH_BITS = 20                  # the table's slots, 2^bits: value + 1, 0 for none (State.match)
+MATCH_OUTSIDE = 256              # a neighbour outside the tile, in the hash
+_HITS_AT = ((0, -1), (-1, 0), (-1, -1), (-1, 1), (0, -2), (-2, 0))
+
+
+def match_index(tile: TileData, i: int, j: int, c: int) -> int:
+    """The table slot of (i, j, c)'s neighbourhood: its values in MATCH_NEIGHBOURS' order, hashed."""
+    h = c + 1
+    for di, dj in MATCH_NEIGHBOURS:
+        got = tile.at(i + di, j + dj, c)
+        h = (h * 0x9E3779B1 + (MATCH_OUTSIDE if got is None else got[0]) + 1) & 0xFFFFFFFF
+    return ((h * 0x9E3779B1) & 0xFFFFFFFF) >> (32 - MATCH_BITS)
+
+
+def match_features(tile: TileData, i: int, j: int, c: int, p: int, table: list[int], slot: int) -> tuple[int, int]:
+    """(F_MX, F_MHIT): the value last seen after this neighbourhood against p (1..31 for -15..15; 0: none), and
+    how the match predicted W, N, NW, NE, WW and NN (2 bits each, the first lowest: 0 none, 1 right, 2 wrong)."""
+    e = table[slot]
+    hits = 0
+    for k, (di, dj) in enumerate(_HITS_AT):
+        if tile.at(i + di, j + dj, c) is not None:
+            hits |= tile.mhit[((i + di) * tile.w + j + dj) * tile.C + c] << (2 * k)
+    return (clamp(e - 1 - p, -15, 15) + 16 if e else 0), hits
+
+
+def match_update(tile: TileData, table: list[int], slot: int, i: int, j: int, c: int, x: int) -> None:
+    """After coding x: whether the match predicted it (tile.mhit), and x as what followed the neighbourhood."""
+    e = table[slot]
+    tile.mhit[(i * tile.w + j) * tile.C + c] = (1 if e - 1 == x else 2) if e else 0
+    table[slot] = x + 1
 
 
 def features(tile: TileData, i: int, j: int, c: int, mu16: int, idx: int,

@@ -12,7 +12,7 @@ from .adaptive_features import (
     F_ACT, F_BRIGHT, F_CH, F_DAVG, F_DCN, F_DCW, F_DN, F_DNE, F_DNEX, F_DNN, F_DNNE, F_DNW, F_DNWX, F_DNX, F_DPLANE,
     F_DW, F_DWNE, F_DWW, F_DWX, F_FRAC, F_GRAD, F_IDX, F_IDX2, F_IDX8, F_LMS, F_OLS, F_OLSU, F_QR1, F_QR1U, F_QR2,
     F_QRN, F_QRNE, F_QRNN, F_QRNP, F_QRNW, F_QRW, F_QRWP, F_QRWW, F_R1, F_RN, F_RW, F_VN, F_VNE, F_VNN, F_VNW, F_VNWNE,
-    F_T1, F_T2, F_T3, F_VOTE, F_VP, F_VW, F_VWN, F_VWW, F_VX)
+    F_MHIT, F_MX, F_T1, F_T2, F_T3, F_VOTE, F_VP, F_VW, F_VWN, F_VWW, F_VX)
 from .adaptive_priors import load_prior
 
 # ---- effort levels -------------------------------------------------------------------------------------------
@@ -39,6 +39,7 @@ class Level:
     #                                            the local activity's (adaptive_features.classical_outputs)
     template: bool = False                   # F_T1..F_T3, the neighbours not 0 in TEMPLATES (else 0): planes of
     #                                            two values (level 14)
+    match: bool = False                      # the match model: F_MX, F_MHIT (else 0; adaptive_features.match_index)
     chained: bool = False                    # a plane's tiles carry the state along `chains` (else each tile
     #                                            starts fresh): the codec's part (backends/adaptive_planes.py)
     priors: tuple[tuple[str, str], ...] = ()  # (network key, priors/FILE): the learned state a fresh one starts
@@ -129,6 +130,15 @@ LEVELS[13] = replace(LEVELS[12], classical=True, priors=())
 # there). The efforts from -e 4 try it on few-bits planes of two values.
 LEVELS[14] = replace(LEVELS[13], template=True,
                      contexts=LEVELS[13].contexts[:10] + ((F_T1,), (F_T1, F_T2), (F_T1, F_T2, F_T3), (F_T1, F_T3)))
+
+# Level 15 (session 26): level 14 with the match model (adaptive_features.MATCH_NEIGHBOURS): the value that last
+# followed the same 81 neighbours, against p, in three contexts (with the neighbours' record of the match's
+# predictions, with the first template, with both) and selecting a mixer's weights in place of the earlier channel's
+# residual (a plane of two values has one channel). A repeated glyph predicts itself after one occurrence, where
+# counters need several: the page of text -21 % (docs/ADAPTIVE.md "Planes of two values"). The efforts from -e 4 try
+# it where they tried 14.
+LEVELS[15] = replace(LEVELS[14], match=True, mixers=(F_IDX8, F_OLSU, F_MX, F_VOTE),
+                     contexts=LEVELS[14].contexts + ((F_MX, F_MHIT), (F_MX, F_T1), (F_MX, F_MHIT, F_T1)))
 
 CHAIN_TILES = 4                   # a chain holds at most this many tiles
 

@@ -236,13 +236,14 @@ def bilevel_image() -> Image.Image:
     return Image.fromarray(page)
 
 
-def bilevel_golden():
-    """Level 14 (a bilevel coder's template contexts on level 13, session 25): bilevel_image, tiles of 16, with the
-    native-structure grey model (whose outputs the level ignores)."""
-    effort = Effort(models=1, stage=container.ADAPTIVE, level=14)
-    data, _ = api.compress(images.split(bilevel_image()), [modelfile.load(HERE / "golden-gray16.pxm")], tile=16,
-                           effort=effort)
-    (HERE / "bilevel14.pxz").write_bytes(data)
+def bilevel_golden(levels=(14, 15)):
+    """Level 14 (a bilevel coder's template contexts on level 13, session 25) and 15 (with the match model, session
+    26): bilevel_image, tiles of 16, with the native-structure grey model (whose outputs the levels ignore)."""
+    for level in levels:
+        effort = Effort(models=1, stage=container.ADAPTIVE, level=level)
+        data, _ = api.compress(images.split(bilevel_image()), [modelfile.load(HERE / "golden-gray16.pxm")], tile=16,
+                               effort=effort)
+        (HERE / f"bilevel{level}.pxz").write_bytes(data)
 
 
 def low_part_golden():
