@@ -5,9 +5,9 @@ arithmetic decoder, the context tables and the mixers. Run it on the sanitizer b
     python3 fuzz/run_sanitized.py --target adaptive --seconds 3600
 
 (fuzz/run_sanitized.py passes `--target adaptive` here). Seeds: tiles of smooth and noisy images, 1x1 to
-40x40, coded with the shipped colour and grey defaults at every adaptive level (LEVELS, 1 to 15: counters and
+40x40, coded with the shipped colour and grey defaults at every adaptive level (LEVELS, 1 to 16: counters and
 mixers, the residual and least-squares predictors, the vote, the shifted table, the values as contexts, the median
-predictor in the network's place, a bilevel coder's templates, the match model), fresh and chained
+predictor in the network's place, a bilevel coder's templates, the match model and its value as the centre), fresh and chained
 states, and levels planes coded in value space (entropy stage 4: a value map, a channel of one value among them). Mutations: bit
 flips, byte runs set to extremes, truncations, extensions with random bytes,
 random streams of plausible length; and a wrong tile size for a valid stream. Decoding must return

@@ -126,7 +126,7 @@ def compress_many(images: Sequence[ImageData], models: Sequence[LoadedModel] = (
         _check_version_holds(im, version)
     chosen = [_transformed(im, plan, models, DEFAULT_TILE if tile is None else tile, workers, device, version)
               for im in images]
-    tiles = [auto_tile(coded, DEFAULT_TILE) if tile is None else tile for coded, _ in chosen]
+    tiles = [auto_tile(coded, DEFAULT_TILE, plan) if tile is None else tile for coded, _ in chosen]
     out: list = [None] * len(images)
     for t in dict.fromkeys(tiles):                 # the images of one tile size in one batch
         which = [i for i, u in enumerate(tiles) if u == t]
@@ -149,7 +149,7 @@ def _transformed(image: ImageData, plan: Effort, models, tile: int, workers: int
     # lists pixels (choose.py), with their own stage and a quick LZ search: the static stage misranked a chart's
     # near-palette and plain candidates, 29 981 bytes where the plain one takes 25 777)
     bare = replace(plan, transforms="none", max_trials=None, lz_probe=True, few_bits_levels=(), flat_level=0,
-                   two_values_level=0)
+                   two_values_level=0, match_level=0)
     if plan.transforms == "estimate":
         bare = replace(bare, lz_hard=False)
 

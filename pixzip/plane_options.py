@@ -10,6 +10,7 @@ import numpy as np
 from . import zoo
 from .backends import adaptive_planes
 from .efforts import Effort
+from .entropy.adaptive_features import MATCH_NEIGHBOURS
 from .entropy.value_map import ValueMap
 from .formats.container import ADAPTIVE, ADAPTIVE_VALUES, CODED, STATIC, framed_kind
 from .formats.images import ImageData
@@ -67,10 +68,16 @@ SAMPLE_GAIN = 0.95
 # -1 to +0.2 % (docs/ADAPTIVE.md)
 FLAT_COLOURS = 16
 FLAT_SHARE = 0.9
-# An image whose every plane holds at most two values is coded in tiles of TWO_VALUES_TILE unless the caller names a
-# size (auto_tile): bench/two_values.py's eight images at -e 4, 60 650 bytes in tiles of 256, 58 087 of 512, 56 328 of
-# 1024 (the page of text 7 983 -> 6 588; session 26, docs/ADAPTIVE.md "Planes of two values")
-TWO_VALUES_TILE = 1024
+# A page of text is coded in tiles of TEXT_TILE unless the caller names a size (auto_tile): bench/two_values.py's
+# eight images at -e 4, 60 650 bytes in tiles of 256, 58 087 of 512, 56 328 of 1024 (the page of text 7 983 -> 6 588);
+# the anti-aliased page at level 16: 20 807, 14 565, 10 103 (session 26, docs/ADAPTIVE.md "Planes of two values")
+TEXT_TILE = 1024
+# A one-channel few-bits plane of more than two values is also coded at the effort's match_level (16: the match's value
+# as the centre) where at least REPEATS_SHARE of its samples are informative repeats (informative_repeats): measured
+# (session 26) 0.166 on an anti-aliased page of text, 0.008-0.015 on the kinds' screenshots' index planes (where 16
+# gains nothing), under 0.005 on their charts, 0 on palette and levels planes and on photographs in grey
+REPEATS_SHARE = 0.03
+REPEATS_SAMPLES = 1 << 20
 
 
 def few_bits(size: int, plane: np.ndarray) -> bool:
@@ -105,15 +112,48 @@ def retry_options(best: tuple[LoadedModel, int, int], size: int, plane: np.ndarr
         levels.append(plan.flat_level)
     if plan.two_values_level and plan.two_values_level not in (level, *levels) and two_values(plane):
         levels.append(plan.two_values_level)
+    elif (plan.match_level and plan.match_level not in (level, *levels) and plane.shape[2] == 1
+          and informative_repeats(plane) >= REPEATS_SHARE):
+        levels.append(plan.match_level)
     return [(model, stage, lv) for lv in levels]
 
 
-def auto_tile(image, default: int) -> int:
+def auto_tile(image, default: int, plan: Effort) -> int:
     """The tile size for a (coded) image when the caller names none: `default` (api.DEFAULT_TILE: tiles decode
-    in parallel, chains of them share the stage's state), or TWO_VALUES_TILE where every plane holds at most
-    two values (a page of text, line art, a bilevel scan: contexts of up to 28 neighbours need more samples to
-    learn than chains of 256-pixel tiles give each, and such planes code several times faster than photographs)."""
-    return TWO_VALUES_TILE if all(two_values(p) for p in image.planes) else default
+    in parallel, chains of them share the stage's state), or TEXT_TILE for a page of text: where every plane holds
+    at most two values (text, line art, a bilevel scan: contexts of up to 28 neighbours need more samples to learn
+    than chains of 256-pixel tiles give each), or, at efforts with a match level, a grey image whose
+    neighbourhoods recur (anti-aliased glyphs: the match model's table is a chain's, and a glyph must have been
+    seen in the same chain). Such planes code several times faster than photographs."""
+    planes = image.planes
+    if all(two_values(p) for p in planes):
+        return TEXT_TILE
+    grey = len(planes) == 1 and planes[0].shape[2] == 1
+    if plan.match_level and grey and informative_repeats(planes[0]) >= REPEATS_SHARE:
+        return TEXT_TILE
+    return default
+
+
+def informative_repeats(plane: np.ndarray) -> float:
+    """The share of a one-channel plane's samples (raster order; at most REPEATS_ROWS' worth of rows) whose match
+    model's neighbourhood (adaptive_features.MATCH_NEIGHBOURS) occurred before, followed by the same value, where
+    LOCO-I's median predictor does not give it: what level 16's match would tell that level 13 does not know."""
+    x = plane[:max(1, REPEATS_SAMPLES // plane.shape[1]), :, 0].astype(np.int64)
+    h, w = x.shape
+    pad = np.full((h + 5, w + 16), 256, np.int64)
+    pad[5:, 8:8 + w] = x
+    key = np.ones((h, w), np.uint64)
+    for di, dj in MATCH_NEIGHBOURS:          # the stage's hash, before its last step (wrapping like uint32 there)
+        key = key * np.uint64(0x9E3779B1) + pad[5 + di:5 + di + h, 8 + dj:8 + dj + w].astype(np.uint64) + np.uint64(1)
+    key, flat = key.reshape(-1), x.reshape(-1)
+    order = np.argsort(key, kind="stable")             # equal neighbourhoods together, earliest first
+    k, v = key[order], flat[order]
+    again = np.zeros(flat.size, bool)
+    again[order[1:]] = (k[1:] == k[:-1]) & (v[1:] == v[:-1])
+    W, N, NW = pad[5:5 + h, 7:7 + w], pad[4:4 + h, 8:8 + w], pad[4:4 + h, 7:7 + w]
+    W, N = np.where(W > 255, N, W), np.where(N > 255, W, N)
+    median = np.clip(W + N - NW, np.minimum(W, N), np.maximum(W, N)).reshape(-1)
+    return float(np.count_nonzero(again & (median != flat)) / max(flat.size, 1))
 
 
 def two_values(plane: np.ndarray) -> bool:

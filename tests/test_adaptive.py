@@ -167,7 +167,7 @@ CASES = [(1, 1, 3, 2, 1), (1, 9, 3, 2, 1), (9, 1, 3, 2, 2), (7, 13, 3, 2, 1), (1
          (12, 12, 1, 2, 11), (24, 20, 3, 2, 11), (30, 26, 1, 2, 11), (13, 7, 3, 3, 12), (16, 17, 1, 2, 12),
          (1, 1, 3, 2, 13), (1, 9, 1, 2, 13), (9, 1, 3, 2, 13), (24, 20, 3, 2, 13), (30, 26, 1, 2, 13), (13, 7, 3, 3, 13),
          (1, 1, 1, 2, 14), (9, 11, 3, 2, 14), (24, 20, 1, 2, 14), (13, 7, 3, 3, 14), (1, 1, 1, 2, 15), (9, 11, 3, 2, 15),
-         (24, 20, 1, 2, 15), (13, 7, 3, 3, 15)]
+         (24, 20, 1, 2, 15), (13, 7, 3, 3, 15), (1, 1, 1, 2, 16), (9, 11, 3, 2, 16), (24, 20, 1, 2, 16), (13, 7, 3, 3, 16)]
 
 
 def _exact_structure(h: int, w: int, C: int, seed: int) -> np.ndarray:
@@ -510,13 +510,13 @@ def test_the_classical_levels_ignore_the_networks_outputs():
 
 # ---- planes of two values (14): a bilevel coder's templates ---------------------------------------------------
 @needs_c
-@pytest.mark.parametrize("level", [14, 15])
+@pytest.mark.parametrize("level", [14, 15, 16])
 @pytest.mark.parametrize("h, w, slope", [(1, 1, 2), (2, 9, 2), (17, 40, 2), (30, 21, 4), (8, 3, 3)])
 def test_the_template_levels_are_the_reference_on_two_valued_planes(h, w, slope, level):
-    """Level 14's template bits (every neighbour of TEMPLATES the decoder has at slope 2, 0 outside the tile) and
-    level 15's match model (its table carried along a chain) in C and in the reference: the same bytes, and the
-    tiles decode."""
-    px = _glyph_page(h, w, h * 100 + w)
+    """Level 14's template bits (every neighbour of TEMPLATES the decoder has at slope 2, 0 outside the tile),
+    level 15's match model (its table carried along a chain) and level 16's (its value the centre; on grey glyphs)
+    in C and in the reference: the same bytes, and the tiles decode."""
+    px = _glyph_page(h, w, h * 100 + w) if level < 16 else _word_page(h, w, h * 100 + w, greys=5)
     params = np.zeros((h * w, 2), np.int64)
     state, ref, back = (s(level, 2 * px.size) for s in (native.AdaptiveState, A.State, native.AdaptiveState))
     for _ in range(2):                                   # the second tile continues the first one's state
@@ -543,10 +543,14 @@ def test_the_match_model_reads_only_what_the_decoder_has():
     assert len(set(MATCH_NEIGHBOURS)) == len(MATCH_NEIGHBOURS) == 81
 
 
-def _word_page(h: int, w: int, seed: int) -> np.ndarray:
-    """Six seeded words of three to five of ten 7x5 glyphs, set in lines, 255 on 0: a made page of text, (h, w, 1)."""
+def _word_page(h: int, w: int, seed: int, greys: int = 2) -> np.ndarray:
+    """Six seeded words of three to five of ten 7x5 glyphs, set in lines on 0: a made page of text, (h, w, 1); the
+    glyphs' samples 0 and 255, or with `greys` > 2 that many levels from 0 to 255 (anti-aliased)."""
     rng = np.random.default_rng(seed)
-    glyphs = rng.random((10, 7, 5)) < 0.5
+    if greys == 2:
+        glyphs = (rng.random((10, 7, 5)) < 0.5).astype(np.uint8) * 255
+    else:
+        glyphs = (rng.integers(0, greys, (10, 7, 5)) * 255 // (greys - 1)).astype(np.uint8)
     words = [rng.integers(0, 10, rng.integers(3, 6)) for _ in range(6)]
     page = np.zeros((h + 7, w + 40), np.uint8)
     for top in range(0, h, 10):
@@ -556,7 +560,7 @@ def _word_page(h: int, w: int, seed: int) -> np.ndarray:
                 page[top:top + 7, left:left + 5] = glyphs[g]
                 left += 6
             left += 4
-    return np.ascontiguousarray(page[:h, :w, None] * 255)
+    return np.ascontiguousarray(page[:h, :w, None])
 
 
 def _glyph_page(h: int, w: int, seed: int) -> np.ndarray:
@@ -572,8 +576,9 @@ def _glyph_page(h: int, w: int, seed: int) -> np.ndarray:
 
 @needs_c
 def test_the_template_level_codes_a_page_of_glyphs_in_fewer_bytes():
-    """On a page of repeated glyphs, level 14's templates take fewer bytes than level 13's six to nine neighbours, and
-    on a page of repeated words level 15's match model fewer than level 14 (deterministic counts, no timing)."""
+    """On a page of repeated glyphs, level 14's templates take fewer bytes than level 13's six to nine neighbours, on a
+    page of repeated words level 15's match model fewer than level 14, and on the same words anti-aliased level 16
+    fewer than level 13 (deterministic counts, no timing)."""
     px = _glyph_page(96, 160, 7)
     params = np.zeros((px.size, 2), np.int64)
     with_templates = len(native.adaptive_encode_known(px, params, _cdf(), 2, 14))
@@ -581,3 +586,6 @@ def test_the_template_level_codes_a_page_of_glyphs_in_fewer_bytes():
     px = _word_page(96, 160, 7)                           # words recur: level 15's match model predicts them
     words = [len(native.adaptive_encode_known(px, params, _cdf(), 2, lv)) for lv in (14, 15)]
     assert words[1] < 0.95 * words[0]                     # 346 -> 321 bytes
+    px = _word_page(96, 160, 7, greys=9)                  # anti-aliased: level 16 centres on the match's value
+    grey = [len(native.adaptive_encode_known(px, params, _cdf(), 2, lv)) for lv in (13, 16)]
+    assert grey[1] < 0.85 * grey[0]                       # 1 270 -> 1 021 bytes

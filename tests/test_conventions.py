@@ -199,7 +199,7 @@ def test_bench_missing_extras_fail_before_any_coding(workdir, monkeypatch, block
 def test_the_clis_default_tile_is_the_apis():
     from pixzip import api, cli, plane_options
     from pixzip.cli import common
-    assert cli.DEFAULT_TILE == api.DEFAULT_TILE and common.TWO_VALUES_TILE == plane_options.TWO_VALUES_TILE
+    assert cli.DEFAULT_TILE == api.DEFAULT_TILE and common.TEXT_TILE == plane_options.TEXT_TILE
 
 
 def test_installed_names_are_read_from_model_headers(tiny_models):

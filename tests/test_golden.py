@@ -176,15 +176,17 @@ def test_adaptive_golden_files(name, level, pixels, tile):
 
 # level 13 (the median predictor in the network's place, session 23): make_golden.radial_image, tiles of 16;
 # level 14 (a bilevel coder's templates on level 13, session 25) and 15 (with the match model, session 26):
-# make_golden.bilevel_image, tiles of 16
+# make_golden.bilevel_image, tiles of 16; level 16 (the match's value as the centre): make_golden.grey_glyphs_image
 RADIAL = "f8576a3c135cc52e112139465ed8542887dd0a412258f03864ff247b83a63454"
 BILEVEL = "a2a61a74ab89da38584f0ab22180b09cf9777df3eab7dcd95a9de827d547a34d"
+GREY_GLYPHS = "61680f10a297baae9a65f73e745ad27b453933b8c25433755b5f3295858084f4"     # make_golden.grey_glyphs_image
 
 
 @pytest.mark.parametrize("reference", [False, True])
 @pytest.mark.parametrize("name, level, model_file, pixels", [("rgb16-classical13.pxz", 13, "golden-rgb16.pxm", RADIAL),
                                                               ("bilevel14.pxz", 14, "golden-gray16.pxm", BILEVEL),
-                                                              ("bilevel15.pxz", 15, "golden-gray16.pxm", BILEVEL)])
+                                                              ("bilevel15.pxz", 15, "golden-gray16.pxm", BILEVEL),
+                                                              ("bilevel16.pxz", 16, "golden-gray16.pxm", GREY_GLYPHS)])
 def test_the_classical_levels_golden_files(name, level, model_file, pixels, reference, monkeypatch):
     """A plane at a level whose stage reads a median predictor instead of the network (13; 14 with a bilevel coder's
     templates) keeps decoding, in the compiled stage and in the reference, and re-encodes to the same bytes."""

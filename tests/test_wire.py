@@ -227,7 +227,7 @@ def test_unknown_stage_level_and_width_are_refused(adaptive_file, fast_rgb):
     _refused(_rewrite(adaptive_file, _set(entropy=[5])), "entropy stage 5", [fast_rgb])
     # stage 4 (levels in value space) takes its values from a levels transform the file must have
     _refused(_rewrite(adaptive_file, _set(entropy=[4])), "stage 4 without its levels or palette transform", [fast_rgb])
-    _refused(_rewrite(adaptive_file, _set(levels=[16])), r"adaptive level 16", [fast_rgb])
+    _refused(_rewrite(adaptive_file, _set(levels=[17])), r"adaptive level 17", [fast_rgb])
     _refused(_rewrite(adaptive_file, _set(stored_bits=[9])), "stored sample width", [fast_rgb])
     _refused(_rewrite(adaptive_file, _set(entropy=[3], lz_modes=[8])), r"LZ stage mode 8", [fast_rgb])
 
@@ -508,9 +508,9 @@ def test_a_few_bits_plane_of_two_values_is_retried_at_the_match_level():
 
 def test_images_of_two_values_take_larger_tiles_unless_a_size_is_named(tiny_models):
     """With no tile named, an image whose coded planes each hold at most two values (here a bilevel page: 0 and 255,
-    then ranks 0 and 1) is coded in tiles of TWO_VALUES_TILE, others in DEFAULT_TILE; a batch of both gives each
+    then ranks 0 and 1) is coded in tiles of TEXT_TILE, others in DEFAULT_TILE; a batch of both gives each
     file the bytes it gets alone, and a named size is kept."""
-    from pixzip.plane_options import TWO_VALUES_TILE
+    from pixzip.plane_options import TEXT_TILE
     rng = np.random.default_rng(4)
     page = np.kron(rng.random((9, 12)) < 0.3, np.ones((3, 2), bool))
     bilevel = images.split(Image.fromarray(page))
@@ -518,10 +518,27 @@ def test_images_of_two_values_take_larger_tiles_unless_a_size_is_named(tiny_mode
     models = ()                                    # the tiny defaults
     for effort in (1, 2):
         both = api.compress_many([bilevel, photo], models, effort=effort)
-        assert [api.read_header(d).tile for d, _ in both] == [TWO_VALUES_TILE, api.DEFAULT_TILE]
+        assert [api.read_header(d).tile for d, _ in both] == [TEXT_TILE, api.DEFAULT_TILE]
         assert [d for d, _ in both] == [api.compress(im, models, effort=effort)[0] for im in (bilevel, photo)]
         assert api.read_header(api.compress(bilevel, models, tile=8, effort=effort)[0]).tile == 8
         assert api.decompress(both[0][0], models)[0].pixel_bytes() == bilevel.pixel_bytes()
+
+
+def test_grey_text_whose_neighbourhoods_recur_takes_the_match_level_and_larger_tiles():
+    """A one-channel plane of anti-aliased words (test_adaptive._word_page) has informative repeats (neighbourhoods that
+    recur where the median predictor misses), a photograph's noisy field none: only the first is retried at the
+    effort's match level and, with no tile named, coded in tiles of TEXT_TILE (at efforts with a match level)."""
+    from test_adaptive import _word_page
+    from pixzip.plane_options import FEW_BITS, REPEATS_SHARE, TEXT_TILE, auto_tile, informative_repeats, retry_options
+    words = _word_page(96, 160, 7, greys=9)
+    field = _noisy_field(h=96, w=160)[..., :1]
+    assert informative_repeats(words) >= REPEATS_SHARE > informative_repeats(field) == 0.0
+    few = int(FEW_BITS * words.size / 8) - 1
+    assert ("m", ADAPTIVE, 16) in retry_options(("m", ADAPTIVE, 10), few, words, EFFORTS[5])
+    assert ("m", ADAPTIVE, 16) not in retry_options(("m", ADAPTIVE, 10), few, field, EFFORTS[5])
+    grey = images.ImageData("L", 160, 96, [words])
+    assert auto_tile(grey, 256, EFFORTS[4]) == TEXT_TILE and auto_tile(grey, 256, EFFORTS[1]) == 256
+    assert auto_tile(images.ImageData("L", 160, 96, [np.ascontiguousarray(field)]), 256, EFFORTS[4]) == 256
 
 
 def _noisy_field(seed: int = 1, h: int = 64, w: int = 96) -> np.ndarray:

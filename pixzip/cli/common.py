@@ -18,7 +18,7 @@ from ..formats import images
 
 SUFFIX = ".pxz"
 DEFAULT_TILE = 256       # api.DEFAULT_TILE, without importing the coder (tests/test_conventions.py: equal)
-TWO_VALUES_TILE = 1024   # plane_options.TWO_VALUES_TILE, the same way
+TEXT_TILE = 1024   # plane_options.TEXT_TILE, the same way
 
 
 class Reporter:

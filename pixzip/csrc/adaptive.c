@@ -20,7 +20,8 @@
 
 enum { PROB_ONE = 4096, ST_MAX = 2047, NODES = 32, CHECK_SLOT = 0, BIAS_INPUT = 256, W_LIMIT = 1 << 19 };
 enum { NODE_ZERO = 1, NODE_SIGN = 2 };
-enum { MATCH_BITS = 20, MATCH_OUTSIDE = 256 };   /* the match model's table slots (2^bits), a value outside the tile */
+enum { MATCH_BITS = 20, MATCH_OUTSIDE = 256, MATCH_CENTRE_IDX = 14 };   /* adaptive_features: the match's table slots
+                                                                        * (2^bits), a value outside the tile, its scale */
 static const uint32_t COUNTER_INIT = (uint32_t)1 << 31;       /* probability 1/2 (22 bits) << 10, count 0 */
 
 enum {
@@ -104,7 +105,7 @@ static int level_ok(const PzLevel *lv) {
         || lv->mixer_rate < 0 || lv->mixer_rate > 64 || lv->final_rate < 0 || lv->final_rate > 64
         || lv->lms < 0 || lv->lms > 12 || lv->vote < 0 || lv->vote > 5 || lv->ols < 0 || lv->ols > 1
         || lv->shifted < 0 || lv->shifted > lv->ols || lv->classical < 0 || lv->classical > 1
-        || lv->template_bits < 0 || lv->template_bits > 1 || lv->match < 0 || lv->match > 1
+        || lv->template_bits < 0 || lv->template_bits > 1 || lv->match < 0 || lv->match > 2
         || lv->mixer_init < -W_LIMIT || lv->mixer_init > W_LIMIT || lv->net_init < -W_LIMIT || lv->net_init > W_LIMIT)
         return 0;
     for (int k = 0; k < lv->n_contexts; k++) {
@@ -809,6 +810,12 @@ INLINE void classical_outputs(const PzAdTile *t, int i, int j, int c, int *mu16,
 /* one sub-pixel (adaptive._code_one): x >= 0 encodes it, x < 0 decodes it; returns it */
 INLINE int code_one(PzAdTile *t, int i, int j, int c, int x, int mu16, int idx) {
     if (t->st->lv.classical) classical_outputs(t, i, j, c, &mu16, &idx);
+    uint32_t slot = 0;
+    if (t->st->lv.match) {
+        slot = match_index(t, i, j, c);
+        int e = t->st->match[slot];
+        if (e && t->st->lv.match == 2) mu16 = 16 * (e - 1), idx = MATCH_CENTRE_IDX;    /* the match's value */
+    }
     int hi = t->top[c];
     if (mu16 > 16 * hi) mu16 = 16 * hi;      /* the mean within the channel's range */
     int F[AD_N_FEATURES], cand[AD_CANDIDATES], p = rounded_mean(mu16);
@@ -816,12 +823,8 @@ INLINE int code_one(PzAdTile *t, int i, int j, int c, int x, int mu16, int idx) 
     features(t, i, j, c, mu16, idx, F);
     F[F_VOTE] = F[F_VX] = 0;
     if (t->st->lv.vote) exact_vote(t, i, j, c, p, cand, F);
-    uint32_t slot = 0;
     F[F_MX] = F[F_MHIT] = 0;
-    if (t->st->lv.match) {
-        slot = match_index(t, i, j, c);
-        match_features(t, i, j, c, p, slot, F);
-    }
+    if (t->st->lv.match) match_features(t, i, j, c, p, slot, F);
     stage_init(&sg, t, F, mu16, idx);
     x = code_subpixel(&sg, p, x, hi);
     record(t, i, j, c, x, p, cand);

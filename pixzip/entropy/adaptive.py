@@ -47,7 +47,7 @@ from .adaptive_features import (  # noqa: F401  (the specification's names, one 
     F_DW, F_DWNE, F_DWW, F_DWX, F_FRAC, F_GRAD, F_IDX, F_IDX2, F_IDX8, F_LMS, F_LMSU, F_OLS, F_OLSU, F_QR1, F_QR1U, F_QR2,
     F_QRN, F_QRNE, F_QRNN, F_QRNP, F_QRNW, F_QRW, F_QRWP, F_QRWW, F_R1, F_RN, F_RW, F_VN, F_VNE, F_VNN, F_VNW, F_VNWNE,
     F_MHIT, F_MX, F_VOTE, F_VP, F_VW, F_VWN, F_VWW, F_VX, F_ZERO, N_FEATURES,
-    MATCH_BITS, N_IDX, SELECTOR_SIZES, LeastSquares, ResidualPredictor, TileData, clamp, classical_outputs,
+    MATCH_BITS, MATCH_CENTRE_IDX, N_IDX, SELECTOR_SIZES, LeastSquares, ResidualPredictor, TileData, clamp, classical_outputs,
     exact_candidates, exact_mask, exact_vote, features, match_features, match_index, match_update, qlog, qres, rounded_mean)
 from .adaptive_levels import (CHAIN_TILES, LEVELS, Level, chains, level_for, prior_key,  # noqa: F401
                               prior_of, table_bits)
@@ -403,6 +403,10 @@ def _code_one(state: State, coder, tile: TileData, cdf: np.ndarray, i: int, j: i
     (0..255, or a value-space plane's ranks: tile.top)."""
     if state.level.classical:
         mu16, idx = classical_outputs(tile, i, j, c)
+    if state.match is not None:
+        slot = match_index(tile, i, j, c)
+        if state.level.match_centre and state.match[slot]:      # level 16: the value the match predicts
+            mu16, idx = 16 * (state.match[slot] - 1), MATCH_CENTRE_IDX
     hi = tile.top[c]
     mu16 = min(mu16, 16 * hi)
     p = rounded_mean(mu16)
@@ -412,7 +416,6 @@ def _code_one(state: State, coder, tile: TileData, cdf: np.ndarray, i: int, j: i
         candidates = exact_candidates(tile, i, j, c)
         F[F_VOTE], F[F_VX] = exact_vote(tile, i, j, c, p, candidates, state.level.vote)
     if state.match is not None:
-        slot = match_index(tile, i, j, c)
         F[F_MX], F[F_MHIT] = match_features(tile, i, j, c, p, state.match, slot)
     x = _code_subpixel(_Stage(state, coder, F, cdf, table_starts(state, mu16, idx)), p, x, hi)
     _record(tile, i, j, c, x, p, candidates)

@@ -279,6 +279,7 @@ MATCH_NEIGHBOURS = tuple((0, -d) for d in range(1, 9)) + tuple((-r, d) for r in 
                                                                for d in range(-8, min(8, 2 * r) + 1))
 MATCH_BITS = 20                  # the table's slots, 2^bits: value + 1, 0 for none (State.match)
 MATCH_OUTSIDE = 256              # a neighbour outside the tile, in the hash
+MATCH_CENTRE_IDX = 14            # level 16: the scale index where the match's value is the centre (classical_outputs' least)
 _HITS_AT = ((0, -1), (-1, 0), (-1, -1), (-1, 1), (0, -2), (-2, 0))
 
 

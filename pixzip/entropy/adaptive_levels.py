@@ -40,6 +40,8 @@ class Level:
     template: bool = False                   # F_T1..F_T3, the neighbours not 0 in TEMPLATES (else 0): planes of
     #                                            two values (level 14)
     match: bool = False                      # the match model: F_MX, F_MHIT (else 0; adaptive_features.match_index)
+    match_centre: bool = False               # with match: its value, where it has one, is the binarisation's centre
+    #                                            (mu16, at scale MATCH_CENTRE_IDX) in the network's place (level 16)
     chained: bool = False                    # a plane's tiles carry the state along `chains` (else each tile
     #                                            starts fresh): the codec's part (backends/adaptive_planes.py)
     priors: tuple[tuple[str, str], ...] = ()  # (network key, priors/FILE): the learned state a fresh one starts
@@ -139,6 +141,13 @@ LEVELS[14] = replace(LEVELS[13], template=True,
 # it where they tried 14.
 LEVELS[15] = replace(LEVELS[14], match=True, mixers=(F_IDX8, F_OLSU, F_MX, F_VOTE),
                      contexts=LEVELS[14].contexts + ((F_MX, F_MHIT), (F_MX, F_T1), (F_MX, F_MHIT, F_T1)))
+# Level 16 (session 26): level 13 (the median predictor, no network) with the match model, whose value, where it has
+# one, is the binarisation's centre in the median's place: text of many grey levels (anti-aliased glyphs jump by up to
+# 255 between neighbours, and a decision tree about x - p wastes a match given as a context): the anti-aliased page
+# 52 576 -> 12 486 bytes in the stage (docs/ADAPTIVE.md "Planes of two values"). The efforts from -e 4 try it on
+# one-channel few-bits planes whose neighbourhoods recur (plane_options.informative_repeats).
+LEVELS[16] = replace(LEVELS[13], match=True, match_centre=True,
+                     contexts=LEVELS[13].contexts + ((F_MX, F_MHIT), (F_MX, F_VW), (F_MX, F_MHIT, F_VWN)))
 
 CHAIN_TILES = 4                   # a chain holds at most this many tiles
 

@@ -236,14 +236,27 @@ def bilevel_image() -> Image.Image:
     return Image.fromarray(page)
 
 
-def bilevel_golden(levels=(14, 15)):
-    """Level 14 (a bilevel coder's template contexts on level 13, session 25) and 15 (with the match model, session
-    26): bilevel_image, tiles of 16, with the native-structure grey model (whose outputs the levels ignore)."""
+def bilevel_golden(levels=(14, 15, 16)):
+    """Level 14 (a bilevel coder's template contexts on level 13, session 25), 15 (with the match model) and 16 (the
+    match's value as the centre, session 26): bilevel_image (16: anti-aliased, grey_glyphs_image), tiles of 16, with
+    the native-structure grey model (whose outputs the levels ignore)."""
     for level in levels:
         effort = Effort(models=1, stage=container.ADAPTIVE, level=level)
-        data, _ = api.compress(images.split(bilevel_image()), [modelfile.load(HERE / "golden-gray16.pxm")], tile=16,
+        image = bilevel_image() if level < 16 else grey_glyphs_image()
+        data, _ = api.compress(images.split(image), [modelfile.load(HERE / "golden-gray16.pxm")], tile=16,
                                effort=effort)
         (HERE / f"bilevel{level}.pxz").write_bytes(data)
+
+
+def grey_glyphs_image() -> Image.Image:
+    """bilevel_image's page anti-aliased: each glyph's ink in five grey levels (seeded), 40 x 64."""
+    rng = np.random.default_rng(16)
+    glyphs = rng.integers(0, 5, (5, 7, 5)) * 255 // 4
+    page = np.full((40, 64), 255, np.uint8)
+    for top in range(2, 33, 10):
+        for left in range(2, 58, 6):
+            page[top:top + 7, left:left + 5] = glyphs[rng.integers(0, 5)]
+    return Image.fromarray(page)
 
 
 def low_part_golden():
