@@ -26,7 +26,7 @@ from .efforts import DEFAULT_EFFORT, EFFORTS, Effort
 from .errors import PixzipError, TorchMissing
 from .formats.images import ImageData
 from .nets.modelfile import LoadedModel
-from .plane_options import auto_tile, coded_pixels, few_bits, plane_options, retry_options
+from .plane_options import auto_tiles, coded_pixels, few_bits, page_of_text, plane_options, retry_options
 from .decoding import decompress, decompress_many, read_header      # the API's decoding half
 
 __all__ = ["DEFAULT_TILE", "EFFORTS", "Stats", "choose_models", "compress", "compress_many", "decompress",
@@ -102,7 +102,7 @@ def compress(image: ImageData, models: Sequence[LoadedModel] = (), tile: int | N
              version: int = container.VERSION, effort: int = DEFAULT_EFFORT) -> tuple[bytes, Stats]:
     """Code an image; `models` are preferred over the defaults for planes of their channel count, and
     `effort` (1..9, EFFORTS) picks the models, the entropy stage and how transforms are chosen. `tile`: the
-    tile size in pixels (0: the whole image); None: plane_options.auto_tile's choice for the coded image.
+    tile size in pixels (0: the whole image); None: plane_options.auto_tiles' choice for the coded image.
     `workers`: tiles are coded in that many threads (native coder) or, for large images on the torch
     path, processes (0: every core this process may use); `device` ("cuda") runs the network on a GPU.
     Neither changes a byte. `version`: the format written (4; 3 for pixzip 0.3
@@ -126,15 +126,18 @@ def compress_many(images: Sequence[ImageData], models: Sequence[LoadedModel] = (
         _check_version_holds(im, version)
     chosen = [_transformed(im, plan, models, DEFAULT_TILE if tile is None else tile, workers, device, version)
               for im in images]
-    tiles = [auto_tile(coded, DEFAULT_TILE, plan) if tile is None else tile for coded, _ in chosen]
-    out: list = [None] * len(images)
-    for t in dict.fromkeys(tiles):                 # the images of one tile size in one batch
-        which = [i for i, u in enumerate(tiles) if u == t]
+    kinds = [page_of_text(coded, plan) for coded, _ in chosen]
+    tiles = [auto_tiles(kind, DEFAULT_TILE) if tile is None else (tile,) for kind in kinds]
+    plans = [plan if kind == "repeats" else replace(plan, match_level=0) for kind in kinds]
+    results: list[dict] = [{} for _ in images]
+    for t, p in dict.fromkeys((t, p) for ts, p in zip(tiles, plans) for t in ts):    # one batch per size and plan
+        which = [i for i, (ts, q) in enumerate(zip(tiles, plans)) if t in ts and q == p]
         coded = _code_images([chosen[i][0] for i in which], [chosen[i][1] for i in which],
-                             [images[i] for i in which], models, t, progress, workers, device, version, plan)
+                             [images[i] for i in which], models, t, progress, workers, device, version, p)
         for i, result in zip(which, coded):
-            out[i] = result
-    return out
+            results[i][t] = result
+    # per image the smallest file (ties: its first size), whatever the batch
+    return [min((results[i][t] for t in ts), key=lambda r: len(r[0])) for i, ts in enumerate(tiles)]
 
 
 def _transformed(image: ImageData, plan: Effort, models, tile: int, workers: int, device,

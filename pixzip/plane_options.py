@@ -68,7 +68,7 @@ SAMPLE_GAIN = 0.95
 # -1 to +0.2 % (docs/ADAPTIVE.md)
 FLAT_COLOURS = 16
 FLAT_SHARE = 0.9
-# A page of text is coded in tiles of TEXT_TILE unless the caller names a size (auto_tile): bench/two_values.py's
+# A page of text is coded in tiles of TEXT_TILE unless the caller names a size (auto_tiles): bench/two_values.py's
 # eight images at -e 4, 60 650 bytes in tiles of 256, 58 087 of 512, 56 328 of 1024 (the page of text 7 983 -> 6 588);
 # the anti-aliased page at level 16: 20 807, 14 565, 10 103 (session 26, docs/ADAPTIVE.md "Planes of two values")
 TEXT_TILE = 1024
@@ -77,7 +77,7 @@ TEXT_TILE = 1024
 # (session 26) 0.166 on an anti-aliased page of text, 0.008-0.015 on the kinds' screenshots' index planes (where 16
 # gains nothing), under 0.005 on their charts, 0 on palette and levels planes and on photographs in grey
 REPEATS_SHARE = 0.03
-REPEATS_SAMPLES = 1 << 20
+REPEATS_SAMPLES = 1 << 18
 
 
 def few_bits(size: int, plane: np.ndarray) -> bool:
@@ -97,60 +97,75 @@ def coded_pixels(streams: list, height: int, width: int, tile: int) -> np.ndarra
 def retry_options(best: tuple[LoadedModel, int, int], size: int, plane: np.ndarray, plan: Effort,
                   coded: np.ndarray | None = None, vmap: ValueMap | None = None) -> list[tuple[LoadedModel, int, int]]:
     """(model, stage, level) to code a plane with too, given its best coding so far (`best`, `size` bytes; `coded`:
-    which of its pixels the stage coded (coded_pixels; None: all). Where none, all stored or handed to an LZ stream,
-    another level has nothing to do: `gradient.png`, all of whose tiles one LZ stream takes, where the retries took
-    1.9 s for nothing; the sample window is taken where it did: a screenshot's text tiles, which an LZ stream
-    takes, are not where level 13 could pay. `vmap`: the plane's ValueMap where the stage codes it in value space)."""
+    which of its pixels the stage coded (coded_pixels; None: all). The few-bits levels only where that is under
+    FEW_BITS a sample and the stage coded some of it: where all is stored or handed to an LZ stream, they have nothing
+    to do (`gradient.png`, all of whose tiles one LZ stream takes, where the retries took 1.9 s for nothing), and the
+    sample window is taken where it did (a screenshot's text tiles, which an LZ stream takes, are not where level 13
+    could pay). The match level wherever a one-channel plane's neighbourhoods recur (informative_repeats): a screen of
+    text that the values' level codes in 1.6 bits a sample takes 0.2 at 16. `vmap`: the plane's ValueMap where the
+    stage codes it in value space)."""
     model, stage, level = best
-    if stage not in (ADAPTIVE, ADAPTIVE_VALUES) or (coded is not None and not coded.any()) or not few_bits(size, plane):
+    if stage not in (ADAPTIVE, ADAPTIVE_VALUES):
         return []
-    levels = [lv for lv in plan.few_bits_levels if lv != level]
-    if plan.few_bits_sampled and levels:
-        sizes = adaptive_planes.sample_sizes(model.record, plane, (level, *levels), SAMPLE_SIDE, vmap, coded)
-        levels = [lv for lv, n in zip(levels, sizes[1:]) if n <= SAMPLE_GAIN * sizes[0]]
-    if plan.flat_level and plan.flat_level != level and flat_share(plane, coded) >= FLAT_SHARE:
-        levels.append(plan.flat_level)
-    if plan.two_values_level and plan.two_values_level not in (level, *levels) and two_values(plane):
-        levels.append(plan.two_values_level)
-    elif (plan.match_level and plan.match_level not in (level, *levels) and plane.shape[2] == 1
-          and informative_repeats(plane) >= REPEATS_SHARE):
+    levels = []
+    if (coded is None or coded.any()) and few_bits(size, plane):
+        levels = [lv for lv in plan.few_bits_levels if lv != level]
+        if plan.few_bits_sampled and levels:
+            sizes = adaptive_planes.sample_sizes(model.record, plane, (level, *levels), SAMPLE_SIDE, vmap, coded)
+            levels = [lv for lv, n in zip(levels, sizes[1:]) if n <= SAMPLE_GAIN * sizes[0]]
+        if plan.flat_level and plan.flat_level != level and flat_share(plane, coded) >= FLAT_SHARE:
+            levels.append(plan.flat_level)
+        if plan.two_values_level and plan.two_values_level not in (level, *levels) and two_values(plane):
+            levels.append(plan.two_values_level)
+    if (plan.match_level and plan.match_level not in (level, *levels) and plane.shape[2] == 1
+            and not two_values(plane) and informative_repeats(plane) >= REPEATS_SHARE):
         levels.append(plan.match_level)
     return [(model, stage, lv) for lv in levels]
 
 
-def auto_tile(image, default: int, plan: Effort) -> int:
-    """The tile size for a (coded) image when the caller names none: `default` (api.DEFAULT_TILE: tiles decode
-    in parallel, chains of them share the stage's state), or TEXT_TILE for a page of text: where every plane holds
-    at most two values (text, line art, a bilevel scan: contexts of up to 28 neighbours need more samples to learn
-    than chains of 256-pixel tiles give each), or, at efforts with a match level, a grey image whose
-    neighbourhoods recur (anti-aliased glyphs: the match model's table is a chain's, and a glyph must have been
-    seen in the same chain). Such planes code several times faster than photographs."""
+def page_of_text(image, plan: Effort) -> str:
+    """What kind of page of text a (coded) image is: "two values" where every plane holds at most two (text, line art,
+    a bilevel scan), "repeats" at efforts with a match level for a grey image whose neighbourhoods recur
+    (informative_repeats: anti-aliased glyphs), else "". Asked once per image: only a "repeats" image keeps the
+    effort's match level (api.compress_many)."""
     planes = image.planes
     if all(two_values(p) for p in planes):
-        return TEXT_TILE
+        return "two values"
     grey = len(planes) == 1 and planes[0].shape[2] == 1
-    if plan.match_level and grey and informative_repeats(planes[0]) >= REPEATS_SHARE:
-        return TEXT_TILE
-    return default
+    return "repeats" if plan.match_level and grey and informative_repeats(planes[0]) >= REPEATS_SHARE else ""
+
+
+def auto_tiles(kind: str, default: int) -> tuple[int, ...]:
+    """The tile sizes to code an image in when the caller names none, the smaller file kept, by its page_of_text
+    kind: `default` (api.DEFAULT_TILE: tiles decode in parallel, chains of them share the stage's state); TEXT_TILE
+    alone for two values (contexts of up to 28 neighbours need more samples to learn than chains of 256-pixel tiles
+    give each); both for repeats (the match model's table is a chain's, so a glyph must have been seen in the same
+    chain; but a screen of text may code smaller in 256-pixel tiles, some handed to an LZ stream:
+    bench/synthetic_kinds.py's `text-screen` 6 848 bytes so, 8 189 in one tile). Such planes code several times
+    faster than photographs."""
+    return {"two values": (TEXT_TILE,), "repeats": (default, TEXT_TILE)}.get(kind, (default,))
 
 
 def informative_repeats(plane: np.ndarray) -> float:
-    """The share of a one-channel plane's samples (raster order; at most REPEATS_ROWS' worth of rows) whose match
+    """The share of a one-channel plane's samples (raster order; at most REPEATS_SAMPLES' worth of rows) whose match
     model's neighbourhood (adaptive_features.MATCH_NEIGHBOURS) occurred before, followed by the same value, where
     LOCO-I's median predictor does not give it: what level 16's match would tell that level 13 does not know."""
-    x = plane[:max(1, REPEATS_SAMPLES // plane.shape[1]), :, 0].astype(np.int64)
+    x = plane[:max(1, REPEATS_SAMPLES // plane.shape[1]), :, 0]
     h, w = x.shape
-    pad = np.full((h + 5, w + 16), 256, np.int64)
+    pad = np.full((h + 5, w + 16), 256, np.uint32)
     pad[5:, 8:8 + w] = x
-    key = np.ones((h, w), np.uint64)
-    for di, dj in MATCH_NEIGHBOURS:          # the stage's hash, before its last step (wrapping like uint32 there)
-        key = key * np.uint64(0x9E3779B1) + pad[5 + di:5 + di + h, 8 + dj:8 + dj + w].astype(np.uint64) + np.uint64(1)
+    key = np.ones((h, w), np.uint32)
+    for di, dj in MATCH_NEIGHBOURS:                    # the stage's hash before its last step, in place
+        np.multiply(key, np.uint32(0x9E3779B1), out=key)
+        np.add(key, pad[5 + di:5 + di + h, 8 + dj:8 + dj + w], out=key)
+        key += np.uint32(1)
     key, flat = key.reshape(-1), x.reshape(-1)
     order = np.argsort(key, kind="stable")             # equal neighbourhoods together, earliest first
     k, v = key[order], flat[order]
     again = np.zeros(flat.size, bool)
     again[order[1:]] = (k[1:] == k[:-1]) & (v[1:] == v[:-1])
-    W, N, NW = pad[5:5 + h, 7:7 + w], pad[4:4 + h, 8:8 + w], pad[4:4 + h, 7:7 + w]
+    p = pad.astype(np.int32)
+    W, N, NW = p[5:5 + h, 7:7 + w], p[4:4 + h, 8:8 + w], p[4:4 + h, 7:7 + w]
     W, N = np.where(W > 255, N, W), np.where(N > 255, W, N)
     median = np.clip(W + N - NW, np.minimum(W, N), np.maximum(W, N)).reshape(-1)
     return float(np.count_nonzero(again & (median != flat)) / max(flat.size, 1))

@@ -527,9 +527,10 @@ def test_images_of_two_values_take_larger_tiles_unless_a_size_is_named(tiny_mode
 def test_grey_text_whose_neighbourhoods_recur_takes_the_match_level_and_larger_tiles():
     """A one-channel plane of anti-aliased words (test_adaptive._word_page) has informative repeats (neighbourhoods that
     recur where the median predictor misses), a photograph's noisy field none: only the first is retried at the
-    effort's match level and, with no tile named, coded in tiles of TEXT_TILE (at efforts with a match level)."""
+    effort's match level and, with no tile named, also coded in tiles of TEXT_TILE (at efforts with a match level)."""
     from test_adaptive import _word_page
-    from pixzip.plane_options import FEW_BITS, REPEATS_SHARE, TEXT_TILE, auto_tile, informative_repeats, retry_options
+    from pixzip.plane_options import (FEW_BITS, REPEATS_SHARE, TEXT_TILE, auto_tiles, informative_repeats, page_of_text,
+                                      retry_options)
     words = _word_page(96, 160, 7, greys=9)
     field = _noisy_field(h=96, w=160)[..., :1]
     assert informative_repeats(words) >= REPEATS_SHARE > informative_repeats(field) == 0.0
@@ -537,8 +538,10 @@ def test_grey_text_whose_neighbourhoods_recur_takes_the_match_level_and_larger_t
     assert ("m", ADAPTIVE, 16) in retry_options(("m", ADAPTIVE, 10), few, words, EFFORTS[5])
     assert ("m", ADAPTIVE, 16) not in retry_options(("m", ADAPTIVE, 10), few, field, EFFORTS[5])
     grey = images.ImageData("L", 160, 96, [words])
-    assert auto_tile(grey, 256, EFFORTS[4]) == TEXT_TILE and auto_tile(grey, 256, EFFORTS[1]) == 256
-    assert auto_tile(images.ImageData("L", 160, 96, [np.ascontiguousarray(field)]), 256, EFFORTS[4]) == 256
+    field_image = images.ImageData("L", 160, 96, [np.ascontiguousarray(field)])
+    assert page_of_text(grey, EFFORTS[4]) == "repeats" and page_of_text(grey, EFFORTS[1]) == ""
+    assert page_of_text(field_image, EFFORTS[4]) == "" and auto_tiles("", 256) == (256,)
+    assert auto_tiles("repeats", 256) == (256, TEXT_TILE) and auto_tiles("two values", 256) == (TEXT_TILE,)
 
 
 def _noisy_field(seed: int = 1, h: int = 64, w: int = 96) -> np.ndarray:
