@@ -37,7 +37,7 @@ class Effort:
     two_values_level: int = 0   # a few-bits plane of two values (a page of text, line art) is also coded at this
     #                             level, the smaller kept: 15's contexts on a bilevel coder's templates and its match
     #                             model (plane_options)
-    match_level: int = 0        # a one-channel few-bits plane of more values whose neighbourhoods recur (anti-aliased text)
+    match_level: int = 0        # a one-channel plane of more than two values whose neighbourhoods recur (anti-aliased text)
     #                             is also coded at this level, the smaller kept: 16's match model as the centre
     one_tile_level: int = 0     # a plane of one tile is also coded at this adaptive level, the smaller kept:
     #                             levels 9 and 10's shifted table costs images that the network predicts

@@ -145,7 +145,7 @@ LEVELS[15] = replace(LEVELS[14], match=True, mixers=(F_IDX8, F_OLSU, F_MX, F_VOT
 # one, is the binarisation's centre in the median's place: text of many grey levels (anti-aliased glyphs jump by up to
 # 255 between neighbours, and a decision tree about x - p wastes a match given as a context): the anti-aliased page
 # 52 576 -> 12 486 bytes in the stage (docs/ADAPTIVE.md "Planes of two values"). The efforts from -e 4 try it on
-# one-channel few-bits planes whose neighbourhoods recur (plane_options.informative_repeats).
+# one-channel planes whose neighbourhoods recur (plane_options.informative_repeats).
 LEVELS[16] = replace(LEVELS[13], match=True, match_centre=True,
                      contexts=LEVELS[13].contexts + ((F_MX, F_MHIT), (F_MX, F_VW), (F_MX, F_MHIT, F_VWN)))
 
