@@ -15,6 +15,7 @@ from .entropy.value_map import ValueMap
 from .formats.container import ADAPTIVE, ADAPTIVE_VALUES, CODED, STATIC, framed_kind
 from .formats.images import ImageData
 from .formats.tiles import tile_grid
+from .formats.transforms.choose import med_residuals
 from .formats.transforms.palette import colour_keys
 from .nets.modelfile import LoadedModel
 
@@ -165,11 +166,8 @@ def informative_repeats(plane: np.ndarray) -> float:
     k, v = key[order], flat[order]
     again = np.zeros(flat.size, bool)
     again[order[1:]] = (k[1:] == k[:-1]) & (v[1:] == v[:-1])
-    p = pad.astype(np.int32)
-    W, N, NW = p[5:5 + h, 7:7 + w], p[4:4 + h, 8:8 + w], p[4:4 + h, 7:7 + w]
-    W, N = np.where(W > 255, N, W), np.where(N > 255, W, N)
-    median = np.clip(W + N - NW, np.minimum(W, N), np.maximum(W, N)).reshape(-1)
-    return float(np.count_nonzero(again & (median != flat)) / max(flat.size, 1))
+    missed = med_residuals(x, small=True)[0].reshape(-1) != 0
+    return float(np.count_nonzero(again & missed) / max(flat.size, 1))
 
 
 def two_values(plane: np.ndarray) -> bool:

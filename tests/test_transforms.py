@@ -19,7 +19,7 @@ from pixzip.formats import images
 from pixzip.formats import stored as S
 from pixzip.formats import transforms as T
 from pixzip.formats.transforms import palette, steps
-from pixzip.formats.transforms.choose import _laplace_bits, _med_residuals, _touching
+from pixzip.formats.transforms.choose import _laplace_bits, med_residuals, _touching
 from pixzip.errors import PixzipError
 from pixzip.formats.images import ImageData
 from pixzip.formats.varint import varint
@@ -719,7 +719,7 @@ def test_levels_needed_is_max_plus_one():
 # -- the estimate ----------------------------------------------------------------------------------------
 @SETTINGS
 @given(h=st.integers(1, 12), w=st.integers(1, 12), signed=st.booleans(), seed=st.integers(0, 2 ** 31))
-def test_med_residuals_are_the_median_edge_detector(h, w, signed, seed):
+def testmed_residuals_are_the_median_edge_detector(h, w, signed, seed):
     """The clipped form equals LOCO-I's three cases, on planes and on channel differences."""
     rng = np.random.default_rng(seed)
     x = rng.integers(-255 if signed else 0, 256, (h, w)).astype(np.int32 if signed else np.uint8)
@@ -728,7 +728,7 @@ def test_med_residuals_are_the_median_edge_detector(h, w, signed, seed):
     pred = np.where(nw >= np.maximum(wv, n), np.minimum(wv, n),
                     np.where(nw <= np.minimum(wv, n), np.maximum(wv, n), wv + n - nw))
     for small in (False, True):                      # int16 sums for samples within +-255: the same values
-        residuals, activity = _med_residuals(x, small)
+        residuals, activity = med_residuals(x, small)
         assert np.array_equal(residuals, x - pred)
         assert np.array_equal(activity, np.abs(wv - nw) + np.abs(n - nw) + np.abs(n - ne))
         wide = residuals.astype(np.int32), activity.astype(np.int32)

@@ -358,7 +358,7 @@ def _pack_level(level) -> _Level:
                 final_rate=level.final_rate, mixer_init=level.mixer_init, net_init=level.net_init,
                 apm_rate=level.apm_rate, lms=level.lms, vote=level.vote, ols=int(level.ols),
                 shifted=int(level.shifted), classical=int(level.classical), template_bits=int(level.template),
-                    match=int(level.match) + int(level.match and level.match_centre))
+                match=int(level.match) + int(level.match and level.match_centre))
     lv.keep = prior          # the array the pointer names lives as long as the structure (the C stage copies it)
     for k, ctx in enumerate(level.contexts):
         lv.ctx_len[k] = len(ctx)

@@ -310,6 +310,13 @@ INLINE void match_features(const PzAdTile *t, int i, int j, int c, int p, uint32
     F[F_MHIT] = hits;
 }
 
+/* adaptive_features.match_update: after coding x, whether the match predicted it (mhit), and x as what followed */
+INLINE void match_update(PzAdTile *t, uint32_t slot, int i, int j, int c, int x) {
+    int e = t->st->match[slot];
+    t->mhit[((size_t)i * t->w + j) * t->C + c] = (uint8_t)(e ? (e - 1 == x ? 1 : 2) : 0);
+    t->st->match[slot] = (uint16_t)(x + 1);
+}
+
 INLINE int rounded_mean(int mu16) { return (mu16 + 8) >> 4 < 255 ? (mu16 + 8) >> 4 : 255; }
 
 /* ---- the least-squares predictor (adaptive_features.LeastSquares, ols_inputs) ---------------------------- */
@@ -828,11 +835,7 @@ INLINE int code_one(PzAdTile *t, int i, int j, int c, int x, int mu16, int idx) 
     stage_init(&sg, t, F, mu16, idx);
     x = code_subpixel(&sg, p, x, hi);
     record(t, i, j, c, x, p, cand);
-    if (t->st->lv.match) {         /* adaptive_features.match_update: how the match went, and what followed */
-        int e = t->st->match[slot];
-        t->mhit[((size_t)i * t->w + j) * t->C + c] = (uint8_t)(e ? (e - 1 == x ? 1 : 2) : 0);
-        t->st->match[slot] = (uint16_t)(x + 1);
-    }
+    if (t->st->lv.match) match_update(t, slot, i, j, c, x);
     lms_update(t->st, c, x - p);
     ols_update(t->st, c, x - p);
     return x;

@@ -260,7 +260,7 @@ def candidates(image: ImageData) -> list[tuple[ImageData, TransformRecord]]:
 
 
 # -- choosing ----------------------------------------------------------------------------------------------
-def _med_residuals(x: np.ndarray, small: bool = False) -> tuple[np.ndarray, np.ndarray]:
+def med_residuals(x: np.ndarray, small: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """LOCO-I's median edge detector (a cheap stand-in for the network's mean): signed residuals, and
     the local activity |W-NW| + |N-NW| + |N-NE| the network's scale would follow. `small`: x is within
     +-255 (8-bit samples or their differences), so int16 holds every sum (half the memory traffic)."""
@@ -320,9 +320,9 @@ def estimate_bits(image: ImageData) -> float:
         scale = whole.shape[0] / p.shape[0]              # a sample's bits stand for all the rows
         small = p.dtype.itemsize == 1
         for c in range(p.shape[2]):
-            alone = _laplace_bits(*_med_residuals(p[..., c], small))
+            alone = _laplace_bits(*med_residuals(p[..., c], small))
             if c:
-                alone = min(alone, _laplace_bits(*_med_residuals(p[..., c].astype(np.int32) - p[..., c - 1], small)))
+                alone = min(alone, _laplace_bits(*med_residuals(p[..., c].astype(np.int32) - p[..., c - 1], small)))
             bits += scale * alone
     return bits
 
