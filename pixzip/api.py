@@ -152,7 +152,7 @@ def _transformed(image: ImageData, plan: Effort, models, tile: int, workers: int
     # lists pixels (choose.py), with their own stage and a quick LZ search: the static stage misranked a chart's
     # near-palette and plain candidates, 29 981 bytes where the plain one takes 25 777)
     bare = replace(plan, transforms="none", max_trials=None, lz_probe=True, few_bits_levels=(), flat_level=0,
-                   two_values_level=0, match_level=0)
+                   two_values_level=0, match_level=0, background_level=0)
     if plan.transforms == "estimate":
         bare = replace(bare, lz_hard=False)
 

@@ -39,6 +39,10 @@ class Effort:
     #                             model (plane_options)
     match_level: int = 0        # a one-channel plane of more than two values whose neighbourhoods recur (anti-aliased text)
     #                             is also coded at this level, the smaller kept: 16's match model as the centre
+    background_level: int = 0   # a plane most of whose samples lie in a few neighbouring values (a page's paper, noise
+    #                             and all: a scan) is also coded at this level, the smaller kept: the values as contexts
+    #                             learn the background's own levels, which a prediction from noisy neighbours misses
+    #                             (plane_options.BACKGROUND_SHARE)
     one_tile_level: int = 0     # a plane of one tile is also coded at this adaptive level, the smaller kept:
     #                             levels 9 and 10's shifted table costs images that the network predicts
     #                             better than their own fit can (CIFAR-10 rows: +0.45 %), levels 7 and 8
@@ -53,17 +57,23 @@ EFFORTS = {
     2: Effort(models=1, stage=STATIC, transforms="estimate", lz_hard=False),
     3: Effort(models=2, stage=STATIC, transforms="estimate"),                # the ensemble, static
     4: Effort(models=1, stage=ADAPTIVE, level=9, symbols_level=11, transforms="estimate",
-              few_bits_levels=(13,), few_bits_sampled=True, flat_level=11, two_values_level=15, match_level=16, one_tile_level=7),
+              few_bits_levels=(13,), few_bits_sampled=True, flat_level=11, two_values_level=15, match_level=16,
+              background_level=11, one_tile_level=7),
     5: Effort(models=1, stage=ADAPTIVE, level=10, symbols_level=12, transforms="estimate",
-              few_bits_levels=(12, 13), two_values_level=15, match_level=16, one_tile_level=8),
+              few_bits_levels=(12, 13), two_values_level=15, match_level=16, background_level=12,
+              one_tile_level=8),
     6: Effort(models=1, stage=ADAPTIVE, level=10, symbols_level=12, transforms="trial", max_trials=2,
-              lz_probe=False, few_bits_levels=(12, 13), two_values_level=15, match_level=16, one_tile_level=8),
+              lz_probe=False, few_bits_levels=(12, 13), two_values_level=15, match_level=16, background_level=12,
+              one_tile_level=8),
     7: Effort(models=2, stage=ADAPTIVE, level=10, symbols_level=12, transforms="estimate",
-              few_bits_levels=(12, 13), two_values_level=15, match_level=16, one_tile_level=8),   # the ensemble in the stage
+              few_bits_levels=(12, 13), two_values_level=15, match_level=16, background_level=12,
+              one_tile_level=8),   # the ensemble in the stage
     8: Effort(models=2, stage=ADAPTIVE, level=10, symbols_level=12, transforms="trial", max_trials=2,
-              lz_probe=False, few_bits_levels=(12, 13), two_values_level=15, match_level=16, one_tile_level=8),
+              lz_probe=False, few_bits_levels=(12, 13), two_values_level=15, match_level=16, background_level=12,
+              one_tile_level=8),
     9: Effort(models=2, stage=ADAPTIVE, level=10, symbols_level=12, transforms="trial", static_too=True,
-              lz_probe=False, few_bits_levels=(12, 13), two_values_level=15, match_level=16, one_tile_level=8),
+              lz_probe=False, few_bits_levels=(12, 13), two_values_level=15, match_level=16, background_level=12,
+              one_tile_level=8),
 }
 DEFAULT_EFFORT = 4
 STATIC_ONLY = Effort(models=1, stage=STATIC)      # what format versions before 4 can hold (with `models`)
