@@ -609,7 +609,7 @@ def test_a_plane_with_a_background_is_also_coded_with_the_values_as_contexts():
     from pixzip import zoo
     from pixzip import plane_options as options
     m, grey = zoo.load_model("pcnn-rgb-v8"), zoo.load_model("pcnn-gray-v4")
-    page, field = _noisy_page(), _noisy_field()   # (0.86 and 0.09 of their samples)
+    page, field = _noisy_page(), _noisy_field()   # (0.86 and 0.19 of their samples)
     assert options.background_share(page) >= options.BACKGROUND_SHARE > options.background_share(field)
     many = page.size                                                  # one byte a sample: not few bits
     assert options.retry_options((grey, ADAPTIVE, 9), many, page, EFFORTS[4]) == [(grey, ADAPTIVE, 11)]
