@@ -43,6 +43,8 @@ class Effort:
     #                             and all: a scan) is also coded at this level, the smaller kept: the values as contexts
     #                             learn the background's own levels, which a prediction from noisy neighbours misses
     #                             (plane_options.BACKGROUND_SHARE)
+    grey_background_level: int = 0  # the same for a one-channel plane, where it is not 0: a grey pixel is one sub-pixel
+    #                             where a colour one is three, so the default affords the heavier level there
     one_tile_level: int = 0     # a plane of one tile is also coded at this adaptive level, the smaller kept:
     #                             levels 9 and 10's shifted table costs images that the network predicts
     #                             better than their own fit can (CIFAR-10 rows: +0.45 %), levels 7 and 8
@@ -58,7 +60,7 @@ EFFORTS = {
     3: Effort(models=2, stage=STATIC, transforms="estimate"),                # the ensemble, static
     4: Effort(models=1, stage=ADAPTIVE, level=9, symbols_level=11, transforms="estimate",
               few_bits_levels=(13,), few_bits_sampled=True, flat_level=11, two_values_level=15, match_level=16,
-              background_level=11, one_tile_level=7),
+              background_level=11, grey_background_level=12, one_tile_level=7),
     5: Effort(models=1, stage=ADAPTIVE, level=10, symbols_level=12, transforms="estimate",
               few_bits_levels=(12, 13), two_values_level=15, match_level=16, background_level=12,
               one_tile_level=8),

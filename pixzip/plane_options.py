@@ -84,10 +84,10 @@ REPEATS_SAMPLES = 1 << 18
 # densest such window; background_share) is also coded at the effort's background_level (the values as contexts), the
 # smaller kept. A page's paper with the scanner's noise on it is such a background: a prediction from noisy neighbours
 # leaves their noise in its residuals (level 9 codes uniform noise of deviation 1 at 3 % above its entropy), where
-# contexts on the values learn the paper's own levels. Measured (session 27, level 11 against 9, fresh states and
-# priors): text pages with noise 0.54-0.67 of their samples there, -0.8 to -5.6 %; the kinds' framed photographs 0.46,
-# -0.3 %; seven CBSD68 photographs 0.10-0.29 (where level 11 costs up to 0.3 %), the kinds' grey photographs 0.07-0.12
-# (docs/ADAPTIVE.md "Backgrounds")
+# contexts on the values learn the paper's own levels. Measured (session 27, level 11 against 9, chains and priors as in
+# files): text pages with noise 0.54-0.67 of their samples there, -0.8 to -5.6 % (12 against 11: -0.3 to -4.3 % more);
+# the kinds' framed photographs 0.46, -0.3 %; seven CBSD68 photographs 0.10-0.29 (where level 11 costs up to 0.3 %),
+# the kinds' grey photographs 0.07-0.12 (docs/ADAPTIVE.md "Backgrounds")
 BACKGROUND_WIDTH = 8
 BACKGROUND_SHARE = 0.4
 
@@ -130,9 +130,10 @@ def retry_options(best: tuple[LoadedModel, int, int], size: int, plane: np.ndarr
             levels.append(plan.flat_level)
         if plan.two_values_level and plan.two_values_level not in (level, *levels) and two_values(plane):
             levels.append(plan.two_values_level)
-    if (plan.background_level and level == plan.level and (coded is None or coded.any()) and not few_bits(size, plane)
+    background = plan.grey_background_level if plane.shape[2] == 1 and plan.grey_background_level else plan.background_level
+    if (background and level == plan.level and (coded is None or coded.any()) and not few_bits(size, plane)
             and background_share(plane) >= BACKGROUND_SHARE):
-        levels.append(plan.background_level)
+        levels.append(background)
     if (plan.match_level and plan.match_level not in (level, *levels) and plane.shape[2] == 1
             and not two_values(plane) and informative_repeats(plane) >= REPEATS_SHARE):
         levels.append(plan.match_level)

@@ -604,35 +604,37 @@ def _noisy_page(seed: int = 4, h: int = 96, w: int = 128) -> np.ndarray:
 
 def test_a_plane_with_a_background_is_also_coded_with_the_values_as_contexts():
     """A plane coded in more than FEW_BITS a sample, most of whose samples lie in a few neighbouring values (a scanned
-    page's noisy paper), is also coded at the effort's background_level (11 at -e 4, 12 from -e 5); a photograph-like
-    plane, a plane already at that level or at a symbols level, and a few-bits plane are not."""
+    page's noisy paper), is also coded at the effort's background_level (-e 4: 11 for colour, 12 for one channel; 12
+    from -e 5); a photograph-like plane, a plane already at that level or at a symbols level, and a few-bits plane are
+    not."""
     from pixzip import zoo
     from pixzip import plane_options as options
     m, grey = zoo.load_model("pcnn-rgb-v8"), zoo.load_model("pcnn-gray-v4")
     page, field = _noisy_page(), _noisy_field()   # (0.86 and 0.19 of their samples)
     assert options.background_share(page) >= options.BACKGROUND_SHARE > options.background_share(field)
     many = page.size                                                  # one byte a sample: not few bits
-    assert options.retry_options((grey, ADAPTIVE, 9), many, page, EFFORTS[4]) == [(grey, ADAPTIVE, 11)]
+    assert options.retry_options((grey, ADAPTIVE, 9), many, page, EFFORTS[4]) == [(grey, ADAPTIVE, 12)]
+    assert options.retry_options((m, ADAPTIVE, 9), many, np.dstack([page] * 3), EFFORTS[4]) == [(m, ADAPTIVE, 11)]
     assert options.retry_options((grey, ADAPTIVE, 10), many, page, EFFORTS[5]) == [(grey, ADAPTIVE, 12)]
     assert options.retry_options((grey, ADAPTIVE, 11), many, page, EFFORTS[4]) == []
     assert options.retry_options((m, ADAPTIVE, 9), many, field, EFFORTS[4]) == []
     few = int(options.FEW_BITS * page.size / 8) - 1
     only = dataclasses.replace(EFFORTS[4], few_bits_levels=(), flat_level=0, two_values_level=0, match_level=0)
     assert options.retry_options((grey, ADAPTIVE, 9), few, page, only) == []
-    assert options.retry_options((grey, ADAPTIVE, 9), many, page, only) == [(grey, ADAPTIVE, 11)]
+    assert options.retry_options((grey, ADAPTIVE, 9), many, page, only) == [(grey, ADAPTIVE, 12)]
     assert options.background_share(np.zeros((3, 4, 2), np.uint8)) == 0.0                   # no noise: one value
     assert options.background_share(np.arange(3, dtype=np.uint8).reshape(1, 3, 1)) == 1.0
     assert options.background_share(np.arange(256, dtype=np.uint8).reshape(16, 16, 1)) == 8 / 256
 
 
 def test_the_default_codes_a_scanned_page_no_larger_for_its_background(monkeypatch):
-    """The page's file at -e 4 takes level 11 where that codes it smaller, decodes exactly, and is never larger than
+    """The page's file at -e 4 takes level 12 where that codes it smaller, decodes exactly, and is never larger than
     without the background retry (BACKGROUND_SHARE out of reach)."""
     from pixzip import plane_options as options
     image = images.ImageData("L", 128, 96, [_noisy_page()])
     data = api.compress(image)[0]
     back, header = api.decompress(data)
-    assert np.array_equal(back.planes[0], image.planes[0]) and header.levels[0] in (9, 11)
+    assert np.array_equal(back.planes[0], image.planes[0]) and header.levels[0] in (9, 12)
     monkeypatch.setattr(options, "BACKGROUND_SHARE", 1.01)
     plain = api.compress(image)[0]
     assert container.read_header(plain)[0].levels == [9] and len(data) <= len(plain)
