@@ -94,7 +94,7 @@ def _parse(data: bytes, extra_models, max_pixels: int | None) -> _Parsed:
         raise FormatError("header is corrupted (stream count)")
     _check_stream_floors(header, plane_models)
     streams = container.read_streams(data, header, offset)
-    _check_adaptive_floors(header, plane_models, streams)
+    _check_adaptive_floors(header, plane_models, streams, record)
     starts = np.cumsum([0] + counts)
     return _Parsed(header, plane_models, [streams[a:b] for a, b in zip(starts[:-1], starts[1:])],
                    streams[starts[-1]:], record)
@@ -119,15 +119,18 @@ def _check_stream_floors(header: Header, plane_models: list):
                 raise FormatError(_TOO_SHORT)
 
 
-def _check_adaptive_floors(header: Header, plane_models: list, streams: list):
-    """The same for the adaptive stage's coded tiles: every sub-pixel codes its zero flag at a
-    probability of at most 4095/4096, so a tile of n sub-pixels takes at least n * log2(4096/4095)
-    bits (a stored tile has no network work and is checked for its exact length, LZ tiles as a whole)."""
+def _check_adaptive_floors(header: Header, plane_models: list, streams: list, record):
+    """The same for the adaptive stage's coded tiles: every sub-pixel that can take more than one value codes
+    its zero flag at a probability of at most 4095/4096, so a tile of n such sub-pixels takes at least
+    n * log2(4096/4095) bits (a stored tile has no network work and is checked for its exact length, LZ tiles
+    as a whole). In entropy stage 4 a channel of one value (a palette of one colour) codes nothing."""
     floor = 0.9 * adaptive_planes.ADAPTIVE_MIN_BITS
     at = 0
-    for (_, channels), stage, model in zip(header.planes, header.entropy, plane_models):
+    for p, ((_, channels), stage, model) in enumerate(zip(header.planes, header.entropy, plane_models)):
         shapes = [(1, 1)] if stage in WHOLE_PLANE else codec.stream_shapes(model.record, header.height, header.width,
                                                                       header.tile)
+        if stage == ADAPTIVE_VALUES:
+            channels = sum(len(values) > 1 for values in record.value_tables(p, channels))
         for h, w in shapes:
             words = streams[at]
             at += 1

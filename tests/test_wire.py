@@ -640,6 +640,21 @@ def test_the_default_codes_a_scanned_page_no_larger_for_its_background(monkeypat
     assert container.read_header(plain)[0].levels == [9] and len(data) <= len(plain)
 
 
+def test_a_plane_of_one_colour_in_value_space_codes_nothing_and_decodes():
+    """A solid image that the trial transforms make a palette of one colour, its index plane coded in entropy stage 4
+    in one tile of 1024: every sample's range is 0..0, so the stage codes no decision and the stream is a few bytes.
+    The decoder's floor on an adaptive stream's length (a bit per 2 840 sub-pixels) held such a stream corrupt, and
+    `-e 9` wrote solid images that no pixzip read (session 27's kinds table found it)."""
+    from pixzip.efforts import Effort
+    image = images.ImageData("RGB", 640, 480, [np.full((480, 640, 3), (200, 30, 90), np.uint8)])
+    effort = Effort(models=1, stage=ADAPTIVE, level=9, symbols_level=11, transforms="trial")
+    data = api.compress(image, effort=effort)[0]
+    header = container.read_header(data)[0]
+    assert header.entropy == [container.ADAPTIVE_VALUES] and header.tile == 1024 and len(data) < 100
+    back, _ = api.decompress(data)
+    assert np.array_equal(back.planes[0], image.planes[0])
+
+
 def test_the_busiest_window_has_the_most_pixels_unlike_their_neighbours():
     plane = np.zeros((100, 130, 3), np.uint8)
     plane[40:60, 70:90, 1] = np.arange(20, dtype=np.uint8)          # a ramp in one channel: every pixel differs
