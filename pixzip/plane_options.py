@@ -80,14 +80,14 @@ TEXT_TILE = 1024
 # palette and levels planes and on photographs in grey
 REPEATS_SHARE = 0.03
 REPEATS_SAMPLES = 1 << 18
-# A plane coded in more than FEW_BITS a sample, at least BACKGROUND_SHARE of whose samples lie within BACKGROUND_WIDTH neighbouring values (per channel, the
-# densest such window; background_share) is also coded at the effort's background_level (the values as contexts), the
-# smaller kept. A page's paper with the scanner's noise on it is such a background: a prediction from noisy neighbours
-# leaves their noise in its residuals (level 9 codes uniform noise of deviation 1 at 3 % above its entropy), where
-# contexts on the values learn the paper's own levels. Measured (session 27, level 11 against 9, chains and priors as in
-# files): text pages with noise 0.54-0.67 of their samples there, -0.8 to -5.6 % (12 against 11: -0.3 to -4.3 % more);
-# the kinds' framed photographs 0.46, -0.3 %; seven CBSD68 photographs 0.10-0.29 (where level 11 costs up to 0.3 %),
-# the kinds' grey photographs 0.07-0.12 (docs/ADAPTIVE.md "Backgrounds")
+# A plane coded in more than FEW_BITS a sample, at least BACKGROUND_SHARE of whose samples lie within BACKGROUND_WIDTH
+# neighbouring values (per channel, the densest such window; background_share), is also coded at the effort's
+# background_level (the values as contexts), the smaller kept. A page's paper with the scanner's noise on it is such a
+# background: a prediction from noisy neighbours leaves their noise in its residuals (level 9 codes uniform noise of
+# deviation 1 at 3 % above its entropy), where contexts on the values learn the paper's own levels. Measured (session
+# 27, level 11 against 9, chains and priors as in files): text pages with noise 0.54-0.67 of their samples there, -0.8
+# to -5.6 % (12 against 11: -0.3 to -4.3 % more); the kinds' framed photographs 0.46, -0.3 %; seven CBSD68 photographs
+# 0.10-0.29 (where level 11 costs up to 0.3 %), the kinds' grey photographs 0.07-0.12 (docs/ADAPTIVE.md "Backgrounds")
 BACKGROUND_WIDTH = 8
 BACKGROUND_SHARE = 0.4
 
@@ -130,7 +130,9 @@ def retry_options(best: tuple[LoadedModel, int, int], size: int, plane: np.ndarr
             levels.append(plan.flat_level)
         if plan.two_values_level and plan.two_values_level not in (level, *levels) and two_values(plane):
             levels.append(plan.two_values_level)
-    background = plan.grey_background_level if plane.shape[2] == 1 and plan.grey_background_level else plan.background_level
+    background = plan.background_level
+    if plane.shape[2] == 1 and plan.grey_background_level:
+        background = plan.grey_background_level
     if (background and level == plan.level and (coded is None or coded.any()) and not few_bits(size, plane)
             and background_share(plane) >= BACKGROUND_SHARE):
         levels.append(background)
@@ -193,7 +195,8 @@ def background_share(plane: np.ndarray) -> float:
         counts = np.bincount(plane[..., c].reshape(-1), minlength=256)
         values = max(values, np.count_nonzero(counts))
         cumulative = np.concatenate([[0], np.cumsum(counts)])
-        shares.append((cumulative[BACKGROUND_WIDTH:] - cumulative[:-BACKGROUND_WIDTH]).max() / max(plane[..., c].size, 1))
+        densest = (cumulative[BACKGROUND_WIDTH:] - cumulative[:-BACKGROUND_WIDTH]).max()
+        shares.append(densest / max(plane[..., c].size, 1))
     return float(np.mean(shares)) if values > 2 else 0.0
 
 
