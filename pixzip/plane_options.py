@@ -90,6 +90,11 @@ REPEATS_SAMPLES = 1 << 18
 # 0.10-0.29 (where level 11 costs up to 0.3 %), the kinds' grey photographs 0.07-0.12 (docs/ADAPTIVE.md "Backgrounds")
 BACKGROUND_WIDTH = 8
 BACKGROUND_SHARE = 0.4
+# ... and where that background is noise, not a gradient (background_noise at least BACKGROUND_NOISE): the smooth,
+# blurred backdrops of two wallpaper photographs (shares 0.44 and 0.46, noise 0.32 and 0.43) gained nothing from the
+# retry, which halved the default's encode speed there; CBSD68's 302008 (0.49, 0.62) gained 0.05 %. The pages 1.46-1.94,
+# CBSD68's 167062 (0.41, 1.39; -0.66 %), a scatter chart's white (6.3; -0.5 %)
+BACKGROUND_NOISE = 1.0
 
 
 def few_bits(size: int, plane: np.ndarray) -> bool:
@@ -134,7 +139,7 @@ def retry_options(best: tuple[LoadedModel, int, int], size: int, plane: np.ndarr
     if plane.shape[2] == 1 and plan.grey_background_level:
         background = plan.grey_background_level
     if (background and level == plan.level and (coded is None or coded.any()) and not few_bits(size, plane)
-            and background_share(plane) >= BACKGROUND_SHARE):
+            and background_share(plane) >= BACKGROUND_SHARE and background_noise(plane) >= BACKGROUND_NOISE):
         levels.append(background)
     if (plan.match_level and plan.match_level not in (level, *levels) and plane.shape[2] == 1
             and not two_values(plane) and informative_repeats(plane) >= REPEATS_SHARE):
@@ -187,17 +192,39 @@ def informative_repeats(plane: np.ndarray) -> float:
     return float(np.count_nonzero(again & missed) / max(flat.size, 1))
 
 
+def _densest_window(x: np.ndarray) -> tuple[int, int, int]:
+    """A channel's (H, W) densest BACKGROUND_WIDTH neighbouring values: (the first of them, its samples there, how
+    many values the channel holds)."""
+    counts = np.bincount(x.reshape(-1), minlength=256)
+    cumulative = np.concatenate([[0], np.cumsum(counts)])
+    window = cumulative[BACKGROUND_WIDTH:] - cumulative[:-BACKGROUND_WIDTH]
+    first = int(np.argmax(window))
+    return first, int(window[first]), int(np.count_nonzero(counts))
+
+
 def background_share(plane: np.ndarray) -> float:
     """The share of a plane's samples in its densest BACKGROUND_WIDTH neighbouring values, the mean over channels; 0
     where no channel holds more than two values (no noise around a background: levels 14 and 15 take such planes)."""
-    shares, values = [], 0
+    windows = [_densest_window(plane[..., c]) for c in range(plane.shape[2])]
+    if max(values for _, _, values in windows) <= 2:
+        return 0.0
+    return float(np.mean([n for _, n, _ in windows])) / max(plane.shape[0] * plane.shape[1], 1)
+
+
+def background_noise(plane: np.ndarray) -> float:
+    """On the samples in each channel's densest window, how far LOCO-I's median predictor misses them against how far
+    they spread: the mean |residual| over the mean |value - their median|, each averaged over the channels. Noise on
+    paper: 1.5-1.9 (the prediction from noisy neighbours errs more than the values spread); a blurred backdrop's
+    gradient: 0.3-0.6."""
+    missed, spread = [], []
     for c in range(plane.shape[2]):
-        counts = np.bincount(plane[..., c].reshape(-1), minlength=256)
-        values = max(values, np.count_nonzero(counts))
-        cumulative = np.concatenate([[0], np.cumsum(counts)])
-        densest = (cumulative[BACKGROUND_WIDTH:] - cumulative[:-BACKGROUND_WIDTH]).max()
-        shares.append(densest / max(plane[..., c].size, 1))
-    return float(np.mean(shares)) if values > 2 else 0.0
+        x = plane[..., c]
+        first = _densest_window(x)[0]
+        there = (x >= first) & (x < first + BACKGROUND_WIDTH)
+        values = x[there].astype(np.int64)
+        missed.append(np.abs(med_residuals(x, small=True)[0][there]).mean() if values.size else 0.0)
+        spread.append(np.abs(values - np.median(values)).mean() if values.size else 0.0)
+    return float(np.mean(missed) / max(np.mean(spread), 1e-9))
 
 
 def two_values(plane: np.ndarray) -> bool:

@@ -605,8 +605,8 @@ def _noisy_page(seed: int = 4, h: int = 96, w: int = 128) -> np.ndarray:
 def test_a_plane_with_a_background_is_also_coded_with_the_values_as_contexts():
     """A plane coded in more than FEW_BITS a sample, most of whose samples lie in a few neighbouring values (a scanned
     page's noisy paper), is also coded at the effort's background_level (-e 4: 11 for colour, 12 for one channel; 12
-    from -e 5); a photograph-like plane, a plane already at that level or at a symbols level, and a few-bits plane are
-    not."""
+    from -e 5); a photograph-like plane, a background that is a gradient (a blurred backdrop), a plane already at that
+    level or at a symbols level, and a few-bits plane are not."""
     from pixzip import zoo
     from pixzip import plane_options as options
     m, grey = zoo.load_model("pcnn-rgb-v8"), zoo.load_model("pcnn-gray-v4")
@@ -618,6 +618,10 @@ def test_a_plane_with_a_background_is_also_coded_with_the_values_as_contexts():
     assert options.retry_options((grey, ADAPTIVE, 10), many, page, EFFORTS[5]) == [(grey, ADAPTIVE, 12)]
     assert options.retry_options((grey, ADAPTIVE, 11), many, page, EFFORTS[4]) == []
     assert options.retry_options((m, ADAPTIVE, 9), many, field, EFFORTS[4]) == []
+    backdrop = np.repeat(np.linspace(100, 107.9, 128).astype(np.uint8)[None, :, None], 96, axis=0)   # a gradient
+    assert options.background_share(backdrop) == 1.0
+    assert options.background_noise(backdrop) < options.BACKGROUND_NOISE <= options.background_noise(page)
+    assert options.retry_options((grey, ADAPTIVE, 9), many, backdrop, EFFORTS[4]) == []
     few = int(options.FEW_BITS * page.size / 8) - 1
     only = dataclasses.replace(EFFORTS[4], few_bits_levels=(), flat_level=0, two_values_level=0, match_level=0)
     assert options.retry_options((grey, ADAPTIVE, 9), few, page, only) == []
