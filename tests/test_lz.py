@@ -250,7 +250,9 @@ def test_text_beside_a_photograph_hands_its_tiles_to_one_lz_stream(tmp_path, mon
     assert h.entropy == [container.ADAPTIVE]
     kinds = _tile_kinds(out.read_bytes())
     assert kinds == [container.LZ_TILE, container.LZ_TILE, container.CODED, container.CODED] * 2
-    assert "adaptive level 9 (of 8 tiles: 4 in an LZ stream)" in CliRunner().invoke(main, ["info", str(out)]).output
+    assert h.levels[0] in (9, 11)              # (11: the background retry, white ground beside the photograph)
+    assert (f"adaptive level {h.levels[0]} (of 8 tiles: 4 in an LZ stream)"
+            in CliRunner().invoke(main, ["info", str(out)]).output)
     monkeypatch.setattr(lz, "tile_candidates", lambda tiles, budgets: [])
     before, h_before = _compress(tmp_path, img, "before", "--tile", "48")
     assert h_before.entropy == [container.ADAPTIVE] and set(_tile_kinds(before.read_bytes())) == {container.CODED}
