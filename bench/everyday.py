@@ -15,13 +15,12 @@ from __future__ import annotations
 
 import argparse
 import io
-import time
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from pixzip import api
+from held_out import coded, heading, publish, reference_sizes
 from pixzip.formats.images import read_image
 
 
@@ -113,20 +112,6 @@ def make_images(folder: Path, data: Path) -> list[Path]:
     return paths
 
 
-def others(path: Path) -> dict[str, int]:
-    import imagecodecs
-    im = Image.open(path)
-    png, webp = io.BytesIO(), io.BytesIO()
-    im.save(png, format="PNG", optimize=True)
-    shown = im.convert("RGBA" if im.mode in ("RGBA", "LA") else "RGB")
-    shown.save(webp, format="WEBP", lossless=True, method=6, quality=100, exact=True)
-    a = np.asarray(im.convert("RGB") if im.mode == "P" else im)
-    jxl = imagecodecs.jpegxl_encode(a, lossless=True, effort=9)
-    assert np.array_equal(imagecodecs.jpegxl_decode(jxl), a)
-    assert np.array_equal(np.asarray(Image.open(io.BytesIO(webp.getvalue())).convert(shown.mode)), np.asarray(shown))
-    return {"png": len(png.getvalue()), "webp": len(webp.getvalue()), "jxl9": len(jxl)}
-
-
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data", type=Path, default=Path("../shared/data"))
@@ -139,12 +124,8 @@ def main():
     total = {"pixzip": 0, "png": 0, "webp": 0, "jxl9": 0}
     for path in make_images(args.images, args.data):
         image = read_image(path, path.name)
-        t = time.perf_counter()
-        data, _ = api.compress(image, effort=args.effort)
-        seconds = time.perf_counter() - t
-        back, _ = api.decompress(data)
-        assert back.pixel_bytes() == image.pixel_bytes(), path
-        o = others(path)
+        data, _, seconds = coded(image, args.effort)
+        o = reference_sizes(path, webp=True)
         for k, v in (("pixzip", len(data)), *o.items()):
             total[k] += v
         rows.append(f"| {path.name} | {image.mode} | {image.width}x{image.height} | {len(data)} | {o['png']} | "
@@ -153,19 +134,12 @@ def main():
     rows.append(f"| **all** | | | **{total['pixzip']}** | {total['png']} | {total['webp']} | {total['jxl9']} | "
                 f"{total['pixzip'] / total['png']:.3f} | {total['pixzip'] / total['webp']:.3f} | "
                 f"**{total['pixzip'] / total['jxl9']:.3f}** | |")
-    import subprocess
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
-    head = (f"# Everyday images, `-e {args.effort}`\n\n"
-            f"    PYTHONPATH=$PWD python3 bench/everyday.py --data ../shared/data --out bench/results/everyday.md\n\n"
-            f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, pixzip {commit or '?'}; the seconds are one encode, "
-            f"on whatever else ran.\n\n")
-    text = head + "\n".join(rows) + ("\n\nEvery pixzip file decoded and compared; PNG: Pillow optimize; WebP: Pillow "
+    head = heading(f"Everyday images, `-e {args.effort}`",
+                   "PYTHONPATH=$PWD python3 bench/everyday.py --data ../shared/data --out bench/results/everyday.md",
+                   "one encode")
+    publish(head + "\n".join(rows) + ("\n\nEvery pixzip file decoded and compared; PNG: Pillow optimize; WebP: Pillow "
                                      "lossless, method 6, exact (round trip checked); JPEG XL: imagecodecs lossless "
-                                     "effort 9 (round trip checked; a P image as its RGB).\n")
-    print(text)
-    if args.out:
-        args.out.write_text(text)
-
+                                     "effort 9 (round trip checked; a P image as its RGB).\n"), args.out)
 
 if __name__ == "__main__":
     main()

@@ -11,14 +11,13 @@ The pages need the DejaVu fonts (Pillow's default font otherwise: other bytes, s
 from __future__ import annotations
 
 import argparse
-import io
-import time
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
-from pixzip import api, plane_options
+from held_out import coded, heading, publish, reference_sizes
+from pixzip import plane_options
 from pixzip.formats.images import read_image
 
 WORDS = ("invoice total amount payable date account number reference customer service please remit within thirty "
@@ -68,26 +67,6 @@ def make_images(folder: Path) -> tuple[list[Path], str]:
     return paths, font
 
 
-def others(path: Path) -> dict[str, int]:
-    import imagecodecs
-    im = Image.open(path)
-    buf = io.BytesIO()
-    im.save(buf, format="PNG", optimize=True)
-    a = np.asarray(im)
-    jxl = imagecodecs.jpegxl_encode(a, lossless=True, effort=9)
-    assert np.array_equal(imagecodecs.jpegxl_decode(jxl), a)
-    return {"png": len(buf.getvalue()), "jxl9": len(jxl)}
-
-
-def coded(image, effort: int) -> tuple[bytes, float]:
-    t = time.perf_counter()
-    data, _ = api.compress(image, effort=effort)
-    seconds = time.perf_counter() - t
-    back, _ = api.decompress(data)
-    assert back.pixel_bytes() == image.pixel_bytes(), image
-    return data, seconds
-
-
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--effort", type=int, default=4)
@@ -101,14 +80,14 @@ def main():
     shipped = plane_options.BACKGROUND_SHARE
     for path in paths:
         image = read_image(path, path.name)
-        data, seconds = coded(image, args.effort)
+        data, header, seconds = coded(image, args.effort)
         plane_options.BACKGROUND_SHARE = 2.0                             # no plane reaches it: the retry is off
         try:
-            plain, _ = coded(image, args.effort)
+            plain, plain_header, _ = coded(image, args.effort)
         finally:
             plane_options.BACKGROUND_SHARE = shipped
-        levels = [api.decompress(d)[1].levels for d in (data, plain)]
-        o = others(path)
+        levels = [header.levels, plain_header.levels]
+        o = reference_sizes(path)
         for k, v in (("pixzip", len(data)), ("plain", len(plain)), *o.items()):
             total[k] += v
         share = plane_options.background_share(image.planes[0])
@@ -117,20 +96,12 @@ def main():
                     f"{o['jxl9']} | {len(data) / o['jxl9']:.3f} | {len(plain) / o['jxl9']:.3f} | {seconds:.2f} |")
     rows.append(f"| **all** | | | | **{total['pixzip']}** | | {total['plain']} | | {total['png']} | {total['jxl9']} | "
                 f"**{total['pixzip'] / total['jxl9']:.3f}** | {total['plain'] / total['jxl9']:.3f} | |")
-    import subprocess
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
-    head = (f"# Scanned pages, `-e {args.effort}` (docs/ADAPTIVE.md \"Backgrounds\")\n\n"
-            f"    PYTHONPATH=$PWD python3 bench/scans.py --out bench/results/scans.md\n\n"
-            f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, pixzip {commit or '?'}; the seconds are one encode "
-            f"with the retry, on whatever else ran.\n\n")
-    text = head + "\n".join(rows) + (f"\n\n`pixzip compress -e {args.effort}` (api.compress), every file decoded and "
+    head = heading(f"Scanned pages, `-e {args.effort}` (docs/ADAPTIVE.md \"Backgrounds\")",
+                   "PYTHONPATH=$PWD python3 bench/scans.py --out bench/results/scans.md", "one encode with the retry")
+    publish(head + "\n".join(rows) + (f"\n\n`pixzip compress -e {args.effort}` (api.compress), every file decoded and "
                                      f"compared; \"without the retry\": plane_options.BACKGROUND_SHARE out of reach; "
                                      f"PNG: Pillow optimize; JPEG XL: imagecodecs lossless effort 9. The serif pages' "
-                                     f"font: {font}.\n")
-    print(text)
-    if args.out:
-        args.out.write_text(text)
-
+                                     f"font: {font}.\n"), args.out)
 
 if __name__ == "__main__":
     main()

@@ -11,14 +11,12 @@ The page needs the DejaVu Serif font (Pillow's default font otherwise: other byt
 from __future__ import annotations
 
 import argparse
-import io
-import time
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from pixzip import api
+from held_out import coded, heading, publish, reference_sizes
 from pixzip.formats.images import read_image
 
 WORDS = ("lorem ipsum dolor sit amet consectetur adipiscing elit sed do eiusmod tempor incididunt ut labore et dolore "
@@ -64,17 +62,6 @@ def make_images(folder: Path, data: Path) -> tuple[list[Path], str]:
     return paths, font
 
 
-def others(path: Path) -> dict[str, int]:
-    import imagecodecs
-    im = Image.open(path)
-    buf = io.BytesIO()
-    im.save(buf, format="PNG", optimize=True)
-    a = np.asarray(im.convert("L") if im.mode in ("1", "L") else im.convert("RGB"))
-    jxl = imagecodecs.jpegxl_encode(a, lossless=True, effort=9)
-    assert np.array_equal(imagecodecs.jpegxl_decode(jxl), a)
-    return {"png": len(buf.getvalue()), "jxl9": len(jxl)}
-
-
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data", type=Path, default=Path("../shared/data"))
@@ -88,12 +75,8 @@ def main():
     total = {"pixzip": 0, "png": 0, "jxl9": 0}
     for path in paths:
         image = read_image(path, path.name)
-        t = time.perf_counter()
-        data, _ = api.compress(image, effort=args.effort)
-        seconds = time.perf_counter() - t
-        back, header = api.decompress(data)
-        assert back.pixel_bytes() == image.pixel_bytes(), path
-        o = others(path)
+        data, header, seconds = coded(image, args.effort)
+        o = reference_sizes(path)
         for k, v in (("pixzip", len(data)), *o.items()):
             total[k] += v
         rows.append(f"| {path.name} | {image.mode} | {image.width}x{image.height} | {len(data)} | "
@@ -101,19 +84,12 @@ def main():
                     f"{len(data) / o['jxl9']:.3f} | {seconds:.2f} |")
     rows.append(f"| **all** | | | **{total['pixzip']}** | | {total['png']} | {total['jxl9']} | "
                 f"{total['pixzip'] / total['png']:.3f} | **{total['pixzip'] / total['jxl9']:.3f}** | |")
-    import subprocess
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
-    head = (f"# Images of two values, `-e {args.effort}` (docs/ADAPTIVE.md \"Planes of two values\")\n\n"
-            f"    PYTHONPATH=$PWD python3 bench/two_values.py --data ../shared/data --out bench/results/two-values.md\n\n"
-            f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, pixzip {commit or '?'}; the seconds are one encode, "
-            f"on whatever else ran.\n\n")
-    text = head + "\n".join(rows) + (f"\n\n`pixzip compress -e {args.effort}` (api.compress), every file decoded and "
+    head = heading(f"Images of two values, `-e {args.effort}` (docs/ADAPTIVE.md \"Planes of two values\")",
+                   "PYTHONPATH=$PWD python3 bench/two_values.py --data ../shared/data --out bench/results/two-values.md",
+                   "one encode")
+    publish(head + "\n".join(rows) + (f"\n\n`pixzip compress -e {args.effort}` (api.compress), every file decoded and "
                                      f"compared; PNG: Pillow optimize; JPEG XL: imagecodecs lossless effort 9. The page's "
-                                     f"font: {font}.\n")
-    print(text)
-    if args.out:
-        args.out.write_text(text)
-
+                                     f"font: {font}.\n"), args.out)
 
 if __name__ == "__main__":
     main()
