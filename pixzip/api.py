@@ -128,7 +128,7 @@ def compress_many(images: Sequence[ImageData], models: Sequence[LoadedModel] = (
               for im in images]
     kinds = [page_of_text(coded, plan) for coded, _ in chosen]
     tiles = [auto_tiles(kind, DEFAULT_TILE) if tile is None else (tile,) for kind in kinds]
-    plans = [plan if kind == "repeats" else replace(plan, match_level=0) for kind in kinds]
+    plans = [_plan_for(plan, kind) for kind in kinds]
     results: list[dict] = [{} for _ in images]
     for t, p in dict.fromkeys((t, p) for ts, p in zip(tiles, plans) for t in ts):    # one batch per size and plan
         which = [i for i, (ts, q) in enumerate(zip(tiles, plans)) if t in ts and q == p]
@@ -138,6 +138,15 @@ def compress_many(images: Sequence[ImageData], models: Sequence[LoadedModel] = (
             results[i][t] = result
     # per image the smallest file (ties: its first size), whatever the batch
     return [min((results[i][t] for t in ts), key=lambda r: len(r[0])) for i, ts in enumerate(tiles)]
+
+
+def _plan_for(plan: Effort, kind: str) -> Effort:
+    """The plan for an image of page_of_text's `kind`: the effort's match level only for a page whose neighbourhoods
+    recur; on any page of text no one-tile level (levels 7 and 8 are for small images the network knows: on the
+    pages of bench/two_values.py and synthetic_kinds.py's text screen they took no plane, for a stage pass each)."""
+    if kind == "repeats":
+        return replace(plan, one_tile_level=0)
+    return replace(plan, match_level=0, one_tile_level=0 if kind else plan.one_tile_level)
 
 
 def _transformed(image: ImageData, plan: Effort, models, tile: int, workers: int, device,

@@ -11,6 +11,7 @@ from . import zoo
 from .backends import adaptive_planes
 from .efforts import Effort
 from .entropy.adaptive_features import MATCH_NEIGHBOURS
+from .entropy.adaptive_levels import LEVELS
 from .entropy.value_map import ValueMap
 from .formats.container import ADAPTIVE, ADAPTIVE_VALUES, CODED, STATIC, framed_kind
 from .formats.images import ImageData
@@ -125,9 +126,11 @@ def retry_options(best: tuple[LoadedModel, int, int], size: int, plane: np.ndarr
     model, stage, level = best
     if stage not in (ADAPTIVE, ADAPTIVE_VALUES):
         return []
+    repeats = (plan.match_level and plan.match_level != level and plane.shape[2] == 1 and not two_values(plane)
+               and informative_repeats(plane) >= REPEATS_SHARE)
     levels = []
     if (coded is None or coded.any()) and few_bits(size, plane):
-        levels = [lv for lv in plan.few_bits_levels if lv != level]
+        levels = [lv for lv in plan.few_bits_levels if lv != level and not (repeats and holds(plan.match_level, lv))]
         if plan.few_bits_sampled and levels:
             sizes = adaptive_planes.sample_sizes(model.record, plane, (level, *levels), SAMPLE_SIDE, vmap, coded)
             levels = [lv for lv, n in zip(levels, sizes[1:]) if n <= SAMPLE_GAIN * sizes[0]]
@@ -141,10 +144,17 @@ def retry_options(best: tuple[LoadedModel, int, int], size: int, plane: np.ndarr
     if (background and level == plan.level and (coded is None or coded.any()) and not few_bits(size, plane)
             and background_share(plane) >= BACKGROUND_SHARE and background_noise(plane) >= BACKGROUND_NOISE):
         levels.append(background)
-    if (plan.match_level and plan.match_level not in (level, *levels) and plane.shape[2] == 1
-            and not two_values(plane) and informative_repeats(plane) >= REPEATS_SHARE):
+    if repeats and plan.match_level not in levels:
         levels.append(plan.match_level)
     return [(model, stage, lv) for lv in levels]
+
+
+def holds(level: int, other: int) -> bool:
+    """Whether adaptive `level` is `other` with more: the same predictor in the network's place and `other`'s contexts
+    first. Where the match level (16, level 13's and the match's) is tried, level 13 is not: on the anti-aliased page of
+    bench/two_values.py it took 1.9-4.2 times 16's bytes, for a pass of its own at each tile size."""
+    big, small = LEVELS[level], LEVELS[other]
+    return big.classical == small.classical and big.contexts[:len(small.contexts)] == small.contexts
 
 
 def page_of_text(image, plan: Effort) -> str:

@@ -529,19 +529,26 @@ def test_grey_text_whose_neighbourhoods_recur_takes_the_match_level_and_larger_t
     recur where the median predictor misses), a photograph's noisy field none: only the first is retried at the
     effort's match level and, with no tile named, also coded in tiles of TEXT_TILE (at efforts with a match level)."""
     from test_adaptive import _word_page
-    from pixzip.plane_options import (FEW_BITS, REPEATS_SHARE, TEXT_TILE, auto_tiles, informative_repeats, page_of_text,
-                                      retry_options)
+    from pixzip.plane_options import (FEW_BITS, REPEATS_SHARE, TEXT_TILE, auto_tiles, holds, informative_repeats,
+                                      page_of_text, retry_options)
     words = _word_page(96, 160, 7, greys=9)
     field = _noisy_field(h=96, w=160)[..., :1]
     assert informative_repeats(words) >= REPEATS_SHARE > informative_repeats(field) == 0.0
     few = int(FEW_BITS * words.size / 8) - 1
-    assert ("m", ADAPTIVE, 16) in retry_options(("m", ADAPTIVE, 10), few, words, EFFORTS[5])
-    assert ("m", ADAPTIVE, 16) not in retry_options(("m", ADAPTIVE, 10), few, field, EFFORTS[5])
+    # (level 16 is level 13 and the match: where it is tried, 13 is not)
+    assert retry_options(("m", ADAPTIVE, 10), few, words, EFFORTS[5]) == [("m", ADAPTIVE, 12), ("m", ADAPTIVE, 16)]
+    assert retry_options(("m", ADAPTIVE, 10), few, field, EFFORTS[5]) == [("m", ADAPTIVE, 12), ("m", ADAPTIVE, 13)]
+    assert holds(16, 13) and not holds(13, 16) and not holds(16, 12) and holds(15, 14)
     grey = images.ImageData("L", 160, 96, [words])
     field_image = images.ImageData("L", 160, 96, [np.ascontiguousarray(field)])
     assert page_of_text(grey, EFFORTS[4]) == "repeats" and page_of_text(grey, EFFORTS[1]) == ""
     assert page_of_text(field_image, EFFORTS[4]) == "" and auto_tiles("", 256) == (256,)
     assert auto_tiles("repeats", 256) == (256, TEXT_TILE) and auto_tiles("two values", 256) == (TEXT_TILE,)
+    # the plans: the match level only for such a page; no one-tile level (7, 8: small images) on any page of text
+    plans = {kind: api._plan_for(EFFORTS[4], kind) for kind in ("repeats", "two values", "")}
+    assert (plans["repeats"].match_level, plans["repeats"].one_tile_level) == (EFFORTS[4].match_level, 0)
+    assert (plans["two values"].match_level, plans["two values"].one_tile_level) == (0, 0)
+    assert (plans[""].match_level, plans[""].one_tile_level) == (0, EFFORTS[4].one_tile_level) != (0, 0)
 
 
 def _noisy_field(seed: int = 1, h: int = 64, w: int = 96) -> np.ndarray:
