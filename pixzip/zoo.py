@@ -23,12 +23,11 @@ SMALL_DEFAULTS = {3: "pcnn-rgb-small-v5"}
 SMALL_MAX_PIXELS = 64 * 64
 # Effort levels (-e): 1 codes with the defaults above; 2 with the strongest shipped model for each plane
 # channel count (the first of the list that this installation can code with): for colour,
-# `pcnn-rgb-mix-v2`, the equal-weight mixture of `pcnn-rgb-v8` and the large network trained on
-# CIFAR-10 (`pcnn-rgb-small-v5`; about 8x the network: see README and models/README.md), which only the
-# native CPU coder runs; without it `pcnn-rgb-small-v5` alone. Small images
-# keep the small-image model (the mixture is worse there: CIFAR-10 3.494 against 3.457). Grey planes
-# have no stronger model yet.
-EFFORT_MODELS = {2: {3: ("pcnn-rgb-mix-v2", "pcnn-rgb-small-v5")}}
+# `pcnn-rgb-mix-v3`, the equal-weight mixture of `pcnn-rgb-v8` and `pcnn-rgb-large-v6` (the large network of
+# `pcnn-rgb-small-v5`, about 7x the default's, continued on full-resolution photographs; README, models/README.md),
+# which only the native CPU coder runs; without it `pcnn-rgb-large-v6` alone. Small images keep the small-image
+# model (CIFAR-10 is what it was trained for). Grey planes have no stronger model yet.
+EFFORT_MODELS = {2: {3: ("pcnn-rgb-mix-v3", "pcnn-rgb-large-v6")}}
 EFFORTS = (1, 2)
 SUFFIX = ".pxm"
 
