@@ -144,9 +144,8 @@ def _plan_for(plan: Effort, kind: str) -> Effort:
     """The plan for an image of page_of_text's `kind`: the effort's match level only for a page whose neighbourhoods
     recur; on any page of text no one-tile level (levels 7 and 8 are for small images the network knows: on the
     pages of bench/two_values.py and synthetic_kinds.py's text screen they took no plane, for a stage pass each)."""
-    if kind == "repeats":
-        return replace(plan, one_tile_level=0)
-    return replace(plan, match_level=0, one_tile_level=0 if kind else plan.one_tile_level)
+    return replace(plan, match_level=plan.match_level if kind == "repeats" else 0,
+                   one_tile_level=0 if kind else plan.one_tile_level)
 
 
 def _transformed(image: ImageData, plan: Effort, models, tile: int, workers: int, device,
