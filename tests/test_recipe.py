@@ -89,6 +89,35 @@ def test_a_faulty_recipe_is_refused_in_one_line(text, message, tmp_path, capsys)
     assert message in capsys.readouterr().err
 
 
+def test_a_recipe_continues_another_with_after(tmp_path):
+    """`after` puts the other recipe's stages first, with its own paths; [model] then holds only changes."""
+    (tmp_path / "base.toml").write_text(TINY.replace("{data}", "{basedata}") + '[paths]\nbasedata = "B"\n')
+    (tmp_path / "more.toml").write_text('name = "more"\nafter = "base.toml"\n[model]\nchannels = 1\n'
+                                        '[[stage]]\nname = "third"\ndata = ["{data}/x.npy"]\n')
+    r = recipe.load_recipe(tmp_path / "more.toml", {"data": "D"})
+    assert [s.name for s in r.stages] == ["first", "second", "third"] and r.name == "more"
+    assert [s.train.data for s in r.stages] == [["B/stack.npy"], ["B/stack.npy"], ["D/x.npy"]]
+    assert r.stages[1].model.channels == 3
+    third = r.stages[2].model
+    assert third.channels == 1 and third.stream_bits == 16 and third.slope == 2 and third.hidden == 6
+    chained = recipe.chained(r, tmp_path / "runs")
+    assert chained[2][0].train.init == str(tmp_path / "runs" / "more.second.pt")
+
+
+@pytest.mark.parametrize("files, message", [
+    ({"a.toml": 'after = "b.toml"\n[[stage]]\n', "b.toml": 'after = "a.toml"\n[[stage]]\n'}, "in a circle"),
+    ({"a.toml": 'after = "missing.toml"\n[[stage]]\n'}, "missing.toml"),
+    ({"a.toml": 'after = "b.toml"\n', "b.toml": '[[stage]]\n'}, "at least one"),
+    ({"a.toml": 'after = "b.toml"\n[[stage]]\nname = "s"\n', "b.toml": '[[stage]]\nname = "s"\n'}, "taken"),
+])
+def test_a_faulty_after_is_refused_in_one_line(files, message, tmp_path, capsys):
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    assert recipe.main([str(tmp_path / "a.toml"), "--dry-run"]) == 1
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+
+
 # -- `pixzip train --recipe` ------------------------------------------------------------------------------
 def train(*args):
     from click.testing import CliRunner

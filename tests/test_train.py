@@ -91,6 +91,40 @@ def test_init_fine_tunes_from_another_checkpoint(tmp_path, data_dir, monkeypatch
     assert r.exit_code == 1 and "does not fit" in r.stderr
 
 
+def test_grey_view_of_a_colour_network_predicts_its_r(rng):
+    """A colour network whose G and B groups read nothing of the current pixel (the one thing the grey mask
+    drops) predicts R of a grey image repeated in R, G and B exactly as its grey view predicts the grey image."""
+    import torch
+    from pixzip.spec.config import ModelConfig
+    from pixzip.training.loop import grey_view, load_weights
+    from pixzip.training.registry import build_model
+    cfg = ModelConfig(hidden=6, blocks=2, first_kernel=7, skip_kernel=5, stream_bits=16, slope=2)
+    colour = build_model(cfg)
+    with torch.no_grad():
+        for p in colour.parameters():
+            p.add_(0.05 * torch.randn_like(p))          # biases and the head too, not only the initial values
+        colour.first.weight[:, :, 3, 3] = 0            # the centre tap: only G and B groups have one
+    grey = build_model(ModelConfig(channels=1, hidden=6, blocks=2, first_kernel=7, skip_kernel=5,
+                                   stream_bits=16, slope=2))
+    load_weights(grey, grey_view(colour.state_dict()))
+    img = torch.from_numpy(rng.integers(0, 256, (1, 1, 13, 11)))
+    x = (img.float() - 128) / 128
+    with torch.no_grad():
+        r = colour.raw_head(x.repeat(1, 3, 1, 1))[:, 0] + torch.stack([colour.skip(x.repeat(1, 3, 1, 1))[:, 0],
+                                                                        torch.zeros(1, 13, 11)], 1)
+        g = grey.raw_head(x)[:, 0] + torch.stack([grey.skip(x)[:, 0], torch.zeros(1, 13, 11)], 1)
+    assert torch.allclose(r, g, atol=1e-5)
+
+
+def test_a_colour_checkpoint_starts_a_grey_model(tmp_path, data_dir, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert CliRunner().invoke(main, ["train", str(data_dir), "--out", "c.pxm", *TINY]).exit_code == 0
+    r = CliRunner().invoke(main, ["train", str(data_dir), "--out", "g.pxm", "--init", "c.pxm.ckpt",
+                                  "--channels", "1", "--qat-start", "0", *TINY])
+    assert r.exit_code == 0, r.stderr
+    assert modelfile.load(Path("g.pxm")).net.cfg.channels == 1
+
+
 @pytest.mark.parametrize("arch", ["rowlstm", "diagbilstm"])
 def test_lstm_trains_exports_and_codes(arch, tmp_path, data_dir, tiny_models, monkeypatch):
     monkeypatch.chdir(tmp_path)

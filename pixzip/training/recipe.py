@@ -10,6 +10,10 @@ plus an optional `[stage.model]` of ModelConfig fields that change from that sta
 stream). Each stage starts from the previous stage's checkpoint (`init`); the first may name one. Paths
 may hold `{name}` placeholders filled from the recipe's `[paths]` table or `--path name=VALUE`. Every
 stage is exported beside its checkpoint in RUNS; the last stage's export is the recipe's model.
+
+A recipe that continues another names it with `after = "FILE.toml"` (beside it): that recipe's stages come
+first, its last model is where `[model]` (then only the fields that change) starts, and its paths fill its
+own placeholders (`--path` overrides both). Each recipe then says only what it adds.
 """
 
 from __future__ import annotations
@@ -58,12 +62,16 @@ def _known(table: dict, cls, where: str) -> dict:
     return table
 
 
-def parse_recipe(text: str, paths: dict[str, str] | None = None) -> Recipe:
-    """A recipe from its TOML text; `paths` override the recipe's own [paths]."""
+def parse_recipe(text: str, paths: dict[str, str] | None = None, folder: Path | None = None,
+                 _seen: tuple[Path, ...] = ()) -> Recipe:
+    """A recipe from its TOML text; `paths` override the recipe's own [paths]. `folder`: where an `after`
+    recipe is looked for (default: the working directory)."""
     doc = tomllib.loads(text)
+    base = _after(doc, paths, folder, _seen)
     paths = {**doc.get("paths", {}), **(paths or {})}
-    cfg = ModelConfig(**_known(doc.get("model", {}), ModelConfig, "[model]"))
-    stages = []
+    model = _known(doc.get("model", {}), ModelConfig, "[model]")
+    cfg = replace(base.stages[-1].model, **model) if base else ModelConfig(**model)
+    stages = list(base.stages) if base else []
     for k, table in enumerate(doc.get("stage", [])):
         table = dict(table)
         name = table.pop("name", f"stage{k + 1}")
@@ -71,10 +79,26 @@ def parse_recipe(text: str, paths: dict[str, str] | None = None) -> Recipe:
         cfg = replace(cfg, **_known(changes, ModelConfig, f"stage {name} [model]")) if changes else cfg
         train = _known(table, TrainConfig, f"stage {name}")
         train = {key: _fill(v, paths) if key in PATH_FIELDS else v for key, v in train.items()}
+        if any(s.name == name for s in stages):
+            raise ValueError(f"stage {name}: the name is taken (stage names name the checkpoints)")
         stages.append(Stage(name, cfg, TrainConfig(**train)))
-    if not stages:
+    if len(stages) == (len(base.stages) if base else 0):
         raise ValueError("a recipe needs at least one [[stage]]")
     return Recipe(doc.get("name", "model"), stages)
+
+
+def _after(doc: dict, paths: dict[str, str] | None, folder: Path | None, seen: tuple[Path, ...]) -> Recipe | None:
+    """The recipe `doc` continues (its `after` key), with its own paths filled, or None."""
+    if "after" not in doc:
+        return None
+    path = ((folder or Path.cwd()) / doc["after"]).resolve()
+    if path in seen:
+        raise ValueError(f"recipes continue each other in a circle: {' -> '.join(p.name for p in seen + (path,))}")
+    try:
+        text = path.read_text()
+    except OSError as e:
+        raise ValueError(f"after = {doc['after']!r}: {e.strerror or e}") from None
+    return parse_recipe(text, paths, path.parent, seen + (path,))
 
 
 def parse_paths(items) -> dict[str, str]:
@@ -86,7 +110,8 @@ def parse_paths(items) -> dict[str, str]:
 
 
 def load_recipe(path: Path, paths: dict[str, str] | None = None) -> Recipe:
-    return parse_recipe(Path(path).read_text(), paths)
+    path = Path(path).resolve()
+    return parse_recipe(path.read_text(), paths, path.parent, (path,))
 
 
 def chained(recipe: Recipe, runs: Path) -> list[tuple[Stage, Path, Path]]:
