@@ -1,8 +1,9 @@
 """Build an ensemble model file from member model files (pixzip.nets.ensemble.IntEnsemble): the equal-weight
 mixture of their distributions, coded by the native CPU coder only.
 
-    python3 bench/make_ensemble.py pixzip/models/pcnn-rgb-v8.pxm pixzip/models/pcnn-rgb-large-v7.pxm -o pixzip/models/pcnn-rgb-mix-v4.pxm
-    (pcnn-rgb-mix-v3, session 28's: pcnn-rgb-large-v6.pxm in place of pcnn-rgb-large-v7.pxm;
+    python3 bench/make_ensemble.py pixzip/models/pcnn-rgb-v8.pxm pixzip/models/pcnn-rgb-large-v7.pxm \
+        pixzip/models/pcnn-rgb-large-v7b.pxm -o pixzip/models/pcnn-rgb-mix-v5.pxm
+    (pcnn-rgb-mix-v4, session 29's: the first two alone; pcnn-rgb-mix-v3, session 28's: pcnn-rgb-large-v6.pxm in place of pcnn-rgb-large-v7.pxm;
     pcnn-rgb-mix-v2, the ensemble of sessions 18-27: pcnn-rgb-small-v5.pxm in place of pcnn-rgb-large-v7.pxm;
     pcnn-rgb-mix-v1, before session 18: pcnn-rgb-v7.pxm and pcnn-rgb-small-v5.pxm)
 

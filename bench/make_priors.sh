@@ -19,3 +19,7 @@ done
 for L in ${LEVELS:-3 4 5 6 7 8 9 10 11 12}; do
   case $L in 4|6|8|10|12) mk --level $L --model $M/pcnn-rgb-mix-v1.pxm --per-image 1 --out $P/level$L-c3-h48-b4+c3-h96-b8.npy $D/urban100 $D/photos;; esac
 done
+# the three-member ensemble (session 30): the levels -e 7..9 run it at (10, 8 for a plane of one tile, 12 for values)
+for L in ${LEVELS:-8 10 12}; do
+  case $L in 8|10|12) mk --level $L --model $M/pcnn-rgb-mix-v5.pxm --per-image 1 --out $P/level$L-c3-h48-b4+c3-h96-b8+c3-h96-b8.npy $D/urban100 $D/photos;; esac
+done

@@ -124,10 +124,11 @@ def compress_many(images: Sequence[ImageData], models: Sequence[LoadedModel] = (
     workers = workers or codec.coding_threads()
     for im in images:
         _check_version_holds(im, version)
-    chosen = [_transformed(im, plan, models, DEFAULT_TILE if tile is None else tile, workers, device, version)
+    default_tile = plan.tile or DEFAULT_TILE
+    chosen = [_transformed(im, plan, models, default_tile if tile is None else tile, workers, device, version)
               for im in images]
     kinds = [page_of_text(coded, plan) for coded, _ in chosen]
-    tiles = [auto_tiles(kind, DEFAULT_TILE) if tile is None else (tile,) for kind in kinds]
+    tiles = [auto_tiles(kind, default_tile) if tile is None else (tile,) for kind in kinds]
     plans = [_plan_for(plan, kind) for kind in kinds]
     results: list[dict] = [{} for _ in images]
     for t, p in dict.fromkeys((t, p) for ts, p in zip(tiles, plans) for t in ts):    # one batch per size and plan

@@ -45,6 +45,9 @@ class Effort:
     #                             (plane_options.BACKGROUND_SHARE)
     grey_background_level: int = 0  # the same for a one-channel plane, where it is not 0: a grey pixel is one sub-pixel
     #                             where a colour one is three, so the default affords the heavier level there
+    tile: int = 0               # the tile size where the caller names none (0: api.DEFAULT_TILE, 256: tiles decode in
+    #                             parallel); the strongest levels take 512: a 481x321 photograph in one tile, whose
+    #                             network and stage state see all of it (CBSD68 -e 7: -0.25 %; README "Effort levels")
     one_tile_level: int = 0     # a plane of one tile is also coded at this adaptive level, the smaller kept:
     #                             levels 9 and 10's shifted table costs images that the network predicts
     #                             better than their own fit can (CIFAR-10 rows: +0.45 %), levels 7 and 8
@@ -69,13 +72,13 @@ EFFORTS = {
               one_tile_level=8),
     7: Effort(models=2, stage=ADAPTIVE, level=10, symbols_level=12, transforms="estimate",
               few_bits_levels=(12, 13), two_values_level=15, match_level=16, background_level=12,
-              one_tile_level=8),   # the ensemble in the stage
+              one_tile_level=8, tile=512),   # the ensemble in the stage
     8: Effort(models=2, stage=ADAPTIVE, level=10, symbols_level=12, transforms="trial", max_trials=2,
               lz_probe=False, few_bits_levels=(12, 13), two_values_level=15, match_level=16, background_level=12,
-              one_tile_level=8),
+              one_tile_level=8, tile=512),
     9: Effort(models=2, stage=ADAPTIVE, level=10, symbols_level=12, transforms="trial", static_too=True,
               lz_probe=False, few_bits_levels=(12, 13), two_values_level=15, match_level=16, background_level=12,
-              one_tile_level=8),
+              one_tile_level=8, tile=512),
 }
 DEFAULT_EFFORT = 4
 STATIC_ONLY = Effort(models=1, stage=STATIC)      # what format versions before 4 can hold (with `models`)

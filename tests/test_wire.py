@@ -94,6 +94,17 @@ def test_the_ladder_uses_the_stages_it_names(tiny_models, fast_rgb):
             assert header.levels == [plan.level]
 
 
+def test_each_effort_codes_in_its_own_tiles_where_the_caller_names_none(tiny_models, fast_rgb):
+    """The strongest levels code in tiles of 512 (a 481x321 photograph in one), the others in 256; a size the
+    caller names wins at every level."""
+    image = images.ImageData("RGB", 40, 36, [_photo_like(36, 40)])
+    assert {e.tile for e in api.EFFORTS.values()} == {0, 512}
+    for effort, plan in api.EFFORTS.items():
+        header = api.decompress(api.compress(image, [fast_rgb], effort=effort)[0], [fast_rgb])[1]
+        assert header.tile == (plan.tile or api.DEFAULT_TILE), effort
+        assert api.decompress(api.compress(image, [fast_rgb], tile=16, effort=effort)[0], [fast_rgb])[1].tile == 16
+
+
 def test_without_the_compiled_coder_the_encoder_takes_the_static_stage(tiny_models):
     """The tiny default models are not of the native coder's structure: the reference stage would code
     them at ~1 000 sub-pixels a second, so the adaptive efforts code them statically."""

@@ -70,6 +70,7 @@ LEVELS = {
 # -0.32 % / -0.28 % on CBSD68, -0.6 % / -0.3 % on the kinds, docs/ADAPTIVE.md)
 # and priors, per network shape (prior_key; the files are in priors/, made by bench/make_priors.sh)
 _PHOTO, _SMALL, _GREY, _MIX = "c3-h48-b4", "c3-h96-b8", "c1-h48-b4", "c3-h48-b4+c3-h96-b8"
+_MIX3 = "c3-h48-b4+c3-h96-b8+c3-h96-b8"     # the three-member ensemble (session 30): the levels -e 7..9 run only
 # and the neighbours' exact differences to p (-0.05 % on CBSD68, -4.4 % on the kinds: flat colours, gradients)
 _EXACT = ((F_DWX, F_CH), (F_DNX, F_CH), (F_DNEX, F_DNWX, F_CH))
 LEVELS[3] = replace(LEVELS[1], contexts=LEVELS[1].contexts + ((F_LMS, F_IDX8),) + _EXACT, lms=5,
@@ -93,7 +94,7 @@ _REDUNDANT = {(F_IDX, F_FRAC), (F_QRN, F_QRNW, F_QRNE, F_IDX8), (F_ACT, F_GRAD, 
 LEVELS[7] = replace(LEVELS[5], contexts=tuple(c for c in LEVELS[5].contexts if c not in _REDUNDANT) + _OLS, lms=0,
                     ols=True, priors=tuple((k, f"level7-{k}.npy") for k in (_PHOTO, _SMALL, _GREY)))
 LEVELS[8] = replace(LEVELS[6], contexts=LEVELS[6].contexts + _OLS, ols=True,
-                    priors=tuple((k, f"level8-{k}.npy") for k in (_PHOTO, _SMALL, _GREY, _MIX)))
+                    priors=tuple((k, f"level8-{k}.npy") for k in (_PHOTO, _SMALL, _GREY, _MIX, _MIX3)))
 # Levels 9 and 10: levels 7 and 8 with the network's table moved to the least-squares prediction as one more mixer
 # input, and the mixer that activity selected selected by that prediction instead (session 17; docs/ADAPTIVE.md: 17
 # CBSD68 photos -0.42 % / -0.31 %, the kinds' tiles -0.9 %, no priors), and the state carried along chains of tiles
@@ -101,7 +102,7 @@ LEVELS[8] = replace(LEVELS[6], contexts=LEVELS[6].contexts + _OLS, ols=True,
 LEVELS[9] = replace(LEVELS[7], shifted=True, mixers=(F_IDX8, F_OLSU, F_QR1U), chained=True,
                     priors=tuple((k, f"level9-{k}.npy") for k in (_PHOTO, _SMALL, _GREY)))
 LEVELS[10] = replace(LEVELS[8], shifted=True, mixers=(F_IDX8, F_OLSU, F_QR1U, F_VOTE), chained=True,
-                     priors=tuple((k, f"level10-{k}.npy") for k in (_PHOTO, _SMALL, _GREY, _MIX)))
+                     priors=tuple((k, f"level10-{k}.npy") for k in (_PHOTO, _SMALL, _GREY, _MIX, _MIX3)))
 # Levels 11 and 12: levels 9 and 10 for planes of palette indices and levels' ranks (session 21), where a value
 # names a colour: eleven contexts on the neighbours' values themselves, each with p's (the same colours recur
 # beside each other: order-1 and order-2 contexts as in paq8px's 8-bit image model), for two of the residual

@@ -37,6 +37,7 @@ PRIOR_SHA256: dict[str, str] = {
     "level8-c3-h96-b8.npy": "cba06cfaf91e20ae522e1431d10bdd02d5447102bd872909b489c7282bfb807d",
     "level8-c1-h48-b4.npy": "cfe700c2c14ecb8325c49c57e30bfc790c08ea38839107b1d54147e558aace45",
     "level8-c3-h48-b4+c3-h96-b8.npy": "2322769a0b388570539f8faf44d540549e0dbf2095bc0aba92711093e8cc2901",
+    "level8-c3-h48-b4+c3-h96-b8+c3-h96-b8.npy": "f841bd6c3030accd82531c33296202c149f089f525f5daed65f197d4f814ad13",
     "level9-c3-h48-b4.npy": "11f3da349d25947943d02ec44635f779be6614d789471b56417d4f514d10d486",
     "level9-c3-h96-b8.npy": "fc14a7e04f06f3742175a92cb0a803996c52f40ca229da19fb7a24467f2f719f",
     "level9-c1-h48-b4.npy": "d644249714ee468dc62818b862e515b91bf0232c5b6700cc3fe614793fef76fd",
@@ -44,6 +45,7 @@ PRIOR_SHA256: dict[str, str] = {
     "level10-c3-h96-b8.npy": "b87fc15b7efef52f50e812bb9831ba25feb06e944423037f1cd76b4294dbde84",
     "level10-c1-h48-b4.npy": "a9e3cb27cee7be53a8d10e84f85620368e6e1950f47c0c3fe327ac8e35fa179b",
     "level10-c3-h48-b4+c3-h96-b8.npy": "cff43433eadb031c8f389b938b925609ed1df38ac36bb02bd7f93952fbaf0c8c",
+    "level10-c3-h48-b4+c3-h96-b8+c3-h96-b8.npy": "0c2280f07403c5c79527d69296d3f1c0133b1a82d93a5ef999d3a3c492d6d6af",
     "level11-c3-h48-b4.npy": "ff2fabc93f3f26b30d23bf7f7b3f6b8e4756c40a6f2aad98efd768d03a115422",
     "level11-c3-h96-b8.npy": "8c97c3b2c906a5177493b4c9c70c276f59ed8736a081a2c5bd6dfe635361ffe5",
     "level11-c1-h48-b4.npy": "ebb25c4f0730f3e35353354a0bf560984b5ba3ed95ee7bbe0376ee312614e49e",
@@ -51,6 +53,7 @@ PRIOR_SHA256: dict[str, str] = {
     "level12-c3-h96-b8.npy": "1a1bc98602db9845a7e7efc0efbfc0d48e0c5b9cdcd9f884d8905239ee485531",
     "level12-c1-h48-b4.npy": "979394b397d1da4cec0ed240fdad2ad6dfe98ab7543e65ca2e97851a8187c1da",
     "level12-c3-h48-b4+c3-h96-b8.npy": "437113da492e3821a2e414c7986975a33e94a8249d559ab8aec369eb963de2cb",
+    "level12-c3-h48-b4+c3-h96-b8+c3-h96-b8.npy": "743029054a2bf9bf86387c3e59b0f130999184d9c73e476f5e27f6fca7b837ac",
 }
 
 
