@@ -46,8 +46,10 @@ class Effort:
     grey_background_level: int = 0  # the same for a one-channel plane, where it is not 0: a grey pixel is one sub-pixel
     #                             where a colour one is three, so the default affords the heavier level there
     tile: int = 0               # the tile size where the caller names none (0: api.DEFAULT_TILE, 256: tiles decode in
-    #                             parallel); the strongest levels take 512: a 481x321 photograph in one tile, whose
-    #                             network and stage state see all of it (CBSD68 -e 7: -0.25 %; README "Effort levels")
+    #                             parallel); the strongest level takes 512, rate before speed: a 481x321 photograph in
+    #                             one tile, whose network and stage state see all of it (CBSD68 at -e 7's settings
+    #                             -0.17 %), decoded on one thread (a 768x512 crop's two tiles: 0.08-0.10 MP/s with
+    #                             pcnn-rgb-mix-v5 where 256 gives 0.13; README "Effort levels")
     one_tile_level: int = 0     # a plane of one tile is also coded at this adaptive level, the smaller kept:
     #                             levels 9 and 10's shifted table costs images that the network predicts
     #                             better than their own fit can (CIFAR-10 rows: +0.45 %), levels 7 and 8
@@ -72,10 +74,10 @@ EFFORTS = {
               one_tile_level=8),
     7: Effort(models=2, stage=ADAPTIVE, level=10, symbols_level=12, transforms="estimate",
               few_bits_levels=(12, 13), two_values_level=15, match_level=16, background_level=12,
-              one_tile_level=8, tile=512),   # the ensemble in the stage
+              one_tile_level=8),   # the ensemble in the stage
     8: Effort(models=2, stage=ADAPTIVE, level=10, symbols_level=12, transforms="trial", max_trials=2,
               lz_probe=False, few_bits_levels=(12, 13), two_values_level=15, match_level=16, background_level=12,
-              one_tile_level=8, tile=512),
+              one_tile_level=8),
     9: Effort(models=2, stage=ADAPTIVE, level=10, symbols_level=12, transforms="trial", static_too=True,
               lz_probe=False, few_bits_levels=(12, 13), two_values_level=15, match_level=16, background_level=12,
               one_tile_level=8, tile=512),
