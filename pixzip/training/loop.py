@@ -64,8 +64,8 @@ def grey_view(weights: dict) -> dict:
     read the one channel where they read R, G and B (their weights summed over the input channels), the
     head keeps R's two outputs. The colour network on a grey image repeated in R, G and B predicts R from
     earlier pixels alone; the grey mask drops what its G and B groups read of the current pixel (which its
-    trunk then carried on to later pixels), so the copy starts worse than the colour network's R and
-    training recovers it (models/README.md, pcnn-gray-large-v1: 4.09 -> 7.0 -> 4.26 bits in 300 steps).
+    trunk then carried on to later pixels), so the copy starts far worse than the colour network's R and
+    training must recover it (models/README.md v14: 4.09 bits, 7.02 as a grey network, 4.26 after 300 steps).
     Masked weights are zeroed first (a checkpoint may hold stale values under its masks)."""
     out = {}
     for key, w in weights.items():
