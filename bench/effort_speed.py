@@ -1,10 +1,12 @@
 """Encode/decode speed of each effort on 768x512 crops, best of 3, wall and process CPU time.
 
     PYTHONPATH=$PWD python3 bench/effort_speed.py 1,2,4,5 PHOTO.jpg PHOTO2.jpg
+    MODEL=pcnn-rgb-mix-v4 REPS=1 PYTHONPATH=$PWD python3 bench/effort_speed.py 7 ...   (a model preferred over the
+    effort's own, e.g. an earlier ensemble in the same run; best of REPS, default 3)
 
 The CPU-time speed (2 x megapixels / CPU seconds) is what two idle cores give when both threads stay
 busy: quote it beside the wall speed when the machine is shared."""
-import sys, time, glob, resource
+import os, sys, time, glob, resource
 import numpy as np
 from pixzip import api
 from pixzip.formats.images import read_image, ImageData
@@ -14,6 +16,9 @@ def cpu():
     return r.ru_utime + r.ru_stime
 
 files = sys.argv[2:]
+from pixzip.zoo import load_model
+MODELS = [load_model(os.environ["MODEL"])] if os.environ.get("MODEL") else []
+REPS = int(os.environ.get("REPS", "3"))
 efforts = [int(e) for e in sys.argv[1].split(",")]
 crops = []
 for f in files:
@@ -23,9 +28,9 @@ for f in files:
 for e in efforts:
     for k, im in enumerate(crops):
         best = [1e9, 1e9, 1e9, 1e9]
-        for _ in range(3):
+        for _ in range(REPS):
             t, c = time.time(), cpu()
-            data, st = api.compress(im, effort=e, workers=2)
+            data, st = api.compress(im, MODELS, effort=e, workers=2)
             te, ce = time.time() - t, cpu() - c
             t, c = time.time(), cpu()
             out, h = api.decompress(data, workers=2)
