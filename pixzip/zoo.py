@@ -26,7 +26,8 @@ SMALL_MAX_PIXELS = 64 * 64
 # `pcnn-rgb-mix-v5`, the equal-weight mixture of `pcnn-rgb-v8`, `pcnn-rgb-large-v7` and `pcnn-rgb-large-v7b` (the
 # large network of `pcnn-rgb-small-v5`, about 7x the default's, continued on full-resolution photographs in two
 # ways; README, models/README.md v14), which only the native CPU coder runs; without it `pcnn-rgb-large-v7` alone.
-# Small images keep the small-image model (CIFAR-10 is what it was trained for). Grey planes have no stronger model yet.
+# Small images keep the small-image model (CIFAR-10 is what it was trained for). Grey planes have no stronger
+# model yet.
 EFFORT_MODELS = {2: {3: ("pcnn-rgb-mix-v5", "pcnn-rgb-large-v7")}}
 EFFORTS = (1, 2)
 SUFFIX = ".pxm"

@@ -73,12 +73,10 @@ def grey_view(weights: dict) -> dict:
             continue
         mask = weights.get(key[:-len("weight")] + "mask") if key.endswith(".weight") else None
         w = w if mask is None else w * mask
-        if key == "first.weight":
+        if key.startswith(("skip.", "out.")):      # R's rows: the first third (channel-major outputs)
+            w = w[:w.shape[0] // 3]
+        if key in ("first.weight", "skip.weight"):
             w = w.sum(1, keepdim=True)
-        elif key == "skip.weight":
-            w = w[0:1].sum(1, keepdim=True)
-        elif key in ("skip.bias", "out.weight", "out.bias"):
-            w = w[0:2] if key.startswith("out.") else w[0:1]
         out[key] = w
     return out
 

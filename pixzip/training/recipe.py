@@ -71,8 +71,10 @@ def parse_recipe(text: str, paths: dict[str, str] | None = None, folder: Path | 
     paths = {**doc.get("paths", {}), **(paths or {})}
     model = _known(doc.get("model", {}), ModelConfig, "[model]")
     cfg = replace(base.stages[-1].model, **model) if base else ModelConfig(**model)
+    if not doc.get("stage"):
+        raise ValueError("a recipe needs at least one [[stage]]")
     stages = list(base.stages) if base else []
-    for k, table in enumerate(doc.get("stage", [])):
+    for k, table in enumerate(doc["stage"]):
         table = dict(table)
         name = table.pop("name", f"stage{k + 1}")
         changes = table.pop("model", {})
@@ -82,8 +84,6 @@ def parse_recipe(text: str, paths: dict[str, str] | None = None, folder: Path | 
         if any(s.name == name for s in stages):
             raise ValueError(f"stage {name}: the name is taken (stage names name the checkpoints)")
         stages.append(Stage(name, cfg, TrainConfig(**train)))
-    if len(stages) == (len(base.stages) if base else 0):
-        raise ValueError("a recipe needs at least one [[stage]]")
     return Recipe(doc.get("name", "model"), stages)
 
 
