@@ -26,7 +26,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 FLAGS = ["-fsanitize=address,undefined", "-fno-sanitize-recover=all", "-fno-omit-frame-pointer", "-O1", "-g",
-         "-shared", "-fPIC"]
+         "-shared", "-fPIC", "-pthread"]
 
 
 def compiler() -> str | None:

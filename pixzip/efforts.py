@@ -46,10 +46,10 @@ class Effort:
     grey_background_level: int = 0  # the same for a one-channel plane, where it is not 0: a grey pixel is one sub-pixel
     #                             where a colour one is three, so the default affords the heavier level there
     tile: int = 0               # the tile size where the caller names none (0: api.DEFAULT_TILE, 256: tiles decode in
-    #                             parallel); the strongest level takes 512, rate before speed: a 481x321 photograph in
-    #                             one tile, whose network and stage state see all of it (CBSD68 at -e 7's settings
-    #                             -0.17 %), decoded on one thread (a 768x512 crop's two tiles: 0.06 MP/s with
-    #                             pcnn-rgb-mix-v5 where -e 7's 256 gives 0.10-0.12; README "Effort levels")
+    #                             parallel); the strongest level takes 512: a 481x321 photograph in one tile, whose
+    #                             network and stage state see all of it (CBSD68 at -e 7's settings -0.17 %); its
+    #                             ensemble's wavefronts split between the threads (csrc/tiles.c, walk_adaptive), so
+    #                             one tile decodes about 1.8x as fast on two (README "Effort levels")
     one_tile_level: int = 0     # a plane of one tile is also coded at this adaptive level, the smaller kept:
     #                             levels 9 and 10's shifted table costs images that the network predicts
     #                             better than their own fit can (CIFAR-10 rows: +0.45 %), levels 7 and 8

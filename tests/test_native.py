@@ -305,6 +305,47 @@ def test_an_ensemble_in_the_adaptive_stage_codes_the_references_bytes(h, w, leve
 
 
 @pytest.mark.skipif(not native.adaptive_available(), reason="no compiled adaptive stage")
+@pytest.mark.parametrize("h, w", [(1, 1), (2, 40), (40, 2), (23, 31)])
+def test_the_adaptive_walk_in_threads_decodes_the_same_pixels(h, w, kernel):
+    """Each wavefront's rows split between threads (tiles.c, walk_adaptive), their network beside another's stage:
+    for any thread count the walk decodes the encoder's pixels, with one network, an ensemble, a level that reads
+    no network (13), a value map's ranks, a chain's carried state, and refuses a damaged stream."""
+    from pixzip.entropy.value_map import ValueMap
+    rng = np.random.default_rng(h * w)
+    plane = np.clip(np.cumsum(rng.integers(-9, 10, (h, w, 3)), axis=1) + 128, 0, 255).astype(np.uint8)
+    plane[:, :, 2] = plane[:, :, 0] // 3 + 50
+    for net, level in [(tiny(), 9), (ensemble(), 10), (tiny(), 13)]:
+        data = native.encode_tile_adaptive(net, plane, level)
+        for threads in (1, 2, 3, 5, 64):
+            assert np.array_equal(native.decode_tile_adaptive(net, data, h, w, level, threads=threads), plane)
+        with pytest.raises(ValueError):
+            native.decode_tile_adaptive(net, data + bytes(8), h, w, level, threads=2)
+        if h * w > 100:                                 # cut short: the parts decode what is left, then refuse it
+            with pytest.raises(ValueError):
+                native.decode_tile_adaptive(net, data[:len(data) // 2], h, w, level, threads=3)
+    vm = ValueMap.of([np.unique(plane[..., c]) for c in range(3)])
+    ranks = vm.to_ranks(plane)
+    data = native.encode_tile_adaptive(tiny(), ranks, 9, vmap=vm)
+    assert np.array_equal(native.decode_tile_adaptive(tiny(), data, h, w, 9, vmap=vm, threads=3), ranks)
+    net, lv = tiny(), native.adaptive.level_for(10, tiny())
+    state = native.AdaptiveState(lv, 2 * plane.size)
+    chain = [native.encode_tile_adaptive(net, t, state=state) for t in (plane, plane[::-1])]
+    state = native.AdaptiveState(lv, 2 * plane.size)
+    for threads, (data, tile) in zip((2, 3), zip(chain, (plane, plane[::-1]))):
+        assert np.array_equal(native.decode_tile_adaptive(net, data, h, w, state=state, threads=threads), tile)
+
+
+def test_decoding_splits_a_tiles_wavefronts_where_chains_would_leave_threads_idle():
+    from pixzip.backends.adaptive_planes import decode_threads
+    assert decode_threads([100], 2, False) == (1, 2)                  # one tile: both threads in it
+    assert decode_threads([100, 100, 0], 2, False) == (2, 1)          # equal chains side by side (0: all stored)
+    assert decode_threads([512 * 512, 256 * 512], 2, True) == (1, 2)  # an ensemble's 2:1 tiles: in turn, split
+    assert decode_threads([512 * 512, 256 * 512], 2, False) == (2, 1)   # one network's: side by side
+    assert decode_threads([5, 5, 5], 4, False) == (3, 1)
+    assert decode_threads([], 2, True) == (1, 2)
+
+
+@pytest.mark.skipif(not native.adaptive_available(), reason="no compiled adaptive stage")
 def test_an_ensemble_file_at_the_strongest_effort_takes_the_adaptive_stage(tiny_models):
     from pixzip import api, zoo
     from pixzip.formats import images

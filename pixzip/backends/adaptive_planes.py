@@ -328,6 +328,27 @@ def _lz_tiles(payloads: dict[int, bytes], grid: list, channels: int, bits: int) 
     return dict(zip(order, tiles))
 
 
+# How much of `threads` times one thread's speed a tile's walk reaches with its wavefronts split between them
+# (native.decode_tile_adaptive; two cores, a 481x321 CBSD68 tile, tests/bench in docs/ENGINE.md): an ensemble's
+# networks run beside the stage, 1.8x on two threads; one network leaves the stage, which is one sequence,
+# most of the time: 1.2x.
+INNER_EFFICIENCY = {True: 0.9, False: 0.6}
+
+
+def decode_threads(sizes: list[int], threads: int, ensemble: bool) -> tuple[int, int]:
+    """(chains decoded at once, threads within each tile) for chains of `sizes` coded pixels on `threads`
+    threads: chains side by side, one thread each, unless the largest would keep the others waiting longer
+    than splitting every tile's wavefronts costs (a photograph of one or two unequal tiles). Speed only: the
+    pixels are the same either way."""
+    threads, busy = max(1, threads), [s for s in sizes if s] or [0]
+    if len(busy) < threads:
+        return max(1, len(busy)), max(1, threads // len(busy))
+    total, largest = sum(busy), max(busy)
+    if threads > 1 and largest * threads * INNER_EFFICIENCY[ensemble] > total:
+        return 1, threads
+    return threads, 1
+
+
 def decode_planes_adaptive(model, shapes: list[tuple[int, int]], tile: int, streams: list[list[np.ndarray]],
                            level: int, bits: list[int], progress: Callable[[int], None] | None = None,
                            threads: int = 1, vmaps: list[ValueMap | None] | None = None) -> list[np.ndarray]:
@@ -358,20 +379,24 @@ def decode_planes_adaptive(model, shapes: list[tuple[int, int]], tile: int, stre
             parts.update(((k, n), pixels) for n, pixels in _lz_tiles(in_lz, g, C, bits[k]).items())
     chains = [(k, chain) for k, g in enumerate(grids) for chain in _chains(level, len(g))]
     if adaptive_native(model):
+        sizes = [sum(grids[k][n][2] * grids[k][n][3] for n in chain if (k, n) in coded) for k, chain in chains]
+        workers, inner = decode_threads(sizes, threads, _is_ensemble(model))
+
         def one(job):       # a chain's tiles in turn, one state; a stored tile is replayed through it
             k, chain = job
             state, out = _chain_state(model, level, grids[k], chain, C, True), []
             for n in chain:
                 h, w = grids[k][n][2:]
                 if (k, n) in coded:
-                    out.append(native.decode_tile_adaptive(model, coded[(k, n)][0], h, w, level, state, vmaps[k]))
+                    out.append(native.decode_tile_adaptive(model, coded[(k, n)][0], h, w, level, state, vmaps[k],
+                                                           inner))
                 else:
                     out.append(parts[(k, n)])
                     if state is not None:
                         _code_tile(model, out[-1], level, True, state, vmaps[k])
             return out
 
-        with ThreadPoolExecutor(max(1, threads)) as threads_pool:
+        with ThreadPoolExecutor(workers) as threads_pool:
             for (k, chain), tiles in zip(chains, threads_pool.map(one, chains)):
                 for n, pixels in zip(chain, tiles):
                     parts[(k, n)] = pixels

@@ -96,7 +96,7 @@ def _declare_adaptive(lib) -> None:
                                             ctypes.c_int, ctypes.c_int, _u8p, _u8p, ctypes.c_int64, _i64p, _i32p]
     lib.pz_encode_tile_adaptive.restype = ctypes.c_int64
     lib.pz_decode_tile_adaptive.argtypes = [members, ctypes.c_int, ctypes.c_void_p, ctypes.c_int, ctypes.c_int, _u8p,
-                                            ctypes.c_int64, _u8p, _i32p]
+                                            ctypes.c_int64, _u8p, _i32p, ctypes.c_int]
     lib.pz_decode_tile_adaptive.restype = ctypes.c_int
 
 
@@ -492,17 +492,19 @@ def encode_tile_adaptive_states(model: NetRecord | EnsembleRecord, pixels: np.nd
 
 
 def decode_tile_adaptive(model: NetRecord | EnsembleRecord, data: bytes, h: int, w: int, level=1,
-                         state: AdaptiveState | None = None, vmap: ValueMap | None = None) -> np.ndarray:
+                         state: AdaptiveState | None = None, vmap: ValueMap | None = None,
+                         threads: int = 1) -> np.ndarray:
     """A tile's pixels (h, w, channels) uint8 from its adaptive stream: the wavefront walk gives the stage
     each sub-pixel's head outputs. `state` and `vmap` as for encode_tile_adaptive (with `vmap`: the ranks
-    the stage decoded). ValueError if the stream does not decode exactly to its end (corruption)."""
+    the stage decoded). `threads`: the walk's, each wavefront's rows split between them (the same pixels for
+    any count). ValueError if the stream does not decode exactly to its end (corruption)."""
     C = model.cfg.channels
     state = state or AdaptiveState(adaptive.level_for(level, model), h * w * C)
     packed, vmap_ptr = _value_map(vmap, C)                  # (packed: held while C reads it)
     buf = np.frombuffer(data, dtype=np.uint8) if len(data) else np.zeros(1, dtype=np.uint8)
     out = np.empty((h, w, C), dtype=np.uint8)
     status = _LIB.pz_decode_tile_adaptive(*_members(model), state.ptr, h, w, buf.ctypes.data_as(_u8p),
-                                          len(data), out.ctypes.data_as(_u8p), vmap_ptr)
+                                          len(data), out.ctypes.data_as(_u8p), vmap_ptr, threads)
     if status == -2:
         raise MemoryError("native decoder: out of memory")
     if status in (-3, -5):

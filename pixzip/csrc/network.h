@@ -331,8 +331,11 @@ static int tile_alloc(const PzModel *m, Tile *tl, int h, int w) {
     tl->head = calloc((size_t)h * m->head1.cout, 1);
     if (!tl->img || !tl->reads || !tl->mids || !tl->head) return -2;
     memset(tl->img, 128, padded * m->channels);
-    for (int b = 0; b <= B; b++)
-        if (!(tl->reads[b] = calloc(padded * H, 1))) return -2;
+    for (int b = 0; b <= B; b++) {   /* zeroed by writing, not calloc: a tap read before its pixel's write would map
+                                      * the shared zero page, and that write would then flush every walking thread's TLB */
+        if (!(tl->reads[b] = malloc(padded * H))) return -2;
+        memset(tl->reads[b], 0, padded * H);
+    }
     for (int b = 0; b < B; b++)
         if (!(tl->mids[b] = calloc((size_t)h * H, 1))) return -2;
     return 0;
