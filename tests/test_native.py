@@ -335,6 +335,25 @@ def test_the_adaptive_walk_in_threads_decodes_the_same_pixels(h, w, kernel):
         assert np.array_equal(native.decode_tile_adaptive(net, data, h, w, state=state, threads=threads), tile)
 
 
+@pytest.mark.skipif(not native.adaptive_available(), reason="no compiled adaptive stage")
+def test_the_adaptive_encoder_in_threads_writes_the_same_bytes(kernel):
+    """The members' dense passes, then the states' streams, as jobs in threads (tiles.c, encode_adaptive)."""
+    from pixzip.entropy.value_map import ValueMap
+    rng = np.random.default_rng(3)
+    plane = np.clip(np.cumsum(rng.integers(-9, 10, (21, 27, 3)), axis=0) + 128, 0, 255).astype(np.uint8)
+    net = IntEnsemble([tiny(3, 12, seed=1), tiny(3, 6, seed=2), tiny(3, 9, seed=3)])
+    vm = ValueMap.of([np.unique(plane[..., c]) for c in range(3)])
+    for pixels, vmap in [(plane, None), (vm.to_ranks(plane), vm)]:
+        def coded(threads):
+            states = [native.AdaptiveState(native.adaptive.level_for(lv, net), plane.size) for lv in (9, 10, 13)]
+            return native.encode_tile_adaptive_states(net, pixels, states, vmap, threads)
+        alone = coded(1)
+        assert len(set(alone)) == 3
+        for threads in (2, 3, 7):
+            assert coded(threads) == alone
+        assert np.array_equal(native.decode_tile_adaptive(net, alone[1], 21, 27, 10, vmap=vmap, threads=2), pixels)
+
+
 def test_decoding_splits_a_tiles_wavefronts_where_chains_would_leave_threads_idle():
     from pixzip.backends.adaptive_planes import decode_threads
     assert decode_threads([100], 2, False) == (1, 2)                  # one tile: both threads in it

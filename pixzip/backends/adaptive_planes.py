@@ -101,11 +101,12 @@ def _chain_state(model, level: int, grid: list, chain: list[int], channels: int,
     return native.AdaptiveState(lv, h * w * channels) if in_native else adaptive.State(lv, h * w * channels)
 
 
-def _code_tile(model, pixels: np.ndarray, level: int, in_native: bool, state, vmap: ValueMap | None = None) -> bytes:
+def _code_tile(model, pixels: np.ndarray, level: int, in_native: bool, state, vmap: ValueMap | None = None,
+               threads: int = 1) -> bytes:
     """The adaptive stage's bytes for a tile of known pixels (`state`: a chain's, or None for a fresh one;
-    `vmap`: the pixels are ranks and the network reads their values)."""
+    `vmap`: the pixels are ranks and the network reads their values; `threads`: an ensemble's members' passes)."""
     if in_native:
-        return native.encode_tile_adaptive(model, pixels, level, state, vmap)
+        return native.encode_tile_adaptive(model, pixels, level, state, vmap, threads)
     from . import reference     # the torch engine's outputs (its dense pass), in the decoding order, to the reference
     seen = pixels if vmap is None else vmap.to_values(pixels)
     (_, _, params), = reference.tile_symbols(model, [seen], 0, MAX_BATCH_PIXELS)
@@ -125,14 +126,14 @@ def _framed(data: bytes, pixels: np.ndarray, bits: int) -> np.ndarray:
 
 
 def _one_tile_trial(model, pixels: np.ndarray, levels: tuple[int, ...], in_native: bool,
-                    vmap: ValueMap | None) -> list[bytes]:
+                    vmap: ValueMap | None, threads: int = 1) -> list[bytes]:
     """A plane of one tile coded at each of `levels` with a fresh state (one network pass in the compiled
-    coder)."""
+    coder; its members' passes, then the levels' streams, in `threads` threads)."""
     if not in_native:
         return [_code_tile(model, pixels, level, False, None, vmap) for level in levels]
     n = pixels.size
     return native.encode_tile_adaptive_states(
-        model, pixels, [native.AdaptiveState(adaptive.level_for(level, model), n) for level in levels], vmap)
+        model, pixels, [native.AdaptiveState(adaptive.level_for(level, model), n) for level in levels], vmap, threads)
 
 
 def busiest_window(plane: np.ndarray, side: int, where: np.ndarray | None = None) -> tuple[int, int, int, int]:
@@ -213,21 +214,24 @@ def encode_planes_trial(model, planes: list[np.ndarray], tile: int, levels: tupl
         model = _reference_network(model)
     grids = [tile_grid(p.shape[0], p.shape[1], tile) for p in planes]
     jobs = [(k, chain) for k, g in enumerate(grids) for chain in _chains(level, len(g))]
+    workers = max(1, min(threads, len(jobs)) if in_native else 1)
+    inner = max(1, threads // workers) if in_native else 1     # fewer chains than threads: within their tiles
 
     def one(job):           # a chain's tiles in turn, one state (a single tile: a fresh one); [[stream]] per level
         k, chain = job
         if len(grids[k]) == 1 and len(levels) > 1:
             pixels = planes[k]
-            return [[_framed(data, pixels, bits[k])] for data in _one_tile_trial(model, pixels, levels, in_native, vmaps[k])]
+            return [[_framed(data, pixels, bits[k])]
+                    for data in _one_tile_trial(model, pixels, levels, in_native, vmaps[k], inner)]
         state, out = _chain_state(model, level, grids[k], chain, planes[k].shape[2], in_native), []
         for n in chain:
             y, x, h, w = grids[k][n]
             pixels = np.ascontiguousarray(planes[k][y:y + h, x:x + w])
-            out.append(_framed(_code_tile(model, pixels, level, in_native, state, vmaps[k]), pixels, bits[k]))
+            out.append(_framed(_code_tile(model, pixels, level, in_native, state, vmaps[k], inner), pixels, bits[k]))
         return [out]
 
     streams = [{level: [None] * len(g)} for g in grids]      # per plane: level -> its tiles' framed streams
-    with ThreadPoolExecutor(max(1, threads if in_native else 1)) as threads_pool:
+    with ThreadPoolExecutor(workers) as threads_pool:
         for (k, chain), coded in zip(jobs, threads_pool.map(one, jobs)):
             for n, stream in zip(chain, coded[0]):
                 streams[k][level][n] = stream
@@ -393,7 +397,7 @@ def decode_planes_adaptive(model, shapes: list[tuple[int, int]], tile: int, stre
                 else:
                     out.append(parts[(k, n)])
                     if state is not None:
-                        _code_tile(model, out[-1], level, True, state, vmaps[k])
+                        _code_tile(model, out[-1], level, True, state, vmaps[k], inner)
             return out
 
         with ThreadPoolExecutor(workers) as threads_pool:

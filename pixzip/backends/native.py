@@ -93,7 +93,8 @@ def _declare_adaptive(lib) -> None:
     lib.pz_adaptive_decode_known.restype = ctypes.c_int
     members = ctypes.POINTER(ctypes.POINTER(_Model))
     lib.pz_encode_tile_adaptive.argtypes = [members, ctypes.c_int, ctypes.POINTER(ctypes.c_void_p), ctypes.c_int,
-                                            ctypes.c_int, ctypes.c_int, _u8p, _u8p, ctypes.c_int64, _i64p, _i32p]
+                                            ctypes.c_int, ctypes.c_int, _u8p, _u8p, ctypes.c_int64, _i64p, _i32p,
+                                            ctypes.c_int]
     lib.pz_encode_tile_adaptive.restype = ctypes.c_int64
     lib.pz_decode_tile_adaptive.argtypes = [members, ctypes.c_int, ctypes.c_void_p, ctypes.c_int, ctypes.c_int, _u8p,
                                             ctypes.c_int64, _u8p, _i32p, ctypes.c_int]
@@ -458,21 +459,24 @@ def _value_map(vmap: ValueMap | None, channels: int):
 
 
 def encode_tile_adaptive(model: NetRecord | EnsembleRecord, pixels: np.ndarray, level=1,
-                         state: AdaptiveState | None = None, vmap: ValueMap | None = None) -> bytes:
+                         state: AdaptiveState | None = None, vmap: ValueMap | None = None, threads: int = 1) -> bytes:
     """Code a tile of known pixels (h, w, channels) uint8 with the network (its dense pass) and the adaptive
     stage (entropy stage 1): the stream's bytes. `state`: carried from the previous tile of a chain (the
     format decides which tiles share one, never the thread count), or None for a fresh one. One model,
     or an ensemble whose members' outputs the stage takes averaged (adaptive.ensemble_outputs); slope >= 2.
-    `vmap`: the pixels are a levels plane's ranks and the network reads their values (stage 4, value_map)."""
+    `vmap`: the pixels are a levels plane's ranks and the network reads their values (stage 4, value_map).
+    `threads`: an ensemble's members' passes run in them (the same bytes for any count)."""
     h, w, C = pixels.shape
     return encode_tile_adaptive_states(model, pixels, [state or AdaptiveState(adaptive.level_for(level, model), h * w * C)],
-                                       vmap)[0]
+                                       vmap, threads)[0]
 
 
 def encode_tile_adaptive_states(model: NetRecord | EnsembleRecord, pixels: np.ndarray,
-                                states: list[AdaptiveState], vmap: ValueMap | None = None) -> list[bytes]:
-    """encode_tile_adaptive with each of `states` in turn on one network pass (the encoder's trial of
-    levels): one stream per state, each the bytes encode_tile_adaptive writes with that state."""
+                                states: list[AdaptiveState], vmap: ValueMap | None = None,
+                                threads: int = 1) -> list[bytes]:
+    """encode_tile_adaptive with each of `states` on one network pass (the encoder's trial of levels): one
+    stream per state, each the bytes encode_tile_adaptive writes with that state; the members' passes, then the
+    states' streams, in up to `threads` threads."""
     pixels = np.ascontiguousarray(pixels, dtype=np.uint8)
     packed, vmap_ptr = _value_map(vmap, pixels.shape[2])    # (packed: held while C reads it)
     cap = len(states) * _stream_capacity(pixels.size)
@@ -481,7 +485,7 @@ def encode_tile_adaptive_states(model: NetRecord | EnsembleRecord, pixels: np.nd
     pointers = (ctypes.c_void_p * len(states))(*[st.ptr for st in states])
     n = _LIB.pz_encode_tile_adaptive(*_members(model), pointers, len(states), pixels.shape[0], pixels.shape[1],
                                      pixels.ctypes.data_as(_u8p), out.ctypes.data_as(_u8p), cap,
-                                     lengths.ctypes.data_as(_i64p), vmap_ptr)
+                                     lengths.ctypes.data_as(_i64p), vmap_ptr, threads)
     if n in (-3, -5):
         raise ValueError("the adaptive stage needs models of slope >= 2 (an ensemble's alike)"
                          + (", and ranks the value map has" if vmap is not None else ""))

@@ -130,6 +130,15 @@ static int table_bits(const PzLevel *lv, int64_t n) {
     return b < 10 ? 10 : (b > lv->max_table_bits ? lv->max_table_bits : b);
 }
 
+/* Zeroed memory that a lookup may read before anything writes it, zeroed by writing: calloc's pages may be the
+ * shared zero page until written, and that first write would then flush the TLB of every thread of the
+ * process (an interrupt each, costly in a VM, while a tile's walk runs in several: csrc/tiles.c). */
+static void *zeroed(size_t bytes) {
+    void *p = malloc(bytes ? bytes : 1);
+    if (p) memset(p, 0, bytes);
+    return p;
+}
+
 /* Zeroed memory for the context tables, on 2 MB pages where the system gives them: the tables are read
  * at random, and with 4 KB pages nearly every read would also miss the TLB (measured: a quarter of the
  * stage's time waited on the blocks' prefetches). */
@@ -144,7 +153,7 @@ static void *table_alloc(size_t bytes) {
         memset(p, 0, bytes);
         return p;
     }
-    return calloc(bytes, 1);
+    return zeroed(bytes);
 }
 
 void pz_adaptive_free(PzAdaptive *st) {
@@ -174,7 +183,7 @@ PzAdaptive *pz_adaptive_new(const PzLevel *lv, int64_t n_subpixels) {
     st->bytes = (int64_t)(slots * sizeof(uint32_t));
     if (!st->tables || !st->final) goto fail;
     if (lv->match) {
-        if (!(st->match = calloc((size_t)1 << MATCH_BITS, sizeof(uint16_t)))) goto fail;
+        if (!(st->match = zeroed(sizeof(uint16_t) << MATCH_BITS))) goto fail;
         st->bytes += (int64_t)sizeof(uint16_t) << MATCH_BITS;
     }
     for (int k = 0; k < NODES * lv->n_mixers; k++) st->final[k] = 65536 / lv->n_mixers;

@@ -365,69 +365,137 @@ done:
     return status;
 }
 
+/* Jobs 0..n-1, each run once, in up to `threads` threads (this one and more; fewer where the system gives
+ * fewer): for work whose results do not depend on which thread runs it. */
+typedef struct {
+    void (*fn)(void *, int);
+    void *arg;
+    int n, next;
+} Jobs;
+
+static void *jobs_worker(void *p) {
+    Jobs *jobs = p;
+    for (int k; (k = __atomic_fetch_add(&jobs->next, 1, __ATOMIC_RELAXED)) < jobs->n;) jobs->fn(jobs->arg, k);
+    return NULL;
+}
+
+static void run_jobs(void (*fn)(void *, int), void *arg, int n, int threads) {
+    Jobs jobs = {fn, arg, n, 0};
+    pthread_t helper[MAX_PARTS];
+    int started = 0;
+    while (started + 1 < threads && started + 1 < n && started < MAX_PARTS &&
+           pthread_create(&helper[started], NULL, jobs_worker, &jobs) == 0)
+        started++;
+    jobs_worker(&jobs);
+    for (int k = 0; k < started; k++) pthread_join(helper[k], NULL);
+}
+
+/* An adaptive tile's encoding: each member's dense pass (a job each), then each state's stream (a job each). */
+typedef struct {
+    const PzModel *const *ms;
+    PzAdaptive *const *sts;
+    int nm, h, w, vnni;
+    const uint8_t *pixels, *seen;               /* the stage codes `pixels`; the network reads `seen` */
+    const int32_t *vmap;
+    int64_t *first_of, *own;                    /* own: each member's head outputs, 2 per sub-pixel */
+    int failed;                                 /* a dense pass ran out of memory */
+    PzAdTile *ads;
+    int64_t *lens;
+} Encoding;
+
+INLINE void dense_member(Encoding *e, int k, int vnni) {
+    size_t n = (size_t)e->h * e->w * e->ms[0]->channels;
+    if (dense_tile(e->ms[k], e->h, e->w, e->seen, e->first_of, e->own + 2 * n * k, vnni) != 0)
+        __atomic_store_n(&e->failed, 1, __ATOMIC_RELAXED);
+}
+
+static void dense_member_plain(Encoding *e, int k) { dense_member(e, k, 0); }
+#ifdef PZ_X86
+VNNI_TARGET static void dense_member_vnni(Encoding *e, int k) { dense_member(e, k, 1); }
+#endif
+
+static void dense_job(void *arg, int k) {
+    Encoding *e = arg;
+#ifdef PZ_X86
+    if (e->vnni) { dense_member_vnni(e, k); return; }
+#endif
+    dense_member_plain(e, k);
+}
+
+/* State k codes the tile over the members' averaged outputs (own's first member's rows) */
+static void stage_job(void *arg, int k) {
+    Encoding *e = arg;
+    const PzModel *m = e->ms[0];
+    int C = m->channels, s = m->slope, h = e->h, w = e->w, T = (w - 1) + s * (h - 1) + 1;
+    PzAdTile *ad = &e->ads[k];
+    int64_t len = ad_begin_encode(ad, e->sts[k], h, w, C, m->prefix);
+    if (e->vmap) value_map_tops(e->vmap, C, ad);
+    const int64_t *pm = e->own;
+    for (int t = 0; t < T && len == 0; t++) {
+        int i_lo = t - (w - 1) <= 0 ? 0 : (t - (w - 1) + s - 1) / s, i_hi = t / s < h - 1 ? t / s : h - 1;
+        for (int g = 0; g < C; g++)
+            for (int i = i_lo; i <= i_hi; i++, pm += 2) {
+                int mu = (int)pm[0], ix = (int)pm[1];
+                if (e->vmap) value_map_outputs(e->vmap + (size_t)g * VMAP_CHANNEL, &mu, &ix);
+                ad_encode(ad, i, t - s * i, g, e->pixels[((size_t)i * w + (t - s * i)) * C + g], mu, ix);
+            }
+    }
+    e->lens[k] = len == 0 ? ad_finish_encode(ad) : len;
+}
+
 /* Encode a tile of known pixels with the adaptive stage and `nm` models (one, or an ensemble's members,
  * whose head outputs are averaged: adaptive.ensemble_outputs): the dense pass gives every sub-pixel's
  * head outputs in the decoding order, then the stage codes the sub-pixels in that order with each of the
- * `nst` states `sts` in turn (fresh, or carried along a chain of tiles; several: the encoder's trial of
- * levels, one network pass for all). The streams go to `out` one after another (room for cap bytes in
- * all), their lengths to `lens`. Returns their total length, -2 if memory ran out, -4 if cap is too small. */
-INLINE int64_t encode_adaptive(const PzModel *const *ms, int nm, PzAdaptive *const *sts, int nst, int h, int w,
+ * `nst` states `sts` (fresh, or carried along a chain of tiles; several: the encoder's trial of levels, one
+ * network pass for all). The members' passes, then the states' streams, run in up to `threads` threads.
+ * The streams go to `out` one after another (room for cap bytes in all), their lengths to `lens`. Returns
+ * their total length, -2 if memory ran out, -3 for a rank `vmap` has no value for, -4 if cap is too small. */
+static int64_t encode_adaptive(const PzModel *const *ms, int nm, PzAdaptive *const *sts, int nst, int h, int w,
                                const uint8_t *pixels, uint8_t *out, int64_t cap, int64_t *lens, const int32_t *vmap,
-                               int vnni) {
-    const PzModel *m = ms[0];
-    int C = m->channels, s = m->slope, T = (w - 1) + s * (h - 1) + 1;
+                               int threads, int vnni) {
+    int C = ms[0]->channels, T = (w - 1) + ms[0]->slope * (h - 1) + 1;
     size_t n = (size_t)h * w * C;
-    int64_t status = -2, *first_of = malloc(sizeof(int64_t) * (T + 1)), *params = malloc(sizeof(int64_t) * 2 * n);
-    int64_t *member = nm > 1 ? malloc(sizeof(int64_t) * 2 * n) : NULL;
+    Encoding e = {ms, sts, nm, h, w, vnni, pixels, pixels, vmap, NULL, NULL, 0, NULL, lens};
+    int64_t status = -2;
     uint8_t *values = vmap ? malloc(n) : NULL;          /* value space: what the network reads */
-    const uint8_t *seen = vmap ? values : pixels;
-    if (!first_of || !params || (nm > 1 && !member) || (vmap && !values)) goto done;
+    e.first_of = malloc(sizeof(int64_t) * (T + 1));
+    e.own = malloc(sizeof(int64_t) * 2 * n * nm);
+    e.ads = calloc(nst, sizeof(PzAdTile));
+    if (!e.first_of || !e.own || !e.ads || (vmap && !values)) goto done;
     for (size_t q = 0; vmap && q < n; q++) {
         int32_t v = vmap[(q % C) * VMAP_CHANNEL + VMAP_VALUE + pixels[q]];
         if (v < 0) { status = -3; goto done; }          /* a rank the channel does not use */
         values[q] = (uint8_t)v;
     }
-    wavefront_starts(h, w, s, first_of);
+    if (vmap) e.seen = values;
+    wavefront_starts(h, w, ms[0]->slope, e.first_of);
     int network = 0;                          /* a classical level's states read no network: skip its passes */
     for (int k = 0; k < nst; k++) network |= ad_reads_network(sts[k]);
-    if (!network)
-        memset(params, 0, sizeof(int64_t) * 2 * n);
-    else if (dense_tile(m, h, w, seen, first_of, params, vnni) != 0) goto done;
-    for (int k = 1; network && k < nm; k++) {  /* the members' sums, then their rounded means */
-        if (dense_tile(ms[k], h, w, seen, first_of, member, vnni) != 0) goto done;
-        for (size_t q = 0; q < 2 * n; q++) params[q] += member[q];
+    if (!network) {
+        memset(e.own, 0, sizeof(int64_t) * 2 * n);
+    } else {
+        run_jobs(dense_job, &e, nm, threads);
+        if (e.failed) goto done;
+        for (size_t q = 0; nm > 1 && q < 2 * n; q++) {  /* the members' sums, then their rounded means */
+            int64_t sum = 0;
+            for (int k = 0; k < nm; k++) sum += e.own[2 * n * k + q];
+            e.own[q] = members_mean(sum, nm);
+        }
     }
-    if (network && nm > 1)
-        for (size_t q = 0; q < 2 * n; q++) params[q] = members_mean(params[q], nm);
+    run_jobs(stage_job, &e, nst, threads);
     int64_t used = 0;
+    status = 0;
     for (int k = 0; k < nst; k++) {
-        PzAdTile ad;
-        int64_t len = ad_begin_encode(&ad, sts[k], h, w, C, m->prefix);
-        if (vmap) value_map_tops(vmap, C, &ad);
-        const int64_t *pm = params;
-        for (int t = 0; t < T && len == 0; t++) {
-            int i_lo = t - (w - 1) <= 0 ? 0 : (t - (w - 1) + s - 1) / s, i_hi = t / s < h - 1 ? t / s : h - 1;
-            for (int g = 0; g < C; g++)
-                for (int i = i_lo; i <= i_hi; i++, pm += 2) {
-                    int mu = (int)pm[0], ix = (int)pm[1];
-                    if (vmap) value_map_outputs(vmap + (size_t)g * VMAP_CHANNEL, &mu, &ix);
-                    ad_encode(&ad, i, t - s * i, g, pixels[((size_t)i * w + (t - s * i)) * C + g], mu, ix);
-                }
-        }
-        if (len == 0) len = ad_finish_encode(&ad);
-        if (len >= 0 && len > cap - used) len = -4;
-        if (len >= 0) memcpy(out + used, ad.buf, (size_t)len);
-        ad_end(&ad);
-        if (len < 0) {
-            status = len;
-            goto done;
-        }
-        lens[k] = len;
-        used += len;
+        int64_t len = lens[k];
+        if (status == 0 && len >= 0 && len > cap - used) len = -4;
+        if (status == 0 && len < 0) status = len;
+        if (status == 0) memcpy(out + used, e.ads[k].buf, (size_t)len);
+        used += len > 0 ? len : 0;
+        ad_end(&e.ads[k]);
     }
-    status = used;
+    if (status == 0) status = used;
 done:
-    free(first_of); free(params); free(member); free(values);
+    free(e.first_of); free(e.own); free(e.ads); free(values);
     return status;
 }
 
@@ -435,12 +503,6 @@ done:
 static int walk_plain(const PzModel *const *ms, int nm, int h, int w, int lanes, int64_t *state, const uint32_t *words,
                       int64_t n_words, uint8_t *out, const uint8_t *known, int64_t *params) {
     return walk_tile(ms, nm, h, w, lanes, state, words, n_words, out, known, params, 0);
-}
-
-static int64_t encode_adaptive_plain(const PzModel *const *ms, int nm, PzAdaptive *const *sts, int nst, int h, int w,
-                                     const uint8_t *pixels, uint8_t *out, int64_t cap, int64_t *lens,
-                                     const int32_t *vmap) {
-    return encode_adaptive(ms, nm, sts, nst, h, w, pixels, out, cap, lens, vmap, 0);
 }
 
 static int encode_plain(const PzModel *const *ms, int nm, int h, int w, int lanes, const uint8_t *pixels,
@@ -454,12 +516,6 @@ VNNI_TARGET static int walk_vnni(const PzModel *const *ms, int nm, int h, int w,
                                  const uint32_t *words, int64_t n_words, uint8_t *out, const uint8_t *known,
                                  int64_t *params) {
     return walk_tile(ms, nm, h, w, lanes, state, words, n_words, out, known, params, 1);
-}
-
-VNNI_TARGET static int64_t encode_adaptive_vnni(const PzModel *const *ms, int nm, PzAdaptive *const *sts, int nst,
-                                                int h, int w, const uint8_t *pixels, uint8_t *out, int64_t cap,
-                                                int64_t *lens, const int32_t *vmap) {
-    return encode_adaptive(ms, nm, sts, nst, h, w, pixels, out, cap, lens, vmap, 1);
 }
 
 VNNI_TARGET static int encode_vnni(const PzModel *const *ms, int nm, int h, int w, int lanes, const uint8_t *pixels,
@@ -524,18 +580,17 @@ static int adaptive_members_ok(const PzModel *const *ms, int nm) {
  * from the previous tile of a chain: the format decides, never the thread count; several: the encoder
  * trying levels on one network pass). The streams go to `out` one after another (room for `cap` bytes;
  * 24 per sub-pixel + 16 a stream always suffice), their lengths to `lens`. `vmap` (or NULL): the pixels are a
- * levels plane's ranks, the network reads their values (VMAP_*). Returns their total length, -2 if memory ran
+ * levels plane's ranks, the network reads their values (VMAP_*). The members' passes and the states' streams
+ * run in up to `threads` threads (the same bytes for any count). Returns their total length, -2 if memory ran
  * out, -4 if cap is too small, -3 or -5 for members that do not fit (adaptive_members_ok), -3 for no state or
  * a rank `vmap` has no value for. */
 int64_t pz_encode_tile_adaptive(const PzModel *const *ms, int nm, PzAdaptive *const *sts, int nst, int h, int w,
-                                const uint8_t *pixels, uint8_t *out, int64_t cap, int64_t *lens, const int32_t *vmap) {
+                                const uint8_t *pixels, uint8_t *out, int64_t cap, int64_t *lens, const int32_t *vmap,
+                                int threads) {
     int bad = adaptive_members_ok(ms, nm);
     if (bad) return bad;
     if (nst < 1) return -3;
-#ifdef PZ_X86
-    if (use_vnni) return encode_adaptive_vnni(ms, nm, sts, nst, h, w, pixels, out, cap, lens, vmap);
-#endif
-    return encode_adaptive_plain(ms, nm, sts, nst, h, w, pixels, out, cap, lens, vmap);
+    return encode_adaptive(ms, nm, sts, nst, h, w, pixels, out, cap, lens, vmap, threads, use_vnni);
 }
 
 /* Decode one tile coded by pz_encode_tile_adaptive from its `n`-byte stream, with the same models and a
