@@ -46,8 +46,8 @@ class Effort:
     grey_background_level: int = 0  # the same for a one-channel plane, where it is not 0: a grey pixel is one sub-pixel
     #                             where a colour one is three, so the default affords the heavier level there
     tile: int = 0               # the tile size where the caller names none (0: api.DEFAULT_TILE, 256: tiles decode in
-    #                             parallel); the strongest level takes 512: a 481x321 photograph in one tile, whose
-    #                             network and stage state see all of it (CBSD68 at -e 7's settings -0.17 %); its
+    #                             parallel); the ensemble's levels (7-9) take 512: a 481x321 photograph in one tile,
+    #                             whose network and stage state see all of it (CBSD68 at -e 7's settings -0.17 %); an
     #                             ensemble's wavefronts split between the threads (csrc/tiles.c, walk_adaptive), so
     #                             one tile decodes about 1.8x as fast on two (README "Effort levels")
     one_tile_level: int = 0     # a plane of one tile is also coded at this adaptive level, the smaller kept:
@@ -74,10 +74,10 @@ EFFORTS = {
               one_tile_level=8),
     7: Effort(models=2, stage=ADAPTIVE, level=10, symbols_level=12, transforms="estimate",
               few_bits_levels=(12, 13), two_values_level=15, match_level=16, background_level=12,
-              one_tile_level=8),   # the ensemble in the stage
+              one_tile_level=8, tile=512),   # the ensemble in the stage
     8: Effort(models=2, stage=ADAPTIVE, level=10, symbols_level=12, transforms="trial", max_trials=2,
               lz_probe=False, few_bits_levels=(12, 13), two_values_level=15, match_level=16, background_level=12,
-              one_tile_level=8),
+              one_tile_level=8, tile=512),
     9: Effort(models=2, stage=ADAPTIVE, level=10, symbols_level=12, transforms="trial", static_too=True,
               lz_probe=False, few_bits_levels=(12, 13), two_values_level=15, match_level=16, background_level=12,
               one_tile_level=8, tile=512),

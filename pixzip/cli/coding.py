@@ -40,7 +40,7 @@ def ratio(before: int, after: int) -> str:
 @click.option("-f", "--force", is_flag=True, help="Overwrite existing output files.")
 @model_option
 @click.option("--tile", type=click.IntRange(0, 65535), default=None,
-              help=f"Tile size in pixels (0: whole image; default {DEFAULT_TILE}, 512 at -e 9, or {TEXT_TILE} for a page "
+              help=f"Tile size in pixels (0: whole image; default {DEFAULT_TILE}, 512 at -e 7..9, or {TEXT_TILE} for a page "
                    "of text: two values, or glyphs that recur). Tiles are coded independently and decode in parallel; "
                    "larger ones compress slightly better (256 against 128: -0.4 % on photos), smaller ones "
                    "decode faster on a GPU or without the native CPU decoder.")
