@@ -48,7 +48,7 @@ class Effort:
     tile: int = 0               # the tile size where the caller names none (0: api.DEFAULT_TILE, 256: tiles decode in
     #                             parallel); the ensemble's levels (7-9) take 512: a 481x321 photograph in one tile,
     #                             whose network and stage state see all of it (CBSD68 at -e 7's settings -0.17 %); an
-    #                             ensemble's wavefronts split between the threads (csrc/tiles.c, walk_adaptive), so
+    #                             ensemble's wavefronts split between the threads (csrc/adaptive_tiles.c, walk_adaptive), so
     #                             one tile decodes about 1.8x as fast on two (README "Effort levels")
     one_tile_level: int = 0     # a plane of one tile is also coded at this adaptive level, the smaller kept:
     #                             levels 9 and 10's shifted table costs images that the network predicts

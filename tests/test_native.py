@@ -307,7 +307,7 @@ def test_an_ensemble_in_the_adaptive_stage_codes_the_references_bytes(h, w, leve
 @pytest.mark.skipif(not native.adaptive_available(), reason="no compiled adaptive stage")
 @pytest.mark.parametrize("h, w", [(1, 1), (2, 40), (40, 2), (23, 31)])
 def test_the_adaptive_walk_in_threads_decodes_the_same_pixels(h, w, kernel):
-    """Each wavefront's rows split between threads (tiles.c, walk_adaptive), their network beside another's stage:
+    """Each wavefront's rows split between threads (adaptive_tiles.c, walk_adaptive), their network beside another's stage:
     for any thread count the walk decodes the encoder's pixels, with one network, an ensemble, a level that reads
     no network (13), a value map's ranks, a chain's carried state, and refuses a damaged stream."""
     from pixzip.entropy.value_map import ValueMap
@@ -337,7 +337,7 @@ def test_the_adaptive_walk_in_threads_decodes_the_same_pixels(h, w, kernel):
 
 @pytest.mark.skipif(not native.adaptive_available(), reason="no compiled adaptive stage")
 def test_the_adaptive_encoder_in_threads_writes_the_same_bytes(kernel):
-    """The members' dense passes, then the states' streams, as jobs in threads (tiles.c, encode_adaptive)."""
+    """The members' dense passes, then the states' streams, as jobs in threads (adaptive_tiles.c, encode_adaptive)."""
     from pixzip.entropy.value_map import ValueMap
     rng = np.random.default_rng(3)
     plane = np.clip(np.cumsum(rng.integers(-9, 10, (21, 27, 3)), axis=0) + 128, 0, 255).astype(np.uint8)

@@ -132,7 +132,7 @@ static int table_bits(const PzLevel *lv, int64_t n) {
 
 /* Zeroed memory that a lookup may read before anything writes it, zeroed by writing: calloc's pages may be the
  * shared zero page until written, and that first write would then flush the TLB of every thread of the
- * process (an interrupt each, costly in a VM, while a tile's walk runs in several: csrc/tiles.c). */
+ * process (an interrupt each, costly in a VM, while a tile's walk runs in several: csrc/adaptive_tiles.c). */
 static void *zeroed(size_t bytes) {
     void *p = malloc(bytes ? bytes : 1);
     if (p) memset(p, 0, bytes);

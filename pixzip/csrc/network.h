@@ -1,10 +1,12 @@
 /* The integer network of a PixelCNN tile (pixzip/engine.py's arithmetic): products, layers, head
  * outputs, for the decoder's wavefront walk (head_params) and the encoder's dense pass (dense_tile).
- * All static inline: tiles.c compiles them twice, portable and with AVX-512 VNNI. */
+ * All static inline: tiles.c and adaptive_tiles.c compile them twice, portable and with AVX-512 VNNI. */
 #ifndef PZ_NETWORK_H
 #define PZ_NETWORK_H
 
 #include "common.h"
+
+extern int pz_vnni;     /* 1: the AVX-512 VNNI kernel (tiles.c, pz_select_kernel), 0: the portable one */
 
 /* ---- products: acc[0..npad) += x (k4 quads, uint8) . w4 (k4 x npad quads, int8) ---------------------- */
 
@@ -339,6 +341,13 @@ static int tile_alloc(const PzModel *m, Tile *tl, int h, int w) {
     for (int b = 0; b < B; b++)
         if (!(tl->mids[b] = calloc((size_t)h * H, 1))) return -2;
     return 0;
+}
+
+/* A decoded tile's pixels (h x w x channels) from the first model's padded image buffer. */
+INLINE void copy_pixels(const PzModel *m, const Tile *tl, int h, int w, uint8_t *out) {
+    for (int i = 0; i < h; i++)
+        memcpy(out + (size_t)i * w * m->channels, tl->img + ((size_t)(i + m->pad) * tl->Wp + m->pad) * m->channels,
+               (size_t)w * m->channels);
 }
 
 /* ---- encoding: a dense pass, row by row, BATCH pixels per product ------------------------------------

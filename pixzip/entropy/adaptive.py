@@ -365,7 +365,7 @@ def ensemble_outputs(member_params: list[np.ndarray]) -> np.ndarray:
     rounded means of the members' mu16 and of their log-scale indices, (n, 2) int64 as one model's. The
     average of two differently trained networks' means is a better centre than either (CBSD68, level 1:
     -1.6 % against pcnn-rgb-v7 alone, docs/ADAPTIVE.md); the stage learns the rest. (The C walk computes
-    the same: csrc/tiles.c.)"""
+    the same: csrc/adaptive_tiles.c.)"""
     n = len(member_params)
     total = sum(np.asarray(p, dtype=np.int64) for p in member_params)
     return (total + n // 2) // n
