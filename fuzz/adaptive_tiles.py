@@ -1,6 +1,6 @@
 """Mutation fuzzing of the adaptive stage's tile decoder (csrc/adaptive.c through the wavefront walk in
-csrc/tiles.c), called directly: no container in front, so every mutated byte reaches the binary
-arithmetic decoder, the context tables and the mixers. Run it on the sanitizer build:
+csrc/adaptive_tiles.c, in one thread or several), called directly: no container in front, so every mutated byte
+reaches the binary arithmetic decoder, the context tables and the mixers. Run it on the sanitizer build:
 
     python3 fuzz/run_sanitized.py --target adaptive --seconds 3600
 
@@ -94,8 +94,9 @@ def decode_once(seed: tuple, stream: bytes, r: random.Random) -> str:
     if chained_from is not None:
         state = native.AdaptiveState(level, 2 * chained_from.size)
         native.encode_tile_adaptive(model, chained_from, level, state)
+    threads = r.choice((1, 1, 2, 3))          # the walk's rows split between threads, too (adaptive_tiles.c, walk_adaptive)
     try:
-        native.decode_tile_adaptive(model, stream, h, w, level, state, vmap)
+        native.decode_tile_adaptive(model, stream, h, w, level, state, vmap, threads)
     except ValueError:
         return "refused"
     return "decoded"
