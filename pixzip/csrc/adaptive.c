@@ -2,6 +2,7 @@
  * and explains every step; the names here follow it). Right shifts of negative numbers are arithmetic
  * (floor), as Python's >>: what gcc, clang and MSVC do. */
 #include "adaptive.h"
+#include "zeroed.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -128,15 +129,6 @@ static int table_bits(const PzLevel *lv, int64_t n) {
     while (b < 63 && ((int64_t)1 << b) <= n) b++;     /* n.bit_length() */
     b -= 2;
     return b < 10 ? 10 : (b > lv->max_table_bits ? lv->max_table_bits : b);
-}
-
-/* Zeroed memory that a lookup may read before anything writes it, zeroed by writing: calloc's pages may be the
- * shared zero page until written, and that first write would then flush the TLB of every thread of the
- * process (an interrupt each, costly in a VM, while a tile's walk runs in several: csrc/adaptive_tiles.c). */
-static void *zeroed(size_t bytes) {
-    void *p = malloc(bytes ? bytes : 1);
-    if (p) memset(p, 0, bytes);
-    return p;
 }
 
 /* Zeroed memory for the context tables, on 2 MB pages where the system gives them: the tables are read

@@ -100,7 +100,7 @@ INLINE void walk_part(Walk *wk, int part, int vnni) {
     uint8_t *scratch = malloc(BATCH * 4 * (size_t)MAX_K);       /* gathered taps (layers of cin % 4 != 0) */
     if (!mu || !scratch) failed = -2;                            /* (the part still passes its sections on) */
     for (int t = 0; t <= (w - 1) + s * (h - 1); t++) {          /* wavefronts t = j + s*i */
-        int i_lo = t - (w - 1) <= 0 ? 0 : (t - (w - 1) + s - 1) / s, i_hi = t / s < h - 1 ? t / s : h - 1;
+        int i_lo = first_row(t, w, s), i_hi = last_row(t, h, s);
         int rows = i_hi - i_lo + 1, a = i_lo + rows * part / wk->parts, b = i_lo + rows * (part + 1) / wk->parts;
         int free_to = owned < a ? a : (owned > b ? b : owned);  /* rows [a, free_to): all above them were ours */
         for (int g = 0; g < C; g++) {                            /* then channel, then row */
@@ -263,7 +263,7 @@ static void stage_job(void *arg, int k) {
     if (e->vmap) value_map_tops(e->vmap, C, ad);
     const int64_t *pm = e->own;
     for (int t = 0; t < T && len == 0; t++) {
-        int i_lo = t - (w - 1) <= 0 ? 0 : (t - (w - 1) + s - 1) / s, i_hi = t / s < h - 1 ? t / s : h - 1;
+        int i_lo = first_row(t, w, s), i_hi = last_row(t, h, s);
         for (int g = 0; g < C; g++)
             for (int i = i_lo; i <= i_hi; i++, pm += 2) {
                 int mu = (int)pm[0], ix = (int)pm[1];

@@ -260,6 +260,10 @@ INLINE void layer_bytes(const PzConv *cv, const uint8_t *buf, size_t centre, int
     }
 }
 
+/* The rows of wavefront t (the pixels j + s*i = t) of a tile of h x w: first_row(t, w, s) .. last_row(t, h, s). */
+INLINE int first_row(int t, int w, int s) { return t - (w - 1) <= 0 ? 0 : (t - (w - 1) + s - 1) / s; }
+INLINE int last_row(int t, int h, int s) { return t / s < h - 1 ? t / s : h - 1; }
+
 /* ---- the tile ---------------------------------------------------------------------------------------- */
 
 typedef struct {
@@ -333,11 +337,8 @@ static int tile_alloc(const PzModel *m, Tile *tl, int h, int w) {
     tl->head = calloc((size_t)h * m->head1.cout, 1);
     if (!tl->img || !tl->reads || !tl->mids || !tl->head) return -2;
     memset(tl->img, 128, padded * m->channels);
-    for (int b = 0; b <= B; b++) {   /* zeroed by writing, not calloc: a tap read before its pixel's write would map
-                                      * the shared zero page, and that write would then flush every walking thread's TLB */
-        if (!(tl->reads[b] = malloc(padded * H))) return -2;
-        memset(tl->reads[b], 0, padded * H);
-    }
+    for (int b = 0; b <= B; b++)     /* a tap may read them before its pixel's write: zeroed() */
+        if (!(tl->reads[b] = zeroed(padded * H))) return -2;
     for (int b = 0; b < B; b++)
         if (!(tl->mids[b] = calloc((size_t)h * H, 1))) return -2;
     return 0;
@@ -482,7 +483,7 @@ INLINE void dense_params(const PzModel *m, const uint8_t *img, uint8_t *const *r
 static void wavefront_starts(int h, int w, int s, int64_t *first_of) {
     first_of[0] = 0;
     for (int t = 0; t < (w - 1) + s * (h - 1) + 1; t++) {
-        int i_lo = t - (w - 1) <= 0 ? 0 : (t - (w - 1) + s - 1) / s, i_hi = t / s < h - 1 ? t / s : h - 1;
+        int i_lo = first_row(t, w, s), i_hi = last_row(t, h, s);
         first_of[t + 1] = first_of[t] + (i_hi - i_lo + 1);
     }
 }
@@ -508,7 +509,7 @@ INLINE int dense_tile(const PzModel *m, int h, int w, const uint8_t *pixels, con
             int64_t mu16[BATCH][4], idx[BATCH][4];
             dense_params(m, img, ring, Wp, i, j0, P, vnni, scratch, mu16, idx);
             for (int k = 0; k < P; k++) {
-                int t = j0 + k + s * i, i_lo = t - (w - 1) <= 0 ? 0 : (t - (w - 1) + s - 1) / s;
+                int t = j0 + k + s * i, i_lo = first_row(t, w, s);
                 int64_t count = first_of[t + 1] - first_of[t];
                 for (int g = 0; g < C; g++) {
                     size_t at = (size_t)(first_of[t] * C + g * count + (i - i_lo));

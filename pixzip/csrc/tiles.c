@@ -44,7 +44,7 @@ INLINE int walk_tile(const PzModel *const *ms, int nm, int h, int w, int lanes, 
     int64_t ptr = 0;
     int overrun = 0;
     for (int t = 0; t <= (w - 1) + s * (h - 1); t++) {          /* wavefronts t = j + s*i */
-        int i_lo = t - (w - 1) <= 0 ? 0 : (t - (w - 1) + s - 1) / s, i_hi = t / s < h - 1 ? t / s : h - 1;
+        int i_lo = first_row(t, w, s), i_hi = last_row(t, h, s);
         for (int g = 0; g < C; g++)                              /* then channel, then row */
             for (int i0 = i_lo; i0 <= i_hi; i0 += BATCH) {       /* BATCH rows' head outputs at once */
                 int P = i_hi - i0 + 1 < BATCH ? i_hi - i0 + 1 : BATCH;
@@ -132,7 +132,7 @@ INLINE int encode_tile(const PzModel *const *ms, int nm, int h, int w, int lanes
     for (int k = 0; k < lanes; k++) state[k] = LOW;
     size_t at = n;
     for (int t = T - 1; t >= 0; t--) {
-        int i_lo = t - (w - 1) <= 0 ? 0 : (t - (w - 1) + s - 1) / s, i_hi = t / s < h - 1 ? t / s : h - 1;
+        int i_lo = first_row(t, w, s), i_hi = last_row(t, h, s);
         for (int g = C - 1; g >= 0; g--)
             for (int i = i_hi; i >= i_lo; i--) {
                 int v = pixels[((size_t)i * w + (t - s * i)) * C + g];
