@@ -13,6 +13,7 @@ import ctypes
 import functools
 import importlib.util
 import os
+import sys
 
 
 @functools.cache
@@ -25,7 +26,10 @@ def library() -> ctypes.CDLL | None:
         return None
     try:
         return ctypes.CDLL(chosen or spec.origin)
-    except OSError:
+    except OSError as e:
         if chosen:
             raise
+        # built but broken (an undefined symbol, another machine's build): say so once, then code on
+        # the torch engine (the same pixels, slower) rather than stop
+        print(f"pixzip: the compiled coder does not load ({e}); using the slower torch engine", file=sys.stderr)
         return None
