@@ -164,7 +164,7 @@ static int walk_adaptive(const PzModel *const *ms, int nm, int h, int w, uint8_t
                          const int32_t *vmap, int threads, int vnni) {
     Tile tl[MAX_MEMBERS];
     int status = 0, C = ms[0]->channels;
-    for (int k = 0; k < nm; k++) tl[k] = (Tile){0, 0, 0, NULL, NULL, NULL, NULL};
+    for (int k = 0; k < nm; k++) tl[k] = (Tile){0};
     for (int k = 0; k < nm && status == 0; k++) status = tile_alloc(ms[k], &tl[k], h, w);
     if (status == 0) {
         int parts = threads < 1 ? 1 : (threads > MAX_PARTS ? MAX_PARTS : threads);

@@ -238,13 +238,11 @@ INLINE void stream_read(const PzModel *m, int b, const int64_t *y, int n, uint8_
     }
 }
 
-/* Group g's outputs of a requantised layer for P pixels of a wavefront, as bytes (an int8 buffer's
- * [0, 127]): pixel k's at out + k * out_step. */
-INLINE void layer_bytes(const PzConv *cv, const uint8_t *buf, size_t centre, int64_t stride, int64_t pstep, int P,
-                        int g, int vnni, uint8_t *scratch, uint8_t *out, size_t out_step) {
-    int32_t acc[BATCH][MAX_COLS];
+/* Group g's requantised outputs of P pixels' accumulators, as bytes (an int8 buffer's [0, 127]): pixel k's
+ * at out + k * out_step. */
+INLINE void requant_bytes(const PzConv *cv, int32_t (*acc)[MAX_COLS], int P, int g, int vnni, uint8_t *out,
+                          size_t out_step) {
     int n = cv->cout / cv->groups, first = g * n;
-    products(cv, cv->w4 + g * (size_t)cv->k4 * cv->npad * 4, buf, centre, stride, pstep, P, vnni, scratch, acc);
     for (int k = 0; k < P; k++) {
         uint8_t *o = out + k * out_step;
 #ifdef PZ_X86
@@ -260,19 +258,84 @@ INLINE void layer_bytes(const PzConv *cv, const uint8_t *buf, size_t centre, int
     }
 }
 
+/* Group g's outputs of a requantised layer for P pixels of a wavefront (as products()), as bytes */
+INLINE void layer_bytes(const PzConv *cv, const uint8_t *buf, size_t centre, int64_t stride, int64_t pstep, int P,
+                        int g, int vnni, uint8_t *scratch, uint8_t *out, size_t out_step) {
+    int32_t acc[BATCH][MAX_COLS];
+    products(cv, cv->w4 + g * (size_t)cv->k4 * cv->npad * 4, buf, centre, stride, pstep, P, vnni, scratch, acc);
+    requant_bytes(cv, acc, P, g, vnni, out, out_step);
+}
+
 /* The rows of wavefront t (the pixels j + s*i = t) of a tile of h x w: first_row(t, w, s) .. last_row(t, h, s). */
 INLINE int first_row(int t, int w, int s) { return t - (w - 1) <= 0 ? 0 : (t - (w - 1) + s - 1) / s; }
 INLINE int last_row(int t, int h, int s) { return t / s < h - 1 ? t / s : h - 1; }
 
 /* ---- the tile ---------------------------------------------------------------------------------------- */
 
+/* The walk's buffers. The stream's reads are kept by wavefront, not by column: the layers that read them
+ * (the blocks' first convolutions, the head's 1x1) reach `reach` rows up and columns aside, so a pixel reads
+ * wavefronts t - reach*(slope + 1) .. t (slope > reach: the decoder's order), and a ring of `slots`
+ * wavefronts holds all that can still be read: memory grows with the tile's height, not its area (a tile
+ * of 512 with the large network: 3 MB, not 230). Slot (t mod slots) holds wavefront t's pixels by row, so a
+ * wavefront's consecutive rows (a batch of pixels) lie side by side. */
 typedef struct {
     int h, w, Wp;
+    int reach, slots, rows;  /* the reading layers' reach; the ring's wavefronts; rows a slot: h + reach */
     uint8_t *img;            /* (h + pad) x Wp x channels, pixel values, 128 outside */
-    uint8_t **reads;         /* blocks + 1 buffers (h + pad) x Wp x hidden: the stream's int8 reads */
+    uint8_t **reads;         /* blocks + 1 rings slots x rows x hidden: the stream's int8 reads, 0 outside */
     uint8_t **mids;          /* blocks buffers h x hidden: the blocks' inner activations, by row (a */
     uint8_t *head;           /* wavefront has one pixel per row); h x head width: head1's outputs */
 } Tile;
+
+/* Where pixel (row, wavefront t) of the reads is, in pixels from a ring's start (t may be below 0: left of
+ * the tile; row down to -reach: above it; both read as 0). */
+INLINE size_t ring_at(const Tile *tl, int t, int row) {
+    int slot = t % tl->slots;
+    return (size_t)(slot < 0 ? slot + tl->slots : slot) * tl->rows + row + tl->reach;
+}
+
+/* products() for a layer reading a ring of the walk (Tile.reads): P pixels of wavefront t from row i0,
+ * each tap a segment of its own (a run's taps lie in different slots), in the run's order (the weights'). */
+INLINE void products_ring(const PzConv *cv, const int8_t *w4, const Tile *tl, const uint8_t *ring, int t, int s,
+                          int i0, int P, int vnni, uint8_t *scratch, int32_t (*acc)[MAX_COLS]) {
+    Segments sg;
+    size_t cin = (size_t)cv->cin;
+    if (cv->cin % 4 == 0 && cv->ntaps <= 64) {
+        sg.n = 0;
+        sg.xstride = cin;                                        /* the next pixel: the next row of the slot */
+        for (int r = 0; r < cv->nruns; r++)
+            for (int u = 0; u < cv->run_len[r]; u++, sg.n++) {
+                int dy = cv->run_dy[r], dx = cv->run_dx[r] + u;
+                sg.x[sg.n] = ring + ring_at(tl, t + dx + s * dy, i0 + dy) * cin;
+                sg.k4[sg.n] = cv->cin / 4;
+            }
+    } else {
+        size_t len = 4 * (size_t)cv->k4;
+        for (int k = 0; k < P; k++) {
+            uint8_t *x = scratch + k * len;
+            size_t n = 0;
+            for (int r = 0; r < cv->nruns; r++)
+                for (int u = 0; u < cv->run_len[r]; u++, n += cin) {
+                    int dy = cv->run_dy[r], dx = cv->run_dx[r] + u;
+                    memcpy(x + n, ring + ring_at(tl, t + dx + s * dy, i0 + k + dy) * cin, cin);
+                }
+            memset(x + n, 0, len - n);
+        }
+        sg.n = 1;
+        sg.xstride = len;
+        sg.x[0] = scratch;
+        sg.k4[0] = cv->k4;
+    }
+    DOT_BATCH(vnni, &sg, P, w4, cv->npad, acc);
+}
+
+/* layer_bytes() for a layer reading a ring (the blocks' first convolutions) */
+INLINE void layer_bytes_ring(const PzConv *cv, const Tile *tl, const uint8_t *ring, int t, int s, int i0, int P, int g,
+                             int vnni, uint8_t *scratch, uint8_t *out, size_t out_step) {
+    int32_t acc[BATCH][MAX_COLS];
+    products_ring(cv, cv->w4 + g * (size_t)cv->k4 * cv->npad * 4, tl, ring, t, s, i0, P, vnni, scratch, acc);
+    requant_bytes(cv, acc, P, g, vnni, out, out_step);
+}
 
 /* Head outputs (mu16, log-scale index) of channel g for P pixels of one wavefront, (i0 + k, j0 - s k):
  * PixelCNN.step_params. They are independent (each reads earlier wavefronts and earlier channels of
@@ -285,18 +348,24 @@ INLINE void head_params(const PzModel *m, Tile *tl, int i0, int j0, int P, int g
     int pad = m->pad, H = m->hidden, HW = m->head1.cout;
     size_t centre = (size_t)(i0 + pad) * tl->Wp + (j0 + pad), here = (size_t)i0;
     int64_t cstep = tl->Wp - m->slope;                           /* the next pixel in the canvas buffers */
-    int n = m->first.cout / m->first.groups, hn = HW / m->head1.groups;
+    int n = m->first.cout / m->first.groups, hn = HW / m->head1.groups, s = m->slope, t0 = j0 + s * i0;
+    size_t ring = ring_at(tl, t0, i0);                           /* the pixels' reads: P rows of a slot */
     if (g == 0) {            /* new pixels in these rows: no group of them is computed yet */
         for (int b = 0; b < m->blocks; b++) memset(tl->mids[b] + here * H, 0, (size_t)P * H);
         memset(tl->head + here * HW, 0, (size_t)P * HW);
+        for (int b = 0; b <= m->blocks; b++) memset(tl->reads[b] + ring * H, 0, (size_t)P * H);
+        int k = j0 - (tl->w - 1);                               /* a row's last pixel (k = its offset / s): */
+        if (k >= 0 && k % s == 0 && k / s < P)                   /* the columns right of the tile read as 0 */
+            for (int d = 1; d <= tl->reach; d++)
+                for (int b = 0; b <= m->blocks; b++) memset(tl->reads[b] + ring_at(tl, t0 + d, i0 + k / s) * H, 0, H);
     }
 
     layer(&m->first, tl->img, centre, tl->Wp, cstep, P, g, vnni, scratch, y);     /* the residual stream, 16-bit */
     for (int b = 0; b <= m->blocks; b++) {
         if (b > 0) {                                             /* block b - 1 */
             uint8_t *mid = tl->mids[b - 1];
-            layer_bytes(&m->conv_a[b - 1], tl->reads[b - 1], centre, tl->Wp, cstep, P, g, vnni, scratch,
-                        mid + here * H + g * n, H);
+            layer_bytes_ring(&m->conv_a[b - 1], tl, tl->reads[b - 1], t0, s, i0, P, g, vnni, scratch,
+                             mid + here * H + g * n, H);
             layer(&m->conv_b[b - 1], mid, here, 0, 1, P, g, vnni, scratch, t);
             for (int k = 0; k < P; k++)
                 for (int c = 0; c < n; c++) {
@@ -305,9 +374,9 @@ INLINE void head_params(const PzModel *m, Tile *tl, int i0, int j0, int P, int g
                 }
         }
         for (int k = 0; k < P; k++)
-            stream_read(m, b, y[k], n, tl->reads[b] + (centre + k * cstep) * H + g * n, vnni);
+            stream_read(m, b, y[k], n, tl->reads[b] + (ring + k) * H + g * n, vnni);
     }
-    layer_bytes(&m->head1, tl->reads[m->blocks], centre, 0, cstep, P, g, vnni, scratch, tl->head + here * HW + g * hn, HW);
+    layer_bytes(&m->head1, tl->reads[m->blocks], ring, 0, 1, P, g, vnni, scratch, tl->head + here * HW + g * hn, HW);
     layer(&m->out, tl->head, here, 0, 1, P, g, vnni, scratch, y);
     layer(&m->skip, tl->img, centre, tl->Wp, cstep, P, g, vnni, scratch, t);
     const int64_t big = (int64_t)1 << 30;
@@ -326,10 +395,27 @@ static void tile_free(Tile *tl, int B) {
     free(tl->img); free(tl->reads); free(tl->mids); free(tl->head);
 }
 
+/* How far the layers reading the stream reach: rows up, columns either side (the blocks' first
+ * convolutions; the head's first layer is 1x1) */
+static int reads_reach(const PzModel *m) {
+    int reach = 0;
+    for (int b = 0; b < m->blocks; b++)
+        for (int r = 0; r < m->conv_a[b].nruns; r++) {
+            const PzConv *cv = &m->conv_a[b];
+            int up = -cv->run_dy[r], left = -cv->run_dx[r], right = cv->run_dx[r] + cv->run_len[r] - 1;
+            if (up > reach) reach = up;
+            if (left > reach) reach = left;
+            if (right > reach) reach = right;
+        }
+    return reach;
+}
+
 /* A model's buffers for a tile of h x w (0, or -2 if memory ran out: free with tile_free) */
 static int tile_alloc(const PzModel *m, Tile *tl, int h, int w) {
-    int pad = m->pad, H = m->hidden, B = m->blocks;
-    *tl = (Tile){h, w, w + 2 * pad, NULL, NULL, NULL, NULL};
+    int pad = m->pad, H = m->hidden, B = m->blocks, reach = reads_reach(m);
+    /* slots: a pixel reads back reach * (slope + 1) wavefronts, a part of the threaded walk may run one
+     * wavefront ahead of another, and a row's last pixel clears the reach slots after its own */
+    *tl = (Tile){h, w, w + 2 * pad, reach, reach * (m->slope + 2) + 3, h + reach, NULL, NULL, NULL, NULL};
     size_t padded = (size_t)(h + pad) * tl->Wp;
     tl->img = malloc(padded * m->channels);
     tl->reads = calloc(B + 1, sizeof(uint8_t *));
@@ -338,7 +424,7 @@ static int tile_alloc(const PzModel *m, Tile *tl, int h, int w) {
     if (!tl->img || !tl->reads || !tl->mids || !tl->head) return -2;
     memset(tl->img, 128, padded * m->channels);
     for (int b = 0; b <= B; b++)     /* a tap may read them before its pixel's write: zeroed() */
-        if (!(tl->reads[b] = zeroed(padded * H))) return -2;
+        if (!(tl->reads[b] = zeroed((size_t)tl->slots * tl->rows * H))) return -2;
     for (int b = 0; b < B; b++)
         if (!(tl->mids[b] = calloc((size_t)h * H, 1))) return -2;
     return 0;

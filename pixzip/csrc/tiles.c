@@ -36,7 +36,7 @@ INLINE int walk_tile(const PzModel *const *ms, int nm, int h, int w, int lanes, 
     Tile tl[MAX_MEMBERS];
     int status = 0;
     uint8_t *scratch = malloc(BATCH * 4 * (size_t)MAX_K);       /* gathered taps (layers of cin % 4 != 0) */
-    for (int k = 0; k < nm; k++) tl[k] = (Tile){0, 0, 0, NULL, NULL, NULL, NULL};
+    for (int k = 0; k < nm; k++) tl[k] = (Tile){0};
     for (int k = 0; k < nm && status == 0; k++) status = tile_alloc(ms[k], &tl[k], h, w);
     if (!scratch) status = -2;
     if (status != 0) goto done;
