@@ -6,7 +6,7 @@
 
 The CPU-time speed (2 x megapixels / CPU seconds) is what two idle cores give when both threads stay
 busy: quote it beside the wall speed when the machine is shared."""
-import os, sys, time, glob, resource
+import os, sys, time, resource
 import numpy as np
 from pixzip import api
 from pixzip.formats.images import read_image, ImageData
