@@ -716,6 +716,7 @@ def test_a_trial_counts_a_candidates_record_once(monkeypatch, fast_rgb):
             return n
         return real(image, counted, max_trials, **options)
     monkeypatch.setattr(transforms, "choose", spy)
+    monkeypatch.setattr(importlib.import_module("pixzip.formats.transforms.choose"), "ENOUGH_BYTES", 0)  # all tried
     plane = np.repeat(_rgb565(9, 10, seed=2), 2, axis=1)            # levels, and every column twice
     image = images.ImageData("RGB", 20, 9, [plane])
     effort = Effort(models=1, stage=ADAPTIVE, level=9, transforms="trial", lz_probe=True)
