@@ -29,6 +29,14 @@ typedef struct {
     int k4[64];
 } Segments;
 
+/* One segment: the P pixels' taps gathered into `scratch`, a zero-padded vector of `len` bytes (k4 quads) each */
+INLINE void gathered(Segments *sg, const uint8_t *scratch, size_t len, int k4) {
+    sg->n = 1;
+    sg->xstride = len;
+    sg->x[0] = scratch;
+    sg->k4[0] = k4;
+}
+
 /* acc[k][0..npad) = the products of P pixels' segments (plain loop) */
 INLINE void dot_batch_plain(const Segments *sg, int P, const int8_t *w4, int npad, int32_t (*acc)[MAX_COLS]) {
     for (int k = 0; k < P; k++) {
@@ -133,10 +141,7 @@ INLINE void products(const PzConv *cv, const int8_t *w4, const uint8_t *buf, siz
             }
             memset(x + n, 0, len - n);
         }
-        sg.n = 1;
-        sg.xstride = len;
-        sg.x[0] = scratch;
-        sg.k4[0] = cv->k4;
+        gathered(&sg, scratch, len, cv->k4);
     }
     DOT_BATCH(vnni, &sg, P, w4, cv->npad, acc);
 }
@@ -321,10 +326,7 @@ INLINE void products_ring(const PzConv *cv, const int8_t *w4, const Tile *tl, co
                 }
             memset(x + n, 0, len - n);
         }
-        sg.n = 1;
-        sg.xstride = len;
-        sg.x[0] = scratch;
-        sg.k4[0] = cv->k4;
+        gathered(&sg, scratch, len, cv->k4);
     }
     DOT_BATCH(vnni, &sg, P, w4, cv->npad, acc);
 }
@@ -471,10 +473,7 @@ INLINE void products_batch(const PzConv *cv, const int8_t *w4, const uint8_t *co
             }
             memset(x + n, 0, len - n);
         }
-        sg.n = 1;
-        sg.xstride = len;
-        sg.x[0] = scratch;
-        sg.k4[0] = cv->k4;
+        gathered(&sg, scratch, len, cv->k4);
     }
     DOT_BATCH(vnni, &sg, P, w4, cv->npad, acc);
 }
