@@ -341,20 +341,20 @@ def choose(image: ImageData, try_coding: Callable[[ImageData, TransformRecord], 
     if len(options) == 1:
         return options[0]
 
-    def estimates(options: list) -> list[float]:
-        return each(lambda option: candidate_cost(*option), options, threads)
+    estimated = each(lambda option: candidate_cost(*option), options, threads)      # each candidate's, once
     if check_listed or (try_coding is not None and max_trials is not None and len(options) > max_trials):
-        order = np.argsort(estimates(options), kind="stable")
+        order = np.argsort(estimated, kind="stable")
         if check_listed:
             if try_coding is None or not options[order[0]][1].lists_pixels:
                 return options[int(order[0])]
             plain = [i for i in order if not options[i][1].lists_pixels][:1]   # the best that lists none
-            options = [options[i] for i in sorted(set(order[:CHECKED_TRIALS].tolist()) | set(plain))]
+            kept = sorted(set(order[:CHECKED_TRIALS].tolist()) | set(plain))
         else:
-            options = [options[i] for i in sorted(order[:max(1, max_trials)])]
+            kept = sorted(order[:max(1, max_trials)])
+        options, estimated = [options[i] for i in kept], [estimated[i] for i in kept]
     if try_coding is None:
-        return options[int(np.argmin(estimates(options)))]
-    return options[_trials(options, try_coding, estimates(options))]
+        return options[int(np.argmin(estimated))]
+    return options[_trials(options, try_coding, estimated)]
 
 
 # Trial coding stops once a candidate's file is this small: another could save at most these bytes, for a full
