@@ -188,7 +188,8 @@ def _code_images(images: Sequence[ImageData], records: list, originals: Sequence
     tables = {(i, p): chains[i].value_tables(p, im.planes[p].shape[2])
               for i, im in enumerate(images) for p in range(len(im.planes))}
     options = {(i, p): plane_options(m, im.planes[p], im, plan, models, tables[(i, p)] is not None,
-                                     im.mode == "P" or chains[i].holds_symbols(p))
+                                     im.mode == "P" or chains[i].holds_symbols(p),
+                                     im.mode == "P" or chains[i].holds_palette(p))
                for i, (im, ms) in enumerate(zip(images, chosen)) for p, m in enumerate(ms)}
     jobs: dict[tuple, tuple[LoadedModel, int, int, list]] = {}        # (model id, stage, level) -> planes
     for key, opts in options.items():

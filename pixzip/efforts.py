@@ -25,6 +25,8 @@ class Effort:
     #                             search every plane instead (the probe misses some: a radial gradient)
     symbols_level: int = 0      # the adaptive level of planes of palette indices or levels' ranks (0: `level`):
     #                             levels 11 and 12 add contexts on the values, which name colours there
+    palette_level: int = 0      # ... of planes of palette indices where they are a quantised photograph's (plane_options.
+    #                             photo_palette; 0: symbols_level): levels 17 and 18 code an index's own bits
     few_bits_levels: tuple[int, ...] = ()   # a plane coded in few bits a sample (charts, gradients, but also a
     #                             photograph's smooth sky) is also coded at these adaptive levels, the smallest kept:
     #                             the values as contexts (12) and the classical predictor in the network's place
@@ -63,22 +65,22 @@ EFFORTS = {
     1: Effort(models=1, stage=STATIC, lz_hard=False),                        # today's pure-network coding
     2: Effort(models=1, stage=STATIC, transforms="estimate", lz_hard=False),
     3: Effort(models=2, stage=STATIC, transforms="estimate"),                # the ensemble, static
-    4: Effort(models=1, stage=ADAPTIVE, level=9, symbols_level=11, transforms="estimate",
+    4: Effort(models=1, stage=ADAPTIVE, level=9, symbols_level=11, palette_level=17, transforms="estimate",
               few_bits_levels=(13,), few_bits_sampled=True, flat_level=11, two_values_level=15, match_level=16,
               background_level=11, grey_background_level=12, one_tile_level=7),
-    5: Effort(models=1, stage=ADAPTIVE, level=10, symbols_level=12, transforms="estimate",
+    5: Effort(models=1, stage=ADAPTIVE, level=10, symbols_level=12, palette_level=18, transforms="estimate",
               few_bits_levels=(12, 13), two_values_level=15, match_level=16, background_level=12,
               one_tile_level=8),
-    6: Effort(models=1, stage=ADAPTIVE, level=10, symbols_level=12, transforms="trial", max_trials=2,
+    6: Effort(models=1, stage=ADAPTIVE, level=10, symbols_level=12, palette_level=18, transforms="trial", max_trials=2,
               lz_probe=False, few_bits_levels=(12, 13), two_values_level=15, match_level=16, background_level=12,
               one_tile_level=8),
-    7: Effort(models=2, stage=ADAPTIVE, level=10, symbols_level=12, transforms="estimate",
+    7: Effort(models=2, stage=ADAPTIVE, level=10, symbols_level=12, palette_level=18, transforms="estimate",
               few_bits_levels=(12, 13), two_values_level=15, match_level=16, background_level=12,
               one_tile_level=8, tile=512),   # the ensemble in the stage
-    8: Effort(models=2, stage=ADAPTIVE, level=10, symbols_level=12, transforms="trial", max_trials=2,
+    8: Effort(models=2, stage=ADAPTIVE, level=10, symbols_level=12, palette_level=18, transforms="trial", max_trials=2,
               lz_probe=False, few_bits_levels=(12, 13), two_values_level=15, match_level=16, background_level=12,
               one_tile_level=8, tile=512),
-    9: Effort(models=2, stage=ADAPTIVE, level=10, symbols_level=12, transforms="trial", static_too=True,
+    9: Effort(models=2, stage=ADAPTIVE, level=10, symbols_level=12, palette_level=18, transforms="trial", static_too=True,
               lz_probe=False, few_bits_levels=(12, 13), two_values_level=15, match_level=16, background_level=12,
               one_tile_level=8, tile=512),
 }

@@ -16,14 +16,14 @@ from .entropy.value_map import ValueMap
 from .formats.container import ADAPTIVE, ADAPTIVE_VALUES, CODED, STATIC, framed_kind
 from .formats.images import ImageData
 from .formats.tiles import tile_grid
-from .formats.transforms.choose import med_residuals
+from .formats.transforms.choose import med_residuals, sample_bits
 from .formats.transforms.palette import colour_keys
 from .nets.modelfile import LoadedModel
 
 
 def plane_options(model: LoadedModel, plane: np.ndarray, image: ImageData, plan: Effort,
                   preferred: Sequence[LoadedModel], in_values: bool = False,
-                  symbols: bool = False) -> list[tuple[LoadedModel, int, int]]:
+                  symbols: bool = False, palette: bool = False) -> list[tuple[LoadedModel, int, int]]:
     """(model, stage, level) candidates for one plane. The adaptive stage takes one PixelCNN: where the
     plane's model is another (an ensemble, an LSTM) it codes with the plane's single-network default (the
     ensemble then competes with the static stage at `static_too`), or, for a model the user named, the
@@ -31,13 +31,16 @@ def plane_options(model: LoadedModel, plane: np.ndarray, image: ImageData, plan:
     `in_values`: the plane holds levels' ranks, which stage 4 codes with the network reading their values
     (efforts that trial-code transforms try stage 1 too: a few images gain, docs/ADAPTIVE.md).
     `symbols`: the plane holds palette indices or levels' ranks, whose values name colours: the level's
-    variant with contexts on the values themselves (`plan.symbols_level`) codes it."""
+    variant with contexts on the values themselves (`plan.symbols_level`) codes it. `palette`: the plane holds
+    palette indices; where they are a quantised photograph's (`photo_palette`), `plan.palette_level` codes them."""
     if plan.stage == STATIC:
         return [(model, STATIC, 0)]
     adaptive_model = model
     if adaptive_planes.adaptive_refusal(model.record) and model not in preferred:
         adaptive_model = zoo.default_model(plane.shape[2], image.width * image.height, 1)
     level = plan.symbols_level if symbols and plan.symbols_level else plan.level
+    if palette and plan.palette_level and photo_palette(plane):
+        level = plan.palette_level
     options = []
     # the encoder takes the adaptive stage where the compiled coder runs it: the Python reference codes
     # about 1 000 sub-pixels a second (a photo in an hour); it still decodes such files anywhere
@@ -96,6 +99,20 @@ BACKGROUND_SHARE = 0.4
 # retry, which halved the default's encode speed there; CBSD68's 302008 (0.49, 0.62) gained 0.05 %. The pages 1.46-1.94,
 # CBSD68's 167062 (0.41, 1.39; -0.66 %), a scatter chart's white (6.3; -0.5 %)
 BACKGROUND_NOISE = 1.0
+
+
+# A plane of palette indices that the transforms' estimate (MED residuals, choose.sample_bits) puts at PHOTO_PALETTE_BITS a
+# sample or more is a quantised photograph's, and is coded at the effort's palette_level (17, 18: the index's own bits
+# as the decisions, docs/ADAPTIVE.md "Palette indices bit by bit"). Measured (session 33): 20 quantised Urban100 crops
+# (16 to 256 colours, dithered or not, P and RGB) at -e 4 -7.7 % in all, every file smaller (256 colours -4 to -21 %,
+# 16 colours -0.4 to -4 %); the kinds' 256-colour palette planes (estimate 3.5-6.6) -6 to -10 %. Charts and pixel art
+# (estimate 0.02-0.75) keep the values' levels and their retries: a chart's plane at 17 lost 9 % there.
+PHOTO_PALETTE_BITS = 1.0
+
+
+def photo_palette(plane: np.ndarray) -> bool:
+    """Whether a plane of palette indices is a quantised photograph's rather than a drawing's (PHOTO_PALETTE_BITS)."""
+    return plane.shape[2] == 1 and sample_bits(plane) >= PHOTO_PALETTE_BITS
 
 
 def few_bits(size: int, plane: np.ndarray) -> bool:

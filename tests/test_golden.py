@@ -138,12 +138,14 @@ def test_the_value_space_levels_golden_file(reference, monkeypatch):
         assert api.compress(image, [model], tile=8, effort=effort)[0] == data
 
 
-# levels 11 and 12 (contexts on the values, session 21): make_golden.symbols_image, a P image, tiles of 16
+# levels 11 and 12 (contexts on the values, session 21), 17 and 18 (an index's own bits, session 33):
+# make_golden.symbols_image, a P image, tiles of 16
 SYMBOLS = "2937ccd519ea0e124f2042af53a6114c72e07f9f95c2277fe7c89f2c9445e604"
 
 
 @pytest.mark.parametrize("reference", [False, True])
-@pytest.mark.parametrize("name, level, symbols", [("p-symbols11.pxz", 9, 11), ("p-symbols12.pxz", 10, 12)])
+@pytest.mark.parametrize("name, level, symbols", [("p-symbols11.pxz", 9, 11), ("p-symbols12.pxz", 10, 12),
+                                                  ("p-symbols17.pxz", 9, 17), ("p-symbols18.pxz", 10, 18)])
 def test_the_symbols_levels_golden_files(name, level, symbols, reference, monkeypatch):
     """A plane of palette indices at the levels with contexts on the values keeps decoding, in the compiled stage
     and in the reference, and re-encodes to the same bytes."""

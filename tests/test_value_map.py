@@ -70,7 +70,7 @@ def _shipped():
     return model
 
 
-@pytest.mark.parametrize("h, w, level", [(1, 9, 9), (7, 5, 7), (23, 18, 9), (16, 31, 10)])
+@pytest.mark.parametrize("h, w, level", [(1, 9, 9), (7, 5, 7), (23, 18, 9), (16, 31, 10), (9, 11, 17), (16, 31, 18)])
 def test_c_codes_value_space_as_the_reference_does(h, w, level):
     """The compiled tile coder with a value map: the network's dense pass on the values, mapped, then the
     stage on the ranks: the reference's bytes, decoded back to the ranks by the wavefront walk."""

@@ -15,6 +15,7 @@ from PIL import Image
 from conftest import make_tiny_model, radial_blend, to_rgb565
 from pixzip import api
 from pixzip.efforts import EFFORTS
+from pixzip import plane_options as plane_options_module
 from pixzip.plane_options import plane_options
 from pixzip.backends import adaptive_planes, native
 from pixzip.entropy import adaptive
@@ -239,7 +240,7 @@ def test_unknown_stage_level_and_width_are_refused(adaptive_file, fast_rgb):
     _refused(_rewrite(adaptive_file, _set(entropy=[5])), "entropy stage 5", [fast_rgb])
     # stage 4 (levels in value space) takes its values from a levels transform the file must have
     _refused(_rewrite(adaptive_file, _set(entropy=[4])), "stage 4 without its levels or palette transform", [fast_rgb])
-    _refused(_rewrite(adaptive_file, _set(levels=[17])), r"adaptive level 17", [fast_rgb])
+    _refused(_rewrite(adaptive_file, _set(levels=[19])), r"adaptive level 19", [fast_rgb])
     _refused(_rewrite(adaptive_file, _set(stored_bits=[9])), "stored sample width", [fast_rgb])
     _refused(_rewrite(adaptive_file, _set(entropy=[3], lz_modes=[8])), r"LZ stage mode 8", [fast_rgb])
 
@@ -384,7 +385,8 @@ def test_a_palette_of_few_colours_is_coded_within_its_range(monkeypatch, capsys,
     record = transforms.TransformRecord.from_bytes(h.transform)
     last = record.steps[-1]                                   # (after the repeats dropped, here 10 colours left)
     assert isinstance(last, transforms.Palette) and last.entries() < 256 and h.entropy == [container.ADAPTIVE_VALUES]
-    assert h.levels == [11]                                   # the -e 4 level for planes of palette indices
+    index = record.forward(image).planes[0]                   # the -e 4 levels for planes of palette indices
+    assert h.levels == [17 if plane_options_module.photo_palette(index) else 11]
     assert [t.tolist() for t in record.value_tables(0, 1)] == [list(range(last.entries()))]
     assert np.array_equal(api.decompress(data, [grey])[0].planes[0], image.planes[0])
     monkeypatch.setattr(adaptive_planes, "adaptive_native", lambda m: False)
@@ -418,6 +420,25 @@ def test_planes_of_symbols_take_the_levels_with_value_contexts(fast_rgb):
     record = transforms.TransformRecord((transforms.Palette("RGB", np.repeat(np.arange(256, dtype=np.uint8), 3).tobytes()),))
     assert record.holds_symbols(0) and record.value_tables(0, 1) is None       # 256 colours: stage 1, level 11
     assert not transforms.IDENTITY.holds_symbols(0)
+
+
+def test_palette_indices_of_a_quantised_photograph_take_the_bitwise_levels(fast_rgb):
+    """A plane of palette indices that the estimate puts at PHOTO_PALETTE_BITS a sample or more (a quantised
+    photograph's) takes the effort's palette_level (17 at -e 4, 18 above: the index's own bits as the decisions);
+    a drawing's indices (flat bands) and levels' ranks keep the symbols levels; a file of it round-trips."""
+    rng = np.random.default_rng(7)
+    photo = np.asarray(Image.fromarray(_photo_like(40, 48, seed=3)).quantize(colors=64,
+                                                                          dither=Image.Dither.FLOYDSTEINBERG))[..., None]
+    bands = np.repeat(np.repeat(rng.integers(0, 200, (5, 6)), 8, axis=0), 8, axis=1).astype(np.uint8)[..., None]
+    assert plane_options_module.photo_palette(photo) and not plane_options_module.photo_palette(bands)
+    image = images.ImageData("L", 48, 40, [photo])
+    for e, (symbols, bitwise) in {4: (11, 17), 5: (12, 18), 7: (12, 18), 9: (12, 18)}.items():
+        for plane, palette, level in ((photo, True, bitwise), (bands, True, symbols), (photo, False, symbols)):
+            got = plane_options(fast_rgb, plane, image, EFFORTS[e], [fast_rgb], False, True, palette)
+            assert {lv for _, stage, lv in got if stage != STATIC} == {level}
+    quantised = Image.fromarray(_photo_like(40, 48, seed=3)).quantize(colors=64, dither=Image.Dither.FLOYDSTEINBERG)
+    _, _, header = _round_trip(images.split(quantised), effort=4, tile=16)      # tiles: no one-tile retry (level 7)
+    assert header.levels == [17]
 
 
 def _chart_on_a_gradient(seed: int = 3, h: int = 300, w: int = 400) -> np.ndarray:

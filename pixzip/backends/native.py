@@ -68,7 +68,7 @@ class _Level(ctypes.Structure):
                 ("apm_rate", ctypes.c_int32), ("lms", ctypes.c_int32), ("vote", ctypes.c_int32),
                 ("ols", ctypes.c_int32), ("shifted", ctypes.c_int32), ("classical", ctypes.c_int32),
                 ("template_bits", ctypes.c_int32),
-                ("match", ctypes.c_int32),
+                ("match", ctypes.c_int32), ("bitwise", ctypes.c_int32),
                 ("prior", ctypes.c_void_p), ("prior_len", ctypes.c_int64)]
 
 
@@ -359,7 +359,7 @@ def _pack_level(level) -> _Level:
                 final_rate=level.final_rate, mixer_init=level.mixer_init, net_init=level.net_init,
                 apm_rate=level.apm_rate, lms=level.lms, vote=level.vote, ols=int(level.ols),
                 shifted=int(level.shifted), classical=int(level.classical), template_bits=int(level.template),
-                match=int(level.match) + int(level.match and level.match_centre))
+                match=int(level.match) + int(level.match and level.match_centre), bitwise=int(level.bitwise))
     lv.keep = prior          # the array the pointer names lives as long as the structure (the C stage copies it)
     for k, ctx in enumerate(level.contexts):
         lv.ctx_len[k] = len(ctx)

@@ -107,6 +107,7 @@ static int level_ok(const PzLevel *lv) {
         || lv->lms < 0 || lv->lms > 12 || lv->vote < 0 || lv->vote > 5 || lv->ols < 0 || lv->ols > 1
         || lv->shifted < 0 || lv->shifted > lv->ols || lv->classical < 0 || lv->classical > 1
         || lv->template_bits < 0 || lv->template_bits > 1 || lv->match < 0 || lv->match > 2
+        || lv->bitwise < 0 || lv->bitwise > 1
         || lv->mixer_init < -W_LIMIT || lv->mixer_init > W_LIMIT || lv->net_init < -W_LIMIT || lv->net_init > W_LIMIT)
         return 0;
     for (int k = 0; k < lv->n_contexts; k++) {
@@ -567,6 +568,7 @@ typedef struct {
     const int *F;
     const int64_t *row[2];           /* the network's table (C(k) = row[k] - row[0]), and the shifted one */
     int tables;                      /* 2 at levels with `shifted`, else 1 */
+    uint32_t hash[AD_MAX_CONTEXTS];  /* each context's hash (a bitwise level rehashes it for the low nibble) */
     uint32_t *blocks[AD_MAX_CONTEXTS];
 } Stage;
 
@@ -607,7 +609,29 @@ INLINE void stage_init(Stage *sg, PzAdTile *t, const int *F, int mu16, int idx) 
         const uint32_t *blk = st->tables + (((size_t)k << st->bits) + (h[k] >> (32 - st->bits))) * NODES;
         __builtin_prefetch(blk);        /* the check and nodes 1..15: most sub-pixels need no other line */
     }
-    for (int k = 0; k < lv->n_contexts; k++) sg->blocks[k] = block_of(st, k, h[k]);
+    for (int k = 0; k < lv->n_contexts; k++) sg->blocks[k] = block_of(st, k, sg->hash[k] = h[k]);
+}
+
+/* adaptive.nibble_hash: a context's hash for the low nibble's block, with the high nibble */
+INLINE uint32_t nibble_hash(uint32_t h, int high) {
+    h ^= (uint32_t)(high + 1) * 0x2545F491u;
+    h ^= h >> 16;
+    h *= 0x7FEB352Du;
+    h ^= h >> 15;
+    h *= 0x846CA68Bu;
+    return h ^ (h >> 16);
+}
+
+/* _Stage.low_nibble: a bitwise level's blocks for the low nibble's decisions */
+INLINE void low_nibble(Stage *sg, int high) {
+    PzAdaptive *st = sg->t->st;
+    const int n = st->lv.n_contexts;
+    uint32_t h[AD_MAX_CONTEXTS];
+    for (int k = 0; k < n; k++) {
+        h[k] = nibble_hash(sg->hash[k], high);
+        __builtin_prefetch(st->tables + (((size_t)k << st->bits) + (h[k] >> (32 - st->bits))) * NODES + 16);
+    }
+    for (int k = 0; k < n; k++) sg->blocks[k] = block_of(st, k, h[k]);
 }
 
 INLINE int32_t dot(const int32_t *ws, const int32_t *xs, int n) {
@@ -759,6 +783,28 @@ INLINE int code_subpixel(Stage *sg, int p, int x, int hi) {
     return negative ? p - v : p + v;
 }
 
+/* adaptive.node_bit: bit b's node after the bits above it (high = x >> (b + 1)) */
+INLINE int node_bit(int b, int high) {
+    int k = 3 - (b & 3);
+    return (1 << k) + (high & ((1 << k) - 1)) + (b < 4 ? 15 : 0);
+}
+
+/* _code_bits: a bitwise level's binarisation, x in 0..hi as its bits, most significant first (x < 0: decoded) */
+INLINE int code_bits(Stage *sg, int x, int hi) {
+    int dec = x < 0, v = 0, R = sg->tables;
+    int64_t ones[2], total[2];
+    if (hi == 0) return 0;
+    for (int b = 7; b >= 0; b--) {
+        if (b == 3) low_nibble(sg, v >> 4);
+        int half = 1 << b;
+        if (v + half > hi) continue;             /* a 1 would pass hi */
+        int top = v + 2 * half - 1 < hi ? v + 2 * half - 1 : hi;
+        for (int k = 0; k < R; k++) ones[k] = mass(sg, k, v + half, top), total[k] = mass(sg, k, v, top);
+        if (code_bit(sg, node_bit(b, v >> (b + 1)), dec ? -1 : (x >> b) & 1, ones, total)) v += half;
+    }
+    return v;
+}
+
 /* ---- tiles ------------------------------------------------------------------------------------------------ */
 
 static int begin(PzAdTile *t, PzAdaptive *st, int h, int w, int C, const int64_t *cdf) {
@@ -834,7 +880,7 @@ INLINE int code_one(PzAdTile *t, int i, int j, int c, int x, int mu16, int idx) 
     F[F_MX] = F[F_MHIT] = 0;
     if (t->st->lv.match) match_features(t, i, j, c, p, slot, F);
     stage_init(&sg, t, F, mu16, idx);
-    x = code_subpixel(&sg, p, x, hi);
+    x = t->st->lv.bitwise ? code_bits(&sg, x, hi) : code_subpixel(&sg, p, x, hi);
     record(t, i, j, c, x, p, cand);
     if (t->st->lv.match) match_update(t, slot, i, j, c, x);
     lms_update(t->st, c, x - p);

@@ -26,6 +26,7 @@ typedef struct {
     int32_t template_bits;       /* 1: F_T1..F_T3 on the templates of two-valued planes (adaptive.Level.template) */
     int32_t match;               /* 1: the match model, F_MX and F_MHIT (adaptive.Level.match); 2: and its value, where
                                   * it has one, is the binarisation's centre (adaptive.Level.match_centre) */
+    int32_t bitwise;             /* 1: x's own bits are the decisions (adaptive.Level.bitwise, adaptive._code_bits) */
     const int32_t *prior;        /* the learned state a fresh one starts from (adaptive.Level.prior), or NULL */
     int64_t prior_len;           /* its length: pz_adaptive_learned's count for the level */
 } PzLevel;

@@ -15,7 +15,9 @@ Binarisation (`_code_subpixel`): p = round(mu), r = x - p, then binary decisions
 (its position in the decision tree): zero flag (r == 0), sign, the exponent e = floor(log2 |r|) in
 unary, the e mantissa bits below the leading one, most significant first. A decision the range 0..255
 forces (no negative values when p = 0, no exponent or mantissa bit that would pass 0 or 255) is not
-coded. About 3.9 decisions per sub-pixel on a CBSD68 photograph.
+coded. About 3.9 decisions per sub-pixel on a CBSD68 photograph. At a `bitwise` level (planes of palette
+indices, whose neighbouring values name colours rather than nearby intensities) the decisions are instead
+x's own bits, most significant first (`_code_bits`), the low nibble's in blocks of their own per high nibble.
 
 Probability of a decision (`_Stage.code_bit`), every step integer:
 - contexts: each a hash of a few quantised *features* of the sub-pixel's neighbourhood (`features`),
@@ -123,6 +125,23 @@ def node_exponent(negative: int, k: int) -> int:
 def node_mantissa(e: int, b: int) -> int:
     """Mantissa bit b of exponent e (e = 1..7): the leading one, or any lower bit: nodes 17..30."""
     return 17 + 2 * (e - 1) + (b != e - 1)
+
+
+def node_bit(b: int, high: int) -> int:
+    """At a bitwise level, bit b (7..0) of x after the bits above it (`high`: x >> (b + 1)): its place in
+    its nibble's tree, 1..15 for the high nibble's bits and 16..30 for the low nibble's."""
+    k = 3 - (b & 3)                               # the nibble's bits already coded
+    return (1 << k) + (high & ((1 << k) - 1)) + (15 if b < 4 else 0)
+
+
+def nibble_hash(h: int, high: int) -> int:
+    """A context's hash for the low nibble's block: its hash with the high nibble, mixed again."""
+    h = (h ^ (((high + 1) * 0x2545F491) & M32)) & M32
+    h ^= h >> 16
+    h = (h * 0x7FEB352D) & M32
+    h ^= h >> 15
+    h = (h * 0x846CA68B) & M32
+    return h ^ (h >> 16)
 
 
 # ---- features of a sub-pixel's neighbourhood: adaptive_features.py; the coder: binary_coder.py; the effort
@@ -262,7 +281,12 @@ class _Stage:
         lv = state.level
         self.state, self.coder, self.F = state, coder, F
         self.cdf, self.starts = cdf, np.array(starts, dtype=np.int64)
-        self.blocks = [state.block(k, ctx_hash(k, [F[f] for f in ctx])) for k, ctx in enumerate(lv.contexts)]
+        self.hashes = [ctx_hash(k, [F[f] for f in ctx]) for k, ctx in enumerate(lv.contexts)]
+        self.blocks = [state.block(k, h) for k, h in enumerate(self.hashes)]
+
+    def low_nibble(self, high: int) -> None:
+        """A bitwise level's blocks for the low nibble's decisions, x's high nibble being `high`."""
+        self.blocks = [self.state.block(k, nibble_hash(h, high)) for k, h in enumerate(self.hashes)]
 
     def mass(self, a: int, b: int) -> np.ndarray:
         """Each table's frequency of the values a..b: the network's Laplace table (and the shifted one)."""
@@ -343,6 +367,27 @@ def _code_subpixel(stage: _Stage, p: int, x: int | None, hi: int = 255) -> int:
     return p - v if negative else p + v
 
 
+def _code_bits(stage: _Stage, x: int | None, hi: int = 255) -> int:
+    """A bitwise level's binarisation: x in 0..hi as its eight bits, most significant first (x None: decode
+    them); returns x. A 1 that would pass hi is not coded. The network's probability of each bit is its
+    tables' frequency of the values left with that bit 1, over that of all values left."""
+    if hi == 0:                                   # one value: nothing to code
+        return 0
+    mass = stage.mass
+    v = 0
+    for b in range(7, -1, -1):
+        if b == 3:
+            stage.low_nibble(v >> 4)
+        half = 1 << b
+        if v + half > hi:
+            continue
+        top = min(v + 2 * half - 1, hi)
+        if stage.code_bit(node_bit(b, v >> (b + 1)), None if x is None else (x >> b) & 1,
+                          mass(v + half, top), mass(v, top)):
+            v += half
+    return v
+
+
 # ---- tiles -------------------------------------------------------------------------------------------------------
 
 def decoding_order(h: int, w: int, channels: int, slope: int):
@@ -417,7 +462,8 @@ def _code_one(state: State, coder, tile: TileData, cdf: np.ndarray, i: int, j: i
         F[F_VOTE], F[F_VX] = exact_vote(tile, i, j, c, p, candidates, state.level.vote)
     if state.match is not None:
         F[F_MX], F[F_MHIT] = match_features(tile, i, j, c, p, state.match, slot)
-    x = _code_subpixel(_Stage(state, coder, F, cdf, table_starts(state, mu16, idx)), p, x, hi)
+    stage = _Stage(state, coder, F, cdf, table_starts(state, mu16, idx))
+    x = _code_bits(stage, x, hi) if state.level.bitwise else _code_subpixel(stage, p, x, hi)
     _record(tile, i, j, c, x, p, candidates)
     if state.match is not None:
         match_update(tile, state.match, slot, i, j, c, x)

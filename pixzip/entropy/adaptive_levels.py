@@ -42,6 +42,8 @@ class Level:
     match: bool = False                      # the match model: F_MX, F_MHIT (else 0; adaptive_features.match_index)
     match_centre: bool = False               # with match: its value, where it has one, is the binarisation's centre
     #                                            (mu16, at scale MATCH_CENTRE_IDX) in the network's place (level 16)
+    bitwise: bool = False                    # x's own bits are the decisions, most significant first, instead of
+    #                                            the tree about x - p (adaptive._code_bits): palette index planes
     chained: bool = False                    # a plane's tiles carry the state along `chains` (else each tile
     #                                            starts fresh): the codec's part (backends/adaptive_planes.py)
     priors: tuple[tuple[str, str], ...] = ()  # (network key, priors/FILE): the learned state a fresh one starts
@@ -149,6 +151,13 @@ LEVELS[15] = replace(LEVELS[14], match=True, mixers=(F_IDX8, F_OLSU, F_MX, F_VOT
 # one-channel planes whose neighbourhoods recur (plane_options.informative_repeats).
 LEVELS[16] = replace(LEVELS[13], match=True, match_centre=True,
                      contexts=LEVELS[13].contexts + ((F_MX, F_MHIT), (F_MX, F_VW), (F_MX, F_MHIT, F_VWN)))
+# Levels 17 and 18 (session 33): levels 11 and 12 with x's own bits as the decisions (bitwise): a palette's index
+# plane, its colours by luminance, is no grey photograph: a dithered or quantised image's neighbours are colours near in
+# the picture, not values near p, and a tree about x - p spreads what the value contexts know over many decisions. Its
+# value contexts predict the index's bits directly; the network's probability of each bit is one more input. No prior
+# (the old levels' were learned on the other tree). docs/ADAPTIVE.md "Palette indices bit by bit".
+LEVELS[17] = replace(LEVELS[11], bitwise=True, priors=())
+LEVELS[18] = replace(LEVELS[12], bitwise=True, priors=())
 
 CHAIN_TILES = 4                   # a chain holds at most this many tiles
 

@@ -183,14 +183,19 @@ def symbols_image() -> Image.Image:
     return im
 
 
+SYMBOLS_GOLDEN = (("p-symbols11.pxz", 9, 11), ("p-symbols12.pxz", 10, 12), ("p-symbols17.pxz", 9, 17),
+                  ("p-symbols18.pxz", 10, 18))
+
+
 def symbols_golden():
-    """Levels 11 and 12 (contexts on the values, session 21): symbols_image's palette indices (12 colours, stage 4)
-    coded by a grey model of the native structure (golden-gray16.pxm), tiles of 16 (three chains)."""
+    """Levels 11 and 12 (contexts on the values, session 21), and 17 and 18 (the same, an index's own bits as the
+    decisions, session 33): symbols_image's palette indices (12 colours, stage 4) coded by a grey model of the native
+    structure (golden-gray16.pxm), tiles of 16 (three chains)."""
     path = HERE / "golden-gray16.pxm"
     if not path.exists():
         net = make_tiny_model(1, seed=34, blocks=2, skip_kernel=5, stream_bits=16, slope=2)[1]
         modelfile.save(net, path, {"note": "golden test model: grey, 16-bit stream, slope 2"})
-    for name, level, symbols in (("p-symbols11.pxz", 9, 11), ("p-symbols12.pxz", 10, 12)):
+    for name, level, symbols in SYMBOLS_GOLDEN:
         effort = Effort(models=1, stage=container.ADAPTIVE, level=level, symbols_level=symbols, transforms="estimate")
         data, _ = api.compress(images.split(symbols_image()), [modelfile.load(path)], tile=16, effort=effort)
         (HERE / name).write_bytes(data)

@@ -310,6 +310,12 @@ def _row_bands(plane: np.ndarray, band: int = 32) -> np.ndarray:
     return plane[(starts[:, None] + np.arange(band)).reshape(-1)]
 
 
+def sample_bits(plane: np.ndarray) -> float:
+    """The estimate's bits a sample of a one-channel plane (its first channel)."""
+    p = _row_bands(plane)
+    return _laplace_bits(*med_residuals(p[..., 0], p.dtype.itemsize == 1)) / max(1, p.shape[0] * p.shape[1])
+
+
 def estimate_bits(image: ImageData) -> float:
     """A cheap stand-in for coding: MED residuals under per-context Laplace laws, per channel; a later
     channel of a plane may instead code its difference from the previous one, as the network

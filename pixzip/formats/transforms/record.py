@@ -90,6 +90,10 @@ class TransformRecord:
         colours: the adaptive stage's levels 11 and 12 take such planes)."""
         return self._symbol_step(plane) is not None
 
+    def holds_palette(self, plane: int) -> bool:
+        """Whether the coded plane holds a palette's indices (Palette, NearPalette, PaletteOrder)."""
+        return isinstance(self._symbol_step(plane), (Palette, PaletteOrder))
+
     def value_tables(self, plane: int, channels: int) -> list | None:
         """The values (rank -> value, per channel) a coded plane can hold, for entropy stage 4: a Levels step's
         used values (the network then reads them instead of the ranks), or the indices 0..n-1 of a palette
