@@ -12,7 +12,7 @@ from .adaptive_features import (
     F_ACT, F_BRIGHT, F_CH, F_DAVG, F_DCN, F_DCW, F_DN, F_DNE, F_DNEX, F_DNN, F_DNNE, F_DNW, F_DNWX, F_DNX, F_DPLANE,
     F_DW, F_DWNE, F_DWW, F_DWX, F_FRAC, F_GRAD, F_IDX, F_IDX2, F_IDX8, F_LMS, F_OLS, F_OLSU, F_QR1, F_QR1U, F_QR2,
     F_QRN, F_QRNE, F_QRNN, F_QRNP, F_QRNW, F_QRW, F_QRWP, F_QRWW, F_R1, F_RN, F_RW, F_VN, F_VNE, F_VNN, F_VNW, F_VNWNE,
-    F_MHIT, F_MX, F_T1, F_T2, F_T3, F_VOTE, F_VP, F_VW, F_VWN, F_VWW, F_VX)
+    F_MHIT, F_MX, F_T1, F_T2, F_T3, F_VOTE, F_VP, F_VW, F_VWN, F_VWW, F_VX, F_ZERO)
 from .adaptive_priors import load_prior
 
 # ---- effort levels -------------------------------------------------------------------------------------------
@@ -151,13 +151,24 @@ LEVELS[15] = replace(LEVELS[14], match=True, mixers=(F_IDX8, F_OLSU, F_MX, F_VOT
 # one-channel planes whose neighbourhoods recur (plane_options.informative_repeats).
 LEVELS[16] = replace(LEVELS[13], match=True, match_centre=True,
                      contexts=LEVELS[13].contexts + ((F_MX, F_MHIT), (F_MX, F_VW), (F_MX, F_MHIT, F_VWN)))
-# Levels 17 and 18 (session 33): levels 11 and 12 with x's own bits as the decisions (bitwise): a palette's index
-# plane, its colours by luminance, is no grey photograph: a dithered or quantised image's neighbours are colours near in
-# the picture, not values near p, and a tree about x - p spreads what the value contexts know over many decisions. Its
-# value contexts predict the index's bits directly; the network's probability of each bit is one more input. No prior
-# (the old levels' were learned on the other tree). docs/ADAPTIVE.md "Palette indices bit by bit".
-LEVELS[17] = replace(LEVELS[11], bitwise=True, priors=())
-LEVELS[18] = replace(LEVELS[12], bitwise=True, priors=())
+# Levels 17 and 18 (session 33): levels 9 and 10 (less the two residual contexts levels 11 and 12 leave out) with x's
+# own bits as the decisions (bitwise) and twelve contexts on the neighbours' values alone: a palette's index plane,
+# its colours by luminance, is no grey photograph: a dithered or quantised image's neighbours are colours near in the
+# picture, not values near p, and a tree about x - p spreads what value contexts know over many decisions. Here the
+# contexts predict the index's bits directly, without p (with p, as levels 11 and 12 have them: 8 % more); the
+# network's probability of each bit is one more input. No prior (the old levels' were learned on the other tree).
+# docs/ADAPTIVE.md "Palette indices bit by bit".
+_BIT_VALUES = ((F_ZERO,), (F_VW,), (F_VN,), (F_VNW,), (F_VNE,), (F_VWN,), (F_VW, F_VNW), (F_VN, F_VNE),
+               (F_VWN, F_VNE), (F_VWN, F_VNW), (F_VW, F_VWW), (F_VN, F_VNN))
+
+
+def _bitwise(level: Level) -> Level:
+    kept = tuple(c for c in level.contexts if c not in _NOT_FOR_VALUES)
+    return replace(level, contexts=kept + _BIT_VALUES, bitwise=True, priors=())
+
+
+LEVELS[17] = _bitwise(LEVELS[9])
+LEVELS[18] = _bitwise(LEVELS[10])
 
 CHAIN_TILES = 4                   # a chain holds at most this many tiles
 
