@@ -53,6 +53,27 @@ def training_tiles(folders: list[Path], tile: int, per_image: int, channels: int
                 yield np.ascontiguousarray(px[y:y + h, x:x + w])
 
 
+# the palettes the index planes of the bitwise levels' priors are made with, in turn (`palette_planes`)
+PALETTE_SIZES = (256, 128, 64, 32, 16)
+
+
+def palette_planes(tiles):
+    """Each colour tile quantised by Pillow as a palette image (PALETTE_SIZES in turn, median cut or octree,
+    Floyd-Steinberg dithered or not), as the index plane the codec's palette transform by luminance makes: what
+    levels 17 and 18 code (plane_options.photo_palette)."""
+    from ..formats.images import ImageData
+    from ..formats.transforms.choose import candidates
+    for k, t in enumerate(tiles):
+        method = Image.Quantize.MEDIANCUT if k % 3 else Image.Quantize.FASTOCTREE
+        dither = Image.Dither.FLOYDSTEINBERG if k % 2 else Image.Dither.NONE
+        rgb = np.asarray(Image.fromarray(t).quantize(PALETTE_SIZES[k % len(PALETTE_SIZES)], method, dither=dither)
+                         .convert("RGB"))
+        for coded, record in candidates(ImageData("RGB", rgb.shape[1], rgb.shape[0], [rgb])):
+            if record.holds_palette(0) and "by luminance" in record.describe() and len(record.steps) == 1:
+                yield np.ascontiguousarray(coded.planes[0])
+                break
+
+
 def make_prior(level: adaptive.Level, model, tiles) -> np.ndarray:
     """The mean of the learned states at the end of each tile (fresh, prior-less states)."""
     bare = dataclasses.replace(level, prior="", priors=())
@@ -77,11 +98,13 @@ def main(argv=None):
     ap.add_argument("--tile", type=int, default=256)
     ap.add_argument("--per-image", type=int, default=2, help="tiles per image")
     ap.add_argument("--rows", type=int, default=1500, help="CIFAR-10 training rows (an .npy folder argument)")
+    ap.add_argument("--palettes", action="store_true",
+                    help="the tiles quantised to palettes, their index planes (a grey model; the bitwise levels)")
     ap.add_argument("--out", type=Path, required=True)
     a = ap.parse_args(argv)
     net = modelfile.load(a.model).net
-    prior = make_prior(adaptive.LEVELS[a.level], net, training_tiles(a.folders, a.tile, a.per_image, net.cfg.channels,
-                                                                    a.rows))
+    tiles = training_tiles(a.folders, a.tile, a.per_image, 3 if a.palettes else net.cfg.channels, a.rows)
+    prior = make_prior(adaptive.LEVELS[a.level], net, palette_planes(tiles) if a.palettes else tiles)
     print(f"network key {adaptive.prior_key(net)}")
     buf = io.BytesIO()
     np.save(buf, prior, allow_pickle=False)
