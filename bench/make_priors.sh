@@ -23,3 +23,8 @@ done
 for L in ${LEVELS:-8 10 12}; do
   case $L in 8|10|12) mk --level $L --model $M/pcnn-rgb-mix-v5.pxm --per-image 1 --out $P/level$L-c3-h48-b4+c3-h96-b8+c3-h96-b8.npy $D/urban100 $D/photos;; esac
 done
+# levels 17 and 18 (session 33): palette index planes, the grey network only (plane_options.photo_palette), from the
+# first 50 Urban100 images (the last ten held out for measuring them) and the photographs, each tile quantised
+for L in ${LEVELS:-17 18}; do
+  case $L in 17|18) mk --level $L --model $M/pcnn-gray-v4.pxm --palettes --images 50 --out $P/level$L-c1-h48-b4.npy $D/urban100 $D/photos;; esac
+done

@@ -156,19 +156,20 @@ LEVELS[16] = replace(LEVELS[13], match=True, match_centre=True,
 # its colours by luminance, is no grey photograph: a dithered or quantised image's neighbours are colours near in the
 # picture, not values near p, and a tree about x - p spreads what value contexts know over many decisions. Here the
 # contexts predict the index's bits directly, without p (with p, as levels 11 and 12 have them: 8 % more); the
-# network's probability of each bit is one more input. No prior (the old levels' were learned on the other tree).
-# docs/ADAPTIVE.md "Palette indices bit by bit".
+# network's probability of each bit is one more input. Their priors (the grey network's only: these levels take
+# palette planes) were learned on index planes of quantised training tiles (adaptive_prior --palettes): -0.4 % on
+# held-out quantised crops, -1.2 % on 96x96 ones. docs/ADAPTIVE.md "Palette indices bit by bit".
 _BIT_VALUES = ((F_ZERO,), (F_VW,), (F_VN,), (F_VNW,), (F_VNE,), (F_VWN,), (F_VW, F_VNW), (F_VN, F_VNE),
                (F_VWN, F_VNE), (F_VWN, F_VNW), (F_VW, F_VWW), (F_VN, F_VNN))
 
 
-def _bitwise(level: Level) -> Level:
+def _bitwise(level: Level, number: int) -> Level:
     kept = tuple(c for c in level.contexts if c not in _NOT_FOR_VALUES)
-    return replace(level, contexts=kept + _BIT_VALUES, bitwise=True, priors=())
+    return replace(level, contexts=kept + _BIT_VALUES, bitwise=True, priors=((_GREY, f"level{number}-{_GREY}.npy"),))
 
 
-LEVELS[17] = _bitwise(LEVELS[9])
-LEVELS[18] = _bitwise(LEVELS[10])
+LEVELS[17] = _bitwise(LEVELS[9], 17)
+LEVELS[18] = _bitwise(LEVELS[10], 18)
 
 CHAIN_TILES = 4                   # a chain holds at most this many tiles
 

@@ -54,6 +54,9 @@ PRIOR_SHA256: dict[str, str] = {
     "level12-c1-h48-b4.npy": "979394b397d1da4cec0ed240fdad2ad6dfe98ab7543e65ca2e97851a8187c1da",
     "level12-c3-h48-b4+c3-h96-b8.npy": "437113da492e3821a2e414c7986975a33e94a8249d559ab8aec369eb963de2cb",
     "level12-c3-h48-b4+c3-h96-b8+c3-h96-b8.npy": "743029054a2bf9bf86387c3e59b0f130999184d9c73e476f5e27f6fca7b837ac",
+    # levels 17 and 18 (session 33): palette index planes of quantised training tiles (adaptive_prior --palettes)
+    "level17-c1-h48-b4.npy": "c30b7ddb035499ce0e6f7dbf465c1921467eba2c679b979442409bb9f8cb78e6",
+    "level18-c1-h48-b4.npy": "8d7c57f8c4be2bfe3e55c3ea3df5b1a975330aef464291f1cd50bc351348f747",
 }
 
 

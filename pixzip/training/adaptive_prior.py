@@ -33,17 +33,18 @@ from ..formats.tiles import tile_grid
 PHOTO_REDUCTION = 3      # the training photos are JPEGs: reduced as the networks' training data was
 
 
-def training_tiles(folders: list[Path], tile: int, per_image: int, channels: int = 3, rows: int = 1500):
-    """Up to `per_image` tiles of each image (sorted names), the full tiles first; CIFAR-10's training
-    rows (an .npy of N x 32 x 32 x 3, the held-out last 1000 rows excluded) one tile each."""
+def training_tiles(folders: list[Path], tile: int, per_image: int, channels: int = 3, rows: int = 1500,
+                   images: int | None = None):
+    """Up to `per_image` tiles of each image (sorted names; the first `images` of a folder where given), the full
+    tiles first; CIFAR-10's training rows (an .npy of N x 32 x 32 x 3, the held-out last 1000 rows excluded) one
+    tile each."""
     for folder in folders:
         if folder.suffix == ".npy":
             for r in np.load(folder)[:-1000][:rows]:
                 yield np.ascontiguousarray(r if channels == 3 else np.asarray(Image.fromarray(r).convert("L"))[..., None])
             continue
-        for path in sorted(folder.iterdir()):
-            if path.suffix.lower() not in (".png", ".jpg", ".jpeg"):
-                continue
+        paths = [p for p in sorted(folder.iterdir()) if p.suffix.lower() in (".png", ".jpg", ".jpeg")]
+        for path in paths[:images]:
             im = Image.open(path).convert("RGB" if channels == 3 else "L")
             if path.suffix.lower() != ".png":
                 im = im.reduce(PHOTO_REDUCTION)
@@ -98,12 +99,13 @@ def main(argv=None):
     ap.add_argument("--tile", type=int, default=256)
     ap.add_argument("--per-image", type=int, default=2, help="tiles per image")
     ap.add_argument("--rows", type=int, default=1500, help="CIFAR-10 training rows (an .npy folder argument)")
+    ap.add_argument("--images", type=int, default=None, help="the first N images of each folder only")
     ap.add_argument("--palettes", action="store_true",
                     help="the tiles quantised to palettes, their index planes (a grey model; the bitwise levels)")
     ap.add_argument("--out", type=Path, required=True)
     a = ap.parse_args(argv)
     net = modelfile.load(a.model).net
-    tiles = training_tiles(a.folders, a.tile, a.per_image, 3 if a.palettes else net.cfg.channels, a.rows)
+    tiles = training_tiles(a.folders, a.tile, a.per_image, 3 if a.palettes else net.cfg.channels, a.rows, a.images)
     prior = make_prior(adaptive.LEVELS[a.level], net, palette_planes(tiles) if a.palettes else tiles)
     print(f"network key {adaptive.prior_key(net)}")
     buf = io.BytesIO()
