@@ -5,9 +5,10 @@ reaches the binary arithmetic decoder, the context tables and the mixers. Run it
     python3 fuzz/run_sanitized.py --target adaptive --seconds 3600
 
 (fuzz/run_sanitized.py passes `--target adaptive` here). Seeds: tiles of smooth and noisy images, 1x1 to
-40x40, coded with the shipped colour and grey defaults at every adaptive level (LEVELS, 1 to 16: counters and
+40x40, coded with the shipped colour and grey defaults at every adaptive level (LEVELS, 1 to 18: counters and
 mixers, the residual and least-squares predictors, the vote, the shifted table, the values as contexts, the median
-predictor in the network's place, a bilevel coder's templates, the match model and its value as the centre), fresh and chained
+predictor in the network's place, a bilevel coder's templates, the match model and its value as the centre, a value's
+own bits as the decisions), fresh and chained
 states, and levels planes coded in value space (entropy stage 4: a value map, a channel of one value among them). Mutations: bit
 flips, byte runs set to extremes, truncations, extensions with random bytes,
 random streams of plausible length; and a wrong tile size for a valid stream. Decoding must return
@@ -52,7 +53,7 @@ def seed_tiles(rng: np.random.Generator) -> list[tuple]:
             tables = [np.arange(0, 256, 8)] * (channels - 1) + [np.array([77])]
             vmap = ValueMap.of(tables)
             ranks = np.stack([rng.integers(0, len(t), (h, w)) for t in tables], -1).astype(np.uint8)
-            for level in (7, 9, 11):
+            for level in (7, 9, 11, 17):
                 seeds.append((model, level, ranks, native.encode_tile_adaptive(model, ranks, level, vmap=vmap), None,
                               vmap))
         for level in (1, max(LEVELS)):                                     # a chain of two tiles

@@ -61,3 +61,20 @@ def test_a_broken_library_is_reported_in_one_line(tmp_path):
     assert run.returncode == 0, run.stderr
     lines = run.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("pixzip: the compiled coder does not load")
+
+
+def test_a_library_of_other_sources_does_not_run_the_adaptive_stage(capsys):
+    """A build whose level structure is laid out otherwise (older sources: the structure grew since) would read a
+    level's fields at the wrong places: its adaptive stage is not used, and one line says so."""
+    class Library:
+        def __init__(self, level_size):
+            self.pz_adaptive_new = object()
+            if level_size is not None:
+                self.pz_level_size = lambda: level_size
+
+    for size in (None, ctypes.sizeof(native._Level) - 4):
+        lib = Library(size)
+        native._declare_adaptive(lib)
+        assert not lib.has_adaptive
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("pixzip: the compiled coder is older than this pixzip")

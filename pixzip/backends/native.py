@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import sys
 import threading
 
 import numpy as np
@@ -77,6 +78,12 @@ def _declare_adaptive(lib) -> None:
     does not: the stage then runs in Python, adaptive.py)."""
     lib.has_adaptive = hasattr(lib, "pz_adaptive_new")
     if not lib.has_adaptive:
+        return
+    if not hasattr(lib, "pz_level_size") or lib.pz_level_size() != ctypes.sizeof(_Level):
+        # a build of older sources: its level structure is laid out otherwise, and would be misread
+        print("pixzip: the compiled coder is older than this pixzip (rebuild it: pip install .); its adaptive stage is "
+              "not used (the Python one decodes, slowly)", file=sys.stderr)
+        lib.has_adaptive = False
         return
     lib.pz_adaptive_new.argtypes = [ctypes.POINTER(_Level), ctypes.c_int64]
     lib.pz_adaptive_new.restype = ctypes.c_void_p

@@ -209,6 +209,8 @@ fail:
     return NULL;
 }
 
+int32_t pz_level_size(void) { return (int32_t)sizeof(PzLevel); }
+
 int64_t pz_adaptive_memory(const PzAdaptive *st) { return st->bytes; }
 
 int ad_reads_network(const PzAdaptive *st) { return !st->lv.classical; }

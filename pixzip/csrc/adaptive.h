@@ -51,6 +51,9 @@ typedef struct {
     int failed;                  /* encoding: memory ran out */
 } PzAdTile;
 
+/* sizeof(PzLevel): backends/native.py packs the same layout and refuses the stage of a library built from other
+ * sources (a stale build after the structure grew would read its fields at the wrong places). */
+int32_t pz_level_size(void);
 PzAdaptive *pz_adaptive_new(const PzLevel *lv, int64_t n_subpixels);
 void pz_adaptive_free(PzAdaptive *st);
 int64_t pz_adaptive_memory(const PzAdaptive *st);
