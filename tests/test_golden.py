@@ -239,3 +239,16 @@ def test_the_low_part_layout_2_golden_file(golden_models):
     image, _ = api.decompress(data, golden_models)
     assert hashlib.sha256(image.pixel_bytes()).hexdigest() == SMOOTH_SIXTEEN_BIT
     assert api.compress(image, golden_models[:1], tile=8, effort=1)[0] == data
+
+
+# the escape palette (transform kind 9, session 33): make_golden.escape_image, coded statically with the golden grey model
+ESCAPE = "0be0674e74777daa79ffd03df78da476d65fcb2c5d715ec4da8ccd3491169534"
+
+
+def test_the_escape_palette_golden_file():
+    """A file whose record holds an EscapePalette keeps decoding to the same pixels."""
+    data = (GOLDEN / "escape-palette.pxz").read_bytes()
+    image, header = api.decompress(data, [modelfile.load(GOLDEN / "golden-gray.pxm")])
+    record = transforms.TransformRecord.from_bytes(header.transform)
+    assert [type(s) for s in record.steps] == [transforms.EscapePalette] and image.mode == "RGB"
+    assert hashlib.sha256(image.pixel_bytes()).hexdigest() == ESCAPE

@@ -270,6 +270,30 @@ def low_part_golden():
     image = images.ImageData("RGB", 128, 96, [smooth_sixteen_bit(96, 128)], depth=16)
     data, _ = api.compress(image, [modelfile.load(HERE / "golden-rgb.pxm")], tile=8, effort=1)
     (HERE / "sixteen-low2.pxz").write_bytes(data)
+    escape_palette_golden()
+
+
+
+def escape_image() -> Image.Image:
+    """300 colours on 40 x 40 pixels, 50 of them once each (seeded): past a palette, with rare colours to escape."""
+    rng = np.random.default_rng(2033)
+    table = rng.integers(0, 256, (300, 3), dtype=np.uint8)
+    which = np.concatenate([np.arange(300), rng.integers(0, 250, 40 * 40 - 300)])
+    return Image.fromarray(table[rng.permutation(which).reshape(40, 40)])
+
+
+def escape_palette_golden():
+    """The escape palette (transform kind 9, session 33): escape_image through its EscapePalette candidate, the
+    index plane coded statically by the golden grey model in tiles of 8 (the encoder's own choice is not asked:
+    the record is given, so the file holds the step whatever a chooser prefers)."""
+    from pixzip.efforts import EFFORTS
+    from pixzip.formats import transforms
+    image = images.split(escape_image())
+    coded, record = next((c, r) for c, r in transforms.candidates(image)
+                         if [type(s) for s in r.steps] == [transforms.EscapePalette])
+    data, _ = api._code_images([coded], [record], [image], [modelfile.load(HERE / "golden-gray.pxm")], 8, None, 1,
+                               None, container.VERSION, EFFORTS[1])[0]
+    (HERE / "escape-palette.pxz").write_bytes(data)
 
 
 if __name__ == "__main__":

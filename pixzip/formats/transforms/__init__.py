@@ -18,6 +18,8 @@ Steps (each exact for every input; each inverse checks what it is given and rais
                        colours that touch in the image (charts: a line beside its anti-aliasing)
     NearPalette        past 256 colours: the 256 most frequent, every pixel coded as its nearest, and
                        the pixels of the other colours listed exactly in the record (screenshots)
+    EscapePalette      past 256 colours: the 255 most frequent and an escape index, the escaped pixels'
+                       colours in the record in raster order (their places are in the index plane)
     PaletteOrder       a P-mode image: its used indices re-ranked by their colour's luminance, the
                        palette, transparency and index numbering kept for the exact P image back
     DropRepeats        rows equal to the row above and columns equal to the column before are not
@@ -46,12 +48,12 @@ numpy only: the decoder needs this without torch.
 """
 
 from .choose import candidate_cost, candidates, choose, estimate_bits, neighbour_order
-from .palette import MAX_EXCEPTIONS, NearPalette, Palette, PaletteOrder, distinct_colours
+from .palette import MAX_EXCEPTIONS, EscapePalette, NearPalette, Palette, PaletteOrder, distinct_colours
 from .record import IDENTITY, MAX_STEPS, RECORD_FORMAT, STEP_KINDS, TransformRecord
 from .steps import (LAYOUTS, MAX_BODY, MODE_CODES, DropConstantPlane, DropRepeats, GreyFromBilevel, GreyFromRGB,
                     Levels, Step, constant_values, is_grey, repeat_flags, used_levels)
 
 __all__ = ["IDENTITY", "LAYOUTS", "MAX_BODY", "MAX_EXCEPTIONS", "MAX_STEPS", "MODE_CODES", "RECORD_FORMAT",
-           "STEP_KINDS", "DropConstantPlane", "DropRepeats", "GreyFromBilevel", "GreyFromRGB", "Levels", "NearPalette", "Palette",
+           "STEP_KINDS", "DropConstantPlane", "DropRepeats", "GreyFromBilevel", "GreyFromRGB", "Levels", "NearPalette", "EscapePalette", "Palette",
            "PaletteOrder", "Step", "TransformRecord", "candidate_cost", "candidates", "choose", "constant_values",
            "distinct_colours", "estimate_bits", "is_grey", "neighbour_order", "repeat_flags", "used_levels"]

@@ -14,7 +14,7 @@ import numpy as np
 from ...errors import PixzipError
 from ..images import ImageData
 from ..threads import each
-from .palette import (MAX_EXCEPTIONS, NearPalette, Palette, PaletteOrder, colour_keys, colours_of_keys,
+from .palette import (MAX_EXCEPTIONS, EscapePalette, NearPalette, Palette, PaletteOrder, colour_keys, colours_of_keys,
                       luminance_order, nearest, palette_colours)
 from .record import IDENTITY, TransformRecord
 from .steps import (MAX_BODY, MAX_PALETTE, MAX_PALETTE_MODE, MAX_TRANSPARENCY, DropConstantPlane, DropRepeats,
@@ -155,14 +155,25 @@ def _near_palette_step(image: ImageData, pixels: np.ndarray, keys: np.ndarray, d
     return NearPalette(image.mode, table.tobytes(), listed.astype("<u4").tobytes(), pixels[listed].tobytes())
 
 
+def _escape_palette_steps(image: ImageData, pixels: np.ndarray, keys: np.ndarray, distinct: np.ndarray,
+                          counts: np.ndarray) -> list[Step]:
+    """EscapePalette from the 255 most frequent colours (ties: the lower colour), by luminance: where a near-palette
+    is a candidate (the same bound on the other colours' pixels), the escape is one too."""
+    top = np.sort(distinct[np.lexsort((distinct, -counts))[:255]])
+    table = colours_of_keys(top, pixels.shape[1])
+    table = table[luminance_order(table)]
+    escaped = top[np.minimum(np.searchsorted(top, keys), len(top) - 1)] != keys
+    return [EscapePalette(image.mode, table.tobytes(), pixels[escaped].tobytes())]
+
+
 def _index_image(image: ImageData, index: np.ndarray) -> ImageData:
     """A palette step's coded image: the index plane (NearPalette.forward's output)."""
     return derived(image, "L", [index.astype(np.uint8).reshape(image.height, image.width, 1)])
 
 
 def _palette_steps(image: ImageData, forwards: _Forwards) -> list[Step]:
-    """Palette by luminance, and by neighbour order when that differs; past 256 colours, NearPalette.
-    The distinct colours are counted once, for both."""
+    """Palette by luminance, and by neighbour order when that differs; past 256 colours, NearPalette (both orders)
+    and EscapePalette. The distinct colours are counted once, for all."""
     k = sum(layout_of(image))
     if k < 2:                             # one channel: a palette is exactly Levels
         return []
@@ -181,14 +192,14 @@ def _palette_steps(image: ImageData, forwards: _Forwards) -> list[Step]:
         path = neighbour_order(index.reshape(image.height, image.width), table)
         by_neighbours = NearPalette(image.mode, table[path].tobytes(), near.positions, near.exact)
         if by_neighbours == near:
-            return [near]
+            return [near] + _escape_palette_steps(image, pixels, keys, distinct, counts)
         rank = np.empty(len(path), np.int64)
         rank[path] = np.arange(len(path))
         index = rank[index]                 # the same nearest entry at its new index, unless another
         if tied.any():                      # entry is as near: the lowest in the new order then
             index[tied] = nearest(pixels[tied], table[path])
         forwards.known(by_neighbours, image, _index_image(image, index))
-        return [near, by_neighbours]
+        return [near, by_neighbours] + _escape_palette_steps(image, pixels, keys, distinct, counts)
     colours = colours_of_keys(distinct, k)
     by_luminance = Palette(image.mode, colours[luminance_order(colours)].tobytes())
     table = by_luminance.table()
@@ -354,7 +365,8 @@ def choose(image: ImageData, try_coding: Callable[[ImageData, TransformRecord], 
             if try_coding is None or not options[order[0]][1].lists_pixels:
                 return options[int(order[0])]
             plain = [i for i in order if not options[i][1].lists_pixels][:1]   # the best that lists none
-            kept = sorted(set(order[:CHECKED_TRIALS].tolist()) | set(plain))
+            escape = [i for i in order if options[i][1].escapes][:1]            # and the best escape palette
+            kept = sorted(set(order[:CHECKED_TRIALS].tolist()) | set(plain) | set(escape))
         else:
             kept = sorted(order[:max(1, max_trials)])
         options, estimated = [options[i] for i in kept], [estimated[i] for i in kept]

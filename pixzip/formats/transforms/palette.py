@@ -240,6 +240,67 @@ class NearPalette(Palette):
         return Palette.describe(self).replace(" by", f", {len(self.positions) // 4} pixels listed, by")
 
 
+@dataclass(frozen=True)
+class EscapePalette(Palette):
+    """NearPalette's other form (session 33): the 255 most frequent colours of an image of more than 256, and
+    one more index, `entries() - 1`, the *escape*: a pixel of a colour of its own, whose colours follow in raster
+    order (`exact`). The index plane says where the escapes are, so no position is listed, and the adaptive stage
+    codes them with the edges and glyphs they belong to (a screenshot's anti-aliasing: 1-7 % smaller files than
+    NearPalette's list; docs/FORMAT.md "Transforms")."""
+    KIND: ClassVar[int] = 9
+    NAME: ClassVar[str] = "escape-palette"
+    exact: bytes = b""                # channels bytes per escaped pixel, raster order
+
+    def entries(self) -> int:
+        """The index plane's values are 0..entries() - 1: the colours, then the escape."""
+        return len(self.table()) + 1
+
+    def forward(self, image: ImageData) -> ImageData:
+        table = self.table()
+        pixels = np.concatenate(image.planes, axis=2).reshape(-1, table.shape[1])
+        keys, table_keys = colour_keys(pixels), colour_keys(table)
+        order = np.argsort(table_keys)
+        where = np.minimum(np.searchsorted(table_keys[order], keys), len(table) - 1)
+        known = table_keys[order][where] == keys
+        if pixels[~known].tobytes() != self.exact:
+            raise PixzipError(f"transform {self.NAME}: the escaped pixels differ from the image's")
+        index = np.where(known, order[where], len(table)).astype(np.uint8)
+        return derived(image, "L", [index.reshape(image.height, image.width, 1)])
+
+    def inverse(self, image: ImageData) -> ImageData:
+        expect(image, "L", self.NAME)
+        table = self.table()
+        index = image.planes[0][..., 0].reshape(-1)
+        if index.size and int(index.max()) > len(table):
+            raise PixzipError(f"transform {self.NAME}: index {int(index.max())} beyond {len(table)} colours and the escape")
+        escaped = np.flatnonzero(index == len(table))
+        exact = np.frombuffer(self.exact, np.uint8).reshape(-1, table.shape[1])
+        if len(escaped) != len(exact):
+            raise PixzipError(f"transform {self.NAME}: {len(escaped)} escapes for {len(exact)} listed colours")
+        pixels = table[np.minimum(index, len(table) - 1)]
+        pixels[escaped] = exact
+        splits = np.cumsum(LAYOUTS[self.mode_before])[:-1]
+        shape = (image.height, image.width, table.shape[1])
+        return derived(image, self.mode_before, np.split(pixels.reshape(shape), splits, axis=2))
+
+    def payload(self) -> bytes:
+        return Palette.payload(self) + varint(len(self.exact) // self.table().shape[1]) + self.exact
+
+    @classmethod
+    def parse(cls, mode_before: str, r: Reader) -> "EscapePalette":
+        palette = Palette.parse(mode_before, r)
+        if len(palette.table()) > 255:
+            raise corrupt("escape palette of 256 colours")
+        count = r.varint(35)
+        if count > MAX_EXCEPTIONS:
+            raise corrupt("too many escaped pixels")
+        return cls(mode_before, palette.colours, r.take(count * palette.table().shape[1]))
+
+    def describe(self) -> str:
+        count = len(self.exact) // self.table().shape[1]
+        return Palette.describe(self).replace(" by", f" and an escape, {count} pixels escaped, by")
+
+
 def nearest(pixels: np.ndarray, table: np.ndarray, ties: bool = False, unique=None):
     """Per pixel, the index of the nearest table colour (squared distance; ties: lowest index),
     computed once per distinct colour. A colour the table holds is its own nearest (distance 0: its

@@ -14,7 +14,7 @@ from ...errors import PixzipError
 from .. import lzma2
 from ..images import DEFAULT_MAX_PIXELS, ImageData
 from ..varint import Reader
-from .palette import NearPalette, Palette, PaletteOrder
+from .palette import EscapePalette, NearPalette, Palette, PaletteOrder
 from .steps import (MAX_BODY, MODE_CODES, DropConstantPlane, DropRepeats, GreyFromBilevel, GreyFromRGB, Levels,
                     Step, corrupt, read_mode)
 
@@ -24,7 +24,8 @@ _FLAG_DEFLATED = 1
 _FLAG_LZMA = 2                # (session 22) the body as raw LZMA2: a chart's palette of 234 colours 655 -> 341 bytes
 
 STEP_KINDS: dict[int, type[Step]] = {s.KIND: s for s in (DropConstantPlane, GreyFromRGB, Levels, Palette,
-                                                         PaletteOrder, DropRepeats, NearPalette, GreyFromBilevel)}
+                                                         PaletteOrder, DropRepeats, NearPalette, GreyFromBilevel,
+                                                         EscapePalette)}
 
 
 @dataclass(frozen=True)
@@ -69,8 +70,13 @@ class TransformRecord:
 
     @property
     def lists_pixels(self) -> bool:
-        """Whether a step lists pixels with their own colours (NearPalette's exceptions)."""
-        return any(isinstance(step, NearPalette) for step in self.steps)
+        """Whether a step lists pixels with their own colours (NearPalette's exceptions, EscapePalette's escapes)."""
+        return any(isinstance(step, (NearPalette, EscapePalette)) for step in self.steps)
+
+    @property
+    def escapes(self) -> bool:
+        """Whether a step is an EscapePalette (the estimate misjudges its index plane: choose.CHECKED_TRIALS)."""
+        return any(isinstance(step, EscapePalette) for step in self.steps)
 
     def _symbol_step(self, plane: int):
         """The step that made this coded plane's samples symbols (a Levels step's ranks, a palette's indices),
@@ -79,7 +85,7 @@ class TransformRecord:
         for step in reversed(self.steps):
             if isinstance(step, Levels) and step.plane == plane:
                 return step
-            if isinstance(step, (Palette, PaletteOrder)) and plane == 0:                     # NearPalette too
+            if isinstance(step, (Palette, PaletteOrder)) and plane == 0:       # NearPalette, EscapePalette too
                 return step
             if not isinstance(step, (Levels, DropRepeats)):
                 return None
@@ -91,7 +97,7 @@ class TransformRecord:
         return self._symbol_step(plane) is not None
 
     def holds_palette(self, plane: int) -> bool:
-        """Whether the coded plane holds a palette's indices (Palette, NearPalette, PaletteOrder)."""
+        """Whether the coded plane holds a palette's indices (Palette, NearPalette, EscapePalette, PaletteOrder)."""
         return isinstance(self._symbol_step(plane), (Palette, PaletteOrder))
 
     def value_tables(self, plane: int, channels: int) -> list | None:
