@@ -277,11 +277,16 @@ def test_palette_colours_are_stored_as_differences():
     assert T.TransformRecord.from_bytes(record.to_bytes()) == record
 
 
-def test_near_palette_lists_the_pixels_of_rare_colours():
+def _rare_colours_image() -> ImageData:
+    """300 colours on 40 x 40 pixels, 50 of them once each: past a palette, with rare colours to list or escape."""
     rng = np.random.default_rng(1)
     table = _colours(rng, 300, 3)
-    which = np.concatenate([np.arange(300), rng.integers(0, 250, 40 * 40 - 300)])   # 50 colours once each
-    image = ImageData("RGB", 40, 40, [table[rng.permutation(which).reshape(40, 40)]])
+    which = np.concatenate([np.arange(300), rng.integers(0, 250, 40 * 40 - 300)])
+    return ImageData("RGB", 40, 40, [table[rng.permutation(which).reshape(40, 40)]])
+
+
+def test_near_palette_lists_the_pixels_of_rare_colours():
+    image = _rare_colours_image()
     coded, record = next((c, r) for c, r in T.candidates(image) if _kinds(r) == [T.NearPalette])
     step = record.steps[0]
     listed = np.frombuffer(step.positions, "<u4")
@@ -300,10 +305,7 @@ def test_escape_palette_marks_rare_colours_in_the_index_plane():
     """Past 256 colours the 255 commonest take indices 0..254 and every other pixel the escape, 255; the escaped
     pixels' colours are in the record in raster order, and a decoded plane with another number of escapes is
     refused."""
-    rng = np.random.default_rng(1)
-    table = _colours(rng, 300, 3)
-    which = np.concatenate([np.arange(300), rng.integers(0, 250, 40 * 40 - 300)])   # 50 colours once each
-    image = ImageData("RGB", 40, 40, [table[rng.permutation(which).reshape(40, 40)]])
+    image = _rare_colours_image()
     coded, record = next((c, r) for c, r in T.candidates(image) if _kinds(r) == [T.EscapePalette])
     step = record.steps[0]
     pixels = image.planes[0].reshape(-1, 3)
@@ -538,6 +540,25 @@ def test_max_trials_codes_only_the_best_by_estimate():
     assert len(coded_ones) == 1 and record == best_by_estimate
 
 
+def test_max_trials_also_codes_the_best_escape_palette():
+    """The estimate misjudges an escape palette's index plane: where one is a candidate, the trial levels code the
+    best of them beside their best by estimate."""
+    choose_module = importlib.import_module("pixzip.formats.transforms.choose")
+    image = _rare_colours_image()
+    options = T.candidates(image)
+    for penalty in (0, 10**6):          # the estimate's own ranking, then one that puts every escape palette last
+        def cost(option):
+            return T.candidate_cost(*option) + penalty * option[1].escapes
+        ranked = sorted(options, key=cost)
+        tried = []
+        with pytest.MonkeyPatch.context() as m:
+            m.setattr(choose_module, "candidate_cost", lambda coded, record, try_coding=None:
+                      (tried.append(record) or 1000) if try_coding else cost((coded, record)))
+            T.choose(image, lambda im, record: 1000, max_trials=1)
+        best_escape = next(r for _, r in ranked if r.escapes)
+        assert set(tried) == {ranked[0][1], best_escape} and len(tried) == 1 + (not ranked[0][1].escapes)
+
+
 def test_the_estimate_is_trusted_where_its_best_lists_no_pixels():
     """The effort levels that rank by estimate (check_listed) code no trial when the estimate's best lists no pixels."""
     image = make_image("RGB", 16, 16, "colours", 5, 1)
@@ -551,10 +572,7 @@ def test_the_estimate_is_checked_by_trial_where_its_best_lists_pixels(monkeypatc
     estimate's inflated plane bits undervalue), the best few by the estimate and the best that lists no pixels (here
     the estimate's last) are trial-coded and the cheapest kept."""
     choose_module = importlib.import_module("pixzip.formats.transforms.choose")
-    rng = np.random.default_rng(1)
-    table = _colours(rng, 300, 3)
-    which = np.concatenate([np.arange(300), rng.integers(0, 250, 40 * 40 - 300)])   # 50 colours once each
-    image = ImageData("RGB", 40, 40, [table[rng.permutation(which).reshape(40, 40)]])
+    image = _rare_colours_image()
     # an estimate that prefers index planes (as it does on anti-aliased charts)
     monkeypatch.setattr(choose_module, "estimate_bits", lambda im: 100.0 if im.mode == "L" else 1e6)
     assert T.choose(image)[1].lists_pixels

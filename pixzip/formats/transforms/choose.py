@@ -365,14 +365,21 @@ def choose(image: ImageData, try_coding: Callable[[ImageData, TransformRecord], 
             if try_coding is None or not options[order[0]][1].lists_pixels:
                 return options[int(order[0])]
             plain = [i for i in order if not options[i][1].lists_pixels][:1]   # the best that lists none
-            escape = [i for i in order if options[i][1].escapes][:1]            # and the best escape palette
-            kept = sorted(set(order[:CHECKED_TRIALS].tolist()) | set(plain) | set(escape))
+            kept = sorted(set(order[:CHECKED_TRIALS].tolist()) | set(plain) | _best_escape(options, order))
         else:
-            kept = sorted(order[:max(1, max_trials)])
+            kept = sorted(set(order[:max(1, max_trials)].tolist()) | _best_escape(options, order))
         options, estimated = [options[i] for i in kept], [estimated[i] for i in kept]
     if try_coding is None:
         return options[int(np.argmin(estimated))]
     return options[_trials(options, try_coding, estimated)]
+
+
+def _best_escape(options: list, order) -> set[int]:
+    """The best escape palette by the estimate, which every trial codes too: the estimate misjudges its index plane (the
+    escape index, last in the luminance order, makes large MED residuals at every escaped pixel), where the stage
+    codes the escapes along with the edges they belong to (the kinds' screenshots: never among the estimate's best two,
+    5-19 % smaller by trial)."""
+    return set([i for i in order if options[i][1].escapes][:1])
 
 
 # Trial coding stops once a candidate's file is this small: another could save at most these bytes, for a full
