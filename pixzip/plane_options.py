@@ -104,9 +104,10 @@ BACKGROUND_NOISE = 1.0
 # A plane of palette indices that the transforms' estimate (MED residuals, choose.sample_bits) puts at PHOTO_PALETTE_BITS a
 # sample or more is a quantised photograph's, and is coded at the effort's palette_level (17, 18: the index's own bits
 # as the decisions, docs/ADAPTIVE.md "Palette indices bit by bit"). Measured (session 33): 20 quantised Urban100 crops
-# (16 to 256 colours, dithered or not, P and RGB) at -e 4 -7.7 % in all, every file smaller (256 colours -4 to -21 %,
-# 16 colours -0.4 to -4 %); the kinds' 256-colour palette planes (estimate 3.5-6.6) -6 to -10 %. Charts and pixel art
-# (estimate 0.02-0.75) keep the values' levels and their retries: a chart's plane at 17 lost 9 % there.
+# (16 to 256 colours, dithered or not, P and RGB; held out) at -e 4 -13.1 % in all, every file smaller (256 colours
+# -12 to -26 %, 16 and 32 colours -3.4 to -7.5 %); the kinds' 256-colour palette files (estimate 3.5-6.6) -13 to -21 %.
+# Charts and pixel art (estimate 0.02-0.75) keep the values' levels and their retries: a chart's plane at level 11's
+# contexts made bitwise lost 9 % there.
 PHOTO_PALETTE_BITS = 1.0
 
 

@@ -147,23 +147,26 @@ def _near_palette_step(image: ImageData, pixels: np.ndarray, keys: np.ndarray, d
     # photograph building and estimating it took 0.1-0.3 s
     if counts.sum() - np.sort(counts)[::-1][:256].sum() > min(MAX_EXCEPTIONS, max(1024, len(pixels) // 32)):
         return None
-    top = np.sort(distinct[np.lexsort((distinct, -counts))[:256]])
-    table = colours_of_keys(top, pixels.shape[1])
-    table = table[luminance_order(table)]
     # the listed pixels: those whose colour the table lacks (a listed colour is its own nearest)
-    listed = np.flatnonzero(top[np.minimum(np.searchsorted(top, keys), len(top) - 1)] != keys)
+    table, lacking = _commonest(pixels, keys, distinct, counts, 256)
+    listed = np.flatnonzero(lacking)
     return NearPalette(image.mode, table.tobytes(), listed.astype("<u4").tobytes(), pixels[listed].tobytes())
 
 
 def _escape_palette_steps(image: ImageData, pixels: np.ndarray, keys: np.ndarray, distinct: np.ndarray,
                           counts: np.ndarray) -> list[Step]:
-    """EscapePalette from the 255 most frequent colours (ties: the lower colour), by luminance: where a near-palette
-    is a candidate (the same bound on the other colours' pixels), the escape is one too."""
-    top = np.sort(distinct[np.lexsort((distinct, -counts))[:255]])
-    table = colours_of_keys(top, pixels.shape[1])
-    table = table[luminance_order(table)]
-    escaped = top[np.minimum(np.searchsorted(top, keys), len(top) - 1)] != keys
+    """EscapePalette from the 255 most frequent colours: where a near-palette is a candidate (the same bound on the
+    other colours' pixels), the escape is one too."""
+    table, escaped = _commonest(pixels, keys, distinct, counts, 255)
     return [EscapePalette(image.mode, table.tobytes(), pixels[escaped].tobytes())]
+
+
+def _commonest(pixels: np.ndarray, keys: np.ndarray, distinct: np.ndarray, counts: np.ndarray,
+               n: int) -> tuple[np.ndarray, np.ndarray]:
+    """The n most frequent colours (ties: the lower colour) by luminance, and per pixel whether they lack its colour."""
+    top = np.sort(distinct[np.lexsort((distinct, -counts))[:n]])
+    table = colours_of_keys(top, pixels.shape[1])
+    return table[luminance_order(table)], top[np.minimum(np.searchsorted(top, keys), len(top) - 1)] != keys
 
 
 def _index_image(image: ImageData, index: np.ndarray) -> ImageData:

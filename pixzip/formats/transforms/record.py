@@ -75,7 +75,7 @@ class TransformRecord:
 
     @property
     def escapes(self) -> bool:
-        """Whether a step is an EscapePalette (the estimate misjudges its index plane: choose.CHECKED_TRIALS)."""
+        """Whether a step is an EscapePalette (the estimate misjudges its index plane: choose._best_escape)."""
         return any(isinstance(step, EscapePalette) for step in self.steps)
 
     def _symbol_step(self, plane: int):
